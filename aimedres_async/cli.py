@@ -1,0 +1,308 @@
+"""Command line: parse, load the config, set up the console, hand over. No logic of its own.
+
+Every usage or config mistake ends as one line per problem on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .config import Config, ConfigError, builtin, load, parse_duration
+from .jobs import SelectionError
+
+COMMANDS = ("run", "list", "validate")
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A one-line usage or input problem: exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
+def _workers(text: str) -> int | None:
+    return None if text == "auto" else _positive_int(text)
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="aimedres-async", description="Train a folder of ML training scripts in parallel, unattended.")
+    p.add_argument("--config", metavar="PATH", help="config file (default: $AIMEDRES_CONFIG, else ./aimedres.toml)")
+    p.add_argument("--version", action="version", version=f"aimedres-async {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run the selected jobs and exit")
+    lst = sub.add_parser("list", help="show the jobs: script, accepted flags, resources")
+    sub.add_parser("validate", help="check the config and print every problem")
+    for sp in (run, lst):
+        g = sp.add_argument_group("job selection and discovery")
+        g.add_argument("--only", nargs="+", metavar="ID", default=[], help="run only these jobs")
+        g.add_argument("--exclude", nargs="+", metavar="ID", default=[], help="skip these jobs")
+        g.add_argument("--no-auto-discover", action="store_true", help="only the jobs in [jobs.*]")
+        g.add_argument("--discover-root", nargs="+", metavar="DIR", help="discover under these folders instead")
+        g.add_argument("--epochs", type=_positive_int, metavar="N")
+        g.add_argument("--folds", type=_positive_int, metavar="N")
+        g.add_argument("--sample", type=_positive_int, metavar="N")
+        g.add_argument("--batch", type=_positive_int, metavar="N", help="passed as --batch-size")
+        g.add_argument("--extra-arg", action="append", default=[], metavar="ARG",
+                       help="append ARG to every script's command (repeatable; --extra-arg=--flag)")
+        g.add_argument("--base-output-dir", metavar="DIR", help="each job writes to DIR/<id>")
+        g.add_argument("--parallel", action="store_true", default=None, help="run jobs in parallel")
+        g.add_argument("--max-workers", type=_workers, metavar="N|auto", default=argparse.SUPPRESS)
+        g.add_argument("--retries", type=_count, metavar="N", help="retries per job (wins over the config)")
+        g.add_argument("--timeout", type=_duration, metavar="DURATION", help="per attempt, e.g. 30m (0 = none)")
+    run.add_argument("--list", action="store_true", help="list the jobs and exit")
+    run.add_argument("--dry-run", action="store_true", help="print each job's exact command; run nothing")
+    run.add_argument("--verbose", action="store_true", help="also stream every output line, prefixed by job id")
+    run.add_argument("--allow-partial-success", action="store_true", help="exit 0 even if a required job failed")
+    run.add_argument("--fail-fast", action="store_true", help="stop everything at the first required failure")
+    run.add_argument("--logs-dir", metavar="DIR", help="where run folders go (default: [supervisor] logs_dir)")
+    run.add_argument("--log-file", metavar="PATH", help="also write the complete JSON-lines stream here")
+    run.add_argument("--log-format", choices=("auto", "console", "json"), default="auto")
+    run.add_argument("--junit-xml", metavar="PATH", help="write a JUnit report, one testcase per job")
+    run.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID",
+                     help="skip jobs that succeeded in RUN_ID (default: the latest run) with the same command")
+    run.add_argument("--no-progress", action="store_true", help="plain lines even on a terminal")
+    return p
+
+
+def _with_default_command(argv: list[str]) -> list[str]:
+    """`aimedres-async --parallel ...` (the old run_all_training.py way) means `run --parallel ...`."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--config":
+            i += 2
+            continue
+        if a.startswith("--config="):
+            i += 1
+            continue
+        if a in ("-h", "--help", "--version") or a in COMMANDS:
+            return argv
+        return [*argv[:i], "run", *argv[i:]]
+    return [*argv, "run"] if not argv or argv[-1] != "--help" else argv
+
+
+def _find_config(arg: str | None) -> Config:
+    explicit = arg or os.environ.get("AIMEDRES_CONFIG")
+    if explicit:
+        return load(Path(explicit))
+    default = Path("aimedres.toml")
+    if default.exists():
+        return load(default)
+    return builtin(Path.cwd())
+
+
+def _apply_cli(cfg: Config, a: argparse.Namespace) -> Config:
+    sup = cfg.supervisor
+    if a.parallel:
+        sup = dataclasses.replace(sup, parallel=True)
+    if "max_workers" in a:
+        sup = dataclasses.replace(sup, max_workers=a.max_workers)
+    defaults = cfg.defaults
+    for name in ("epochs", "folds", "sample", "batch"):
+        value = getattr(a, name)
+        if value is not None:  # per-job values still win over these
+            defaults = dataclasses.replace(defaults, **{name: value})
+    return dataclasses.replace(cfg, supervisor=sup, defaults=defaults)
+
+
+def _plan(cfg: Config, a: argparse.Namespace) -> Any:
+    from .jobs import Overrides, plan
+
+    overrides = Overrides(
+        retries=a.retries,
+        timeout=a.timeout,
+        extra_args=tuple(a.extra_arg),
+        output_dir=Path(a.base_output_dir).resolve() if a.base_output_dir else None,
+    )
+    roots = [str(Path(r).resolve()) for r in a.discover_root] if a.discover_root else None
+    return plan(
+        cfg, overrides,
+        discover_enabled=False if a.no_auto_discover else (True if roots else None),
+        roots=roots, only=a.only, exclude=a.exclude,
+    )  # fmt: skip
+
+
+def _print_list(cfg: Config, p: Any) -> None:
+    from .jobs import INJECTED
+
+    rows = [("ID", "SCRIPT", "ACCEPTS", "RESOURCES", "OPTIONAL")]
+    for s in p.jobs:
+        script = (str(s.script.relative_to(cfg.base_dir)) if s.script and s.script.is_relative_to(cfg.base_dir)
+                  else str(s.script) if s.script else "command: " + shlex.join(s.argv))  # fmt: skip
+        if s.script is not None and not s.script.exists():
+            script += " (missing!)"
+        accepts = ",".join(n.replace("_", "-") for n in INJECTED if n in s.accepts) or "-"
+        rows.append((s.id, script, accepts, s.resources.describe(), "yes" if s.optional else "no"))
+    for info in p.skipped:
+        rows.append(("-", str(info.path), f"SKIPPED: {info.error}", "-", "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+
+
+def _console(a: argparse.Namespace) -> Any:
+    from .log import Console
+
+    fmt = "json" if getattr(a, "log_format", "auto") == "json" else "console"
+    return Console(fmt, verbose=getattr(a, "verbose", False))
+
+
+def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
+    from .supervisor import RunOptions, Supervisor, default_workers, load_summary, results_table
+
+    cfg = _apply_cli(cfg, a)
+    p = _plan(cfg, a)
+    console = _console(a)
+    for w in p.warnings:
+        console.warning(w)
+    if a.list:
+        _print_list(cfg, p)
+        return 0
+    if a.dry_run:
+        for s in p.jobs:
+            print(f"# {s.id}  (cwd {shlex.quote(str(s.cwd))})")
+            print(s.shell_command())
+        return 0
+    if not p.jobs:
+        raise UsageError("no jobs to run (check [jobs.*], [discovery] roots, --only/--exclude)")
+    logs_dir = Path(a.logs_dir).resolve() if a.logs_dir else cfg.resolve(cfg.supervisor.logs_dir)
+    resume = None
+    if a.resume is not None:
+        try:
+            resume = load_summary(logs_dir, None if a.resume == "latest" else a.resume)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    opts = RunOptions(
+        max_workers=default_workers(cfg.supervisor.parallel, cfg.supervisor.max_workers),
+        logs_dir=logs_dir,
+        log_file=Path(a.log_file) if a.log_file else None,
+        junit_xml=Path(a.junit_xml) if a.junit_xml else None,
+        verbose=a.verbose,
+        fail_fast=a.fail_fast,
+        allow_partial_success=a.allow_partial_success,
+        resume=resume,
+        step_summary=Path(os.environ["GITHUB_STEP_SUMMARY"]) if os.environ.get("GITHUB_STEP_SUMMARY") else None,
+    )
+    try:
+        logs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create logs folder {logs_dir}: {e.strerror or e}") from None
+
+    from . import procs
+
+    procs.become_subreaper()
+
+    async def main() -> tuple[int, Any]:
+        sup = Supervisor(cfg, p.jobs, opts, console)
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: signal.Signals) -> None:
+            if sup.stop.requested.is_set():
+                console.warning(f"{signum.name} again: killing every job now")
+                sup.stop.force()
+            else:
+                console.warning(f"{signum.name}: stopping; jobs get {cfg.supervisor.stop_signal}, "
+                                f"then SIGKILL after {cfg.supervisor.grace_period:g}s (again to force)")  # fmt: skip
+                sup.stop.request(signum.name)
+
+        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        for s in handled:
+            loop.add_signal_handler(s, on_signal, s)
+        try:
+            return await sup.run(), sup
+        finally:
+            for s in handled:
+                loop.remove_signal_handler(s)
+
+    code, sup = asyncio.run(main())
+    procs.sweep_adopted()
+    if not console.json:
+        sys.stdout.write("\n" + results_table(sup.summary()["jobs"]))
+        sys.stdout.write(f"logs: {sup.log.dir}\n")
+        sys.stdout.flush()
+    return code
+
+
+def cmd_list(cfg: Config, a: argparse.Namespace) -> int:
+    a.list, a.dry_run, a.log_format, a.verbose = True, False, "auto", False
+    return cmd_run(cfg, a)
+
+
+def cmd_validate(cfg: Config, a: argparse.Namespace) -> int:
+    from .jobs import plan
+
+    p = plan(cfg)
+    for w in p.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    where = cfg.path or "built-in defaults"
+    print(f"{where}: ok ({len(p.jobs)} jobs: {', '.join(s.id for s in p.jobs) or 'none'})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        a = build_parser().parse_args(_with_default_command(args))
+        cfg = _find_config(a.config)
+        handler = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate}[a.command]
+        return handler(cfg, a)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"aimedres-async: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as e:
+        print(f"aimedres-async: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except SelectionError as e:
+        print(f"aimedres-async: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

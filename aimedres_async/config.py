@@ -1,0 +1,499 @@
+"""The `aimedres.toml` contract: frozen, typed configuration and a strict loader.
+
+Every problem (TOML syntax, unknown key, wrong type, value out of range) is collected and reported
+at once as one line naming the file, the key path and, where it can be found, the line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import signal
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+JOB_ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGKILL")
+EXECUTORS = ("local",)
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+
+
+class ConfigError(Exception):
+    """One or more problems in a config file; each is a complete one-line message."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial: float = 1.0
+    factor: float = 2.0
+    max: float = 300.0
+    jitter: float = 0.1
+
+
+@dataclass(frozen=True)
+class Resources:
+    gpus: float = 0.0
+    memory: int = 0
+    cpus: float = 0.0
+
+    def describe(self) -> str:
+        parts = []
+        if self.gpus:
+            parts.append(f"gpus={self.gpus:g}")
+        if self.memory:
+            parts.append(f"memory={format_size(self.memory)}")
+        if self.cpus:
+            parts.append(f"cpus={self.cpus:g}")
+        return " ".join(parts) or "-"
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Values a job inherits from `[defaults]` unless it sets its own (None = not set)."""
+
+    epochs: int | None = None
+    folds: int | None = None
+    sample: int | None = None
+    batch: int | None = None
+    retries: int | None = None
+    backoff: Backoff | None = None
+    timeout: float | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    optional: bool | None = None
+    resources: Resources | None = None
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One `[jobs.<id>]` table."""
+
+    id: str
+    script: str | None = None
+    command: tuple[str, ...] | None = None
+    args: tuple[str, ...] = ()
+    settings: JobSettings = field(default_factory=JobSettings)
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    parallel: bool = False
+    max_workers: int | None = None  # None = "auto"
+    logs_dir: str = "logs"
+    output_dir: str = "results"
+    python: str = ""
+    stop_signal: str = "SIGINT"
+    grace_period: float = 10.0
+    spool_dir: str = "spool"
+    executor: str = "local"
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    enabled: bool = True
+    roots: tuple[str, ...] = (".",)
+    include: tuple[str, ...] = ("train_*.py",)
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None  # None: no file, built-in defaults
+    base_dir: Path  # relative paths in the config are relative to this folder
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    defaults: JobSettings = field(
+        default_factory=lambda: JobSettings(retries=0, backoff=Backoff(), optional=False)
+    )
+    jobs: tuple[JobConfig, ...] = ()
+
+    @property
+    def stop_signum(self) -> signal.Signals:
+        return signal.Signals[self.supervisor.stop_signal]
+
+    def resolve(self, p: str) -> Path:
+        return self.base_dir / p
+
+
+# ---------------------------------------------------------------- durations and sizes
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)", re.I)
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgt]?i?b?)\s*$", re.I)
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1024, "kib": 1024, "kb": 1000,
+    "m": 1024**2, "mib": 1024**2, "mb": 1000**2,
+    "g": 1024**3, "gib": 1024**3, "gb": 1000**3,
+    "t": 1024**4, "tib": 1024**4, "tb": 1000**4,
+}  # fmt: skip
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string like "500ms", "10s", "5m", "2h", "1h30m"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 10, \"10s\", \"5m\", \"2h\"")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            pos, seconds = 0, 0.0
+            for m in _DURATION_PART.finditer(text):
+                if m.start() != pos and text[pos : m.start()].strip():
+                    break
+                seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+                pos = m.end()
+            if pos == 0 or text[pos:].strip():
+                raise ValueError(f"{value!r} is not a duration (use e.g. \"500ms\", \"10s\", \"5m\", \"2h\")") from None
+    else:
+        raise ValueError("expected a duration like 10, \"10s\", \"5m\", \"2h\"")
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError("a duration must be a finite number >= 0")
+    return seconds
+
+
+def parse_size(value: object) -> int:
+    """Bytes from an integer or a string like "512MiB", "8GiB", "1.5G"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size like 1048576 or \"512MiB\"")
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if not m or m.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(f"{value!r} is not a size (use e.g. \"512MiB\", \"8GiB\")")
+        n = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    else:
+        raise ValueError("expected a size like 1048576 or \"512MiB\"")
+    if n < 0:
+        raise ValueError("a size must be >= 0")
+    return n
+
+
+def format_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}TiB"
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, s = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{s:02d}s"
+    h, minutes = divmod(minutes, 60)
+    return f"{h}h{minutes:02d}m"
+
+
+# ---------------------------------------------------------------- the loader
+
+
+class _Problems:
+    """Collects problems, each naming file, key path and (when found) the line."""
+
+    def __init__(self, path: Path | None, text: str) -> None:
+        self.name = str(path) if path else "<built-in>"
+        self.lines = text.splitlines()
+        self.items: list[str] = []
+
+    def add(self, keypath: tuple[str, ...], message: str) -> None:
+        line = _locate(self.lines, keypath)
+        where = f"{self.name}:{line}" if line else self.name
+        self.items.append(f"{where}: {'.'.join(keypath)}: {message}")
+
+
+def _header_path(line: str) -> tuple[str, ...] | None:
+    s = line.strip()
+    if not s.startswith("[") or s.startswith("[["):
+        return None
+    end = s.find("]")
+    if end < 0:
+        return None
+    return tuple(p.strip().strip("\"'") for p in s[1:end].split("."))
+
+
+def _locate(lines: list[str], keypath: tuple[str, ...]) -> int | None:
+    """Best-effort line number of a key path in the TOML text (for error messages)."""
+    table: tuple[str, ...] = ()
+    best: int | None = None
+    for i, line in enumerate(lines, 1):
+        header = _header_path(line)
+        if header is not None:
+            table = header
+            if header == keypath:
+                return i
+            continue
+        m = re.match(r"\s*[\"']?([A-Za-z0-9_.-]+?)[\"']?\s*=", line)
+        if not m:
+            continue
+        full = table + tuple(m.group(1).split("."))
+        if full == keypath:
+            return i
+        if keypath[: len(full)] == full and best is None:
+            best = i  # an inline table holding the key
+    return best
+
+
+def _suggest(key: str, allowed: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
+
+
+def _want_bool(v: object) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("expected true or false")
+    return v
+
+
+def _want_str(v: object) -> str:
+    if not isinstance(v, str):
+        raise ValueError("expected a string")
+    return v
+
+
+def _want_int(lo: int) -> Callable[[object], int]:
+    def check(v: object) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError("expected an integer")
+        if v < lo:
+            raise ValueError(f"must be >= {lo}")
+        return v
+
+    return check
+
+
+def _want_number(lo: float) -> Callable[[object], float]:
+    def check(v: object) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError("expected a number")
+        if not v >= lo or v == float("inf"):
+            raise ValueError(f"must be a finite number >= {lo:g}")
+        return float(v)
+
+    return check
+
+
+def _want_str_list(v: object) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError("expected a list of strings")
+    return tuple(v)
+
+
+def _want_choice(choices: tuple[str, ...]) -> Callable[[object], str]:
+    def check(v: object) -> str:
+        if v not in choices:
+            raise ValueError(f"expected one of {', '.join(repr(c) for c in choices)}")
+        return str(v)
+
+    return check
+
+
+def _want_workers(v: object) -> int | None:
+    if v == "auto":
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError('expected an integer >= 1 or "auto"')
+    return v
+
+
+def _want_env(v: object) -> dict[str, str]:
+    if not isinstance(v, dict):
+        raise ValueError("expected a table of NAME = \"value\"")
+    out: dict[str, str] = {}
+    for k, val in v.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+            raise ValueError(f"{k!r} is not a valid environment variable name")
+        if isinstance(val, bool) or not isinstance(val, str | int | float):
+            raise ValueError(f"{k}: expected a string value")
+        out[k] = str(val)
+    return out
+
+
+def _want_duration(v: object) -> float:
+    return parse_duration(v)
+
+
+def _want_timeout(v: object) -> float | None:
+    seconds = parse_duration(v)
+    return seconds or None  # 0 means "no time limit"
+
+
+def _table(
+    raw: object,
+    keypath: tuple[str, ...],
+    schema: Mapping[str, Callable[[object], Any]],
+    problems: _Problems,
+) -> dict[str, Any]:
+    """Validate one table against its schema; returns the parsed values that were valid."""
+    if not isinstance(raw, dict):
+        problems.add(keypath, "expected a table")
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        parse = schema.get(key)
+        if parse is None:
+            problems.add(keypath + (key,), "unknown key" + _suggest(key, schema))
+            continue
+        try:
+            out[key] = parse(value)
+        except ValueError as e:
+            problems.add(keypath + (key,), str(e))
+    return out
+
+
+_SUPERVISOR_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "parallel": _want_bool,
+    "max_workers": _want_workers,
+    "logs_dir": _want_str,
+    "output_dir": _want_str,
+    "python": _want_str,
+    "stop_signal": _want_choice(STOP_SIGNALS),
+    "grace_period": _want_duration,
+    "spool_dir": _want_str,
+    "executor": _want_choice(EXECUTORS),
+    "max_line_bytes": lambda v: _min_size(v, 1024),
+}
+
+_DISCOVERY_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "enabled": _want_bool,
+    "roots": _want_str_list,
+    "include": _want_str_list,
+    "exclude": _want_str_list,
+}
+
+
+def _min_size(v: object, lo: int) -> int:
+    n = parse_size(v)
+    if n < lo:
+        raise ValueError(f"must be at least {format_size(lo)}")
+    return n
+
+
+def _settings_schema(problems: _Problems, keypath: tuple[str, ...]) -> dict[str, Callable[[object], Any]]:
+    def backoff(v: object) -> Backoff:
+        parsed = _table(v, keypath + ("backoff",), {
+            "initial": _want_duration, "max": _want_duration,
+            "factor": _want_number(1.0),
+            "jitter": lambda x: _fraction(x),
+        }, problems)  # fmt: skip
+        return Backoff(**parsed)
+
+    def resources(v: object) -> Resources:
+        parsed = _table(v, keypath + ("resources",), {
+            "gpus": _want_number(0.0), "cpus": _want_number(0.0), "memory": parse_size,
+        }, problems)  # fmt: skip
+        return Resources(**parsed)
+
+    return {
+        "epochs": _want_int(1), "folds": _want_int(1), "sample": _want_int(1), "batch": _want_int(1),
+        "retries": _want_int(0), "backoff": backoff, "timeout": _want_timeout, "env": _want_env,
+        "optional": _want_bool, "resources": resources,
+    }  # fmt: skip
+
+
+def _fraction(v: object) -> float:
+    x = _want_number(0.0)(v)
+    if x > 1:
+        raise ValueError("must be between 0 and 1")
+    return x
+
+
+def _job(job_id: str, raw: object, problems: _Problems) -> JobConfig | None:
+    keypath = ("jobs", job_id)
+    if not JOB_ID_RE.fullmatch(job_id):
+        problems.add(keypath, "invalid job id (use lowercase letters, digits, '_', '.', '-'; at most 64)")
+        return None
+    schema: dict[str, Callable[[object], Any]] = dict(_settings_schema(problems, keypath))
+    schema.update(script=_want_str, command=_want_str_list, args=_want_str_list)
+    parsed = _table(raw, keypath, schema, problems)
+    script, command = parsed.pop("script", None), parsed.pop("command", None)
+    args = parsed.pop("args", ())
+    if isinstance(raw, dict) and "script" not in raw and "command" not in raw:
+        problems.add(keypath, "needs `script = \"path/to/train.py\"` or `command = [...]`")
+    elif script is not None and command is not None:
+        problems.add(keypath, "give either `script` or `command`, not both")
+    elif command is not None and not command:
+        problems.add(keypath + ("command",), "must not be empty")
+    return JobConfig(
+        id=job_id, script=script, command=command, args=args, settings=JobSettings(**parsed)
+    )
+
+
+_TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs")
+
+
+def parse(text: str, path: Path | None, base_dir: Path) -> Config:
+    """Parse config text; raises ConfigError listing every problem."""
+    problems = _Problems(path, text)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
+        where = f"{problems.name}:{m.group(1)}:{m.group(2)}" if m else problems.name
+        raise ConfigError([f"{where}: TOML syntax error: {msg}"]) from None
+
+    for key in raw:
+        if key not in _TOP_SCHEMA:
+            problems.add((key,), "unknown table" + _suggest(key, dict.fromkeys(_TOP_SCHEMA)))
+
+    sup = _table(raw.get("supervisor", {}), ("supervisor",), _SUPERVISOR_SCHEMA, problems)
+    disc = _table(raw.get("discovery", {}), ("discovery",), _DISCOVERY_SCHEMA, problems)
+    defaults_raw = _table(
+        raw.get("defaults", {}), ("defaults",), _settings_schema(problems, ("defaults",)), problems
+    )
+    builtin = Config(path=None, base_dir=base_dir).defaults
+    defaults = dataclasses.replace(builtin, **defaults_raw)
+
+    jobs: list[JobConfig] = []
+    jobs_raw = raw.get("jobs", {})
+    if not isinstance(jobs_raw, dict):
+        problems.add(("jobs",), "expected tables like [jobs.<id>]")
+    else:
+        for job_id, job_raw in jobs_raw.items():
+            job = _job(job_id, job_raw, problems)
+            if job is not None:
+                jobs.append(job)
+
+    if problems.items:
+        raise ConfigError(problems.items)
+    return Config(
+        path=path,
+        base_dir=base_dir,
+        supervisor=SupervisorConfig(**sup),
+        discovery=DiscoveryConfig(**disc),
+        defaults=defaults,
+        jobs=tuple(jobs),
+    )
+
+
+def load(path: Path) -> Config:
+    """Read and parse a config file; its folder becomes the base for relative paths."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read config: {e.strerror or e}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: config is not UTF-8 text (byte {e.start})"]) from None
+    return parse(text, path, path.resolve().parent)
+
+
+def builtin(base_dir: Path) -> Config:
+    """The configuration used when no config file exists: built-in defaults only."""
+    return Config(path=None, base_dir=base_dir)

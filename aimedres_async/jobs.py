@@ -1,0 +1,325 @@
+"""Jobs: what to run and how its command is built, discovery of training scripts, outcomes.
+
+No I/O here except reading scripts, which discovery parses with `ast` (never runs them).
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import re
+import shlex
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import JOB_ID_RE, Backoff, Config, JobConfig, JobSettings, Resources
+
+
+class Outcome(enum.StrEnum):
+    """How one attempt ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SPAWN_FAILED = "spawn_failed"
+
+
+class Status(enum.StrEnum):
+    """How a job ended, after all its attempts."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SPAWN_FAILED = "spawn_failed"
+    SKIPPED = "skipped"  # --resume: it succeeded in the earlier run with the same command
+
+    @property
+    def ok(self) -> bool:
+        return self in (Status.SUCCEEDED, Status.SKIPPED)
+
+
+# Which flags a script may accept, by what we inject; the first spelling the script declares is used.
+FLAG_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "output_dir": ("--output-dir", "--output_dir"),
+    "epochs": ("--epochs",),
+    "folds": ("--folds",),
+    "sample": ("--sample",),
+    "batch": ("--batch-size", "--batch_size", "--batch"),
+}
+INJECTED = tuple(FLAG_SPELLINGS)
+
+
+@dataclass(frozen=True)
+class ScriptInfo:
+    """What discovery learned from a script's source without running it."""
+
+    path: Path
+    flags: Mapping[str, str] = field(default_factory=dict)  # logical name -> declared spelling
+    error: str | None = None  # why the script could not be read or parsed
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A fully resolved job: the exact argv and everything the runner needs."""
+
+    id: str
+    argv: tuple[str, ...]
+    cwd: Path
+    env: Mapping[str, str]  # added on top of the supervisor's environment
+    output_dir: Path | None
+    script: Path | None
+    accepts: frozenset[str]
+    retries: int
+    backoff: Backoff
+    timeout: float | None
+    optional: bool
+    resources: Resources
+    origin: str  # "config" or "discovered"
+
+    def shell_command(self) -> str:
+        return shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line values that win over every job's own setting."""
+
+    retries: int | None = None
+    timeout: float | None = None
+    extra_args: tuple[str, ...] = ()
+    output_dir: Path | None = None  # --base-output-dir
+
+
+@dataclass(frozen=True)
+class Plan:
+    jobs: tuple[JobSpec, ...]
+    skipped: tuple[ScriptInfo, ...]  # discovered scripts that do not parse
+    warnings: tuple[str, ...]
+
+
+class SelectionError(ValueError):
+    """--only/--exclude named ids that match no job."""
+
+
+# ---------------------------------------------------------------- reading scripts
+
+
+def scan_flags(source: str | bytes, filename: str = "<script>") -> dict[str, str]:
+    """Flags a script declares through `add_argument("--flag", ...)` calls, found with `ast`.
+
+    A flag mentioned only in a comment, a help string or any other expression does not count.
+    """
+    tree = ast.parse(source, filename=filename)
+    declared: set[str] = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "add_argument"
+        ):
+            for arg in node.args:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    if arg.value.startswith("-"):
+                        declared.add(arg.value)
+    found: dict[str, str] = {}
+    for name, spellings in FLAG_SPELLINGS.items():
+        for spelling in spellings:
+            if spelling in declared:
+                found[name] = spelling
+                break
+    return found
+
+
+def read_script(path: Path) -> ScriptInfo:
+    if path.suffix != ".py":
+        return ScriptInfo(path)
+    try:
+        source = path.read_bytes()
+    except OSError as e:
+        return ScriptInfo(path, error=f"cannot read: {e.strerror or e}")
+    try:
+        return ScriptInfo(path, flags=scan_flags(source, str(path)))
+    except SyntaxError as e:
+        return ScriptInfo(path, error=f"does not parse: {e.msg} (line {e.lineno})")
+    except ValueError as e:  # e.g. NUL bytes
+        return ScriptInfo(path, error=f"does not parse: {e}")
+
+
+# ---------------------------------------------------------------- discovery
+
+_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "venv", "env", "virtualenv"}
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Translate a path glob with `**` (any number of folders), `*` and `?` into a regex."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            if entry.name in _SKIP_DIRS or (entry / "pyvenv.cfg").exists():
+                continue
+            yield from _walk(entry)
+        elif entry.is_file():
+            yield entry
+
+
+def discover(
+    base_dir: Path, roots: Iterable[str | Path], include: Sequence[str], exclude: Sequence[str]
+) -> tuple[list[tuple[str, ScriptInfo]], list[str]]:
+    """Find training scripts under `roots`; returns (job id, script) pairs and warnings."""
+    inc = [glob_regex(p) for p in include]
+    exc = [glob_regex(p) for p in exclude]
+    found: list[tuple[str, ScriptInfo]] = []
+    seen: dict[str, Path] = {}
+    warnings: list[str] = []
+    for root_name in roots:
+        root = base_dir / root_name
+        if not root.is_dir():
+            warnings.append(f"discovery root {root} is not a folder; skipped")
+            continue
+        for path in _walk(root):
+            rel = path.relative_to(base_dir).as_posix() if path.is_relative_to(base_dir) else path.as_posix()
+            if not any(r.fullmatch(path.name) for r in inc):
+                continue
+            if any(r.fullmatch(rel) or r.fullmatch(path.name) for r in exc):
+                continue
+            stem = path.stem.removeprefix("train_").lower()
+            if not JOB_ID_RE.fullmatch(stem):
+                warnings.append(f"{rel}: {stem!r} is not a valid job id; skipped")
+                continue
+            if stem in seen:
+                warnings.append(f"{rel}: job id {stem!r} already taken by {seen[stem]}; skipped")
+                continue
+            seen[stem] = path
+            found.append((stem, read_script(path)))
+    return found, warnings
+
+
+# ---------------------------------------------------------------- building commands
+
+
+def _pick(name: str, job: JobSettings, defaults: JobSettings) -> object:
+    value = getattr(job, name)
+    return getattr(defaults, name) if value is None else value
+
+
+def build_spec(
+    cfg: Config, job: JobConfig, info: ScriptInfo | None, overrides: Overrides, origin: str
+) -> JobSpec:
+    """Resolve one job: its argv (flags only where the script accepts them) and its settings."""
+    d, s = cfg.defaults, job.settings
+    base_out = overrides.output_dir or cfg.resolve(cfg.supervisor.output_dir)
+    output_dir = base_out / job.id
+    accepts: frozenset[str] = frozenset()
+    script_path: Path | None = None
+    if job.command is not None:
+        argv = [*job.command, *job.args]
+    else:
+        assert job.script is not None
+        script_path = cfg.resolve(job.script)
+        if info is None:
+            info = read_script(script_path)
+        accepts = frozenset(info.flags)
+        if script_path.suffix == ".py":
+            argv = [cfg.supervisor.python or sys.executable, job.script]
+        else:
+            argv = [job.script if "/" in job.script else f"./{job.script}"]
+        values: dict[str, object] = {"output_dir": output_dir}
+        for name in ("epochs", "folds", "sample", "batch"):
+            values[name] = _pick(name, s, d)
+        for name in INJECTED:
+            if name in info.flags and values[name] is not None:
+                argv += [info.flags[name], str(values[name])]
+        argv += [*job.args, *overrides.extra_args]
+    retries = overrides.retries if overrides.retries is not None else _pick("retries", s, d)
+    timeout = overrides.timeout if overrides.timeout is not None else _pick("timeout", s, d)
+    return JobSpec(
+        id=job.id,
+        argv=tuple(argv),
+        cwd=cfg.base_dir,
+        env={**d.env, **s.env},
+        output_dir=output_dir if "output_dir" in accepts else None,
+        script=script_path,
+        accepts=accepts,
+        retries=int(retries or 0),  # type: ignore[call-overload]
+        backoff=s.backoff or d.backoff or Backoff(),
+        timeout=timeout or None,  # type: ignore[arg-type]
+        optional=bool(_pick("optional", s, d)),
+        resources=s.resources or d.resources or Resources(),
+        origin=origin,
+    )
+
+
+def plan(
+    cfg: Config,
+    overrides: Overrides = Overrides(),
+    *,
+    discover_enabled: bool | None = None,
+    roots: Sequence[str | Path] | None = None,
+    only: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> Plan:
+    """Every job to run, in config order then discovery order, after --only/--exclude."""
+    specs: list[JobSpec] = [build_spec(cfg, j, None, overrides, "config") for j in cfg.jobs]
+    skipped: list[ScriptInfo] = []
+    warnings: list[str] = []
+    enabled = cfg.discovery.enabled if discover_enabled is None else discover_enabled
+    if enabled:
+        configured = {j.id for j in cfg.jobs}
+        found, warnings = discover(
+            cfg.base_dir,
+            roots if roots is not None else cfg.discovery.roots,
+            cfg.discovery.include,
+            cfg.discovery.exclude,
+        )
+        for job_id, info in found:
+            if job_id in configured:
+                continue  # the config's own definition wins
+            if info.error:
+                warnings.append(f"{info.path}: {info.error}; skipped")
+                skipped.append(info)
+                continue
+            rel = info.path.relative_to(cfg.base_dir) if info.path.is_relative_to(cfg.base_dir) else info.path
+            job = JobConfig(id=job_id, script=str(rel))
+            specs.append(build_spec(cfg, job, info, overrides, "discovered"))
+
+    known = {s.id for s in specs}
+    unknown = [i for i in [*only, *exclude] if i not in known]
+    if unknown:
+        raise SelectionError(
+            f"unknown job id{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}"
+            f" (known: {', '.join(sorted(known)) or 'none'})"
+        )
+    if only:
+        specs = [s for s in specs if s.id in set(only)]
+    specs = [s for s in specs if s.id not in set(exclude)]
+    return Plan(tuple(specs), tuple(skipped), tuple(warnings))

@@ -1,0 +1,80 @@
+"""The supervisor's own console: structlog renders lifecycle events as human lines or JSON.
+
+Job output never goes through structlog (one call per line would dominate the hot path);
+`--verbose` echoes it straight to stdout, prefixed with the job id.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import orjson
+import structlog
+
+# Fields too bulky for a human line; they are in the JSON-lines logs.
+_HIDDEN = {"ts", "run", "event", "job", "attempt", "argv", "env_keys", "cwd", "job_ids",
+           "script_sha256", "git", "config_sha256", "python", "host", "counts", "gpus"}  # fmt: skip
+
+
+def _human(_logger: Any, _name: str, ev: MutableMapping[str, Any]) -> str:
+    ts = str(ev.get("ts", ""))[11:19]
+    event = str(ev.get("event", ""))
+    who = ""
+    if "job" in ev:
+        who = f" {ev['job']}" + (f"#{ev['attempt']}" if ev.get("attempt") is not None else "")
+    extra = " ".join(f"{k}={_short(v)}" for k, v in ev.items() if k not in _HIDDEN and v is not None)
+    if event == "run.finished" and "counts" in ev:
+        extra = " ".join(f"{k}={v}" for k, v in ev["counts"].items()) + " " + extra
+    return f"{ts} {event:<13}{who}{' ' if extra else ''}{extra}".rstrip()
+
+
+def _short(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if v < 1000 else f"{v:.0f}"
+    text = v if isinstance(v, str) else orjson.dumps(v).decode()
+    if " " in text:
+        text = orjson.dumps(text).decode()
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+class Console:
+    """Lifecycle events for a person (one line each) or a machine (`--log-format json`)."""
+
+    def __init__(self, fmt: str = "console", verbose: bool = False, err: TextIO | None = None,
+                 out: TextIO | None = None) -> None:  # fmt: skip
+        self.json = fmt == "json"
+        self.verbose = verbose
+        self.err = err or sys.stderr
+        self.out = out or sys.stdout
+        if self.json:
+            processors: list[Any] = [structlog.processors.JSONRenderer(serializer=_dumps)]
+        else:
+            processors = [_human]
+        self.log = structlog.wrap_logger(
+            structlog.PrintLogger(self.err), processors=processors, cache_logger_on_first_use=False
+        )
+
+    def event(self, record: dict[str, Any]) -> None:
+        fields = dict(record)
+        name = fields.pop("event")
+        self.log.msg(name, **fields)
+
+    def warning(self, message: str) -> None:
+        if self.json:
+            self.log.msg("warning", message=message)
+        else:
+            print(f"warning: {message}", file=self.err, flush=True)
+
+    def echo(self, job: str, stream: str, lines: bytes) -> None:
+        """--verbose: the job's output lines on stdout, each prefixed with its job id."""
+        prefix = f"[{job}] " if stream == "stdout" else f"[{job}:err] "
+        text = lines.decode("utf-8", "backslashreplace").replace("\r\n", "\n").replace("\r", "\n")
+        body = "".join(prefix + line + "\n" for line in text.split("\n")[:-1])
+        self.out.write(body)
+        self.out.flush()
+
+
+def _dumps(obj: Any, **_kw: Any) -> str:
+    return orjson.dumps(obj).decode()

@@ -1,0 +1,252 @@
+"""Child processes: spawn in a new session, observe exit apart from the pipes, kill whole groups.
+
+Exit is observed through a pidfd (or a waiter thread where pidfds do not exist) and reaped with
+`wait4`, so a grandchild holding a pipe open can never delay it (cpython#119710) and the kernel's
+max-RSS figure for the child comes for free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = 1031
+_PR_SET_CHILD_SUBREAPER = 36
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass(frozen=True)
+class Exit:
+    returncode: int  # as subprocess reports it: negative for a signal
+    max_rss_bytes: int
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned grandchildren (Linux), so they can be found, killed and reaped by us.
+
+    Without this, a grandchild whose parent died is re-parented to PID 1, which in many
+    containers never reaps it.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+class Child:
+    """One spawned job process, leader of its own session and process group."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.exited: asyncio.Future[Exit] = asyncio.get_running_loop().create_future()
+        self._watch()
+
+    @classmethod
+    def spawn(cls, argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Child:
+        """Start argv (never through a shell); raises OSError when it cannot be executed."""
+        popen = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+        )
+        for pipe in (popen.stdout, popen.stderr):
+            assert pipe is not None
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, PIPE_SIZE)
+            os.set_blocking(pipe.fileno(), False)
+        return cls(popen)
+
+    # -- exit observation
+
+    def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            threading.Thread(target=self._wait_thread, args=(loop,), daemon=True).start()
+            return
+
+        def readable() -> None:
+            if self._reap(os.WNOHANG):
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+
+        loop.add_reader(pidfd, readable)
+
+    def _wait_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        status = _wait4(self.pid, 0)
+        if status is not None:
+            loop.call_soon_threadsafe(self._resolve, *status)
+
+    def _reap(self, flags: int) -> bool:
+        status = _wait4(self.pid, flags)
+        if status is None:
+            return False
+        self._resolve(*status)
+        return True
+
+    def _resolve(self, code: int, rss: int) -> None:
+        self.popen.returncode = code  # keeps Popen from waiting on a pid we reaped
+        if not self.exited.done():
+            self.exited.set_result(Exit(code, rss))
+
+    @property
+    def returncode(self) -> int | None:
+        return self.exited.result().returncode if self.exited.done() else None
+
+    def close_pipes(self) -> None:
+        for pipe in (self.popen.stdout, self.popen.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
+def _wait4(pid: int, flags: int) -> tuple[int, int] | None:
+    try:
+        got, status, usage = os.wait4(pid, flags)
+    except ChildProcessError:
+        return (255, 0)  # someone else reaped it; nothing more can be learned
+    if got == 0:
+        return None
+    rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return (os.waitstatus_to_exitcode(status), rss)
+
+
+# ---------------------------------------------------------------- process groups
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send sig to a whole process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists but is not ours (should not happen for our own sessions)
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
+    rss_bytes: int
+
+
+def processes() -> list[ProcInfo]:
+    """A snapshot of every process (Linux /proc; psutil elsewhere)."""
+    if not os.path.isdir("/proc/self"):
+        return _processes_psutil()
+    out: list[ProcInfo] = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        rest = raw[raw.rfind(b")") + 2 :].split()
+        # fields after the command: state ppid pgrp session ... rss is the 24th field overall
+        out.append(ProcInfo(int(name), int(rest[1]), int(rest[2]), rest[0].decode(), int(rest[21]) * _PAGE))
+    return out
+
+
+def _processes_psutil() -> list[ProcInfo]:
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["pid", "ppid", "status", "memory_info"]):
+        try:
+            out.append(ProcInfo(p.pid, p.info["ppid"], os.getpgid(p.pid),
+                                "Z" if p.info["status"] == psutil.STATUS_ZOMBIE else "R",
+                                p.info["memory_info"].rss if p.info["memory_info"] else 0))
+        except (OSError, psutil.Error):
+            continue
+    return out  # fmt: skip
+
+
+def group_members(pgid: int, snapshot: list[ProcInfo] | None = None) -> list[ProcInfo]:
+    return [p for p in (snapshot if snapshot is not None else processes()) if p.pgid == pgid]
+
+
+def reap_adopted(members: list[ProcInfo]) -> None:
+    """Reap zombies re-parented to us (we are a subreaper); never touches other children."""
+    me = os.getpid()
+    for p in members:
+        # the group leader is a job's main process: its own watcher reaps it, with its status
+        if p.ppid == me and p.state == "Z" and p.pid != p.pgid:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(p.pid, os.WNOHANG)
+
+
+def live_members(pgid: int) -> list[ProcInfo]:
+    members = group_members(pgid)
+    reap_adopted(members)
+    return [p for p in members if p.state != "Z"]
+
+
+async def wait_group_gone(pgid: int, timeout: float, poll: float = 0.02) -> bool:
+    """Wait until no live process is left in the group; True if it emptied in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not live_members(pgid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        poll = min(poll * 1.5, 0.25)
+
+
+def kill_group_now(pgid: int) -> None:
+    """SIGKILL the group and reap what we adopted; synchronous, for last-resort cleanup."""
+    if signal_group(pgid, signal.SIGKILL):
+        deadline = time.monotonic() + 2.0
+        while live_members(pgid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def sweep_adopted() -> list[int]:
+    """Kill and reap every process adopted by this supervisor (orphans of finished jobs)."""
+    me = os.getpid()
+    victims = [p for p in processes() if p.ppid == me]
+    for p in victims:
+        if p.state != "Z":
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(p.pid, signal.SIGKILL)
+    for p in victims:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(p.pid, 0)
+    return [p.pid for p in victims]
+
+
+def group_rss(pgid: int, snapshot: list[ProcInfo]) -> int:
+    return sum(p.rss_bytes for p in snapshot if p.pgid == pgid and p.state != "Z")
+
+
+def is_exec_error(e: OSError) -> bool:
+    return e.errno in (errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR, errno.EISDIR)

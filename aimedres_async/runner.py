@@ -1,0 +1,313 @@
+"""One attempt of one job: spawn in its own session, stream both pipes, time out, kill the group.
+
+Whatever ends an attempt (exit, timeout, a stop, a supervisor bug, cancellation), its process
+group is signalled, killed and reaped before the attempt returns or the exception propagates.
+Retry decisions (`should_retry`, `backoff_delay`) live here too; the supervisor only re-queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import random
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import procs
+from .config import Backoff
+from .jobs import JobSpec, Outcome
+from .sinks import Framer
+
+READ_SIZE = 1 << 20
+DRAIN_TIMEOUT = 2.0  # after the group is gone, how long a pipe held by an escaped process may stay open
+LEFTOVER_KILL_TIMEOUT = 2.0
+SCRUBBED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    outcome: Outcome
+    exit_code: int | None = None
+    signal: str | None = None
+    failure: str | None = None  # exit_code | signal | timeout | spawn_failed
+    duration_s: float = 0.0
+    peak_rss_bytes: int = 0
+    error: str | None = None
+
+
+class StopRequest:
+    """The run's stop state: `requested` (graceful) and `forced` (skip the grace period)."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.forced = asyncio.Event()
+        self.reason: str | None = None  # "SIGINT", "SIGTERM", "fail-fast", ...
+
+    def request(self, reason: str) -> None:
+        if not self.requested.is_set():
+            self.reason = reason
+            self.requested.set()
+
+    def force(self) -> None:
+        self.requested.set()
+        self.forced.set()
+
+
+@dataclass
+class Live:
+    """What the supervisor can see of a running attempt (for sampling and the console)."""
+
+    pgid: int
+    started: float
+    peak_rss: int = 0
+
+
+@dataclass
+class AttemptContext:
+    """Run-wide settings every attempt shares."""
+
+    run_id: str
+    emit: Callable[..., Any]  # RunLog.emit
+    write_output: Callable[[str, bytes], None]  # (job id, records)
+    stop: StopRequest
+    stop_signal: int = signal.SIGINT
+    grace_period: float = 10.0
+    max_line_bytes: int = 1 << 20
+    echo: Callable[[str, str, bytes], None] | None = None  # --verbose: (job, stream, lines)
+    base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    live: dict[str, Live] = field(default_factory=dict)
+
+
+@dataclass
+class JobOutput:
+    """What a job printed that outlives its attempts: final metrics and the last lines."""
+
+    tail: deque[tuple[str, bytes]] = field(default_factory=lambda: deque(maxlen=8))
+    metrics: dict[str, Any] | None = None
+
+
+def job_env(spec: JobSpec, ctx: AttemptContext, attempt: int) -> dict[str, str]:
+    env = {k: v for k, v in ctx.base_env.items() if k not in SCRUBBED_ENV}
+    env.update(spec.env)
+    env.update(
+        AIMEDRES_JOB_ID=spec.id, AIMEDRES_RUN_ID=ctx.run_id, AIMEDRES_ATTEMPT=str(attempt)
+    )
+    return env
+
+
+def file_sha256(path: os.PathLike[str] | str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+async def run_attempt(
+    spec: JobSpec, attempt: int, ctx: AttemptContext, output: JobOutput
+) -> AttemptResult:
+    """Run one attempt to its end and return how it ended. Never leaves a process behind."""
+    t0 = time.monotonic()
+    if spec.script is not None and not spec.script.is_file():
+        return _spawn_failed(spec, attempt, ctx, t0, f"script not found: {spec.script}")
+    env = job_env(spec, ctx, attempt)
+    try:
+        child = procs.Child.spawn(spec.argv, spec.cwd, env)
+    except OSError as e:
+        return _spawn_failed(spec, attempt, ctx, t0, f"cannot execute {spec.argv[0]}: {e.strerror or e}")
+    except (ValueError, TypeError) as e:  # e.g. a NUL byte in an argument
+        return _spawn_failed(spec, attempt, ctx, t0, f"cannot execute {spec.argv[0]}: {e}")
+
+    pgid = child.pid  # start_new_session: the child leads its own group
+    live = Live(pgid=pgid, started=t0)
+    ctx.live[spec.id] = live
+    ctx.emit(
+        "job.started", job=spec.id, attempt=attempt, pid=child.pid, argv=list(spec.argv),
+        cwd=str(spec.cwd), gpus=env.get("CUDA_VISIBLE_DEVICES"),
+        script_sha256=file_sha256(spec.script) if spec.script else None,
+        env_keys=sorted(set(spec.env) | {"AIMEDRES_JOB_ID", "AIMEDRES_RUN_ID", "AIMEDRES_ATTEMPT"}),
+    )  # fmt: skip
+    loop = asyncio.get_running_loop()
+    readers: dict[int, tuple[Framer, asyncio.Future[None]]] = {}
+    for name, pipe in (("stdout", child.popen.stdout), ("stderr", child.popen.stderr)):
+        assert pipe is not None
+        framer = Framer(ctx.run_id, spec.id, attempt, name, ctx.max_line_bytes, output.tail)
+        readers[pipe.fileno()] = (framer, loop.create_future())
+        loop.add_reader(pipe.fileno(), _on_readable, pipe.fileno(), readers, spec.id, ctx)
+
+    reason: str | None = None
+    try:
+        reason = await _supervise(child, spec, ctx)
+        await _end_group(pgid, ctx, graceful=reason is None and not ctx.stop.requested.is_set())
+        await _drain(readers)
+    except BaseException:
+        _kill_now(child, pgid)
+        raise
+    finally:
+        for fd, (framer, eof) in readers.items():
+            loop.remove_reader(fd)
+            if not eof.done():
+                eof.set_result(None)
+            tail = framer.flush()
+            if tail:
+                ctx.write_output(spec.id, tail)
+            if framer.last_data is not None:
+                output.metrics = framer.last_data
+        child.close_pipes()
+        ctx.live.pop(spec.id, None)
+
+    exit_ = child.exited.result()
+    code = exit_.returncode
+    result = AttemptResult(
+        outcome=_outcome(reason, code),
+        exit_code=code if code >= 0 else None,
+        signal=signal.Signals(-code).name if code < 0 and -code in _SIGNUMS else None,
+        failure=_failure(reason, code),
+        duration_s=round(time.monotonic() - t0, 6),
+        peak_rss_bytes=max(live.peak_rss, exit_.max_rss_bytes),
+    )
+    _emit_exited(spec, attempt, ctx, result)
+    return result
+
+
+_SIGNUMS = {s.value for s in signal.Signals}
+
+
+def _on_readable(
+    fd: int, readers: dict[int, tuple[Framer, asyncio.Future[None]]], job: str, ctx: AttemptContext
+) -> None:
+    framer, eof = readers[fd]
+    try:
+        data = os.read(fd, READ_SIZE)
+    except BlockingIOError:
+        return
+    except OSError:
+        data = b""
+    if not data:
+        asyncio.get_running_loop().remove_reader(fd)
+        if not eof.done():
+            eof.set_result(None)
+        return
+    records, lines = framer.feed(data)
+    if records:
+        ctx.write_output(job, records)
+    if ctx.echo is not None and lines:
+        ctx.echo(job, framer.stream, lines)
+
+
+async def _supervise(child: procs.Child, spec: JobSpec, ctx: AttemptContext) -> str | None:
+    """Wait for exit, timeout or stop; returns None (exited), "timeout" or "cancelled"."""
+    stop_wait = asyncio.ensure_future(ctx.stop.requested.wait())
+    try:
+        await asyncio.wait({child.exited, stop_wait}, timeout=spec.timeout,
+                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    finally:
+        stop_wait.cancel()
+    if child.exited.done():
+        return None
+    reason = "cancelled" if ctx.stop.requested.is_set() else "timeout"
+    await _terminate(child, child.pid, ctx)
+    return reason
+
+
+async def _terminate(child: procs.Child, pgid: int, ctx: AttemptContext) -> None:
+    """stop_signal to the group, up to grace_period for the main process, then SIGKILL."""
+    if not ctx.stop.forced.is_set():
+        procs.signal_group(pgid, ctx.stop_signal)
+        forced = asyncio.ensure_future(ctx.stop.forced.wait())
+        try:
+            await asyncio.wait({child.exited, forced}, timeout=ctx.grace_period,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            forced.cancel()
+    if not child.exited.done():
+        procs.signal_group(pgid, signal.SIGKILL)
+        await child.exited
+
+
+async def _end_group(pgid: int, ctx: AttemptContext, graceful: bool) -> None:
+    """The main process has exited: signal and reap whatever is left in its group."""
+    if not procs.live_members(pgid):
+        return
+    if graceful and not ctx.stop.forced.is_set():
+        procs.signal_group(pgid, ctx.stop_signal)
+        if await procs.wait_group_gone(pgid, ctx.grace_period):
+            return
+    procs.signal_group(pgid, signal.SIGKILL)
+    await procs.wait_group_gone(pgid, LEFTOVER_KILL_TIMEOUT)
+
+
+async def _drain(readers: dict[int, tuple[Framer, asyncio.Future[None]]]) -> None:
+    """Read what is left in the pipes; give up on a pipe an escaped process keeps open."""
+    pending = [eof for _framer, eof in readers.values() if not eof.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=DRAIN_TIMEOUT)
+
+
+def _kill_now(child: procs.Child, pgid: int) -> None:
+    """Last-resort cleanup on cancellation or error: synchronous, so nothing can interrupt it."""
+    procs.signal_group(pgid, signal.SIGKILL)
+    if not child.exited.done():
+        with contextlib.suppress(OSError):
+            child._reap(0)
+    procs.kill_group_now(pgid)
+
+
+def _outcome(reason: str | None, code: int) -> Outcome:
+    if reason == "timeout":
+        return Outcome.TIMED_OUT
+    if reason == "cancelled":
+        return Outcome.CANCELLED
+    return Outcome.SUCCEEDED if code == 0 else Outcome.FAILED
+
+
+def _failure(reason: str | None, code: int) -> str | None:
+    if reason == "timeout":
+        return "timeout"
+    if reason == "cancelled" or code == 0:
+        return None
+    return "signal" if code < 0 else "exit_code"
+
+
+def _spawn_failed(spec: JobSpec, attempt: int, ctx: AttemptContext, t0: float, error: str) -> AttemptResult:
+    result = AttemptResult(
+        outcome=Outcome.SPAWN_FAILED, failure="spawn_failed",
+        duration_s=round(time.monotonic() - t0, 6), error=error,
+    )  # fmt: skip
+    _emit_exited(spec, attempt, ctx, result)
+    return result
+
+
+def _emit_exited(spec: JobSpec, attempt: int, ctx: AttemptContext, r: AttemptResult) -> None:
+    fields: dict[str, Any] = {"outcome": r.outcome.value}
+    if r.exit_code is not None:
+        fields["exit_code"] = r.exit_code
+    if r.signal is not None:
+        fields["signal"] = r.signal
+    if r.failure is not None:
+        fields["failure"] = r.failure
+    if r.error is not None:
+        fields["error"] = r.error
+    fields.update(duration_s=r.duration_s, peak_rss_bytes=r.peak_rss_bytes)
+    ctx.emit("job.exited", job=spec.id, attempt=attempt, **fields)
+
+
+# ---------------------------------------------------------------- retries
+
+
+def should_retry(result: AttemptResult, spec: JobSpec, attempt: int) -> bool:
+    """Failed and timed-out attempts are retried; cancelled and unspawnable ones never are."""
+    return result.outcome in (Outcome.FAILED, Outcome.TIMED_OUT) and attempt <= spec.retries
+
+
+def backoff_delay(b: Backoff, retry: int, rng: random.Random | None = None) -> float:
+    """Delay before retry number `retry` (1-based): min(max, initial*factor**(n-1)) +/- jitter."""
+    base = min(b.max, b.initial * b.factor ** (retry - 1))
+    jitter = (rng or random).uniform(1 - b.jitter, 1 + b.jitter) if b.jitter else 1.0
+    return max(0.0, base * jitter)

@@ -1,0 +1,363 @@
+"""Where records go: the output hot path (chunk -> JSON-lines records -> one write) and the files.
+
+A chunk whose complete lines hold no byte JSON must escape becomes its records with one
+`bytes.replace`; other chunks are framed line by line with orjson. Every file is written with
+whole records per `write(2)`, so a crash leaves only valid lines behind; summaries are written
+to a temp file and renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import orjson
+
+_SPLIT = re.compile(rb"\r\n|\r|\n")
+_LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n)")
+# Anything that JSON must escape, a lone \r, non-ASCII (may be invalid UTF-8) or a '{' (a line
+# that might be a JSON object) sends a chunk to the careful path.
+_NEEDS_CARE = re.compile(rb'[\x00-\x09\x0b-\x1f"\\{\x7f-\xff]')
+TAIL_BYTES = 16 * 1024
+_sec_cache: tuple[int, bytes] = (0, b"")
+
+
+def timestamp() -> bytes:
+    """Now as RFC 3339 UTC with microseconds, e.g. 2026-11-23T11:33:47.123456Z."""
+    global _sec_cache
+    now = time.time()
+    sec = int(now)
+    if _sec_cache[0] != sec:
+        _sec_cache = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode())
+    return b"%s.%06dZ" % (_sec_cache[1], int((now - sec) * 1_000_000))
+
+
+def timestamp_str() -> str:
+    return timestamp().decode()
+
+
+class Framer:
+    """Turns one stream's raw chunks into `job.output` records (bytes, ready to write).
+
+    Records end at \\n, \\r\\n or a lone \\r. A record longer than `max_line` is cut into parts
+    marked `"partial": true`, so memory stays bounded whatever the child prints.
+    """
+
+    def __init__(
+        self,
+        run: str,
+        job: str,
+        attempt: int,
+        stream: str,
+        max_line: int,
+        tail: deque[tuple[str, bytes]],
+        redact: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        self._head_parts = (
+            b'","event":"job.output","run":"%s","job":"%s","attempt":%d,"stream":"%s",'
+            % (run.encode(), job.encode(), attempt, stream.encode())
+        )
+        self.stream = stream
+        self.max_line = max_line
+        self.tail = tail
+        self.redact = redact
+        self.last_data: dict[str, Any] | None = None
+        self.lines = 0
+        self._pending = bytearray()
+        self._cut = False  # the pending record already had parts written
+        self._after_cr = False  # the last byte seen was \r: a leading \n is its pair
+
+    def feed(self, data: bytes) -> tuple[bytes, bytes]:
+        """Frame a chunk; returns (records, the complete lines it held, for echo)."""
+        if self._after_cr and data[:1] == b"\n":
+            data = data[1:]
+        if not data:
+            return b"", b""
+        self._after_cr = data[-1:] == b"\r"
+        last = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        if last < 0:
+            self._pending += data
+            return self._cut_pending(), b""
+        complete, rest = data[: last + 1], data[last + 1 :]
+        if self._pending:
+            complete = bytes(self._pending) + complete
+            self._pending.clear()
+        first_partial, self._cut = self._cut, False
+        if rest:
+            self._pending += rest
+        if self.redact is not None:
+            complete = self.redact(complete)
+        self.tail.append((self.stream, complete[-TAIL_BYTES:]))
+        out = self._frame(complete, first_partial)
+        more = self._cut_pending()
+        return (out + more if more else out), complete
+
+    def flush(self) -> bytes:
+        """At end of stream: the unterminated last record, if any."""
+        if not self._pending:
+            return b""
+        piece = bytes(self._pending)
+        self._pending.clear()
+        if self.redact is not None:
+            piece = self.redact(piece)
+        self.tail.append((self.stream, piece[-TAIL_BYTES:]))
+        return self._record(b'{"ts":"' + timestamp(), piece, self._cut)
+
+    def _cut_pending(self) -> bytes:
+        if len(self._pending) < self.max_line:
+            return b""
+        head = b'{"ts":"' + timestamp()
+        out = []
+        while len(self._pending) >= self.max_line:
+            piece = bytes(self._pending[: self.max_line])
+            del self._pending[: self.max_line]
+            if self.redact is not None:
+                piece = self.redact(piece)
+            out.append(self._record(head, piece, True))
+        self._cut = True
+        return b"".join(out)
+
+    def _frame(self, complete: bytes, first_partial: bool) -> bytes:
+        head = b'{"ts":"' + timestamp() + self._head_parts
+        if not first_partial and len(complete) <= self.max_line and not _NEEDS_CARE.search(complete):
+            body = complete[:-1]  # ends with \n: no \r can be in here
+            self.lines += body.count(b"\n") + 1
+            sep = b'"}\n' + head + b'"line":"'
+            return head + b'"line":"' + body.replace(b"\n", sep) + b'"}\n'
+        ts_head = b'{"ts":"' + timestamp()
+        out = []
+        for i, m in enumerate(_LINE.finditer(complete)):
+            line = m.group(1)
+            partial = first_partial and i == 0
+            if not line and not partial and m.group(2) == b"\r":
+                continue  # a bare \r (progress bar redraw) ends no line of its own
+            self.lines += 1
+            while len(line) > self.max_line:
+                out.append(self._record(ts_head, line[: self.max_line], True))
+                line, partial = line[self.max_line :], True
+            out.append(self._record(ts_head, line, partial))
+        return b"".join(out)
+
+    def _record(self, ts_head: bytes, line: bytes, partial: bool) -> bytes:
+        head = ts_head + self._head_parts + (b'"partial":true,' if partial else b"")
+        if line[:1] == b"{" and not partial:
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict):
+                self.last_data = obj
+                return head + b'"data":' + orjson.dumps(obj) + b"}\n"
+        text = line.decode("utf-8", "backslashreplace")
+        return head + b'"line":' + orjson.dumps(text) + b"}\n"
+
+
+def last_lines(tail: Iterable[tuple[str, bytes]], n: int = 50) -> list[str]:
+    """The last n output lines of a job, from the tail blocks its framers kept."""
+    lines: list[str] = []
+    for _stream, block in tail:
+        lines.extend(
+            x.decode("utf-8", "backslashreplace") for x in _SPLIT.split(block) if x
+        )
+    return lines[-n:]
+
+
+class JsonlFile:
+    """An append-only file written with whole records per write(2); errors are kept, not raised.
+
+    A full disk or a vanished folder must not stop a job: the first error is remembered (and
+    reported by the caller) and later writes to this file are dropped.
+    """
+
+    def __init__(self, path: Path, truncate: bool = False) -> None:
+        self.path = path
+        self.error: OSError | None = None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | (os.O_TRUNC if truncate else 0)
+        self.fd: int | None = os.open(path, flags, 0o644)
+
+    def write(self, data: bytes) -> None:
+        if self.fd is None or self.error is not None:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self.fd, view)
+                view = view[n:]
+        except OSError as e:
+            self.error = e
+
+    def close(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+
+def dumps_line(record: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder + fsync + rename: readers see old or new, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def point_latest(logs_dir: Path, run_id: str) -> None:
+    """Make logs_dir/latest a symlink to the run's folder, replaced atomically."""
+    link = logs_dir / "latest"
+    tmp = logs_dir / f".latest.{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(run_id, tmp)
+    os.replace(tmp, link)
+
+
+def junit_xml(run_id: str, duration_s: float, jobs: list[dict[str, Any]]) -> bytes:
+    """A JUnit report: one testcase per job; a failed job's text is its last 50 output lines.
+
+    An optional job that failed is reported as skipped (with the reason), since it does not
+    fail the run; a job that never ran because the run was stopped is skipped too.
+    """
+    suite = ET.Element("testsuite", name="aimedres-async", timestamp=timestamp_str())
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for job in jobs:
+        counts["tests"] += 1
+        case = ET.SubElement(
+            suite, "testcase", classname="aimedres.training", name=job["id"],
+            time=f"{job.get('duration_s') or 0:.3f}",
+        )  # fmt: skip
+        status = job["status"]
+        detail = f"status={status} attempts={job['attempts']} exit_code={job.get('exit_code')}"
+        if job.get("failure"):
+            detail += f" failure={job['failure']}"
+        if status in ("succeeded",):
+            pass
+        elif status == "skipped":
+            counts["skipped"] += 1
+            ET.SubElement(case, "skipped", message="succeeded in the resumed run")
+        elif status == "cancelled":
+            counts["skipped"] += 1
+            ET.SubElement(case, "skipped", message=f"cancelled: the run was stopped ({detail})")
+        elif job.get("optional"):
+            counts["skipped"] += 1
+            el = ET.SubElement(case, "skipped", message=f"optional job failed ({detail})")
+            el.text = xml_safe("\n".join(job.get("last_lines", [])))
+        else:
+            counts["failures"] += 1
+            el = ET.SubElement(case, "failure", message=detail, type=job.get("failure") or status)
+            el.text = xml_safe("\n".join(job.get("last_lines", [])))
+        if job.get("metrics"):
+            out = ET.SubElement(case, "system-out")
+            out.text = xml_safe(orjson.dumps(job["metrics"]).decode())
+    for k, v in counts.items():
+        suite.set(k, str(v))
+    suite.set("time", f"{duration_s:.3f}")
+    suites = ET.Element("testsuites", name=f"aimedres-async run {run_id}")
+    suites.append(suite)
+    for k, v in counts.items():
+        suites.set(k, str(v))
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """XML 1.0 forbids most control characters; show them escaped instead."""
+    return _XML_BAD.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class RunLog:
+    """The files of one run under `logs_dir/<run_id>/`, plus `--log-file` and the console.
+
+    Lifecycle records go to events.jsonl, the job's own file, the `--log-file` stream and the
+    console; output records go to the job's file and the stream only.
+    """
+
+    def __init__(
+        self,
+        logs_dir: Path,
+        run_id: str,
+        console: Callable[[dict[str, Any]], None] | None = None,
+        stream_path: Path | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.dir = logs_dir / run_id
+        (self.dir / "jobs").mkdir(parents=True, exist_ok=True)
+        self.events = JsonlFile(self.dir / "events.jsonl")
+        self.stream = JsonlFile(stream_path, truncate=True) if stream_path else None
+        self.console = console
+        self._jobs: dict[str, JsonlFile] = {}
+        point_latest(logs_dir, run_id)
+
+    def job_path(self, job: str) -> Path:
+        return self.dir / "jobs" / f"{job}.jsonl"
+
+    def open_job(self, job: str) -> None:
+        if job not in self._jobs:
+            self._jobs[job] = JsonlFile(self.job_path(job))
+
+    def close_job(self, job: str) -> None:
+        f = self._jobs.pop(job, None)
+        if f is not None:
+            f.close()
+
+    def emit(self, event: str, job: str | None = None, attempt: int | None = None, **fields: Any) -> dict[str, Any]:
+        record: dict[str, Any] = {"ts": timestamp_str(), "event": event, "run": self.run_id}
+        if job is not None:
+            record["job"] = job
+        if attempt is not None:
+            record["attempt"] = attempt
+        record.update(fields)
+        line = dumps_line(record)
+        self.events.write(line)
+        if job is not None:
+            f = self._jobs.get(job)
+            if f is None:  # a job that is not running (queued, finished): open briefly
+                f = JsonlFile(self.job_path(job))
+                f.write(line)
+                f.close()
+            else:
+                f.write(line)
+        if self.stream is not None:
+            self.stream.write(line)
+        if self.console is not None:
+            self.console(record)
+        return record
+
+    def write_output(self, job: str, records: bytes) -> None:
+        f = self._jobs.get(job)
+        if f is not None:
+            f.write(records)
+        if self.stream is not None:
+            self.stream.write(records)
+
+    def write_errors(self) -> list[str]:
+        """Files that could not be written (full disk, removed folder), one line each."""
+        files = [self.events, *self._jobs.values()] + ([self.stream] if self.stream else [])
+        return [f"{f.path}: {f.error.strerror or f.error}" for f in files if f.error is not None]
+
+    def close(self) -> None:
+        for job in list(self._jobs):
+            self.close_job(job)
+        self.events.close()
+        if self.stream is not None:
+            self.stream.close()

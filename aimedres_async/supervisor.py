@@ -1,0 +1,371 @@
+"""One `run`: dispatch jobs into worker slots, re-queue retries, stop cleanly, write the artifacts.
+
+Jobs start in plan order; a retry waits out its backoff without holding a slot and then joins
+the back of the queue. A stop (signal, `--fail-fast`) starts nothing more, stops every running
+attempt through the runner, and marks what never ran as cancelled: every job ends recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import procs, sinks
+from .config import Config, format_duration, format_size
+from .jobs import JobSpec, Outcome, Status
+from .log import Console
+from .provenance import bytes_sha256, git_info, host_info
+from .runner import (
+    AttemptContext,
+    AttemptResult,
+    JobOutput,
+    StopRequest,
+    backoff_delay,
+    run_attempt,
+    should_retry,
+)
+
+SAMPLE_INTERVAL = 1.0
+SUMMARY_MIN_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    max_workers: int
+    logs_dir: Path
+    log_file: Path | None = None
+    junit_xml: Path | None = None
+    verbose: bool = False
+    fail_fast: bool = False
+    allow_partial_success: bool = False
+    resume: dict[str, Any] | None = None  # the earlier run's summary.json
+    step_summary: Path | None = None  # $GITHUB_STEP_SUMMARY
+
+
+@dataclass
+class JobRun:
+    """One job's progress through the run; becomes its entry in summary.json."""
+
+    spec: JobSpec
+    attempts: int = 0
+    status: Status | None = None
+    last: AttemptResult | None = None
+    output: JobOutput = field(default_factory=JobOutput)
+    duration_s: float = 0.0
+    peak_rss_bytes: int = 0
+
+    def summary(self, log_path: Path) -> dict[str, Any]:
+        last = self.last
+        return {
+            "id": self.spec.id,
+            "status": self.status.value if self.status else "queued",
+            "optional": self.spec.optional,
+            "attempts": self.attempts,
+            "exit_code": last.exit_code if last else None,
+            "signal": last.signal if last else None,
+            "failure": last.failure if last and self.status and not self.status.ok else None,
+            "error": last.error if last else None,
+            "duration_s": round(self.duration_s, 3),
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "command": list(self.spec.argv),
+            "command_line": self.spec.shell_command(),
+            "log": str(log_path),
+            "output_dir": str(self.spec.output_dir) if self.spec.output_dir else None,
+            "metrics": self.output.metrics,
+        }
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+class Supervisor:
+    def __init__(self, cfg: Config, jobs: tuple[JobSpec, ...], opts: RunOptions, console: Console) -> None:
+        self.cfg = cfg
+        self.opts = opts
+        self.console = console
+        self.run_id = new_run_id()
+        self.jobs = [JobRun(spec) for spec in jobs]
+        self.stop = StopRequest()
+        self.log = sinks.RunLog(opts.logs_dir, self.run_id, console.event, opts.log_file)
+        self.ctx = AttemptContext(
+            run_id=self.run_id,
+            emit=self.log.emit,
+            write_output=self.log.write_output,
+            stop=self.stop,
+            stop_signal=cfg.stop_signum,
+            grace_period=cfg.supervisor.grace_period,
+            max_line_bytes=cfg.supervisor.max_line_bytes,
+            echo=console.echo if opts.verbose else None,
+        )
+        self._free = opts.max_workers
+        self._waiting: deque[JobRun] = deque()
+        self._running: set[asyncio.Task[None]] = set()
+        self._backoff: dict[str, asyncio.TimerHandle] = {}
+        self._wake = asyncio.Event()
+        self._last_summary = 0.0
+        self._meta: dict[str, Any] = {}
+        self.started = time.time()
+
+    # ------------------------------------------------------------ the run
+
+    async def run(self) -> int:
+        """Run every job to a final state; returns the exit code (see README)."""
+        t0 = time.monotonic()
+        self._meta = self._run_started()
+        resumed = self._apply_resume()
+        for job in self.jobs:
+            if job.status is None:
+                self.log.emit("job.queued", job=job.spec.id)
+                self._waiting.append(job)
+        for job in resumed:
+            self.log.emit("job.finished", job=job.spec.id, status=job.status, attempts=0,
+                          reason="succeeded in the resumed run with the same command")  # fmt: skip
+        self._write_summary(force=True)
+        sampler = asyncio.create_task(self._sample())
+        try:
+            await self._dispatch()
+        finally:
+            sampler.cancel()
+            for job in self._waiting:
+                self._finish(job, Status.CANCELLED)
+            self._waiting.clear()
+            for job_id, handle in list(self._backoff.items()):
+                handle.cancel()
+                self._finish(self._by_id(job_id), Status.CANCELLED)
+            self._backoff.clear()
+            if self._running:
+                await asyncio.gather(*self._running, return_exceptions=True)
+        duration = time.monotonic() - t0
+        code = self._exit_code()
+        counts: dict[str, int] = {}
+        for job in self.jobs:
+            key = job.status.value if job.status else "queued"
+            counts[key] = counts.get(key, 0) + 1
+        for problem in self.log.write_errors():
+            self.console.warning(f"could not write log file {problem}")
+        self.log.emit("run.finished", counts=counts, duration_s=round(duration, 3), exit_code=code,
+                      stopped_by=self.stop.reason)  # fmt: skip
+        self._meta.update(finished_at=sinks.timestamp_str(), duration_s=round(duration, 3),
+                          exit_code=code, counts=counts, stopped_by=self.stop.reason)  # fmt: skip
+        self._write_summary(force=True)
+        self._write_reports(duration)
+        self.log.close()
+        return code
+
+    def _run_started(self) -> dict[str, Any]:
+        cfg = self.cfg
+        config_sha = None
+        if cfg.path is not None:
+            try:
+                config_sha = bytes_sha256(cfg.path.read_bytes())
+            except OSError:
+                pass
+        meta: dict[str, Any] = {
+            "run": self.run_id,
+            "started_at": sinks.timestamp_str(),
+            "config": str(cfg.path.resolve()) if cfg.path else None,
+            "config_sha256": config_sha,
+            "git": git_info(cfg.base_dir),
+            **host_info(),
+            "max_workers": self.opts.max_workers,
+            "logs_dir": str(self.log.dir),
+        }
+        self.log.emit("run.started", **meta, job_ids=[j.spec.id for j in self.jobs])
+        return meta
+
+    def _apply_resume(self) -> list[JobRun]:
+        if not self.opts.resume:
+            return []
+        before = {j["id"]: j for j in self.opts.resume.get("jobs", []) if isinstance(j, dict)}
+        skipped = []
+        for job in self.jobs:
+            old = before.get(job.spec.id)
+            if old and old.get("status") in ("succeeded", "skipped") and old.get("command") == list(job.spec.argv):
+                job.status = Status.SKIPPED
+                job.output.metrics = old.get("metrics")
+                skipped.append(job)
+        return skipped
+
+    async def _dispatch(self) -> None:
+        while True:
+            while self._free > 0 and self._waiting and not self.stop.requested.is_set():
+                job = self._waiting.popleft()
+                self._free -= 1
+                task = asyncio.create_task(self._attempt(job), name=f"job:{job.spec.id}")
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+            if self.stop.requested.is_set():
+                return
+            if not self._waiting and not self._running and not self._backoff:
+                return
+            stop_wait = asyncio.ensure_future(self.stop.requested.wait())
+            wake_wait = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({stop_wait, wake_wait}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop_wait.cancel()
+                wake_wait.cancel()
+            self._wake.clear()
+
+    async def _attempt(self, job: JobRun) -> None:
+        job.attempts += 1
+        attempt = job.attempts
+        self.log.open_job(job.spec.id)
+        try:
+            result = await run_attempt(job.spec, attempt, self.ctx, job.output)
+        except Exception as e:  # a supervisor bug must not hang or lose the job
+            result = AttemptResult(outcome=Outcome.FAILED, failure="supervisor_error", error=repr(e))
+            self.log.emit("job.exited", job=job.spec.id, attempt=attempt, outcome="failed",
+                          failure="supervisor_error", error=repr(e))  # fmt: skip
+        finally:
+            self._free += 1
+            self._wake.set()
+        job.last = result
+        job.duration_s += result.duration_s
+        job.peak_rss_bytes = max(job.peak_rss_bytes, result.peak_rss_bytes)
+        if result.outcome is Outcome.SUCCEEDED:
+            self._finish(job, Status.SUCCEEDED)
+        elif should_retry(result, job.spec, attempt) and not self.stop.requested.is_set():
+            delay = backoff_delay(job.spec.backoff, attempt)
+            self.log.emit("job.retrying", job=job.spec.id, attempt=attempt,
+                          delay_s=round(delay, 3), next_attempt=attempt + 1)  # fmt: skip
+            self._backoff[job.spec.id] = asyncio.get_running_loop().call_later(delay, self._requeue, job)
+        else:
+            self._finish(job, Status(result.outcome.value))
+            if self.opts.fail_fast and not job.status.ok and not job.spec.optional:  # type: ignore[union-attr]
+                self.stop.request("fail-fast")
+
+    def _requeue(self, job: JobRun) -> None:
+        self._backoff.pop(job.spec.id, None)
+        self._waiting.append(job)
+        self._wake.set()
+
+    def _finish(self, job: JobRun, status: Status) -> None:
+        if job.status is not None:
+            return
+        job.status = status
+        self.log.emit("job.finished", job=job.spec.id, status=status.value, attempts=job.attempts,
+                      metrics=job.output.metrics)  # fmt: skip
+        self.log.close_job(job.spec.id)
+        self._write_summary()
+
+    def _by_id(self, job_id: str) -> JobRun:
+        return next(j for j in self.jobs if j.spec.id == job_id)
+
+    async def _sample(self) -> None:
+        """Peak RSS of every running job's whole process group, one /proc scan per tick."""
+        while True:
+            await asyncio.sleep(SAMPLE_INTERVAL)
+            if not self.ctx.live:
+                continue
+            snapshot = await asyncio.to_thread(procs.processes)
+            for live in list(self.ctx.live.values()):
+                live.peak_rss = max(live.peak_rss, procs.group_rss(live.pgid, snapshot))
+
+    # ------------------------------------------------------------ results
+
+    def _exit_code(self) -> int:
+        reason = self.stop.reason
+        if reason in ("SIGINT", "SIGTERM", "SIGHUP"):
+            return {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}[reason]
+        required_failed = any(not j.status.ok for j in self.jobs if j.status and not j.spec.optional)
+        if reason == "fail-fast":
+            return 1
+        if required_failed and not self.opts.allow_partial_success:
+            return 1
+        return 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **self._meta,
+            "jobs": [j.summary(self.log.job_path(j.spec.id)) for j in self.jobs],
+        }
+
+    def _write_summary(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_summary < SUMMARY_MIN_INTERVAL:
+            return
+        self._last_summary = now
+        try:
+            sinks.atomic_write(self.log.dir / "summary.json", orjson.dumps(self.summary(), option=orjson.OPT_INDENT_2))
+        except OSError as e:
+            self.console.warning(f"could not write {self.log.dir / 'summary.json'}: {e.strerror or e}")
+
+    def _write_reports(self, duration: float) -> None:
+        jobs = self.summary()["jobs"]
+        for job, run in zip(jobs, self.jobs, strict=True):
+            job["last_lines"] = sinks.last_lines(run.output.tail)
+        if self.opts.junit_xml is not None:
+            try:
+                sinks.atomic_write(self.opts.junit_xml, sinks.junit_xml(self.run_id, duration, jobs))
+            except OSError as e:
+                self.console.warning(f"could not write {self.opts.junit_xml}: {e.strerror or e}")
+        if self.opts.step_summary is not None:
+            try:
+                with open(self.opts.step_summary, "a", encoding="utf-8") as f:
+                    f.write(markdown_table(self.run_id, jobs))
+            except OSError as e:
+                self.console.warning(f"could not append to {self.opts.step_summary}: {e.strerror or e}")
+
+
+def metrics_text(metrics: dict[str, Any] | None, limit: int = 60) -> str:
+    if not metrics:
+        return ""
+    text = " ".join(f"{k}={v}" for k, v in metrics.items() if isinstance(v, int | float | str) and k != "model")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def results_table(jobs: list[dict[str, Any]]) -> str:
+    """The plain-text table printed at the end of a run."""
+    rows = [("JOB", "STATUS", "ATTEMPTS", "EXIT", "TIME", "PEAK RSS", "FINAL METRICS")]
+    for j in jobs:
+        status = j["status"] + (" (optional)" if j["optional"] and j["status"] != "succeeded" else "")
+        if j.get("failure"):
+            status += f" [{j['failure']}]"
+        exit_ = j["signal"] or ("" if j["exit_code"] is None else str(j["exit_code"]))
+        rows.append((j["id"], status, str(j["attempts"]), exit_, format_duration(j["duration_s"]),
+                     format_size(j["peak_rss_bytes"]) if j["peak_rss_bytes"] else "",
+                     metrics_text(j["metrics"])))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows
+    ).rstrip() + "\n"
+
+
+def markdown_table(run_id: str, jobs: list[dict[str, Any]]) -> str:
+    lines = [f"### aimedres-async run `{run_id}`", "", "| job | status | attempts | duration | final metrics |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for j in jobs:
+        status = j["status"] + (f" ({j['failure']})" if j.get("failure") else "")
+        metrics = metrics_text(j["metrics"], 200).replace("|", "\\|")
+        lines.append(f"| {j['id']} | {status} | {j['attempts']} | {format_duration(j['duration_s'])} | {metrics} |")
+    return "\n".join(lines) + "\n\n"
+
+
+def load_summary(logs_dir: Path, run_id: str | None) -> dict[str, Any]:
+    """The summary.json of an earlier run (default: the latest); raises ValueError if unusable."""
+    path = logs_dir / (run_id or "latest") / "summary.json"
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ValueError(f"no run to resume: {path} does not exist") from None
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise ValueError(f"cannot resume from {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"cannot resume from {path}: not a run summary")
+    return data
+
+
+def default_workers(parallel: bool, configured: int | None) -> int:
+    if not parallel:
+        return 1
+    return configured or os.cpu_count() or 1
