@@ -51,9 +51,7 @@ class ProgressBar:
         self.done = min(self.done + step, self.total)
         frac = self.done / self.total
         filled = round(frac * BAR_WIDTH)
-        text = (
-            f"[{'#' * filled}{' ' * (BAR_WIDTH - filled)}] {frac * 100:3.0f}% {label}"
-        )
+        text = f"[{'#' * filled}{' ' * (BAR_WIDTH - filled)}] {frac * 100:3.0f}% {label}"
         pad = " " * max(self._last_len - len(text), 0)
         self._last_len = len(text)
         sys.stderr.write(f"\r{text}{pad}")
@@ -83,12 +81,8 @@ def finite_mean(values: list[float]) -> float | None:
 
 def parse_args(argv: list[str] | None, n_total: int) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--epochs", type=int, default=10, help="training epochs per fold (default: 10)"
-    )
-    parser.add_argument(
-        "--folds", type=int, default=5, help="k-fold CV folds, >= 2 (default: 5)"
-    )
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs per fold (default: 10)")
+    parser.add_argument("--folds", type=int, default=5, help="k-fold CV folds, >= 2 (default: 5)")
     parser.add_argument(
         "--sample",
         type=int,
@@ -107,17 +101,13 @@ def parse_args(argv: list[str] | None, n_total: int) -> argparse.Namespace:
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1 (got {args.epochs})")
     if args.folds < 2:
-        parser.error(
-            f"--folds must be >= 2 for k-fold cross-validation (got {args.folds})"
-        )
+        parser.error(f"--folds must be >= 2 for k-fold cross-validation (got {args.folds})")
     # Every validation fold needs >= 2 rows, otherwise r2 is undefined.
     max_folds = n_total // 2
     if args.folds > max_folds:
         parser.error(f"--folds must be <= {max_folds} (got {args.folds})")
     if args.sample is not None and not 2 * args.folds <= args.sample <= n_total:
-        parser.error(
-            f"--sample must be between {2 * args.folds} (2 x folds) and {n_total} (got {args.sample})"
-        )
+        parser.error(f"--sample must be between {2 * args.folds} (2 x folds) and {n_total} (got {args.sample})")
     if not 0 <= args.seed < 2**32:
         parser.error(f"--seed must be between 0 and {2**32 - 1} (got {args.seed})")
     out = Path(args.output_dir)
@@ -161,7 +151,7 @@ def train_epochs(
     )
 
     def predict(X_raw: np.ndarray) -> np.ndarray:
-        return reg.predict(scaler.transform(X_raw)) * y_std + y_mean
+        return np.asarray(reg.predict(scaler.transform(X_raw)), dtype=float) * y_std + y_mean
 
     rng = np.random.default_rng(seed)
     for epoch in range(1, epochs + 1):
@@ -207,11 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
 
     if args.sample is not None and args.sample < len(y_all):
-        rows = np.sort(
-            np.random.default_rng(args.seed).choice(
-                len(y_all), args.sample, replace=False
-            )
-        )
+        rows = np.sort(np.random.default_rng(args.seed).choice(len(y_all), args.sample, replace=False))
         X, y = X_all[rows], y_all[rows]
     else:
         X, y = X_all, y_all
@@ -248,9 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics[name] = finite_mean(values)
     metrics.update({"epochs": args.epochs, "folds": args.folds, "n_samples": len(y)})
     file_metrics = dict(metrics, duration_s=round(time.perf_counter() - t0, 3))
-    (out / "metrics.json").write_text(
-        json.dumps(file_metrics, indent=2, allow_nan=False) + "\n"
-    )
+    (out / "metrics.json").write_text(json.dumps(file_metrics, indent=2, allow_nan=False) + "\n")
     log(f"wrote {out / 'model.pkl'} and {out / 'metrics.json'}")
     log(json.dumps(metrics, allow_nan=False))
 

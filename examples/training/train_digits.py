@@ -51,9 +51,7 @@ class ProgressBar:
         self.done = min(self.done + step, self.total)
         frac = self.done / self.total
         filled = round(frac * BAR_WIDTH)
-        text = (
-            f"[{'#' * filled}{' ' * (BAR_WIDTH - filled)}] {frac * 100:3.0f}% {label}"
-        )
+        text = f"[{'#' * filled}{' ' * (BAR_WIDTH - filled)}] {frac * 100:3.0f}% {label}"
         pad = " " * max(self._last_len - len(text), 0)
         self._last_len = len(text)
         sys.stderr.write(f"\r{text}{pad}")
@@ -94,19 +92,11 @@ def balanced_subsample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.asarray(picked))
 
 
-def parse_args(
-    argv: list[str] | None, n_total: int, n_classes: int, min_class: int
-) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, n_total: int, n_classes: int, min_class: int) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--epochs", type=int, default=10, help="training epochs per fold (default: 10)"
-    )
-    parser.add_argument(
-        "--folds", type=int, default=5, help="stratified CV folds, >= 2 (default: 5)"
-    )
-    parser.add_argument(
-        "--batch-size", type=int, default=32, help="mini-batch size (default: 32)"
-    )
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs per fold (default: 10)")
+    parser.add_argument("--folds", type=int, default=5, help="stratified CV folds, >= 2 (default: 5)")
+    parser.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
     parser.add_argument(
         "--sample",
         type=int,
@@ -125,25 +115,18 @@ def parse_args(
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1 (got {args.epochs})")
     if args.folds < 2:
-        parser.error(
-            f"--folds must be >= 2 for k-fold cross-validation (got {args.folds})"
-        )
+        parser.error(f"--folds must be >= 2 for k-fold cross-validation (got {args.folds})")
     if args.folds > min_class:
-        parser.error(
-            f"--folds must be <= {min_class}, the size of the smallest class (got {args.folds})"
-        )
+        parser.error(f"--folds must be <= {min_class}, the size of the smallest class (got {args.folds})")
     # Stratified k-fold needs every class to appear at least `folds` times.
     min_sample = n_classes * args.folds
     if args.sample is not None and not min_sample <= args.sample <= n_total:
         parser.error(
-            f"--sample must be between {min_sample} ({n_classes} classes x folds) and {n_total} "
-            f"(got {args.sample})"
+            f"--sample must be between {min_sample} ({n_classes} classes x folds) and {n_total} (got {args.sample})"
         )
     n_used = n_total if args.sample is None else args.sample
     if not 1 <= args.batch_size <= n_used:
-        parser.error(
-            f"--batch-size must be between 1 and {n_used} (got {args.batch_size})"
-        )
+        parser.error(f"--batch-size must be between 1 and {n_used} (got {args.batch_size})")
     if not 0 <= args.seed < 2**32:
         parser.error(f"--seed must be between 0 and {2**32 - 1} (got {args.seed})")
     out = Path(args.output_dir)
@@ -232,31 +215,22 @@ def main(argv: list[str] | None = None) -> None:
     skf = StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=args.seed)
     scores: dict[str, list[float]] = {"accuracy": [], "macro_f1": []}
 
-    log(
-        f"dataset: digits n_samples={len(y)} of {len(y_all)} n_features={X.shape[1]} n_classes={len(classes)}"
-    )
+    log(f"dataset: digits n_samples={len(y)} of {len(y_all)} n_features={X.shape[1]} n_classes={len(classes)}")
     for fold, (tr, va) in enumerate(skf.split(X, y), start=1):
         X_tr, y_tr, X_va, y_va = X[tr], y[tr], X[va], y[va]
 
         label = f"fold {fold}/{args.folds}"
         report = make_reporter(label, args.epochs, bar, classes, X_tr, y_tr, X_va, y_va)
-        pipe = train_epochs(
-            X_tr, y_tr, classes, args.epochs, args.batch_size, args.seed + fold, report
-        )
+        pipe = train_epochs(X_tr, y_tr, classes, args.epochs, args.batch_size, args.seed + fold, report)
         pred = pipe.predict(X_va)
         scores["accuracy"].append(accuracy_score(y_va, pred))
-        scores["macro_f1"].append(
-            f1_score(y_va, pred, average="macro", labels=classes, zero_division=0.0)
-        )
+        scores["macro_f1"].append(f1_score(y_va, pred, average="macro", labels=classes, zero_division=0.0))
         log(
-            f"fold {fold}/{args.folds} done accuracy={scores['accuracy'][-1]:.4f} "
-            f"macro_f1={scores['macro_f1'][-1]:.4f}"
+            f"fold {fold}/{args.folds} done accuracy={scores['accuracy'][-1]:.4f} macro_f1={scores['macro_f1'][-1]:.4f}"
         )
 
     report_final = make_reporter("final fit", args.epochs, bar, classes, X, y)
-    model = train_epochs(
-        X, y, classes, args.epochs, args.batch_size, args.seed, report_final
-    )
+    model = train_epochs(X, y, classes, args.epochs, args.batch_size, args.seed, report_final)
     bar.close()
 
     with open(out / "model.pkl", "wb") as fh:
@@ -267,9 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics[name] = finite_mean(values)
     metrics.update({"epochs": args.epochs, "folds": args.folds, "n_samples": len(y)})
     file_metrics = dict(metrics, duration_s=round(time.perf_counter() - t0, 3))
-    (out / "metrics.json").write_text(
-        json.dumps(file_metrics, indent=2, allow_nan=False) + "\n"
-    )
+    (out / "metrics.json").write_text(json.dumps(file_metrics, indent=2, allow_nan=False) + "\n")
     log(f"wrote {out / 'model.pkl'} and {out / 'metrics.json'}")
     log(json.dumps(metrics, allow_nan=False))
 
