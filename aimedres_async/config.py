@@ -346,12 +346,12 @@ def _table(
     for key, value in raw.items():
         parse = schema.get(key)
         if parse is None:
-            problems.add(keypath + (key,), "unknown key" + _suggest(key, schema))
+            problems.add((*keypath, key), "unknown key" + _suggest(key, schema))
             continue
         try:
             out[key] = parse(value)
         except ValueError as e:
-            problems.add(keypath + (key,), str(e))
+            problems.add((*keypath, key), str(e))
     return out
 
 
@@ -385,7 +385,7 @@ def _min_size(v: object, lo: int) -> int:
 
 def _settings_schema(problems: _Problems, keypath: tuple[str, ...]) -> dict[str, Callable[[object], Any]]:
     def backoff(v: object) -> Backoff:
-        parsed = _table(v, keypath + ("backoff",), {
+        parsed = _table(v, (*keypath, "backoff"), {
             "initial": _want_duration, "max": _want_duration,
             "factor": _want_number(1.0),
             "jitter": lambda x: _fraction(x),
@@ -393,7 +393,7 @@ def _settings_schema(problems: _Problems, keypath: tuple[str, ...]) -> dict[str,
         return Backoff(**parsed)
 
     def resources(v: object) -> Resources:
-        parsed = _table(v, keypath + ("resources",), {
+        parsed = _table(v, (*keypath, "resources"), {
             "gpus": _want_number(0.0), "cpus": _want_number(0.0), "memory": parse_size,
         }, problems)  # fmt: skip
         return Resources(**parsed)
@@ -427,7 +427,7 @@ def _job(job_id: str, raw: object, problems: _Problems) -> JobConfig | None:
     elif script is not None and command is not None:
         problems.add(keypath, "give either `script` or `command`, not both")
     elif command is not None and not command:
-        problems.add(keypath + ("command",), "must not be empty")
+        problems.add((*keypath, "command"), "must not be empty")
     return JobConfig(
         id=job_id, script=script, command=command, args=args, settings=JobSettings(**parsed)
     )

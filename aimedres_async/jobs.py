@@ -122,9 +122,8 @@ def scan_flags(source: str | bytes, filename: str = "<script>") -> dict[str, str
             and node.func.attr == "add_argument"
         ):
             for arg in node.args:
-                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                    if arg.value.startswith("-"):
-                        declared.add(arg.value)
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.startswith("-"):
+                    declared.add(arg.value)
     found: dict[str, str] = {}
     for name, spellings in FLAG_SPELLINGS.items():
         for spelling in spellings:

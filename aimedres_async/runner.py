@@ -204,8 +204,9 @@ def _on_readable(
 async def _supervise(child: procs.Child, spec: JobSpec, ctx: AttemptContext) -> str | None:
     """Wait for exit, timeout or stop; returns None (exited), "timeout" or "cancelled"."""
     stop_wait = asyncio.ensure_future(ctx.stop.requested.wait())
+    waiters: set[asyncio.Future[Any]] = {child.exited, stop_wait}
     try:
-        await asyncio.wait({child.exited, stop_wait}, timeout=spec.timeout,
+        await asyncio.wait(waiters, timeout=spec.timeout,
                            return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
     finally:
         stop_wait.cancel()
@@ -221,8 +222,9 @@ async def _terminate(child: procs.Child, pgid: int, ctx: AttemptContext) -> None
     if not ctx.stop.forced.is_set():
         procs.signal_group(pgid, ctx.stop_signal)
         forced = asyncio.ensure_future(ctx.stop.forced.wait())
+        waiters: set[asyncio.Future[Any]] = {child.exited, forced}
         try:
-            await asyncio.wait({child.exited, forced}, timeout=ctx.grace_period,
+            await asyncio.wait(waiters, timeout=ctx.grace_period,
                                return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
         finally:
             forced.cancel()

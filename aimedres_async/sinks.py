@@ -274,7 +274,7 @@ def junit_xml(run_id: str, duration_s: float, jobs: list[dict[str, Any]]) -> byt
     for k, v in counts.items():
         suites.set(k, str(v))
     ET.indent(suites)
-    return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
+    return bytes(ET.tostring(suites, encoding="utf-8", xml_declaration=True)) + b"\n"
 
 
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

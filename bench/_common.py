@@ -52,9 +52,15 @@ def timed_run(
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
-            list(cmd), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-            cwd=cwd, env=dict(env) if env is not None else None, timeout=timeout, check=False,
-        )  # fmt: skip
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            timeout=timeout,
+            check=False,
+        )
         rc: int | None = proc.returncode
         timed_out = False
     except subprocess.TimeoutExpired:
@@ -103,8 +109,11 @@ def check_supervisor_importable(env: Mapping[str, str]) -> str | None:
     """The package version if `sys.executable -m aimedres_async` can run; None (after a message) if not."""
     proc = subprocess.run(
         [sys.executable, "-c", "import aimedres_async, orjson; print(aimedres_async.__version__)"],
-        env=dict(env), capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         print(
             f"error: {sys.executable} cannot import aimedres_async (and its dependencies):\n"
@@ -121,8 +130,13 @@ def toml_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
-def write_config(path: Path, jobs: Mapping[str, Sequence[str]], *, logs_dir: str = "logs",
-                 supervisor: Mapping[str, Any] | None = None) -> Path:  # fmt: skip
+def write_config(
+    path: Path,
+    jobs: Mapping[str, Sequence[str]],
+    *,
+    logs_dir: str = "logs",
+    supervisor: Mapping[str, Any] | None = None,
+) -> Path:
     """Write a minimal aimedres.toml: discovery off, one `[jobs.ID] command = [...]` per job."""
     lines = ["[supervisor]", f"logs_dir = {toml_str(logs_dir)}"]
     for k, v in (supervisor or {}).items():
@@ -229,8 +243,9 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: S
 def tool_version(cmd: Sequence[str]) -> str | None:
     """First line of `cmd` (e.g. ['parallel', '--version']), or None if it cannot run."""
     try:
-        out = subprocess.run(list(cmd), capture_output=True, text=True, check=False, timeout=30,
-                             stdin=subprocess.DEVNULL).stdout  # fmt: skip
+        out = subprocess.run(
+            list(cmd), capture_output=True, text=True, check=False, timeout=30, stdin=subprocess.DEVNULL
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.splitlines()[0].strip() if out.strip() else None
@@ -248,8 +263,13 @@ def machine_info() -> dict[str, Any]:
 def git_commit() -> str | None:
     """The checkout's commit (read-only `git rev-parse`), or None."""
     try:
-        proc = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=False, timeout=10)  # fmt: skip
+        proc = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout.strip() or None

@@ -16,7 +16,7 @@ Each tool runs once as a warm-up, then `--runs` times, interleaved (aimedres, pa
 …); outputs are deleted and dirty pages flushed (`sync`) between runs, outside the timing, so the disk
 does not fill (the JSONL is ~600 MB). The table shows the median, min and max wall time, lines/s at the
 median, output size (MB = 10**6 bytes) and CPU time (user+sys of the process and its children). The
-target is aimedres/parallel ≤ 1.0× (median over median); PASS/MISS is printed, and the exit status is
+target is aimedres/parallel <= 1.0x (median over median); PASS/MISS is printed, and the exit status is
 0 either way: this is a measurement, not a test. A run whose output fails verification makes the
 verdict INVALID. Without `parallel` on PATH only aimedres and raw seq are measured.
 
@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     MB,
     Series,
     Timing,
@@ -101,8 +101,14 @@ class Bench:
         self.clean_aimedres()
         settle()
         with open(self.tmp / "supervisor.out", "wb") as out:
-            t = timed_run(supervisor_cmd(self.config, "run", "--no-progress"), stdout=out,
-                          stderr=subprocess.STDOUT, cwd=self.tmp, env=self.env, timeout=self.timeout)  # fmt: skip
+            t = timed_run(
+                supervisor_cmd(self.config, "run", "--no-progress"),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.tmp,
+                env=self.env,
+                timeout=self.timeout,
+            )
         problems = self._check_exit("aimedres", t, self.tmp / "supervisor.out")
         path = latest_job_log(self.logs, JOB)
         if path is None:
@@ -142,8 +148,14 @@ class Bench:
         remove(out_path)
         settle()
         with open(out_path, "wb") as out:
-            t = timed_run(["seq", str(self.lines)], stdout=out, stderr=subprocess.DEVNULL,
-                          cwd=self.tmp, env=self.env, timeout=self.timeout)  # fmt: skip
+            t = timed_run(
+                ["seq", str(self.lines)],
+                stdout=out,
+                stderr=subprocess.DEVNULL,
+                cwd=self.tmp,
+                env=self.env,
+                timeout=self.timeout,
+            )
         problems = self._check_exit("seq", t, None)
         n = count_lines(out_path)
         if n != self.lines:
@@ -198,7 +210,7 @@ def validate_run(path: Path, lines: int) -> dict[str, Any]:
             if not isinstance(rec, dict):
                 problem(f"line {lineno}: not a JSON object")
                 continue
-            ev = rec.get("event")
+            ev = str(rec.get("event"))
             events[ev] = events.get(ev, 0) + 1
             for key in ("ts", "event", "run", "job"):
                 if key not in rec:
@@ -208,7 +220,7 @@ def validate_run(path: Path, lines: int) -> dict[str, Any]:
                 if ev in _PER_ATTEMPT:
                     problem(f"line {lineno} ({ev}): no 'attempt'")
                 else:
-                    no_attempt.add(str(ev))
+                    no_attempt.add(ev)
             if not _TS.match(str(rec.get("ts", ""))):
                 problem(f"line {lineno}: ts {rec.get('ts')!r} is not RFC 3339 UTC with microseconds")
             run_ids.add(str(rec.get("run")))
@@ -248,16 +260,19 @@ def validate_run(path: Path, lines: int) -> dict[str, Any]:
         problem("events.jsonl holds job.output records (SPEC §7: lifecycle only)")
     notes = []
     if no_attempt:
-        notes.append(f"{', '.join(sorted(no_attempt))} carry no 'attempt' (SPEC §7: job records add job "
-                     "and attempt; arguable for per-job events)")  # fmt: skip
+        notes.append(
+            f"{', '.join(sorted(no_attempt))} carry no 'attempt' (SPEC §7: job records add job "
+            "and attempt; arguable for per-job events)"
+        )
     return {"records": records, "events": events, "problems": problems, "notes": notes}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--lines", type=int, default=5_000_000, metavar="N", help="lines seq prints (default 5,000,000)")
-    ap.add_argument("--runs", type=int, default=5, metavar="N", help="timed runs per tool after one warm-up (default 5)")
+    ap.add_argument("--runs", type=int, default=5, metavar="N", help="timed runs per tool after a warm-up (default 5)")
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON object (last line)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir and the last run's outputs")
     ap.add_argument("--validate", action="store_true", help="JSON-parse and check the whole log of the warm-up run")
@@ -272,8 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parallel = shutil.which("parallel")
     if parallel is None:
-        print("NOTE: GNU parallel is not on PATH (apt-get install parallel): measuring only aimedres-async "
-              "and raw seq; the §11 ratio cannot be computed.")  # fmt: skip
+        print(
+            "NOTE: GNU parallel is not on PATH (apt-get install parallel): measuring only aimedres-async "
+            "and raw seq; the §11 ratio cannot be computed."
+        )
     if shutil.which("seq") is None:
         print("error: `seq` (coreutils) is not on PATH", file=sys.stderr)
         return 2
@@ -301,8 +318,10 @@ def main(argv: list[str] | None = None) -> int:
                 s = series[name]
                 s.add(o.timing, o.size)
                 s.problems += [f"run {i + 1}: {p}" for p in o.problems]
-                print(f"  run {i + 1}/{a.runs} {name}: {o.timing.wall_s:.2f}s"
-                      + (" (PROBLEM)" if o.problems else ""), flush=True)  # fmt: skip
+                print(
+                    f"  run {i + 1}/{a.runs} {name}: {o.timing.wall_s:.2f}s" + (" (PROBLEM)" if o.problems else ""),
+                    flush=True,
+                )
                 # delete the outputs right away (the disk must not fill), except the last round with --keep
                 if not (last and a.keep):
                     if name == "aimedres-async":
@@ -319,14 +338,25 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, _ in tools:
         d = series[name].summary(a.lines)
-        rows.append([
-            name, f"{d['median_s']:.3f}", f"{d['min_s']:.3f}", f"{d['max_s']:.3f}",
-            f"{d['lines_per_s'] / 1e6:.2f} M", f"{d.get('output_mb', float('nan')):.1f}",
-            f"{d['cpu_median_s']:.2f}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                name,
+                f"{d['median_s']:.3f}",
+                f"{d['min_s']:.3f}",
+                f"{d['max_s']:.3f}",
+                f"{d['lines_per_s'] / 1e6:.2f} M",
+                f"{d.get('output_mb', float('nan')):.1f}",
+                f"{d['cpu_median_s']:.2f}",
+            ]
+        )
     print()
-    print(format_table(["tool", "median s", "min s", "max s", "lines/s", "output MB", "cpu s"], rows,
-                       [False, True, True, True, True, True, True]))  # fmt: skip
+    print(
+        format_table(
+            ["tool", "median s", "min s", "max s", "lines/s", "output MB", "cpu s"],
+            rows,
+            [False, True, True, True, True, True, True],
+        )
+    )
     aim = series["aimedres-async"]
     raw = series["seq > file (raw)"]
     ratio = aim.median / series["parallel --line-buffer --tag"].median if parallel else None
@@ -337,15 +367,19 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "PASS" if ratio <= TARGET_RATIO else "MISS"
         if all_problems:
             verdict = "INVALID (output verification failed, see below)"
-        print(f"aimedres-async / parallel --line-buffer --tag: {ratio:.2f}x  "
-              f"(SPEC §11 target <= {TARGET_RATIO:.1f}x): {verdict}")  # fmt: skip
+        print(
+            f"aimedres-async / parallel --line-buffer --tag: {ratio:.2f}x  "
+            f"(SPEC §11 target <= {TARGET_RATIO:.1f}x): {verdict}"
+        )
     else:
         verdict = "SKIPPED (GNU parallel not installed)"
         print(f"aimedres-async / parallel: n/a — {verdict}")
     if bench.validated is not None:
         v = bench.validated
-        print(f"--validate: {v['records']:,} records parsed, events {v['events']}: "
-              + ("OK" if not v["problems"] else f"{len(v['problems'])} problem(s)"))  # fmt: skip
+        print(
+            f"--validate: {v['records']:,} records parsed, events {v['events']}: "
+            + ("OK" if not v["problems"] else f"{len(v['problems'])} problem(s)")
+        )
         for note in v["notes"]:
             print(f"  note: {note}")
     if all_problems:
@@ -367,9 +401,12 @@ def main(argv: list[str] | None = None) -> int:
             "results": {name: series[name].summary(a.lines) for name, _ in tools},
             "validated": bench.validated,
             "problems": all_problems,
-            "versions": {"aimedres_async": version, "git": git_commit(),
-                         "parallel": tool_version(["parallel", "--version"]) if parallel else None,
-                         "seq": tool_version(["seq", "--version"])},  # fmt: skip
+            "versions": {
+                "aimedres_async": version,
+                "git": git_commit(),
+                "parallel": tool_version(["parallel", "--version"]) if parallel else None,
+                "seq": tool_version(["seq", "--version"]),
+            },
             "machine": machine_info(),
             "output_unit": f"MB = {MB} bytes",
         }

@@ -284,7 +284,7 @@ def test_json_console(tmp_path: Path, marker: str) -> None:
     r = run_cli(tmp_path, "run", "--log-format", "json")
     assert r.returncode == 0
     lines = [json.loads(x) for x in r.stderr.splitlines()]
-    assert [x["event"] for x in lines][0] == "run.started" and lines[-1]["event"] == "run.finished"
+    assert next(x["event"] for x in lines) == "run.started" and lines[-1]["event"] == "run.finished"
     assert r.stdout == ""  # no human table in JSON mode
 
 

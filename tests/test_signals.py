@@ -59,7 +59,7 @@ def test_signal_mid_run_leaves_no_process(tmp_path: Path, marker: str, sig: sign
     assert len(marked_processes(marker)) >= 9  # 3 shells + 6 sleeps
     t0 = time.monotonic()
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err
     # background sleeps ignore SIGINT, so a SIGINT stop waits out the grace, then SIGKILLs the group
     assert time.monotonic() - t0 < 10
