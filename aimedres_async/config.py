@@ -216,14 +216,27 @@ class _Problems:
         self.items.append(f"{where}: {'.'.join(keypath)}: {message}")
 
 
+_KEY_PART = re.compile(r"""\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*(\.|$)""")
+
+
+def _split_key(text: str) -> tuple[str, ...] | None:
+    """A dotted TOML key into its parts; quoted parts may contain dots."""
+    parts, pos = [], 0
+    while pos < len(text):
+        m = _KEY_PART.match(text, pos)
+        if not m:
+            return None
+        parts.append(m.group(1).strip("\"'"))
+        pos = m.end()
+    return tuple(parts)
+
+
 def _header_path(line: str) -> tuple[str, ...] | None:
     s = line.strip()
     if not s.startswith("[") or s.startswith("[["):
         return None
-    end = s.find("]")
-    if end < 0:
-        return None
-    return tuple(p.strip().strip("\"'") for p in s[1:end].split("."))
+    m = re.match(r"""\[((?:"[^"]*"|'[^']*'|[^\]"'])*)\]""", s)
+    return _split_key(m.group(1)) if m else None
 
 
 def _locate(lines: list[str], keypath: tuple[str, ...]) -> int | None:
@@ -237,10 +250,11 @@ def _locate(lines: list[str], keypath: tuple[str, ...]) -> int | None:
             if header == keypath:
                 return i
             continue
-        m = re.match(r"\s*[\"']?([A-Za-z0-9_.-]+?)[\"']?\s*=", line)
-        if not m:
+        m = re.match(r"""\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_.\s-])+?)\s*=""", line)
+        key = _split_key(m.group(1)) if m else None
+        if not key:
             continue
-        full = table + tuple(m.group(1).split("."))
+        full = table + key
         if full == keypath:
             return i
         if keypath[: len(full)] == full and best is None:
@@ -327,9 +341,8 @@ def _want_duration(v: object) -> float:
     return parse_duration(v)
 
 
-def _want_timeout(v: object) -> float | None:
-    seconds = parse_duration(v)
-    return seconds or None  # 0 means "no time limit"
+def _want_timeout(v: object) -> float:
+    return parse_duration(v)  # 0 means "no time limit" (and, set on a job, beats a default)
 
 
 def _table(
@@ -443,8 +456,13 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
-        where = f"{problems.name}:{m.group(1)}:{m.group(2)}" if m else problems.name
+        msg = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(e))
+        if m:
+            where = f"{problems.name}:{m.group(1)}:{m.group(2)}"
+        else:  # "(at end of document)": point at the end of the text
+            lines = text.split("\n")
+            where = f"{problems.name}:{len(lines)}:{len(lines[-1]) + 1}"
+            msg += " (at end of file)"
         raise ConfigError([f"{where}: TOML syntax error: {msg}"]) from None
 
     for key in raw:

@@ -195,7 +195,7 @@ def discover(
     base_dir: Path, roots: Iterable[str | Path], include: Sequence[str], exclude: Sequence[str]
 ) -> tuple[list[tuple[str, ScriptInfo]], list[str]]:
     """Find training scripts under `roots`; returns (job id, script) pairs and warnings."""
-    inc = [glob_regex(p) for p in include]
+    inc = [(glob_regex(p), "/" in p) for p in include]
     exc = [glob_regex(p) for p in exclude]
     found: list[tuple[str, ScriptInfo]] = []
     seen: dict[str, Path] = {}
@@ -207,7 +207,7 @@ def discover(
             continue
         for path in _walk(root):
             rel = path.relative_to(base_dir).as_posix() if path.is_relative_to(base_dir) else path.as_posix()
-            if not any(r.fullmatch(path.name) for r in inc):
+            if not any(r.fullmatch(rel if has_dir else path.name) for r, has_dir in inc):
                 continue
             if any(r.fullmatch(rel) or r.fullmatch(path.name) for r in exc):
                 continue

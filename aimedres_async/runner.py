@@ -22,7 +22,7 @@ from typing import Any
 from . import procs
 from .config import Backoff
 from .jobs import JobSpec, Outcome
-from .sinks import Framer
+from .sinks import Buffer, Framer
 
 READ_SIZE = 1 << 20
 DRAIN_TIMEOUT = 2.0  # after the group is gone, how long a pipe held by an escaped process may stay open
@@ -74,7 +74,7 @@ class AttemptContext:
 
     run_id: str
     emit: Callable[..., Any]  # RunLog.emit
-    write_output: Callable[[str, bytes], None]  # (job id, records)
+    write_output: Callable[[str, list[Buffer]], None]  # (job id, record pieces)
     stop: StopRequest
     stop_signal: int = signal.SIGINT
     grace_period: float = 10.0
@@ -156,7 +156,7 @@ async def run_attempt(
                 eof.set_result(None)
             tail = framer.flush()
             if tail:
-                ctx.write_output(spec.id, tail)
+                ctx.write_output(spec.id, [tail])
             if framer.last_data is not None:
                 output.metrics = framer.last_data
         child.close_pipes()

@@ -20,6 +20,8 @@ from xml.etree import ElementTree as ET
 
 import orjson
 
+Buffer = bytes | memoryview
+
 _SPLIT = re.compile(rb"\r\n|\r|\n")
 _LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n)")
 # Anything that JSON must escape, a lone \r, non-ASCII (may be invalid UTF-8) or a '{' (a line
@@ -69,23 +71,24 @@ class Framer:
         self.tail = tail
         self.redact = redact
         self.last_data: dict[str, Any] | None = None
-        self.lines = 0
         self._pending = bytearray()
         self._cut = False  # the pending record already had parts written
         self._after_cr = False  # the last byte seen was \r: a leading \n is its pair
 
-    def feed(self, data: bytes) -> tuple[bytes, bytes]:
-        """Frame a chunk; returns (records, the complete lines it held, for echo)."""
+    def feed(self, data: bytes) -> tuple[list[Buffer], bytes]:
+        """Frame a chunk; returns (record pieces to write in order, the complete lines it held)."""
         if self._after_cr and data[:1] == b"\n":
             data = data[1:]
         if not data:
-            return b"", b""
+            return [], b""
         self._after_cr = data[-1:] == b"\r"
         last = max(data.rfind(b"\n"), data.rfind(b"\r"))
         if last < 0:
             self._pending += data
             return self._cut_pending(), b""
         complete, rest = data[: last + 1], data[last + 1 :]
+        # Every line but the first lies inside this chunk, so the chunk's size bounds their length.
+        short = len(data) <= self.max_line
         if self._pending:
             complete = bytes(self._pending) + complete
             self._pending.clear()
@@ -95,9 +98,14 @@ class Framer:
         if self.redact is not None:
             complete = self.redact(complete)
         self.tail.append((self.stream, complete[-TAIL_BYTES:]))
-        out = self._frame(complete, first_partial)
-        more = self._cut_pending()
-        return (out + more if more else out), complete
+        if short and not first_partial and complete.find(b"\n") <= self.max_line:
+            out = self._frame_fast(complete)
+        else:
+            out = None
+        if out is None:
+            out = [self._frame(complete, first_partial)]
+        out += self._cut_pending()
+        return out, complete
 
     def flush(self) -> bytes:
         """At end of stream: the unterminated last record, if any."""
@@ -110,9 +118,9 @@ class Framer:
         self.tail.append((self.stream, piece[-TAIL_BYTES:]))
         return self._record(b'{"ts":"' + timestamp(), piece, self._cut)
 
-    def _cut_pending(self) -> bytes:
+    def _cut_pending(self) -> list[Buffer]:
         if len(self._pending) < self.max_line:
-            return b""
+            return []
         head = b'{"ts":"' + timestamp()
         out = []
         while len(self._pending) >= self.max_line:
@@ -122,15 +130,21 @@ class Framer:
                 piece = self.redact(piece)
             out.append(self._record(head, piece, True))
         self._cut = True
-        return b"".join(out)
+        return [b"".join(out)]
+
+    def _frame_fast(self, complete: bytes) -> list[Buffer] | None:
+        """Plain lines (nothing to escape, no \r): all records from one `bytes.replace`."""
+        if _NEEDS_CARE.search(complete):
+            return None
+        start = b'{"ts":"' + timestamp() + self._head_parts + b'"line":"'
+        sep = b'"}\n' + start
+        # complete ends with \n, whose replacement carries one `start` too many: cut it off
+        # with a view instead of copying the whole buffer.
+        records = complete.replace(b"\n", sep)
+        return [start, memoryview(records)[: len(records) - len(start)]]
 
     def _frame(self, complete: bytes, first_partial: bool) -> bytes:
-        head = b'{"ts":"' + timestamp() + self._head_parts
-        if not first_partial and len(complete) <= self.max_line and not _NEEDS_CARE.search(complete):
-            body = complete[:-1]  # ends with \n: no \r can be in here
-            self.lines += body.count(b"\n") + 1
-            sep = b'"}\n' + head + b'"line":"'
-            return head + b'"line":"' + body.replace(b"\n", sep) + b'"}\n'
+        """Line by line: escaping, \r, JSON-object lines, over-long lines cut into parts."""
         ts_head = b'{"ts":"' + timestamp()
         out = []
         for i, m in enumerate(_LINE.finditer(complete)):
@@ -138,7 +152,6 @@ class Framer:
             partial = first_partial and i == 0
             if not line and not partial and m.group(2) == b"\r":
                 continue  # a bare \r (progress bar redraw) ends no line of its own
-            self.lines += 1
             while len(line) > self.max_line:
                 out.append(self._record(ts_head, line[: self.max_line], True))
                 line, partial = line[self.max_line :], True
@@ -182,7 +195,7 @@ class JsonlFile:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | (os.O_TRUNC if truncate else 0)
         self.fd: int | None = os.open(path, flags, 0o644)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Buffer) -> None:
         if self.fd is None or self.error is not None:
             return
         view = memoryview(data)
@@ -192,6 +205,18 @@ class JsonlFile:
                 view = view[n:]
         except OSError as e:
             self.error = e
+
+    def writev(self, pieces: list[Buffer]) -> None:
+        """Several buffers in one write(2), without joining them first."""
+        if self.fd is None or self.error is not None:
+            return
+        try:
+            n = os.writev(self.fd, pieces)
+        except OSError as e:
+            self.error = e
+            return
+        if n < sum(len(p) for p in pieces):  # a short write (disk nearly full): finish the rest
+            self.write(b"".join(pieces)[n:])
 
     def close(self) -> None:
         if self.fd is not None:
@@ -343,12 +368,12 @@ class RunLog:
             self.console(record)
         return record
 
-    def write_output(self, job: str, records: bytes) -> None:
+    def write_output(self, job: str, records: list[Buffer]) -> None:
         f = self._jobs.get(job)
         if f is not None:
-            f.write(records)
+            f.writev(records)
         if self.stream is not None:
-            self.stream.write(records)
+            self.stream.writev(records)
 
     def write_errors(self) -> list[str]:
         """Files that could not be written (full disk, removed folder), one line each."""
