@@ -205,6 +205,12 @@ def reap_adopted(members: list[ProcInfo]) -> None:
 
 
 def live_members(pgid: int) -> list[ProcInfo]:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return []  # the group is empty: no need to scan /proc
+    except PermissionError:
+        pass
     members = group_members(pgid)
     reap_adopted(members)
     return [p for p in members if p.state != "Z"]

@@ -331,6 +331,7 @@ class RunLog:
         self.stream = JsonlFile(stream_path, truncate=True) if stream_path else None
         self.console = console
         self._jobs: dict[str, JsonlFile] = {}
+        self._unopened: dict[str, list[bytes]] = {}  # records of jobs whose file is not open yet
         point_latest(logs_dir, run_id)
 
     def job_path(self, job: str) -> Path:
@@ -338,9 +339,13 @@ class RunLog:
 
     def open_job(self, job: str) -> None:
         if job not in self._jobs:
-            self._jobs[job] = JsonlFile(self.job_path(job))
+            f = self._jobs[job] = JsonlFile(self.job_path(job))
+            for line in self._unopened.pop(job, ()):
+                f.write(line)
 
     def close_job(self, job: str) -> None:
+        if job in self._unopened:  # it never ran: its file gets its few records now
+            self.open_job(job)
         f = self._jobs.pop(job, None)
         if f is not None:
             f.close()
@@ -356,10 +361,8 @@ class RunLog:
         self.events.write(line)
         if job is not None:
             f = self._jobs.get(job)
-            if f is None:  # a job that is not running (queued, finished): open briefly
-                f = JsonlFile(self.job_path(job))
-                f.write(line)
-                f.close()
+            if f is None:  # not started yet: kept until its file opens (one open per job)
+                self._unopened.setdefault(job, []).append(line)
             else:
                 f.write(line)
         if self.stream is not None:
@@ -381,7 +384,7 @@ class RunLog:
         return [f"{f.path}: {f.error.strerror or f.error}" for f in files if f.error is not None]
 
     def close(self) -> None:
-        for job in list(self._jobs):
+        for job in [*self._unopened, *self._jobs]:
             self.close_job(job)
         self.events.close()
         if self.stream is not None:
