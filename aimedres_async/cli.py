@@ -72,11 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the selected jobs and exit")
     lst = sub.add_parser("list", help="show the jobs: script, accepted flags, resources")
-    sub.add_parser("validate", help="check the config and print every problem")
+    val = sub.add_parser("validate", help="check the config and print every problem")
+    for sp in (run, lst, val):  # `run --config X` works as well as `--config X run`
+        sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for sp in (run, lst):
         g = sp.add_argument_group("job selection and discovery")
-        g.add_argument("--only", nargs="+", metavar="ID", default=[], help="run only these jobs")
-        g.add_argument("--exclude", nargs="+", metavar="ID", default=[], help="skip these jobs")
+        g.add_argument("--only", nargs="+", action="extend", metavar="ID", default=[], help="run only these jobs")
+        g.add_argument("--exclude", nargs="+", action="extend", metavar="ID", default=[], help="skip these jobs")
         g.add_argument("--no-auto-discover", action="store_true", help="only the jobs in [jobs.*]")
         g.add_argument("--discover-root", nargs="+", metavar="DIR", help="discover under these folders instead")
         g.add_argument("--epochs", type=_positive_int, metavar="N")
@@ -111,6 +113,8 @@ def _with_default_command(argv: list[str]) -> list[str]:
     while i < len(argv):
         a = argv[i]
         if a == "--config":
+            if i + 1 >= len(argv):
+                return argv  # let argparse say the value is missing
             i += 2
             continue
         if a.startswith("--config="):

@@ -465,9 +465,16 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
             msg += " (at end of file)"
         raise ConfigError([f"{where}: TOML syntax error: {msg}"]) from None
 
-    for key in raw:
-        if key not in _TOP_SCHEMA:
+    for key, value in raw.items():
+        if key in _TOP_SCHEMA:
+            continue
+        if isinstance(value, dict):
             problems.add((key,), "unknown table" + _suggest(key, dict.fromkeys(_TOP_SCHEMA)))
+        else:
+            where = next((t for t, schema in (("supervisor", _SUPERVISOR_SCHEMA), ("discovery", _DISCOVERY_SCHEMA))
+                          if key in schema), None)  # fmt: skip
+            hint = f" (it belongs under [{where}])" if where else ""
+            problems.add((key,), "unknown top-level key; settings go in tables like [supervisor]" + hint)
 
     sup = _table(raw.get("supervisor", {}), ("supervisor",), _SUPERVISOR_SCHEMA, problems)
     disc = _table(raw.get("discovery", {}), ("discovery",), _DISCOVERY_SCHEMA, problems)
@@ -506,7 +513,7 @@ def load(path: Path) -> Config:
     except OSError as e:
         raise ConfigError([f"{path}: cannot read config: {e.strerror or e}"]) from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # editors on Windows like to add a BOM
     except UnicodeDecodeError as e:
         raise ConfigError([f"{path}: config is not UTF-8 text (byte {e.start})"]) from None
     return parse(text, path, path.resolve().parent)

@@ -11,7 +11,9 @@ from pathlib import Path
 PY = sys.executable
 
 
-def cli(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def cli(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     """`python -m aimedres_async ARGS` in `cwd`; $AIMEDRES_CONFIG only when the test gives it."""
     base = {k: v for k, v in os.environ.items() if k not in ("AIMEDRES_CONFIG", "GITHUB_STEP_SUMMARY")}
     return subprocess.run(

@@ -55,9 +55,9 @@ def test_old_orchestrator_flags_print_exact_commands(tmp_path: Path, prefix: lis
     result = cli(tmp_path, *prefix, *OLD_FLAGS)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+    als = [PY, "scripts/train_als.py", "--output-dir", str(base / "results" / "als"), "--epochs", "80", "--folds", "5"]
     assert dry_run_commands(result.stdout) == {
-        "als": [PY, "scripts/train_als.py", "--output-dir", str(base / "results" / "als"),
-                "--epochs", "80", "--folds", "5"],  # fmt: skip
+        "als": als,
         "alzheimers": [PY, "scripts/train_alzheimers.py", "--epochs", "3"],  # per-job epochs beat --epochs
     }
     assert f"(cwd {base})" in result.stdout
@@ -91,10 +91,11 @@ def test_cli_extras_batch_base_output_dir_and_discovery_switches(tmp_path: Path)
                  "--base-output-dir", "out", "--extra-arg=--seed=3", "--extra-arg", "x y", "--exclude", "als")  # fmt: skip
     assert result.returncode == 0, result.stderr
     out = tmp_path.resolve() / "out"
+    big = [PY, "more/train_big.py", "--output_dir", str(out / "big"), "--sample", "9", "--batch-size", "16",
+           "--seed=3", "x y"]  # fmt: skip
     assert dry_run_commands(result.stdout) == {
         "alzheimers": [PY, "scripts/train_alzheimers.py", "--epochs", "3", "--seed=3", "x y"],
-        "big": [PY, "more/train_big.py", "--output_dir", str(out / "big"), "--sample", "9", "--batch-size", "16",
-                "--seed=3", "x y"],  # fmt: skip
+        "big": big,
     }
     result = cli(tmp_path, "run", "--dry-run", "--no-auto-discover")
     assert set(dry_run_commands(result.stdout)) == {"als", "alzheimers"}
@@ -221,7 +222,7 @@ def table(stdout: str) -> dict[str, list[str]]:
 
 def test_list_shows_id_script_flags_resources_optional(tmp_path: Path) -> None:
     project(tmp_path)
-    (tmp_path / "aimedres.toml").write_text(PROJECT.replace("epochs = 3", 'epochs = 3\nresources = { gpus = 1 }'))
+    (tmp_path / "aimedres.toml").write_text(PROJECT.replace("epochs = 3", "epochs = 3\nresources = { gpus = 1 }"))
     result = cli(tmp_path, "list")
     assert result.returncode == 0, result.stderr
     assert table(result.stdout) == {
@@ -288,6 +289,25 @@ def test_aimedres_config_env_beats_local_file_and_config_flag_beats_both(tmp_pat
 def test_aimedres_config_env_pointing_nowhere_exits_2(tmp_path: Path) -> None:
     line = usage_error(cli(tmp_path, "validate", env={"AIMEDRES_CONFIG": str(tmp_path / "gone.toml")}))
     assert "gone.toml" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--config", "cfg/custom.toml", "--parallel", "--dry-run"], ["--config=cfg/custom.toml", "--dry-run"],
+     ["--config", "cfg/custom.toml", "run", "--dry-run"]],
+)  # fmt: skip
+def test_config_flag_before_old_style_flags(tmp_path: Path, args: list[str]) -> None:
+    env_config(tmp_path)
+    project(tmp_path)
+    result = cli(tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    assert set(dry_run_commands(result.stdout)) == {"fromenv"}
+
+
+def test_config_flag_without_value_says_so(tmp_path: Path) -> None:
+    line = usage_error(cli(tmp_path, "--config"))
+    assert "--config" in line
+    assert "cannot read config" not in line
 
 
 def test_builtin_defaults_without_a_config_file(tmp_path: Path) -> None:

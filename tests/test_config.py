@@ -197,18 +197,19 @@ def test_every_key_of_every_table_is_parsed(tmp_path: Path) -> None:
         timeout=21600.0, env={"PYTHONUNBUFFERED": "1", "SEED": "7"}, optional=False,
         resources=Resources(gpus=1.0, memory=512 * MiB, cpus=2.0),
     )  # fmt: skip
+    als_settings = JobSettings(
+        epochs=80, folds=3, sample=50, batch=16, retries=4,
+        backoff=Backoff(initial=0.5, factor=1.5, max=60.0, jitter=0.0),
+        timeout=5400.0, env={"CUDA_LAUNCH_BLOCKING": "1"}, optional=True,
+        resources=Resources(gpus=0.5, memory=8 * GiB, cpus=4.0),
+    )  # fmt: skip
     assert cfg.jobs == (
         JobConfig(
             id="als",
             script="src/train_als.py",
             command=None,
             args=("--dataset-choice", "als-progression"),
-            settings=JobSettings(
-                epochs=80, folds=3, sample=50, batch=16, retries=4,
-                backoff=Backoff(initial=0.5, factor=1.5, max=60.0, jitter=0.0),
-                timeout=5400.0, env={"CUDA_LAUNCH_BLOCKING": "1"}, optional=True,
-                resources=Resources(gpus=0.5, memory=8 * GiB, cpus=4.0),
-            ),  # fmt: skip
+            settings=als_settings,
         ),
         JobConfig(id="tool.v2-x", script=None, command=("/bin/echo", "hi"), args=("there",)),
     )
@@ -358,7 +359,7 @@ def test_problem_in_job_with_dotted_id_has_line_number(tmp_path: Path) -> None:
         ("[defaults]\nbackoff = 3\n", "defaults.backoff", 2, "table"),
         ('[defaults]\nresources = { memory = "lots" }\n', "defaults.resources.memory", 2, "size"),
         ('[jobs.a]\nscript = "a.py"\nargs = "--x"\n', "jobs.a.args", 3, "list of strings"),
-        ('[jobs.a]\nscript = 3\n', "jobs.a.script", 2, "string"),
+        ("[jobs.a]\nscript = 3\n", "jobs.a.script", 2, "string"),
         ('[jobs.a]\nscript = "a.py"\noptional = 1\n', "jobs.a.optional", 3, "true or false"),
         ("[jobs.a]\ncommand = []\n", "jobs.a.command", 2, "empty"),
         ("supervisor = 3\n", "supervisor", 1, "table"),
@@ -428,7 +429,7 @@ def test_valid_job_ids_are_accepted(tmp_path: Path, job_id: str) -> None:
 
 
 def test_job_needs_script_or_command(tmp_path: Path) -> None:
-    path = write(tmp_path, '[jobs.als]\nepochs = 3\n')
+    path = write(tmp_path, "[jobs.als]\nepochs = 3\n")
     problem = only_problem(path)
     assert problem.startswith(f"{path}:1: jobs.als: ")
     assert "script" in problem and "command" in problem

@@ -10,6 +10,7 @@ import pytest
 
 from aimedres_async.config import Backoff, Config, Resources, load
 from aimedres_async.jobs import (
+    JobSpec,
     Overrides,
     Plan,
     SelectionError,
@@ -54,7 +55,7 @@ def ids(p: Plan) -> list[str]:
     return [s.id for s in p.jobs]
 
 
-def by_id(p: Plan, job_id: str):  # type: ignore[no-untyped-def]
+def by_id(p: Plan, job_id: str) -> JobSpec:
     return next(s for s in p.jobs if s.id == job_id)
 
 
