@@ -471,9 +471,9 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
         if isinstance(value, dict):
             problems.add((key,), "unknown table" + _suggest(key, dict.fromkeys(_TOP_SCHEMA)))
         else:
-            where = next((t for t, schema in (("supervisor", _SUPERVISOR_SCHEMA), ("discovery", _DISCOVERY_SCHEMA))
-                          if key in schema), None)  # fmt: skip
-            hint = f" (it belongs under [{where}])" if where else ""
+            home = next((t for t, schema in (("supervisor", _SUPERVISOR_SCHEMA), ("discovery", _DISCOVERY_SCHEMA))
+                         if key in schema), None)  # fmt: skip
+            hint = f" (it belongs under [{home}])" if home else ""
             problems.add((key,), "unknown top-level key; settings go in tables like [supervisor]" + hint)
 
     sup = _table(raw.get("supervisor", {}), ("supervisor",), _SUPERVISOR_SCHEMA, problems)
