@@ -20,7 +20,7 @@ from . import __version__
 from .config import Config, ConfigError, builtin, load, parse_duration
 from .jobs import SelectionError
 
-COMMANDS = ("run", "list", "validate")
+COMMANDS = ("run", "list", "validate", "serve", "submit", "status", "logs")
 EXIT_USAGE = 2
 
 
@@ -73,7 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the selected jobs and exit")
     lst = sub.add_parser("list", help="show the jobs: script, accepted flags, resources")
     val = sub.add_parser("validate", help="check the config and print every problem")
-    for sp in (run, lst, val):  # `run --config X` works as well as `--config X run`
+    srv = sub.add_parser("serve", help="the spool daemon: run the tickets dropped into spool_dir/incoming")
+    smt = sub.add_parser("submit", help="enqueue tickets into the spool atomically; prints each ticket id")
+    smt.add_argument("tickets", nargs="*", metavar="TICKET.toml", help="ticket files to submit (or use --job)")
+    smt.add_argument("--job", metavar="ID", help="a ticket naming this configured job")
+    smt.add_argument("--epochs", type=_positive_int, metavar="N")
+    smt.add_argument("--folds", type=_positive_int, metavar="N")
+    smt.add_argument("--sample", type=_positive_int, metavar="N")
+    smt.add_argument("--batch", type=_positive_int, metavar="N")
+    smt.add_argument("--retries", type=_count, metavar="N")
+    smt.add_argument("--timeout", metavar="DURATION")
+    smt.add_argument("--arg", action="append", default=[], metavar="ARG", help="extra argument (repeatable)")
+    sts = sub.add_parser("status", help="what the spool daemon is doing")
+    sts.add_argument("--json", action="store_true", help="machine-readable")
+    lgs = sub.add_parser("logs", help="a job's or ticket's log, for humans")
+    lgs.add_argument("target", metavar="JOB|TICKET")
+    lgs.add_argument("--run", metavar="RUN_ID", help="which run (default: the ticket's, else the latest)")
+    lgs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job finishes")
+    for sp in (run, lst, val, srv, smt, sts, lgs):  # `run --config X` works as well as `--config X run`
         sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for sp in (run, lst):
         g = sp.add_argument_group("job selection and discovery")
@@ -284,12 +301,116 @@ def cmd_validate(cfg: Config, a: argparse.Namespace) -> int:
     return 0
 
 
+def _spool(cfg: Config) -> Any:
+    from .spool import Spool
+
+    return Spool(cfg.resolve(cfg.supervisor.spool_dir))
+
+
+def cmd_serve(cfg: Config, a: argparse.Namespace) -> int:
+    from .daemon import serve
+    from .spool import SpoolError
+
+    path = cfg.path
+
+    def reload() -> Config:
+        return load(path) if path is not None else cfg
+
+    try:
+        return serve(cfg, _console(a), reload)
+    except SpoolError as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_submit(cfg: Config, a: argparse.Namespace) -> int:
+    import tomli_w
+
+    from .config import parse_ticket
+    from .jobs import TicketJobError, known_jobs, ticket_spec
+    from .spool import SpoolError, TicketError, new_ticket_id
+
+    texts: list[tuple[str, str]] = []  # (label for the id, ticket text)
+    if a.job:
+        if a.tickets:
+            raise UsageError("give ticket files or --job, not both")
+        table: dict[str, Any] = {"job": a.job}
+        for name in ("epochs", "folds", "sample", "batch", "retries", "timeout"):
+            if getattr(a, name) is not None:
+                table[name] = getattr(a, name)
+        if a.arg:
+            table["args"] = a.arg
+        texts.append((a.job, tomli_w.dumps(table)))
+    elif a.tickets:
+        for name in a.tickets:
+            try:
+                text = Path(name).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise UsageError(f"{name}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+            texts.append((Path(name).stem, text))
+    else:
+        raise UsageError("nothing to submit: give ticket files or --job ID")
+    known = known_jobs(cfg)
+    prepared = []
+    for label, text in texts:
+        safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in label.lower())[:40] or "ticket"
+        ticket_id = new_ticket_id(safe)
+        try:
+            ticket_spec(cfg, parse_ticket(text, ticket_id, label), known)
+        except ConfigError as e:
+            raise UsageError("; ".join(e.problems)) from None
+        except TicketJobError as e:
+            raise UsageError(f"{label}: {e}") from None
+        prepared.append((ticket_id, text))
+    spool = _spool(cfg)
+    try:
+        spool.ensure(check_secure=False)
+        for ticket_id, text in prepared:
+            spool.submit(text, ticket_id)
+            print(ticket_id, flush=True)
+    except (SpoolError, TicketError) as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write to spool {spool.root}: {e.strerror or e}") from None
+    return 0
+
+
+def cmd_status(cfg: Config, a: argparse.Namespace) -> int:
+    import time
+
+    import orjson
+
+    spool = _spool(cfg)
+    running = list(spool.running())
+    now = time.time()
+    for r in running:
+        r["elapsed_s"] = round(now - float(r.get("started", now)), 1)
+    state = {"spool": str(spool.root), "counts": spool.counts(), "running": running}
+    if a.json:
+        print(orjson.dumps(state, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"spool {spool.root}: " + ", ".join(f"{k} {v}" for k, v in state["counts"].items()))
+    for r in running:
+        print(f"  {r.get('ticket')}  attempt {r.get('attempt')}  pid {r.get('pid')}  {r['elapsed_s']:.0f}s")
+    return 0
+
+
+def cmd_logs(cfg: Config, a: argparse.Namespace) -> int:
+    from .render import find_log, show
+
+    try:
+        path = find_log(cfg, _spool(cfg), a.target, a.run)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return show(path, follow=a.follow)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         a = build_parser().parse_args(_with_default_command(args))
         cfg = _find_config(a.config)
-        handler = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate}[a.command]
+        handler = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "serve": cmd_serve,
+                   "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs}[a.command]  # fmt: skip
         return handler(cfg, a)
     except ConfigError as e:
         for problem in e.problems:

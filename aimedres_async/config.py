@@ -211,9 +211,9 @@ class _Problems:
         self.items: list[str] = []
 
     def add(self, keypath: tuple[str, ...], message: str) -> None:
-        line = _locate(self.lines, keypath)
+        line = _locate(self.lines, keypath) if keypath else None
         where = f"{self.name}:{line}" if line else self.name
-        self.items.append(f"{where}: {'.'.join(keypath)}: {message}")
+        self.items.append(f"{where}: {'.'.join(keypath)}: {message}" if keypath else f"{where}: {message}")
 
 
 _KEY_PART = re.compile(r"""\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*(\.|$)""")
@@ -425,8 +425,10 @@ def _fraction(v: object) -> float:
     return x
 
 
-def _job(job_id: str, raw: object, problems: _Problems) -> JobConfig | None:
-    keypath = ("jobs", job_id)
+def _job(
+    job_id: str, raw: object, problems: _Problems, keypath: tuple[str, ...] | None = None
+) -> JobConfig | None:
+    keypath = ("jobs", job_id) if keypath is None else keypath
     if not JOB_ID_RE.fullmatch(job_id):
         problems.add(keypath, "invalid job id (use lowercase letters, digits, '_', '.', '-'; at most 64)")
         return None
@@ -447,6 +449,48 @@ def _job(job_id: str, raw: object, problems: _Problems) -> JobConfig | None:
 
 
 _TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs")
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A spool ticket: a configured job with overrides (`job = "als"`), or a whole job."""
+
+    job: str | None  # the configured job it names, or None for a whole job
+    label: str  # what to call it in listings: the job it names, or its own `id`
+    config: JobConfig  # overrides (job form) or the whole job; its id is the ticket id
+
+
+def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
+    """Validate a ticket's TOML with the same rules as `[jobs.*]`; raises ConfigError."""
+    problems = _Problems(Path(name), text)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{name}: TOML syntax error: {e}"]) from None
+    if not raw:
+        raise ConfigError([f"{name}: empty ticket (give `job = \"<id>\"` or a `script`/`command`)"])
+    if "result" in raw:
+        raise ConfigError([f"{name}: result: a new ticket must not carry a [result] table"])
+    job = raw.pop("job", None)
+    label = raw.pop("id", None)
+    if job is not None and (not isinstance(job, str) or not JOB_ID_RE.fullmatch(job)):
+        problems.add(("job",), "expected the id of a configured job")
+    if label is not None and (not isinstance(label, str) or not JOB_ID_RE.fullmatch(label)):
+        problems.add(("id",), "invalid id (use lowercase letters, digits, '_', '.', '-'; at most 64)")
+    if job is not None and ("script" in raw or "command" in raw):
+        problems.add(("job",), "a ticket names a configured job or gives `script`/`command`, not both")
+    if job is not None:
+        schema: dict[str, Callable[[object], Any]] = dict(_settings_schema(problems, ()))
+        schema["args"] = _want_str_list
+        parsed = _table(raw, (), schema, problems)
+        args = parsed.pop("args", ())
+        config = JobConfig(id=ticket_id, args=args, settings=JobSettings(**parsed))
+    else:
+        config_or_none = _job(ticket_id, raw, problems, keypath=())
+        config = config_or_none or JobConfig(id=ticket_id)
+    if problems.items:
+        raise ConfigError(problems.items)
+    return Ticket(job=job, label=str(job or label or ticket_id), config=config)
 
 
 def parse(text: str, path: Path | None, base_dir: Path) -> Config:

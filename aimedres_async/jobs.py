@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import JOB_ID_RE, Backoff, Config, JobConfig, JobSettings, Resources
+from .config import JOB_ID_RE, Backoff, Config, JobConfig, JobSettings, Resources, Ticket
 
 
 class Outcome(enum.StrEnum):
@@ -322,3 +322,49 @@ def plan(
         specs = [s for s in specs if s.id in set(only)]
     specs = [s for s in specs if s.id not in set(exclude)]
     return Plan(tuple(specs), tuple(skipped), tuple(warnings))
+
+
+# ---------------------------------------------------------------- spool tickets
+
+
+class TicketJobError(ValueError):
+    """A ticket that parses but cannot become a job (unknown job, script outside the folder)."""
+
+
+def known_jobs(cfg: Config) -> dict[str, JobConfig]:
+    """Every job a ticket may name: the config's own, then discovered scripts that parse."""
+    known = {j.id: j for j in cfg.jobs}
+    if cfg.discovery.enabled:
+        found, _warnings = discover(cfg.base_dir, cfg.discovery.roots, cfg.discovery.include, cfg.discovery.exclude)
+        for job_id, info in found:
+            if job_id not in known and info.error is None:
+                rel = info.path.relative_to(cfg.base_dir) if info.path.is_relative_to(cfg.base_dir) else info.path
+                known[job_id] = JobConfig(id=job_id, script=str(rel))
+    return known
+
+
+def _merge(base: JobSettings, over: JobSettings) -> JobSettings:
+    values = {}
+    for name in JobSettings.__dataclass_fields__:
+        mine = getattr(over, name)
+        values[name] = getattr(base, name) if mine is None else mine
+    values["env"] = {**base.env, **over.env}
+    return JobSettings(**values)
+
+
+def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> JobSpec:
+    """A ticket as a job: a configured job with the ticket's overrides, or the ticket's own job."""
+    own = ticket.config
+    if ticket.job is not None:
+        base = known.get(ticket.job)
+        if base is None:
+            raise TicketJobError(f"unknown job {ticket.job!r} (known: {', '.join(sorted(known)) or 'none'})")
+        job = JobConfig(id=own.id, script=base.script, command=base.command, args=(*base.args, *own.args),
+                        settings=_merge(base.settings, own.settings))  # fmt: skip
+    else:
+        job = own
+    if job.script is not None:
+        root = cfg.base_dir.resolve()
+        if not cfg.resolve(job.script).resolve().is_relative_to(root):
+            raise TicketJobError(f"script {job.script!r} is outside the config's folder {root}")
+    return build_spec(cfg, job, None, Overrides(), origin="ticket")

@@ -12,6 +12,7 @@ import os
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class RunOptions:
     allow_partial_success: bool = False
     resume: dict[str, Any] | None = None  # the earlier run's summary.json
     step_summary: Path | None = None  # $GITHUB_STEP_SUMMARY
+    serve: bool = False  # the spool daemon: jobs arrive through add(); idle is not the end
 
 
 @dataclass
@@ -61,6 +63,7 @@ class JobRun:
     output: JobOutput = field(default_factory=JobOutput)
     duration_s: float = 0.0
     peak_rss_bytes: int = 0
+    on_finished: Callable[[JobRun], None] | None = None
 
     def summary(self, log_path: Path) -> dict[str, Any]:
         last = self.last
@@ -96,9 +99,11 @@ class Supervisor:
         self.jobs = [JobRun(spec) for spec in jobs]
         self.stop = StopRequest()
         self.log = sinks.RunLog(opts.logs_dir, self.run_id, console.event, opts.log_file)
+        self.on_started: Callable[[str, int, int], None] | None = None  # (job id, pid, attempt)
+        self.on_slot_free: Callable[[], None] | None = None
         self.ctx = AttemptContext(
             run_id=self.run_id,
-            emit=self.log.emit,
+            emit=self._emit,
             write_output=self.log.write_output,
             stop=self.stop,
             stop_signal=cfg.stop_signum,
@@ -106,7 +111,7 @@ class Supervisor:
             max_line_bytes=cfg.supervisor.max_line_bytes,
             echo=console.echo if opts.verbose else None,
         )
-        self._free = opts.max_workers
+        self._free = self._max_workers = opts.max_workers
         self._waiting: deque[JobRun] = deque()
         self._running: set[asyncio.Task[None]] = set()
         self._backoff: dict[str, asyncio.TimerHandle] = {}
@@ -114,6 +119,32 @@ class Supervisor:
         self._last_summary = 0.0
         self._meta: dict[str, Any] = {}
         self.started = time.time()
+
+    def _emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        record = self.log.emit(event, **fields)
+        if event == "job.started" and self.on_started is not None:
+            self.on_started(fields["job"], fields["pid"], fields["attempt"])
+        return record
+
+    def add(self, spec: JobSpec, on_finished: Callable[[JobRun], None] | None = None,
+            **queued_fields: Any) -> JobRun:  # fmt: skip
+        """Queue a job while running (the daemon's way in)."""
+        job = JobRun(spec, on_finished=on_finished)
+        self.jobs.append(job)
+        self.log.emit("job.queued", job=spec.id, **queued_fields)
+        self._waiting.append(job)
+        self._wake.set()
+        return job
+
+    def free_slots(self) -> int:
+        """How many more jobs could start right now."""
+        return max(0, self._free - len(self._waiting))
+
+    def set_max_workers(self, n: int) -> None:
+        """Change the worker limit while running (SIGHUP); running jobs are not touched."""
+        self._free += n - self._max_workers
+        self._max_workers = n
+        self._wake.set()
 
     # ------------------------------------------------------------ the run
 
@@ -129,7 +160,8 @@ class Supervisor:
         for job in resumed:
             self.log.emit("job.finished", job=job.spec.id, status=job.status, attempts=0,
                           reason="succeeded in the resumed run with the same command")  # fmt: skip
-        self._write_summary(force=True)
+        if not self.opts.serve:
+            self._write_summary(force=True)
         sampler = asyncio.create_task(self._sample())
         try:
             await self._dispatch()
@@ -156,8 +188,9 @@ class Supervisor:
                       stopped_by=self.stop.reason)  # fmt: skip
         self._meta.update(finished_at=sinks.timestamp_str(), duration_s=round(duration, 3),
                           exit_code=code, counts=counts, stopped_by=self.stop.reason)  # fmt: skip
-        self._write_summary(force=True)
-        self._write_reports(duration)
+        if not self.opts.serve:
+            self._write_summary(force=True)
+            self._write_reports(duration)
         self.log.close()
         return code
 
@@ -205,7 +238,7 @@ class Supervisor:
                 task.add_done_callback(self._running.discard)
             if self.stop.requested.is_set():
                 return
-            if not self._waiting and not self._running and not self._backoff:
+            if not self._waiting and not self._running and not self._backoff and not self.opts.serve:
                 return
             stop_wait = asyncio.ensure_future(self.stop.requested.wait())
             wake_wait = asyncio.ensure_future(self._wake.wait())
@@ -229,6 +262,8 @@ class Supervisor:
         finally:
             self._free += 1
             self._wake.set()
+            if self.on_slot_free is not None:
+                self.on_slot_free()
         job.last = result
         job.duration_s += result.duration_s
         job.peak_rss_bytes = max(job.peak_rss_bytes, result.peak_rss_bytes)
@@ -256,7 +291,15 @@ class Supervisor:
         self.log.emit("job.finished", job=job.spec.id, status=status.value, attempts=job.attempts,
                       metrics=job.output.metrics)  # fmt: skip
         self.log.close_job(job.spec.id)
-        self._write_summary()
+        if job.on_finished is not None:
+            try:
+                job.on_finished(job)
+            except Exception as e:  # the daemon's bookkeeping must not kill the loop
+                self.console.warning(f"{job.spec.id}: finishing failed: {e!r}")
+        if self.opts.serve:
+            self.jobs.remove(job)  # a daemon keeps no history in memory: the ticket has it
+        else:
+            self._write_summary()
 
     def _by_id(self, job_id: str) -> JobRun:
         return next(j for j in self.jobs if j.spec.id == job_id)

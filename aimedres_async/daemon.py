@@ -1,0 +1,256 @@
+"""`serve`: the spool daemon. Watch incoming/, claim as many tickets as there are free slots, run
+them through the same supervisor and runner as `run`, and file each ticket under done/ or failed/.
+
+SIGTERM/SIGINT: stop claiming, stop the running jobs as `run` does, put their tickets back in
+incoming/, exit 0. SIGHUP: reload the config (worker count, defaults, jobs) for new tickets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from . import procs, sinks
+from .config import Config, ConfigError, JobConfig, parse_ticket
+from .jobs import Status, TicketJobError, known_jobs, ticket_spec
+from .log import Console
+from .notify import Notifier
+from .spool import Claimed, Spool, TicketError, process_identity
+from .supervisor import JobRun, RunOptions, Supervisor, default_workers
+
+RESCAN_INTERVAL = 2.0  # a full look at incoming/ even without an inotify event
+
+
+class Daemon:
+    def __init__(self, cfg: Config, console: Console, reload: Callable[[], Config] | None = None,
+                 notifier: Notifier | None = None) -> None:  # fmt: skip
+        self.cfg = cfg
+        self.console = console
+        self.reload_config = reload
+        self.notifier = notifier or Notifier()
+        self.spool = Spool(cfg.resolve(cfg.supervisor.spool_dir))
+        self.claimed: dict[str, Claimed] = {}
+        self.known: dict[str, JobConfig] = {}
+        self.kick = asyncio.Event()
+        self.stopping = False
+        self.finished = {"done": 0, "failed": 0, "rejected": 0}
+        self.sup: Supervisor | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def serve(self) -> int:
+        self.spool.ensure()  # SpoolError: refuse to start (exit 2)
+        for ticket in self.spool.recover():
+            self.console.warning(f"ticket {ticket} was left in active/ by a dead daemon: back in incoming/")
+        logs_dir = self.cfg.resolve(self.cfg.supervisor.logs_dir)
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        opts = RunOptions(max_workers=self._workers(self.cfg), logs_dir=logs_dir, serve=True)
+        self.sup = sup = Supervisor(self.cfg, (), opts, self.console)
+        sup.on_started = self._on_started
+        sup.on_slot_free = self.kick.set
+        self.known = known_jobs(self.cfg)
+
+        loop = asyncio.get_running_loop()
+        for s in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(s, self._on_stop, s)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload)
+        run = asyncio.create_task(sup.run())
+        helpers = [asyncio.create_task(self._watch()), asyncio.create_task(self._intake())]
+        if self.notifier.watchdog_interval:
+            helpers.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_interval)))
+        self.notifier.ready(self._status_text())
+        try:
+            await run
+        finally:
+            for t in helpers:
+                t.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(s)
+            for c in list(self.claimed.values()):  # should be none: every job finished
+                self.spool.release(c, "incoming", None)
+            self.notifier.close()
+        return 0
+
+    def _workers(self, cfg: Config) -> int:
+        return default_workers(True, cfg.supervisor.max_workers)
+
+    def _on_stop(self, signum: signal.Signals) -> None:
+        assert self.sup is not None
+        if self.stopping:
+            self.console.warning(f"{signum.name} again: killing every job now")
+            self.sup.stop.force()
+            return
+        self.stopping = True
+        self.notifier.stopping()
+        self.console.warning(f"{signum.name}: stopping; running tickets go back to incoming/")
+        self.sup.stop.request(signum.name)
+        self.kick.set()
+
+    def _on_reload(self) -> None:
+        assert self.sup is not None
+        self.notifier.reloading()
+        if self.reload_config is not None:
+            try:
+                cfg = self.reload_config()
+            except ConfigError as e:
+                for p in e.problems:
+                    self.console.warning(f"reload failed, keeping the old config: {p}")
+                self.notifier.ready(self._status_text())
+                return
+            self.cfg = self.sup.cfg = cfg
+            self.known = known_jobs(cfg)
+            self.sup.set_max_workers(self._workers(cfg))
+            self.sup.ctx.grace_period = cfg.supervisor.grace_period
+            self.sup.ctx.stop_signal = cfg.stop_signum
+        self.sup.log.emit("daemon.reloaded", max_workers=self._workers(self.cfg), jobs=sorted(self.known))
+        self.notifier.ready(self._status_text())
+        self.kick.set()
+
+    # ------------------------------------------------------------ intake
+
+    async def _watch(self) -> None:
+        """Kick the intake on every change in incoming/ (inotify); poll if watchfiles is missing."""
+        incoming = str(self.spool.dir("incoming"))
+        try:
+            from watchfiles import awatch
+        except ImportError:
+            while True:
+                await asyncio.sleep(0.25)
+                self.kick.set()
+        async for _changes in awatch(incoming, debounce=50, step=1, rust_timeout=1000, yield_on_timeout=False,
+                                     recursive=False):  # fmt: skip
+            self.kick.set()
+
+    async def _intake(self) -> None:
+        while not self.stopping:
+            self._claim_some()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.kick.wait(), RESCAN_INTERVAL)
+            self.kick.clear()
+
+    def _claim_some(self) -> None:
+        assert self.sup is not None
+        free = self.sup.free_slots()
+        if free <= 0:
+            return
+        for name in self.spool.waiting():
+            if free <= 0 or self.stopping:
+                break
+            path = self.spool.dir("incoming") / name
+            try:
+                claimed = self.spool.claim(name)
+            except TicketError as e:
+                self._reject(path, str(e))
+                continue
+            except OSError as e:
+                self.console.warning(f"cannot claim {name}: {e}")
+                continue
+            if claimed is None:
+                continue
+            try:
+                ticket = parse_ticket(claimed.text, claimed.ticket_id, f"incoming/{name}")
+                spec = ticket_spec(self.cfg, ticket, self.known)
+            except ConfigError as e:
+                self._reject(claimed, "; ".join(e.problems))
+                continue
+            except TicketJobError as e:
+                self._reject(claimed, str(e))
+                continue
+            self.claimed[claimed.ticket_id] = claimed
+            self.sup.add(spec, self._on_finished, ticket_job=ticket.label)
+            free -= 1
+        self.notifier.status(self._status_text())
+
+    def _reject(self, what: Path | Claimed, reason: str) -> None:
+        assert self.sup is not None
+        try:
+            if isinstance(what, Claimed):
+                dest = self.spool.reject_claimed(what, reason)
+            else:
+                dest = self.spool.reject(what, reason)
+        except OSError as e:
+            self.console.warning(f"cannot reject {what}: {e}")
+            return
+        self.finished["rejected"] += 1
+        self.sup.log.emit("ticket.rejected", ticket=dest.stem, reason=reason)
+
+    # ------------------------------------------------------------ job hooks
+
+    def _on_started(self, job_id: str, pid: int, attempt: int) -> None:
+        c = self.claimed.get(job_id)
+        if c is not None:
+            assert self.sup is not None
+            info = process_identity(pid) | {"ticket": job_id, "attempt": attempt, "daemon_pid": os.getpid(),
+                                             "started_at": sinks.timestamp_str(), "started": time.time(),
+                                             "log": str(self.sup.log.job_path(job_id))}  # fmt: skip
+            with contextlib.suppress(OSError):
+                self.spool.record_process(c, info)
+
+    def _on_finished(self, job: JobRun) -> None:
+        assert self.sup is not None
+        c = self.claimed.pop(job.spec.id, None)
+        if c is None:
+            return
+        if job.status is Status.CANCELLED and self.stopping:
+            self.spool.release(c, "incoming", None)
+            self.sup.log.emit("ticket.requeued", ticket=c.ticket_id)
+            return
+        state = "done" if job.status is not None and job.status.ok else "failed"
+        self.spool.release(c, state, ticket_result(job, self.sup.log.job_path(job.spec.id), self.sup.run_id))
+        self.finished[state] += 1
+        self.notifier.status(self._status_text())
+        self.kick.set()
+
+    def _status_text(self) -> str:
+        running = len(self.claimed)
+        waiting = len(self.spool.waiting())
+        f = self.finished
+        return f"running {running}, waiting {waiting}, done {f['done']}, failed {f['failed']}, rejected {f['rejected']}"
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+
+def ticket_result(job: JobRun, log_path: Path, run_id: str) -> dict[str, Any]:
+    """The [result] table appended to a finished ticket (TOML has no null: absent keys are None)."""
+    last = job.last
+    result: dict[str, Any] = {
+        "status": job.status.value if job.status else "unknown",
+        "attempts": job.attempts,
+        "exit_code": last.exit_code if last else None,
+        "signal": last.signal if last else None,
+        "failure": last.failure if last and job.status and not job.status.ok else None,
+        "error": last.error if last else None,
+        "duration_s": round(job.duration_s, 3),
+        "peak_rss_bytes": job.peak_rss_bytes,
+        "log": str(log_path),
+        "run": run_id,
+        "finished_at": sinks.timestamp_str(),
+    }
+    result = {k: v for k, v in result.items() if v is not None}
+    metrics = job.output.metrics
+    if metrics:
+        try:
+            tomli_w.dumps({"metrics": metrics})
+            result["metrics"] = metrics
+        except (TypeError, ValueError):
+            pass  # not expressible in TOML (nulls, mixed arrays): it is in the job's log
+    return result
+
+
+def serve(cfg: Config, console: Console, reload: Callable[[], Config] | None) -> int:
+    procs.become_subreaper()
+    code = asyncio.run(Daemon(cfg, console, reload).serve())
+    procs.sweep_adopted()
+    return code

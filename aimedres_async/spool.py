@@ -1,0 +1,380 @@
+"""The spool directory protocol: submit, claim, complete, reject, recover. One file: shared rules.
+
+    spool/tmp/       writers stage a ticket here, fsync it, then link it into incoming/
+    spool/incoming/  waiting tickets <ticket_id>.toml
+    spool/active/    claimed by a daemon (which holds a flock on it while it runs)
+    spool/done/ failed/   finished, with a [result] table appended
+    spool/rejected/  bad tickets, each with a <name>.error saying why
+
+Every move is link(2) + unlink(2), so no ticket ever replaces another, followed by an fsync of
+both folders, so a power cut cannot lose or resurrect one. Tickets are read as cron and OpenSSH
+read their files: O_NOFOLLOW, fstat of the open descriptor, a regular file with one link, owned
+by us (or root), not group/world-writable, not empty, at most 1 MiB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import secrets
+import signal
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import tomli_w
+
+from .config import JOB_ID_RE
+
+STATES = ("incoming", "active", "done", "failed", "rejected", "tmp")
+MAX_TICKET_BYTES = 1 << 20
+SUFFIX = ".toml"
+
+
+class SpoolError(Exception):
+    """The spool cannot be used (insecure, not a folder, ...): a one-line reason."""
+
+
+class TicketError(Exception):
+    """This ticket is bad: the reason goes into rejected/<name>.error."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A ticket this daemon owns: its text and the locked descriptor that proves ownership."""
+
+    ticket_id: str
+    path: Path
+    text: str
+    lock_fd: int
+
+
+def new_ticket_id(job: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{stamp}-{secrets.token_hex(3)}-{job}"[:64]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _safe_name(name: str) -> str:
+    """A file name for something we reject whose own name is not a valid ticket id."""
+    stem = re.sub(r"[^a-z0-9_.-]", "_", name.lower()).lstrip("._-")[:40] or "ticket"
+    return f"{stem}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
+class Spool:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def dir(self, state: str) -> Path:
+        return self.root / state
+
+    def ensure(self, check_secure: bool = True) -> None:
+        """Create the folders (mode 0750); refuse a spool other users could write to."""
+        try:
+            self.root.mkdir(mode=0o750, parents=True, exist_ok=True)
+            for state in STATES:
+                (self.root / state).mkdir(mode=0o750, exist_ok=True)
+        except OSError as e:
+            raise SpoolError(f"cannot create spool {self.root}: {e.strerror or e}") from None
+        if not check_secure:
+            return
+        for folder in [self.root, *(self.root / s for s in STATES)]:
+            st = os.lstat(folder)
+            if not stat.S_ISDIR(st.st_mode):
+                raise SpoolError(f"{folder} is not a folder (a symlink?)")
+            if st.st_mode & 0o022:
+                mode = stat.filemode(st.st_mode)
+                raise SpoolError(f"refusing spool {folder}: writable by other users (mode {mode}); "
+                                 f"run `chmod go-w {folder}`")  # fmt: skip
+            if st.st_uid not in (os.geteuid(), 0):
+                raise SpoolError(f"refusing spool {folder}: owned by uid {st.st_uid}, not by us")
+
+    # ------------------------------------------------------------ writing
+
+    def submit(self, text: str, ticket_id: str) -> Path:
+        """Stage in tmp/, fsync, link into incoming/ (never over an existing ticket)."""
+        if not JOB_ID_RE.fullmatch(ticket_id):
+            raise TicketError(f"invalid ticket id {ticket_id!r}")
+        for state in ("incoming", "active", "done", "failed", "rejected"):
+            if (self.dir(state) / f"{ticket_id}{SUFFIX}").exists():
+                raise TicketError(f"ticket {ticket_id} already exists in {state}/")
+        tmp = self.dir("tmp") / f".{ticket_id}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+        try:
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        dest = self.dir("incoming") / f"{ticket_id}{SUFFIX}"
+        try:
+            os.link(tmp, dest)
+        except FileExistsError:
+            raise TicketError(f"ticket {ticket_id} already exists in incoming/") from None
+        finally:
+            os.unlink(tmp)
+        _fsync_dir(self.dir("incoming"))
+        return dest
+
+    def _move(self, src: Path, dest_dir: Path, name: str, content: bytes | None = None) -> Path:
+        """Move src to dest_dir/name (a free variant of it if taken), optionally with new content."""
+        dest = dest_dir / name
+        stem, suffix = (name[: -len(SUFFIX)], SUFFIX) if name.endswith(SUFFIX) else (name, "")
+        for n in range(1, 1000):
+            try:
+                if content is None:
+                    os.link(src, dest, follow_symlinks=False)
+                else:
+                    tmp = self.dir("tmp") / f".{name}.{secrets.token_hex(4)}"
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+                    try:
+                        os.write(fd, content)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    try:
+                        os.link(tmp, dest)
+                    finally:
+                        os.unlink(tmp)
+                break
+            except FileExistsError:
+                dest = dest_dir / f"{stem}.{n}{suffix}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(src)
+        _fsync_dir(dest_dir)
+        _fsync_dir(src.parent)
+        return dest
+
+    # ------------------------------------------------------------ reading
+
+    def waiting(self) -> list[str]:
+        """Names in incoming/ that look like tickets, oldest name first (ids sort by time)."""
+        try:
+            names = os.listdir(self.dir("incoming"))
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if n.endswith(SUFFIX) and not n.startswith("."))
+
+    def read(self, path: Path) -> str:
+        """Read a ticket with the hygiene rules; raises TicketError with the reason."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise TicketError("is a symbolic link") from None
+            raise TicketError(f"cannot open: {e.strerror}") from None
+        try:
+            return self._read_fd(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _read_fd(fd: int) -> str:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise TicketError("is not a regular file")
+        if st.st_nlink != 1:
+            raise TicketError(f"has {st.st_nlink} hard links (a ticket must have exactly one)")
+        if st.st_uid not in (os.geteuid(), 0):
+            raise TicketError(f"is owned by uid {st.st_uid}, not by the daemon's user ({os.geteuid()}) or root")
+        if st.st_mode & 0o022:
+            raise TicketError(f"is group- or world-writable (mode {stat.filemode(st.st_mode)})")
+        if st.st_size > MAX_TICKET_BYTES:
+            raise TicketError(f"is {st.st_size} bytes, over the {MAX_TICKET_BYTES} byte limit")
+        data = os.read(fd, MAX_TICKET_BYTES + 1)
+        if len(data) > MAX_TICKET_BYTES:
+            raise TicketError(f"is over the {MAX_TICKET_BYTES} byte limit")
+        if not data.strip():
+            raise TicketError("is empty")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise TicketError(f"is not UTF-8 text (byte {e.start})") from None
+
+    # ------------------------------------------------------------ the daemon's side
+
+    @contextlib.contextmanager
+    def _spool_lock(self) -> Iterator[None]:
+        """Serialises claim() against recover(): a ticket is never seen linked but not yet locked."""
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def claim(self, name: str) -> Claimed | None:
+        """Move incoming/name to active/ and lock it; None if another daemon got it first.
+
+        Raises TicketError for a ticket that must be rejected (it stays in incoming/ for reject()).
+        """
+        src = self.dir("incoming") / name
+        ticket_id = name[: -len(SUFFIX)]
+        if not JOB_ID_RE.fullmatch(ticket_id):
+            raise TicketError(f"{name!r} is not a valid ticket name (<id>.toml, id = [a-z0-9][a-z0-9_.-]{{0,63}})")
+        text = self.read(src)  # hygiene before it is ours
+        dest = self.dir("active") / name
+        with self._spool_lock():
+            try:
+                os.link(src, dest, follow_symlinks=False)
+            except FileExistsError:
+                return None  # claimed by someone else, or a ticket with this id is still running
+            except FileNotFoundError:
+                return None  # someone else claimed it first
+            fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(src)
+        _fsync_dir(self.dir("active"))
+        _fsync_dir(self.dir("incoming"))
+        return Claimed(ticket_id, dest, text, fd)
+
+    def record_process(self, c: Claimed, info: dict[str, Any]) -> None:
+        """Note what runs for a claimed ticket (pid, pgid, ...), for `status` and crash recovery."""
+        path = self.dir("active") / f".{c.ticket_id}.json"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(orjson.dumps(info))
+        os.replace(tmp, path)
+
+    def _sidecar(self, ticket_id: str) -> Path:
+        return self.dir("active") / f".{ticket_id}.json"
+
+    def release(self, c: Claimed, state: str, result: dict[str, Any] | None) -> Path:
+        """Finish a claimed ticket: to done/ or failed/ with a [result] table, or back to incoming/."""
+        if state == "incoming":
+            dest = self._move(c.path, self.dir("incoming"), c.path.name)
+        else:
+            text = c.text if c.text.endswith("\n") else c.text + "\n"
+            content = (text + "\n" + tomli_w.dumps({"result": result or {}})).encode()
+            dest = self._move(c.path, self.dir(state), c.path.name, content)
+        with contextlib.suppress(FileNotFoundError):
+            self._sidecar(c.ticket_id).unlink()
+        os.close(c.lock_fd)
+        return dest
+
+    def reject_claimed(self, c: Claimed, reason: str) -> Path:
+        dest = self.reject(c.path, reason)
+        os.close(c.lock_fd)
+        return dest
+
+    def reject(self, path: Path, reason: str) -> Path:
+        """Move a bad ticket (or whatever it is) to rejected/ with a .error file saying why."""
+        name = path.name
+        stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+        if not JOB_ID_RE.fullmatch(stem):
+            stem = _safe_name(stem)
+        dest = self._move(path, self.dir("rejected"), f"{stem}{SUFFIX}")
+        err = dest.with_name(dest.name[: -len(SUFFIX)] + ".error")
+        err.write_text(f"{name}: {reason}\n")
+        return dest
+
+    def recover(self) -> list[str]:
+        """Return tickets left in active/ by a dead daemon to incoming/, after killing their jobs.
+
+        A ticket whose lock is still held belongs to a live daemon and is left alone.
+        """
+        with self._spool_lock():
+            return self._recover()
+
+    def _recover(self) -> list[str]:
+        recovered = []
+        for name in sorted(os.listdir(self.dir("active"))):
+            if not name.endswith(SUFFIX) or name.startswith("."):
+                continue
+            path = self.dir("active") / name
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # a live daemon runs it
+            ticket_id = name[: -len(SUFFIX)]
+            _kill_recorded(self._sidecar(ticket_id))
+            incoming = self.dir("incoming") / name
+            try:
+                if incoming.exists() and os.path.samefile(incoming, path):
+                    os.unlink(path)  # a crash between link and unlink of claim(): undo the claim
+                else:
+                    self._move(path, self.dir("incoming"), name)
+            finally:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                self._sidecar(ticket_id).unlink()
+            recovered.append(ticket_id)
+        return recovered
+
+    def counts(self) -> dict[str, int]:
+        out = {}
+        for state in ("incoming", "active", "done", "failed", "rejected"):
+            try:
+                out[state] = sum(1 for n in os.listdir(self.dir(state)) if n.endswith(SUFFIX) and not n.startswith("."))
+            except FileNotFoundError:
+                out[state] = 0
+        return out
+
+    def running(self) -> Iterator[dict[str, Any]]:
+        """What `record_process` noted for each active ticket."""
+        try:
+            names = sorted(os.listdir(self.dir("active")))
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name.startswith(".") and name.endswith(".json"):
+                try:
+                    yield orjson.loads((self.dir("active") / name).read_bytes())
+                except (OSError, orjson.JSONDecodeError):
+                    continue
+
+    def find(self, ticket_id: str) -> tuple[str, Path] | None:
+        for state in ("active", "done", "failed", "incoming", "rejected"):
+            path = self.dir(state) / f"{ticket_id}{SUFFIX}"
+            if path.exists():
+                return state, path
+        return None
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+        return int(raw[raw.rfind(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_identity(pid: int) -> dict[str, Any]:
+    """pid plus its start time, so a recycled pid is never mistaken for our job."""
+    return {"pid": pid, "pgid": pid, "start_time": _start_time(pid)}
+
+
+def _kill_recorded(sidecar: Path) -> None:
+    try:
+        info = orjson.loads(sidecar.read_bytes())
+        pgid, started = int(info["pgid"]), info.get("start_time")
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return
+    # The leader may be gone while its group lives on; only trust the pgid if the leader is the
+    # same process we started, or is gone (then no new process can have taken that group id
+    # while group members remain, since a pgid is not reused while the group exists).
+    now = _start_time(pgid)
+    if now is not None and started is not None and now != started:
+        return  # the pid was recycled by an unrelated process
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
