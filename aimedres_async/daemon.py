@@ -40,6 +40,7 @@ class Daemon:
         self.claimed: dict[str, Claimed] = {}
         self.known: dict[str, JobConfig] = {}
         self.kick = asyncio.Event()
+        self.unwatch = asyncio.Event()  # tells the inotify thread to return
         self.stopping = False
         self.finished = {"done": 0, "failed": 0, "rejected": 0}
         self.sup: Supervisor | None = None
@@ -70,6 +71,7 @@ class Daemon:
         try:
             await run
         finally:
+            self.unwatch.set()
             for t in helpers:
                 t.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -126,8 +128,8 @@ class Daemon:
             while True:
                 await asyncio.sleep(0.25)
                 self.kick.set()
-        async for _changes in awatch(incoming, debounce=50, step=1, rust_timeout=1000, yield_on_timeout=False,
-                                     recursive=False):  # fmt: skip
+        async for _changes in awatch(incoming, debounce=50, step=1, rust_timeout=500, yield_on_timeout=False,
+                                     recursive=False, stop_event=self.unwatch):  # fmt: skip
             self.kick.set()
 
     async def _intake(self) -> None:

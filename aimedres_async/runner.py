@@ -22,7 +22,7 @@ from typing import Any
 from . import procs
 from .config import Backoff
 from .jobs import JobSpec, Outcome
-from .sinks import Buffer, Framer
+from .sinks import TAIL_BLOCKS, Buffer, Framer
 
 READ_SIZE = 1 << 20
 DRAIN_TIMEOUT = 2.0  # after the group is gone, how long a pipe held by an escaped process may stay open
@@ -88,7 +88,7 @@ class AttemptContext:
 class JobOutput:
     """What a job printed that outlives its attempts: final metrics and the last lines."""
 
-    tail: deque[tuple[str, bytes]] = field(default_factory=lambda: deque(maxlen=8))
+    tail: deque[tuple[str, bytes]] = field(default_factory=lambda: deque(maxlen=TAIL_BLOCKS))
     metrics: dict[str, Any] | None = None
 
 

@@ -27,7 +27,8 @@ _LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n)")
 # Anything that JSON must escape, a lone \r, non-ASCII (may be invalid UTF-8) or a '{' (a line
 # that might be a JSON object) sends a chunk to the careful path.
 _NEEDS_CARE = re.compile(rb'[\x00-\x09\x0b-\x1f"\\{\x7f-\xff]')
-TAIL_BYTES = 16 * 1024
+TAIL_BYTES = 8 * 1024
+TAIL_BLOCKS = 64  # enough blocks for the last 50 lines even when streams interleave
 _sec_cache: tuple[int, bytes] = (0, b"")
 
 
@@ -73,16 +74,18 @@ class Framer:
         self.last_data: dict[str, Any] | None = None
         self._pending = bytearray()
         self._cut = False  # the pending record already had parts written
-        self._after_cr = False  # the last byte seen was \r: a leading \n is its pair
 
     def feed(self, data: bytes) -> tuple[list[Buffer], bytes]:
         """Frame a chunk; returns (record pieces to write in order, the complete lines it held)."""
-        if self._after_cr and data[:1] == b"\n":
-            data = data[1:]
         if not data:
             return [], b""
-        self._after_cr = data[-1:] == b"\r"
-        last = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        # A \r at the very end may be the first half of \r\n: it stays pending until the next
+        # chunk (or the end of the stream) says which it is. Then it goes back in front of it.
+        if self._pending[-1:] == b"\r":
+            del self._pending[-1]
+            data = b"\r" + data
+        end = len(data) - 1 if data[-1:] == b"\r" else len(data)
+        last = max(data.rfind(b"\n", 0, end), data.rfind(b"\r", 0, end))
         if last < 0:
             self._pending += data
             return self._cut_pending(), b""
@@ -97,7 +100,7 @@ class Framer:
             self._pending += rest
         if self.redact is not None:
             complete = self.redact(complete)
-        self.tail.append((self.stream, complete[-TAIL_BYTES:]))
+        self._keep_tail(complete)
         if short and not first_partial and complete.find(b"\n") <= self.max_line:
             out = self._frame_fast(complete)
         else:
@@ -113,17 +116,30 @@ class Framer:
             return b""
         piece = bytes(self._pending)
         self._pending.clear()
+        if piece.endswith(b"\r"):  # a held-back terminator, not part of the line
+            piece = piece[:-1]
+            if not piece and not self._cut:
+                return b""
         if self.redact is not None:
             piece = self.redact(piece)
-        self.tail.append((self.stream, piece[-TAIL_BYTES:]))
+        self._keep_tail(piece)
         return self._record(b'{"ts":"' + timestamp(), piece, self._cut)
 
+    def _keep_tail(self, block: bytes) -> None:
+        """Recent output for JUnit and the console: small blocks of one stream are merged."""
+        tail = self.tail
+        if tail and tail[-1][0] == self.stream and len(tail[-1][1]) + len(block) <= TAIL_BYTES:
+            tail[-1] = (self.stream, tail[-1][1] + block)
+        else:
+            tail.append((self.stream, block[-TAIL_BYTES:]))
+
     def _cut_pending(self) -> list[Buffer]:
-        if len(self._pending) < self.max_line:
+        """Cut an unterminated record that outgrew max_line; what stays pending is <= max_line."""
+        if len(self._pending) <= self.max_line:
             return []
         head = b'{"ts":"' + timestamp()
         out = []
-        while len(self._pending) >= self.max_line:
+        while len(self._pending) > self.max_line:
             piece = bytes(self._pending[: self.max_line])
             del self._pending[: self.max_line]
             if self.redact is not None:
@@ -166,8 +182,13 @@ class Framer:
             except orjson.JSONDecodeError:
                 obj = None
             if isinstance(obj, dict):
-                self.last_data = obj
-                return head + b'"data":' + orjson.dumps(obj) + b"}\n"
+                try:
+                    data = orjson.dumps(obj)
+                except orjson.JSONEncodeError:  # e.g. nested deeper than orjson writes
+                    data = None
+                if data is not None:
+                    self.last_data = obj
+                    return head + b'"data":' + data + b"}\n"
         text = line.decode("utf-8", "backslashreplace")
         return head + b'"line":' + orjson.dumps(text) + b"}\n"
 
@@ -193,7 +214,11 @@ class JsonlFile:
         self.path = path
         self.error: OSError | None = None
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | (os.O_TRUNC if truncate else 0)
-        self.fd: int | None = os.open(path, flags, 0o644)
+        self.fd: int | None = None
+        try:
+            self.fd = os.open(path, flags, 0o644)
+        except OSError as e:
+            self.error = e
 
     def write(self, data: Buffer) -> None:
         if self.fd is None or self.error is not None:
@@ -235,13 +260,18 @@ def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def point_latest(logs_dir: Path, run_id: str) -> None:
@@ -331,6 +361,7 @@ class RunLog:
         self.stream = JsonlFile(stream_path, truncate=True) if stream_path else None
         self.console = console
         self._jobs: dict[str, JsonlFile] = {}
+        self._failed: list[JsonlFile] = []  # closed job files that had a write error
         self._unopened: dict[str, list[bytes]] = {}  # records of jobs whose file is not open yet
         point_latest(logs_dir, run_id)
 
@@ -349,6 +380,8 @@ class RunLog:
         f = self._jobs.pop(job, None)
         if f is not None:
             f.close()
+            if f.error is not None:
+                self._failed.append(f)
 
     def emit(self, event: str, job: str | None = None, attempt: int | None = None, **fields: Any) -> dict[str, Any]:
         record: dict[str, Any] = {"ts": timestamp_str(), "event": event, "run": self.run_id}
@@ -380,7 +413,7 @@ class RunLog:
 
     def write_errors(self) -> list[str]:
         """Files that could not be written (full disk, removed folder), one line each."""
-        files = [self.events, *self._jobs.values()] + ([self.stream] if self.stream else [])
+        files = [self.events, *self._jobs.values(), *self._failed] + ([self.stream] if self.stream else [])
         return [f"{f.path}: {f.error.strerror or f.error}" for f in files if f.error is not None]
 
     def close(self) -> None:

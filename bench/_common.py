@@ -8,6 +8,7 @@ line of stdout, so that a driver such as `bench/all.py` can collect the results)
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
@@ -224,6 +225,15 @@ class Series:
         if self.problems:
             d["problems"] = list(self.problems)
         return d
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0 < q <= 100) by the nearest-rank method; nan for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> str:
