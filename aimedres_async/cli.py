@@ -277,6 +277,7 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
                 loop.remove_signal_handler(s)
 
     code, sup = asyncio.run(main())
+    console.buffer.flush()
     procs.sweep_adopted()
     if not console.json:
         sys.stdout.write("\n" + results_table(sup.summary()["jobs"]))

@@ -254,5 +254,6 @@ def ticket_result(job: JobRun, log_path: Path, run_id: str) -> dict[str, Any]:
 def serve(cfg: Config, console: Console, reload: Callable[[], Config] | None) -> int:
     procs.become_subreaper()
     code = asyncio.run(Daemon(cfg, console, reload).serve())
+    console.buffer.flush()
     procs.sweep_adopted()
     return code

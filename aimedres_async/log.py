@@ -6,6 +6,7 @@ Job output never goes through structlog (one call per line would dominate the ho
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
@@ -39,6 +40,40 @@ def _short(v: object) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+class _LineBuffer:
+    """A structlog logger that writes once per event-loop iteration, not once per line.
+
+    Thousands of short jobs make thousands of lifecycle lines; one write(2) each would cost more
+    than the bookkeeping. Outside an event loop it writes at once.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.lines: list[str] = []
+
+    def msg(self, message: str) -> None:
+        if not self.lines:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:
+                self.stream.write(message + "\n")
+                self.stream.flush()
+                return
+        self.lines.append(message)
+
+    info = warning = error = debug = msg  # structlog calls the method named after the level
+
+    def flush(self) -> None:
+        if self.lines:
+            text = "\n".join(self.lines) + "\n"
+            self.lines.clear()
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed or broken console must not stop the jobs
+
+
 class Console:
     """Lifecycle events for a person (one line each) or a machine (`--log-format json`)."""
 
@@ -52,9 +87,8 @@ class Console:
             processors: list[Any] = [structlog.processors.JSONRenderer(serializer=_dumps)]
         else:
             processors = [_human]
-        self.log = structlog.wrap_logger(
-            structlog.PrintLogger(self.err), processors=processors, cache_logger_on_first_use=False
-        )
+        self.buffer = _LineBuffer(self.err)
+        self.log = structlog.wrap_logger(self.buffer, processors=processors, cache_logger_on_first_use=False)
 
     def event(self, record: dict[str, Any]) -> None:
         fields = dict(record)
@@ -65,7 +99,8 @@ class Console:
         if self.json:
             self.log.msg("warning", message=message)
         else:
-            print(f"warning: {message}", file=self.err, flush=True)
+            self.buffer.msg(f"warning: {message}")
+        self.buffer.flush()
 
     def echo(self, job: str, stream: str, lines: bytes) -> None:
         """--verbose: the job's output lines on stdout, each prefixed with its job id."""

@@ -8,6 +8,7 @@ to a temp file and renamed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -363,6 +364,7 @@ class RunLog:
         self._jobs: dict[str, JsonlFile] = {}
         self._failed: list[JsonlFile] = []  # closed job files that had a write error
         self._unopened: dict[str, list[bytes]] = {}  # records of jobs whose file is not open yet
+        self._events_buf: list[bytes] = []
         point_latest(logs_dir, run_id)
 
     def job_path(self, job: str) -> Path:
@@ -391,7 +393,7 @@ class RunLog:
             record["attempt"] = attempt
         record.update(fields)
         line = dumps_line(record)
-        self.events.write(line)
+        self._queue_event(line)
         if job is not None:
             f = self._jobs.get(job)
             if f is None:  # not started yet: kept until its file opens (one open per job)
@@ -403,6 +405,22 @@ class RunLog:
         if self.console is not None:
             self.console(record)
         return record
+
+    def _queue_event(self, line: bytes) -> None:
+        if not self._events_buf:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush_events)
+            except RuntimeError:  # no event loop: write now
+                self.events.write(line)
+                return
+        self._events_buf.append(line)
+
+    def flush_events(self) -> None:
+        """events.jsonl gets one write per event-loop iteration (whole lines only)."""
+        if self._events_buf:
+            data = b"".join(self._events_buf)
+            self._events_buf.clear()
+            self.events.write(data)
 
     def write_output(self, job: str, records: list[Buffer]) -> None:
         f = self._jobs.get(job)
@@ -417,6 +435,7 @@ class RunLog:
         return [f"{f.path}: {f.error.strerror or f.error}" for f in files if f.error is not None]
 
     def close(self) -> None:
+        self.flush_events()
         for job in [*self._unopened, *self._jobs]:
             self.close_job(job)
         self.events.close()
