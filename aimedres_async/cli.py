@@ -20,7 +20,7 @@ from . import __version__
 from .config import Config, ConfigError, builtin, load, parse_duration
 from .jobs import SelectionError
 
-COMMANDS = ("run", "list", "validate", "serve", "submit", "status", "logs")
+COMMANDS = ("run", "list", "validate", "serve", "submit", "status", "logs", "init")
 EXIT_USAGE = 2
 
 
@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     lgs.add_argument("target", metavar="JOB|TICKET")
     lgs.add_argument("--run", metavar="RUN_ID", help="which run (default: the ticket's, else the latest)")
     lgs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job finishes")
+    ini = sub.add_parser("init", help="write a commented starter aimedres.toml (never overwrites)")
+    ini.add_argument("path", nargs="?", default="aimedres.toml", help="where to write it (default: ./aimedres.toml)")
     for sp in (run, lst, val, srv, smt, sts, lgs):  # `run --config X` works as well as `--config X run`
         sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for sp in (run, lst):
@@ -405,10 +407,27 @@ def cmd_logs(cfg: Config, a: argparse.Namespace) -> int:
     return show(path, follow=a.follow)
 
 
+def cmd_init(a: argparse.Namespace) -> int:
+    from .starter import starter_text
+
+    path = Path(a.path)
+    try:
+        with open(path, "x", encoding="utf-8") as f:  # "x": refuse to overwrite
+            f.write(starter_text())
+    except FileExistsError:
+        raise UsageError(f"{path} already exists; not overwriting it") from None
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    print(f"wrote {path}; check it with `aimedres-async --config {path} validate`")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         a = build_parser().parse_args(_with_default_command(args))
+        if a.command == "init":
+            return cmd_init(a)
         cfg = _find_config(a.config)
         handler = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "serve": cmd_serve,
                    "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs}[a.command]  # fmt: skip

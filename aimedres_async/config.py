@@ -105,6 +105,20 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class LoggingConfig:
+    redact: tuple[str, ...] = ()  # regular expressions; matches in job output never reach a log
+    replacement: str = "[REDACTED]"
+
+    def redactor(self) -> Callable[[bytes], bytes] | None:
+        """One compiled bytes regex for all patterns, or None when there is nothing to redact."""
+        if not self.redact:
+            return None
+        pattern = re.compile(b"|".join(b"(?:" + p.encode() + b")" for p in self.redact))
+        replacement = self.replacement.encode().replace(b"\\", b"\\\\")
+        return lambda data: pattern.sub(replacement, data)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None  # None: no file, built-in defaults
     base_dir: Path  # relative paths in the config are relative to this folder
@@ -114,6 +128,7 @@ class Config:
         default_factory=lambda: JobSettings(retries=0, backoff=Backoff(), optional=False)
     )
     jobs: tuple[JobConfig, ...] = ()
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
     def stop_signum(self) -> signal.Signals:
@@ -381,6 +396,20 @@ _SUPERVISOR_SCHEMA: dict[str, Callable[[object], Any]] = {
     "max_line_bytes": lambda v: _min_size(v, 1024),
 }
 
+def _want_patterns(v: object) -> tuple[str, ...]:
+    patterns = _want_str_list(v)
+    for p in patterns:
+        try:
+            re.compile(p.encode())
+        except (re.error, UnicodeEncodeError) as e:
+            raise ValueError(f"{p!r} is not a valid regular expression: {e}") from None
+        if re.fullmatch(p, ""):
+            raise ValueError(f"{p!r} matches the empty string: it would redact between every character")
+    return patterns
+
+
+_LOGGING_SCHEMA: dict[str, Callable[[object], Any]] = {"redact": _want_patterns, "replacement": _want_str}
+
 _DISCOVERY_SCHEMA: dict[str, Callable[[object], Any]] = {
     "enabled": _want_bool,
     "roots": _want_str_list,
@@ -448,7 +477,7 @@ def _job(
     )
 
 
-_TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs")
+_TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs", "logging")
 
 
 @dataclass(frozen=True)
@@ -522,6 +551,7 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
 
     sup = _table(raw.get("supervisor", {}), ("supervisor",), _SUPERVISOR_SCHEMA, problems)
     disc = _table(raw.get("discovery", {}), ("discovery",), _DISCOVERY_SCHEMA, problems)
+    logging = _table(raw.get("logging", {}), ("logging",), _LOGGING_SCHEMA, problems)
     defaults_raw = _table(
         raw.get("defaults", {}), ("defaults",), _settings_schema(problems, ("defaults",)), problems
     )
@@ -547,6 +577,7 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
         discovery=DiscoveryConfig(**disc),
         defaults=defaults,
         jobs=tuple(jobs),
+        logging=LoggingConfig(**logging),
     )
 
 

@@ -80,8 +80,15 @@ class AttemptContext:
     grace_period: float = 10.0
     max_line_bytes: int = 1 << 20
     echo: Callable[[str, str, bytes], None] | None = None  # --verbose: (job, stream, lines)
+    redact: Callable[[bytes], bytes] | None = None  # [logging] redact, applied before any write
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     live: dict[str, Live] = field(default_factory=dict)
+
+    def redact_argv(self, argv: tuple[str, ...]) -> list[str]:
+        """A command as it may be recorded: identifiers in arguments are redacted too."""
+        if self.redact is None:
+            return list(argv)
+        return [self.redact(a.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape") for a in argv]
 
 
 @dataclass
@@ -128,7 +135,7 @@ async def run_attempt(
     live = Live(pgid=pgid, started=t0)
     ctx.live[spec.id] = live
     ctx.emit(
-        "job.started", job=spec.id, attempt=attempt, pid=child.pid, argv=list(spec.argv),
+        "job.started", job=spec.id, attempt=attempt, pid=child.pid, argv=ctx.redact_argv(spec.argv),
         cwd=str(spec.cwd), gpus=env.get("CUDA_VISIBLE_DEVICES"),
         script_sha256=file_sha256(spec.script) if spec.script else None,
         env_keys=sorted(set(spec.env) | {"AIMEDRES_JOB_ID", "AIMEDRES_RUN_ID", "AIMEDRES_ATTEMPT"}),
@@ -137,7 +144,7 @@ async def run_attempt(
     readers: dict[int, tuple[Framer, asyncio.Future[None]]] = {}
     for name, pipe in (("stdout", child.popen.stdout), ("stderr", child.popen.stderr)):
         assert pipe is not None
-        framer = Framer(ctx.run_id, spec.id, attempt, name, ctx.max_line_bytes, output.tail)
+        framer = Framer(ctx.run_id, spec.id, attempt, name, ctx.max_line_bytes, output.tail, ctx.redact)
         readers[pipe.fileno()] = (framer, loop.create_future())
         loop.add_reader(pipe.fileno(), _on_readable, pipe.fileno(), readers, spec.id, ctx)
 

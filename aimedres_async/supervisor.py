@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shlex
 import time
 from collections import deque
 from collections.abc import Callable
@@ -65,7 +66,7 @@ class JobRun:
     peak_rss_bytes: int = 0
     on_finished: Callable[[JobRun], None] | None = None
 
-    def summary(self, log_path: Path) -> dict[str, Any]:
+    def summary(self, log_path: Path, argv: list[str]) -> dict[str, Any]:
         last = self.last
         return {
             "id": self.spec.id,
@@ -78,8 +79,8 @@ class JobRun:
             "error": last.error if last else None,
             "duration_s": round(self.duration_s, 3),
             "peak_rss_bytes": self.peak_rss_bytes,
-            "command": list(self.spec.argv),
-            "command_line": self.spec.shell_command(),
+            "command": argv,
+            "command_line": shlex.join(argv),
             "log": str(log_path),
             "output_dir": str(self.spec.output_dir) if self.spec.output_dir else None,
             "metrics": self.output.metrics,
@@ -110,6 +111,7 @@ class Supervisor:
             grace_period=cfg.supervisor.grace_period,
             max_line_bytes=cfg.supervisor.max_line_bytes,
             echo=console.echo if opts.verbose else None,
+            redact=cfg.logging.redactor(),
         )
         self._free = self._max_workers = opts.max_workers
         self._waiting: deque[JobRun] = deque()
@@ -222,7 +224,8 @@ class Supervisor:
         skipped = []
         for job in self.jobs:
             old = before.get(job.spec.id)
-            if old and old.get("status") in ("succeeded", "skipped") and old.get("command") == list(job.spec.argv):
+            same = old is not None and old.get("command") == self.ctx.redact_argv(job.spec.argv)
+            if same and old is not None and old.get("status") in ("succeeded", "skipped"):
                 job.status = Status.SKIPPED
                 job.output.metrics = old.get("metrics")
                 skipped.append(job)
@@ -330,7 +333,7 @@ class Supervisor:
     def summary(self) -> dict[str, Any]:
         return {
             **self._meta,
-            "jobs": [j.summary(self.log.job_path(j.spec.id)) for j in self.jobs],
+            "jobs": [j.summary(self.log.job_path(j.spec.id), self.ctx.redact_argv(j.spec.argv)) for j in self.jobs],
         }
 
     def _write_summary(self, force: bool = False) -> None:

@@ -1,0 +1,64 @@
+"""`init`: a commented starter aimedres.toml, its values written by tomli-w so they always parse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tomli_w
+
+# (table, key, value, comment, active): inactive keys are written commented out, as examples.
+_ENTRIES: list[tuple[str, str, Any, str, bool]] = [
+    ("supervisor", "parallel", True, "run jobs at the same time (false: one after another)", True),
+    ("supervisor", "max_workers", "auto", 'at most this many at once: an integer, or "auto" = one per CPU', True),
+    ("supervisor", "logs_dir", "logs", "logs/<run_id>/{events.jsonl, jobs/<id>.jsonl, summary.json}", True),
+    ("supervisor", "output_dir", "results", "each script gets --output-dir results/<id>", True),
+    ("supervisor", "python", "", 'interpreter for .py scripts; "" = the one running aimedres-async', True),
+    ("supervisor", "stop_signal", "SIGINT", "what a job's process group gets on Ctrl+C or a timeout...", True),
+    ("supervisor", "grace_period", "10s", "...and how long it has before SIGKILL", True),
+    ("supervisor", "spool_dir", "spool", "where `serve` looks for tickets", True),
+    ("discovery", "enabled", True, "find train_*.py scripts by themselves", True),
+    ("discovery", "roots", ["."], "folders to walk (relative to this file)", True),
+    ("discovery", "include", ["train_*.py"], "file-name globs; job id = name without train_ and .py", True),
+    ("discovery", "exclude", ["**/legacy/**"], "path globs to skip", True),
+    ("defaults", "epochs", 10, "passed as --epochs to scripts that declare it", False),
+    ("defaults", "folds", 5, "passed as --folds to scripts that declare it", False),
+    ("defaults", "retries", 2, "a failed or timed-out attempt is retried this many times", True),
+    ("defaults", "backoff", {"initial": "1s", "factor": 2.0, "max": "5m", "jitter": 0.1},
+     "delay before retry n: min(max, initial * factor**(n-1)), +/- jitter", True),
+    ("defaults", "timeout", "6h", "per attempt; 0 = no limit", True),
+    ("defaults", "env", {"PYTHONUNBUFFERED": "1"}, "added to every job's environment", True),
+    ("logging", "redact", [], 'regexes removed from job output before it is written, e.g. ["MRN\\\\d{6,}"]', True),
+]  # fmt: skip
+
+_EXAMPLE_JOB = """\
+# A job of your own (a discovered script with the same id gets these settings instead):
+# [jobs.als]
+# script = "src/aimedres/training/train_als.py"
+# args = ["--dataset-choice", "als-progression"]
+# epochs = 80                 # this job's own value beats --epochs
+# optional = true             # its failure does not fail the run
+# timeout = "2h"
+"""
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):  # tomli-w writes arrays one item per line; keep them on the key's line
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
+def starter_text() -> str:
+    out = ["# aimedres-async configuration. Reference: README.md, \"The config file\".", ""]
+    table = None
+    for section, key, value, comment, active in _ENTRIES:
+        if section != table:
+            if table is not None:
+                out.append("")
+            out.append(f"[{section}]")
+            table = section
+        line = f"{key} = {_value(value)}"
+        out.append(f"{'' if active else '# '}{line:<40} # {comment}")
+    out += ["", _EXAMPLE_JOB]
+    return "\n".join(out)
