@@ -204,11 +204,17 @@ def _print_list(cfg: Config, p: Any) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
 
 
-def _console(a: argparse.Namespace) -> Any:
+def _console(a: argparse.Namespace, live: bool = False) -> Any:
+    """Human lines, JSON lines, or (live=True, on a terminal) the live progress display."""
     from .log import Console
 
-    fmt = "json" if getattr(a, "log_format", "auto") == "json" else "console"
-    return Console(fmt, verbose=getattr(a, "verbose", False))
+    fmt = getattr(a, "log_format", "auto")
+    verbose = getattr(a, "verbose", False)
+    console = Console("json" if fmt == "json" else "console", verbose=verbose)
+    # --verbose streams job output to stdout, which would tear through a live display on stderr
+    if live and fmt == "auto" and not verbose and not getattr(a, "no_progress", False) and sys.stderr.isatty():
+        console.use_progress()
+    return console
 
 
 def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
@@ -216,7 +222,7 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
 
     cfg = _apply_cli(cfg, a)
     p = _plan(cfg, a)
-    console = _console(a)
+    console = _console(a, live=not (a.list or a.dry_run))
     for w in p.warnings:
         console.warning(w)
     if a.list:
@@ -278,11 +284,16 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
             for s in handled:
                 loop.remove_signal_handler(s)
 
-    code, sup = asyncio.run(main())
-    console.buffer.flush()
+    try:
+        code, sup = asyncio.run(main())
+    finally:
+        console.close()
     procs.sweep_adopted()
     if not console.json:
-        sys.stdout.write("\n" + results_table(sup.summary()["jobs"]))
+        import shutil
+
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        sys.stdout.write("\n" + results_table(sup.summary()["jobs"], width))
         sys.stdout.write(f"logs: {sup.log.dir}\n")
         sys.stdout.flush()
     return code

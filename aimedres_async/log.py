@@ -89,13 +89,32 @@ class Console:
             processors = [_human]
         self.buffer = _LineBuffer(self.err)
         self.log = structlog.wrap_logger(self.buffer, processors=processors, cache_logger_on_first_use=False)
+        self.progress: Any = None  # a ProgressDisplay on a terminal, see use_progress()
+
+    def use_progress(self) -> None:
+        """Lifecycle events drive a live display instead of printing lines (terminals only)."""
+        from .progress import ProgressDisplay
+
+        self.progress = ProgressDisplay(self.err)
+
+    def close(self) -> None:
+        """Leave the terminal clean: stop the live display, write what is buffered."""
+        if self.progress is not None:
+            self.progress.stop()
+        self.buffer.flush()
 
     def event(self, record: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self.progress.event(record)
+            return
         fields = dict(record)
         name = fields.pop("event")
         self.log.msg(name, **fields)
 
     def warning(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress.message(f"warning: {message}")
+            return
         if self.json:
             self.log.msg("warning", message=message)
         else:

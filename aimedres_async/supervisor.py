@@ -98,6 +98,9 @@ class Supervisor:
         self.console = console
         self.run_id = new_run_id()
         self.jobs = [JobRun(spec) for spec in jobs]
+        self._index = {j.spec.id: j for j in self.jobs}
+        if console.progress is not None:
+            console.progress.tail_of = lambda job_id: self._index[job_id].output.tail if job_id in self._index else None
         self.stop = StopRequest()
         self.log = sinks.RunLog(opts.logs_dir, self.run_id, console.event, opts.log_file)
         self.on_started: Callable[[str, int, int], None] | None = None  # (job id, pid, attempt)
@@ -133,6 +136,7 @@ class Supervisor:
         """Queue a job while running (the daemon's way in)."""
         job = JobRun(spec, on_finished=on_finished)
         self.jobs.append(job)
+        self._index[spec.id] = job
         self.log.emit("job.queued", job=spec.id, **queued_fields)
         self._waiting.append(job)
         self._wake.set()
@@ -301,11 +305,12 @@ class Supervisor:
                 self.console.warning(f"{job.spec.id}: finishing failed: {e!r}")
         if self.opts.serve:
             self.jobs.remove(job)  # a daemon keeps no history in memory: the ticket has it
+            self._index.pop(job.spec.id, None)
         else:
             self._write_summary()
 
     def _by_id(self, job_id: str) -> JobRun:
-        return next(j for j in self.jobs if j.spec.id == job_id)
+        return self._index[job_id]
 
     async def _sample(self) -> None:
         """Peak RSS of every running job's whole process group, one /proc scan per tick."""
@@ -370,8 +375,8 @@ def metrics_text(metrics: dict[str, Any] | None, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def results_table(jobs: list[dict[str, Any]]) -> str:
-    """The plain-text table printed at the end of a run."""
+def results_table(jobs: list[dict[str, Any]], width: int | None = None) -> str:
+    """The plain-text table printed at the end of a run (metrics cut to fit `width`)."""
     rows = [("JOB", "STATUS", "ATTEMPTS", "EXIT", "TIME", "PEAK RSS", "FINAL METRICS")]
     for j in jobs:
         status = j["status"] + (" (optional)" if j["optional"] and j["status"] != "succeeded" else "")
@@ -380,8 +385,10 @@ def results_table(jobs: list[dict[str, Any]]) -> str:
         exit_ = j["signal"] or ("" if j["exit_code"] is None else str(j["exit_code"]))
         rows.append((j["id"], status, str(j["attempts"]), exit_, format_duration(j["duration_s"]),
                      format_size(j["peak_rss_bytes"]) if j["peak_rss_bytes"] else "",
-                     metrics_text(j["metrics"])))  # fmt: skip
+                     metrics_text(j["metrics"], 200)))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    room = max(24, (width or 140) - sum(widths) - 2 * len(widths))
+    rows = [(*r[:-1], r[-1] if len(r[-1]) <= room else r[-1][: room - 3] + "...") for r in rows]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows
     ).rstrip() + "\n"

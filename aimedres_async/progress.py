@@ -1,0 +1,106 @@
+"""The live display on a terminal: an overall bar and one row per running job with its attempt,
+elapsed time and last output line; a line per finished job scrolls above it.
+
+Used only when stderr is a terminal (and not with --no-progress or --log-format json); rich is
+imported here, lazily, so plain runs and `--help` do not pay for it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from rich.console import Console as RichConsole
+from rich.console import Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from .config import format_duration
+
+_LAST_LINE = re.compile(rb"[^\r\n]+")
+_STATUS_STYLE = {"succeeded": "green", "skipped": "green", "failed": "red", "timed_out": "red",
+                 "spawn_failed": "red", "cancelled": "yellow"}  # fmt: skip
+
+
+class ProgressDisplay:
+    def __init__(self, stream: TextIO, total: int = 0) -> None:
+        self.console = RichConsole(file=stream, stderr=True, highlight=False)
+        self.total = total
+        self.started = time.monotonic()
+        self.counts: dict[str, int] = {}
+        self.running: dict[str, tuple[int, float]] = {}  # job -> (attempt, started)
+        self.tail_of: Callable[[str], Any] | None = None  # job -> its tail deque
+        self.live = Live(console=self.console, get_renderable=self._render, refresh_per_second=4,
+                         transient=True, redirect_stdout=False, redirect_stderr=False)  # fmt: skip
+        self._open = False
+
+    def start(self) -> None:
+        if not self._open:
+            self.live.start()
+            self._open = True
+
+    def stop(self) -> None:
+        if self._open:
+            self.live.stop()  # transient: the live area is erased, the cursor comes back
+            self._open = False
+
+    def event(self, rec: dict[str, Any]) -> None:
+        ev = rec.get("event")
+        job = rec.get("job")
+        if ev == "run.started":
+            self.total = len(rec.get("job_ids", [])) or self.total
+            self.start()
+        elif ev == "job.queued" and self.total < 1:
+            self.total += 1
+        elif ev == "job.started" and job:
+            self.running[job] = (int(rec.get("attempt", 1)), time.monotonic())
+        elif ev == "job.exited" and job:
+            self.running.pop(job, None)
+        elif ev == "job.retrying" and job:
+            self._print(f"[yellow]retry[/] {job} (attempt {rec.get('attempt')} {rec.get('failure') or 'failed'}), "
+                        f"next in {rec.get('delay_s', 0):.1f}s")  # fmt: skip
+        elif ev == "job.finished" and job:
+            status = str(rec.get("status"))
+            self.counts[status] = self.counts.get(status, 0) + 1
+            self.running.pop(job, None)
+            metrics = rec.get("metrics") or {}
+            shown = " ".join(f"{k}={v}" for k, v in list(metrics.items())[:4] if isinstance(v, int | float | str))
+            self._print(f"[{_STATUS_STYLE.get(status, 'white')}]{status:<9}[/] {job} "
+                        f"(attempts {rec.get('attempts')}) {shown}")  # fmt: skip
+        elif ev == "run.finished":
+            self.stop()
+
+    def message(self, text: str) -> None:
+        self._print(text)
+
+    def _print(self, markup: str) -> None:
+        self.console.print(markup, highlight=False, soft_wrap=True)
+
+    def _last_line(self, job: str) -> str:
+        tail = self.tail_of(job) if self.tail_of else None
+        if not tail:
+            return ""
+        lines = _LAST_LINE.findall(tail[-1][1][-2048:])
+        return lines[-1].decode("utf-8", "replace") if lines else ""
+
+    def _render(self) -> Group:
+        done = sum(self.counts.values())
+        failed = sum(n for s, n in self.counts.items() if s not in ("succeeded", "skipped"))
+        elapsed = format_duration(time.monotonic() - self.started)
+        head = Table.grid(padding=(0, 1))
+        head.add_row(
+            ProgressBar(total=max(self.total, 1), completed=done, width=30),
+            Text(f"{done}/{self.total} done · {len(self.running)} running · {failed} failed · {elapsed}"),
+        )
+        rows = Table.grid(padding=(0, 2))
+        width = max(20, self.console.width - 40)
+        now = time.monotonic()
+        for job, (attempt, since) in list(self.running.items())[: max(1, self.console.height - 3)]:
+            last = self._last_line(job)
+            rows.add_row(Text(job, style="bold"), Text(f"#{attempt}"), Text(format_duration(now - since)),
+                         Text(last[:width], overflow="ellipsis", no_wrap=True))  # fmt: skip
+        return Group(head, rows)
