@@ -261,16 +261,25 @@ class Supervisor:
         attempt = job.attempts
         self.log.open_job(job.spec.id)
         try:
-            result = await run_attempt(job.spec, attempt, self.ctx, job.output)
-        except Exception as e:  # a supervisor bug must not hang or lose the job
-            result = AttemptResult(outcome=Outcome.FAILED, failure="supervisor_error", error=repr(e))
-            self.log.emit("job.exited", job=job.spec.id, attempt=attempt, outcome="failed",
-                          failure="supervisor_error", error=repr(e))  # fmt: skip
+            try:
+                result = await run_attempt(job.spec, attempt, self.ctx, job.output)
+            except Exception as e:  # a supervisor bug must not hang or lose the job
+                result = AttemptResult(outcome=Outcome.FAILED, failure="supervisor_error", error=repr(e))
+                self.log.emit("job.exited", job=job.spec.id, attempt=attempt, outcome="failed",
+                              failure="supervisor_error", error=repr(e))  # fmt: skip
+            finally:
+                self._free += 1
+            self._after_attempt(job, attempt, result)
         finally:
-            self._free += 1
+            # Regression: the dispatcher used to be woken before this task left _running (its
+            # done-callback runs later), saw a job still "running", and slept forever.
+            self._running.discard(asyncio.current_task())
             self._wake.set()
             if self.on_slot_free is not None:
                 self.on_slot_free()
+
+    def _after_attempt(self, job: JobRun, attempt: int, result: AttemptResult) -> None:
+        """Record an attempt; finish the job, or schedule its retry after the backoff."""
         job.last = result
         job.duration_s += result.duration_s
         job.peak_rss_bytes = max(job.peak_rss_bytes, result.peak_rss_bytes)

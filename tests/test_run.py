@@ -380,3 +380,14 @@ def test_discovered_script_gets_its_flags(tmp_path: Path, marker: str) -> None:
     assert r.returncode == 0, r.stderr
     m = job_summary(tmp_path, "x")["metrics"]
     assert m == {"epochs": 7, "out": str(tmp_path / "results" / "x")}  # --folds: not declared, not passed
+
+
+def test_many_short_jobs_all_finish_and_the_run_exits(tmp_path: Path, marker: str) -> None:
+    """Regression: the dispatcher was woken before a finished attempt left its running set, could
+    see a job still "running" and sleep forever after the last job (seen once in 2,000 jobs)."""
+    jobs = "".join(f'[jobs.t{i}]\ncommand = ["true"]\n' for i in range(600))
+    write_config(tmp_path, cfg(marker, jobs).replace("max_workers = 4", "max_workers = 8"))
+    for _ in range(2):
+        r = run_cli(tmp_path, "run", "--log-format", "json", timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert summary(tmp_path)["counts"] == {"succeeded": 600}
