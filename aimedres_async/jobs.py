@@ -363,7 +363,7 @@ def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> 
                         settings=_merge(base.settings, own.settings))  # fmt: skip
     else:
         job = own
-    if job.script is not None:
+    if ticket.job is None and job.script is not None:  # a configured job's script is the admin's choice
         root = cfg.base_dir.resolve()
         if not cfg.resolve(job.script).resolve().is_relative_to(root):
             raise TicketJobError(f"script {job.script!r} is outside the config's folder {root}")

@@ -137,7 +137,18 @@ class Spool:
         for n in range(1, 1000):
             try:
                 if content is None:
-                    os.link(src, dest, follow_symlinks=False)
+                    try:
+                        os.link(src, dest, follow_symlinks=False)
+                    except PermissionError:
+                        # Linking a file we do not own is refused (fs.protected_hardlinks), e.g. a
+                        # ticket root left unreadable to us. rename(2) needs only the folders; the
+                        # target is checked free first, and only this daemon writes dest_dir.
+                        if os.path.lexists(dest):
+                            raise FileExistsError(dest) from None
+                        os.rename(src, dest)
+                        _fsync_dir(dest_dir)
+                        _fsync_dir(src.parent)
+                        return dest
                 else:
                     tmp = self.dir("tmp") / f".{name}.{secrets.token_hex(4)}"
                     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
