@@ -16,7 +16,7 @@ import structlog
 
 # Fields too bulky for a human line; they are in the JSON-lines logs.
 _HIDDEN = {"ts", "run", "event", "job", "attempt", "argv", "env_keys", "cwd", "job_ids",
-           "script_sha256", "git", "config_sha256", "python", "host", "counts", "gpus"}  # fmt: skip
+           "script_sha256", "git", "config_sha256", "python", "host", "counts", "gpus", "started_at", "platform"}  # fmt: skip
 
 
 def _human(_logger: Any, _name: str, ev: MutableMapping[str, Any]) -> str:
