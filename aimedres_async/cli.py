@@ -188,17 +188,20 @@ def _plan(cfg: Config, a: argparse.Namespace) -> Any:
 
 def _print_list(cfg: Config, p: Any) -> None:
     from .jobs import INJECTED
+    from .scheduler import Need, capacity
 
-    rows = [("ID", "SCRIPT", "ACCEPTS", "RESOURCES", "OPTIONAL")]
+    pools = capacity(cfg)
+    rows = [("ID", "SCRIPT", "ACCEPTS", "RESOURCES", "FITS", "OPTIONAL")]
     for s in p.jobs:
         script = (str(s.script.relative_to(cfg.base_dir)) if s.script and s.script.is_relative_to(cfg.base_dir)
                   else str(s.script) if s.script else "command: " + shlex.join(s.argv))  # fmt: skip
         if s.script is not None and not s.script.exists():
             script += " (missing!)"
         accepts = ",".join(n.replace("_", "-") for n in INJECTED if n in s.accepts) or "-"
-        rows.append((s.id, script, accepts, s.resources.describe(), "yes" if s.optional else "no"))
+        fits = "NO" if pools.never_fits(Need.of(s.resources)) else "yes"
+        rows.append((s.id, script, accepts, s.resources.describe(), fits, "yes" if s.optional else "no"))
     for info in p.skipped:
-        rows.append(("-", str(info.path), f"SKIPPED: {info.error}", "-", "-"))
+        rows.append(("-", str(info.path), f"SKIPPED: {info.error}", "-", "-", "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
@@ -218,7 +221,7 @@ def _console(a: argparse.Namespace, live: bool = False) -> Any:
 
 
 def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
-    from .supervisor import RunOptions, Supervisor, default_workers, load_summary, results_table
+    from .supervisor import RunOptions, Supervisor, default_workers, load_summary, recorded_peaks, results_table
 
     cfg = _apply_cli(cfg, a)
     p = _plan(cfg, a)
@@ -242,8 +245,20 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
             resume = load_summary(logs_dir, None if a.resume == "latest" else a.resume)
         except ValueError as e:
             raise UsageError(str(e)) from None
+    from .scheduler import Need, auto_workers, capacity
+
+    pools = capacity(cfg)
+    unfit = [f"job {s.id} can never run here: it {why}" for s in p.jobs
+             if (why := pools.never_fits(Need.of(s.resources)))]  # fmt: skip
+    if unfit:
+        raise UsageError("; ".join(unfit) + " (see [supervisor] gpus/memory/cpus)")
+    workers = default_workers(cfg.supervisor.parallel, cfg.supervisor.max_workers)
+    if cfg.supervisor.parallel and cfg.supervisor.max_workers is None:
+        peaks = recorded_peaks(logs_dir, {s.id for s in p.jobs})
+        workers, why = auto_workers(peaks, os.cpu_count() or 1, pools.total_memory or 0)
+        console.info(f"max_workers auto: {workers} ({why})")
     opts = RunOptions(
-        max_workers=default_workers(cfg.supervisor.parallel, cfg.supervisor.max_workers),
+        max_workers=workers,
         logs_dir=logs_dir,
         log_file=Path(a.log_file) if a.log_file else None,
         junit_xml=Path(a.junit_xml) if a.junit_xml else None,
@@ -263,7 +278,7 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
     procs.become_subreaper()
 
     async def main() -> tuple[int, Any]:
-        sup = Supervisor(cfg, p.jobs, opts, console)
+        sup = Supervisor(cfg, p.jobs, opts, console, pools)
         loop = asyncio.get_running_loop()
 
         def on_signal(signum: signal.Signals) -> None:
@@ -372,7 +387,7 @@ def cmd_submit(cfg: Config, a: argparse.Namespace) -> int:
             ticket_spec(cfg, parse_ticket(text, ticket_id, label), known)
         except ConfigError as e:
             raise UsageError("; ".join(e.problems)) from None
-        except TicketJobError as e:
+        except (TicketJobError, ValueError) as e:
             raise UsageError(f"{label}: {e}") from None
         prepared.append((ticket_id, text))
     spool = _spool(cfg)

@@ -69,6 +69,7 @@ class JobSettings:
     env: Mapping[str, str] = field(default_factory=dict)
     optional: bool | None = None
     resources: Resources | None = None
+    stall_timeout: float | None = None  # stop and retry a job silent this long (0/unset: off)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,9 @@ class SupervisorConfig:
     spool_dir: str = "spool"
     executor: str = "local"
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    gpus: tuple[str, ...] | None = None  # None = "auto": CUDA_VISIBLE_DEVICES, NVML or nvidia-smi
+    memory: int | None = None  # None = "auto": the memory available at start
+    cpus: float | None = None  # None = "auto": os.cpu_count()
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,8 @@ def _want_bool(v: object) -> bool:
 def _want_str(v: object) -> str:
     if not isinstance(v, str):
         raise ValueError("expected a string")
+    if "\0" in v:  # no path, argument or variable can hold one
+        raise ValueError("must not contain a NUL character")
     return v
 
 
@@ -319,7 +325,7 @@ def _want_number(lo: float) -> Callable[[object], float]:
 def _want_str_list(v: object) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise ValueError("expected a list of strings")
-    return tuple(v)
+    return tuple(_want_str(x) for x in v)
 
 
 def _want_choice(choices: tuple[str, ...]) -> Callable[[object], str]:
@@ -348,6 +354,8 @@ def _want_env(v: object) -> dict[str, str]:
             raise ValueError(f"{k!r} is not a valid environment variable name")
         if isinstance(val, bool) or not isinstance(val, str | int | float):
             raise ValueError(f"{k}: expected a string value")
+        if "\0" in str(val):
+            raise ValueError(f"{k}: must not contain a NUL character")
         out[k] = str(val)
     return out
 
@@ -383,6 +391,47 @@ def _table(
     return out
 
 
+def _min_size(v: object, lo: int) -> int:
+    n = parse_size(v)
+    if n < lo:
+        raise ValueError(f"must be at least {format_size(lo)}")
+    return n
+
+
+def _want_gpus(v: object) -> float:
+    n = _want_number(0.0)(v)
+    if n > 1 and n != int(n):
+        raise ValueError("a fraction of a GPU must be below 1 (e.g. 0.5); above 1, whole GPUs only")
+    return n
+
+
+def _want_gpu_capacity(v: object) -> tuple[str, ...] | None:
+    """[supervisor] gpus: "auto" (None), a count, or a list of device ids."""
+    if v == "auto":
+        return None
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return tuple(str(i) for i in range(v))
+    if isinstance(v, list) and all(isinstance(x, int | str) and not isinstance(x, bool) for x in v):
+        ids = tuple(str(x) for x in v)
+        if len(set(ids)) != len(ids):
+            raise ValueError("a GPU is listed twice")
+        return ids
+    raise ValueError('expected "auto", a number of GPUs, or a list of device ids like [0, 1]')
+
+
+def _want_capacity_size(v: object) -> int | None:
+    return None if v == "auto" else _min_size(v, 1)
+
+
+def _want_capacity_cpus(v: object) -> float | None:
+    if v == "auto":
+        return None
+    n = _want_number(0.0)(v)
+    if n <= 0:
+        raise ValueError('must be > 0, or "auto"')
+    return n
+
+
 _SUPERVISOR_SCHEMA: dict[str, Callable[[object], Any]] = {
     "parallel": _want_bool,
     "max_workers": _want_workers,
@@ -394,6 +443,9 @@ _SUPERVISOR_SCHEMA: dict[str, Callable[[object], Any]] = {
     "spool_dir": _want_str,
     "executor": _want_choice(EXECUTORS),
     "max_line_bytes": lambda v: _min_size(v, 1024),
+    "gpus": _want_gpu_capacity,
+    "memory": _want_capacity_size,
+    "cpus": _want_capacity_cpus,
 }
 
 def _want_patterns(v: object) -> tuple[str, ...]:
@@ -418,13 +470,6 @@ _DISCOVERY_SCHEMA: dict[str, Callable[[object], Any]] = {
 }
 
 
-def _min_size(v: object, lo: int) -> int:
-    n = parse_size(v)
-    if n < lo:
-        raise ValueError(f"must be at least {format_size(lo)}")
-    return n
-
-
 def _settings_schema(problems: _Problems, keypath: tuple[str, ...]) -> dict[str, Callable[[object], Any]]:
     def backoff(v: object) -> Backoff:
         parsed = _table(v, (*keypath, "backoff"), {
@@ -436,14 +481,14 @@ def _settings_schema(problems: _Problems, keypath: tuple[str, ...]) -> dict[str,
 
     def resources(v: object) -> Resources:
         parsed = _table(v, (*keypath, "resources"), {
-            "gpus": _want_number(0.0), "cpus": _want_number(0.0), "memory": parse_size,
+            "gpus": _want_gpus, "cpus": _want_number(0.0), "memory": parse_size,
         }, problems)  # fmt: skip
         return Resources(**parsed)
 
     return {
         "epochs": _want_int(1), "folds": _want_int(1), "sample": _want_int(1), "batch": _want_int(1),
         "retries": _want_int(0), "backoff": backoff, "timeout": _want_timeout, "env": _want_env,
-        "optional": _want_bool, "resources": resources,
+        "optional": _want_bool, "resources": resources, "stall_timeout": _want_timeout,
     }  # fmt: skip
 
 

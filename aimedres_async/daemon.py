@@ -23,6 +23,7 @@ from .config import Config, ConfigError, JobConfig, parse_ticket
 from .jobs import Status, TicketJobError, known_jobs, ticket_spec
 from .log import Console
 from .notify import Notifier
+from .scheduler import Need
 from .spool import Claimed, Spool, TicketError, process_identity
 from .supervisor import JobRun, RunOptions, Supervisor, default_workers
 
@@ -181,8 +182,12 @@ class Daemon:
             except ConfigError as e:
                 self._reject(claimed, "; ".join(e.problems))
                 continue
-            except TicketJobError as e:
+            except (TicketJobError, ValueError, OSError) as e:  # one bad ticket must not stop the intake
                 self._reject(claimed, str(e))
+                continue
+            unfit = self.sup.pools.never_fits(Need.of(spec.resources))
+            if unfit:
+                self._reject(claimed, f"can never run here: it {unfit}")
                 continue
             self.claimed[claimed.ticket_id] = claimed
             self.sup.add(spec, self._on_finished, ticket_job=ticket.label)

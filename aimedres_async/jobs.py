@@ -23,6 +23,7 @@ class Outcome(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
+    STALLED = "stalled"  # printed nothing for stall_timeout
     CANCELLED = "cancelled"
     SPAWN_FAILED = "spawn_failed"
 
@@ -33,6 +34,7 @@ class Status(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
+    STALLED = "stalled"
     CANCELLED = "cancelled"
     SPAWN_FAILED = "spawn_failed"
     SKIPPED = "skipped"  # --resume: it succeeded in the earlier run with the same command
@@ -78,7 +80,8 @@ class JobSpec:
     timeout: float | None
     optional: bool
     resources: Resources
-    origin: str  # "config" or "discovered"
+    origin: str  # "config", "discovered" or "ticket"
+    stall_timeout: float | None = None
 
     def shell_command(self) -> str:
         return shlex.join(self.argv)
@@ -275,6 +278,7 @@ def build_spec(
         optional=bool(_pick("optional", s, d)),
         resources=s.resources or d.resources or Resources(),
         origin=origin,
+        stall_timeout=_pick("stall_timeout", s, d) or None,  # type: ignore[arg-type]
     )
 
 

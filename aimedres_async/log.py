@@ -16,7 +16,8 @@ import structlog
 
 # Fields too bulky for a human line; they are in the JSON-lines logs.
 _HIDDEN = {"ts", "run", "event", "job", "attempt", "argv", "env_keys", "cwd", "job_ids",
-           "script_sha256", "git", "config_sha256", "python", "host", "counts", "gpus", "started_at", "platform"}  # fmt: skip
+           "script_sha256", "git", "config_sha256", "python", "host", "counts", "gpus", "started_at",
+           "platform"}  # fmt: skip
 
 
 def _human(_logger: Any, _name: str, ev: MutableMapping[str, Any]) -> str:
@@ -119,6 +120,16 @@ class Console:
             self.log.msg("warning", message=message)
         else:
             self.buffer.msg(f"warning: {message}")
+        self.buffer.flush()
+
+    def info(self, message: str) -> None:
+        """A one-off line for the user (what --max-workers auto chose, ...)."""
+        if self.progress is not None:
+            self.progress.message(message)
+        elif self.json:
+            self.log.msg("info", message=message)
+        else:
+            self.buffer.msg(message)
         self.buffer.flush()
 
     def echo(self, job: str, stream: str, lines: bytes) -> None:

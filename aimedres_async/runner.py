@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import os
 import random
+import re
 import signal
 import time
 from collections import deque
@@ -65,6 +67,7 @@ class Live:
 
     pgid: int
     started: float
+    last_output: float  # for the stall watchdog
     peak_rss: int = 0
 
 
@@ -117,13 +120,15 @@ def file_sha256(path: os.PathLike[str] | str) -> str | None:
 
 
 async def run_attempt(
-    spec: JobSpec, attempt: int, ctx: AttemptContext, output: JobOutput
+    spec: JobSpec, attempt: int, ctx: AttemptContext, output: JobOutput, extra_env: Mapping[str, str] | None = None
 ) -> AttemptResult:
     """Run one attempt to its end and return how it ended. Never leaves a process behind."""
     t0 = time.monotonic()
     if spec.script is not None and not spec.script.is_file():
         return _spawn_failed(spec, attempt, ctx, t0, f"script not found: {spec.script}")
     env = job_env(spec, ctx, attempt)
+    env.update(extra_env or {})
+    oom_kills = cgroup_oom_kills()
     try:
         child = procs.Child.spawn(spec.argv, spec.cwd, env)
     except OSError as e:
@@ -132,7 +137,7 @@ async def run_attempt(
         return _spawn_failed(spec, attempt, ctx, t0, f"cannot execute {spec.argv[0]}: {e}")
 
     pgid = child.pid  # start_new_session: the child leads its own group
-    live = Live(pgid=pgid, started=t0)
+    live = Live(pgid=pgid, started=t0, last_output=t0)
     ctx.live[spec.id] = live
     ctx.emit(
         "job.started", job=spec.id, attempt=attempt, pid=child.pid, argv=ctx.redact_argv(spec.argv),
@@ -150,7 +155,7 @@ async def run_attempt(
 
     reason: str | None = None
     try:
-        reason = await _supervise(child, spec, ctx)
+        reason = await _supervise(child, spec, ctx, live)
         await _end_group(pgid, ctx, graceful=reason is None and not ctx.stop.requested.is_set())
         await _drain(readers)
     except BaseException:
@@ -171,13 +176,17 @@ async def run_attempt(
 
     exit_ = child.exited.result()
     code = exit_.returncode
+    peak = max(live.peak_rss, exit_.max_rss_bytes)
+    failure = _failure(reason, code)
+    if failure is not None and reason is None:
+        failure = classify(code, peak, spec.resources.memory, oom_kills, cgroup_oom_kills(), output) or failure
     result = AttemptResult(
         outcome=_outcome(reason, code),
         exit_code=code if code >= 0 else None,
         signal=signal.Signals(-code).name if code < 0 and -code in _SIGNUMS else None,
-        failure=_failure(reason, code),
+        failure=failure,
         duration_s=round(time.monotonic() - t0, 6),
-        peak_rss_bytes=max(live.peak_rss, exit_.max_rss_bytes),
+        peak_rss_bytes=peak,
     )
     _emit_exited(spec, attempt, ctx, result)
     return result
@@ -201,6 +210,9 @@ def _on_readable(
         if not eof.done():
             eof.set_result(None)
         return
+    live = ctx.live.get(job)
+    if live is not None:
+        live.last_output = time.monotonic()
     records, lines = framer.feed(data)
     if records:
         ctx.write_output(job, records)
@@ -208,18 +220,32 @@ def _on_readable(
         ctx.echo(job, framer.stream, lines)
 
 
-async def _supervise(child: procs.Child, spec: JobSpec, ctx: AttemptContext) -> str | None:
-    """Wait for exit, timeout or stop; returns None (exited), "timeout" or "cancelled"."""
+async def _supervise(child: procs.Child, spec: JobSpec, ctx: AttemptContext, live: Live) -> str | None:
+    """Wait for exit, timeout, silence or stop: None (exited), "timeout", "stalled" or "cancelled"."""
     stop_wait = asyncio.ensure_future(ctx.stop.requested.wait())
     waiters: set[asyncio.Future[Any]] = {child.exited, stop_wait}
+    deadline = live.started + spec.timeout if spec.timeout else math.inf
+    reason = None
     try:
-        await asyncio.wait(waiters, timeout=spec.timeout,
-                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        while True:
+            now = time.monotonic()
+            silent_until = live.last_output + spec.stall_timeout if spec.stall_timeout else math.inf
+            if now >= deadline:
+                reason = "timeout"
+                break
+            if now >= silent_until:
+                reason = "stalled"
+                break
+            wake = min(deadline, silent_until)
+            await asyncio.wait(waiters, timeout=None if wake == math.inf else wake - now,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            if child.exited.done():
+                return None
+            if ctx.stop.requested.is_set():
+                reason = "cancelled"
+                break
     finally:
         stop_wait.cancel()
-    if child.exited.done():
-        return None
-    reason = "cancelled" if ctx.stop.requested.is_set() else "timeout"
     await _terminate(child, child.pid, ctx)
     return reason
 
@@ -271,14 +297,16 @@ def _kill_now(child: procs.Child, pgid: int) -> None:
 def _outcome(reason: str | None, code: int) -> Outcome:
     if reason == "timeout":
         return Outcome.TIMED_OUT
+    if reason == "stalled":
+        return Outcome.STALLED
     if reason == "cancelled":
         return Outcome.CANCELLED
     return Outcome.SUCCEEDED if code == 0 else Outcome.FAILED
 
 
 def _failure(reason: str | None, code: int) -> str | None:
-    if reason == "timeout":
-        return "timeout"
+    if reason in ("timeout", "stalled"):
+        return reason
     if reason == "cancelled" or code == 0:
         return None
     return "signal" if code < 0 else "exit_code"
@@ -307,12 +335,50 @@ def _emit_exited(spec: JobSpec, attempt: int, ctx: AttemptContext, r: AttemptRes
     ctx.emit("job.exited", job=spec.id, attempt=attempt, **fields)
 
 
+# ---------------------------------------------------------------- failure classification
+
+_CUDA_OOM = re.compile(
+    rb"CUDA out of memory|CUDA error: out of memory|CUBLAS_STATUS_ALLOC_FAILED|OutOfMemoryError: CUDA"
+)
+NEAR_LIMIT = 0.9  # a SIGKILL at >= 90% of the declared memory is taken for the OOM killer
+
+
+def classify(code: int, peak: int, declared_memory: int, oom_before: int | None, oom_after: int | None,
+             output: JobOutput) -> str | None:  # fmt: skip
+    """A closer name for a failure than exit_code/signal: oom_killed or cuda_oom, else None."""
+    if code == -signal.SIGKILL:
+        if oom_before is not None and oom_after is not None and oom_after > oom_before:
+            return "oom_killed"  # the kernel's OOM killer acted in our cgroup meanwhile
+        if declared_memory and peak >= NEAR_LIMIT * declared_memory:
+            return "oom_killed"
+    if any(_CUDA_OOM.search(block) for _stream, block in list(output.tail)[-4:]):
+        return "cuda_oom"
+    return None
+
+
+def cgroup_oom_kills() -> int | None:
+    """oom_kill count of our cgroup (v2), or None where it cannot be read."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            path = next((line.split("::", 1)[1].strip() for line in f if line.startswith("0::")), None)
+        if path is None:
+            return None
+        with open(f"/sys/fs/cgroup{path}/memory.events") as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 # ---------------------------------------------------------------- retries
 
 
 def should_retry(result: AttemptResult, spec: JobSpec, attempt: int) -> bool:
     """Failed and timed-out attempts are retried; cancelled and unspawnable ones never are."""
-    return result.outcome in (Outcome.FAILED, Outcome.TIMED_OUT) and attempt <= spec.retries
+    return result.outcome in (Outcome.FAILED, Outcome.TIMED_OUT, Outcome.STALLED) and attempt <= spec.retries
 
 
 def backoff_delay(b: Backoff, retry: int, rng: random.Random | None = None) -> float:

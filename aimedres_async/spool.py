@@ -237,9 +237,13 @@ class Spool:
         ticket_id = name[: -len(SUFFIX)]
         if not JOB_ID_RE.fullmatch(ticket_id):
             raise TicketError(f"{name!r} is not a valid ticket name (<id>.toml, id = [a-z0-9][a-z0-9_.-]{{0,63}})")
-        text = self.read(src)  # hygiene before it is ours
         dest = self.dir("active") / name
+        # Under the lock another daemon's claim is either not started or complete: the ticket is
+        # gone (theirs) or has one link, never caught half-moved with two.
         with self._spool_lock():
+            if not os.path.lexists(src):
+                return None  # someone else claimed it first
+            text = self.read(src)  # hygiene before it is ours
             try:
                 os.link(src, dest, follow_symlinks=False)
             except FileExistsError:

@@ -14,7 +14,7 @@ import shlex
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from .runner import (
     run_attempt,
     should_retry,
 )
+from .scheduler import Grant, Need, Pools, capacity, pick_next
 
 SAMPLE_INTERVAL = 1.0
 SUMMARY_MIN_INTERVAL = 1.0
@@ -65,6 +66,12 @@ class JobRun:
     duration_s: float = 0.0
     peak_rss_bytes: int = 0
     on_finished: Callable[[JobRun], None] | None = None
+    need: Need = field(default_factory=Need)
+    bypassed: int = 0  # times a later job started first (see scheduler.pick_next)
+    grant: Grant | None = None
+
+    def __post_init__(self) -> None:
+        self.need = Need.of(self.spec.resources)
 
     def summary(self, log_path: Path, argv: list[str]) -> dict[str, Any]:
         last = self.last
@@ -92,7 +99,8 @@ def new_run_id() -> str:
 
 
 class Supervisor:
-    def __init__(self, cfg: Config, jobs: tuple[JobSpec, ...], opts: RunOptions, console: Console) -> None:
+    def __init__(self, cfg: Config, jobs: tuple[JobSpec, ...], opts: RunOptions, console: Console,
+                 pools: Pools | None = None) -> None:  # fmt: skip
         self.cfg = cfg
         self.opts = opts
         self.console = console
@@ -117,6 +125,7 @@ class Supervisor:
             redact=cfg.logging.redactor(),
         )
         self._free = self._max_workers = opts.max_workers
+        self.pools = pools or capacity(cfg)
         self._waiting: deque[JobRun] = deque()
         self._running: set[asyncio.Task[None]] = set()
         self._backoff: dict[str, asyncio.TimerHandle] = {}
@@ -238,7 +247,12 @@ class Supervisor:
     async def _dispatch(self) -> None:
         while True:
             while self._free > 0 and self._waiting and not self.stop.requested.is_set():
-                job = self._waiting.popleft()
+                picked = pick_next(self._waiting, self.pools)
+                if picked is None:
+                    break  # nothing fits until a running job gives its resources back
+                job, grant = picked
+                job.grant = grant
+                self._waiting.remove(job)
                 self._free -= 1
                 task = asyncio.create_task(self._attempt(job), name=f"job:{job.spec.id}")
                 self._running.add(task)
@@ -261,14 +275,19 @@ class Supervisor:
         attempt = job.attempts
         self.log.open_job(job.spec.id)
         try:
+            devices = job.grant.visible_devices() if job.grant else None
             try:
-                result = await run_attempt(job.spec, attempt, self.ctx, job.output)
+                result = await run_attempt(job.spec, attempt, self.ctx, job.output,
+                                           {"CUDA_VISIBLE_DEVICES": devices} if devices is not None else None)
             except Exception as e:  # a supervisor bug must not hang or lose the job
                 result = AttemptResult(outcome=Outcome.FAILED, failure="supervisor_error", error=repr(e))
                 self.log.emit("job.exited", job=job.spec.id, attempt=attempt, outcome="failed",
                               failure="supervisor_error", error=repr(e))  # fmt: skip
             finally:
                 self._free += 1
+                if job.grant is not None:
+                    self.pools.give(job.grant)
+                    job.grant = None
             self._after_attempt(job, attempt, result)
         finally:
             # Regression: the dispatcher used to be woken before this task left _running (its
@@ -286,6 +305,7 @@ class Supervisor:
         if result.outcome is Outcome.SUCCEEDED:
             self._finish(job, Status.SUCCEEDED)
         elif should_retry(result, job.spec, attempt) and not self.stop.requested.is_set():
+            self._after_oom(job, result)
             delay = backoff_delay(job.spec.backoff, attempt)
             self.log.emit("job.retrying", job=job.spec.id, attempt=attempt,
                           delay_s=round(delay, 3), next_attempt=attempt + 1)  # fmt: skip
@@ -294,6 +314,24 @@ class Supervisor:
             self._finish(job, Status(result.outcome.value))
             if self.opts.fail_fast and not job.status.ok and not job.spec.optional:  # type: ignore[union-attr]
                 self.stop.request("fail-fast")
+
+    def _after_oom(self, job: JobRun, result: AttemptResult) -> None:
+        """An out-of-memory failure is retried only where it can run without sharing the memory."""
+        if result.failure == "cuda_oom" and job.need.gpus:
+            job.need = replace(job.need, exclusive_gpu=True)
+        elif result.failure == "oom_killed":
+            want = max(job.need.memory, int(result.peak_rss_bytes * 1.2))
+            total = self.pools.total_memory
+            job.need = replace(job.need, memory=min(want, total) if total is not None else want)
+
+    def never_fits(self) -> list[str]:
+        """Jobs that could never start on this machine's resources, one line each."""
+        out = []
+        for job in self.jobs:
+            why = self.pools.never_fits(job.need)
+            if why:
+                out.append(f"job {job.spec.id} can never run here: it {why}")
+        return out
 
     def _requeue(self, job: JobRun) -> None:
         self._backoff.pop(job.spec.id, None)
@@ -425,6 +463,23 @@ def load_summary(logs_dir: Path, run_id: str | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"cannot resume from {path}: not a run summary")
     return data
+
+
+def recorded_peaks(logs_dir: Path, job_ids: set[str], runs: int = 5) -> list[int]:
+    """Peak RSS of these jobs in the last few runs' summaries (for --max-workers auto)."""
+    try:
+        names = sorted((d.name for d in logs_dir.iterdir() if d.is_dir() and not d.is_symlink()), reverse=True)
+    except OSError:
+        return []
+    peaks = []
+    for name in names[:runs]:
+        try:
+            data = orjson.loads((logs_dir / name / "summary.json").read_bytes())
+            peaks += [int(j["peak_rss_bytes"]) for j in data.get("jobs", [])
+                      if j.get("id") in job_ids and j.get("peak_rss_bytes")]  # fmt: skip
+        except (OSError, orjson.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError):
+            continue
+    return peaks
 
 
 def default_workers(parallel: bool, configured: int | None) -> int:

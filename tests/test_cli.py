@@ -216,19 +216,20 @@ def test_help_exits_0(tmp_path: Path) -> None:
 
 def table(stdout: str) -> dict[str, list[str]]:
     rows = [line.split() for line in stdout.strip().splitlines()]
-    assert rows[0] == ["ID", "SCRIPT", "ACCEPTS", "RESOURCES", "OPTIONAL"], rows[0]
+    assert rows[0] == ["ID", "SCRIPT", "ACCEPTS", "RESOURCES", "FITS", "OPTIONAL"], rows[0]
     return {r[0]: r[1:] for r in rows[1:]}
 
 
 def test_list_shows_id_script_flags_resources_optional(tmp_path: Path) -> None:
     project(tmp_path)
-    (tmp_path / "aimedres.toml").write_text(PROJECT.replace("epochs = 3", "epochs = 3\nresources = { gpus = 1 }"))
+    config = PROJECT.replace("epochs = 3", "epochs = 3\nresources = { gpus = 1 }")
+    (tmp_path / "aimedres.toml").write_text(config.replace("max_workers = 2", "max_workers = 2\ngpus = 0"))
     result = cli(tmp_path, "list")
     assert result.returncode == 0, result.stderr
     assert table(result.stdout) == {
-        "als": ["scripts/train_als.py", "output-dir,epochs,folds", "-", "no"],
-        "alzheimers": ["scripts/train_alzheimers.py", "epochs", "gpus=1", "yes"],
-        "other": ["scripts/train_other.py", "epochs", "-", "no"],
+        "als": ["scripts/train_als.py", "output-dir,epochs,folds", "-", "yes", "no"],
+        "alzheimers": ["scripts/train_alzheimers.py", "epochs", "gpus=1", "NO", "yes"],  # no GPU configured
+        "other": ["scripts/train_other.py", "epochs", "-", "yes", "no"],
     }
     assert ran(tmp_path) == []
     assert cli(tmp_path, "run", "--list").stdout == result.stdout
