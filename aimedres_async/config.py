@@ -517,6 +517,8 @@ def _job(
         problems.add(keypath, "give either `script` or `command`, not both")
     elif command is not None and not command:
         problems.add((*keypath, "command"), "must not be empty")
+    elif script is not None and not script.strip():
+        problems.add((*keypath, "script"), "must not be empty")
     return JobConfig(
         id=job_id, script=script, command=command, args=args, settings=JobSettings(**parsed)
     )

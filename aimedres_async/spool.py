@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 import tomli_w
 
+from . import procs
 from .config import JOB_ID_RE
 
 STATES = ("incoming", "active", "done", "failed", "rejected", "tmp")
@@ -270,14 +271,16 @@ class Spool:
 
     def release(self, c: Claimed, state: str, result: dict[str, Any] | None) -> Path:
         """Finish a claimed ticket: to done/ or failed/ with a [result] table, or back to incoming/."""
+        # The sidecar first: a crash in between leaves a ticket without one (recovered and re-run),
+        # never a sidecar that `status` would show as running forever.
+        with contextlib.suppress(FileNotFoundError):
+            self._sidecar(c.ticket_id).unlink()
         if state == "incoming":
             dest = self._move(c.path, self.dir("incoming"), c.path.name)
         else:
             text = c.text if c.text.endswith("\n") else c.text + "\n"
             content = (text + "\n" + tomli_w.dumps({"result": result or {}})).encode()
             dest = self._move(c.path, self.dir(state), c.path.name, content)
-        with contextlib.suppress(FileNotFoundError):
-            self._sidecar(c.ticket_id).unlink()
         os.close(c.lock_fd)
         return dest
 
@@ -307,7 +310,12 @@ class Spool:
 
     def _recover(self) -> list[str]:
         recovered = []
-        for name in sorted(os.listdir(self.dir("active"))):
+        names = sorted(os.listdir(self.dir("active")))
+        for name in names:  # a sidecar whose ticket has moved on: a crash inside an older release()
+            if name.startswith(".") and name.endswith(".json") and f"{name[1:-5]}{SUFFIX}" not in names:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.dir("active") / name)
+        for name in names:
             if not name.endswith(SUFFIX) or name.startswith("."):
                 continue
             path = self.dir("active") / name
@@ -393,3 +401,6 @@ def _kill_recorded(sidecar: Path) -> None:
         return  # the pid was recycled by an unrelated process
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0  # gone before the ticket can run again
+    while procs.live_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
