@@ -18,7 +18,7 @@ from typing import Any
 
 JOB_ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGKILL")
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 
 
@@ -118,8 +118,20 @@ class LoggingConfig:
         if not self.redact:
             return None
         pattern = re.compile(b"|".join(b"(?:" + p.encode() + b")" for p in self.redact))
-        replacement = self.replacement.encode().replace(b"\\", b"\\\\")
-        return lambda data: pattern.sub(replacement, data)
+        replacement = self.replacement.encode()
+        # An empty match (\b, a lookahead) hides nothing: it must not insert the replacement.
+        return lambda data: pattern.sub(lambda m: replacement if m.end() > m.start() else b"", data)
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """`[ray]`: where executor = "ray" sends jobs and what ships with them."""
+
+    address: str = "http://127.0.0.1:8265"
+    working_dir: str = "."  # relative to the config's folder; uploaded to the cluster ("" = none)
+    excludes: tuple[str, ...] = ("logs", "results", "spool", ".git", ".venv", "venv", "__pycache__")
+    runtime_env: Mapping[str, Any] = field(default_factory=dict)  # passed to Ray as it is (pip, env_vars, ...)
+    python: str = ""  # interpreter for .py scripts on the cluster; "" = [supervisor] python or ours
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,7 @@ class Config:
     )
     jobs: tuple[JobConfig, ...] = ()
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     @property
     def stop_signum(self) -> signal.Signals:
@@ -524,7 +537,19 @@ def _job(
     )
 
 
-_TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs", "logging")
+_TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs", "logging", "ray")
+
+
+def _want_table(v: object) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise ValueError("expected a table")
+    return v
+
+
+_RAY_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "address": _want_str, "working_dir": _want_str, "excludes": _want_str_list,
+    "runtime_env": _want_table, "python": _want_str,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -599,6 +624,7 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
     sup = _table(raw.get("supervisor", {}), ("supervisor",), _SUPERVISOR_SCHEMA, problems)
     disc = _table(raw.get("discovery", {}), ("discovery",), _DISCOVERY_SCHEMA, problems)
     logging = _table(raw.get("logging", {}), ("logging",), _LOGGING_SCHEMA, problems)
+    ray = _table(raw.get("ray", {}), ("ray",), _RAY_SCHEMA, problems)
     defaults_raw = _table(
         raw.get("defaults", {}), ("defaults",), _settings_schema(problems, ("defaults",)), problems
     )
@@ -625,6 +651,7 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
         defaults=defaults,
         jobs=tuple(jobs),
         logging=LoggingConfig(**logging),
+        ray=RayConfig(**ray),
     )
 
 

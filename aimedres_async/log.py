@@ -7,6 +7,7 @@ Job output never goes through structlog (one call per line would dominate the ho
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
@@ -15,6 +16,7 @@ import orjson
 import structlog
 
 # Fields too bulky for a human line; they are in the JSON-lines logs.
+_LINES = re.compile(r"([^\r\n]*)(\r\n|\r|\n)")
 _HIDDEN = {"ts", "run", "event", "job", "attempt", "argv", "env_keys", "cwd", "job_ids",
            "script_sha256", "git", "config_sha256", "python", "host", "counts", "gpus", "started_at",
            "platform"}  # fmt: skip
@@ -135,8 +137,9 @@ class Console:
     def echo(self, job: str, stream: str, lines: bytes) -> None:
         """--verbose: the job's output lines on stdout, each prefixed with its job id."""
         prefix = f"[{job}] " if stream == "stdout" else f"[{job}:err] "
-        text = lines.decode("utf-8", "backslashreplace").replace("\r\n", "\n").replace("\r", "\n")
-        body = "".join(prefix + line + "\n" for line in text.split("\n")[:-1])
+        text = lines.decode("utf-8", "backslashreplace")
+        # the framer's rules: a bare \r (a progress bar's redraw) ends no line of its own
+        body = "".join(prefix + line + "\n" for line, end in _LINES.findall(text) if line or end != "\r")
         self.out.write(body)
         self.out.flush()
 

@@ -34,6 +34,22 @@ class Exit:
     max_rss_bytes: int
 
 
+def own_peak_rss() -> int:
+    """This process's high-water RSS (VmHWM), 0 where unknown.
+
+    A child's ru_maxrss starts from the mm it was forked (vforked) from, i.e. ours, so a figure
+    not above this says nothing about the child.
+    """
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def become_subreaper() -> bool:
     """Adopt orphaned grandchildren (Linux), so they can be found, killed and reaped by us.
 

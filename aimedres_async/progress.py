@@ -85,7 +85,11 @@ class ProgressDisplay:
         if not tail:
             return ""
         lines = _LAST_LINE.findall(tail[-1][1][-2048:])
-        return lines[-1].decode("utf-8", "replace") if lines else ""
+        if not lines:
+            return ""
+        # tqdm and friends print escape sequences (cursor up, colours): show the text only
+        plain = Text.from_ansi(lines[-1].decode("utf-8", "replace")).plain
+        return "".join(ch for ch in plain if ch >= " " and ch != "\x7f")
 
     def _render(self) -> Group:
         done = sum(self.counts.values())

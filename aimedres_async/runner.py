@@ -129,6 +129,8 @@ async def run_attempt(
     env = job_env(spec, ctx, attempt)
     env.update(extra_env or {})
     oom_kills = cgroup_oom_kills()
+    own_peak = procs.own_peak_rss()
+    output.tail.append((ATTEMPT_MARK, b""))  # classify() looks at this attempt's output only
     try:
         child = procs.Child.spawn(spec.argv, spec.cwd, env)
     except OSError as e:
@@ -169,6 +171,8 @@ async def run_attempt(
             tail = framer.flush()
             if tail:
                 ctx.write_output(spec.id, [tail])
+                if ctx.echo is not None and framer.flushed:
+                    ctx.echo(spec.id, framer.stream, framer.flushed + b"\n")
             if framer.last_data is not None:
                 output.metrics = framer.last_data
         child.close_pipes()
@@ -176,7 +180,8 @@ async def run_attempt(
 
     exit_ = child.exited.result()
     code = exit_.returncode
-    peak = max(live.peak_rss, exit_.max_rss_bytes)
+    # ru_maxrss counts from our own memory (inherited through fork/exec): only trust it above that
+    peak = max(live.peak_rss, exit_.max_rss_bytes if exit_.max_rss_bytes > own_peak else 0)
     failure = _failure(reason, code)
     if failure is not None and reason is None:
         failure = classify(code, peak, spec.resources.memory, oom_kills, cgroup_oom_kills(), output) or failure
@@ -188,7 +193,7 @@ async def run_attempt(
         duration_s=round(time.monotonic() - t0, 6),
         peak_rss_bytes=peak,
     )
-    _emit_exited(spec, attempt, ctx, result)
+    emit_exited(spec, attempt, ctx, result)
     return result
 
 
@@ -313,15 +318,17 @@ def _failure(reason: str | None, code: int) -> str | None:
 
 
 def _spawn_failed(spec: JobSpec, attempt: int, ctx: AttemptContext, t0: float, error: str) -> AttemptResult:
+    if ctx.redact is not None:
+        error = ctx.redact(error.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
     result = AttemptResult(
         outcome=Outcome.SPAWN_FAILED, failure="spawn_failed",
         duration_s=round(time.monotonic() - t0, 6), error=error,
     )  # fmt: skip
-    _emit_exited(spec, attempt, ctx, result)
+    emit_exited(spec, attempt, ctx, result)
     return result
 
 
-def _emit_exited(spec: JobSpec, attempt: int, ctx: AttemptContext, r: AttemptResult) -> None:
+def emit_exited(spec: JobSpec, attempt: int, ctx: AttemptContext, r: AttemptResult) -> None:
     fields: dict[str, Any] = {"outcome": r.outcome.value}
     if r.exit_code is not None:
         fields["exit_code"] = r.exit_code
@@ -340,6 +347,7 @@ def _emit_exited(spec: JobSpec, attempt: int, ctx: AttemptContext, r: AttemptRes
 _CUDA_OOM = re.compile(
     rb"CUDA out of memory|CUDA error: out of memory|CUBLAS_STATUS_ALLOC_FAILED|OutOfMemoryError: CUDA"
 )
+ATTEMPT_MARK = "attempt"  # a tail entry separating one attempt's output from the next
 NEAR_LIMIT = 0.9  # a SIGKILL at >= 90% of the declared memory is taken for the OOM killer
 
 
@@ -351,7 +359,12 @@ def classify(code: int, peak: int, declared_memory: int, oom_before: int | None,
             return "oom_killed"  # the kernel's OOM killer acted in our cgroup meanwhile
         if declared_memory and peak >= NEAR_LIMIT * declared_memory:
             return "oom_killed"
-    if any(_CUDA_OOM.search(block) for _stream, block in list(output.tail)[-4:]):
+    recent: list[bytes] = []
+    for stream, block in reversed(output.tail):
+        if stream == ATTEMPT_MARK:
+            break
+        recent.append(block)
+    if any(_CUDA_OOM.search(block) for block in recent[:8]):
         return "cuda_oom"
     return None
 

@@ -419,6 +419,7 @@ def metrics_text(metrics: dict[str, Any] | None, limit: int = 60) -> str:
     if not metrics:
         return ""
     text = " ".join(f"{k}={v}" for k, v in metrics.items() if isinstance(v, int | float | str) and k != "model")
+    text = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in text)  # one row, whatever it printed
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -40,7 +40,7 @@ def output_records(folder: Path, job: str) -> list[dict]:
 
 
 def test_success_artifacts_and_metrics(tmp_path: Path, marker: str) -> None:
-    code = "import json,sys; print('epoch 1 loss=0.9'); print(json.dumps({'acc': 0.5})); print(json.dumps({'acc': 0.9})); print('bye', file=sys.stderr)"
+    code = "import json,sys,time; print('epoch 1 loss=0.9'); print(json.dumps({'acc': 0.5})); print(json.dumps({'acc': 0.9})); print('bye', file=sys.stderr); sys.stdout.flush(); time.sleep(1.5)"
     write_config(tmp_path, cfg(marker, f"[jobs.train]\ncommand = {py(code)}\n"))
     proc = run_cli(tmp_path, "run", "--log-file", "stream.jsonl", "--junit-xml", "junit.xml")
     assert proc.returncode == 0, proc.stderr
@@ -62,7 +62,7 @@ def test_success_artifacts_and_metrics(tmp_path: Path, marker: str) -> None:
     s = job_summary(tmp_path, "train")
     assert s["status"] == "succeeded" and s["attempts"] == 1 and s["exit_code"] == 0
     assert s["metrics"] == {"acc": 0.9}
-    assert s["peak_rss_bytes"] > 1_000_000
+    assert s["peak_rss_bytes"] > 1_000_000  # sampled once a second while it ran
     assert summary(tmp_path)["exit_code"] == 0
     # --log-file: the complete stream (lifecycle and output)
     stream = read_jsonl(tmp_path / "stream.jsonl")

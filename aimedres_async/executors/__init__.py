@@ -1,0 +1,1 @@
+"""Executors other than local processes (the local one is runner.run_attempt)."""

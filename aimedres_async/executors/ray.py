@@ -1,0 +1,190 @@
+"""The Ray executor: one attempt = one Ray job, through the Ray Jobs API.
+
+Same interface as the local runner (`run_attempt`), so everything above it is unchanged: the same
+events, per-job JSONL (output streamed with `tail_job_logs` through the same Framer), retries,
+backoff and timeouts (the supervisor's; Ray does not retry jobs), summary and exit codes. A stop
+or timeout calls `stop_job`. The job's end is taken from its Ray status, never from the end of the
+log stream (which can end early, e.g. on preemption); whatever the stream missed is fetched after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shlex
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ..config import RayConfig
+from ..jobs import JobSpec, Outcome
+from ..runner import AttemptContext, AttemptResult, JobOutput, emit_exited, job_env
+from ..sinks import Framer
+
+POLL = 0.5
+# Lines Ray itself writes at the top of a job's log; they are not the script's output.
+_PREAMBLE = re.compile(
+    rb"^(\d{4}-\d\d-\d\d [\d:,]+\tINFO job_manager\.py:\d+ -- .*|Running entrypoint for job \S+: .*)$"
+)
+_TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+class RayUnavailable(Exception):
+    """Ray is not installed, or the cluster cannot be reached: a one-line reason."""
+
+
+def client(cfg: RayConfig) -> Any:
+    try:
+        from ray.job_submission import JobSubmissionClient
+    except ImportError:
+        raise RayUnavailable(
+            "executor = \"ray\" needs Ray: pip install 'aimedres-async[ray]'"
+        ) from None
+    try:
+        return JobSubmissionClient(cfg.address)
+    except Exception as e:  # ConnectionError, RuntimeError, ...: Ray wraps several
+        raise RayUnavailable(f"cannot reach the Ray cluster at {cfg.address}: {e}") from None
+
+
+class RayExecutor:
+    def __init__(self, cfg: RayConfig, base_dir: str) -> None:
+        self.cfg = cfg
+        self.base_dir = base_dir
+        self.client = client(cfg)
+
+    def runtime_env(self, env: Mapping[str, str]) -> dict[str, Any]:
+        runtime: dict[str, Any] = dict(self.cfg.runtime_env)
+        working_dir = self.cfg.working_dir
+        if working_dir:
+            runtime.setdefault("working_dir", working_dir if working_dir.startswith(("/", "s3:", "gs:", "http"))
+                               else f"{self.base_dir}/{working_dir}")  # fmt: skip
+            runtime.setdefault("excludes", list(self.cfg.excludes))
+        runtime["env_vars"] = {**runtime.get("env_vars", {}), **env}
+        return runtime
+
+    async def run_attempt(self, spec: JobSpec, attempt: int, ctx: AttemptContext, output: JobOutput,
+                          extra_env: Mapping[str, str] | None = None) -> AttemptResult:  # fmt: skip
+        t0 = time.monotonic()
+        env = {k: v for k, v in job_env(spec, ctx, attempt).items() if k in spec.env or k.startswith("AIMEDRES_")}
+        env.update(extra_env or {})
+        argv = list(spec.argv)
+        if spec.script is not None and spec.script.suffix == ".py" and self.cfg.python:
+            argv[0] = self.cfg.python
+        r = spec.resources
+        submission_id = f"{ctx.run_id}-{spec.id}-{attempt}".lower()
+        try:
+            await asyncio.to_thread(
+                self.client.submit_job, entrypoint=shlex.join(argv), submission_id=submission_id,
+                runtime_env=self.runtime_env(env),
+                entrypoint_num_cpus=r.cpus or None, entrypoint_num_gpus=r.gpus or None,
+                entrypoint_memory=r.memory or None,
+            )  # fmt: skip
+        except Exception as e:
+            result = AttemptResult(outcome=Outcome.SPAWN_FAILED, failure="spawn_failed",
+                                   duration_s=round(time.monotonic() - t0, 6), error=f"Ray refused the job: {e}")
+            emit_exited(spec, attempt, ctx, result)
+            return result
+        ctx.emit("job.started", job=spec.id, attempt=attempt, pid=None, argv=ctx.redact_argv(tuple(argv)),
+                 cwd=self.base_dir, gpus=env.get("CUDA_VISIBLE_DEVICES"), ray_submission_id=submission_id,
+                 ray_address=self.cfg.address)  # fmt: skip
+        framer = Framer(ctx.run_id, spec.id, attempt, "stdout", ctx.max_line_bytes, output.tail, ctx.redact)
+        stream = _Stream(framer, spec.id, ctx)
+        tail_task = asyncio.create_task(stream.follow(self.client, submission_id))
+        reason = None
+        try:
+            reason = await self._wait(submission_id, spec, ctx, t0)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.stop_job(submission_id)  # synchronous: nothing can interrupt it
+            raise
+        finally:
+            tail_task.cancel()
+            with contextlib.suppress(BaseException):
+                await tail_task
+        # The log stream may have ended early or been cut off: fetch whatever it did not deliver.
+        with contextlib.suppress(Exception):
+            logs = await asyncio.to_thread(self.client.get_job_logs, submission_id)
+            stream.feed_rest(logs.encode())
+        stream.flush()
+        if framer.last_data is not None:
+            output.metrics = framer.last_data
+        info = await asyncio.to_thread(self.client.get_job_info, submission_id)
+        status = str(getattr(info.status, "value", info.status))
+        code = getattr(info, "driver_exit_code", None)
+        if reason is None:
+            outcome = Outcome.SUCCEEDED if status == "SUCCEEDED" else Outcome.FAILED
+            failure = None if outcome is Outcome.SUCCEEDED else "exit_code"
+        else:
+            outcome = Outcome.TIMED_OUT if reason == "timeout" else Outcome.CANCELLED
+            failure = "timeout" if reason == "timeout" else None
+        result = AttemptResult(
+            outcome=outcome, exit_code=code if isinstance(code, int) else None, failure=failure,
+            duration_s=round(time.monotonic() - t0, 6),
+            error=None if outcome in (Outcome.SUCCEEDED, Outcome.CANCELLED) else f"Ray job {status}: {info.message}",
+        )  # fmt: skip
+        emit_exited(spec, attempt, ctx, result)
+        return result
+
+    async def _wait(self, sid: str, spec: JobSpec, ctx: AttemptContext, t0: float) -> str | None:
+        """Until Ray says the job is over; stop it on timeout or a stop. None, "timeout" or "cancelled"."""
+        deadline = t0 + spec.timeout if spec.timeout else None
+        reason = None
+        stop_sent = 0.0
+        while True:
+            status = str(await asyncio.to_thread(self.client.get_job_status, sid))
+            status = status.rsplit(".", 1)[-1]
+            if status in _TERMINAL:
+                return reason
+            if reason is None and (ctx.stop.requested.is_set() or (deadline and time.monotonic() >= deadline)):
+                reason = "cancelled" if ctx.stop.requested.is_set() else "timeout"
+                await asyncio.to_thread(self.client.stop_job, sid)
+                stop_sent = time.monotonic()
+            elif reason is not None and time.monotonic() - stop_sent > ctx.grace_period + 30:
+                return reason  # Ray did not confirm the stop; it has been asked, we move on
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ctx.stop.requested.wait(), POLL)
+
+
+class _Stream:
+    """Feeds Ray's log text into the Framer; drops Ray's own preamble lines; counts bytes seen."""
+
+    def __init__(self, framer: Framer, job: str, ctx: AttemptContext) -> None:
+        self.framer = framer
+        self.job = job
+        self.ctx = ctx
+        self.seen = 0
+        self.started = False  # past Ray's preamble
+
+    async def follow(self, client: Any, sid: str) -> None:
+        async for text in client.tail_job_logs(sid):
+            data = text.encode()
+            self.seen += len(data)
+            self._feed(data)
+
+    def feed_rest(self, full: bytes) -> None:
+        if len(full) > self.seen:
+            rest = full[self.seen :]
+            self.seen = len(full)
+            self._feed(rest)
+
+    def _feed(self, data: bytes) -> None:
+        if not self.started:
+            lines = data.split(b"\n")
+            while len(lines) > 1 and _PREAMBLE.match(lines[0]):
+                lines.pop(0)
+            if len(lines) > 1 or (lines and lines[0] and not _PREAMBLE.match(lines[0])):
+                self.started = True
+            data = b"\n".join(lines)
+            if not self.started:
+                return
+        records, lines_ = self.framer.feed(data)
+        if records:
+            self.ctx.write_output(self.job, records)
+        if self.ctx.echo is not None and lines_:
+            self.ctx.echo(self.job, "stdout", lines_)
+
+    def flush(self) -> None:
+        tail = self.framer.flush()
+        if tail:
+            self.ctx.write_output(self.job, [tail])
