@@ -247,9 +247,10 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
             raise UsageError(str(e)) from None
     from .scheduler import Need, auto_workers, capacity
 
+    executor = _executor(cfg)
     pools = capacity(cfg)
     unfit = [f"job {s.id} can never run here: it {why}" for s in p.jobs
-             if (why := pools.never_fits(Need.of(s.resources)))]  # fmt: skip
+             if executor is None and (why := pools.never_fits(Need.of(s.resources)))]  # fmt: skip
     if unfit:
         raise UsageError("; ".join(unfit) + " (see [supervisor] gpus/memory/cpus)")
     workers = default_workers(cfg.supervisor.parallel, cfg.supervisor.max_workers)
@@ -278,7 +279,7 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
     procs.become_subreaper()
 
     async def main() -> tuple[int, Any]:
-        sup = Supervisor(cfg, p.jobs, opts, console, pools)
+        sup = Supervisor(cfg, p.jobs, opts, console, pools, executor)
         loop = asyncio.get_running_loop()
 
         def on_signal(signum: signal.Signals) -> None:
@@ -330,6 +331,17 @@ def cmd_validate(cfg: Config, a: argparse.Namespace) -> int:
     return 0
 
 
+def _executor(cfg: Config) -> Any:
+    from .supervisor import make_executor
+
+    try:
+        return make_executor(cfg)
+    except Exception as e:  # RayUnavailable: Ray missing or the cluster unreachable
+        if type(e).__name__ != "RayUnavailable":
+            raise
+        raise UsageError(str(e)) from None
+
+
 def _spool(cfg: Config) -> Any:
     from .spool import Spool
 
@@ -345,8 +357,9 @@ def cmd_serve(cfg: Config, a: argparse.Namespace) -> int:
     def reload() -> Config:
         return load(path) if path is not None else cfg
 
+    executor = _executor(cfg)
     try:
-        return serve(cfg, _console(a), reload)
+        return serve(cfg, _console(a), reload, executor)
     except SpoolError as e:
         raise UsageError(str(e)) from None
 

@@ -25,14 +25,15 @@ from .log import Console
 from .notify import Notifier
 from .scheduler import Need
 from .spool import Claimed, Spool, TicketError, process_identity
-from .supervisor import JobRun, RunOptions, Supervisor, default_workers
+from .supervisor import Executor, JobRun, RunOptions, Supervisor, default_workers
 
 RESCAN_INTERVAL = 2.0  # a full look at incoming/ even without an inotify event
 
 
 class Daemon:
     def __init__(self, cfg: Config, console: Console, reload: Callable[[], Config] | None = None,
-                 notifier: Notifier | None = None) -> None:  # fmt: skip
+                 notifier: Notifier | None = None, executor: Executor | None = None) -> None:  # fmt: skip
+        self.executor = executor
         self.cfg = cfg
         self.console = console
         self.reload_config = reload
@@ -57,7 +58,7 @@ class Daemon:
         logs_dir = self.cfg.resolve(self.cfg.supervisor.logs_dir)
         logs_dir.mkdir(parents=True, exist_ok=True)
         opts = RunOptions(max_workers=self._workers(self.cfg), logs_dir=logs_dir, serve=True)
-        self.sup = sup = Supervisor(self.cfg, (), opts, self.console)
+        self.sup = sup = Supervisor(self.cfg, (), opts, self.console, executor=self.executor)
         sup.on_started = self._on_started
         sup.on_slot_free = self.kick.set
         self.known = known_jobs(self.cfg)
@@ -185,7 +186,7 @@ class Daemon:
             except (TicketJobError, ValueError, OSError) as e:  # one bad ticket must not stop the intake
                 self._reject(claimed, str(e))
                 continue
-            unfit = self.sup.pools.never_fits(Need.of(spec.resources))
+            unfit = self.sup.local_resources and self.sup.pools.never_fits(Need.of(spec.resources))
             if unfit:
                 self._reject(claimed, f"can never run here: it {unfit}")
                 continue
@@ -276,9 +277,11 @@ def ticket_result(job: JobRun, log_path: Path, run_id: str) -> dict[str, Any]:
     return result
 
 
-def serve(cfg: Config, console: Console, reload: Callable[[], Config] | None) -> int:
+def serve(
+    cfg: Config, console: Console, reload: Callable[[], Config] | None, executor: Executor | None = None
+) -> int:
     procs.become_subreaper()
-    code = asyncio.run(Daemon(cfg, console, reload).serve())
+    code = asyncio.run(Daemon(cfg, console, reload, executor=executor).serve())
     console.buffer.flush()
     procs.sweep_adopted()
     return code

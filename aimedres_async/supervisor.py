@@ -13,7 +13,7 @@ import secrets
 import shlex
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,9 @@ from .runner import (
     should_retry,
 )
 from .scheduler import Grant, Need, Pools, capacity, pick_next
+
+# One attempt of a job, wherever it runs: runner.run_attempt (local) or RayExecutor.run_attempt.
+Executor = Callable[[JobSpec, int, AttemptContext, JobOutput, "Mapping[str, str] | None"], Awaitable[AttemptResult]]
 
 SAMPLE_INTERVAL = 1.0
 SUMMARY_MIN_INTERVAL = 1.0
@@ -100,7 +103,7 @@ def new_run_id() -> str:
 
 class Supervisor:
     def __init__(self, cfg: Config, jobs: tuple[JobSpec, ...], opts: RunOptions, console: Console,
-                 pools: Pools | None = None) -> None:  # fmt: skip
+                 pools: Pools | None = None, executor: Executor | None = None) -> None:  # fmt: skip
         self.cfg = cfg
         self.opts = opts
         self.console = console
@@ -126,6 +129,11 @@ class Supervisor:
         )
         self._free = self._max_workers = opts.max_workers
         self.pools = pools or capacity(cfg)
+        self.run_attempt: Executor = executor or run_attempt  # local processes unless told otherwise
+        self.local_resources = executor is None  # elsewhere (Ray) the cluster schedules resources
+        if not self.local_resources:
+            for job in self.jobs:
+                job.need = Need()
         self._waiting: deque[JobRun] = deque()
         self._running: set[asyncio.Task[None]] = set()
         self._backoff: dict[str, asyncio.TimerHandle] = {}
@@ -144,6 +152,8 @@ class Supervisor:
             **queued_fields: Any) -> JobRun:  # fmt: skip
         """Queue a job while running (the daemon's way in)."""
         job = JobRun(spec, on_finished=on_finished)
+        if not self.local_resources:
+            job.need = Need()
         self.jobs.append(job)
         self._index[spec.id] = job
         self.log.emit("job.queued", job=spec.id, **queued_fields)
@@ -277,7 +287,7 @@ class Supervisor:
         try:
             devices = job.grant.visible_devices() if job.grant else None
             try:
-                result = await run_attempt(job.spec, attempt, self.ctx, job.output,
+                result = await self.run_attempt(job.spec, attempt, self.ctx, job.output,
                                            {"CUDA_VISIBLE_DEVICES": devices} if devices is not None else None)
             except Exception as e:  # a supervisor bug must not hang or lose the job
                 result = AttemptResult(outcome=Outcome.FAILED, failure="supervisor_error", error=repr(e))
@@ -481,6 +491,18 @@ def recorded_peaks(logs_dir: Path, job_ids: set[str], runs: int = 5) -> list[int
         except (OSError, orjson.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError):
             continue
     return peaks
+
+
+def make_executor(cfg: Config) -> Executor | None:
+    """The attempt runner for `[supervisor] executor`: None = local processes.
+
+    Raises executors.ray.RayUnavailable (a one-line reason) when Ray is missing or unreachable.
+    """
+    if cfg.supervisor.executor != "ray":
+        return None
+    from .executors.ray import RayExecutor
+
+    return RayExecutor(cfg.ray, str(cfg.base_dir)).run_attempt
 
 
 def default_workers(parallel: bool, configured: int | None) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
+import logging
 import shlex
 import time
 from collections.abc import Mapping
@@ -23,10 +23,6 @@ from ..runner import AttemptContext, AttemptResult, JobOutput, emit_exited, job_
 from ..sinks import Framer
 
 POLL = 0.5
-# Lines Ray itself writes at the top of a job's log; they are not the script's output.
-_PREAMBLE = re.compile(
-    rb"^(\d{4}-\d\d-\d\d [\d:,]+\tINFO job_manager\.py:\d+ -- .*|Running entrypoint for job \S+: .*)$"
-)
 _TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
@@ -38,9 +34,8 @@ def client(cfg: RayConfig) -> Any:
     try:
         from ray.job_submission import JobSubmissionClient
     except ImportError:
-        raise RayUnavailable(
-            "executor = \"ray\" needs Ray: pip install 'aimedres-async[ray]'"
-        ) from None
+        raise RayUnavailable("executor = \"ray\" needs Ray: pip install 'aimedres-async[ray]'") from None
+    logging.getLogger("ray").setLevel(logging.WARNING)  # its INFO lines would interleave with ours
     try:
         return JobSubmissionClient(cfg.address)
     except Exception as e:  # ConnectionError, RuntimeError, ...: Ray wraps several
@@ -73,9 +68,10 @@ class RayExecutor:
             argv[0] = self.cfg.python
         r = spec.resources
         submission_id = f"{ctx.run_id}-{spec.id}-{attempt}".lower()
+        entrypoint = shlex.join(argv)  # Ray takes a shell string; every argument is quoted
         try:
             await asyncio.to_thread(
-                self.client.submit_job, entrypoint=shlex.join(argv), submission_id=submission_id,
+                self.client.submit_job, entrypoint=entrypoint, submission_id=submission_id,
                 runtime_env=self.runtime_env(env),
                 entrypoint_num_cpus=r.cpus or None, entrypoint_num_gpus=r.gpus or None,
                 entrypoint_memory=r.memory or None,
@@ -89,7 +85,8 @@ class RayExecutor:
                  cwd=self.base_dir, gpus=env.get("CUDA_VISIBLE_DEVICES"), ray_submission_id=submission_id,
                  ray_address=self.cfg.address)  # fmt: skip
         framer = Framer(ctx.run_id, spec.id, attempt, "stdout", ctx.max_line_bytes, output.tail, ctx.redact)
-        stream = _Stream(framer, spec.id, ctx)
+        marker = f"Running entrypoint for job {submission_id}: {entrypoint}\n".encode()
+        stream = _Stream(framer, spec.id, ctx, marker)
         tail_task = asyncio.create_task(stream.follow(self.client, submission_id))
         reason = None
         try:
@@ -106,6 +103,10 @@ class RayExecutor:
         with contextlib.suppress(Exception):
             logs = await asyncio.to_thread(self.client.get_job_logs, submission_id)
             stream.feed_rest(logs.encode())
+        held = stream.head
+        if held:  # the log ended before the preamble did: give back what was held
+            stream.head = None
+            stream._feed(held)
         stream.flush()
         if framer.last_data is not None:
             output.metrics = framer.last_data
@@ -147,14 +148,17 @@ class RayExecutor:
 
 
 class _Stream:
-    """Feeds Ray's log text into the Framer; drops Ray's own preamble lines; counts bytes seen."""
+    """Feeds Ray's log text into the Framer, minus the preamble Ray writes itself; counts bytes."""
 
-    def __init__(self, framer: Framer, job: str, ctx: AttemptContext) -> None:
+    def __init__(self, framer: Framer, job: str, ctx: AttemptContext, preamble_end: bytes) -> None:
         self.framer = framer
         self.job = job
         self.ctx = ctx
         self.seen = 0
-        self.started = False  # past Ray's preamble
+        # Ray starts a job's log with INFO lines and "Running entrypoint for job <id>: <entrypoint>";
+        # the entrypoint may span lines, so its exact text is looked for, not a line pattern.
+        self.preamble_end = preamble_end
+        self.head: bytes | None = b""  # bytes held until the preamble has passed; None after
 
     async def follow(self, client: Any, sid: str) -> None:
         async for text in client.tail_job_logs(sid):
@@ -169,20 +173,20 @@ class _Stream:
             self._feed(rest)
 
     def _feed(self, data: bytes) -> None:
-        if not self.started:
-            lines = data.split(b"\n")
-            while len(lines) > 1 and _PREAMBLE.match(lines[0]):
-                lines.pop(0)
-            if len(lines) > 1 or (lines and lines[0] and not _PREAMBLE.match(lines[0])):
-                self.started = True
-            data = b"\n".join(lines)
-            if not self.started:
+        if self.head is not None:
+            self.head += data
+            at = self.head.find(self.preamble_end)
+            if at >= 0:
+                data, self.head = self.head[at + len(self.preamble_end) :], None
+            elif len(self.head) > len(self.preamble_end) + 65536:
+                data, self.head = self.head, None  # not Ray's usual preamble: keep everything
+            else:
                 return
-        records, lines_ = self.framer.feed(data)
+        records, lines = self.framer.feed(data)
         if records:
             self.ctx.write_output(self.job, records)
-        if self.ctx.echo is not None and lines_:
-            self.ctx.echo(self.job, "stdout", lines_)
+        if self.ctx.echo is not None and lines:
+            self.ctx.echo(self.job, "stdout", lines)
 
     def flush(self) -> None:
         tail = self.framer.flush()
