@@ -29,7 +29,8 @@ _LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n)")
 # that might be a JSON object) sends a chunk to the careful path.
 _NEEDS_CARE = re.compile(rb'[\x00-\x09\x0b-\x1f"\\{\x7f-\xff]')
 TAIL_BYTES = 8 * 1024
-TAIL_BLOCKS = 64  # enough blocks for the last 50 lines even when streams interleave
+TAIL_BLOCKS = 64
+EVENTS_BATCH = 256  # lifecycle lines held before one write (each pins orjson's output buffer)  # enough blocks for the last 50 lines even when streams interleave
 _sec_cache: tuple[int, bytes] = (0, b"")
 
 
@@ -427,6 +428,8 @@ class RunLog:
                 self.events.write(line)
                 return
         self._events_buf.append(line)
+        if len(self._events_buf) >= EVENTS_BATCH:  # e.g. 10,000 job.queued at once: bounded memory
+            self.flush_events()
 
     def flush_events(self) -> None:
         """events.jsonl gets one write per event-loop iteration (whole lines only)."""
