@@ -29,8 +29,8 @@ _LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n)")
 # that might be a JSON object) sends a chunk to the careful path.
 _NEEDS_CARE = re.compile(rb'[\x00-\x09\x0b-\x1f"\\{\x7f-\xff]')
 TAIL_BYTES = 8 * 1024
-TAIL_BLOCKS = 64
-EVENTS_BATCH = 256  # lifecycle lines held before one write (each pins orjson's output buffer)  # enough blocks for the last 50 lines even when streams interleave
+TAIL_BLOCKS = 64  # enough blocks for the last 50 lines even when streams interleave
+EVENTS_BATCH = 256  # lifecycle lines held before one write (each pins orjson's output buffer)
 _sec_cache: tuple[int, bytes] = (0, b"")
 
 
