@@ -187,7 +187,7 @@ def _print_list(cfg: Config, p: Any) -> None:
     from .jobs import INJECTED
     from .scheduler import Need, capacity
 
-    pools = capacity(cfg)
+    pools = capacity(cfg) if cfg.supervisor.executor == "local" else None  # Ray: the cluster decides
     rows = [("ID", "SCRIPT", "ACCEPTS", "RESOURCES", "FITS", "OPTIONAL")]
     for s in p.jobs:
         script = (str(s.script.relative_to(cfg.base_dir)) if s.script and s.script.is_relative_to(cfg.base_dir)
@@ -195,7 +195,7 @@ def _print_list(cfg: Config, p: Any) -> None:
         if s.script is not None and not s.script.exists():
             script += " (missing!)"
         accepts = ",".join(n.replace("_", "-") for n in INJECTED if n in s.accepts) or "-"
-        fits = "NO" if pools.never_fits(Need.of(s.resources)) else "yes"
+        fits = "-" if pools is None else "NO" if pools.never_fits(Need.of(s.resources)) else "yes"
         rows.append((s.id, script, accepts, s.resources.describe(), fits, "yes" if s.optional else "no"))
     for info in p.skipped:
         rows.append(("-", str(info.path), f"SKIPPED: {info.error}", "-", "-", "-"))
@@ -253,7 +253,8 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
     workers = default_workers(cfg.supervisor.parallel, cfg.supervisor.max_workers)
     if cfg.supervisor.parallel and cfg.supervisor.max_workers is None:
         peaks = recorded_peaks(logs_dir, {s.id for s in p.jobs})
-        workers, why = auto_workers(peaks, os.cpu_count() or 1, pools.total_memory or 0)
+        cpus = int(pools.total_cpus) if pools.total_cpus else os.cpu_count() or 1
+        workers, why = auto_workers(peaks, max(1, cpus), pools.total_memory or 0)
         console.info(f"max_workers auto: {workers} ({why})")
     opts = RunOptions(
         max_workers=workers,

@@ -129,7 +129,6 @@ async def run_attempt(
     env = job_env(spec, ctx, attempt)
     env.update(extra_env or {})
     oom_kills = cgroup_oom_kills()
-    own_peak = procs.own_peak_rss()
     output.tail.append((ATTEMPT_MARK, b""))  # classify() looks at this attempt's output only
     try:
         child = procs.Child.spawn(spec.argv, spec.cwd, env)
@@ -138,6 +137,7 @@ async def run_attempt(
     except (ValueError, TypeError) as e:  # e.g. a NUL byte in an argument
         return _spawn_failed(spec, attempt, ctx, t0, f"cannot execute {spec.argv[0]}: {e}")
 
+    own_peak = procs.own_peak_rss()  # after the spawn: it may have raised our own high-water mark
     pgid = child.pid  # start_new_session: the child leads its own group
     live = Live(pgid=pgid, started=t0, last_output=t0)
     ctx.live[spec.id] = live

@@ -286,6 +286,8 @@ class Supervisor:
         self.log.open_job(job.spec.id)
         try:
             devices = job.grant.visible_devices() if job.grant else None
+            if devices is None and self.local_resources and self.pools.gpus:
+                devices = ""  # GPUs are handed out here: a job that asked for none gets none
             try:
                 result = await self.run_attempt(job.spec, attempt, self.ctx, job.output,
                                            {"CUDA_VISIBLE_DEVICES": devices} if devices is not None else None)
