@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import re
 import signal
 import tomllib
@@ -20,6 +21,7 @@ JOB_ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGKILL")
 EXECUTORS = ("local", "ray")
 DEFAULT_MAX_LINE_BYTES = 1 << 20
+MAX_GPUS = 1024
 
 
 class ConfigError(Exception):
@@ -177,6 +179,8 @@ def parse_duration(value: object) -> float:
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip()
+        if len(text) > 64:  # also keeps the unit scan below linear on hostile input
+            raise ValueError(f"{text[:64]!r}... is not a duration (too long)")
         try:
             seconds = float(text)
         except ValueError:
@@ -202,10 +206,13 @@ def parse_size(value: object) -> int:
     if isinstance(value, int):
         n = value
     elif isinstance(value, str):
-        m = _SIZE_RE.match(value)
+        m = _SIZE_RE.match(value) if len(value) <= 64 else None
         if not m or m.group(2).lower() not in _SIZE_UNITS:
-            raise ValueError(f"{value!r} is not a size (use e.g. \"512MiB\", \"8GiB\")")
-        n = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+            raise ValueError(f"{value[:64]!r} is not a size (use e.g. \"512MiB\", \"8GiB\")")
+        try:
+            n = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+        except OverflowError:  # float("9" * 400) is inf
+            raise ValueError(f"{value[:64]!r} is too large") from None
     else:
         raise ValueError("expected a size like 1048576 or \"512MiB\"")
     if n < 0:
@@ -245,7 +252,9 @@ class _Problems:
     def add(self, keypath: tuple[str, ...], message: str) -> None:
         line = _locate(self.lines, keypath) if keypath else None
         where = f"{self.name}:{line}" if line else self.name
-        self.items.append(f"{where}: {'.'.join(keypath)}: {message}" if keypath else f"{where}: {message}")
+        # a quoted key may hold anything (a newline, a fake "error:" line): show it quoted
+        path = ".".join(k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k) for k in keypath)
+        self.items.append(f"{where}: {path}: {message}" if keypath else f"{where}: {message}")
 
 
 _KEY_PART = re.compile(r"""\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*(\.|$)""")
@@ -282,8 +291,8 @@ def _locate(lines: list[str], keypath: tuple[str, ...]) -> int | None:
             if header == keypath:
                 return i
             continue
-        m = re.match(r"""\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_.\s-])+?)\s*=""", line)
-        key = _split_key(m.group(1)) if m else None
+        head, eq, _rest = line.partition("=")  # (a key holding "=" is not located; messages say less)
+        key = _split_key(head.strip()) if eq and len(head) <= 1024 and head.strip() else None
         if not key:
             continue
         full = table + key
@@ -423,6 +432,8 @@ def _want_gpu_capacity(v: object) -> tuple[str, ...] | None:
     if v == "auto":
         return None
     if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        if v > MAX_GPUS:
+            raise ValueError(f"{v} GPUs? at most {MAX_GPUS} (did you mean a list of ids?)")
         return tuple(str(i) for i in range(v))
     if isinstance(v, list) and all(isinstance(x, int | str) and not isinstance(x, bool) for x in v):
         ids = tuple(str(x) for x in v)
@@ -465,10 +476,10 @@ def _want_patterns(v: object) -> tuple[str, ...]:
     patterns = _want_str_list(v)
     for p in patterns:
         try:
-            re.compile(p.encode())
-        except (re.error, UnicodeEncodeError) as e:
+            compiled = re.compile(p.encode())  # redaction matches bytes: check it as bytes
+        except (re.error, UnicodeEncodeError, OverflowError, RecursionError) as e:
             raise ValueError(f"{p!r} is not a valid regular expression: {e}") from None
-        if re.fullmatch(p, ""):
+        if compiled.fullmatch(b""):
             raise ValueError(f"{p!r} matches the empty string: it would redact between every character")
     return patterns
 

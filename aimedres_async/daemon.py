@@ -183,8 +183,11 @@ class Daemon:
             except ConfigError as e:
                 self._reject(claimed, "; ".join(e.problems))
                 continue
-            except (TicketJobError, ValueError, OSError) as e:  # one bad ticket must not stop the intake
+            except (TicketJobError, ValueError, OSError) as e:
                 self._reject(claimed, str(e))
+                continue
+            except Exception as e:  # a parser bug must not stop the intake: this ticket alone fails
+                self._reject(claimed, f"could not read the ticket ({type(e).__name__}: {e})")
                 continue
             unfit = self.sup.local_resources and self.sup.pools.never_fits(Need.of(spec.resources))
             if unfit:

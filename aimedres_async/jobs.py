@@ -205,7 +205,12 @@ def discover(
     warnings: list[str] = []
     for root_name in roots:
         root = base_dir / root_name
-        if not root.is_dir():
+        try:
+            usable = root.is_dir()
+        except OSError as e:  # e.g. a name too long for the filesystem
+            warnings.append(f"discovery root {str(root)[:200]}: {e.strerror or e}; skipped")
+            continue
+        if not usable:
             warnings.append(f"discovery root {root} is not a folder; skipped")
             continue
         for path in _walk(root):

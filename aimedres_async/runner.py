@@ -128,6 +128,9 @@ async def run_attempt(
         return _spawn_failed(spec, attempt, ctx, t0, f"script not found: {spec.script}")
     env = job_env(spec, ctx, attempt)
     env.update(extra_env or {})
+    # Hashed before the spawn (what is about to run), so that job.started, and the daemon's record
+    # of the pid that crash recovery relies on, follow the spawn at once.
+    script_sha = file_sha256(spec.script) if spec.script else None
     oom_kills = cgroup_oom_kills()
     output.tail.append((ATTEMPT_MARK, b""))  # classify() looks at this attempt's output only
     try:
@@ -144,7 +147,7 @@ async def run_attempt(
     ctx.emit(
         "job.started", job=spec.id, attempt=attempt, pid=child.pid, argv=ctx.redact_argv(spec.argv),
         cwd=str(spec.cwd), gpus=env.get("CUDA_VISIBLE_DEVICES"),
-        script_sha256=file_sha256(spec.script) if spec.script else None,
+        script_sha256=script_sha,
         env_keys=sorted(set(spec.env) | {"AIMEDRES_JOB_ID", "AIMEDRES_RUN_ID", "AIMEDRES_ATTEMPT"}),
     )  # fmt: skip
     loop = asyncio.get_running_loop()

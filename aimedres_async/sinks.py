@@ -234,27 +234,26 @@ class JsonlFile:
             self.error = e
 
     def write(self, data: Buffer) -> None:
-        if self.fd is None or self.error is not None:
-            return
-        view = memoryview(data)
-        try:
-            while view:
-                n = os.write(self.fd, view)
-                view = view[n:]
-        except OSError as e:
-            self.error = e
+        self.writev([data])
 
     def writev(self, pieces: list[Buffer]) -> None:
-        """Several buffers in one write(2), without joining them first."""
+        """Several buffers in one write(2), without joining them first; whole records or nothing."""
         if self.fd is None or self.error is not None:
             return
         try:
             n = os.writev(self.fd, pieces)
+            total = sum(len(p) for p in pieces)
+            if n < total:  # a short write (disk nearly full): finish the rest, or undo it
+                start = os.lseek(self.fd, 0, os.SEEK_END) - n
+                try:
+                    rest = memoryview(b"".join(pieces))[n:]
+                    while rest:
+                        rest = rest[os.write(self.fd, rest) :]
+                except OSError:
+                    os.ftruncate(self.fd, start)  # never leave half a record behind
+                    raise
         except OSError as e:
             self.error = e
-            return
-        if n < sum(len(p) for p in pieces):  # a short write (disk nearly full): finish the rest
-            self.write(b"".join(pieces)[n:])
 
     def close(self) -> None:
         if self.fd is not None:

@@ -244,6 +244,10 @@ class Spool:
         with self._spool_lock():
             if not os.path.lexists(src):
                 return None  # someone else claimed it first
+            if any(os.path.lexists(self.dir(s) / name) for s in ("done", "failed", "rejected")):
+                os.unlink(src)  # already filed (ids are unique): a crash between link and unlink
+                _fsync_dir(self.dir("incoming"))
+                return None
             text = self.read(src)  # hygiene before it is ours
             try:
                 os.link(src, dest, follow_symlinks=False)
@@ -295,10 +299,22 @@ class Spool:
         stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
         if not JOB_ID_RE.fullmatch(stem):
             stem = _safe_name(stem)
-        dest = self._move(path, self.dir("rejected"), f"{stem}{SUFFIX}")
-        err = dest.with_name(dest.name[: -len(SUFFIX)] + ".error")
-        err.write_text(f"{name}: {reason}\n")
-        return dest
+        rejected = self.dir("rejected")
+        # The first name whose ticket is free: an .error without its ticket can only be left by a
+        # crashed rejection of this same ticket, and is overwritten.
+        free = next(s for s in (stem, *(f"{stem}.{n}" for n in range(1, 1000)))
+                    if not os.path.lexists(rejected / f"{s}{SUFFIX}"))
+        # The reason first, whole (temp + fsync + rename): a crash can never leave a rejected
+        # ticket without it. Only this daemon writes rejected/, so the free name stays free.
+        tmp = self.dir("tmp") / f".{free}.error.{secrets.token_hex(4)}"
+        tmp.write_text(f"{name}: {reason}\n")
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, rejected / f"{free}.error")
+        return self._move(path, rejected, f"{free}{SUFFIX}")
 
     def recover(self) -> list[str]:
         """Return tickets left in active/ by a dead daemon to incoming/, after killing their jobs.
@@ -331,8 +347,13 @@ class Spool:
             ticket_id = name[: -len(SUFFIX)]
             _kill_recorded(self._sidecar(ticket_id))
             incoming = self.dir("incoming") / name
+            # Ticket ids are unique across states, so a copy in a final folder means the ticket was
+            # filed and only the unlink of active/ was lost to the crash: finish that, never re-run.
+            filed = any(os.path.lexists(self.dir(s) / name) for s in ("done", "failed", "rejected"))
             try:
-                if incoming.exists() and os.path.samefile(incoming, path):
+                if filed:
+                    os.unlink(path)
+                elif incoming.exists() and os.path.samefile(incoming, path):
                     os.unlink(path)  # a crash between link and unlink of claim(): undo the claim
                 else:
                     self._move(path, self.dir("incoming"), name)
