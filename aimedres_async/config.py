@@ -253,7 +253,7 @@ class _Problems:
         line = _locate(self.lines, keypath) if keypath else None
         where = f"{self.name}:{line}" if line else self.name
         # a quoted key may hold anything (a newline, a fake "error:" line): show it quoted
-        path = ".".join(k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k) for k in keypath)
+        path = ".".join(json.dumps(k) if re.search(r'[\x00-\x1f\x7f"\\]', k) else k for k in keypath)
         self.items.append(f"{where}: {path}: {message}" if keypath else f"{where}: {message}")
 
 

@@ -57,9 +57,14 @@ def test_jsonl_file_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.Mo
         calls.append(len(data))
         return real_write(fd, bytes(data)[:7])
 
+    def short_writev(fd: int, pieces: Any) -> int:
+        calls.append(sum(len(p) for p in pieces))
+        return real_write(fd, b"".join(pieces)[:7])
+
     path = tmp_path / "short.jsonl"
     f = JsonlFile(path)
     monkeypatch.setattr(os, "write", short_write)
+    monkeypatch.setattr(os, "writev", short_writev)
     line = dumps_line({"msg": "x" * 50})
     f.write(line)
     monkeypatch.undo()
