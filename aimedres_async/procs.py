@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import errno
 import fcntl
 import os
 import signal
@@ -269,6 +268,3 @@ def sweep_adopted() -> list[int]:
 def group_rss(pgid: int, snapshot: list[ProcInfo]) -> int:
     return sum(p.rss_bytes for p in snapshot if p.pgid == pgid and p.state != "Z")
 
-
-def is_exec_error(e: OSError) -> bool:
-    return e.errno in (errno.ENOENT, errno.EACCES, errno.ENOEXEC, errno.ENOTDIR, errno.EISDIR)

@@ -171,13 +171,7 @@ async def run_attempt(
             loop.remove_reader(fd)
             if not eof.done():
                 eof.set_result(None)
-            tail = framer.flush()
-            if tail:
-                ctx.write_output(spec.id, [tail])
-                if ctx.echo is not None and framer.flushed:
-                    ctx.echo(spec.id, framer.stream, framer.flushed + b"\n")
-            if framer.last_data is not None:
-                output.metrics = framer.last_data
+            deliver_end(ctx, spec.id, framer, output)
         child.close_pipes()
         ctx.live.pop(spec.id, None)
 
@@ -221,11 +215,27 @@ def _on_readable(
     live = ctx.live.get(job)
     if live is not None:
         live.last_output = time.monotonic()
+    deliver(ctx, job, framer, data)
+
+
+def deliver(ctx: AttemptContext, job: str, framer: Framer, data: bytes) -> None:
+    """Output as it arrives, from any executor: frame it, write the records, echo (--verbose)."""
     records, lines = framer.feed(data)
     if records:
         ctx.write_output(job, records)
     if ctx.echo is not None and lines:
         ctx.echo(job, framer.stream, lines)
+
+
+def deliver_end(ctx: AttemptContext, job: str, framer: Framer, output: JobOutput) -> None:
+    """The end of a stream: its unterminated last line, and the final metrics it printed."""
+    tail = framer.flush()
+    if tail:
+        ctx.write_output(job, [tail])
+        if ctx.echo is not None and framer.flushed:
+            ctx.echo(job, framer.stream, framer.flushed + b"\n")
+    if framer.last_data is not None:
+        output.metrics = framer.last_data
 
 
 async def _supervise(child: procs.Child, spec: JobSpec, ctx: AttemptContext, live: Live) -> str | None:

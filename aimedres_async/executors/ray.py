@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import RayConfig
 from ..jobs import JobSpec, Outcome
-from ..runner import AttemptContext, AttemptResult, JobOutput, emit_exited, job_env
+from ..runner import AttemptContext, AttemptResult, JobOutput, deliver, deliver_end, emit_exited, job_env
 from ..sinks import Framer
 
 POLL = 0.5
@@ -107,9 +107,7 @@ class RayExecutor:
         if held:  # the log ended before the preamble did: give back what was held
             stream.head = None
             stream._feed(held)
-        stream.flush()
-        if framer.last_data is not None:
-            output.metrics = framer.last_data
+        deliver_end(ctx, spec.id, framer, output)
         info = await asyncio.to_thread(self.client.get_job_info, submission_id)
         status = str(getattr(info.status, "value", info.status))
         code = getattr(info, "driver_exit_code", None)
@@ -182,13 +180,4 @@ class _Stream:
                 data, self.head = self.head, None  # not Ray's usual preamble: keep everything
             else:
                 return
-        records, lines = self.framer.feed(data)
-        if records:
-            self.ctx.write_output(self.job, records)
-        if self.ctx.echo is not None and lines:
-            self.ctx.echo(self.job, "stdout", lines)
-
-    def flush(self) -> None:
-        tail = self.framer.flush()
-        if tail:
-            self.ctx.write_output(self.job, [tail])
+        deliver(self.ctx, self.job, self.framer, data)
