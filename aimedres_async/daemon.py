@@ -235,7 +235,8 @@ class Daemon:
             self.sup.log.emit("ticket.requeued", ticket=c.ticket_id)
             return
         state = "done" if job.status is not None and job.status.ok else "failed"
-        self.spool.release(c, state, ticket_result(job, self.sup.log.job_path(job.spec.id), self.sup.run_id))
+        entry = job.summary(self.sup.log.job_path(job.spec.id), self.sup.ctx.redact_argv(job.spec.argv))
+        self.spool.release(c, state, ticket_result(entry, self.sup.run_id))
         self.finished[state] += 1
         if self.notifier.address:
             self.notifier.status(self._status_text())
@@ -253,24 +254,17 @@ class Daemon:
             await asyncio.sleep(interval)
 
 
-def ticket_result(job: JobRun, log_path: Path, run_id: str) -> dict[str, Any]:
-    """The [result] table appended to a finished ticket (TOML has no null: absent keys are None)."""
-    last = job.last
-    result: dict[str, Any] = {
-        "status": job.status.value if job.status else "unknown",
-        "attempts": job.attempts,
-        "exit_code": last.exit_code if last else None,
-        "signal": last.signal if last else None,
-        "failure": last.failure if last and job.status and not job.status.ok else None,
-        "error": last.error if last else None,
-        "duration_s": round(job.duration_s, 3),
-        "peak_rss_bytes": job.peak_rss_bytes,
-        "log": str(log_path),
-        "run": run_id,
-        "finished_at": sinks.timestamp_str(),
-    }
-    result = {k: v for k, v in result.items() if v is not None}
-    metrics = job.output.metrics
+_RESULT_KEYS = ("status", "attempts", "exit_code", "signal", "failure", "error", "duration_s", "peak_rss_bytes", "log")
+
+
+def ticket_result(entry: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The [result] table of a finished ticket: its summary entry, less what the ticket already says.
+
+    TOML has no null, so absent values are left out; metrics TOML cannot express stay in the log.
+    """
+    result = {k: entry[k] for k in _RESULT_KEYS if entry.get(k) is not None}
+    result.update(run=run_id, finished_at=sinks.timestamp_str())
+    metrics = entry.get("metrics")
     if metrics:
         try:
             tomli_w.dumps({"metrics": metrics})
