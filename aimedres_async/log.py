@@ -13,7 +13,26 @@ from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import orjson
-import structlog
+
+
+def _import_structlog() -> Any:
+    """structlog without rich: structlog.dev imports rich (~40 ms, half of start-up) only to draw
+    exceptions in its ConsoleRenderer, which this console does not use. A None entry in
+    sys.modules makes that optional import fail as if rich were absent; the entry is removed
+    again, so the live display still imports rich when a terminal needs it."""
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        import structlog
+
+        return structlog
+    sys.modules["rich"] = None  # type: ignore[assignment]
+    try:
+        import structlog
+    finally:
+        del sys.modules["rich"]
+    return structlog
+
+
+structlog = _import_structlog()
 
 # Fields too bulky for a human line; they are in the JSON-lines logs.
 _LINES = re.compile(r"([^\r\n]*)(\r\n|\r|\n)")

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -34,19 +35,16 @@ class Exit:
 
 
 def own_peak_rss() -> int:
-    """This process's high-water RSS (VmHWM), 0 where unknown.
+    """This process's high-water RSS (Linux VmHWM, via getrusage), 0 where unknown.
 
     A child's ru_maxrss starts from the mm it was forked (vforked) from, i.e. ours, so a figure
     not above this says nothing about the child.
     """
     try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (OSError, ValueError):
+        return 0
+    return int(peak) * (1 if sys.platform == "darwin" else 1024)
 
 
 def become_subreaper() -> bool:
@@ -65,33 +63,46 @@ def become_subreaper() -> bool:
 
 
 class Child:
-    """One spawned job process, leader of its own session and process group."""
+    """One spawned job process, leader of its own session and process group.
 
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+    `stdout` and `stderr` are the non-blocking read ends of its two pipes (raw descriptors: no
+    Python file objects per job), which start at the kernel's default size; `grow_pipe` raises
+    one to PIPE_SIZE once the job shows it fills pipes, so thousands of quiet jobs never pin
+    1 MiB pipe buffers each (nor run into the per-user pipe-page limit).
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes], stdout: int, stderr: int) -> None:
         self.popen = popen
         self.pid = popen.pid
+        self.stdout: int | None = stdout
+        self.stderr: int | None = stderr
         self.exited: asyncio.Future[Exit] = asyncio.get_running_loop().create_future()
         self._watch()
 
     @classmethod
     def spawn(cls, argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Child:
         """Start argv (never through a shell); raises OSError when it cannot be executed."""
-        popen = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            close_fds=True,
-        )
-        for pipe in (popen.stdout, popen.stderr):
-            assert pipe is not None
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, PIPE_SIZE)
-            os.set_blocking(pipe.fileno(), False)
-        return cls(popen)
+        out_r, out_w = _reader_pipe()
+        err_r, err_w = _reader_pipe()
+        try:
+            popen = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=dict(env),
+                stdin=_devnull(),
+                stdout=out_w,
+                stderr=err_w,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        return cls(popen, out_r, err_r)
 
     # -- exit observation
 
@@ -132,10 +143,40 @@ class Child:
         return self.exited.result().returncode if self.exited.done() else None
 
     def close_pipes(self) -> None:
-        for pipe in (self.popen.stdout, self.popen.stderr):
-            if pipe is not None:
+        for fd in (self.stdout, self.stderr):
+            if fd is not None:
                 with contextlib.suppress(OSError):
-                    pipe.close()
+                    os.close(fd)
+        self.stdout = self.stderr = None
+
+
+def grow_pipe(fd: int) -> None:
+    """Raise a pipe's capacity to PIPE_SIZE (fewer, larger reads for a job that prints a lot)."""
+    with contextlib.suppress(OSError):  # over the per-user pipe limit: keep the default size
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+
+
+def _reader_pipe() -> tuple[int, int]:
+    """A pipe whose read end is non-blocking and whose write end (the job's) is blocking."""
+    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        fcntl.fcntl(w, fcntl.F_SETFL, 0)  # the job's end blocks, as a job expects
+    except OSError:
+        os.close(r)
+        os.close(w)
+        raise
+    return r, w
+
+
+_devnull_fd: int | None = None
+
+
+def _devnull() -> int:
+    """One /dev/null descriptor for every job's stdin, opened once."""
+    global _devnull_fd
+    if _devnull_fd is None:
+        _devnull_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _devnull_fd
 
 
 def _wait4(pid: int, flags: int) -> tuple[int, int] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -27,6 +28,7 @@ from .jobs import JobSpec, Outcome
 from .sinks import TAIL_BLOCKS, Buffer, Framer
 
 READ_SIZE = 1 << 20
+DEFAULT_PIPE_SIZE = 1 << 16  # Linux: a new pipe holds 16 pages
 DRAIN_TIMEOUT = 2.0  # after the group is gone, how long a pipe held by an escaped process may stay open
 LEFTOVER_KILL_TIMEOUT = 2.0
 SCRUBBED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
@@ -87,6 +89,10 @@ class AttemptContext:
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     live: dict[str, Live] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # the supervisor's own service variables never reach a job; filtered once, not per spawn
+        self.base_env = {k: v for k, v in self.base_env.items() if k not in SCRUBBED_ENV}
+
     def redact_argv(self, argv: tuple[str, ...]) -> list[str]:
         """A command as it may be recorded: identifiers in arguments are redacted too."""
         if self.redact is None:
@@ -103,7 +109,7 @@ class JobOutput:
 
 
 def job_env(spec: JobSpec, ctx: AttemptContext, attempt: int) -> dict[str, str]:
-    env = {k: v for k, v in ctx.base_env.items() if k not in SCRUBBED_ENV}
+    env = dict(ctx.base_env)
     env.update(spec.env)
     env.update(
         AIMEDRES_JOB_ID=spec.id, AIMEDRES_RUN_ID=ctx.run_id, AIMEDRES_ATTEMPT=str(attempt)
@@ -152,11 +158,11 @@ async def run_attempt(
     )  # fmt: skip
     loop = asyncio.get_running_loop()
     readers: dict[int, tuple[Framer, asyncio.Future[None]]] = {}
-    for name, pipe in (("stdout", child.popen.stdout), ("stderr", child.popen.stderr)):
-        assert pipe is not None
+    for name, fd in (("stdout", child.stdout), ("stderr", child.stderr)):
+        assert fd is not None
         framer = Framer(ctx.run_id, spec.id, attempt, name, ctx.max_line_bytes, output.tail, ctx.redact)
-        readers[pipe.fileno()] = (framer, loop.create_future())
-        loop.add_reader(pipe.fileno(), _on_readable, pipe.fileno(), readers, spec.id, ctx)
+        readers[fd] = (framer, loop.create_future())
+        loop.add_reader(fd, _on_readable, fd, readers, spec.id, ctx)
 
     reason: str | None = None
     try:
@@ -212,6 +218,8 @@ def _on_readable(
         if not eof.done():
             eof.set_result(None)
         return
+    if len(data) >= DEFAULT_PIPE_SIZE:  # it filled a default-sized pipe: give it a larger one
+        procs.grow_pipe(fd)
     live = ctx.live.get(job)
     if live is not None:
         live.last_output = time.monotonic()
@@ -384,19 +392,32 @@ def classify(code: int, peak: int, declared_memory: int, oom_before: int | None,
 
 def cgroup_oom_kills() -> int | None:
     """oom_kill count of our cgroup (v2), or None where it cannot be read."""
+    path = _memory_events_path()
+    if path is None:
+        return None
     try:
-        with open("/proc/self/cgroup") as f:
-            path = next((line.split("::", 1)[1].strip() for line in f if line.startswith("0::")), None)
-        if path is None:
-            return None
-        with open(f"/sys/fs/cgroup{path}/memory.events") as f:
+        with open(path, "rb") as f:
             for line in f:
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
+                key, _, value = line.partition(b" ")
+                if key == b"oom_kill":
                     return int(value)
     except (OSError, ValueError):
         return None
     return None
+
+
+@functools.cache
+def _memory_events_path() -> str | None:
+    """Our cgroup's memory.events, looked up once (a process does not change cgroup by itself)."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            cgroup = next((line.split("::", 1)[1].strip() for line in f if line.startswith("0::")), None)
+    except OSError:
+        return None
+    if cgroup is None:
+        return None
+    path = f"/sys/fs/cgroup{cgroup}/memory.events"
+    return path if os.path.exists(path) else None
 
 
 # ---------------------------------------------------------------- retries

@@ -110,6 +110,7 @@ class Supervisor:
         self.run_id = new_run_id()
         self.jobs = [JobRun(spec) for spec in jobs]
         self._index = {j.spec.id: j for j in self.jobs}
+        self._entries: dict[str, dict[str, Any]] = {}  # summary entries of finished jobs
         if console.progress is not None:
             console.progress.tail_of = lambda job_id: self._index[job_id].output.tail if job_id in self._index else None
         self.stop = StopRequest()
@@ -365,6 +366,7 @@ class Supervisor:
         if self.opts.serve:
             self.jobs.remove(job)  # a daemon keeps no history in memory: the ticket has it
             self._index.pop(job.spec.id, None)
+            self._entries.pop(job.spec.id, None)
         else:
             self._write_summary()
 
@@ -395,10 +397,16 @@ class Supervisor:
         return 0
 
     def summary(self) -> dict[str, Any]:
-        return {
-            **self._meta,
-            "jobs": [j.summary(self.log.job_path(j.spec.id), self.ctx.redact_argv(j.spec.argv)) for j in self.jobs],
-        }
+        return {**self._meta, "jobs": [self._entry(j) for j in self.jobs]}
+
+    def _entry(self, job: JobRun) -> dict[str, Any]:
+        """A job's summary entry; a finished job's never changes, so it is built once."""
+        entry = self._entries.get(job.spec.id)
+        if entry is None:
+            entry = job.summary(self.log.job_path(job.spec.id), self.ctx.redact_argv(job.spec.argv))
+            if job.status is not None:
+                self._entries[job.spec.id] = entry
+        return entry
 
     def _write_summary(self, force: bool = False) -> None:
         now = time.monotonic()
