@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -35,16 +33,41 @@ class Exit:
 
 
 def own_peak_rss() -> int:
-    """This process's high-water RSS (Linux VmHWM, via getrusage), 0 where unknown.
+    """This process's high-water RSS (VmHWM), 0 where unknown.
 
-    A child's ru_maxrss starts from the mm it was forked (vforked) from, i.e. ours, so a figure
-    not above this says nothing about the child.
+    Not getrusage(RUSAGE_SELF): its ru_maxrss also carries the peak of the process we were
+    vforked from (exec records the old mm's mark), e.g. a large test runner or shell.
     """
+    return proc_kib("/proc/self/status", b"VmHWM:") or 0
+
+
+def proc_kib(path: str, key: bytes) -> int | None:
+    """A `Key:  123 kB` figure of a /proc file (status, meminfo) in bytes; None where unreadable."""
     try:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    except (OSError, ValueError):
-        return 0
-    return int(peak) * (1 if sys.platform == "darwin" else 1024)
+        with open(path, "rb") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+_own_peak_seen = 0
+
+
+def exceeds_own_peak(child_max_rss: int) -> bool:
+    """Whether a child's wait4 ru_maxrss says anything about the child.
+
+    A child's ru_maxrss starts from the mm it was vforked from, i.e. ours, so a figure not above
+    our own high-water mark says nothing. The mark only grows, so /proc is read again only
+    when a figure is above the last reading (not once per job).
+    """
+    global _own_peak_seen
+    if child_max_rss <= _own_peak_seen:
+        return False
+    _own_peak_seen = own_peak_rss()
+    return child_max_rss > _own_peak_seen
 
 
 def become_subreaper() -> bool:
@@ -56,6 +79,8 @@ def become_subreaper() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
+        import ctypes  # only here: a few ms of start-up for one prctl
+
         libc = ctypes.CDLL(None, use_errno=True)
         return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):

@@ -40,8 +40,21 @@ def host_info() -> dict[str, Any]:
     return {
         "host": socket.gethostname(),
         "python": sys.version.split()[0],
-        "platform": platform.platform(terse=True),
+        "platform": platform_text(),
     }
+
+
+def platform_text() -> str:
+    """platform.platform() ("Linux-6.1.0-x86_64-with-glibc2.36") without its `uname -p` child
+    process, a fork and exec at every start whose answer on Linux is "unknown" or the machine."""
+    if not sys.platform.startswith("linux"):
+        return platform.platform(terse=True)
+    u = os.uname()
+    parts = [u.sysname, u.release, u.machine]
+    libc, version = platform.libc_ver()  # os.confstr with glibc: no child process, no file read
+    if libc:
+        parts += ["with", libc + version]
+    return "-".join(p.replace(" ", "_") for p in parts if p)
 
 
 def bytes_sha256(data: bytes) -> str:

@@ -146,7 +146,6 @@ async def run_attempt(
     except (ValueError, TypeError) as e:  # e.g. a NUL byte in an argument
         return _spawn_failed(spec, attempt, ctx, t0, f"cannot execute {spec.argv[0]}: {e}")
 
-    own_peak = procs.own_peak_rss()  # after the spawn: it may have raised our own high-water mark
     pgid = child.pid  # start_new_session: the child leads its own group
     live = Live(pgid=pgid, started=t0, last_output=t0)
     ctx.live[spec.id] = live
@@ -183,8 +182,8 @@ async def run_attempt(
 
     exit_ = child.exited.result()
     code = exit_.returncode
-    # ru_maxrss counts from our own memory (inherited through fork/exec): only trust it above that
-    peak = max(live.peak_rss, exit_.max_rss_bytes if exit_.max_rss_bytes > own_peak else 0)
+    # ru_maxrss counts from our own memory (inherited through vfork/exec): only trust it above that
+    peak = max(live.peak_rss, exit_.max_rss_bytes if procs.exceeds_own_peak(exit_.max_rss_bytes) else 0)
     failure = _failure(reason, code)
     if failure is not None and reason is None:
         failure = classify(code, peak, spec.resources.memory, oom_kills, cgroup_oom_kills(), output) or failure

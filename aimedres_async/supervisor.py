@@ -110,7 +110,7 @@ class Supervisor:
         self.run_id = new_run_id()
         self.jobs = [JobRun(spec) for spec in jobs]
         self._index = {j.spec.id: j for j in self.jobs}
-        self._entries: dict[str, dict[str, Any]] = {}  # summary entries of finished jobs
+        self._entries: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}  # see _entry
         if console.progress is not None:
             console.progress.tail_of = lambda job_id: self._index[job_id].output.tail if job_id in self._index else None
         self.stop = StopRequest()
@@ -400,12 +400,14 @@ class Supervisor:
         return {**self._meta, "jobs": [self._entry(j) for j in self.jobs]}
 
     def _entry(self, job: JobRun) -> dict[str, Any]:
-        """A job's summary entry; a finished job's never changes, so it is built once."""
-        entry = self._entries.get(job.spec.id)
-        if entry is None:
-            entry = job.summary(self.log.job_path(job.spec.id), self.ctx.redact_argv(job.spec.argv))
-            if job.status is not None:
-                self._entries[job.spec.id] = entry
+        """A job's summary entry, rebuilt only when its attempts, status or last result changed
+        (summary.json is rewritten while thousands of jobs wait or have finished)."""
+        key = (job.attempts, job.status, id(job.last))
+        cached = self._entries.get(job.spec.id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        entry = job.summary(self.log.job_path(job.spec.id), self.ctx.redact_argv(job.spec.argv))
+        self._entries[job.spec.id] = (key, entry)
         return entry
 
     def _write_summary(self, force: bool = False) -> None:

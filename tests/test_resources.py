@@ -20,6 +20,7 @@ import math
 import os
 import random
 import re
+import subprocess
 import textwrap
 from collections import deque
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from aimedres_async.scheduler import (
     Need,
     Pools,
     auto_workers,
+    available_memory,
     capacity,
     detect_gpus,
     pick_next,
@@ -784,6 +786,24 @@ def test_peak_rss_of_a_small_job_is_its_own_not_the_supervisors(tmp_path: Path, 
     assert job_summary(tmp_path, "sampled")["peak_rss_bytes"] == sampled["peak_rss_bytes"]
 
 
+def test_peak_rss_is_trusted_when_a_big_process_started_the_supervisor(tmp_path: Path, marker: str) -> None:
+    """Regression: with our own peak taken from getrusage(RUSAGE_SELF), a supervisor started (via
+    vfork+exec) by a 400 MB process, e.g. a grown pytest, inherited that 400 MB as its "own" peak
+    and threw away every smaller job's wait4 figure: a 150 MB job was recorded as 0 (and a SIGKILL
+    near the declared memory was not seen as oom_killed). VmHWM is the supervisor's own."""
+    (tmp_path / "alloc.py").write_text(ALLOC)
+    jobs = f'[jobs.mid]\ncommand = {json.dumps([PY, "alloc.py", "150000000", "0"])}\n'
+    write_config(tmp_path, cfg(marker, tmp_path, jobs))
+    parent = ("import subprocess, sys\n"
+              "ballast = bytearray(400_000_000)\n"
+              "for i in range(0, len(ballast), 4096): ballast[i] = 1\n"
+              "sys.exit(subprocess.run([sys.executable, '-m', 'aimedres_async', 'run', '--no-progress'],"
+              " capture_output=True).returncode)\n")  # fmt: skip
+    assert subprocess.run([PY, "-c", parent], cwd=tmp_path, timeout=120).returncode == 0
+    (ex,) = exited(tmp_path, "mid")
+    assert 150_000_000 <= ex["peak_rss_bytes"] < 400_000_000, ex
+
+
 # ================================================================ end to end: failure kinds
 
 OOM = """
@@ -936,3 +956,10 @@ def test_max_workers_auto_uses_recorded_peaks(tmp_path: Path, marker: str) -> No
     assert third.returncode == 0 and "max_workers auto" not in third.stderr
     assert events(tmp_path, "run.started")[0]["max_workers"] == 3
     assert summary(tmp_path)["max_workers"] == 3
+
+
+def test_available_memory_agrees_with_psutil() -> None:
+    """On Linux it is read from /proc/meminfo (no psutil import at start-up); same figure."""
+    psutil = pytest.importorskip("psutil")
+    ours, theirs = available_memory(), psutil.virtual_memory().available
+    assert ours > 0 and abs(ours - theirs) <= 0.05 * theirs

@@ -84,6 +84,9 @@ def test_run_id_format_and_provenance(tmp_path: Path, marker: str) -> None:
     assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{4}", started["run"])
     assert started["config_sha256"] and started["max_workers"] == 4 and started["job_ids"] == ["a"]
     assert "python" in started and "host" in started
+    import platform
+
+    assert started["platform"] == platform.platform(terse=True)  # without its `uname -p` child
 
 
 def test_exit_codes_required_optional_partial(tmp_path: Path, marker: str) -> None:
@@ -391,3 +394,41 @@ def test_many_short_jobs_all_finish_and_the_run_exits(tmp_path: Path, marker: st
         r = run_cli(tmp_path, "run", "--log-format", "json", timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
         assert summary(tmp_path)["counts"] == {"succeeded": 600}
+
+
+def test_pipes_grow_only_for_jobs_that_fill_them(tmp_path: Path, marker: str) -> None:
+    """Pipes start at the kernel's 64 KiB; the supervisor raises one to 1 MiB once a job fills it,
+    so thousands of quiet jobs never hold 1 MiB pipe buffers each. stdin is /dev/null."""
+    code = (
+        "import fcntl,json,os,sys,time\n"
+        "size = lambda fd: fcntl.fcntl(fd, 1032)  # F_GETPIPE_SZ\n"
+        "before = size(1)\n"
+        "os.write(1, b'x' * 4_000_000 + b'\\n')  # blocks until the supervisor has read it all\n"
+        "time.sleep(0.2)\n"
+        "print(json.dumps({'before': before, 'after': size(1), 'stderr': size(2), 'stdin': sys.stdin.read()}))\n"
+    )
+    quiet = "import fcntl,json; print(json.dumps({'out': fcntl.fcntl(1, 1032), 'err': fcntl.fcntl(2, 1032)}))"
+    jobs = f"[jobs.loud]\ncommand = {py(code)}\n[jobs.quiet]\ncommand = {py(quiet)}\n"
+    write_config(tmp_path, cfg(marker, jobs))
+    r = run_cli(tmp_path, "run")
+    assert r.returncode == 0, r.stderr
+    assert job_summary(tmp_path, "loud")["metrics"] == {"before": 65536, "after": 1 << 20, "stderr": 65536,
+                                                        "stdin": ""}  # fmt: skip
+    assert job_summary(tmp_path, "quiet")["metrics"] == {"out": 65536, "err": 65536}
+    # the 4 MB line is kept whole, in max_line_bytes pieces
+    parts = [p for p in output_records(tmp_path, "loud") if "line" in p and p["line"].startswith("x")]
+    assert sum(len(p["line"]) for p in parts) == 4_000_000
+
+
+def test_summary_entries_follow_the_job_through_the_run(tmp_path: Path, marker: str) -> None:
+    """summary.json is rewritten while jobs wait, run and finish; entries that are reused between
+    writes must still change when the job does (queued -> running -> finished, metrics)."""
+    code = "import json,time; time.sleep(1.6); print(json.dumps({'done': 1}))"
+    jobs = f"[jobs.slow]\ncommand = {py(code)}\n" + "".join(f'[jobs.q{i}]\ncommand = ["true"]\n' for i in range(5))
+    write_config(tmp_path, cfg(marker, jobs).replace("max_workers = 4", "max_workers = 1"))
+    r = run_cli(tmp_path, "run")
+    assert r.returncode == 0, r.stderr
+    by_id = {j["id"]: j for j in summary(tmp_path)["jobs"]}
+    assert by_id["slow"]["status"] == "succeeded" and by_id["slow"]["metrics"] == {"done": 1}
+    assert by_id["slow"]["attempts"] == 1 and by_id["slow"]["exit_code"] == 0
+    assert all(by_id[f"q{i}"]["status"] == "succeeded" and by_id[f"q{i}"]["attempts"] == 1 for i in range(5))
