@@ -319,6 +319,8 @@ def kill_group_now(pgid: int) -> None:
 
 def sweep_adopted() -> list[int]:
     """Kill and reap every process adopted by this supervisor (orphans of finished jobs)."""
+    if not has_children():
+        return []  # nothing was adopted: no need to scan /proc
     me = os.getpid()
     victims = [p for p in processes() if p.ppid == me]
     for p in victims:
@@ -329,6 +331,17 @@ def sweep_adopted() -> list[int]:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(p.pid, 0)
     return [p.pid for p in victims]
+
+
+def has_children() -> bool:
+    """Whether any child of ours exists (running or a zombie): one waitid(2), no /proc scan."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False  # ECHILD: no children at all
+    except (AttributeError, OSError):
+        pass  # no waitid here: assume there may be
+    return True
 
 
 def group_rss(pgid: int, snapshot: list[ProcInfo]) -> int:
