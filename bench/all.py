@@ -129,11 +129,17 @@ def figures_of(name: str, run: dict[str, Any]) -> list[dict[str, Any]]:
         res = r.get("results", {})
         aim = res.get("aimedres-async", {}).get("median_s")
         par = res.get("parallel --line-buffer --tag", {}).get("median_s")
-        return [Figure(
+        figs = [Figure(
             f"capture: seq {r.get('lines', 0):,} into the job log", "-" if aim is None else f"{aim:.2f} s",
             "-" if par is None else f"parallel --line-buffer --tag: {par:.2f} s", r.get("ratio_vs_parallel"),
             f"<= {r.get('target', {}).get('ratio_max', 1.0)}x", str(r.get("verdict", "?")), aim, par, "s",
         ).as_dict()]  # fmt: skip
+        floor = r.get("bytes_floor_s")
+        if floor is not None:
+            figs.append(Figure("  dd writing the same bytes (floor)", f"{floor:.2f} s",
+                               "-" if par is None else f"parallel: {par:.2f} s", floor / par if par else None,
+                               "-", "INFO", floor, par, "s").as_dict())  # fmt: skip
+        return figs
     if name == "spool":
         out = []
         lat = r.get("latency", {})

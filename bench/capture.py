@@ -11,6 +11,10 @@ What is measured — whole-process wall time, `time.perf_counter()` around `subp
    file in the same temp dir (same disk; it writes plain text `seq 5000000<TAB>line`). Its line count
    is checked too.
 3. the floor: `seq 5000000 > file` (a raw write of the same lines).
+4. the bytes floor: `dd if=/dev/zero bs=1M` writing as many bytes as aimedres's last job log (~734
+   MB: every record carries ts, event, run, job, attempt and stream, SPEC §7). It shows how much of
+   aimedres's time is the page cache taking the bytes, which on a VM varies a lot between runs
+   (the same 734 MB dd took 0.26-2.2 s here within a minute).
 
 Each tool runs once as a warm-up, then `--runs` times, interleaved (aimedres, parallel, seq, aimedres,
 …); outputs are deleted and dirty pages flushed (`sync`) between runs, outside the timing, so the disk
@@ -68,6 +72,7 @@ from _common import (
 
 TARGET_RATIO = 1.0  # SPEC §11: aimedres wall <= 1.0x parallel --line-buffer --tag
 JOB = "seq"
+BYTES = "same bytes with dd (floor)"
 OUTPUT_NEEDLE = b'"event":"job.output"'
 _PER_ATTEMPT = {"job.started", "job.output", "job.exited", "job.retrying"}
 _TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|\+00:00)$")
@@ -90,6 +95,7 @@ class Bench:
         self.config = write_config(tmp / "aimedres.toml", {JOB: ["seq", str(lines)]})
         self.logs = tmp / "logs"
         self.validated: dict[str, Any] | None = None
+        self.jsonl_size: int | None = None  # bytes of the last job log, for the bytes floor
 
     # -- aimedres-async --------------------------------------------------------------------------
 
@@ -120,7 +126,8 @@ class Bench:
         if validate:
             self.validated = validate_run(path, self.lines)
             problems += [f"aimedres (--validate): {p}" for p in self.validated["problems"]]
-        return Outcome(t, path.stat().st_size, problems)
+        self.jsonl_size = path.stat().st_size
+        return Outcome(t, self.jsonl_size, problems)
 
     # -- GNU parallel ----------------------------------------------------------------------------
 
@@ -162,9 +169,26 @@ class Bench:
             problems.append(f"seq: wrote {n:,} lines, expected {self.lines:,}")
         return Outcome(t, out_path.stat().st_size, problems)
 
+    # -- writing the same bytes ------------------------------------------------------------------
+
+    def run_bytes(self, validate: bool = False) -> Outcome:
+        """The floor for what aimedres writes: as many zero bytes as its last job log, with dd."""
+        out_path = self.tmp / "bytes.out"
+        remove(out_path)
+        settle()
+        size = self.jsonl_size or 0
+        cmd = ["dd", "if=/dev/zero", f"of={out_path}", "bs=1M", f"count={size}", "iflag=count_bytes"]
+        t = timed_run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.tmp, env=self.env,
+                      timeout=self.timeout)  # fmt: skip
+        problems = self._check_exit("dd", t, None)
+        written = out_path.stat().st_size if out_path.exists() else 0
+        if written != size or not size:
+            problems.append(f"dd: wrote {written:,} bytes, expected {size:,}")
+        return Outcome(t, written, problems)
+
     def clean_all(self) -> None:
         self.clean_aimedres()
-        for name in ("parallel.out", "parallel.err", "seq.out"):
+        for name in ("parallel.out", "parallel.err", "seq.out", "bytes.out"):
             remove(self.tmp / name)
 
     def _check_exit(self, tool: str, t: Timing, log: Path | None) -> list[str]:
@@ -301,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     if parallel:
         tools.append(("parallel --line-buffer --tag", bench.run_parallel))
     tools.append(("seq > file (raw)", bench.run_raw))
+    tools.append((BYTES, bench.run_bytes))
     series = {name: Series(name) for name, _ in tools}
 
     print(f"capture: {a.lines:,} lines, {a.runs} runs + 1 warm-up per tool, temp dir {tmp}", flush=True)
@@ -328,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
                         bench.clean_aimedres()
                     elif name.startswith("parallel"):
                         remove(tmp / "parallel.out")
+                    elif name == BYTES:
+                        remove(tmp / "bytes.out")
                     else:
                         remove(tmp / "seq.out")
     finally:
@@ -363,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     all_problems = [p for s in series.values() for p in s.problems]
     print()
     print(f"aimedres-async / seq > file (raw):           {aim.median / raw.median:.2f}x")
+    floor = series[BYTES].median
+    print(f"writing its {aim.sizes[-1] / MB if aim.sizes else 0:.0f} MB with dd alone, / parallel:  "
+          + (f"{floor / series['parallel --line-buffer --tag'].median:.2f}x" if parallel else "n/a")
+          + f"  (the page-cache floor under the bytes every record must carry; {floor:.3f} s)")
     if ratio is not None:
         verdict = "PASS" if ratio <= TARGET_RATIO else "MISS"
         if all_problems:
@@ -397,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             "target": {"ratio_max": TARGET_RATIO, "vs": "parallel --line-buffer --tag"},
             "ratio_vs_parallel": ratio,
             "ratio_vs_raw": aim.median / raw.median,
+            "bytes_floor_s": floor,
             "verdict": verdict.split()[0],
             "results": {name: series[name].summary(a.lines) for name, _ in tools},
             "validated": bench.validated,
