@@ -6,7 +6,6 @@ Every usage or config mistake ends as one line per problem on stderr and exit co
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import os
 import shlex
@@ -218,13 +217,15 @@ def _console(a: argparse.Namespace, live: bool = False) -> Any:
 
 
 def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
-    from .supervisor import RunOptions, Supervisor, default_workers, load_summary, recorded_peaks, results_table
-
     cfg = _apply_cli(cfg, a)
     p = _plan(cfg, a)
-    console = _console(a, live=not (a.list or a.dry_run))
-    for w in p.warnings:
-        console.warning(w)
+    if (a.list or a.dry_run) and getattr(a, "log_format", "auto") != "json":
+        for w in p.warnings:  # as the console would print them, without importing it (structlog, asyncio)
+            print(f"warning: {w}", file=sys.stderr)
+    else:
+        console = _console(a, live=not (a.list or a.dry_run))
+        for w in p.warnings:
+            console.warning(w)
     if a.list:
         _print_list(cfg, p)
         return 0
@@ -235,6 +236,11 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
         return 0
     if not p.jobs:
         raise UsageError("no jobs to run (check [jobs.*], [discovery] roots, --only/--exclude)")
+    # imported only now: --list and --dry-run never need asyncio, the supervisor, runner or sinks
+    import asyncio
+
+    from .supervisor import RunOptions, Supervisor, default_workers, load_summary, recorded_peaks, results_table
+
     logs_dir = Path(a.logs_dir).resolve() if a.logs_dir else cfg.resolve(cfg.supervisor.logs_dir)
     resume = None
     if a.resume is not None:

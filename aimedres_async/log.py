@@ -6,7 +6,6 @@ Job output never goes through structlog (one call per line would dominate the ho
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
 from collections.abc import MutableMapping
@@ -75,7 +74,11 @@ class _LineBuffer:
 
     def msg(self, message: str) -> None:
         if not self.lines:
+            # asyncio is not imported for `list` or `--help`; where it is not, no loop can be running
+            asyncio = sys.modules.get("asyncio")
             try:
+                if asyncio is None:
+                    raise RuntimeError("no event loop")
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:
                 self.stream.write(message + "\n")

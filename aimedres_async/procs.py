@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .procfs import proc_kib
+
 PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031
 _PR_SET_CHILD_SUBREAPER = 36
@@ -39,18 +41,6 @@ def own_peak_rss() -> int:
     vforked from (exec records the old mm's mark), e.g. a large test runner or shell.
     """
     return proc_kib("/proc/self/status", b"VmHWM:") or 0
-
-
-def proc_kib(path: str, key: bytes) -> int | None:
-    """A `Key:  123 kB` figure of a /proc file (status, meminfo) in bytes; None where unreadable."""
-    try:
-        with open(path, "rb") as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 _own_peak_seen = 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from .config import Config, Resources, format_size
-from .procs import proc_kib
+from .procfs import proc_kib
 
 MAX_BYPASS = 8
 _EPS = 1e-9

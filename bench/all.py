@@ -1,10 +1,11 @@
 """Run every benchmark in bench/ and print one combined table of the SPEC §11 figures.
 
-Each script (capture, dispatch, overhead, memory, idle, makespan, spool if present, and any other
+Each script (startup, capture, dispatch, overhead, memory, idle, makespan, spool if present, and any other
 `bench/*.py` not starting with `_`) runs as a subprocess of this interpreter with `--json`; its own
 output is shown as it goes, and its last stdout line (one JSON object) is collected. By default the
 sizes are reduced so that the whole set finishes in about 3-5 minutes on a 2-core machine:
 
+    startup   --runs 10                       (--help and run --list; default 20 runs)
     capture   --lines 1000000 --runs 3        (SPEC: 5,000,000 lines)
     dispatch  --runs 3                        (2,000 jobs, 8 workers: the SPEC size)
     overhead  --runs 3                        (1,000,000 lines: the SPEC size)
@@ -49,8 +50,9 @@ from _common import format_table, git_commit, machine_info
 from _helpers import Figure, fmt_ratio
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["capture", "dispatch", "overhead", "memory", "idle", "makespan", "spool"]
+ORDER = ["startup", "capture", "dispatch", "overhead", "memory", "idle", "makespan", "spool"]
 REDUCED: dict[str, list[str]] = {
+    "startup": ["--runs", "10"],
     "capture": ["--lines", "1000000", "--runs", "3"],
     "dispatch": ["--runs", "3", "--timeout", "180"],
     "overhead": ["--runs", "3", "--timeout", "180"],

@@ -1,6 +1,6 @@
 """Output-capture benchmark (SPEC §11): one job printing 5,000,000 lines.
 
-What is measured — whole-process wall time, `time.perf_counter()` around `subprocess.run`, of:
+What is measured — whole-process wall time, `perf_counter()` from spawn to reaping (`timed_run`), of:
 
 1. aimedres-async: `python -m aimedres_async --config CFG run --no-progress` on a throw-away config
    (in a temp dir) whose only job is `[jobs.seq] command = ["seq", "5000000"]`, discovery off. Every

@@ -1,6 +1,6 @@
 """Dispatch benchmark (SPEC §11): 2,000 jobs of `/bin/true` with 8 workers.
 
-What is measured — whole-process wall time, `time.perf_counter()` around `subprocess.run`, of:
+What is measured — whole-process wall time, `perf_counter()` from spawn to reaping (`timed_run`), of:
 
 1. aimedres-async: `python -m aimedres_async --config CFG run --log-format json`, stdout and stderr to
    /dev/null, on a throw-away config (in a temp dir) with `[supervisor] parallel = true,

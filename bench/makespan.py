@@ -6,7 +6,7 @@ waiting") and shows what the supervisor adds to a short batch. What is measured:
 1. aimedres-async: `python -m aimedres_async --config CFG run --log-format json` (stdout and stderr
    to /dev/null) on a throw-away config (temp dir) with `[supervisor] parallel = true,
    max_workers = 4`, discovery off, and 12 tables `[jobs.jN] command = ["sleep", "1"]`:
-   - whole-process wall time (`time.perf_counter()` around `subprocess.run`), start-up included;
+   - whole-process wall time (`perf_counter()` from spawn to reaping (`timed_run`)), start-up included;
    - in-log makespan: first `job.started` to last `job.exited` in logs/latest/events.jsonl (the `ts`
      fields, SPEC §7): the scheduling alone, without the interpreter's start-up and the finish;
    - slot idle gap: with 4 slots, the k-th job.started (k > 4) is matched with the (k-4)-th

@@ -1,7 +1,7 @@
 """Supervision-overhead benchmark (SPEC §11): a Python job printing 1,000,000 lines.
 
 The job is `python -c "for i in range(1000000): print(i)"` (the interpreter running this bench).
-What is measured — whole-process wall time, `time.perf_counter()` around `subprocess.run`, of:
+What is measured — whole-process wall time, `perf_counter()` from spawn to reaping (`timed_run`), of:
 
 1. supervised: `python -m aimedres_async --config CFG run --no-progress`, the whole supervisor
    process (its start-up, the job, and writing every line as a `job.output` record into

@@ -19,7 +19,7 @@ every page, sleeps `--hold` seconds (default 1) and exits; its real RSS is that 
 (~10 MiB), so a 100 MiB job really uses about 100 MiB.
 
 What is measured, per run:
-- makespan: whole-process wall time (`time.perf_counter()` around `subprocess.run`), start-up
+- makespan: whole-process wall time (`perf_counter()` from spawn to reaping (`timed_run`)), start-up
   included; and in-log: first `job.started` to last `job.exited` in logs/latest/events.jsonl;
 - the jobs' memory: every 50 ms (`--interval`) a thread of this bench sums the resident set (VmRSS,
   from /proc/<pid>/statm) of every live process whose environment (/proc/<pid>/environ) holds a
