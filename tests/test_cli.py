@@ -327,3 +327,31 @@ def test_builtin_defaults_without_a_config_file(tmp_path: Path) -> None:
     result = cli(tmp_path, "validate")
     assert result.returncode == 0
     assert "built-in defaults" in result.stdout and "bar" in result.stdout and "foo" in result.stdout
+
+
+HEAVY = ("asyncio", "structlog", "rich", "watchfiles", "ray", "psutil")
+PROBE_IMPORTS = """\
+import runpy, sys
+sys.argv = ["aimedres_async", *sys.argv[1:]]
+try:
+    runpy.run_module("aimedres_async", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+print("LOADED", *sorted(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--list"], ["run", "--dry-run"], ["list"]])
+def test_quick_commands_import_nothing_heavy(tmp_path: Path, args: list[str]) -> None:
+    """--help, --list and --dry-run stay quick (issue #4: under 0.3 s; bench/startup.py times them):
+    no event loop, console library, terminal UI, inotify, Ray or psutil is imported for them."""
+    import subprocess
+
+    (tmp_path / "aimedres.toml").write_text(PROJECT)
+    write_script(tmp_path, "scripts/train_als.py", "--epochs")
+    write_script(tmp_path, "scripts/train_alzheimers.py", "--epochs")
+    r = subprocess.run([PY, "-c", PROBE_IMPORTS.format(heavy=HEAVY), *args], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)  # fmt: skip
+    loaded = [line for line in r.stderr.splitlines() if line.startswith("LOADED")]
+    assert loaded == ["LOADED"], (loaded, r.stderr[-2000:])
+    assert "als" in r.stdout or args == ["--help"], r.stdout
