@@ -1,30 +1,29 @@
 """Run every benchmark in bench/ and print one combined table of the SPEC §11 figures.
 
-Each script (startup, capture, dispatch, overhead, memory, idle, makespan, spool if present, and any other
-`bench/*.py` not starting with `_`) runs as a subprocess of this interpreter with `--json`; its own
-output is shown as it goes, and its last stdout line (one JSON object) is collected. By default the
-sizes are reduced so that the whole set finishes in about 3-5 minutes on a 2-core machine:
+Each script (startup, capture, dispatch, overhead, memory, idle, makespan, spool, and any other
+`bench/*.py` not starting with `_`: chaos, packing) runs as a subprocess of this interpreter with
+`--json`; its own output is shown as it goes, and its last stdout line (one JSON object) is
+collected. The ratio figures keep each script's 5 runs after a warm-up; a few sizes are reduced so
+that the whole set finishes in about 4-5 minutes on a 2-core machine:
 
     startup   --runs 10                       (--help and run --list; default 20 runs)
-    capture   --lines 1000000 --runs 3        (SPEC: 5,000,000 lines)
-    dispatch  --runs 3                        (2,000 jobs, 8 workers: the SPEC size)
-    overhead  --runs 3                        (1,000,000 lines: the SPEC size)
-    memory    --runs 1 --duration 10          (10,000 jobs, 64 workers: the SPEC size)
-    idle      --runs 3                        (8 x sleep 5)
-    makespan  --runs 3                        (12 x sleep 1, 4 workers)
+    capture   --lines 1000000                 (SPEC: 5,000,000 lines)
+    memory    --runs 1 --duration 10          (10,000 jobs, 64 workers: the SPEC size; a peak)
+    packing   --runs 1                        (INFO: no SPEC target for its makespan)
     spool     --tickets 30 --drain 200        (defaults 100 and 1,000)
 
-Every script's files go into one temp folder (under `--tmpdir`), deleted only at the end, so that
-no script pays for the deletion of another's thousands of log files. `--full` runs every script
-with its own defaults instead (the SPEC sizes and more runs: much
-longer). The combined table has one row per figure: what aimedres-async measured, the peer (or
-reference) in the same invocation, the ratio, the SPEC §11 target and the verdict (PASS, MISS,
-INVALID when a run failed verification, INFO when there is no target, ERROR when the script did not
-produce results). The load average before and after is printed: on a shared machine the figures
-are noisy, and the ratios within one script's run are what to compare. The exit status is 0
-whatever the verdicts (2 only for bad usage).
+Dispatch (2,000 jobs, 8 workers), overhead (1,000,000 lines), idle, makespan and chaos run at
+their defaults. Every script's files go into one temp folder (under `--tmpdir`), deleted only at
+the end, so that no script pays for the deletion of another's thousands of log files. `--full`
+runs every script with its own defaults (the SPEC sizes and more runs: longer). The combined table
+has one row per figure: what aimedres-async measured, the peer (or reference) in the same
+invocation, the ratio, the SPEC §11 target and the verdict (PASS, MISS, INVALID when a run failed
+verification, INFO when there is no target, ERROR when the script did not produce results). The
+load average before and after is printed: on a shared machine the figures are noisy, and the
+ratios within one script's run are what to compare. The exit status is 0 whatever the verdicts
+(2 only for bad usage).
 
-    /work/venv/bin/python bench/all.py                     # reduced sizes, ~3-5 min
+    /work/venv/bin/python bench/all.py                     # reduced sizes, ~4-5 min
     /work/venv/bin/python bench/all.py --only dispatch idle
     /work/venv/bin/python bench/all.py --full --json       # last stdout line: everything as JSON
 """
@@ -53,12 +52,11 @@ HERE = Path(__file__).resolve().parent
 ORDER = ["startup", "capture", "dispatch", "overhead", "memory", "idle", "makespan", "spool"]
 REDUCED: dict[str, list[str]] = {
     "startup": ["--runs", "10"],
-    "capture": ["--lines", "1000000", "--runs", "3"],
-    "dispatch": ["--runs", "3", "--timeout", "180"],
-    "overhead": ["--runs", "3", "--timeout", "180"],
+    "capture": ["--lines", "1000000"],
+    "dispatch": ["--timeout", "180"],
+    "overhead": ["--timeout", "180"],
     "memory": ["--runs", "1", "--duration", "10"],
-    "idle": ["--runs", "3"],
-    "makespan": ["--runs", "3"],
+    "packing": ["--runs", "1"],
     "spool": ["--tickets", "30", "--drain", "200"],
 }
 

@@ -29,7 +29,7 @@ loaded peak <= 100 MiB (MiB = 2**20 bytes): PASS or MISS; the exit status is 0 e
 
 Run from the repository root with the project's interpreter, e.g.
 
-    /work/venv/bin/python bench/memory.py                         # 10,000 jobs, 64 workers, 3 runs of 15 s
+    /work/venv/bin/python bench/memory.py                         # 10,000 jobs, 64 workers, 5 runs of 15 s
     /work/venv/bin/python bench/memory.py --runs 1 --duration 10
     /work/venv/bin/python bench/memory.py --json                  # last stdout line: the results as JSON
 
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="S",
         help="SIGTERM the loaded supervisor this long after its start (default 15)",
     )
-    ap.add_argument("--runs", type=int, default=3, metavar="N", help="runs after a warm-up (default 3)")
+    ap.add_argument("--runs", type=int, default=5, metavar="N", help="runs after a warm-up (default 5)")
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON object (last line)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (config, logs, supervisor output)")
     ap.add_argument("--tmpdir", metavar="DIR", help="make the temp dir here (default: $TMPDIR or /tmp)")

@@ -38,7 +38,7 @@ MemAvailable is below 1.5x that, or with `--skip-unbounded`.
 
 Run from the repository root with the project's interpreter, e.g.
 
-    /work/venv/bin/python bench/packing.py                  # 12 jobs, 3 runs, ~1.5 min
+    /work/venv/bin/python bench/packing.py                  # 12 jobs, 5 runs, ~2 min
     /work/venv/bin/python bench/packing.py --runs 1 --hold 0.5
     /work/venv/bin/python bench/packing.py --json           # last stdout line: the results as JSON
 
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--runs", type=int, default=3, metavar="N", help="timed runs per mode after a warm-up (default 3)")
+    ap.add_argument("--runs", type=int, default=5, metavar="N", help="timed runs per mode after a warm-up (default 5)")
     ap.add_argument("--hold", type=float, default=1.0, metavar="S", help="seconds each job sleeps (default 1)")
     ap.add_argument("--sizes", default="600,300,100", metavar="MiB,...", help="declared sizes (default 600,300,100)")
     ap.add_argument("--per-size", type=int, default=4, metavar="N", help="jobs of each size (default 4)")
