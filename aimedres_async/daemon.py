@@ -24,7 +24,7 @@ from .jobs import Status, TicketJobError, known_jobs, ticket_spec
 from .log import Console
 from .notify import Notifier
 from .scheduler import Need
-from .spool import Claimed, Spool, TicketError, process_identity
+from .spool import SPOOL_ENV, Claimed, Spool, TicketError, process_identity
 from .supervisor import Executor, JobRun, RunOptions, Supervisor, default_workers
 
 RESCAN_INTERVAL = 2.0  # a full look at incoming/ even without an inotify event
@@ -57,7 +57,10 @@ class Daemon:
             self.console.warning(f"ticket {ticket} was left in active/ by a dead daemon: back in incoming/")
         logs_dir = self.cfg.resolve(self.cfg.supervisor.logs_dir)
         logs_dir.mkdir(parents=True, exist_ok=True)
-        opts = RunOptions(max_workers=self._workers(self.cfg), logs_dir=logs_dir, serve=True)
+        # AIMEDRES_SPOOL with AIMEDRES_JOB_ID=<ticket> lets a restarted daemon find a job that no
+        # record names (killed between its spawn and the sidecar), and only this spool's
+        opts = RunOptions(max_workers=self._workers(self.cfg), logs_dir=logs_dir, serve=True,
+                          job_env={SPOOL_ENV: self.spool.identity})  # fmt: skip
         self.sup = sup = Supervisor(self.cfg, (), opts, self.console, executor=self.executor)
         sup.on_started = self._on_started
         sup.on_slot_free = self.kick.set

@@ -38,6 +38,7 @@ from .config import JOB_ID_RE
 STATES = ("incoming", "active", "done", "failed", "rejected", "tmp")
 MAX_TICKET_BYTES = 1 << 20
 SUFFIX = ".toml"
+SPOOL_ENV = "AIMEDRES_SPOOL"  # in every daemon job's environment: the spool it came from
 
 
 class SpoolError(Exception):
@@ -80,6 +81,11 @@ def _safe_name(name: str) -> str:
 class Spool:
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    @property
+    def identity(self) -> str:
+        """The spool's real path: what a daemon puts in its jobs' AIMEDRES_SPOOL."""
+        return os.path.realpath(self.root)
 
     def dir(self, state: str) -> Path:
         return self.root / state
@@ -346,6 +352,7 @@ class Spool:
                 continue  # a live daemon runs it
             ticket_id = name[: -len(SUFFIX)]
             _kill_recorded(self._sidecar(ticket_id))
+            _kill_unrecorded(ticket_id, self.identity)
             incoming = self.dir("incoming") / name
             # Ticket ids are unique across states, so a copy in a final folder means the ticket was
             # filed and only the unlink of active/ was lost to the crash: finish that, never re-run.
@@ -420,8 +427,40 @@ def _kill_recorded(sidecar: Path) -> None:
     now = _start_time(pgid)
     if now is not None and started is not None and now != started:
         return  # the pid was recycled by an unrelated process
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+    _kill_groups({pgid})
+
+
+def _kill_unrecorded(ticket_id: str, spool: str) -> None:
+    """Kill the processes of a ticket's job that no sidecar names.
+
+    A daemon killed between a spawn and the write of its sidecar (a few hundred microseconds), or
+    between a retry's spawn and the sidecar's update, leaves a job that no record names. Every
+    daemon job carries AIMEDRES_JOB_ID=<ticket id> and AIMEDRES_SPOOL=<this spool> in its
+    environment, and its children inherit both, so /proc/<pid>/environ finds them; the spool keeps
+    a same-named ticket of another spool's daemon safe.
+    """
+    if not os.path.isdir("/proc/self"):
+        return
+    needles = {b"AIMEDRES_JOB_ID=" + ticket_id.encode(), f"{SPOOL_ENV}={spool}".encode("utf-8", "surrogateescape")}
+    ours = {os.getpid(), os.getpgrp()}
+    groups = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in ours:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if not needles <= set(f.read().split(b"\0")):
+                    continue
+            groups.add(os.getpgid(int(name)))
+        except OSError:  # gone, or not ours
+            continue
+    _kill_groups(groups - ours)
+
+
+def _kill_groups(pgids: set[int]) -> None:
+    for pgid in pgids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
     deadline = time.monotonic() + 5.0  # gone before the ticket can run again
-    while procs.live_members(pgid) and time.monotonic() < deadline:
+    while any(procs.live_members(pgid) for pgid in pgids) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -55,6 +55,7 @@ class RunOptions:
     resume: dict[str, Any] | None = None  # the earlier run's summary.json
     step_summary: Path | None = None  # $GITHUB_STEP_SUMMARY
     serve: bool = False  # the spool daemon: jobs arrive through add(); idle is not the end
+    job_env: Mapping[str, str] = field(default_factory=dict)  # added to every job's environment
 
 
 @dataclass
@@ -127,6 +128,7 @@ class Supervisor:
             max_line_bytes=cfg.supervisor.max_line_bytes,
             echo=console.echo if opts.verbose else None,
             redact=cfg.logging.redactor(),
+            base_env={**os.environ, **opts.job_env},
         )
         self._free = self._max_workers = opts.max_workers
         self.pools = pools or capacity(cfg)

@@ -422,7 +422,8 @@ def test_two_daemons_on_one_spool_run_each_ticket_once(tmp_path: Path, marker: s
 # ---------------------------------------------------------------- 7. sd_notify
 
 
-ENV_PROBE = "import json, os; print(json.dumps({k: os.environ.get(k) for k in ('NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID')}))"
+ENV_PROBE = ("import json, os; print(json.dumps({k: os.environ.get(k) for k in ('NOTIFY_SOCKET', 'WATCHDOG_USEC', "
+             "'WATCHDOG_PID', 'AIMEDRES_JOB_ID', 'AIMEDRES_SPOOL')}))")
 
 
 def test_sd_notify_protocol(tmp_path: Path, marker: str, daemons: Daemons) -> None:
@@ -454,7 +455,11 @@ def test_sd_notify_protocol(tmp_path: Path, marker: str, daemons: Daemons) -> No
         listener.close()
 
     res = result(spool.root, "done", ticket)
-    assert _log_data(Path(res["log"])) == [{"NOTIFY_SOCKET": None, "WATCHDOG_USEC": None, "WATCHDOG_PID": None}]
+    # the service's variables never reach a job; the ticket and the spool do (crash recovery finds
+    # a job that no sidecar names by them)
+    assert _log_data(Path(res["log"])) == [{"NOTIFY_SOCKET": None, "WATCHDOG_USEC": None, "WATCHDOG_PID": None,
+                                            "AIMEDRES_JOB_ID": ticket,
+                                            "AIMEDRES_SPOOL": os.path.realpath(spool.root)}]  # fmt: skip
 
 
 def test_sd_notify_abstract_socket(tmp_path: Path, marker: str, daemons: Daemons) -> None:

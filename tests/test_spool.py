@@ -6,6 +6,7 @@ process groups for recovery (a live "daemon" is a held flock or a real subproces
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -429,6 +430,36 @@ def test_recover_does_not_kill_a_recycled_pid(spool: Spool, group: subprocess.Po
     assert spool.recover() == ["t1"]
     assert len(group_members(group.pid)) >= 2 and group.poll() is None
     assert _files(spool.dir("incoming")) == ["t1.toml"]
+
+
+def _job_group(marker: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    p = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"], start_new_session=True,
+                         env={**os.environ, "TEST_MARKER": marker, **env})  # fmt: skip
+    wait_for(lambda: len(group_members(p.pid)) >= 2, what="sh and its background sleep")
+    return p
+
+
+def test_recover_kills_a_job_that_no_sidecar_names(spool: Spool, marker: str) -> None:
+    """A daemon killed between a spawn and the sidecar's write leaves a job no record names: it is
+    found by AIMEDRES_JOB_ID=<ticket> and AIMEDRES_SPOOL=<this spool> in its environment. A job with
+    the same ticket name from another spool is left alone."""
+    spool.submit(TICKET, "t1")
+    c = spool.claim("t1.toml")
+    assert c is not None
+    ours = _job_group(marker, {"AIMEDRES_JOB_ID": "t1", "AIMEDRES_SPOOL": spool.identity})
+    other = _job_group(marker, {"AIMEDRES_JOB_ID": "t1", "AIMEDRES_SPOOL": spool.identity + "-elsewhere"})
+    try:
+        os.close(c.lock_fd)  # the daemon died before record_process(): no sidecar
+        assert not (spool.dir("active") / ".t1.json").exists()
+        assert spool.recover() == ["t1"]
+        ours.wait(10)
+        wait_for(lambda: group_members(ours.pid) == [], what="the unrecorded job's whole group to die")
+        assert other.poll() is None and len(group_members(other.pid)) >= 2
+    finally:
+        for p in (ours, other):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
 
 
 def test_recover_undoes_a_claim_cut_between_link_and_unlink(spool: Spool) -> None:
