@@ -219,13 +219,9 @@ def _console(a: argparse.Namespace, live: bool = False) -> Any:
 def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
     cfg = _apply_cli(cfg, a)
     p = _plan(cfg, a)
-    if (a.list or a.dry_run) and getattr(a, "log_format", "auto") != "json":
-        for w in p.warnings:  # as the console would print them, without importing it (structlog, asyncio)
-            print(f"warning: {w}", file=sys.stderr)
-    else:
-        console = _console(a, live=not (a.list or a.dry_run))
-        for w in p.warnings:
-            console.warning(w)
+    console = _console(a, live=not (a.list or a.dry_run))
+    for w in p.warnings:
+        console.warning(w)
     if a.list:
         _print_list(cfg, p)
         return 0

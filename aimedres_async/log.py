@@ -30,9 +30,6 @@ def _import_structlog() -> Any:
         del sys.modules["rich"]
     return structlog
 
-
-structlog = _import_structlog()
-
 # Fields too bulky for a human line; they are in the JSON-lines logs.
 _LINES = re.compile(r"([^\r\n]*)(\r\n|\r|\n)")
 _HIDDEN = {"ts", "run", "event", "job", "attempt", "argv", "env_keys", "cwd", "job_ids",
@@ -74,7 +71,7 @@ class _LineBuffer:
 
     def msg(self, message: str) -> None:
         if not self.lines:
-            # asyncio is not imported for `list` or `--help`; where it is not, no loop can be running
+            # asyncio is not imported for `list` or `--dry-run`; where it is not, no loop can be running
             asyncio = sys.modules.get("asyncio")
             try:
                 if asyncio is None:
@@ -108,13 +105,21 @@ class Console:
         self.verbose = verbose
         self.err = err or sys.stderr
         self.out = out or sys.stdout
-        if self.json:
-            processors: list[Any] = [structlog.processors.JSONRenderer(serializer=_dumps)]
-        else:
-            processors = [_human]
         self.buffer = _LineBuffer(self.err)
-        self.log = structlog.wrap_logger(self.buffer, processors=processors, cache_logger_on_first_use=False)
+        self._log: Any = None
         self.progress: Any = None  # a ProgressDisplay on a terminal, see use_progress()
+
+    @property
+    def log(self) -> Any:
+        """The structlog logger, made at its first use: a command that only prints a warning or two
+        (`list`, `--dry-run`) never imports structlog, nor the asyncio that structlog imports."""
+        if self._log is None:
+            structlog = _import_structlog()
+            processors: list[Any] = (
+                [structlog.processors.JSONRenderer(serializer=_dumps)] if self.json else [_human]
+            )
+            self._log = structlog.wrap_logger(self.buffer, processors=processors, cache_logger_on_first_use=False)
+        return self._log
 
     def use_progress(self) -> None:
         """Lifecycle events drive a live display instead of printing lines (terminals only)."""
