@@ -157,11 +157,13 @@ async def run_attempt(
     )  # fmt: skip
     loop = asyncio.get_running_loop()
     readers: dict[int, tuple[Framer, asyncio.Future[None]]] = {}
+    small: set[int] = set()  # pipes still at the kernel's default size
     for name, fd in (("stdout", child.stdout), ("stderr", child.stderr)):
         assert fd is not None
         framer = Framer(ctx.run_id, spec.id, attempt, name, ctx.max_line_bytes, output.tail, ctx.redact)
         readers[fd] = (framer, loop.create_future())
-        loop.add_reader(fd, _on_readable, fd, readers, spec.id, ctx)
+        small.add(fd)
+        loop.add_reader(fd, _on_readable, fd, readers, small, spec.id, ctx)
 
     reason: str | None = None
     try:
@@ -203,7 +205,7 @@ _SIGNUMS = {s.value for s in signal.Signals}
 
 
 def _on_readable(
-    fd: int, readers: dict[int, tuple[Framer, asyncio.Future[None]]], job: str, ctx: AttemptContext
+    fd: int, readers: dict[int, tuple[Framer, asyncio.Future[None]]], small: set[int], job: str, ctx: AttemptContext
 ) -> None:
     framer, eof = readers[fd]
     try:
@@ -217,7 +219,8 @@ def _on_readable(
         if not eof.done():
             eof.set_result(None)
         return
-    if len(data) >= DEFAULT_PIPE_SIZE:  # it filled a default-sized pipe: give it a larger one
+    if fd in small and len(data) >= DEFAULT_PIPE_SIZE:  # it filled a default-sized pipe: enlarge it, once
+        small.discard(fd)
         procs.grow_pipe(fd)
     live = ctx.live.get(job)
     if live is not None:
