@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -236,6 +236,34 @@ class Series:
         if self.problems:
             d["problems"] = list(self.problems)
         return d
+
+
+def run_interleaved(
+    tools: Sequence[tuple[str, Callable[..., tuple[Timing, list[str]]]]],
+    series: Mapping[str, Series],
+    runs: int,
+    show: bool = True,
+) -> None:
+    """One warm-up per tool (not counted), then `runs` rounds of every tool in turn.
+
+    Each tool is `fn(warmup=...) -> (Timing, problems)`; its timings and problems go into
+    series[name]. With `show`, each run's wall time is printed as it ends.
+    """
+    for name, fn in tools:
+        if show:
+            print(f"  warm-up {name} ...", end="", flush=True)
+        t, problems = fn(warmup=True)
+        if show:
+            print(f" {t.wall_s:.2f}s" + (" (PROBLEM)" if problems else ""), flush=True)
+        series[name].problems += [f"warm-up: {p}" for p in problems]
+    for i in range(runs):
+        for name, fn in tools:
+            t, problems = fn(warmup=False)
+            series[name].add(t)
+            series[name].problems += [f"run {i + 1}: {p}" for p in problems]
+            if show:
+                print(f"  run {i + 1}/{runs} {name}: {t.wall_s:.2f}s" + (" (PROBLEM)" if problems else ""),
+                      flush=True)  # fmt: skip
 
 
 def percentile(values: Sequence[float], q: float) -> float:

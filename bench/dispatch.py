@@ -56,6 +56,7 @@ from _common import (
     format_table,
     git_commit,
     machine_info,
+    run_interleaved,
     settle,
     supervisor_cmd,
     supervisor_env,
@@ -155,18 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dispatch: {a.jobs:,} x /bin/true, {a.workers} workers, {a.runs} runs + 1 warm-up per tool, "
           f"temp dir {tmp}", flush=True)  # fmt: skip
     try:
-        for name, fn in tools:
-            print(f"  warm-up {name} ...", end="", flush=True)
-            t, problems = fn(warmup=True)
-            print(f" {t.wall_s:.2f}s" + (" (PROBLEM)" if problems else ""), flush=True)
-            series[name].problems += [f"warm-up: {p}" for p in problems]
-        for i in range(a.runs):
-            for name, fn in tools:
-                t, problems = fn()
-                series[name].add(t)
-                series[name].problems += [f"run {i + 1}: {p}" for p in problems]
-                print(f"  run {i + 1}/{a.runs} {name}: {t.wall_s:.2f}s" + (" (PROBLEM)" if problems else ""),
-                      flush=True)  # fmt: skip
+        run_interleaved(tools, series, a.runs)
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)

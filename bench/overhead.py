@@ -64,6 +64,7 @@ from _common import (
     latest_job_log,
     machine_info,
     remove,
+    run_interleaved,
     settle,
     supervisor_cmd,
     supervisor_env,
@@ -101,7 +102,7 @@ class Bench:
             return [f"{tool}: exit status {t.returncode}" + (f"; output ends:\n{tail}" if tail else "")]
         return []
 
-    def run_supervised(self, record: bool = True) -> tuple[Timing, list[str]]:
+    def run_supervised(self, warmup: bool = False) -> tuple[Timing, list[str]]:
         for name in ("logs", "results", "supervisor.out"):
             remove(self.tmp / name)
         settle()
@@ -118,11 +119,11 @@ class Bench:
                 problems.append(f"supervised: {path.name} holds {n:,} job.output records, expected {self.lines:,}")
         summary = read_summary(self.logs)
         problems += check_counts(summary, {"succeeded": 1}, "supervised")
-        if record and summary and summary.get("jobs"):
+        if not warmup and summary and summary.get("jobs"):
             self.job_durations.append(float(summary["jobs"][0].get("duration_s") or 0.0))
         return t, problems
 
-    def run_direct(self, record: bool = True) -> tuple[Timing, list[str]]:
+    def run_direct(self, warmup: bool = False) -> tuple[Timing, list[str]]:
         out_path = self.tmp / "direct.out"
         remove(out_path)
         settle()
@@ -135,7 +136,7 @@ class Bench:
             problems.append(f"direct: wrote {n:,} lines, expected {self.lines:,}")
         return t, problems
 
-    def run_floor(self, record: bool = True) -> tuple[Timing, list[str]]:
+    def run_floor(self, warmup: bool = False) -> tuple[Timing, list[str]]:
         """What any asyncio supervisor written in Python pays before it can spawn anything."""
         settle()
         t = timed_run([sys.executable, "-c", "import asyncio"], stdout=subprocess.DEVNULL,
@@ -176,18 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"overhead: python printing {a.lines:,} lines ({mode}), {a.runs} runs + 1 warm-up per tool, "
           f"temp dir {tmp}", flush=True)  # fmt: skip
     try:
-        for name, fn in tools:
-            print(f"  warm-up {name} ...", end="", flush=True)
-            t, problems = fn(record=False)
-            print(f" {t.wall_s:.2f}s" + (" (PROBLEM)" if problems else ""), flush=True)
-            series[name].problems += [f"warm-up: {p}" for p in problems]
-        for i in range(a.runs):
-            for name, fn in tools:
-                t, problems = fn()
-                series[name].add(t)
-                series[name].problems += [f"run {i + 1}: {p}" for p in problems]
-                print(f"  run {i + 1}/{a.runs} {name}: {t.wall_s:.2f}s" + (" (PROBLEM)" if problems else ""),
-                      flush=True)  # fmt: skip
+        run_interleaved(tools, series, a.runs)
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)

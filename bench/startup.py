@@ -39,6 +39,7 @@ from _common import (
     format_table,
     git_commit,
     machine_info,
+    run_interleaved,
     supervisor_env,
     timed_run,
 )
@@ -72,10 +73,10 @@ class Bench:
             problems.append(f"{name}: {why}")
         return t, problems
 
-    def run_help(self) -> tuple[Timing, list[str]]:
+    def run_help(self, warmup: bool = False) -> tuple[Timing, list[str]]:
         return self._run(HELP, [sys.executable, "-m", "aimedres_async", "--help"])
 
-    def run_list(self) -> tuple[Timing, list[str]]:
+    def run_list(self, warmup: bool = False) -> tuple[Timing, list[str]]:
         def lists_examples(text: str) -> str | None:
             missing = [e for e in EXAMPLES if e not in text]
             return f"the list lacks {', '.join(missing)}" if missing else None
@@ -83,10 +84,10 @@ class Bench:
         cmd = [sys.executable, "-m", "aimedres_async", "--config", "aimedres.toml", "run", "--list"]
         return self._run(LIST, cmd, lists_examples)
 
-    def run_pass(self) -> tuple[Timing, list[str]]:
+    def run_pass(self, warmup: bool = False) -> tuple[Timing, list[str]]:
         return self._run(PASS_, [sys.executable, "-c", "pass"])
 
-    def run_asyncio(self) -> tuple[Timing, list[str]]:
+    def run_asyncio(self, warmup: bool = False) -> tuple[Timing, list[str]]:
         return self._run(ASYNCIO, [sys.executable, "-c", "import asyncio"])
 
 
@@ -107,19 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     bench = Bench(a.timeout)
-    tools: list[tuple[str, Callable[[], tuple[Timing, list[str]]]]] = [
+    tools: list[tuple[str, Callable[..., tuple[Timing, list[str]]]]] = [
         (HELP, bench.run_help), (LIST, bench.run_list), (PASS_, bench.run_pass), (ASYNCIO, bench.run_asyncio),
     ]  # fmt: skip
     series = {name: Series(name) for name, _ in tools}
     print(f"startup: {a.runs} runs + 1 warm-up per command, from {REPO_ROOT}", flush=True)
-    for name, fn in tools:
-        _t, problems = fn()
-        series[name].problems += [f"warm-up: {p}" for p in problems]
-    for i in range(a.runs):
-        for name, fn in tools:
-            t, problems = fn()
-            series[name].add(t)
-            series[name].problems += [f"run {i + 1}: {p}" for p in problems]
+    run_interleaved(tools, series, a.runs, show=False)
 
     rows = []
     for name, _ in tools:
