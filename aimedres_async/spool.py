@@ -332,6 +332,7 @@ class Spool:
 
     def _recover(self) -> list[str]:
         recovered = []
+        unrecorded: dict[str, set[int]] | None = None
         names = sorted(os.listdir(self.dir("active")))
         for name in names:  # a sidecar whose ticket has moved on: a crash inside an older release()
             if name.startswith(".") and name.endswith(".json") and f"{name[1:-5]}{SUFFIX}" not in names:
@@ -352,7 +353,9 @@ class Spool:
                 continue  # a live daemon runs it
             ticket_id = name[: -len(SUFFIX)]
             _kill_recorded(self._sidecar(ticket_id))
-            _kill_unrecorded(ticket_id, self.identity)
+            if unrecorded is None:  # one /proc scan for all the tickets recovered here
+                unrecorded = _job_groups(self.identity)
+            _kill_groups(unrecorded.get(ticket_id, set()))
             incoming = self.dir("incoming") / name
             # Ticket ids are unique across states, so a copy in a final folder means the ticket was
             # filed and only the unlink of active/ was lost to the crash: finish that, never re-run.
@@ -430,8 +433,8 @@ def _kill_recorded(sidecar: Path) -> None:
     _kill_groups({pgid})
 
 
-def _kill_unrecorded(ticket_id: str, spool: str) -> None:
-    """Kill the processes of a ticket's job that no sidecar names.
+def _job_groups(spool: str) -> dict[str, set[int]]:
+    """The process groups of this spool's jobs that are alive, by ticket id, found by environment.
 
     A daemon killed between a spawn and the write of its sidecar (a few hundred microseconds), or
     between a retry's spawn and the sidecar's update, leaves a job that no record names. Every
@@ -439,22 +442,26 @@ def _kill_unrecorded(ticket_id: str, spool: str) -> None:
     environment, and its children inherit both, so /proc/<pid>/environ finds them; the spool keeps
     a same-named ticket of another spool's daemon safe.
     """
+    groups: dict[str, set[int]] = {}
     if not os.path.isdir("/proc/self"):
-        return
-    needles = {b"AIMEDRES_JOB_ID=" + ticket_id.encode(), f"{SPOOL_ENV}={spool}".encode("utf-8", "surrogateescape")}
+        return groups
+    spool_var = f"{SPOOL_ENV}={spool}".encode("utf-8", "surrogateescape")
     ours = {os.getpid(), os.getpgrp()}
-    groups = set()
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) in ours:
             continue
         try:
             with open(f"/proc/{name}/environ", "rb") as f:
-                if not needles <= set(f.read().split(b"\0")):
-                    continue
-            groups.add(os.getpgid(int(name)))
+                env = f.read().split(b"\0")
+            if spool_var not in env:
+                continue
+            job = next((v[len(b"AIMEDRES_JOB_ID=") :] for v in env if v.startswith(b"AIMEDRES_JOB_ID=")), None)
+            pgid = os.getpgid(int(name))
         except OSError:  # gone, or not ours
             continue
-    _kill_groups(groups - ours)
+        if job is not None and pgid not in ours:
+            groups.setdefault(job.decode("utf-8", "surrogateescape"), set()).add(pgid)
+    return groups
 
 
 def _kill_groups(pgids: set[int]) -> None:

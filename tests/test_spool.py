@@ -460,6 +460,7 @@ def test_recover_kills_a_job_that_no_sidecar_names(spool: Spool, marker: str) ->
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait(10)
+            wait_for(lambda p=p: group_members(p.pid) == [], what="the group to die")  # its background sleep too
 
 
 def test_recover_undoes_a_claim_cut_between_link_and_unlink(spool: Spool) -> None:
