@@ -22,7 +22,8 @@ from pathlib import Path
 
 from .procfs import proc_kib
 
-PIPE_SIZE = 1 << 20
+PIPE_SIZE = 1 << 20  # what a pipe is enlarged to once a job fills one
+DEFAULT_PIPE_SIZE = 1 << 16  # Linux: a new pipe holds 16 pages
 _F_SETPIPE_SZ = 1031
 _PR_SET_CHILD_SUBREAPER = 36
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

@@ -28,7 +28,6 @@ from .jobs import JobSpec, Outcome
 from .sinks import TAIL_BLOCKS, Buffer, Framer
 
 READ_SIZE = 1 << 20
-DEFAULT_PIPE_SIZE = 1 << 16  # Linux: a new pipe holds 16 pages
 DRAIN_TIMEOUT = 2.0  # after the group is gone, how long a pipe held by an escaped process may stay open
 LEFTOVER_KILL_TIMEOUT = 2.0
 SCRUBBED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
@@ -219,7 +218,7 @@ def _on_readable(
         if not eof.done():
             eof.set_result(None)
         return
-    if fd in small and len(data) >= DEFAULT_PIPE_SIZE:  # it filled a default-sized pipe: enlarge it, once
+    if fd in small and len(data) >= procs.DEFAULT_PIPE_SIZE:  # it filled a default-sized pipe: enlarge it, once
         small.discard(fd)
         procs.grow_pipe(fd)
     live = ctx.live.get(job)

@@ -370,7 +370,6 @@ class RunLog:
         self.run_id = run_id
         self.dir = logs_dir / run_id
         (self.dir / "jobs").mkdir(parents=True, exist_ok=True)
-        self._jobs_dir = str(self.dir / "jobs")
         self.events = JsonlFile(self.dir / "events.jsonl")
         self.stream = JsonlFile(stream_path, truncate=True) if stream_path else None
         self.console = console
@@ -381,7 +380,7 @@ class RunLog:
         point_latest(logs_dir, run_id)
 
     def job_path(self, job: str) -> Path:
-        return Path(f"{self._jobs_dir}/{job}.jsonl")  # job ids are plain names (JOB_ID_RE)
+        return self.dir / "jobs" / f"{job}.jsonl"
 
     def open_job(self, job: str) -> None:
         if job not in self._jobs:
