@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import re
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -26,10 +27,14 @@ Buffer = bytes | memoryview
 _SPLIT = re.compile(rb"\r\n|\r|\n")
 _LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n)")
 # Anything that JSON must escape, a lone \r, non-ASCII (may be invalid UTF-8) or a '{' (a line
-# that might be a JSON object) sends a chunk to the careful path.
-_NEEDS_CARE = re.compile(rb'[\x00-\x09\x0b-\x1f"\\{\x7f-\xff]')
+# that might be a JSON object) sends a chunk to the careful path; these are the other bytes.
+# `chunk.translate(None, _PLAIN)` deletes them and leaves what needs care: about 10x faster than a
+# regex character-class search, which was a fifth of the supervisor's CPU time on `seq 5000000`.
+_PLAIN = bytes(b for b in range(0x20, 0x7F) if b not in b'"\\{') + b"\n"
 TAIL_BYTES = 8 * 1024
 TAIL_BLOCKS = 64  # enough blocks for the last 50 lines even when streams interleave
+RELEASE_STEP = 8 << 20  # a big log's page cache (JsonlFile): write-back starts every 8 MiB written,
+RELEASE_WINDOW = 64 << 20  # and pages up to 64 MiB further back are dropped once written back
 EVENTS_BATCH = 256  # lifecycle lines held before one write (each pins orjson's output buffer)
 _sec_cache: tuple[int, bytes] = (0, b"")
 
@@ -154,7 +159,7 @@ class Framer:
 
     def _frame_fast(self, complete: bytes) -> list[Buffer] | None:
         """Plain lines (nothing to escape, no \r): all records from one `bytes.replace`."""
-        if _NEEDS_CARE.search(complete):
+        if complete.translate(None, _PLAIN):
             return None
         start = b'{"ts":"' + timestamp() + self._head_parts + b'"line":"'
         sep = b'"}\n' + start
@@ -221,6 +226,15 @@ class JsonlFile:
 
     A full disk or a vanished folder must not stop a job: the first error is remembered (and
     reported by the caller) and later writes to this file are dropped.
+
+    A big log does not fill the page cache: every `RELEASE_STEP` bytes, the kernel is asked to start
+    writing the new part back (`POSIX_FADV_DONTNEED` on dirty pages starts write-back without
+    waiting), and the parts before it that have been written back by now are dropped from the
+    cache. The same few tens of MiB of cache pages are recycled, dirty memory stays bounded, and a
+    job printing gigabytes does not push its own training data out of memory (the idea of
+    PostgreSQL's `*_flush_after`). A log is read back from disk when someone reads it. On this
+    project's VM it also halves the time of writing a big log: fresh cache pages cost the kernel
+    several times more to fill than recycled ones (bench/capture.py).
     """
 
     def __init__(self, path: Path, truncate: bool = False) -> None:
@@ -228,8 +242,13 @@ class JsonlFile:
         self.error: OSError | None = None
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | (os.O_TRUNC if truncate else 0)
         self.fd: int | None = None
+        # write-back bookkeeping (regular files only: a FIFO or /dev/stdout has no page cache)
+        self._base = self._started = self._end = -1
         try:
             self.fd = os.open(path, flags, 0o644)
+            st = os.fstat(self.fd)
+            if stat.S_ISREG(st.st_mode):
+                self._base = self._started = self._end = st.st_size
         except OSError as e:
             self.error = e
 
@@ -254,6 +273,23 @@ class JsonlFile:
                     raise
         except OSError as e:
             self.error = e
+            return
+        if self._end >= 0:
+            self._end += total
+            if self._end - self._started >= RELEASE_STEP:
+                self._release()
+
+    def _release(self) -> None:
+        """One POSIX_FADV_DONTNEED over the new part and the last RELEASE_WINDOW bytes before it:
+        the kernel starts writing back the new (dirty) pages and drops the older ones it has
+        written back since; pages still being written are dropped by a later call."""
+        assert self.fd is not None
+        low = max(self._base, self._started - RELEASE_WINDOW)
+        try:
+            os.posix_fadvise(self.fd, low, self._end - low, os.POSIX_FADV_DONTNEED)
+        except OSError:  # a file system without it: the cache does its usual thing
+            self._end = -1
+        self._started = self._end
 
     def close(self) -> None:
         if self.fd is not None:

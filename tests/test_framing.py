@@ -213,7 +213,7 @@ def _fast_and_careful(monkeypatch: pytest.MonkeyPatch, text: bytes) -> tuple[byt
     fast = feed(make_framer(1 << 20), text)[0]
     assert spy.calls == 0, "plain ASCII lines in one chunk take the bytes.replace path"
     # the same chunk, with the framer told that every byte needs care
-    monkeypatch.setattr(sinks, "_NEEDS_CARE", re.compile(rb"[\x00-\xff]"))
+    monkeypatch.setattr(sinks, "_PLAIN", b"")
     careful = feed(make_framer(1 << 20), text)[0]
     assert spy.calls == 1, "the careful path ran"
     return fast, careful
@@ -227,6 +227,23 @@ def test_fast_and_careful_paths_give_identical_records(monkeypatch: pytest.Monke
     fast, careful = _fast_and_careful(monkeypatch, text)
     assert _strip_ts(fast) == _strip_ts(careful)
     assert lines_of(check_records(fast)) == text.decode().split("\n")[:-1]
+
+
+def test_every_byte_value_frames_to_a_valid_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each of the 256 byte values inside a line: the fast path takes only bytes that need no
+    escaping (printable ASCII but `"`, `\\` and `{`), and every record is valid JSON that keeps it."""
+    spy = _Spy(sinks._LINE)
+    monkeypatch.setattr(sinks, "_LINE", spy)
+    plain = set(range(0x20, 0x7F)) - set(b'"\\{')
+    for b in range(256):
+        if b in b"\r\n":
+            continue
+        line = b"a" + bytes([b]) + b"z"
+        before = spy.calls
+        raw = feed(make_framer(), line + b"\n")[0]
+        assert (spy.calls == before) == (b in plain), f"byte {b:#04x}"
+        [rec] = check_records(raw)
+        assert rec["line"] == line.decode("utf-8", "backslashreplace"), f"byte {b:#04x}"
 
 
 @given(st.lists(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E,
