@@ -28,6 +28,7 @@ from .spool import SPOOL_ENV, Claimed, Spool, TicketError, process_identity
 from .supervisor import Executor, JobRun, RunOptions, Supervisor, default_workers
 
 RESCAN_INTERVAL = 2.0  # a full look at incoming/ even without an inotify event
+TMP_SWEEP_INTERVAL = 3600.0  # abandoned staging files in tmp/ are swept hourly (and at start)
 
 
 class Daemon:
@@ -153,8 +154,13 @@ class Daemon:
             self.kick.set()
 
     async def _intake(self) -> None:
+        next_sweep = time.monotonic() + TMP_SWEEP_INTERVAL  # the first sweep ran in recover()
         while not self.stopping:
             self._claim_some()
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + TMP_SWEEP_INTERVAL
+                with contextlib.suppress(OSError):
+                    self.spool.sweep_tmp()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.kick.wait(), RESCAN_INTERVAL)
             self.kick.clear()

@@ -7,7 +7,9 @@
     spool/rejected/  bad tickets, each with a <name>.error saying why
 
 Every move is link(2) + unlink(2), so no ticket ever replaces another, followed by an fsync of
-both folders, so a power cut cannot lose or resurrect one. Tickets are read as cron and OpenSSH
+both folders, so a power cut cannot lose or resurrect one. A staging file in tmp/ is named
+`.<name>.<writer pid>.<random>`; one whose writer is gone, or any file there older than 36 hours
+(Maildir's rule, for other programs' staging files), is garbage and is swept. Tickets are read as cron and OpenSSH
 read their files: O_NOFOLLOW, fstat of the open descriptor, a regular file with one link, owned
 by us (or root), not group/world-writable, not empty, at most 1 MiB.
 """
@@ -39,6 +41,9 @@ STATES = ("incoming", "active", "done", "failed", "rejected", "tmp")
 MAX_TICKET_BYTES = 1 << 20
 SUFFIX = ".toml"
 SPOOL_ENV = "AIMEDRES_SPOOL"  # in every daemon job's environment: the spool it came from
+STALE_TMP_S = 36 * 3600  # any file in tmp/ this old is abandoned (Maildir's rule)
+DEAD_WRITER_TMP_S = 10.0  # ... and one of ours this old whose writer pid is gone
+_STAGED = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}")
 
 
 class SpoolError(Exception):
@@ -120,7 +125,7 @@ class Spool:
         for state in ("incoming", "active", "done", "failed", "rejected"):
             if (self.dir(state) / f"{ticket_id}{SUFFIX}").exists():
                 raise TicketError(f"ticket {ticket_id} already exists in {state}/")
-        tmp = self.dir("tmp") / f".{ticket_id}.{secrets.token_hex(4)}"
+        tmp = self._staging(ticket_id)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
         try:
             os.write(fd, text.encode())
@@ -136,6 +141,34 @@ class Spool:
             os.unlink(tmp)
         _fsync_dir(self.dir("incoming"))
         return dest
+
+    def _staging(self, name: str) -> Path:
+        """A fresh staging path in tmp/ that names its writer, so a sweep can tell it is abandoned."""
+        return self.dir("tmp") / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+
+    def sweep_tmp(self, now: float | None = None) -> list[str]:
+        """Remove abandoned staging files: ours whose writer process is gone (a submit or a daemon
+        killed between writing and linking), and anything older than 36 hours. A ticket is
+        submitted only once it is linked into incoming/, so nothing submitted is removed."""
+        now = time.time() if now is None else now
+        removed: list[str] = []
+        try:
+            names = os.listdir(self.dir("tmp"))
+        except FileNotFoundError:
+            return removed
+        for name in names:
+            path = self.dir("tmp") / name
+            try:
+                age = now - os.lstat(path).st_mtime
+            except FileNotFoundError:
+                continue
+            m = _STAGED.fullmatch(name)
+            writer_gone = m is not None and age >= DEAD_WRITER_TMP_S and not _pid_alive(int(m.group(1)))
+            if writer_gone or age >= STALE_TMP_S:
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                    os.unlink(path)
+                    removed.append(name)
+        return removed
 
     def _move(self, src: Path, dest_dir: Path, name: str, content: bytes | None = None) -> Path:
         """Move src to dest_dir/name (a free variant of it if taken), optionally with new content."""
@@ -157,7 +190,7 @@ class Spool:
                         _fsync_dir(src.parent)
                         return dest
                 else:
-                    tmp = self.dir("tmp") / f".{name}.{secrets.token_hex(4)}"
+                    tmp = self._staging(name)
                     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
                     try:
                         os.write(fd, content)
@@ -312,7 +345,7 @@ class Spool:
                     if not os.path.lexists(rejected / f"{s}{SUFFIX}"))
         # The reason first, whole (temp + fsync + rename): a crash can never leave a rejected
         # ticket without it. Only this daemon writes rejected/, so the free name stays free.
-        tmp = self.dir("tmp") / f".{free}.error.{secrets.token_hex(4)}"
+        tmp = self._staging(f"{free}.error")
         tmp.write_text(f"{name}: {reason}\n")
         fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -325,17 +358,21 @@ class Spool:
     def recover(self) -> list[str]:
         """Return tickets left in active/ by a dead daemon to incoming/, after killing their jobs.
 
-        A ticket whose lock is still held belongs to a live daemon and is left alone.
+        A ticket whose lock is still held belongs to a live daemon and is left alone. Abandoned
+        staging files in tmp/ are swept too (`sweep_tmp`).
         """
         with self._spool_lock():
-            return self._recover()
+            recovered = self._recover()
+        self.sweep_tmp()
+        return recovered
 
     def _recover(self) -> list[str]:
         recovered = []
         unrecorded: dict[str, set[int]] | None = None
         names = sorted(os.listdir(self.dir("active")))
-        for name in names:  # a sidecar whose ticket has moved on: a crash inside an older release()
-            if name.startswith(".") and name.endswith(".json") and f"{name[1:-5]}{SUFFIX}" not in names:
+        for name in names:  # a sidecar (or its temp) whose ticket has moved on: a crash in release()
+            base = name[: -len(".tmp")] if name.endswith(".json.tmp") else name
+            if base.startswith(".") and base.endswith(".json") and f"{base[1:-5]}{SUFFIX}" not in names:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.dir("active") / name)
         for name in names:
@@ -369,8 +406,9 @@ class Spool:
                     self._move(path, self.dir("incoming"), name)
             finally:
                 os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                self._sidecar(ticket_id).unlink()
+            for leftover in (self._sidecar(ticket_id), self._sidecar(ticket_id).with_suffix(".json.tmp")):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
             recovered.append(ticket_id)
         return recovered
 
@@ -402,6 +440,18 @@ class Spool:
             if path.exists():
                 return state, path
         return None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _start_time(pid: int) -> int | None:

@@ -347,9 +347,14 @@ def test_kill_9_mid_job_then_restart_loses_nothing(tmp_path: Path, marker: str, 
     assert len(marked_processes(marker)) >= 4  # two shells and their background sleeps
     assert sorted(names(spool.root, "active")) == sorted(jobs)
 
+    # what a kill inside a move would have left: the dead daemon's staging file in tmp/
+    staged = spool.root / "tmp" / f".{tickets[0]}.toml.{d.pid}.0badf00d"
+    staged.write_text("half a ticket")
+    os.utime(staged, (staged.stat().st_mtime - 60,) * 2)
     (tmp_path / "flag").touch()
     d2 = daemons.start(tmp_path, name="restarted")
     wait_final(spool.root, tickets)
+    assert os.listdir(spool.root / "tmp") == []  # swept at start: its writer is gone
     for ticket in tickets:
         assert where(spool.root, ticket) == ["done"], ticket
     assert not any(alive(pid) for pid in jobs.values())

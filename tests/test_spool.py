@@ -538,6 +538,72 @@ def test_recover_after_a_real_daemon_is_killed(spool: Spool, marker: str) -> Non
             daemon.stdout.close()
 
 
+# ---------------------------------------------------------------- tmp/ sweep
+
+STAGER = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    from aimedres_async.spool import Spool
+    tmp = Spool(Path(sys.argv[1]))._staging(sys.argv[2])
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    os.write(fd, b'job = "ok"\\n')
+    print(tmp.name, flush=True)
+    os.kill(os.getpid(), 9)  # killed between writing and linking
+""")
+
+
+def _stage_and_die(spool: Spool, name: str) -> str:
+    p = subprocess.run([PY, "-c", STAGER, str(spool.root), name], capture_output=True, text=True, timeout=60)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    return p.stdout.strip()
+
+
+def _age(path: Path, seconds: float) -> None:
+    t = path.stat().st_mtime - seconds
+    os.utime(path, (t, t), follow_symlinks=False)
+
+
+def test_sweep_removes_the_staging_file_of_a_killed_writer(spool: Spool) -> None:
+    left = _stage_and_die(spool, "t1")
+    assert _files(spool.dir("tmp")) == [left] and left.startswith(".t1.")
+    assert spool.sweep_tmp() == []  # seconds old: its writer might be in another pid namespace
+    _age(spool.dir("tmp") / left, 11)
+    assert spool.sweep_tmp() == [left]
+    assert _files(spool.dir("tmp")) == []
+
+
+def test_sweep_keeps_a_live_writers_file_and_removes_anything_36_hours_old(spool: Spool) -> None:
+    ours = spool._staging("t2")  # this process: alive
+    ours.write_text(TICKET)
+    _age(ours, 3600)
+    foreign = spool.dir("tmp") / "upload-7"  # another program's staging name (README: tmp/<anything>)
+    foreign.write_text(TICKET)
+    _age(foreign, 35 * 3600)
+    spool.submit(TICKET, "t3")
+    assert spool.sweep_tmp() == []
+    _age(foreign, 3600 + 1)
+    _age(ours, 35 * 3600)
+    assert sorted(spool.sweep_tmp()) == sorted([foreign.name, ours.name])
+    assert _files(spool.dir("tmp")) == []
+    assert _files(spool.dir("incoming")) == ["t3.toml"]  # a submitted ticket is never touched
+
+
+def test_recover_sweeps_tmp_and_sidecar_temps(spool: Spool) -> None:
+    """A daemon killed mid-write leaves a staging file in tmp/ and maybe a sidecar's temp in active/."""
+    left = _stage_and_die(spool, "t4.toml")
+    _age(spool.dir("tmp") / left, 60)
+    spool.submit(TICKET, "t5")
+    c = spool.claim("t5.toml")
+    assert c is not None
+    (spool.dir("active") / ".t5.json.tmp").write_text('{"pid": 1')  # cut short
+    (spool.dir("active") / ".gone.json.tmp").write_text("{}")  # its ticket has moved on
+    os.close(c.lock_fd)  # the daemon dies
+    assert spool.recover() == ["t5"]
+    assert _files(spool.dir("tmp")) == []
+    assert _files(spool.dir("active")) == []
+    assert _files(spool.dir("incoming")) == ["t5.toml"]
+
+
 def test_status_helpers_see_claimed_tickets(spool: Spool) -> None:
     spool.submit(TICKET, "t1")
     spool.submit(TICKET, "t2")
