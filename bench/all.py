@@ -12,8 +12,9 @@ that the whole set finishes in about 4-5 minutes on a 2-core machine:
     spool     --tickets 30 --drain 200        (defaults 100 and 1,000)
 
 Capture (5,000,000 lines), dispatch (2,000 jobs, 8 workers), overhead (1,000,000 lines), idle,
-makespan and chaos run at their defaults. Every script's files go into one temp folder (under `--tmpdir`), deleted only at
-the end, so that no script pays for the deletion of another's thousands of log files. `--full`
+makespan and chaos run at their defaults. Every script's files go into one temp folder (under
+`--tmpdir`), deleted only at the end, so that no script pays for the deletion of another's
+thousands of log files. `--full`
 runs every script with its own defaults (the SPEC sizes and more runs: longer). The combined table
 has one row per figure: what aimedres-async measured, the peer (or reference) in the same
 invocation, the ratio, the SPEC §11 target and the verdict (PASS, MISS, INVALID when a run failed
