@@ -9,9 +9,9 @@
 Every move is link(2) + unlink(2), so no ticket ever replaces another, followed by an fsync of
 both folders, so a power cut cannot lose or resurrect one. A staging file in tmp/ is named
 `.<name>.<writer pid>.<random>`; one whose writer is gone, or any file there older than 36 hours
-(Maildir's rule, for other programs' staging files), is garbage and is swept. Tickets are read as cron and OpenSSH
-read their files: O_NOFOLLOW, fstat of the open descriptor, a regular file with one link, owned
-by us (or root), not group/world-writable, not empty, at most 1 MiB.
+(Maildir's rule, for other programs' staging files), is garbage and is swept. Tickets are read
+as cron and OpenSSH read their files: O_NOFOLLOW, fstat of the open descriptor, a regular file
+with one link, owned by us (or root), not group/world-writable, not empty, at most 1 MiB.
 """
 
 from __future__ import annotations
