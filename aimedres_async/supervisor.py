@@ -8,6 +8,8 @@ attempt through the runner, and marks what never ran as cancelled: every job end
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
 import secrets
 import shlex
@@ -217,7 +219,7 @@ class Supervisor:
         self._meta.update(finished_at=sinks.timestamp_str(), duration_s=round(duration, 3),
                           exit_code=code, counts=counts, stopped_by=self.stop.reason)  # fmt: skip
         if not self.opts.serve:
-            self._write_summary(force=True)
+            self._write_summary(force=True, final=True)
             self._write_reports(duration)
         self.log.close()
         return code
@@ -412,15 +414,33 @@ class Supervisor:
         self._entries[job.spec.id] = (key, entry)
         return entry
 
-    def _write_summary(self, force: bool = False) -> None:
+    def _write_summary(self, force: bool = False, final: bool = False) -> None:
+        """summary.json, whole (temp + rename). When the final one finds the disk full, the
+        out-of-date one from earlier in the run is removed and the write tried once more: its
+        space is usually enough, and else no summary is better than one that says "queued"."""
         now = time.monotonic()
         if not force and now - self._last_summary < SUMMARY_MIN_INTERVAL:
             return
         self._last_summary = now
+        path = self.log.dir / "summary.json"
+        data = orjson.dumps(self.summary(), option=orjson.OPT_INDENT_2)
         try:
-            sinks.atomic_write(self.log.dir / "summary.json", orjson.dumps(self.summary(), option=orjson.OPT_INDENT_2))
+            sinks.atomic_write(path, data)
+            return
         except OSError as e:
-            self.console.warning(f"could not write {self.log.dir / 'summary.json'}: {e.strerror or e}")
+            error = e
+        if final and error.errno in (errno.ENOSPC, errno.EDQUOT) and path.exists():
+            with contextlib.suppress(OSError):
+                path.unlink()
+            try:
+                sinks.atomic_write(path, data)
+                return
+            except OSError as e:
+                error = e
+            self.console.warning(f"could not write {path}: {error.strerror or error} "
+                                 "(the out-of-date one from earlier in the run was removed)")  # fmt: skip
+            return
+        self.console.warning(f"could not write {path}: {error.strerror or error}")
 
     def _write_reports(self, duration: float) -> None:
         jobs = self.summary()["jobs"]

@@ -522,12 +522,56 @@ def test_full_log_disk_does_not_stop_the_job_or_hang_the_run(tmp_path: Path, mar
     float(done.read_text())  # the job's own time to print 5 MB (not judged: no timing assertions)
     assert "job.exited    loud#1 outcome=succeeded exit_code=0" in r.stderr
     assert f"could not write log file {run_dir}/jobs/loud.jsonl: No space left on device" in r.stderr
-    # summary.json is written if the space a truncated record gave back allows; else it is reported
+    # The final summary.json is written if the space a truncated record (or the run's earlier
+    # summary, removed for it) gave back allows; else it is reported, and no out-of-date one from
+    # earlier in the run (saying "queued") is left behind.
     if summary_text is None:
         assert f"could not write {summary_file}: No space left on device" in r.stderr
     else:
-        assert json.loads(summary_text)["jobs"][0]["status"] == "succeeded"
+        assert json.loads(summary_text)["jobs"][0]["status"] == "succeeded", r.stderr
     assert "loud  succeeded" in r.stdout  # the results table still tells the truth
+    assert marked_processes(marker) == []
+
+
+# fills the file system of argv[1] to the last byte, then exits 0 (printing nothing)
+FILLER_JOB = """\
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)
+for size in (1 << 16, 1 << 12, 1 << 8, 1):
+    try:
+        while True:
+            os.write(fd, b"f" * size)
+    except OSError:
+        pass
+"""
+
+
+def test_a_disk_filled_during_the_run_still_gets_the_final_summary(tmp_path: Path, marker: str) -> None:
+    """The job fills the logs' file system while it runs. The run's first summary.json (jobs
+    "queued") is there; the final one cannot be staged, so the supervisor removes the first and
+    writes the final one in its place, instead of leaving one that says "queued"."""
+    write_config(tmp_path, f"""
+[supervisor]
+logs_dir = "small/logs"
+[discovery]
+enabled = false
+[defaults]
+env = {{ TEST_MARKER = "{marker}" }}
+[jobs.filler]
+command = {json.dumps([PY, "-c", FILLER_JOB, str(tmp_path / "small" / "filler")])}
+""")
+    with small_tmpfs(tmp_path / "small"):
+        r = subprocess.run([PY, "-m", "aimedres_async", "run"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=60, env=_clean_env())  # fmt: skip
+        run_dir = next((tmp_path / "small" / "logs").glob("2*"))
+        free = os.statvfs(tmp_path / "small").f_bavail
+        summary_text = (run_dir / "summary.json").read_text()
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 0, r.stderr
+    assert free == 0 or "could not write log file" in r.stderr, "the job filled the disk"
+    assert "summary.json" not in r.stderr, r.stderr  # written after all: no warning about it
+    summary = json.loads(summary_text)
+    assert summary["jobs"][0]["status"] == "succeeded" and summary["exit_code"] == 0
     assert marked_processes(marker) == []
 
 
