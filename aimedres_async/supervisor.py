@@ -429,6 +429,7 @@ class Supervisor:
             return
         except OSError as e:
             error = e
+        note = ""
         if final and error.errno in (errno.ENOSPC, errno.EDQUOT) and path.exists():
             with contextlib.suppress(OSError):
                 path.unlink()
@@ -437,10 +438,8 @@ class Supervisor:
                 return
             except OSError as e:
                 error = e
-            self.console.warning(f"could not write {path}: {error.strerror or error} "
-                                 "(the out-of-date one from earlier in the run was removed)")  # fmt: skip
-            return
-        self.console.warning(f"could not write {path}: {error.strerror or error}")
+            note = " (the out-of-date one from earlier in the run was removed)"
+        self.console.warning(f"could not write {path}: {error.strerror or error}{note}")
 
     def _write_reports(self, duration: float) -> None:
         jobs = self.summary()["jobs"]

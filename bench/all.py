@@ -133,11 +133,11 @@ def figures_of(name: str, run: dict[str, Any]) -> list[dict[str, Any]]:
             "-" if par is None else f"parallel --line-buffer --tag: {par:.2f} s", r.get("ratio_vs_parallel"),
             f"<= {r.get('target', {}).get('ratio_max', 1.0)}x", str(r.get("verdict", "?")), aim, par, "s",
         ).as_dict()]  # fmt: skip
-        floor = r.get("bytes_floor_s")
-        if floor is not None:
-            figs.append(Figure("  dd writing the same bytes, cache kept", f"{floor:.2f} s",
-                               "-" if par is None else f"parallel: {par:.2f} s", floor / par if par else None,
-                               "-", "INFO", floor, par, "s").as_dict())  # fmt: skip
+        cached = r.get("bytes_cached_s")
+        if cached is not None:
+            figs.append(Figure("  dd writing the same bytes, cache kept", f"{cached:.2f} s",
+                               "-" if par is None else f"parallel: {par:.2f} s", cached / par if par else None,
+                               "-", "INFO", cached, par, "s").as_dict())  # fmt: skip
         return figs
     if name == "spool":
         out = []
