@@ -50,7 +50,7 @@ def _value(value: Any) -> str:
 
 
 def starter_text() -> str:
-    out = ["# aimedres-async configuration. Reference: README.md, \"The config file\".", ""]
+    out = ["# aimedres-async configuration. Reference: docs/reference/config.md.", ""]
     table = None
     for section, key, value, comment, active in _ENTRIES:
         if section != table:

@@ -179,7 +179,7 @@ class Supervisor:
     # ------------------------------------------------------------ the run
 
     async def run(self) -> int:
-        """Run every job to a final state; returns the exit code (see README)."""
+        """Run every job to a final state; returns the exit code (see docs/reference/cli.md, "Exit codes")."""
         t0 = time.monotonic()
         self._meta = self._run_started()
         resumed = self._apply_resume()

@@ -130,7 +130,7 @@ def check_supervisor_importable(env: Mapping[str, str]) -> str | None:
         print(
             f"error: {sys.executable} cannot import aimedres_async (and its dependencies):\n"
             f"{proc.stderr.strip()}\n"
-            "Run the benchmark with the project's venv, e.g. /work/venv/bin/python bench/capture.py",
+            "Run the benchmark with the project's venv active (python bench/capture.py)",
             file=sys.stderr,
         )
         return None

@@ -23,9 +23,9 @@ load average before and after is printed: on a shared machine the figures are no
 ratios within one script's run are what to compare. The exit status is 0 whatever the verdicts
 (2 only for bad usage).
 
-    /work/venv/bin/python bench/all.py                     # reduced sizes, ~4-5 min
-    /work/venv/bin/python bench/all.py --only dispatch idle
-    /work/venv/bin/python bench/all.py --full --json       # last stdout line: everything as JSON
+    python bench/all.py                     # reduced sizes, ~4-5 min
+    python bench/all.py --only dispatch idle
+    python bench/all.py --full --json       # last stdout line: everything as JSON
 """
 
 from __future__ import annotations

@@ -29,10 +29,10 @@ verdict INVALID. Without `parallel` on PATH only aimedres and raw seq are measur
 
 Run from the repository root with the project's interpreter, e.g.
 
-    /work/venv/bin/python bench/capture.py                 # 5 M lines, 5 runs
-    /work/venv/bin/python bench/capture.py --runs 3 --lines 1000000
-    /work/venv/bin/python bench/capture.py --validate      # also JSON-parse one run's whole log
-    /work/venv/bin/python bench/capture.py --json          # last stdout line: the results as JSON
+    python bench/capture.py                 # 5 M lines, 5 runs
+    python bench/capture.py --runs 3 --lines 1000000
+    python bench/capture.py --validate      # also JSON-parse one run's whole log
+    python bench/capture.py --json          # last stdout line: the results as JSON
 
 `--keep` keeps the temp dir (with the last run's outputs); `--tmpdir DIR` chooses where it is made.
 """

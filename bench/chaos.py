@@ -50,8 +50,8 @@ reported), final counts vs expected, runs and tickets run more than once, duplic
 leftover processes, fd counts, and leftovers in `tmp/` (staging files of moves a kill cut short:
 harmless, reported only).
 
-    /work/venv/bin/python bench/chaos.py                         # 2,000 tickets, 10 kills
-    /work/venv/bin/python bench/chaos.py --tickets 200 --kills 3 --json
+    python bench/chaos.py                         # 2,000 tickets, 10 kills
+    python bench/chaos.py --tickets 200 --kills 3 --json
 
 `--seed` fixes the ticket mix, the batches and the kill/reload plan (the timing of a real daemon
 still varies); `--workers` sets max_workers (default 4); `--timeout` bounds the whole run;

@@ -28,9 +28,9 @@ of one invocation, not absolute times across invocations.
 
 Run from the repository root with the project's interpreter, e.g.
 
-    /work/venv/bin/python bench/dispatch.py                    # 2,000 jobs, 8 workers, 5 runs
-    /work/venv/bin/python bench/dispatch.py --runs 3 --jobs 500
-    /work/venv/bin/python bench/dispatch.py --json             # last stdout line: the results as JSON
+    python bench/dispatch.py                    # 2,000 jobs, 8 workers, 5 runs
+    python bench/dispatch.py --runs 3 --jobs 500
+    python bench/dispatch.py --json             # last stdout line: the results as JSON
 
 `--keep` keeps the temp dir (config and the last run's logs); `--tmpdir DIR` chooses where it is made.
 """

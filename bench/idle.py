@@ -24,9 +24,9 @@ is the median steady-state CPU <= 1 % of one core: PASS or MISS; the exit status
 
 Run from the repository root with the project's interpreter, e.g.
 
-    /work/venv/bin/python bench/idle.py                 # 8 x sleep 5, 5 runs
-    /work/venv/bin/python bench/idle.py --runs 3 --sleep 3
-    /work/venv/bin/python bench/idle.py --json          # last stdout line: the results as JSON
+    python bench/idle.py                 # 8 x sleep 5, 5 runs
+    python bench/idle.py --runs 3 --sleep 3
+    python bench/idle.py --json          # last stdout line: the results as JSON
 
 `--keep` keeps the temp dir (configs, logs, supervisor output); `--tmpdir DIR` chooses where it is made.
 """

@@ -23,9 +23,9 @@ a shared machine; `sleep 1` itself is exact, so the overheads are what varies.
 
 Run from the repository root with the project's interpreter, e.g.
 
-    /work/venv/bin/python bench/makespan.py                    # 12 x sleep 1, 4 workers, 5 runs
-    /work/venv/bin/python bench/makespan.py --runs 3 --jobs 8 --workers 2
-    /work/venv/bin/python bench/makespan.py --json             # last stdout line: the results as JSON
+    python bench/makespan.py                    # 12 x sleep 1, 4 workers, 5 runs
+    python bench/makespan.py --runs 3 --jobs 8 --workers 2
+    python bench/makespan.py --json             # last stdout line: the results as JSON
 
 `--keep` keeps the temp dir (config and the last run's logs); `--tmpdir DIR` chooses where it is made.
 """

@@ -29,9 +29,9 @@ loaded peak <= 100 MiB (MiB = 2**20 bytes): PASS or MISS; the exit status is 0 e
 
 Run from the repository root with the project's interpreter, e.g.
 
-    /work/venv/bin/python bench/memory.py                         # 10,000 jobs, 64 workers, 5 runs of 15 s
-    /work/venv/bin/python bench/memory.py --runs 1 --duration 10
-    /work/venv/bin/python bench/memory.py --json                  # last stdout line: the results as JSON
+    python bench/memory.py                         # 10,000 jobs, 64 workers, 5 runs of 15 s
+    python bench/memory.py --runs 1 --duration 10
+    python bench/memory.py --json                  # last stdout line: the results as JSON
 
 `--keep` keeps the temp dir (config, logs, supervisor output); `--tmpdir DIR` chooses where it is made.
 """

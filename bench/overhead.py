@@ -32,9 +32,9 @@ either way. Figures are noisy on a shared or small machine; compare ratios withi
 
 Run from the repository root with the project's interpreter, e.g.
 
-    /work/venv/bin/python bench/overhead.py                 # 1,000,000 lines, 5 runs
-    /work/venv/bin/python bench/overhead.py --runs 3 --lines 200000
-    /work/venv/bin/python bench/overhead.py --json          # last stdout line: the results as JSON
+    python bench/overhead.py                 # 1,000,000 lines, 5 runs
+    python bench/overhead.py --runs 3 --lines 200000
+    python bench/overhead.py --json          # last stdout line: the results as JSON
 
 `--keep` keeps the temp dir (with the last run's outputs); `--tmpdir DIR` chooses where it is made.
 """

@@ -38,9 +38,9 @@ MemAvailable is below 1.5x that, or with `--skip-unbounded`.
 
 Run from the repository root with the project's interpreter, e.g.
 
-    /work/venv/bin/python bench/packing.py                  # 12 jobs, 5 runs, ~2 min
-    /work/venv/bin/python bench/packing.py --runs 1 --hold 0.5
-    /work/venv/bin/python bench/packing.py --json           # last stdout line: the results as JSON
+    python bench/packing.py                  # 12 jobs, 5 runs, ~2 min
+    python bench/packing.py --runs 1 --hold 0.5
+    python bench/packing.py --json           # last stdout line: the results as JSON
 
 `--keep` keeps the temp dir (configs and the last run's logs); `--tmpdir DIR` chooses where it is made.
 """

@@ -39,9 +39,9 @@ are measurements, not tests: the exit status is 0 whatever the verdict (2 if the
 
 Run from the repository root with the project's interpreter, e.g.
 
-    /work/venv/bin/python bench/spool.py                      # 100 + 100 tickets, drain 1,000
-    /work/venv/bin/python bench/spool.py --tickets 30 --drain 200
-    /work/venv/bin/python bench/spool.py --json               # last stdout line: the results as JSON
+    python bench/spool.py                      # 100 + 100 tickets, drain 1,000
+    python bench/spool.py --tickets 30 --drain 200
+    python bench/spool.py --json               # last stdout line: the results as JSON
 
 `--keep` keeps the temp dir (spool, logs, daemon.out); `--tmpdir DIR` chooses where it is made.
 """

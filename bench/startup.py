@@ -14,8 +14,8 @@ Each command runs once as a warm-up, then `--runs` times, interleaved. The table
 min and max. Targets: median < 0.3 s for `--help` and for `run --list` (PASS/MISS; INVALID if a run
 exited non-zero or `--list` did not list the bundled examples). The exit status is 0 either way.
 
-    /work/venv/bin/python bench/startup.py                # 20 runs each
-    /work/venv/bin/python bench/startup.py --runs 5 --json
+    python bench/startup.py                # 20 runs each
+    python bench/startup.py --runs 5 --json
 
 `--keep`, `--tmpdir` and `--timeout` are accepted like the other scripts' (this one makes no files).
 """

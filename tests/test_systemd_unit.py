@@ -1,5 +1,5 @@
 """systemd/aimedres-async.service: the SPEC §8 rules, `systemd-analyze verify` and `systemd-analyze
-security --offline=true` (exposure at most 2.0), the sysusers/tmpfiles files, and README's service
+security --offline=true` (exposure at most 2.0), the sysusers/tmpfiles files, and the service guides'
 config and tickets run through the real CLI.
 
 The systemd-analyze checks skip only when the tool is missing (CI installs it: .ci/run).
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "aimedres-async.service"
 SYSUSERS = ROOT / "systemd" / "aimedres-async.sysusers.conf"
 TMPFILES = ROOT / "systemd" / "aimedres-async.tmpfiles.conf"
-README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 
 STATE = "/var/lib/aimedres-async"
 WRITABLE = {f"{STATE}/spool", f"{STATE}/logs", f"{STATE}/results"}
@@ -278,13 +278,13 @@ def test_sysusers_and_tmpfiles_make_the_user_and_private_state_folders(tmp_path:
         assert st.st_uid == uid, folder
 
 
-# ---------------------------------------------------------------- README's service config and tickets
+# ---------------------------------------------------------------- the service guides' config and tickets
 
 
 def readme_service_section() -> str:
-    text = README.read_text()
-    start = text.index("## Running as a service")
-    return text[start : text.index("\n## ", start + 1)]
+    """The service guides in docs/how-to: install (the config), service (the tickets), operate."""
+    return "\n".join((DOCS / "how-to" / f"{name}.md").read_text()
+                     for name in ("install-the-service", "service", "operate-the-daemon"))  # fmt: skip
 
 
 def toml_blocks(section: str) -> list[str]:
@@ -309,9 +309,9 @@ def test_readme_service_config_matches_the_unit(unit: Unit) -> None:
 
 
 def test_readme_service_config_and_tickets_work(tmp_path: Path) -> None:
-    """The README's config (its state folders moved into tmp_path) with the bundled examples
-    beside it, as the install steps put them: validate, then submit both README tickets and the
-    README's `submit --job` line through the real CLI."""
+    """The service guides' config (its state folders moved into tmp_path) with the bundled examples
+    beside it, as the install steps put them: validate, then submit both tickets of the guide and the
+    guide's `submit --job` line through the real CLI."""
     config, *tickets = toml_blocks(readme_service_section())
     assert len(tickets) == 2
     (tmp_path / "etc").mkdir()
