@@ -13,23 +13,17 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from . import __version__
 from .config import Config, ConfigError, builtin, load, parse_duration
 from .jobs import SelectionError
+from .usage import Parser, UsageError
+
+__all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main", "main_exit"]
 
 COMMANDS = ("run", "list", "validate", "serve", "submit", "status", "logs", "init")
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A one-line usage or input problem: exit 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 def _int_at_least(lo: int) -> Callable[[str], int]:
@@ -60,65 +54,113 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="aimedres-async", description="Train a folder of ML training scripts in parallel, unattended.")
+DESCRIPTIONS = {
+    "run": "Run the selected jobs and exit. The exit code says whether every required job succeeded "
+           "(0), one failed (1), the command line or config is wrong (2), or a signal stopped it (130, 143).",
+    "list": "Show the jobs the config defines and discovery finds: id, script, which of "
+            "output-dir/epochs/folds/sample/batch it accepts, resources, whether they fit here, optional.",
+    "validate": "Check the config and the jobs it makes; print every problem (exit 2) or one OK line. "
+                "It reports what `run` would refuse: no jobs, a job that can never fit the resources.",
+    "serve": "The spool daemon: run the job tickets dropped into spool_dir/incoming with the same "
+             "supervisor as `run`, and file each under done/, failed/ or rejected/. Meant for systemd.",
+    "submit": "Validate tickets and enqueue them into the spool atomically; prints each ticket id. "
+              "Either ticket files, or --job ID with overrides.",
+    "status": "What the spool daemon is doing: tickets per state, and each running ticket's pid, "
+              "attempt and elapsed time.",
+    "logs": "A job's or ticket's JSON-lines log rendered for people: timestamps, attempt separators, "
+            "'!' for stderr, printed JSON objects as JSON.",
+    "init": "Write a commented starter aimedres.toml (never overwrites a file).",
+}  # fmt: skip
+EPILOG = """With no command, `run` is meant: `aimedres-async --parallel -j 4 --epochs 3` is
+`aimedres-async run --parallel -j 4 --epochs 3`, and `aimedres-async` alone runs every job of the
+config, as run_all_training.py did. `aimedres-async COMMAND --help` describes a command."""
+
+
+def _subcommand(sub: Any, name: str, help: str) -> Parser:
+    parser: Parser = sub.add_parser(name, help=help, description=DESCRIPTIONS[name])
+    return parser
+
+
+def _selection_options(sp: Parser) -> Any:
+    g = sp.add_argument_group("job selection")
+    g.add_argument("--only", nargs="+", action="extend", metavar="ID", default=[], help="run only these jobs")
+    g.add_argument("--exclude", nargs="+", action="extend", metavar="ID", default=[], help="skip these jobs")
+    g.add_argument("--no-auto-discover", action="store_true", help="only the jobs in [jobs.*], no discovery")
+    g.add_argument("--discover-root", nargs="+", metavar="DIR",
+                   help="discover scripts under these folders instead of [discovery] roots")  # fmt: skip
+    return g
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="aimedres-async", description="Train a folder of ML training scripts in parallel, unattended.",
+               epilog=EPILOG)  # fmt: skip
     p.add_argument("--config", metavar="PATH", help="config file (default: $AIMEDRES_CONFIG, else ./aimedres.toml)")
     p.add_argument("--version", action="version", version=f"aimedres-async {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    run = sub.add_parser("run", help="run the selected jobs and exit")
-    lst = sub.add_parser("list", help="show the jobs: script, accepted flags, resources")
-    val = sub.add_parser("validate", help="check the config and print every problem")
-    srv = sub.add_parser("serve", help="the spool daemon: run the tickets dropped into spool_dir/incoming")
-    smt = sub.add_parser("submit", help="enqueue tickets into the spool atomically; prints each ticket id")
+    run = _subcommand(sub, "run", "run the selected jobs and exit (the default command)")
+    lst = _subcommand(sub, "list", "show the jobs: script, accepted flags, resources")
+    val = _subcommand(sub, "validate", "check the config and print every problem")
+    srv = _subcommand(sub, "serve", "the spool daemon: run the tickets dropped into spool_dir/incoming")
+    smt = _subcommand(sub, "submit", "enqueue tickets into the spool atomically; prints each ticket id")
     smt.add_argument("tickets", nargs="*", metavar="TICKET.toml", help="ticket files to submit (or use --job)")
-    smt.add_argument("--job", metavar="ID", help="a ticket naming this configured job")
-    smt.add_argument("--epochs", type=_positive_int, metavar="N")
-    smt.add_argument("--folds", type=_positive_int, metavar="N")
-    smt.add_argument("--sample", type=_positive_int, metavar="N")
-    smt.add_argument("--batch", type=_positive_int, metavar="N")
-    smt.add_argument("--retries", type=_count, metavar="N")
-    smt.add_argument("--timeout", metavar="DURATION")
-    smt.add_argument("--arg", action="append", default=[], metavar="ARG", help="extra argument (repeatable)")
-    sts = sub.add_parser("status", help="what the spool daemon is doing")
-    sts.add_argument("--json", action="store_true", help="machine-readable")
-    lgs = sub.add_parser("logs", help="a job's or ticket's log, for humans")
-    lgs.add_argument("target", metavar="JOB|TICKET")
+    smt.add_argument("--job", metavar="ID", help="a ticket naming this configured (or discovered) job")
+    smt.add_argument("--epochs", type=_positive_int, metavar="N", help="the ticket's epochs (passed as --epochs)")
+    smt.add_argument("--folds", type=_positive_int, metavar="N", help="the ticket's folds (passed as --folds)")
+    smt.add_argument("--sample", type=_positive_int, metavar="N", help="passed as --sample")
+    smt.add_argument("--batch", type=_positive_int, metavar="N", help="passed as --batch-size")
+    smt.add_argument("--retries", type=_count, metavar="N", help="retries for the ticket's job")
+    smt.add_argument("--timeout", metavar="DURATION", help="per attempt, e.g. 30m (0 = none)")
+    smt.add_argument("--arg", action="append", default=[], metavar="ARG",
+                     help="append ARG to the job's command (repeatable; --arg=--seed for dashes)")  # fmt: skip
+    sts = _subcommand(sub, "status", "what the spool daemon is doing")
+    sts.add_argument("--json", action="store_true", help="one JSON object, for machines")
+    lgs = _subcommand(sub, "logs", "a job's or ticket's log, for humans")
+    lgs.add_argument("target", metavar="JOB|TICKET", help="a job id of a run, or a ticket id")
     lgs.add_argument("--run", metavar="RUN_ID", help="which run (default: the ticket's, else the latest)")
     lgs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job finishes")
-    ini = sub.add_parser("init", help="write a commented starter aimedres.toml (never overwrites)")
+    ini = _subcommand(sub, "init", "write a commented starter aimedres.toml (never overwrites)")
     ini.add_argument("path", nargs="?", default="aimedres.toml", help="where to write it (default: ./aimedres.toml)")
     for sp in (run, lst, val, srv, smt, sts, lgs):  # `run --config X` works as well as `--config X run`
         sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    for sp in (run, lst):
-        g = sp.add_argument_group("job selection and discovery")
-        g.add_argument("--only", nargs="+", action="extend", metavar="ID", default=[], help="run only these jobs")
-        g.add_argument("--exclude", nargs="+", action="extend", metavar="ID", default=[], help="skip these jobs")
-        g.add_argument("--no-auto-discover", action="store_true", help="only the jobs in [jobs.*]")
-        g.add_argument("--discover-root", nargs="+", metavar="DIR", help="discover under these folders instead")
-        g.add_argument("--epochs", type=_positive_int, metavar="N")
-        g.add_argument("--folds", type=_positive_int, metavar="N")
-        g.add_argument("--sample", type=_positive_int, metavar="N")
-        g.add_argument("--batch", type=_positive_int, metavar="N", help="passed as --batch-size")
-        g.add_argument("--extra-arg", action="append", default=[], metavar="ARG",
-                       help="append ARG to every script's command (repeatable; --extra-arg=--flag)")
-        g.add_argument("--base-output-dir", metavar="DIR", help="each job writes to DIR/<id>")
-        g.add_argument("--parallel", action="store_true", default=None, help="run jobs in parallel")
-        g.add_argument("--max-workers", type=_workers, metavar="N|auto", default=argparse.SUPPRESS)
-        g.add_argument("--retries", type=_count, metavar="N", help="retries per job (wins over the config)")
-        g.add_argument("--timeout", type=_duration, metavar="DURATION", help="per attempt, e.g. 30m (0 = none)")
-    run.add_argument("--list", action="store_true", help="list the jobs and exit")
-    run.add_argument("--dry-run", action="store_true", help="print each job's exact command; run nothing")
-    run.add_argument("--verbose", action="store_true", help="also stream every output line, prefixed by job id")
-    run.add_argument("--allow-partial-success", action="store_true", help="exit 0 even if a required job failed")
-    run.add_argument("--fail-fast", action="store_true", help="stop everything at the first required failure")
-    run.add_argument("--logs-dir", metavar="DIR", help="where run folders go (default: [supervisor] logs_dir)")
-    run.add_argument("--log-file", metavar="PATH", help="also write the complete JSON-lines stream here")
-    run.add_argument("--log-format", choices=("auto", "console", "json"), default="auto")
-    run.add_argument("--junit-xml", metavar="PATH", help="write a JUnit report, one testcase per job")
-    run.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID",
-                     help="skip jobs that succeeded in RUN_ID (default: the latest run) with the same command")
-    run.add_argument("--no-progress", action="store_true", help="plain lines even on a terminal")
+
+    _selection_options(run).add_argument("--list", action="store_true",
+                                         help="list the jobs and exit (the `list` command)")  # fmt: skip
+    _selection_options(lst)
+    # `list` shows what it would run; these change nothing it shows, but `run --list` accepts them.
+    lst.set_defaults(epochs=None, folds=None, sample=None, batch=None, extra_arg=[], base_output_dir=None,
+                     parallel=None, retries=None, timeout=None)  # fmt: skip
+
+    g = run.add_argument_group("passed to the scripts (a job's own config value wins)")
+    g.add_argument("--epochs", type=_positive_int, metavar="N", help="passed as --epochs to scripts that accept it")
+    g.add_argument("--folds", type=_positive_int, metavar="N", help="passed as --folds to scripts that accept it")
+    g.add_argument("--sample", type=_positive_int, metavar="N", help="passed as --sample to scripts that accept it")
+    g.add_argument("--batch", type=_positive_int, metavar="N", help="passed as --batch-size to scripts that accept it")
+    g.add_argument("--extra-arg", action="append", default=[], metavar="ARG",
+                   help="append ARG to every script's command (repeatable; --extra-arg=--flag)")  # fmt: skip
+    g.add_argument("--base-output-dir", metavar="DIR", help="each job writes to DIR/<id> (passed as --output-dir)")
+
+    g = run.add_argument_group("execution")
+    g.add_argument("--parallel", action="store_true", default=None, help="run jobs in parallel (parallel = true)")
+    g.add_argument("-j", "--max-workers", type=_workers, metavar="N|auto", default=argparse.SUPPRESS,
+                   help="at most N jobs at once; auto = one per CPU, fitted to recorded memory peaks")  # fmt: skip
+    g.add_argument("--retries", type=_count, metavar="N", help="retries per job (wins over the config)")
+    g.add_argument("--timeout", type=_duration, metavar="DURATION", help="per attempt, e.g. 30m (0 = none)")
+    g.add_argument("--fail-fast", action="store_true", help="stop everything at the first required failure")
+    g.add_argument("--allow-partial-success", action="store_true", help="exit 0 even if a required job failed")
+    g.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID",
+                   help="skip jobs that succeeded in RUN_ID (default: the latest run) with the same command")
+    g.add_argument("--dry-run", action="store_true",
+                   help="print each job's exact command and check what run would; run nothing")  # fmt: skip
+
+    g = run.add_argument_group("output")
+    g.add_argument("--verbose", action="store_true", help="also stream every output line, prefixed by job id")
+    g.add_argument("--no-progress", action="store_true", help="plain lines even on a terminal")
+    g.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
+                   help="lifecycle lines on stderr: human (auto: live display on a terminal) or JSON")  # fmt: skip
+    g.add_argument("--logs-dir", metavar="DIR", help="where run folders go (default: [supervisor] logs_dir)")
+    g.add_argument("--log-file", metavar="PATH", help="also write the complete JSON-lines stream here")
+    g.add_argument("--junit-xml", metavar="PATH", help="write a JUnit report, one testcase per job")
     return p
 
 
@@ -135,8 +177,8 @@ def _with_default_command(argv: list[str]) -> list[str]:
         if a.startswith("--config="):
             i += 1
             continue
-        if a in ("-h", "--help", "--version") or a in COMMANDS:
-            return argv
+        if a in ("-h", "--help", "--version") or a in COMMANDS or not a.startswith("-"):
+            return argv  # a word that is no command: argparse names it, with the nearest command
         return [*argv[:i], "run", *argv[i:]]
     return [*argv, "run"] if not argv or argv[-1] != "--help" else argv
 
@@ -225,33 +267,20 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
     if a.list:
         _print_list(cfg, p)
         return 0
+    logs_dir = Path(a.logs_dir).resolve() if a.logs_dir else cfg.resolve(cfg.supervisor.logs_dir)
+    resume, pools = _check_runnable(cfg, p, logs_dir, a.resume)  # --dry-run refuses what run refuses
     if a.dry_run:
         for s in p.jobs:
             print(f"# {s.id}  (cwd {shlex.quote(str(s.cwd))})")
             print(s.shell_command())
         return 0
-    if not p.jobs:
-        raise UsageError("no jobs to run (check [jobs.*], [discovery] roots, --only/--exclude)")
     # imported only now: --list and --dry-run never need asyncio, the supervisor, runner or sinks
     import asyncio
 
-    from .supervisor import RunOptions, Supervisor, default_workers, load_summary, recorded_peaks, results_table
-
-    logs_dir = Path(a.logs_dir).resolve() if a.logs_dir else cfg.resolve(cfg.supervisor.logs_dir)
-    resume = None
-    if a.resume is not None:
-        try:
-            resume = load_summary(logs_dir, None if a.resume == "latest" else a.resume)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-    from .scheduler import Need, auto_workers, capacity
+    from .scheduler import auto_workers
+    from .supervisor import RunOptions, Supervisor, default_workers, recorded_peaks, results_table
 
     executor = _executor(cfg)
-    pools = capacity(cfg)
-    unfit = [f"job {s.id} can never run here: it {why}" for s in p.jobs
-             if executor is None and (why := pools.never_fits(Need.of(s.resources)))]  # fmt: skip
-    if unfit:
-        raise UsageError("; ".join(unfit) + " (see [supervisor] gpus/memory/cpus)")
     workers = default_workers(cfg.supervisor.parallel, cfg.supervisor.max_workers)
     if cfg.supervisor.parallel and cfg.supervisor.max_workers is None:
         peaks = recorded_peaks(logs_dir, {s.id for s in p.jobs})
@@ -315,6 +344,43 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
     return code
 
 
+def _pools(cfg: Config) -> Any:
+    from .scheduler import capacity
+
+    return capacity(cfg)
+
+
+def _job_problems(cfg: Config, p: Any) -> tuple[list[str], Any]:
+    """What stops `run` before anything starts, one line each: no jobs; a job that can never fit the
+    supervisor's GPUs, memory or CPUs (local executor). Returns (problems, the resource pools)."""
+    from .scheduler import Need
+
+    pools = _pools(cfg)
+    if not p.jobs:
+        return ["no jobs to run (check [jobs.*], [discovery] roots, --only/--exclude)"], pools
+    if cfg.supervisor.executor != "local":
+        return [], pools
+    problems = [f"job {s.id} can never run here: it {why} (see [supervisor] gpus/memory/cpus)"
+                for s in p.jobs if (why := pools.never_fits(Need.of(s.resources)))]  # fmt: skip
+    return problems, pools
+
+
+def _check_runnable(cfg: Config, p: Any, logs_dir: Path, resume_arg: str | None) -> tuple[Any, Any]:
+    """Everything `run` refuses, also for --dry-run: (the summary to resume from, the pools)."""
+    problems, pools = _job_problems(cfg, p)
+    if problems:
+        raise UsageError("; ".join(problems))
+    resume = None
+    if resume_arg is not None:
+        from .supervisor import load_summary
+
+        try:
+            resume = load_summary(logs_dir, None if resume_arg == "latest" else resume_arg)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    return resume, pools
+
+
 def cmd_list(cfg: Config, a: argparse.Namespace) -> int:
     a.list, a.dry_run, a.log_format, a.verbose = True, False, "auto", False
     return cmd_run(cfg, a)
@@ -326,6 +392,9 @@ def cmd_validate(cfg: Config, a: argparse.Namespace) -> int:
     p = plan(cfg)
     for w in p.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    problems, _pools = _job_problems(cfg, p)
+    if problems:
+        raise ConfigError([f"{cfg.path or 'built-in defaults'}: {problem}" for problem in problems])
     where = cfg.path or "built-in defaults"
     print(f"{where}: ok ({len(p.jobs)} jobs: {', '.join(s.id for s in p.jobs) or 'none'})")
     return 0

@@ -378,7 +378,13 @@ def test_verbose_echo_has_no_empty_lines_for_progress_bars(tmp_path: Path, marke
 # ------------------------------------------------------------------------------ init
 
 
+def a_training_script(folder: Path) -> None:
+    """What `init` is run beside: `validate` refuses a config that makes no job, as `run` does."""
+    (folder / "train_demo.py").write_text("import argparse\nargparse.ArgumentParser().parse_args()\n")
+
+
 def test_init_writes_a_commented_valid_starter(tmp_path: Path) -> None:
+    a_training_script(tmp_path)
     r = cli(tmp_path, "init")
     assert r.returncode == 0, r.stderr
     assert r.stderr == "" and "aimedres.toml" in r.stdout
@@ -413,6 +419,7 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
 
 
 def test_init_to_another_path(tmp_path: Path) -> None:
+    a_training_script(tmp_path)
     r = cli(tmp_path, "init", "other.toml")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "other.toml").exists() and not (tmp_path / "aimedres.toml").exists()
