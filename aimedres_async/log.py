@@ -32,7 +32,7 @@ def _import_structlog() -> Any:
 
 # Fields too bulky for a human line; they are in the JSON-lines logs.
 _LINES = re.compile(r"([^\r\n]*)(\r\n|\r|\n)")
-_HIDDEN = {"ts", "run", "event", "job", "attempt", "argv", "env_keys", "cwd", "job_ids",
+_HIDDEN = {"ts", "t", "schema", "run", "event", "job", "attempt", "argv", "env_keys", "cwd", "job_ids",
            "script_sha256", "git", "config_sha256", "python", "host", "counts", "gpus", "started_at",
            "platform"}  # fmt: skip
 

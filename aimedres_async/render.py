@@ -55,13 +55,18 @@ def render(rec: dict[str, Any]) -> str:
         else:
             body = rec.get("line", "") + ("…" if rec.get("partial") else "")
         return f"{ts} #{attempt}{err}| {body}"
-    skip = {"ts", "event", "run", "job", "attempt", "argv", "env_keys", "script_sha256"}
-    extra = " ".join(f"{k}={v}" for k, v in rec.items() if k not in skip and v is not None)
+    skip = {"ts", "t", "schema", "event", "run", "job", "attempt", "argv", "env_keys", "script_sha256"}
+    extra = " ".join(f"{k}={_value(v)}" for k, v in rec.items() if k not in skip and v is not None)
     line = f"{ts} == {event}" + (f" (attempt {attempt})" if attempt is not None else "")
     line += f" {extra}" if extra else ""
     if event == "job.started":
         line = f"{'-' * 20} attempt {attempt} {'-' * 20}\n" + line
     return line
+
+
+def _value(v: Any) -> str:
+    """Strings as they are; everything else (metrics, counts, lists) as JSON, never a Python repr."""
+    return v if isinstance(v, str) else orjson.dumps(v).decode()
 
 
 def show(path: Path, follow: bool = False, poll: float = 0.2) -> int:

@@ -39,18 +39,31 @@ EVENTS_BATCH = 256  # lifecycle lines held before one write (each pins orjson's 
 _sec_cache: tuple[int, bytes] = (0, b"")
 
 
-def timestamp() -> bytes:
-    """Now as RFC 3339 UTC with microseconds, e.g. 2026-11-23T11:33:47.123456Z."""
+def timestamp(now: float | None = None) -> bytes:
+    """Now (or `now`) as RFC 3339 UTC with microseconds, e.g. 2026-11-23T11:33:47.123456Z."""
     global _sec_cache
-    now = time.time()
+    if now is None:
+        now = time.time()
     sec = int(now)
     if _sec_cache[0] != sec:
         _sec_cache = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode())
     return b"%s.%06dZ" % (_sec_cache[1], int((now - sec) * 1_000_000))
 
 
-def timestamp_str() -> str:
-    return timestamp().decode()
+def timestamp_str(now: float | None = None) -> str:
+    return timestamp(now).decode()
+
+
+def record_head() -> bytes:
+    """The start of a record: `{"ts":"<RFC 3339>","t":<Unix seconds>` for one moment. The hot path
+    calls it once per chunk, so the records of a chunk share their time."""
+    global _sec_cache
+    now = time.time()
+    sec = int(now)
+    if _sec_cache[0] != sec:
+        _sec_cache = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode())
+    usec = int((now - sec) * 1_000_000)
+    return b'{"ts":"%s.%06dZ","t":%d.%06d' % (_sec_cache[1], usec, sec, usec)
 
 
 class Framer:
@@ -71,7 +84,7 @@ class Framer:
         redact: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self._head_parts = (
-            b'","event":"job.output","run":"%s","job":"%s","attempt":%d,"stream":"%s",'
+            b',"event":"job.output","run":"%s","job":"%s","attempt":%d,"stream":"%s",'
             % (run.encode(), job.encode(), attempt, stream.encode())
         )
         self.stream = stream
@@ -132,7 +145,7 @@ class Framer:
             piece = self.redact(piece)
         self._keep_tail(piece + b"\n")  # ended: the next attempt's first line must not join it
         self.flushed = piece
-        return self._record(b'{"ts":"' + timestamp(), piece, self._cut)
+        return self._record(record_head(), piece, self._cut)
 
     def _keep_tail(self, block: bytes) -> None:
         """Recent output for JUnit and the console: small blocks of one stream are merged."""
@@ -146,7 +159,7 @@ class Framer:
         """Cut an unterminated record that outgrew max_line; what stays pending is <= max_line."""
         if len(self._pending) <= self.max_line:
             return []
-        head = b'{"ts":"' + timestamp()
+        head = record_head()
         out = []
         while len(self._pending) > self.max_line:
             piece = bytes(self._pending[: self.max_line])
@@ -161,7 +174,7 @@ class Framer:
         """Plain lines (nothing to escape, no \r): all records from one `bytes.replace`."""
         if complete.translate(None, _PLAIN):
             return None
-        start = b'{"ts":"' + timestamp() + self._head_parts + b'"line":"'
+        start = record_head() + self._head_parts + b'"line":"'
         sep = b'"}\n' + start
         # complete ends with \n, whose replacement carries one `start` too many: cut it off
         # with a view instead of copying the whole buffer.
@@ -170,7 +183,7 @@ class Framer:
 
     def _frame(self, complete: bytes, first_partial: bool) -> bytes:
         """Line by line: escaping, \r, JSON-object lines, over-long lines cut into parts."""
-        ts_head = b'{"ts":"' + timestamp()
+        ts_head = record_head()
         out = []
         for i, m in enumerate(_LINE.finditer(complete)):
             line = m.group(1)
@@ -434,7 +447,8 @@ class RunLog:
                 self._failed.append(f)
 
     def emit(self, event: str, job: str | None = None, attempt: int | None = None, **fields: Any) -> dict[str, Any]:
-        record: dict[str, Any] = {"ts": timestamp_str(), "event": event, "run": self.run_id}
+        now = time.time()
+        record: dict[str, Any] = {"ts": timestamp_str(now), "t": round(now, 6), "event": event, "run": self.run_id}
         if job is not None:
             record["job"] = job
         if attempt is not None:

@@ -37,6 +37,7 @@ from .runner import (
     should_retry,
 )
 from .scheduler import Grant, Need, Pools, capacity, pick_next
+from .schema import SCHEMA_VERSION
 
 # One attempt of a job, wherever it runs: runner.run_attempt (local) or RayExecutor.run_attempt.
 Executor = Callable[[JobSpec, int, AttemptContext, JobOutput, "Mapping[str, str] | None"], Awaitable[AttemptResult]]
@@ -189,6 +190,7 @@ class Supervisor:
                 self._waiting.append(job)
         for job in resumed:
             self.log.emit("job.finished", job=job.spec.id, status=job.status, attempts=0,
+                          optional=job.spec.optional, metrics=job.output.metrics,
                           reason="succeeded in the resumed run with the same command")  # fmt: skip
         if not self.opts.serve:
             self._write_summary(force=True)
@@ -233,6 +235,7 @@ class Supervisor:
             except OSError:
                 pass
         meta: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,  # docs/reference/log-records.md: additive changes keep it
             "run": self.run_id,
             "started_at": sinks.timestamp_str(),
             "config": str(cfg.path.resolve()) if cfg.path else None,
@@ -360,7 +363,7 @@ class Supervisor:
             return
         job.status = status
         self.log.emit("job.finished", job=job.spec.id, status=status.value, attempts=job.attempts,
-                      metrics=job.output.metrics)  # fmt: skip
+                      optional=job.spec.optional, metrics=job.output.metrics)  # fmt: skip
         self.log.close_job(job.spec.id)
         if job.on_finished is not None:
             try:

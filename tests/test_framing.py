@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,8 +21,8 @@ from aimedres_async import sinks
 from aimedres_async.sinks import Framer, last_lines
 
 TS_RE = re.compile(rb"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
-TS_FIELD = re.compile(rb'^\{"ts":"[^"]*",')
-BASE_KEYS = {"ts", "event", "run", "job", "attempt", "stream"}
+TS_FIELD = re.compile(rb'^\{"ts":"[^"]*","t":[0-9.]+,')
+BASE_KEYS = {"ts", "t", "event", "run", "job", "attempt", "stream"}
 PROPERTY = settings(max_examples=400, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
 
@@ -46,7 +46,9 @@ def check_records(raw: bytes) -> list[dict[str, Any]]:
         assert isinstance(rec, dict)
         ts = rec["ts"].encode()
         assert TS_RE.match(ts), rec["ts"]
-        datetime.strptime(rec["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")  # a real date, not just the right shape
+        when = datetime.strptime(rec["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")  # a real date, not just the right shape
+        # t is the same moment in Unix seconds (a number jq and pandas take as it is)
+        assert isinstance(rec["t"], float) and abs(when.replace(tzinfo=UTC).timestamp() - rec["t"]) < 1e-5
         assert rec["event"] == "job.output"
         assert (rec["run"], rec["job"], rec["attempt"], rec["stream"]) == ("r1", "j", 1, "stdout")
         extra = set(rec) - BASE_KEYS
@@ -203,7 +205,7 @@ class _Spy:
 
 
 def _strip_ts(raw: bytes) -> list[bytes]:
-    return [TS_FIELD.sub(b'{"ts":"",', line) for line in raw.splitlines()]
+    return [TS_FIELD.sub(b'{"ts":"","t":0,', line) for line in raw.splitlines()]
 
 
 def _fast_and_careful(monkeypatch: pytest.MonkeyPatch, text: bytes) -> tuple[bytes, bytes]:
