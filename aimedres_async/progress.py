@@ -20,8 +20,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .config import format_duration
+from .sinks import ATTEMPT_MARK
 
 _LAST_LINE = re.compile(rb"[^\r\n]+")
+SHOWN_METRICS = 4  # per finished-job line
 _STATUS_STYLE = {"succeeded": "green", "skipped": "green", "failed": "red", "timed_out": "red",
                  "spawn_failed": "red", "cancelled": "yellow"}  # fmt: skip
 
@@ -67,8 +69,10 @@ class ProgressDisplay:
             status = str(rec.get("status"))
             self.counts[status] = self.counts.get(status, 0) + 1
             self.running.pop(job, None)
-            metrics = rec.get("metrics") or {}
-            shown = " ".join(f"{k}={v}" for k, v in list(metrics.items())[:4] if isinstance(v, int | float | str))
+            metrics = [(k, v) for k, v in (rec.get("metrics") or {}).items() if isinstance(v, int | float | str)]
+            shown = " ".join(f"{k}={v}" for k, v in metrics[:SHOWN_METRICS])
+            if len(metrics) > SHOWN_METRICS:
+                shown += f" +{len(metrics) - SHOWN_METRICS} more"  # all of them: summary.json, `logs`
             self._print(f"[{_STATUS_STYLE.get(status, 'white')}]{status:<9}[/] {job} "
                         f"(attempts {rec.get('attempts')}) {shown}")  # fmt: skip
         elif ev == "run.finished":
@@ -82,7 +86,7 @@ class ProgressDisplay:
 
     def _last_line(self, job: str) -> str:
         tail = self.tail_of(job) if self.tail_of else None
-        if not tail:
+        if not tail or tail[-1][0] == ATTEMPT_MARK:  # nothing printed yet by this attempt
             return ""
         lines = _LAST_LINE.findall(tail[-1][1][-2048:])
         if not lines:

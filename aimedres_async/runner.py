@@ -25,7 +25,7 @@ from typing import Any
 from . import procs
 from .config import Backoff
 from .jobs import JobSpec, Outcome
-from .sinks import TAIL_BLOCKS, Buffer, Framer
+from .sinks import ATTEMPT_MARK, TAIL_BLOCKS, Buffer, Framer
 
 READ_SIZE = 1 << 20
 DRAIN_TIMEOUT = 2.0  # after the group is gone, how long a pipe held by an escaped process may stay open
@@ -137,7 +137,7 @@ async def run_attempt(
     # of the pid that crash recovery relies on, follow the spawn at once.
     script_sha = file_sha256(spec.script) if spec.script else None
     oom_kills = cgroup_oom_kills()
-    output.tail.append((ATTEMPT_MARK, b""))  # classify() looks at this attempt's output only
+    output.tail.append((ATTEMPT_MARK, b"%d" % attempt))  # classify() and JUnit split the output by attempt
     try:
         child = procs.Child.spawn(spec.argv, spec.cwd, env)
     except OSError as e:
@@ -369,7 +369,6 @@ def emit_exited(spec: JobSpec, attempt: int, ctx: AttemptContext, r: AttemptResu
 _CUDA_OOM = re.compile(
     rb"CUDA out of memory|CUDA error: out of memory|CUBLAS_STATUS_ALLOC_FAILED|OutOfMemoryError: CUDA"
 )
-ATTEMPT_MARK = "attempt"  # a tail entry separating one attempt's output from the next
 NEAR_LIMIT = 0.9  # a SIGKILL at >= 90% of the declared memory is taken for the OOM killer
 
 

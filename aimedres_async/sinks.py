@@ -224,14 +224,38 @@ class Framer:
         return head + b'"line":' + orjson.dumps(text) + b"}\n"
 
 
+ATTEMPT_MARK = "attempt"  # a tail entry (ATTEMPT_MARK, b"<n>") where attempt n's output starts
+
+
 def last_lines(tail: Iterable[tuple[str, bytes]], n: int = 50) -> list[str]:
-    """The last n output lines of a job, from the tail blocks its framers kept."""
-    lines: list[str] = []
-    for _stream, block in tail:
-        lines.extend(
-            x.decode("utf-8", "backslashreplace") for x in _SPLIT.split(block) if x
+    """The last n output lines of a job, from the tail blocks its framers kept. When they span
+    several attempts, each attempt's lines follow a header `--- attempt N ---`."""
+    items: list[tuple[bool, str]] = []  # (is a header, text)
+    marks = 0
+    for stream, block in tail:
+        if stream == ATTEMPT_MARK:
+            marks += 1
+            items.append((True, f"--- attempt {block.decode() or '?'} ---"))
+            continue
+        items.extend(
+            (False, x.decode("utf-8", "backslashreplace")) for x in _SPLIT.split(block) if x
         )
-    return lines[-n:]
+    if marks < 2:
+        return [text for header, text in items if not header][-n:]
+    kept: list[tuple[bool, str]] = []
+    count = 0
+    for i in range(len(items) - 1, -1, -1):
+        header, text = items[i]
+        if not header:
+            if count == n:
+                # the lines kept start inside an attempt: name it
+                kept.append(next((item for item in reversed(items[:i]) if item[0]), (True, "--- ... ---")))
+                break
+            count += 1
+        kept.append((header, text))
+    kept.reverse()
+    # an attempt that printed nothing keeps its header, so the numbering shows every attempt
+    return [text for _header, text in kept]
 
 
 class JsonlFile:
@@ -345,13 +369,14 @@ def point_latest(logs_dir: Path, run_id: str) -> None:
     os.replace(tmp, link)
 
 
-def junit_xml(run_id: str, duration_s: float, jobs: list[dict[str, Any]]) -> bytes:
-    """A JUnit report: one testcase per job; a failed job's text is its last 50 output lines.
+def junit_xml(run_id: str, duration_s: float, jobs: list[dict[str, Any]], started_at: str | None = None) -> bytes:
+    """A JUnit report: one testcase per job; a failed job's text is its last 50 output lines, under a
+    numbered header per attempt when it had several. The suite's timestamp is the run's start.
 
     An optional job that failed is reported as skipped (with the reason), since it does not
     fail the run; a job that never ran because the run was stopped is skipped too.
     """
-    suite = ET.Element("testsuite", name="aimedres-async", timestamp=timestamp_str())
+    suite = ET.Element("testsuite", name="aimedres-async", timestamp=started_at or timestamp_str())
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for job in jobs:
         counts["tests"] += 1

@@ -450,7 +450,8 @@ class Supervisor:
             job["last_lines"] = sinks.last_lines(run.output.tail)
         if self.opts.junit_xml is not None:
             try:
-                sinks.atomic_write(self.opts.junit_xml, sinks.junit_xml(self.run_id, duration, jobs))
+                report = sinks.junit_xml(self.run_id, duration, jobs, started_at=self._meta.get("started_at"))
+                sinks.atomic_write(self.opts.junit_xml, report)
             except OSError as e:
                 self.console.warning(f"could not write {self.opts.junit_xml}: {e.strerror or e}")
         if self.opts.step_summary is not None:
@@ -461,16 +462,18 @@ class Supervisor:
                 self.console.warning(f"could not append to {self.opts.step_summary}: {e.strerror or e}")
 
 
-def metrics_text(metrics: dict[str, Any] | None, limit: int = 60) -> str:
+def metrics_text(metrics: dict[str, Any] | None, limit: int | None = None) -> str:
+    """`key=value ...` of the final metrics (not the model's name); cut to `limit` with `…` if given."""
     if not metrics:
         return ""
     text = " ".join(f"{k}={v}" for k, v in metrics.items() if isinstance(v, int | float | str) and k != "model")
     text = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in text)  # one row, whatever it printed
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if limit is None or len(text) <= limit else text[: max(0, limit - 1)] + "…"
 
 
 def results_table(jobs: list[dict[str, Any]], width: int | None = None) -> str:
-    """The plain-text table printed at the end of a run (metrics cut to fit `width`)."""
+    """The plain-text table printed at the end of a run. `width` is a terminal's: the metrics column
+    is cut to fit it, with `…`; without one (a file, a pipe, CI) nothing is cut."""
     rows = [("JOB", "STATUS", "ATTEMPTS", "EXIT", "TIME", "PEAK RSS", "FINAL METRICS")]
     for j in jobs:
         status = j["status"] + (" (optional)" if j["optional"] and j["status"] != "succeeded" else "")
@@ -479,13 +482,14 @@ def results_table(jobs: list[dict[str, Any]], width: int | None = None) -> str:
         exit_ = j["signal"] or ("" if j["exit_code"] is None else str(j["exit_code"]))
         rows.append((j["id"], status, str(j["attempts"]), exit_, format_duration(j["duration_s"]),
                      format_size(j["peak_rss_bytes"]) if j["peak_rss_bytes"] else "",
-                     metrics_text(j["metrics"], 200)))  # fmt: skip
+                     metrics_text(j["metrics"])))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    room = max(24, (width or 140) - sum(widths) - 2 * len(widths))
-    rows = [(*r[:-1], r[-1] if len(r[-1]) <= room else r[-1][: room - 3] + "...") for r in rows]
+    if width is not None:
+        room = max(24, width - sum(widths) - 2 * len(widths))
+        rows = [(*r[:-1], r[-1] if len(r[-1]) <= room else r[-1][: room - 1] + "…") for r in rows]
     return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows
-    ).rstrip() + "\n"
+        ("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip() for r in rows
+    ) + "\n"
 
 
 def markdown_table(run_id: str, jobs: list[dict[str, Any]]) -> str:
@@ -493,7 +497,9 @@ def markdown_table(run_id: str, jobs: list[dict[str, Any]]) -> str:
              "|---|---|---|---|---|"]  # fmt: skip
     for j in jobs:
         status = j["status"] + (f" ({j['failure']})" if j.get("failure") else "")
-        metrics = metrics_text(j["metrics"], 200).replace("|", "\\|")
+        if j.get("optional"):
+            status += " (optional)"
+        metrics = metrics_text(j["metrics"]).replace("|", "\\|")
         lines.append(f"| {j['id']} | {status} | {j['attempts']} | {format_duration(j['duration_s'])} | {metrics} |")
     return "\n".join(lines) + "\n\n"
 

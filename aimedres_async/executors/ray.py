@@ -20,7 +20,7 @@ from typing import Any
 from ..config import RayConfig
 from ..jobs import JobSpec, Outcome
 from ..runner import AttemptContext, AttemptResult, JobOutput, deliver, deliver_end, emit_exited, job_env
-from ..sinks import Framer
+from ..sinks import ATTEMPT_MARK, Framer
 
 POLL = 0.5
 _TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -61,6 +61,7 @@ class RayExecutor:
     async def run_attempt(self, spec: JobSpec, attempt: int, ctx: AttemptContext, output: JobOutput,
                           extra_env: Mapping[str, str] | None = None) -> AttemptResult:  # fmt: skip
         t0 = time.monotonic()
+        output.tail.append((ATTEMPT_MARK, b"%d" % attempt))  # JUnit numbers the attempts' lines
         env = {k: v for k, v in job_env(spec, ctx, attempt).items() if k in spec.env or k.startswith("AIMEDRES_")}
         env.update(extra_env or {})
         argv = list(spec.argv)
