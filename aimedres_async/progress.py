@@ -15,8 +15,6 @@ from typing import Any, TextIO
 from rich.console import Console as RichConsole
 from rich.console import Group
 from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
 from rich.text import Text
 
 from .config import format_duration
@@ -24,6 +22,9 @@ from .sinks import ATTEMPT_MARK
 
 _LAST_LINE = re.compile(rb"[^\r\n]+")
 SHOWN_METRICS = 4  # per finished-job line
+MIN_LAST = 20  # a running job's last output line keeps at least this many columns
+GAP = 2  # between the columns of a job's row
+MIN_BAR, MAX_BAR = 10, 30  # the overall bar's width, when the header has room for it
 _STATUS_STYLE = {"succeeded": "green", "skipped": "green", "failed": "red", "timed_out": "red",
                  "spawn_failed": "red", "cancelled": "yellow"}  # fmt: skip
 
@@ -96,19 +97,69 @@ class ProgressDisplay:
         return "".join(ch for ch in plain if ch >= " " and ch != "\x7f")
 
     def _render(self) -> Group:
+        width = max(20, self.console.width)
+        lines = [self._header(width)]
+        now = time.monotonic()
+        running = list(self.running.items())[: max(1, self.console.height - 3)]
+        rows = [(job, f"#{attempt}", format_duration(now - since), self._last_line(job))
+                for job, (attempt, since) in running]  # fmt: skip
+        lines += self._rows(rows, width)
+        return Group(*lines)
+
+    def _header(self, width: int) -> Text:
+        """One line at any width: the bar shrinks, then goes, before the counts would wrap."""
         done = sum(self.counts.values())
         failed = sum(n for s, n in self.counts.items() if s not in ("succeeded", "skipped"))
-        elapsed = format_duration(time.monotonic() - self.started)
-        head = Table.grid(padding=(0, 1))
-        head.add_row(
-            ProgressBar(total=max(self.total, 1), completed=done, width=30),
-            Text(f"{done}/{self.total} done · {len(self.running)} running · {failed} failed · {elapsed}"),
-        )
-        rows = Table.grid(padding=(0, 2))
-        width = max(20, self.console.width - 40)
-        now = time.monotonic()
-        for job, (attempt, since) in list(self.running.items())[: max(1, self.console.height - 3)]:
-            last = self._last_line(job)
-            rows.add_row(Text(job, style="bold"), Text(f"#{attempt}"), Text(format_duration(now - since)),
-                         Text(last[:width], overflow="ellipsis", no_wrap=True))  # fmt: skip
-        return Group(head, rows)
+        counts = Text()
+        counts.append(f"{done}/{self.total} done", style="green" if done else "")
+        counts.append(f" · {len(self.running)} running", style="cyan" if self.running else "")
+        counts.append(f" · {failed} failed", style="bold red" if failed else "")
+        counts.append(f" · {format_duration(time.monotonic() - self.started)}")
+        room = width - len(counts.plain) - 1
+        line = Text(no_wrap=True, overflow="ellipsis")
+        if room >= MIN_BAR:
+            bar = min(MAX_BAR, room)
+            filled = round(bar * done / max(self.total, 1))
+            # coloured by meaning: finished jobs green, or red once any of them failed
+            line.append("━" * filled, style="red" if failed else "green")
+            line.append("━" * (bar - filled), style="grey23")
+            line.append(" ")
+        line.append_text(counts)
+        line.truncate(width, overflow="ellipsis")
+        return line
+
+    def _rows(self, rows: list[tuple[str, str, str, str]], width: int) -> list[Text]:
+        """A row per running job: name, attempt, elapsed, last line. The last line keeps at least
+        MIN_LAST characters; at a narrow width the elapsed and attempt columns go first, then the
+        name is cut (ending with …)."""
+        if not rows:
+            return []
+        name_w = max(len(r[0]) for r in rows)
+        att_w = max(len(r[1]) for r in rows)
+        el_w = max(len(r[2]) for r in rows)
+        show_el = show_att = True
+        if name_w + att_w + el_w + 3 * GAP + MIN_LAST > width:
+            show_el = False
+        if name_w + att_w + 2 * GAP + MIN_LAST > width and not show_el:
+            show_att = False
+        fixed = name_w + (att_w + GAP if show_att else 0) + (el_w + GAP if show_el else 0) + GAP
+        if width - fixed < MIN_LAST:
+            name_w = max(4, width - MIN_LAST - GAP - (att_w + GAP if show_att else 0))
+            fixed = name_w + (att_w + GAP if show_att else 0) + GAP
+        last_w = max(1, width - fixed)
+        out = []
+        for name, att, elapsed, last in rows:
+            row = Text(no_wrap=True, overflow="ellipsis")
+            row.append(_fit(name, name_w).ljust(name_w), style="bold")
+            if show_att:
+                row.append(" " * GAP + att.ljust(att_w))
+            if show_el:
+                row.append(" " * GAP + elapsed.rjust(el_w))
+            row.append(" " * GAP + _fit(last, last_w))
+            out.append(row)
+        return out
+
+
+def _fit(text: str, width: int) -> str:
+    """text, cut to width with a closing … when it is longer."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"

@@ -76,11 +76,11 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 class PtyRun:
-    """`python -m aimedres_async ARGS` with stdin, stdout and stderr on a pty of COLS x ROWS."""
+    """`python -m aimedres_async ARGS` with stdin, stdout and stderr on a pty of cols x rows."""
 
-    def __init__(self, folder: Path, *args: str) -> None:
+    def __init__(self, folder: Path, *args: str, cols: int = COLS, rows: int = ROWS) -> None:
         master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         try:
             self.proc = subprocess.Popen(
                 [PY, "-m", "aimedres_async", *args], cwd=folder, stdin=slave, stdout=slave, stderr=slave,
@@ -135,10 +135,10 @@ def terminal_lines(data: bytes) -> list[str]:
     return data.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
 
 
-def screen(data: bytes) -> list[str]:
-    """The final screen of a COLS x ROWS terminal after `data`, via the pyte terminal emulator."""
+def screen(data: bytes, cols: int = COLS, rows: int = ROWS) -> list[str]:
+    """The final screen of a cols x rows terminal after `data`, via the pyte terminal emulator."""
     pyte = pytest.importorskip("pyte")
-    scr = pyte.Screen(COLS, ROWS)
+    scr = pyte.Screen(cols, rows)
     pyte.ByteStream(scr).feed(data)
     return [line.rstrip() for line in scr.display]
 
