@@ -10,6 +10,11 @@ cross-validated metrics (accuracy, roc_auc, f1), to ``--output-dir``.
 The data ships inside scikit-learn (``load_breast_cancer``); nothing is
 downloaded. Output: progress lines on stdout, a progress bar on stderr and, as
 the last stdout line, a single JSON object with the final metrics.
+
+Every epoch is also printed as one JSON object, ``{"epoch": 3, "fold": 2,
+"loss": 0.41, "val_...": ...}`` (``fold`` is null for the final fit), so a
+metric curve can be drawn from the log. Ctrl+C (SIGINT) saves how far training
+got to ``checkpoint.pkl`` in ``--output-dir`` and exits 130.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import json
 import math
 import pickle
+import signal
 import sys
 import time
 import warnings
@@ -35,6 +41,36 @@ from sklearn.preprocessing import StandardScaler
 
 MODEL_NAME = "breast_cancer"
 BAR_WIDTH = 30
+
+
+class Checkpoint:
+    """How far training got; saved into the output dir when the run is interrupted (SIGINT)."""
+
+    def __init__(self) -> None:
+        self.dir: Path | None = None
+        self.state: dict[str, object] = {}
+
+    def update(self, **state: object) -> None:
+        self.state.update(state)
+
+    def save(self) -> Path | None:
+        """Write checkpoint.pkl (temp file + rename: never half a file); None if nothing to save."""
+        if self.dir is None or "model" not in self.state:
+            return None
+        path = self.dir / "checkpoint.pkl"
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(self.state, fh)
+        tmp.replace(path)
+        return path
+
+
+CHECKPOINT = Checkpoint()
+
+
+def emit(record: dict[str, object]) -> None:
+    """One JSON object per line on stdout (per-epoch metrics, then the final metrics)."""
+    print(json.dumps(record, allow_nan=False), flush=True)
 
 
 class ProgressBar:
@@ -135,12 +171,14 @@ def train_epochs(
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             clf.partial_fit(Xs[idx], y[idx], classes=classes)
+        CHECKPOINT.update(model=pipe, epoch=epoch)
         on_epoch(epoch, pipe)
     return pipe
 
 
 def make_reporter(
     label: str,
+    fold: int | None,
     epochs: int,
     bar: ProgressBar,
     classes: np.ndarray,
@@ -150,13 +188,18 @@ def make_reporter(
     y_va: np.ndarray | None = None,
 ) -> Callable[[int, Pipeline], None]:
     """Build the per-epoch callback: log training loss (and validation
-    accuracy when a validation split is given) and advance the progress bar."""
+    accuracy when a validation split is given) as a line and as a JSON object
+    (``fold`` is null for the final fit on all rows), and advance the progress bar."""
 
     def report(epoch: int, pipe: Pipeline) -> None:
         loss = log_loss(y_tr, pipe.predict_proba(X_tr), labels=classes)
         line = f"{label} epoch {epoch}/{epochs} loss={loss:.4f}"
+        record: dict[str, object] = {"epoch": epoch, "fold": fold, "loss": finite(loss)}
         if X_va is not None and y_va is not None:
-            line += f" val_acc={accuracy_score(y_va, pipe.predict(X_va)):.4f}"
+            val_acc = accuracy_score(y_va, pipe.predict(X_va))
+            line += f" val_acc={val_acc:.4f}"
+            record["val_accuracy"] = finite(val_acc)
+        emit(record)  # before the line: a live display shows the human one as the job's last
         log(line)
         bar.update(f"{label} epoch {epoch}/{epochs}")
 
@@ -170,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     min_class = int(np.bincount(y).min())
     args = parse_args(argv, len(y), min_class)
     out = Path(args.output_dir)
+    CHECKPOINT.dir = out
     t0 = time.perf_counter()
 
     bar = ProgressBar(total=(args.folds + 1) * args.epochs)
@@ -181,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
         X_tr, y_tr, X_va, y_va = X[tr], y[tr], X[va], y[va]
 
         label = f"fold {fold}/{args.folds}"
-        report = make_reporter(label, args.epochs, bar, classes, X_tr, y_tr, X_va, y_va)
+        CHECKPOINT.update(fold=fold, scores=scores)
+        report = make_reporter(label, fold, args.epochs, bar, classes, X_tr, y_tr, X_va, y_va)
         pipe = train_epochs(X_tr, y_tr, classes, args.epochs, args.batch_size, args.seed + fold, report)
         proba = pipe.predict_proba(X_va)[:, 1]
         pred = pipe.predict(X_va)
@@ -191,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         scores["f1"].append(f1_score(y_va, pred, zero_division=0.0))
         log(f"fold {fold}/{args.folds} done accuracy={scores['accuracy'][-1]:.4f} f1={scores['f1'][-1]:.4f}")
 
-    report_final = make_reporter("final fit", args.epochs, bar, classes, X, y)
+    CHECKPOINT.update(fold=None, scores=scores)
+    report_final = make_reporter("final fit", None, args.epochs, bar, classes, X, y)
     model = train_epochs(X, y, classes, args.epochs, args.batch_size, args.seed, report_final)
     bar.close()
 
@@ -205,8 +251,21 @@ def main(argv: list[str] | None = None) -> None:
     file_metrics = dict(metrics, duration_s=round(time.perf_counter() - t0, 3))
     (out / "metrics.json").write_text(json.dumps(file_metrics, indent=2, allow_nan=False) + "\n")
     log(f"wrote {out / 'model.pkl'} and {out / 'metrics.json'}")
-    log(json.dumps(metrics, allow_nan=False))
+    emit(metrics)
+
+
+def run() -> None:
+    """main(), except that Ctrl+C (SIGINT) saves a checkpoint and exits 130, without a traceback."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut the save short
+        sys.stderr.write("\n")
+        path = CHECKPOINT.save()
+        print(f"interrupted: {f'saved a checkpoint to {path}' if path else 'nothing to save yet'}",
+              file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -12,6 +12,11 @@ The data ships inside scikit-learn (``load_diabetes``, 442 rows, 10 features);
 nothing is downloaded. Output: progress lines on stdout, a progress bar on
 stderr and, as the last stdout line, a single JSON object with the final
 metrics.
+
+Every epoch is also printed as one JSON object, ``{"epoch": 3, "fold": 2,
+"loss": 0.41, "val_...": ...}`` (``fold`` is null for the final fit), so a
+metric curve can be drawn from the log. Ctrl+C (SIGINT) saves how far training
+got to ``checkpoint.pkl`` in ``--output-dir`` and exits 130.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import json
 import math
 import pickle
+import signal
 import sys
 import time
 import warnings
@@ -37,6 +43,36 @@ from sklearn.preprocessing import StandardScaler
 
 MODEL_NAME = "diabetes"
 BAR_WIDTH = 30
+
+
+class Checkpoint:
+    """How far training got; saved into the output dir when the run is interrupted (SIGINT)."""
+
+    def __init__(self) -> None:
+        self.dir: Path | None = None
+        self.state: dict[str, object] = {}
+
+    def update(self, **state: object) -> None:
+        self.state.update(state)
+
+    def save(self) -> Path | None:
+        """Write checkpoint.pkl (temp file + rename: never half a file); None if nothing to save."""
+        if self.dir is None or "model" not in self.state:
+            return None
+        path = self.dir / "checkpoint.pkl"
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(self.state, fh)
+        tmp.replace(path)
+        return path
+
+
+CHECKPOINT = Checkpoint()
+
+
+def emit(record: dict[str, object]) -> None:
+    """One JSON object per line on stdout (per-epoch metrics, then the final metrics)."""
+    print(json.dumps(record, allow_nan=False), flush=True)
 
 
 class ProgressBar:
@@ -157,6 +193,8 @@ def train_epochs(
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(Xs))
         reg.partial_fit(Xs[order], ys[order])
+        # the regressor is still on the standardised target here: keep what maps it back
+        CHECKPOINT.update(model={"scaler": scaler, "regressor": reg, "y_mean": y_mean, "y_std": y_std}, epoch=epoch)
         on_epoch(epoch, predict)
 
     reg.coef_ = reg.coef_ * y_std
@@ -166,6 +204,7 @@ def train_epochs(
 
 def make_reporter(
     label: str,
+    fold: int | None,
     epochs: int,
     bar: ProgressBar,
     X_tr: np.ndarray,
@@ -174,15 +213,20 @@ def make_reporter(
     y_va: np.ndarray | None = None,
 ) -> Callable[[int, Predictor], None]:
     """Build the per-epoch callback: log training MSE (and validation r2/rmse
-    when a validation split is given) and advance the progress bar."""
+    when a validation split is given) as a line and as a JSON object (``fold``
+    is null for the final fit on all rows), and advance the progress bar."""
 
     def report(epoch: int, predict: Predictor) -> None:
         loss = mean_squared_error(y_tr, predict(X_tr))
         line = f"{label} epoch {epoch}/{epochs} loss={loss:.4f}"
+        record: dict[str, object] = {"epoch": epoch, "fold": fold, "loss": finite(loss)}
         if X_va is not None and y_va is not None:
             val_pred = predict(X_va)
+            val_r2 = r2_score(y_va, val_pred)
             val_rmse = math.sqrt(mean_squared_error(y_va, val_pred))
-            line += f" val_r2={r2_score(y_va, val_pred):.4f} val_rmse={val_rmse:.4f}"
+            line += f" val_r2={val_r2:.4f} val_rmse={val_rmse:.4f}"
+            record.update(val_r2=finite(val_r2), val_rmse=finite(val_rmse))
+        emit(record)  # before the line: a live display shows the human one as the job's last
         log(line)
         bar.update(f"{label} epoch {epoch}/{epochs}")
 
@@ -194,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     X_all, y_all = load_diabetes(return_X_y=True)
     args = parse_args(argv, len(y_all))
     out = Path(args.output_dir)
+    CHECKPOINT.dir = out
     t0 = time.perf_counter()
 
     if args.sample is not None and args.sample < len(y_all):
@@ -211,7 +256,8 @@ def main(argv: list[str] | None = None) -> None:
         X_tr, y_tr, X_va, y_va = X[tr], y[tr], X[va], y[va]
 
         label = f"fold {fold}/{args.folds}"
-        report = make_reporter(label, args.epochs, bar, X_tr, y_tr, X_va, y_va)
+        CHECKPOINT.update(fold=fold, scores=scores)
+        report = make_reporter(label, fold, args.epochs, bar, X_tr, y_tr, X_va, y_va)
         pipe = train_epochs(X_tr, y_tr, args.epochs, args.seed + fold, report)
         pred = pipe.predict(X_va)
         scores["r2"].append(r2_score(y_va, pred))
@@ -222,7 +268,8 @@ def main(argv: list[str] | None = None) -> None:
             f"rmse={scores['rmse'][-1]:.4f} mae={scores['mae'][-1]:.4f}"
         )
 
-    report_final = make_reporter("final fit", args.epochs, bar, X, y)
+    CHECKPOINT.update(fold=None, scores=scores)
+    report_final = make_reporter("final fit", None, args.epochs, bar, X, y)
     model = train_epochs(X, y, args.epochs, args.seed, report_final)
     bar.close()
 
@@ -236,8 +283,21 @@ def main(argv: list[str] | None = None) -> None:
     file_metrics = dict(metrics, duration_s=round(time.perf_counter() - t0, 3))
     (out / "metrics.json").write_text(json.dumps(file_metrics, indent=2, allow_nan=False) + "\n")
     log(f"wrote {out / 'model.pkl'} and {out / 'metrics.json'}")
-    log(json.dumps(metrics, allow_nan=False))
+    emit(metrics)
+
+
+def run() -> None:
+    """main(), except that Ctrl+C (SIGINT) saves a checkpoint and exits 130, without a traceback."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut the save short
+        sys.stderr.write("\n")
+        path = CHECKPOINT.save()
+        print(f"interrupted: {f'saved a checkpoint to {path}' if path else 'nothing to save yet'}",
+              file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
-    main()
+    run()
