@@ -4,7 +4,8 @@ Commands are the `$ ` lines of ```console blocks and every line of ```sh blocks 
 continues a line). An HTML comment on the line just before a block changes how it is checked:
 
     <!-- docs-check: exit=2 -->                  every command of the block must exit 2
-    <!-- docs-check: network "REASON" -->        run only with --network (it installs from PyPI)
+    <!-- docs-check: network "REASON" -->        run only with --network (it installs from PyPI, into
+                                                 a venv of its own that is first on PATH)
     <!-- docs-check: skip "REASON" -->           never run here (a daemon, root, Ray, Slurm); REASON is printed
 
 Each command runs with `bash -c` in the copy's root, with `python` the interpreter running this
@@ -129,6 +130,15 @@ def environment(copy: Path, tmp: Path) -> dict[str, str]:
     return env
 
 
+def network_environment(env: dict[str, str], tmp: Path) -> dict[str, str]:
+    """For the commands that install from PyPI: a fresh venv of their own, first on PATH."""
+    venv = tmp / "network-venv"
+    if not venv.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    path = env["PATH"].split(os.pathsep, 1)[1]  # without the wrappers that pin `python` to ours
+    return {**env, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}{os.pathsep}{path}"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None, allow_abbrev=False)
     ap.add_argument("--network", action="store_true", help="also run the blocks marked network")
@@ -155,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"run  {where}: {c.text}  (expect exit {c.expect})")
                 continue
             ran += 1
+            run_env = env
+            if c.mode == "network":  # its own venv first on PATH: a bare `pip install` must not touch ours
+                run_env = network_environment(env, tmp)
             try:
-                r = subprocess.run(["bash", "-c", c.text], cwd=copy, env=env, capture_output=True, text=True,
+                r = subprocess.run(["bash", "-c", c.text], cwd=copy, env=run_env, capture_output=True, text=True,
                                    timeout=a.timeout, stdin=subprocess.DEVNULL)  # fmt: skip
                 code, out = r.returncode, (r.stdout + r.stderr)
             except subprocess.TimeoutExpired:

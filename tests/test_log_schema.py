@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from conftest import PY, read_jsonl, run_cli, run_dir, start_cli, wait_for, write_config
 from helpers_daemon import Daemons, daemon_config, drop, wait_final
+from test_ray import ray_head  # noqa: F401 - the module-scoped fixture that starts a local Ray head
 
 from aimedres_async.schema import RECORD_KINDS, SCHEMA_VERSION, load
 
@@ -232,10 +233,8 @@ def test_records_of_the_daemon_validate(tmp_path: Path, marker: str) -> None:
 
 @pytest.mark.ray
 @pytest.mark.timeout(300)
-def test_records_of_a_ray_run_validate(tmp_path: Path, marker: str, request: pytest.FixtureRequest) -> None:
-    from test_ray import ray_head  # noqa: F401 - the module-scoped fixture that starts a local head
-
-    address = request.getfixturevalue("ray_head")
+def test_records_of_a_ray_run_validate(tmp_path: Path, marker: str, ray_head: str) -> None:  # noqa: F811
+    address = ray_head
     write_config(tmp_path, f"""
 [supervisor]
 executor = "ray"
