@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import Config, ConfigError, builtin, load, parse_duration
+from .config import EXECUTORS, Config, ConfigError, builtin, load, parse_duration
 from .jobs import SelectionError
 from .usage import Parser, UsageError
 
@@ -123,6 +123,9 @@ def build_parser() -> Parser:
     ini.add_argument("path", nargs="?", default="aimedres.toml", help="where to write it (default: ./aimedres.toml)")
     for sp in (run, lst, val, srv, smt, sts, lgs):  # `run --config X` works as well as `--config X run`
         sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for sp in (run, lst, val, srv):
+        sp.add_argument("--executor", choices=EXECUTORS, default=None,
+                        help="where attempts run: local processes, Ray or Slurm (wins over [supervisor] executor)")
 
     _selection_options(run).add_argument("--list", action="store_true",
                                          help="list the jobs and exit (the `list` command)")  # fmt: skip
@@ -229,6 +232,14 @@ def _print_list(cfg: Config, p: Any) -> None:
     from .scheduler import Need, capacity
 
     pools = capacity(cfg) if cfg.supervisor.executor == "local" else None  # Ray: the cluster decides
+    cluster: Any = None
+    if cfg.supervisor.executor == "slurm":
+        from .executors.slurm import SlurmUnavailable, never_fits, nodes
+
+        try:
+            cluster = nodes()
+        except SlurmUnavailable as e:
+            print(f"warning: cannot tell which jobs fit the Slurm cluster: {e}", file=sys.stderr)
     rows = [("ID", "SCRIPT", "ACCEPTS", "RESOURCES", "FITS", "OPTIONAL")]
     for s in p.jobs:
         script = (str(s.script.relative_to(cfg.base_dir)) if s.script and s.script.is_relative_to(cfg.base_dir)
@@ -237,6 +248,8 @@ def _print_list(cfg: Config, p: Any) -> None:
             script += " (missing!)"
         accepts = ",".join(n.replace("_", "-") for n in INJECTED if n in s.accepts) or "-"
         fits = "-" if pools is None else "NO" if pools.never_fits(Need.of(s.resources)) else "yes"
+        if cfg.supervisor.executor == "slurm":
+            fits = "?" if cluster is None else "NO" if never_fits(s.resources, cluster, cfg.slurm.partition) else "yes"
         rows.append((s.id, script, accepts, s.resources.describe(), fits, "yes" if s.optional else "no"))
     for info in p.skipped:
         rows.append(("-", str(info.path), f"SKIPPED: {info.error}", "-", "-", "-"))
@@ -280,7 +293,7 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
     from .scheduler import auto_workers
     from .supervisor import RunOptions, Supervisor, default_workers, recorded_peaks, results_table
 
-    executor = _executor(cfg)
+    executor = _executor(cfg, logs_dir)
     workers = default_workers(cfg.supervisor.parallel, cfg.supervisor.max_workers)
     if cfg.supervisor.parallel and cfg.supervisor.max_workers is None:
         peaks = recorded_peaks(logs_dir, {s.id for s in p.jobs})
@@ -352,17 +365,34 @@ def _pools(cfg: Config) -> Any:
 
 def _job_problems(cfg: Config, p: Any) -> tuple[list[str], Any]:
     """What stops `run` before anything starts, one line each: no jobs; a job that can never fit the
-    supervisor's GPUs, memory or CPUs (local executor). Returns (problems, the resource pools)."""
+    supervisor's GPUs, memory or CPUs (local executor) or any node of the Slurm partition. Returns
+    (problems, the resource pools)."""
     from .scheduler import Need
 
     pools = _pools(cfg)
     if not p.jobs:
         return ["no jobs to run (check [jobs.*], [discovery] roots, --only/--exclude)"], pools
+    if cfg.supervisor.executor == "slurm":
+        return _slurm_unfit(cfg, p.jobs), pools
     if cfg.supervisor.executor != "local":
         return [], pools
     problems = [f"job {s.id} can never run here: it {why} (see [supervisor] gpus/memory/cpus)"
                 for s in p.jobs if (why := pools.never_fits(Need.of(s.resources)))]  # fmt: skip
     return problems, pools
+
+
+def _slurm_unfit(cfg: Config, jobs: Any) -> list[str]:
+    """Jobs no node of the partition could ever run (Slurm would keep them pending for good);
+    UsageError when Slurm is missing, the controller down or the partition unknown."""
+    from .executors.slurm import SlurmUnavailable, check, never_fits, nodes
+
+    try:
+        check(cfg.slurm)
+        cluster = nodes()
+    except SlurmUnavailable as e:
+        raise UsageError(str(e)) from None
+    return [f"job {s.id} can never run on the Slurm cluster: it {why} (see the job's resources, [slurm] partition)"
+            for s in jobs if (why := never_fits(s.resources, cluster, cfg.slurm.partition))]  # fmt: skip
 
 
 def _check_runnable(cfg: Config, p: Any, logs_dir: Path, resume_arg: str | None) -> tuple[Any, Any]:
@@ -400,13 +430,13 @@ def cmd_validate(cfg: Config, a: argparse.Namespace) -> int:
     return 0
 
 
-def _executor(cfg: Config) -> Any:
+def _executor(cfg: Config, logs_dir: Path | None = None) -> Any:
     from .supervisor import make_executor
 
     try:
-        return make_executor(cfg)
-    except Exception as e:  # RayUnavailable: Ray missing or the cluster unreachable
-        if type(e).__name__ != "RayUnavailable":
+        return make_executor(cfg, logs_dir)
+    except Exception as e:  # RayUnavailable, SlurmUnavailable: the cluster missing or unreachable
+        if type(e).__name__ not in ("RayUnavailable", "SlurmUnavailable"):
             raise
         raise UsageError(str(e)) from None
 
@@ -537,6 +567,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.command == "init":
             return cmd_init(a)
         cfg = _find_config(a.config)
+        if getattr(a, "executor", None):
+            cfg = dataclasses.replace(cfg, supervisor=dataclasses.replace(cfg.supervisor, executor=a.executor))
         handler = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "serve": cmd_serve,
                    "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs}[a.command]  # fmt: skip
         return handler(cfg, a)

@@ -19,7 +19,7 @@ from typing import Any
 
 JOB_ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGKILL")
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "slurm")
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 MAX_GPUS = 1024
 
@@ -137,6 +137,19 @@ class RayConfig:
 
 
 @dataclass(frozen=True)
+class SlurmConfig:
+    """`[slurm]`: how executor = "slurm" submits each attempt with `sbatch`."""
+
+    partition: str = ""  # "" = the cluster's default partition
+    account: str = ""
+    qos: str = ""
+    sbatch_options: tuple[str, ...] = ()  # added after ours, so they win (e.g. "--constraint=a100")
+    output_dir: str = ""  # job output files; "" = <logs_dir>/<run_id>/slurm; must be readable on every node
+    max_pending: float = 0.0  # an attempt pending longer than this fails (0 = wait as long as it takes)
+    poll_interval: float = 2.0  # how often squeue is asked and the output files are read
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None  # None: no file, built-in defaults
     base_dir: Path  # relative paths in the config are relative to this folder
@@ -148,6 +161,7 @@ class Config:
     jobs: tuple[JobConfig, ...] = ()
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     @property
     def stop_signum(self) -> signal.Signals:
@@ -548,7 +562,7 @@ def _job(
     )
 
 
-_TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs", "logging", "ray")
+_TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs", "logging", "ray", "slurm")
 
 
 def _want_table(v: object) -> dict[str, Any]:
@@ -560,6 +574,20 @@ def _want_table(v: object) -> dict[str, Any]:
 _RAY_SCHEMA: dict[str, Callable[[object], Any]] = {
     "address": _want_str, "working_dir": _want_str, "excludes": _want_str_list,
     "runtime_env": _want_table, "python": _want_str,
+}  # fmt: skip
+
+
+def _want_poll_interval(v: object) -> float:
+    seconds = parse_duration(v)
+    if seconds < 0.1:
+        raise ValueError("must be at least 100ms")
+    return seconds
+
+
+_SLURM_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "partition": _want_str, "account": _want_str, "qos": _want_str,
+    "sbatch_options": _want_str_list, "output_dir": _want_str,
+    "max_pending": _want_duration, "poll_interval": _want_poll_interval,
 }  # fmt: skip
 
 
@@ -636,6 +664,7 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
     disc = _table(raw.get("discovery", {}), ("discovery",), _DISCOVERY_SCHEMA, problems)
     logging = _table(raw.get("logging", {}), ("logging",), _LOGGING_SCHEMA, problems)
     ray = _table(raw.get("ray", {}), ("ray",), _RAY_SCHEMA, problems)
+    slurm = _table(raw.get("slurm", {}), ("slurm",), _SLURM_SCHEMA, problems)
     defaults_raw = _table(
         raw.get("defaults", {}), ("defaults",), _settings_schema(problems, ("defaults",)), problems
     )
@@ -663,6 +692,7 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
         jobs=tuple(jobs),
         logging=LoggingConfig(**logging),
         ray=RayConfig(**ray),
+        slurm=SlurmConfig(**slurm),
     )
 
 

@@ -350,7 +350,8 @@ def _spawn_failed(spec: JobSpec, attempt: int, ctx: AttemptContext, t0: float, e
     return result
 
 
-def emit_exited(spec: JobSpec, attempt: int, ctx: AttemptContext, r: AttemptResult) -> None:
+def emit_exited(spec: JobSpec, attempt: int, ctx: AttemptContext, r: AttemptResult, **extra: Any) -> None:
+    """`job.exited` for an attempt; `extra` adds an executor's own fields (e.g. Slurm's queued_s)."""
     fields: dict[str, Any] = {"outcome": r.outcome.value}
     if r.exit_code is not None:
         fields["exit_code"] = r.exit_code
@@ -360,7 +361,7 @@ def emit_exited(spec: JobSpec, attempt: int, ctx: AttemptContext, r: AttemptResu
         fields["failure"] = r.failure
     if r.error is not None:
         fields["error"] = r.error
-    fields.update(duration_s=r.duration_s, peak_rss_bytes=r.peak_rss_bytes)
+    fields.update(duration_s=r.duration_s, peak_rss_bytes=r.peak_rss_bytes, **extra)
     ctx.emit("job.exited", job=spec.id, attempt=attempt, **fields)
 
 
@@ -424,7 +425,10 @@ def _memory_events_path() -> str | None:
 
 
 def should_retry(result: AttemptResult, spec: JobSpec, attempt: int) -> bool:
-    """Failed and timed-out attempts are retried; cancelled and unspawnable ones never are."""
+    """Failed and timed-out attempts are retried; cancelled and unspawnable ones never are, nor a
+    cluster job someone else cancelled (`scancel` by its user or an admin)."""
+    if result.failure == "cancelled_externally":
+        return False
     return result.outcome in (Outcome.FAILED, Outcome.TIMED_OUT, Outcome.STALLED) and attempt <= spec.retries
 
 

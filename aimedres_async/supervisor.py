@@ -39,7 +39,8 @@ from .runner import (
 from .scheduler import Grant, Need, Pools, capacity, pick_next
 from .schema import SCHEMA_VERSION
 
-# One attempt of a job, wherever it runs: runner.run_attempt (local) or RayExecutor.run_attempt.
+# One attempt of a job, wherever it runs: runner.run_attempt (local), RayExecutor.run_attempt or
+# SlurmExecutor.run_attempt.
 Executor = Callable[[JobSpec, int, AttemptContext, JobOutput, "Mapping[str, str] | None"], Awaitable[AttemptResult]]
 
 SAMPLE_INTERVAL = 1.0
@@ -136,7 +137,7 @@ class Supervisor:
         self._free = self._max_workers = opts.max_workers
         self.pools = pools or capacity(cfg)
         self.run_attempt: Executor = executor or run_attempt  # local processes unless told otherwise
-        self.local_resources = executor is None  # elsewhere (Ray) the cluster schedules resources
+        self.local_resources = executor is None  # elsewhere (Ray, Slurm) the cluster schedules resources
         if not self.local_resources:
             for job in self.jobs:
                 job.need = Need()
@@ -337,6 +338,8 @@ class Supervisor:
 
     def _after_oom(self, job: JobRun, result: AttemptResult) -> None:
         """An out-of-memory failure is retried only where it can run without sharing the memory."""
+        if not self.local_resources:
+            return  # a cluster (Ray, Slurm) places the retry: this machine's pools do not apply
         if result.failure == "cuda_oom" and job.need.gpus:
             job.need = replace(job.need, exclusive_gpu=True)
         elif result.failure == "oom_killed":
@@ -535,11 +538,17 @@ def recorded_peaks(logs_dir: Path, job_ids: set[str], runs: int = 5) -> list[int
     return peaks
 
 
-def make_executor(cfg: Config) -> Executor | None:
+def make_executor(cfg: Config, logs_dir: Path | None = None) -> Executor | None:
     """The attempt runner for `[supervisor] executor`: None = local processes.
 
-    Raises executors.ray.RayUnavailable (a one-line reason) when Ray is missing or unreachable.
+    Raises executors.ray.RayUnavailable or executors.slurm.SlurmUnavailable (a one-line reason)
+    when the cluster's software is missing or the cluster does not answer.
     """
+    if cfg.supervisor.executor == "slurm":
+        from .executors.slurm import SlurmExecutor
+
+        logs = logs_dir or cfg.resolve(cfg.supervisor.logs_dir)
+        return SlurmExecutor(cfg.slurm, str(cfg.base_dir), str(logs)).run_attempt
     if cfg.supervisor.executor != "ray":
         return None
     from .executors.ray import RayExecutor
