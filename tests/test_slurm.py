@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import PY, events, job_summary, read_jsonl, run_cli, run_dir, start_cli, summary, wait_for, write_config
 from helpers_daemon import Daemons, drop, result, wait_final
+from test_log_schema import check_run_folder
 
 from aimedres_async.config import Backoff, Resources, SlurmConfig
 from aimedres_async.executors.slurm import SlurmExecutor
@@ -132,6 +133,7 @@ def test_bundled_examples_train_on_slurm(tmp_path: Path, slurm_env: dict[str, st
     exited = events(tmp_path, "job.exited")
     assert all(e["slurm_state"] == "COMPLETED" and e["queued_s"] >= 0 for e in exited), exited
     assert 'tests="3"' in (tmp_path / "junit.xml").read_text()
+    check_run_folder(tmp_path)  # every record and summary.json against the shipped JSON Schema
 
 
 def test_failing_job_is_retried_as_new_slurm_jobs(tmp_path: Path, slurm_env: dict[str, str]) -> None:
@@ -147,6 +149,7 @@ def test_failing_job_is_retried_as_new_slurm_jobs(tmp_path: Path, slurm_env: dic
     assert [e["slurm_job_name"] for e in started] == [f"flop.1.{run_id}", f"flop.2.{run_id}"]
     assert len({e["slurm_job_id"] for e in started}) == 2
     assert [x["line"] for x in _outputs(tmp_path, "flop")] == ["trying", "trying"]
+    check_run_folder(tmp_path)  # every record and summary.json against the shipped JSON Schema
 
 
 def test_timeout_stops_the_slurm_job_with_the_stop_signal(tmp_path: Path, slurm_env: dict[str, str]) -> None:
@@ -162,6 +165,7 @@ def test_timeout_stops_the_slurm_job_with_the_stop_signal(tmp_path: Path, slurm_
     job_id = events(tmp_path, "job.started")[0]["slurm_job_id"]
     assert _job_state(slurm_env, job_id) in ("FAILED", "CANCELLED", "COMPLETED")  # ended, whichever way
     assert _squeue(slurm_env, summary(tmp_path)["run"]) == []
+    check_run_folder(tmp_path)  # every record and summary.json against the shipped JSON Schema
 
 
 @pytest.mark.slow
@@ -187,6 +191,7 @@ def test_job_over_its_memory_is_oom_killed(tmp_path: Path, slurm_env: dict[str, 
     assert s["status"] == "failed" and s["failure"] == "oom_killed", s
     lines = [x["line"] for x in _outputs(tmp_path, "hog") if x["stream"] == "stdout"]
     assert lines and lines[-1] != "1200 MiB"  # stopped on the way up, not after it had it all
+    check_run_folder(tmp_path)  # every record and summary.json against the shipped JSON Schema
 
 
 def test_peak_rss_comes_from_sstat(tmp_path: Path, slurm_env: dict[str, str]) -> None:
@@ -276,6 +281,7 @@ def test_max_pending_fails_with_slurms_reason(tmp_path: Path, slurm_env: dict[st
     ex = events(tmp_path, "job.exited")[0]
     assert ex["queued_s"] >= 2 and ex["duration_s"] == 0
     assert _squeue(slurm_env, summary(tmp_path)["run"]) == []
+    check_run_folder(tmp_path)  # every record and summary.json against the shipped JSON Schema
 
 
 def test_job_cancelled_outside_is_failed_and_not_retried(tmp_path: Path, slurm_env: dict[str, str]) -> None:
@@ -292,6 +298,7 @@ def test_job_cancelled_outside_is_failed_and_not_retried(tmp_path: Path, slurm_e
     assert proc.returncode == 1, err[-2000:]
     s = job_summary(tmp_path, "victim")
     assert s["status"] == "failed" and s["failure"] == "cancelled_externally" and s["attempts"] == 1, s
+    check_run_folder(tmp_path)  # every record and summary.json against the shipped JSON Schema
 
 
 # ---------------------------------------------------------------- the command line

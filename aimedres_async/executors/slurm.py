@@ -28,7 +28,6 @@ from typing import Any
 from ..config import Resources, SlurmConfig, format_duration
 from ..jobs import JobSpec, Outcome
 from ..runner import (
-    ATTEMPT_MARK,
     READ_SIZE,
     AttemptContext,
     AttemptResult,
@@ -40,7 +39,7 @@ from ..runner import (
     file_sha256,
     job_env,
 )
-from ..sinks import Framer
+from ..sinks import ATTEMPT_MARK, Framer
 
 COMMAND_TIMEOUT = 60.0  # one sbatch/squeue/scontrol call; a busy controller can take a while
 CHECK_TIMEOUT = 20.0  # the start-up check (scontrol ping): a controller that is down fails in this
@@ -227,7 +226,7 @@ class SlurmExecutor:
         except OSError as e:
             why = f"cannot write the batch script in {folder}: {e.strerror or e}"
             return _spawn_failed(spec, attempt, ctx, t0, why)
-        output.tail.append((ATTEMPT_MARK, b""))  # classify() looks at this attempt's output only
+        output.tail.append((ATTEMPT_MARK, b"%d" % attempt))  # classify() and JUnit split the output by attempt
         submit = asyncio.ensure_future(_arun(self.sbatch_argv(spec, name, folder, stem, ctx.grace_period), env))
         try:
             r = await asyncio.shield(submit)
