@@ -296,7 +296,8 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
     executor = _executor(cfg, logs_dir)
     workers = default_workers(cfg.supervisor.parallel, cfg.supervisor.max_workers)
     if cfg.supervisor.parallel and cfg.supervisor.max_workers is None:
-        peaks = recorded_peaks(logs_dir, {s.id for s in p.jobs})
+        # memory peaks measured on a cluster's nodes say nothing about this machine's memory
+        peaks = recorded_peaks(logs_dir, {s.id for s in p.jobs}) if executor is None else []
         cpus = int(pools.total_cpus) if pools.total_cpus else os.cpu_count() or 1
         workers, why = auto_workers(peaks, max(1, cpus), pools.total_memory or 0)
         console.info(f"max_workers auto: {workers} ({why})")
