@@ -326,7 +326,9 @@ def test_no_slurm_on_path_is_one_line_exit_2(tmp_path: Path, slurm_env: dict[str
 def test_controller_down_is_one_line_exit_2(tmp_path: Path, slurm_env: dict[str, str]) -> None:
     conf = Path(slurm_env.get("SLURM_CONF") or os.environ["SLURM_CONF"]).read_text()
     down = tmp_path / "down.conf"
-    down.write_text(re.sub(r"SlurmctldPort=\d+", "SlurmctldPort=1", conf).replace("MessageTimeout=10", "MessageTimeout=2"))
+    down.write_text(
+        re.sub(r"SlurmctldPort=\d+", "SlurmctldPort=1", conf).replace("MessageTimeout=10", "MessageTimeout=2")
+    )
     write_config(tmp_path, _config(_job("a", "print(1)")))
     r = run_cli(tmp_path, "run", timeout=120, env={"SLURM_CONF": str(down)})
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr

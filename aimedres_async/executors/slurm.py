@@ -305,8 +305,9 @@ class SlurmExecutor:
                     else:
                         await self._scancel(job_id, ctx.stop_signal)
                         stop_sent = now
-            elif killed is None and (ctx.stop.forced.is_set()
-                                     or (stop_sent is not None and now - stop_sent >= ctx.grace_period)):
+            elif killed is None and (
+                ctx.stop.forced.is_set() or (stop_sent is not None and now - stop_sent >= ctx.grace_period)
+            ):
                 await self._scancel(job_id)
                 killed = now
             elif killed is not None and now - killed > KILL_CONFIRM:
