@@ -539,3 +539,33 @@ def test_slurm_states_map_to_outcomes(tmp_path: Path, state: str, exit_code: str
     code, sig = _exit_code(exit_code)
     got = _classify(end, code, sig, _spec(tmp_path, "pass", "m"), JobOutput(), SlurmConfig())
     assert (got[0].value, got[1]) == (outcome, failure)
+
+
+@pytest.mark.asyncio
+async def test_an_sbatch_that_times_out_leaves_no_job_behind(
+    tmp_path: Path, slurm_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, marker: str
+) -> None:
+    """A controller too slow to answer sbatch may still have queued the job: it is found by its
+    unique name and cancelled, and the attempt is spawn_failed."""
+    import aimedres_async.executors.slurm as slurm_executor
+
+    real = shutil.which("sbatch")
+    slow = tmp_path / "bin"
+    slow.mkdir()
+    (slow / "sbatch").write_text(f'#!/bin/sh\n{real} "$@"\nexec sleep 30\n')
+    (slow / "sbatch").chmod(0o755)
+    for k, v in slurm_env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("PATH", f"{slow}:{os.environ['PATH']}")
+    monkeypatch.setattr(slurm_executor, "COMMAND_TIMEOUT", 3.0)
+    executor = SlurmExecutor(SlurmConfig(poll_interval=0.3), str(tmp_path), str(tmp_path / "logs"))
+    emitted: list[tuple[str, dict[str, object]]] = []
+    ctx = AttemptContext(run_id="r2", emit=lambda ev, **kw: emitted.append((ev, kw)),
+                         write_output=lambda job, b: None, stop=StopRequest(), grace_period=2.0)  # fmt: skip
+    code = "import time; time.sleep(300)"
+    result = await executor.run_attempt(_spec(tmp_path, code, marker), 1, ctx, JobOutput())
+    assert result.outcome is Outcome.SPAWN_FAILED and "did not answer within 3s" in (result.error or ""), result
+    assert [ev for ev, _kw in emitted] == ["job.exited"]
+    # the job sbatch did submit is cancelled: at most COMPLETING now, and soon gone
+    assert {st for _n, st in _squeue(slurm_env, "r2")} <= {"COMPLETING"}
+    await asyncio.to_thread(wait_for, lambda: _squeue(slurm_env, "r2") == [], 30, "the job to end")

@@ -64,8 +64,9 @@ class SlurmUnavailable(Exception):
 
 
 def _run(argv: Sequence[str], env: Mapping[str, str] | None = None,
-         timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:  # fmt: skip
+         timeout: float | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """One Slurm command; a timeout or a missing program is a failed result, not an exception."""
+    timeout = COMMAND_TIMEOUT if timeout is None else timeout
     try:
         return subprocess.run(list(argv), capture_output=True, text=True, errors="backslashreplace",
                               env=None if env is None else dict(env), timeout=timeout,
@@ -77,7 +78,7 @@ def _run(argv: Sequence[str], env: Mapping[str, str] | None = None,
 
 
 async def _arun(argv: Sequence[str], env: Mapping[str, str] | None = None,
-                timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:  # fmt: skip
+                timeout: float | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
     return await asyncio.to_thread(_run, argv, env, timeout)
 
 
@@ -234,6 +235,8 @@ class SlurmExecutor:
             submit.add_done_callback(_cancel_when_submitted)  # the job may be submitted all the same
             raise
         job_id = r.stdout.strip().split(";")[0]
+        if r.returncode == 124:  # sbatch timed out: the controller may have taken the job all the same
+            await _cancel_by_name(name)
         if r.returncode != 0 or not job_id.isdigit():
             return _spawn_failed(spec, attempt, ctx, t0, f"sbatch refused the job: {_last_line(r.stderr)}")
         submitted = time.monotonic()
@@ -483,6 +486,14 @@ def _write_batch(path: Path, name: str, spec: JobSpec) -> None:
     text = (f"#!/bin/sh\n# {name}: written by aimedres-async; submitted with sbatch --export=ALL\n"
             f"cd {shlex.quote(str(spec.cwd))} || exit 127\nexec {shlex.join(spec.argv)}\n")  # fmt: skip
     path.write_bytes(text.encode("utf-8", "surrogateescape"))
+
+
+async def _cancel_by_name(name: str) -> None:
+    """Cancel whatever job carries this attempt's (unique) name: one sbatch gave no id for."""
+    r = await _arun(["squeue", "--noheader", f"--name={name}", "--format=%i"])
+    ids = [i for i in r.stdout.split() if i.isdigit()]
+    if ids:
+        await _arun(["scancel", *ids], timeout=SCANCEL_TIMEOUT)
 
 
 def _cancel_when_submitted(fut: asyncio.Future[subprocess.CompletedProcess[str]]) -> None:
