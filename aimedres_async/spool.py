@@ -283,15 +283,19 @@ class Spool:
         with self._spool_lock():
             if not os.path.lexists(src):
                 return None  # someone else claimed it first
-            if any(os.path.lexists(self.dir(s) / name) for s in ("done", "failed", "rejected")):
-                os.unlink(src)  # already filed (ids are unique): a crash between link and unlink
+            taken = self.name_taken(name)
+            if taken == "":  # the same file as a rejected one: a rejection cut short by a crash
+                os.unlink(src)
                 _fsync_dir(self.dir("incoming"))
                 return None
+            if taken is not None:
+                raise TicketError(f"the name {ticket_id} is taken: a ticket of that name is already in {taken}/ "
+                                  "(ticket names are never reused; give the new ticket a new name)")
             text = self.read(src)  # hygiene before it is ours
             try:
                 os.link(src, dest, follow_symlinks=False)
             except FileExistsError:
-                return None  # claimed by someone else, or a ticket with this id is still running
+                return None  # claimed by someone else meanwhile (a recovered claim: see name_taken)
             except FileNotFoundError:
                 return None  # someone else claimed it first
             fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -301,6 +305,26 @@ class Spool:
         _fsync_dir(self.dir("active"))
         _fsync_dir(self.dir("incoming"))
         return Claimed(ticket_id, dest, text, fd)
+
+    def name_taken(self, name: str) -> str | None:
+        """Where another ticket already has this name (active/, done/, failed/, rejected/), else None.
+
+        Ticket ids are unique for the life of the spool: logs, `wait`, `after` and crash recovery
+        all find a ticket by its id. A new ticket under a used name is rejected, never dropped or
+        run over the earlier one's result. "" means incoming/name is the very file in rejected/:
+        the remnant of a rejection a crash cut short, not a new ticket. The same file in active/
+        is a claim cut short, which recovery undoes: not taken.
+        """
+        src = self.dir("incoming") / name
+        for state in ("active", "done", "failed", "rejected"):
+            other = self.dir(state) / name
+            if not os.path.lexists(other):
+                continue
+            with contextlib.suppress(OSError):
+                if os.path.samestat(os.lstat(src), os.lstat(other)):
+                    return "" if state == "rejected" else None
+            return state
+        return None
 
     def record_process(self, c: Claimed, info: dict[str, Any]) -> None:
         """Note what runs for a claimed ticket (pid, pgid, ...), for `status` and crash recovery."""

@@ -152,17 +152,39 @@ def test_claim_moves_to_active_and_holds_the_lock(spool: Spool) -> None:
         os.close(c.lock_fd)
 
 
-def test_claim_returns_none_while_a_ticket_with_that_id_runs(spool: Spool) -> None:
+def test_claim_refuses_a_ticket_whose_name_runs(spool: Spool) -> None:
+    """Regression: a second ticket of a running ticket's name waited in incoming/ and, once the first
+    was filed, was deleted unseen. Now its name is taken: claim() raises for reject()."""
     spool.submit(TICKET, "t1")
     first = spool.claim("t1.toml")
     assert first is not None
     try:
         (spool.dir("incoming") / "t1.toml").write_text(TICKET)  # the same id dropped again
         os.chmod(spool.dir("incoming") / "t1.toml", 0o640)
-        assert spool.claim("t1.toml") is None
-        assert _files(spool.dir("incoming")) == ["t1.toml"]  # waits for its turn
+        with pytest.raises(TicketError, match=r"the name t1 is taken: .* already in active/"):
+            spool.claim("t1.toml")
+        assert _files(spool.dir("incoming")) == ["t1.toml"]  # left for reject()
     finally:
         os.close(first.lock_fd)
+
+
+@pytest.mark.parametrize("state", ["done", "failed", "rejected"])
+def test_claim_refuses_a_used_name(spool: Spool, state: str) -> None:
+    (spool.dir(state) / "t1.toml").write_text(TICKET + '\n[result]\nstatus = "x"\n')
+    (spool.dir("incoming") / "t1.toml").write_text(TICKET)
+    os.chmod(spool.dir("incoming") / "t1.toml", 0o640)
+    with pytest.raises(TicketError, match=f"already in {state}/"):
+        spool.claim("t1.toml")
+    assert _files(spool.dir("incoming")) == ["t1.toml"]
+
+
+def test_claim_drops_the_remnant_of_a_rejection_cut_short(spool: Spool) -> None:
+    """reject() links into rejected/ before it unlinks from incoming/: the same file in both is that."""
+    (spool.dir("incoming") / "t1.toml").write_text(TICKET)
+    os.chmod(spool.dir("incoming") / "t1.toml", 0o640)
+    os.link(spool.dir("incoming") / "t1.toml", spool.dir("rejected") / "t1.toml")
+    assert spool.claim("t1.toml") is None
+    assert _files(spool.dir("incoming")) == [] and _files(spool.dir("rejected")) == ["t1.toml"]
 
 
 def test_claim_returns_none_when_another_claim_won(spool: Spool) -> None:
