@@ -22,7 +22,8 @@ from .usage import Parser, UsageError
 
 __all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main", "main_exit"]
 
-COMMANDS = ("run", "list", "validate", "serve", "submit", "status", "logs", "init")
+COMMANDS = ("run", "list", "validate", "serve", "submit", "status", "logs", "init", "cancel", "wait", "pause",
+            "resume")
 EXIT_USAGE = 2
 
 
@@ -62,11 +63,22 @@ DESCRIPTIONS = {
     "validate": "Check the config and the jobs it makes; print every problem (exit 2) or one OK line. "
                 "It reports what `run` would refuse: no jobs, a job that can never fit the resources.",
     "serve": "The spool daemon: run the job tickets dropped into spool_dir/incoming with the same "
-             "supervisor as `run`, and file each under done/, failed/ or rejected/. Meant for systemd.",
+             "supervisor as `run`, and file each under done/, failed/ or rejected/. Meant for systemd. "
+             "Exits 0 on SIGTERM, 130 on SIGINT (running tickets go back to incoming/), 2 on a config or "
+             "spool error, 1 on an internal error.",
     "submit": "Validate tickets and enqueue them into the spool atomically; prints each ticket id. "
               "Either ticket files, or --job ID with overrides.",
-    "status": "What the spool daemon is doing: tickets per state, and each running ticket's pid, "
-              "attempt and elapsed time.",
+    "status": "Whether a daemon serves the spool (pid, since, version, config, workers, paused; exit 3 "
+              "if none), the queued tickets in run order, the running ones (job, attempt, pid, elapsed, "
+              "last line) and the last finished.",
+    "cancel": "Cancel tickets: a queued one goes to failed/ as cancelled at once; a running one gets "
+              "stop_signal, then SIGKILL after grace_period, is not retried, and is filed as cancelled. "
+              "Exit 0, or 2 naming an unknown ticket.",
+    "wait": "Block until every ticket is filed. Exit 0 if all succeeded, 1 if any failed, 130 if any "
+            "was cancelled, 124 on timeout, 2 for an unknown ticket.",
+    "pause": "Daemons on this spool claim no new ticket until `resume`; running tickets go on. Kept in "
+             "the spool (control/paused), so a restarted daemon stays paused.",
+    "resume": "Undo `pause`: daemons on this spool claim tickets again.",
     "logs": "A job's or ticket's JSON-lines log rendered for people: timestamps, attempt separators, "
             "'!' for stderr, printed JSON objects as JSON.",
     "init": "Write a commented starter aimedres.toml (never overwrites a file).",
@@ -113,15 +125,32 @@ def build_parser() -> Parser:
     smt.add_argument("--timeout", metavar="DURATION", help="per attempt, e.g. 30m (0 = none)")
     smt.add_argument("--arg", action="append", default=[], metavar="ARG",
                      help="append ARG to the job's command (repeatable; --arg=--seed for dashes)")  # fmt: skip
+    smt.add_argument("--priority", type=int, metavar="N",
+                     help="higher runs first (default 0; FIFO within a priority); ticket key `priority`")
+    smt.add_argument("--after", action="append", default=[], metavar="TICKET",
+                     help="start only once TICKET succeeded; if it fails or is cancelled this one fails "
+                          "with failure = \"dependency\" (repeatable); ticket key `after`")  # fmt: skip
     sts = _subcommand(sub, "status", "what the spool daemon is doing")
     sts.add_argument("--json", action="store_true", help="one JSON object, for machines")
+    sts.add_argument("--last", type=_count, default=10, metavar="N", help="finished tickets to list (default 10)")
     lgs = _subcommand(sub, "logs", "a job's or ticket's log, for humans")
     lgs.add_argument("target", metavar="JOB|TICKET", help="a job id of a run, or a ticket id")
     lgs.add_argument("--run", metavar="RUN_ID", help="which run (default: the ticket's, else the latest)")
-    lgs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job finishes")
+    lgs.add_argument("--follow", "-f", action="store_true",
+                     help="keep printing until the job finishes; a queued ticket is waited for, and the "
+                          "exit code is `wait`'s")  # fmt: skip
+    cnc = _subcommand(sub, "cancel", "cancel queued or running tickets")
+    cnc.add_argument("tickets", nargs="*", metavar="TICKET", help="ticket ids to cancel")
+    cnc.add_argument("--all", action="store_true", help="cancel every queued and running ticket")
+    cnc.add_argument("--no-wait", action="store_true", help="do not wait for running tickets to stop")
+    wat = _subcommand(sub, "wait", "wait until tickets have finished")
+    wat.add_argument("tickets", nargs="+", metavar="TICKET", help="ticket ids to wait for")
+    wat.add_argument("--timeout", type=_duration, metavar="DURATION", help="give up after this long (exit 124)")
+    pse = _subcommand(sub, "pause", "stop claiming new tickets (running ones go on)")
+    rsm = _subcommand(sub, "resume", "claim tickets again after `pause`")
     ini = _subcommand(sub, "init", "write a commented starter aimedres.toml (never overwrites)")
     ini.add_argument("path", nargs="?", default="aimedres.toml", help="where to write it (default: ./aimedres.toml)")
-    for sp in (run, lst, val, srv, smt, sts, lgs):  # `run --config X` works as well as `--config X run`
+    for sp in (run, lst, val, srv, smt, sts, lgs, cnc, wat, pse, rsm):  # `run --config X` as well as `--config X run`
         sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for sp in (run, lst, val, srv):
         sp.add_argument("--executor", choices=EXECUTORS, default=None,
@@ -465,12 +494,20 @@ def cmd_serve(cfg: Config, a: argparse.Namespace) -> int:
 
 
 def cmd_submit(cfg: Config, a: argparse.Namespace) -> int:
+    import tomllib
+
     import tomli_w
 
     from .config import parse_ticket
+    from .control import ticket_owner, user_name
     from .jobs import TicketJobError, known_jobs, ticket_spec
     from .spool import SpoolError, TicketError, new_ticket_id
 
+    ordering: dict[str, Any] = {}  # --priority / --after: ticket keys
+    if a.priority is not None:
+        ordering["priority"] = a.priority
+    if a.after:
+        ordering["after"] = a.after
     texts: list[tuple[str, str]] = []  # (label for the id, ticket text)
     if a.job:
         if a.tickets:
@@ -481,33 +518,57 @@ def cmd_submit(cfg: Config, a: argparse.Namespace) -> int:
                 table[name] = getattr(a, name)
         if a.arg:
             table["args"] = a.arg
-        texts.append((a.job, tomli_w.dumps(table)))
+        texts.append((a.job, tomli_w.dumps(table | ordering)))
     elif a.tickets:
         for name in a.tickets:
             try:
                 text = Path(name).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as e:
                 raise UsageError(f"{name}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+            if ordering:  # top-level keys go before the first table; a key the file sets itself wins
+                try:
+                    own = tomllib.loads(text)
+                except tomllib.TOMLDecodeError:
+                    own = {}  # parse_ticket below says what is wrong
+                clash = sorted(k for k in ordering if k in own)
+                if clash:
+                    raise UsageError(f"{name} sets {', '.join(clash)} itself; drop the option or edit the file")
+                text = tomli_w.dumps(ordering) + text
             texts.append((Path(name).stem, text))
     else:
         raise UsageError("nothing to submit: give ticket files or --job ID")
     known = known_jobs(cfg)
-    prepared = []
+    spool = _spool(cfg)
+    prepared: list[tuple[str, str]] = []
     for label, text in texts:
         safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in label.lower())[:40] or "ticket"
         ticket_id = new_ticket_id(safe)
         try:
-            ticket_spec(cfg, parse_ticket(text, ticket_id, label), known)
+            ticket = parse_ticket(text, ticket_id, label)
+            ticket_spec(cfg, ticket, known)
         except ConfigError as e:
             raise UsageError("; ".join(e.problems)) from None
         except (TicketJobError, ValueError) as e:
             raise UsageError(f"{label}: {e}") from None
+        earlier = {t for t, _ in prepared}
+        for dep in ticket.after:
+            if dep not in earlier and spool.state_of(dep) is None:
+                raise UsageError(f"{label}: after: there is no ticket {dep} in spool {spool.root}")
         prepared.append((ticket_id, text))
-    spool = _spool(cfg)
+    # The daemon reads only tickets owned by its user (or root) and not writable by others: refuse
+    # now what it would reject later, or, as root, hand the ticket to its user.
+    owner = ticket_owner(spool)
+    give: tuple[int, int] | None = None
+    if owner is not None and owner[0] not in (0, os.geteuid()):
+        if os.geteuid() != 0:
+            raise UsageError(f"the daemon's user {user_name(owner[0])} could not read a ticket of yours "
+                             f"({user_name(os.geteuid())}): submit as that user, e.g. "
+                             f"`runuser -u {user_name(owner[0]).split()[0]} -- python -m aimedres_async submit ...`")
+        give = owner
     try:
         spool.ensure(check_secure=False)
         for ticket_id, text in prepared:
-            spool.submit(text, ticket_id)
+            spool.submit(text, ticket_id, owner=give)
             print(ticket_id, flush=True)
     except (SpoolError, TicketError) as e:
         raise UsageError(str(e)) from None
@@ -516,34 +577,143 @@ def cmd_submit(cfg: Config, a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(cfg: Config, a: argparse.Namespace) -> int:
-    import time
+EXIT_NO_DAEMON = 3  # as `systemctl is-active` says a unit is not running
 
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+                     for r in rows)  # fmt: skip
+
+
+def cmd_status(cfg: Config, a: argparse.Namespace) -> int:
     import orjson
 
+    from .config import format_duration
+    from .control import status
+
     spool = _spool(cfg)
-    running = list(spool.running())
-    now = time.time()
-    for r in running:
-        r["elapsed_s"] = round(now - float(r.get("started", now)), 1)
-    state = {"spool": str(spool.root), "counts": spool.counts(), "running": running}
+    state = status(spool, a.last)
+    code = 0 if state["daemon"] else EXIT_NO_DAEMON
     if a.json:
         print(orjson.dumps(state, option=orjson.OPT_INDENT_2).decode())
-        return 0
-    print(f"spool {spool.root}: " + ", ".join(f"{k} {v}" for k, v in state["counts"].items()))
-    for r in running:
-        print(f"  {r.get('ticket')}  attempt {r.get('attempt')}  pid {r.get('pid')}  {r['elapsed_s']:.0f}s")
-    return 0
+        return code
+    import time
+
+    for d in state["daemons"]:
+        up = format_duration(time.time() - float(d.get("started", time.time())))
+        print(f"daemon: pid {d['pid']} on {d.get('host')}, serving since {d.get('since')} ({up}), "
+              f"version {d.get('version')}, config {d.get('config') or 'built-in defaults'}")  # fmt: skip
+        print(f"  workers {d.get('busy')}/{d.get('workers')} busy, {'PAUSED' if d.get('paused') else 'claiming'}")
+    if not state["daemons"]:
+        print(f"daemon: none is serving spool {spool.root}")
+    print(f"spool {spool.root}: " + ", ".join(f"{k} {v}" for k, v in state["counts"].items())
+          + (" (paused: `resume` to claim again)" if state["paused"] else ""))  # fmt: skip
+    if state["queued"]:
+        print(f"queued, in run order ({len(state['queued'])}):")
+        rows: list[tuple[str, ...]] = [("TICKET", "PRIORITY", "AFTER")]
+        rows += [(q["ticket"], str(q["priority"]), ",".join(q.get("after", ())) or "-") for q in state["queued"]]
+        print(_table(rows))
+    if state["running"]:
+        print(f"running ({len(state['running'])}):")
+        rows = [("TICKET", "JOB", "ATTEMPT", "PID", "ELAPSED", "LAST LINE")]
+        rows += [(str(r.get("ticket")), str(r.get("job") or "-"), str(r.get("attempt")), str(r.get("pid")),
+                  format_duration(r["elapsed_s"]), (r.get("last_line") or "")[:80]) for r in state["running"]]
+        print(_table(rows))
+    if state["finished"]:
+        print(f"finished (last {len(state['finished'])}):")
+        rows = [("TICKET", "STATUS", "EXIT", "DURATION", "FINISHED AT")]
+        for f in state["finished"]:
+            dur = f["duration_s"]
+            rows.append((f["ticket"], f["status"] + (f" [{f['failure']}]" if f.get("failure") else ""),
+                         "-" if f["exit_code"] is None else str(f["exit_code"]),
+                         format_duration(dur) if isinstance(dur, int | float) else "-", f["finished_at"] or "-"))
+        print(_table(rows))
+    return code
 
 
 def cmd_logs(cfg: Config, a: argparse.Namespace) -> int:
+    from .config import JOB_ID_RE
     from .render import find_log, show
 
+    spool = _spool(cfg)
+    if a.follow and a.run is None and JOB_ID_RE.fullmatch(a.target) and spool.state_of(a.target) is not None:
+        from .control import follow
+
+        return follow(spool, a.target, lambda path, running: show(path, follow=running is not None, running=running))
     try:
-        path = find_log(cfg, _spool(cfg), a.target, a.run)
+        path = find_log(cfg, spool, a.target, a.run)
     except ValueError as e:
         raise UsageError(str(e)) from None
     return show(path, follow=a.follow)
+
+
+def _ticket_ids(tickets: list[str]) -> list[str]:
+    from .config import JOB_ID_RE
+
+    bad = [t for t in tickets if not JOB_ID_RE.fullmatch(t)]
+    if bad:
+        raise UsageError(f"not a ticket id: {', '.join(repr(t) for t in bad)}")
+    return tickets
+
+
+def cmd_cancel(cfg: Config, a: argparse.Namespace) -> int:
+    from .control import cancel, describe, wait
+
+    if a.all == bool(a.tickets):
+        raise UsageError("give ticket ids or --all (not both)")
+    spool = _spool(cfg)
+    report = cancel(spool, _ticket_ids(a.tickets), a.all)
+    for line in report.lines:
+        print(line, flush=True)
+    if report.running:
+        if not spool.daemons():
+            for t in report.running:
+                print(f"{t} will be cancelled when a daemon serves spool {spool.root} (none does now)")
+        elif a.no_wait:
+            for t in report.running:
+                print(f"{t} is being stopped (`wait {t}` to see it end)")
+        else:
+            print(f"stopping {', '.join(report.running)} ({cfg.supervisor.stop_signal}, then SIGKILL after "
+                  f"{cfg.supervisor.grace_period:g}s)", file=sys.stderr, flush=True)  # fmt: skip
+            wait(spool, report.running, None, lambda t, state, res: print(describe(t, state, res), flush=True))
+    if report.unknown:
+        raise UsageError(f"no such ticket in spool {spool.root}: {', '.join(report.unknown)}")
+    return 0
+
+
+def cmd_wait(cfg: Config, a: argparse.Namespace) -> int:
+    from .control import EXIT_TIMEOUT, describe, exit_code, wait
+
+    spool = _spool(cfg)
+    tickets = _ticket_ids(a.tickets)
+    unknown = [t for t in tickets if spool.state_of(t) is None]
+    if unknown:
+        raise UsageError(f"no such ticket in spool {spool.root}: {', '.join(unknown)}")
+    done, pending = wait(spool, tickets, a.timeout,
+                         lambda t, state, res: print(describe(t, state, res), flush=True))  # fmt: skip
+    if pending:
+        print(f"aimedres-async: timed out after {a.timeout:g}s; not finished: {', '.join(pending)}", file=sys.stderr)
+        return EXIT_TIMEOUT
+    return exit_code(done.values())
+
+
+def cmd_pause(cfg: Config, a: argparse.Namespace, paused: bool = True) -> int:
+    spool = _spool(cfg)
+    try:
+        spool.ensure(check_secure=False)
+        spool.set_paused(paused)
+    except OSError as e:
+        raise UsageError(f"cannot write to spool {spool.root}: {e.strerror or e}") from None
+    if paused:
+        print(f"paused: no new ticket is claimed from {spool.root} until `resume` (running ones go on)")
+    else:
+        print(f"resumed: tickets in {spool.root} are claimed again")
+    return 0
+
+
+def cmd_resume(cfg: Config, a: argparse.Namespace) -> int:
+    return cmd_pause(cfg, a, paused=False)
 
 
 def cmd_init(a: argparse.Namespace) -> int:
@@ -571,7 +741,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(a, "executor", None):
             cfg = dataclasses.replace(cfg, supervisor=dataclasses.replace(cfg.supervisor, executor=a.executor))
         handler = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "serve": cmd_serve,
-                   "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs}[a.command]  # fmt: skip
+                   "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs, "cancel": cmd_cancel,
+                   "wait": cmd_wait, "pause": cmd_pause, "resume": cmd_resume}[a.command]  # fmt: skip
         return handler(cfg, a)
     except ConfigError as e:
         for problem in e.problems:

@@ -598,6 +598,8 @@ class Ticket:
     job: str | None  # the configured job it names, or None for a whole job
     label: str  # what to call it in listings: the job it names, or its own `id`
     config: JobConfig  # overrides (job form) or the whole job; its id is the ticket id
+    priority: int = 0  # the daemon claims higher first; FIFO within one priority
+    after: tuple[str, ...] = ()  # tickets that must have succeeded before this one starts
 
 
 def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
@@ -613,6 +615,18 @@ def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
         raise ConfigError([f"{name}: result: a new ticket must not carry a [result] table"])
     job = raw.pop("job", None)
     label = raw.pop("id", None)
+    priority = raw.pop("priority", 0)
+    after = raw.pop("after", [])
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        problems.add(("priority",), "expected a whole number (higher runs first)")
+        priority = 0
+    if isinstance(after, str):
+        after = [after]
+    if not isinstance(after, list) or not all(isinstance(a, str) and JOB_ID_RE.fullmatch(a) for a in after):
+        problems.add(("after",), "expected a ticket id or a list of ticket ids")
+        after = []
+    elif ticket_id in after:
+        problems.add(("after",), "a ticket cannot wait for itself")
     if job is not None and (not isinstance(job, str) or not JOB_ID_RE.fullmatch(job)):
         problems.add(("job",), "expected the id of a configured job")
     if label is not None and (not isinstance(label, str) or not JOB_ID_RE.fullmatch(label)):
@@ -630,7 +644,8 @@ def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
         config = config_or_none or JobConfig(id=ticket_id)
     if problems.items:
         raise ConfigError(problems.items)
-    return Ticket(job=job, label=str(job or label or ticket_id), config=config)
+    return Ticket(job=job, label=str(job or label or ticket_id), config=config, priority=priority,
+                  after=tuple(after))  # fmt: skip
 
 
 def parse(text: str, path: Path | None, base_dir: Path) -> Config:

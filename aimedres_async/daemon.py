@@ -1,8 +1,10 @@
-"""`serve`: the spool daemon. Watch incoming/, claim as many tickets as there are free slots, run
-them through the same supervisor and runner as `run`, and file each ticket under done/ or failed/.
+"""`serve`: the spool daemon. Watch incoming/ and control/, claim as many tickets as there are free
+slots (priority first, then arrival; a ticket waits for the tickets it is `after`), run them through
+the same supervisor and runner as `run`, and file each ticket under done/ or failed/.
 
-SIGTERM/SIGINT: stop claiming, stop the running jobs as `run` does, put their tickets back in
-incoming/, exit 0. SIGHUP: reload the config (worker count, defaults, jobs) for new tickets.
+control/ carries the operators' requests: <ticket>.cancel, and `paused` (claim nothing new).
+SIGTERM: stop claiming, stop the running jobs as `run` does, put their tickets back in incoming/,
+exit 0; SIGINT the same, exit 130. SIGHUP: reload the config (worker count, defaults, jobs).
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from typing import Any
 
 import tomli_w
 
-from . import procs, sinks
+from . import __version__, procs, sinks
 from .config import Config, ConfigError, JobConfig, parse_ticket
 from .jobs import Status, TicketJobError, known_jobs, ticket_spec
 from .log import Console
 from .notify import Notifier
 from .scheduler import Need
-from .spool import SPOOL_ENV, Claimed, Spool, TicketError, process_identity
+from .spool import SPOOL_ENV, Claimed, Queued, Spool, TicketError, cancelled_result, process_identity
 from .supervisor import Executor, JobRun, RunOptions, Supervisor, default_workers
 
 RESCAN_INTERVAL = 2.0  # a full look at incoming/ even without an inotify event
@@ -49,6 +51,11 @@ class Daemon:
         self.waiting_count = 0
         self.finished = {"done": 0, "failed": 0, "rejected": 0}
         self.sup: Supervisor | None = None
+        self.cancelling: set[str] = set()  # claimed tickets a `cancel` asked to stop
+        self.labels: dict[str, str] = {}  # claimed ticket -> the job it names (for `status`)
+        self.paused = False
+        self.started = time.time()
+        self._published = ""
 
     # ------------------------------------------------------------ lifecycle
 
@@ -56,6 +63,7 @@ class Daemon:
         self.spool.ensure()  # SpoolError: refuse to start (exit 2)
         for ticket in self.spool.recover():
             self.console.warning(f"ticket {ticket} was left in active/ by a dead daemon: back in incoming/")
+        self.spool.sweep_daemons()
         logs_dir = self.cfg.resolve(self.cfg.supervisor.logs_dir)
         logs_dir.mkdir(parents=True, exist_ok=True)
         # AIMEDRES_SPOOL with AIMEDRES_JOB_ID=<ticket> lets a restarted daemon find a job that no
@@ -77,10 +85,15 @@ class Daemon:
             helpers.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_interval)))
         for t in helpers:
             t.add_done_callback(self._helper_died)
+        self.paused = self.spool.paused()
+        self._publish(force=True)
         self.notifier.ready(self._status_text())
+        code = 1
         try:
-            await run
+            code = await run
         finally:
+            with contextlib.suppress(OSError):
+                self.spool.remove_daemon()
             self.unwatch.set()
             for t in helpers:
                 t.cancel()
@@ -90,7 +103,7 @@ class Daemon:
             for c in list(self.claimed.values()):  # should be none: every job finished
                 self.spool.release(c, "incoming", None)
             self.notifier.close()
-        return 1 if self.failed else 0
+        return 1 if self.failed else code
 
     def _helper_died(self, task: asyncio.Task[None]) -> None:
         """A daemon that silently stopped claiming would be worse than one that exits: stop, fail."""
@@ -133,14 +146,15 @@ class Daemon:
             self.sup.ctx.grace_period = cfg.supervisor.grace_period
             self.sup.ctx.stop_signal = cfg.stop_signum
         self.sup.log.emit("daemon.reloaded", max_workers=self._workers(self.cfg), jobs=sorted(self.known))
+        self._publish(force=True)
         self.notifier.ready(self._status_text())
         self.kick.set()
 
     # ------------------------------------------------------------ intake
 
     async def _watch(self) -> None:
-        """Kick the intake on every change in incoming/ (inotify); poll if watchfiles is missing."""
-        incoming = str(self.spool.dir("incoming"))
+        """Kick the intake on every change in incoming/ or control/ (inotify); poll if watchfiles is missing."""
+        folders = [str(self.spool.dir("incoming")), str(self.spool.dir("control"))]
         try:
             from watchfiles import awatch
         except ImportError:
@@ -149,13 +163,14 @@ class Daemon:
                 self.kick.set()
         # step: how often the watcher thread looks (and checks stop_event); 10 ms keeps the
         # submit -> start latency near 10 ms while the idle daemon stays well under 1% of a core.
-        async for _changes in awatch(incoming, debounce=50, step=10, rust_timeout=500, yield_on_timeout=False,
+        async for _changes in awatch(*folders, debounce=50, step=10, rust_timeout=500, yield_on_timeout=False,
                                      recursive=False, stop_event=self.unwatch):  # fmt: skip
             self.kick.set()
 
     async def _intake(self) -> None:
         next_sweep = time.monotonic() + TMP_SWEEP_INTERVAL  # the first sweep ran in recover()
         while not self.stopping:
+            self._apply_requests()
             self._claim_some()
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + TMP_SWEEP_INTERVAL
@@ -165,16 +180,72 @@ class Daemon:
                 await asyncio.wait_for(self.kick.wait(), RESCAN_INTERVAL)
             self.kick.clear()
 
+    def _apply_requests(self) -> None:
+        """`cancel`: stop a ticket this daemon runs; file a waiting one as cancelled. A request stays
+        in control/ until its ticket is filed (a crash in between is not a lost cancel)."""
+        assert self.sup is not None
+        paused = self.spool.paused()
+        if paused != self.paused:
+            self.paused = paused
+            self.sup.log.emit("daemon.paused" if paused else "daemon.resumed")
+        for ticket in self.spool.cancel_requests():
+            if ticket in self.claimed:
+                if ticket not in self.cancelling:
+                    self.cancelling.add(ticket)
+                    self.sup.log.emit("ticket.cancelling", ticket=ticket)
+                    self.sup.cancel(ticket)
+                continue
+            state = self.spool.state_of(ticket)
+            if state is not None and state[0] == "incoming":
+                try:
+                    filed = self.spool.cancel_waiting(ticket, cancelled_result())
+                except OSError as e:
+                    self.console.warning(f"cannot cancel {ticket}: {e}")
+                    continue
+                if filed is not None:
+                    self.finished["failed"] += 1
+                    self.sup.log.emit("ticket.cancelled", ticket=ticket, ran=False)
+                    self.spool.drop_request(ticket)
+            elif state is None or state[0] != "active":  # filed (or never was): nothing left to do
+                self.spool.drop_request(ticket)
+            # active/ but not ours: another daemon's (it applies the request), or a dead daemon's
+            # (recovered into incoming/ at the next start, then cancelled before it is claimed)
+
+    def _blocked(self, q: Queued) -> tuple[str, str] | None:
+        """Why a ticket may not start yet: ("wait", ...) while a ticket it is `after` is not final,
+        ("failed", why) when one failed or was cancelled, ("unknown", why) for no such ticket."""
+        for dep in q.after:
+            if dep == q.ticket_id:
+                return None  # the parser rejects it
+            state = self.spool.state_of(dep)
+            if state is None:
+                return "unknown", f"after: there is no ticket {dep} in this spool"
+            where, res = state
+            if where in ("incoming", "active"):
+                return "wait", dep
+            if where == "rejected":
+                return "failed", f"ticket {dep} (after) was rejected"
+            if where == "failed":
+                status = res.get("status", "failed")
+                how = "was cancelled" if status == "cancelled" else f"ended {status}"
+                return "failed", f"ticket {dep} (after) {how}"
+        return None
+
     def _claim_some(self) -> None:
         assert self.sup is not None
         free = self.sup.free_slots()
-        if free <= 0:
+        if free <= 0 or self.paused:
+            self._publish()
             return
-        names = self.spool.waiting()
-        self.waiting_count = len(names)
-        for name in names:
+        queue = self.spool.queue()
+        self.waiting_count = len(queue)
+        for q in queue:
             if free <= 0 or self.stopping:
                 break
+            blocked = self._blocked(q) if q.after else None
+            if blocked is not None and blocked[0] == "wait":
+                continue
+            name = f"{q.ticket_id}.toml"
             path = self.spool.dir("incoming") / name
             try:
                 claimed = self.spool.claim(name)
@@ -198,16 +269,33 @@ class Daemon:
             except Exception as e:  # a parser bug must not stop the intake: this ticket alone fails
                 self._reject(claimed, f"could not read the ticket ({type(e).__name__}: {e})")
                 continue
+            if blocked is not None and blocked[0] == "unknown":
+                self._reject(claimed, blocked[1])
+                continue
+            if blocked is not None:  # a ticket it is `after` failed or was cancelled: it never runs
+                res = {"status": "failed", "failure": "dependency", "error": blocked[1], "attempts": 0,
+                       "finished_at": sinks.timestamp_str()}  # fmt: skip
+                self._file(claimed, "failed", res)
+                self.sup.log.emit("ticket.failed", ticket=claimed.ticket_id, failure="dependency", error=blocked[1])
+                continue
             unfit = self.sup.local_resources and self.sup.pools.never_fits(Need.of(spec.resources))
             if unfit:
                 self._reject(claimed, f"can never run here: it {unfit}")
                 continue
             self.claimed[claimed.ticket_id] = claimed
-            self.sup.add(spec, self._on_finished, ticket_job=ticket.label)
+            self.labels[claimed.ticket_id] = ticket.label
+            self.sup.add(spec, self._on_finished, ticket_job=ticket.label, priority=ticket.priority)
             self.waiting_count -= 1
             free -= 1
-        if self.notifier.address:
-            self.notifier.status(self._status_text())
+        self._publish()
+
+    def _file(self, c: Claimed, state: str, res: dict[str, Any]) -> None:
+        try:
+            self.spool.release(c, state, res)
+        except OSError as e:
+            self.console.warning(f"cannot file {c.ticket_id} under {state}/: {e}")
+            return
+        self.finished[state] += 1
 
     def _reject(self, what: Path | Claimed, reason: str) -> None:
         assert self.sup is not None
@@ -228,7 +316,8 @@ class Daemon:
         c = self.claimed.get(job_id)
         if c is not None:
             assert self.sup is not None
-            info = process_identity(pid) | {"ticket": job_id, "attempt": attempt, "daemon_pid": os.getpid(),
+            info = process_identity(pid) | {"ticket": job_id, "job": self.labels.get(job_id),
+                                             "attempt": attempt, "daemon_pid": os.getpid(),
                                              "started_at": sinks.timestamp_str(), "started": time.time(),
                                              "log": str(self.sup.log.job_path(job_id))}  # fmt: skip
             with contextlib.suppress(OSError):
@@ -237,9 +326,12 @@ class Daemon:
     def _on_finished(self, job: JobRun) -> None:
         assert self.sup is not None
         c = self.claimed.pop(job.spec.id, None)
+        self.labels.pop(job.spec.id, None)
         if c is None:
             return
-        if job.status is Status.CANCELLED and self.stopping:
+        cancelled = job.spec.id in self.cancelling
+        self.cancelling.discard(job.spec.id)
+        if job.status is Status.CANCELLED and self.stopping and not cancelled:
             self.spool.release(c, "incoming", None)
             self.sup.log.emit("ticket.requeued", ticket=c.ticket_id)
             return
@@ -247,15 +339,39 @@ class Daemon:
         entry = job.summary(self.sup.log.job_path(job.spec.id), self.sup.ctx.redact_argv(job.spec.argv))
         self.spool.release(c, state, ticket_result(entry, self.sup.run_id))
         self.finished[state] += 1
-        if self.notifier.address:
-            self.notifier.status(self._status_text())
+        if cancelled:
+            self.spool.drop_request(job.spec.id)
+        self._publish()
         self.kick.set()
 
     def _status_text(self) -> str:
         running = len(self.claimed)
         waiting = self.waiting_count  # as of the last look at incoming/ (listing it per job is O(n))
         f = self.finished
-        return f"running {running}, waiting {waiting}, done {f['done']}, failed {f['failed']}, rejected {f['rejected']}"
+        text = f"running {running}, waiting {waiting}, done {f['done']}, failed {f['failed']}, rejected {f['rejected']}"
+        return ("paused; " + text) if self.paused else text
+
+    def _publish(self, force: bool = False) -> None:
+        """STATUS= for systemd and control/daemon.<pid>.json for `status`, when they changed."""
+        text = self._status_text()
+        if text == self._published and not force:
+            return
+        self._published = text
+        if self.notifier.address:
+            self.notifier.status(text)
+        assert self.sup is not None
+        info = process_identity(os.getpid()) | {
+            "started": self.started, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "version": __version__,
+            "config": str(self.cfg.path.resolve()) if self.cfg.path else None, "uid": os.geteuid(),
+            "host": os.uname().nodename, "run": self.sup.run_id, "logs": str(self.sup.log.dir),
+            "workers": self._workers(self.cfg), "busy": len(self.claimed), "paused": self.paused,
+            "status": text,
+        }  # fmt: skip
+        try:
+            self.spool.write_daemon(info)
+        except OSError as e:
+            self.console.warning(f"cannot write the daemon's record for `status`: {e}")
 
     async def _watchdog(self, interval: float) -> None:
         while True:

@@ -364,6 +364,10 @@ def _merge(base: JobSettings, over: JobSettings) -> JobSettings:
 def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> JobSpec:
     """A ticket as a job: a configured job with the ticket's overrides, or the ticket's own job."""
     own = ticket.config
+    reserved = sorted(k for k in own.settings.env if k.startswith("AIMEDRES_"))
+    if reserved:  # AIMEDRES_SPOOL, _JOB_ID, ... are how the daemon finds its jobs after a crash
+        raise TicketJobError(f"env: {', '.join(reserved)}: AIMEDRES_* variables are set by the daemon; "
+                             "a ticket cannot override them")  # fmt: skip
     if ticket.job is not None:
         base = known.get(ticket.job)
         if base is None:

@@ -6,6 +6,7 @@ import re
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +70,11 @@ def _value(v: Any) -> str:
     return v if isinstance(v, str) else orjson.dumps(v).decode()
 
 
-def show(path: Path, follow: bool = False, poll: float = 0.2) -> int:
-    """Print the rendered log; with follow, keep going until the job's job.finished record."""
+def show(path: Path, follow: bool = False, poll: float = 0.2, running: Callable[[], bool] | None = None) -> int:
+    """Print the rendered log; with follow, keep going until the job's job.finished record, or
+    until running() says the job is no longer running (its daemon died) and the file is drained."""
     out = sys.stdout
+    drained = False
     with open(path, "rb") as f:
         buf = b""
         while True:
@@ -95,4 +98,9 @@ def show(path: Path, follow: bool = False, poll: float = 0.2) -> int:
                 continue
             if not follow:
                 return 0
+            if running is not None and not running():
+                if drained:
+                    return 0
+                drained = True  # one more read: what it wrote before it stopped
+                continue
             time.sleep(poll)

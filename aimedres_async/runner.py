@@ -45,21 +45,42 @@ class AttemptResult:
 
 
 class StopRequest:
-    """The run's stop state: `requested` (graceful) and `forced` (skip the grace period)."""
+    """The run's stop state: `requested` (graceful) and `forced` (skip the grace period).
+
+    `child()` gives one attempt a stop of its own: the run's stop reaches it, and it can also be
+    requested alone (the daemon's `cancel` of one ticket).
+    """
 
     def __init__(self) -> None:
         self.requested = asyncio.Event()
         self.forced = asyncio.Event()
-        self.reason: str | None = None  # "SIGINT", "SIGTERM", "fail-fast", ...
+        self.reason: str | None = None  # "SIGINT", "SIGTERM", "fail-fast", "cancelled", ...
+        self._children: set[StopRequest] = set()
 
     def request(self, reason: str) -> None:
         if not self.requested.is_set():
             self.reason = reason
             self.requested.set()
+        for c in self._children:
+            c.request(reason)
 
     def force(self) -> None:
         self.requested.set()
         self.forced.set()
+        for c in self._children:
+            c.force()
+
+    def child(self) -> StopRequest:
+        c = StopRequest()
+        if self.requested.is_set():
+            c.request(self.reason or "stop")
+        if self.forced.is_set():
+            c.force()
+        self._children.add(c)
+        return c
+
+    def release(self, c: StopRequest) -> None:
+        self._children.discard(c)
 
 
 @dataclass

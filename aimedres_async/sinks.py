@@ -359,10 +359,10 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def point_latest(logs_dir: Path, run_id: str) -> None:
-    """Make logs_dir/latest a symlink to the run's folder, replaced atomically."""
-    link = logs_dir / "latest"
-    tmp = logs_dir / f".latest.{os.getpid()}"
+def point_latest(logs_dir: Path, run_id: str, pointer: str = "latest") -> None:
+    """Make logs_dir/latest (or another pointer) a symlink to the run's folder, replaced atomically."""
+    link = logs_dir / pointer
+    tmp = logs_dir / f".{pointer}.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     os.symlink(run_id, tmp)
@@ -440,6 +440,7 @@ class RunLog:
         run_id: str,
         console: Callable[[dict[str, Any]], None] | None = None,
         stream_path: Path | None = None,
+        pointer: str = "latest",  # the symlink in logs_dir to move here (`serve` has its own)
     ) -> None:
         self.run_id = run_id
         self.dir = logs_dir / run_id
@@ -451,7 +452,7 @@ class RunLog:
         self._failed: list[JsonlFile] = []  # closed job files that had a write error
         self._unopened: dict[str, list[bytes]] = {}  # records of jobs whose file is not open yet
         self._events_buf: list[bytes] = []
-        point_latest(logs_dir, run_id)
+        point_latest(logs_dir, run_id, pointer)
 
     def job_path(self, job: str) -> Path:
         return self.dir / "jobs" / f"{job}.jsonl"

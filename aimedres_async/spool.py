@@ -5,6 +5,8 @@
     spool/active/    claimed by a daemon (which holds a flock on it while it runs)
     spool/done/ failed/   finished, with a [result] table appended
     spool/rejected/  bad tickets, each with a <name>.error saying why
+    spool/control/   requests to the daemons: <ticket_id>.cancel, `paused`; and each serving
+                     daemon's daemon.<pid>.json (what `status` shows)
 
 Every move is link(2) + unlink(2), so no ticket ever replaces another, followed by an fsync of
 both folders, so a power cut cannot lose or resurrect one. A staging file in tmp/ is named
@@ -26,6 +28,7 @@ import secrets
 import signal
 import stat
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +39,9 @@ import tomli_w
 
 from . import procs
 from .config import JOB_ID_RE
+from .sinks import timestamp_str
 
-STATES = ("incoming", "active", "done", "failed", "rejected", "tmp")
+STATES = ("incoming", "active", "done", "failed", "rejected", "tmp", "control")
 MAX_TICKET_BYTES = 1 << 20
 SUFFIX = ".toml"
 SPOOL_ENV = "AIMEDRES_SPOOL"  # in every daemon job's environment: the spool it came from
@@ -64,6 +68,32 @@ class Claimed:
     lock_fd: int
 
 
+@dataclass(frozen=True)
+class Queued:
+    """A waiting ticket as the daemon orders them: priority (higher first), then arrival."""
+
+    ticket_id: str
+    priority: int
+    after: tuple[str, ...]  # tickets that must succeed first
+    mtime_ns: int  # when its writer wrote it: kept by the link into incoming/ and by recovery
+
+
+def order_keys(raw: dict[str, Any]) -> tuple[int, tuple[str, ...]]:
+    """A ticket's `priority` and `after`, leniently: a bad value is the ticket parser's to report."""
+    prio = raw.get("priority", 0)
+    after = raw.get("after", ())
+    if isinstance(after, str):
+        after = (after,)
+    ok_after = isinstance(after, list | tuple) and all(isinstance(a, str) for a in after)
+    return (prio if isinstance(prio, int) and not isinstance(prio, bool) else 0,
+            tuple(after) if ok_after else ())  # fmt: skip
+
+
+def cancelled_result() -> dict[str, Any]:
+    """The [result] of a ticket cancelled before it ran."""
+    return {"status": "cancelled", "attempts": 0, "finished_at": timestamp_str()}
+
+
 def new_ticket_id(job: str) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return f"{stamp}-{secrets.token_hex(3)}-{job}"[:64]
@@ -86,6 +116,7 @@ def _safe_name(name: str) -> str:
 class Spool:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._order: dict[str, tuple[tuple[int, int, int], int, tuple[str, ...]]] = {}  # see queue()
 
     @property
     def identity(self) -> str:
@@ -118,8 +149,9 @@ class Spool:
 
     # ------------------------------------------------------------ writing
 
-    def submit(self, text: str, ticket_id: str) -> Path:
-        """Stage in tmp/, fsync, link into incoming/ (never over an existing ticket)."""
+    def submit(self, text: str, ticket_id: str, owner: tuple[int, int] | None = None) -> Path:
+        """Stage in tmp/, fsync, link into incoming/ (never over an existing ticket). owner: (uid,
+        gid) to give the ticket (root submitting for the daemon's user)."""
         if not JOB_ID_RE.fullmatch(ticket_id):
             raise TicketError(f"invalid ticket id {ticket_id!r}")
         for state in ("incoming", "active", "done", "failed", "rejected"):
@@ -128,10 +160,15 @@ class Spool:
         tmp = self._staging(ticket_id)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
         try:
+            if owner is not None:
+                os.fchown(fd, *owner)
             os.write(fd, text.encode())
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
         dest = self.dir("incoming") / f"{ticket_id}{SUFFIX}"
         try:
             os.link(tmp, dest)
@@ -457,6 +494,159 @@ class Spool:
                     yield orjson.loads((self.dir("active") / name).read_bytes())
                 except (OSError, orjson.JSONDecodeError):
                     continue
+
+    def queue(self) -> list[Queued]:
+        """The waiting tickets in the order they will be claimed: priority (higher first), then the
+        time they were written (FIFO), then name. Each ticket is read once (cached by inode and mtime)."""
+        out = []
+        for name in self.waiting():
+            path = self.dir("incoming") / name
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            cached = self._order.get(name)
+            if cached is None or cached[0] != key:
+                try:
+                    raw = tomllib.loads(self.read(path))
+                except (TicketError, tomllib.TOMLDecodeError):
+                    raw = {}  # claim() rejects it in its turn
+                cached = self._order[name] = (key, *order_keys(raw))
+            out.append(Queued(name[: -len(SUFFIX)], cached[1], cached[2], st.st_mtime_ns))
+        if len(self._order) > len(out):
+            live = {f"{q.ticket_id}{SUFFIX}" for q in out}
+            self._order = {n: v for n, v in self._order.items() if n in live}
+        out.sort(key=lambda q: (-q.priority, q.mtime_ns, q.ticket_id))
+        return out
+
+    def state_of(self, ticket_id: str) -> tuple[str, dict[str, Any]] | None:
+        """Where a ticket is ("incoming", "active", "done", "failed", "rejected") and, once filed,
+        its [result] table (for rejected/: the reason, as `error`). None: no such ticket."""
+        for state in ("done", "failed", "rejected", "active", "incoming"):
+            path = self.dir(state) / f"{ticket_id}{SUFFIX}"
+            if not os.path.lexists(path):
+                continue
+            if state in ("done", "failed"):
+                try:
+                    res = tomllib.loads(path.read_text(encoding="utf-8", errors="replace")).get("result", {})
+                except (OSError, tomllib.TOMLDecodeError):
+                    res = {}
+                return state, res if isinstance(res, dict) else {}
+            if state == "rejected":
+                try:
+                    reason = (self.dir(state) / f"{ticket_id}.error").read_text(errors="replace").strip()
+                except OSError:
+                    reason = "rejected"
+                return state, {"status": "rejected", "error": reason}
+            return state, {}
+        return None
+
+    # ------------------------------------------------------------ control: cancel, pause, daemons
+
+    def request_cancel(self, ticket_id: str) -> None:
+        """Ask the daemon running this ticket to cancel it (control/<id>.cancel, kept until it is filed)."""
+        self._put(self.dir("control") / f"{ticket_id}.cancel", f"{os.getpid()} {time.time():.3f}\n".encode())
+
+    def cancel_requests(self) -> list[str]:
+        try:
+            names = os.listdir(self.dir("control"))
+        except FileNotFoundError:
+            return []
+        return sorted(n[: -len(".cancel")] for n in names if n.endswith(".cancel") and not n.startswith("."))
+
+    def drop_request(self, ticket_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.dir("control") / f"{ticket_id}.cancel")
+
+    def paused(self) -> bool:
+        return os.path.lexists(self.dir("control") / "paused")
+
+    def set_paused(self, paused: bool) -> None:
+        """`pause` / `resume`, kept in the spool so a restarted daemon keeps it."""
+        flag = self.dir("control") / "paused"
+        if paused:
+            self._put(flag, f"{os.getpid()} {time.time():.3f}\n".encode())
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(flag)
+                _fsync_dir(flag.parent)
+
+    def _put(self, path: Path, data: bytes) -> None:
+        """Create path whole (staged in tmp/, linked); an existing one is left as it is."""
+        tmp = self._staging(path.name)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        _fsync_dir(path.parent)
+
+    def cancel_waiting(self, ticket_id: str, result: dict[str, Any]) -> Path | None:
+        """File a waiting ticket under failed/ with this [result] before any daemon claims it.
+
+        Under the spool lock, so a daemon's claim comes before or after, never halfway. None: it
+        is not waiting (any more). A ticket too broken to read is rejected instead, saying so.
+        """
+        name = f"{ticket_id}{SUFFIX}"
+        src = self.dir("incoming") / name
+        with self._spool_lock():
+            if not os.path.lexists(src):
+                return None
+            try:
+                text = self.read(src)
+            except TicketError as e:
+                return self.reject(src, f"cancelled before it ran; it was not a valid ticket: it {e}")
+            text = text if text.endswith("\n") else text + "\n"
+            content = (text + "\n" + tomli_w.dumps({"result": result})).encode()
+            return self._move(src, self.dir("failed"), name, content)
+
+    def write_daemon(self, info: dict[str, Any]) -> None:
+        """This daemon's record for `status` (pid, start time, version, config, workers, ...)."""
+        path = self.dir("control") / f"daemon.{os.getpid()}.json"
+        tmp = self.dir("tmp") / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
+        tmp.write_bytes(orjson.dumps(info))
+        os.replace(tmp, path)
+
+    def remove_daemon(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.dir("control") / f"daemon.{os.getpid()}.json")
+
+    def daemons(self) -> list[dict[str, Any]]:
+        """The daemons serving this spool now: records whose process is alive and is the same
+        process (its start time matches), oldest first. A dead daemon's record is ignored."""
+        try:
+            names = sorted(os.listdir(self.dir("control")))
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            if not (name.startswith("daemon.") and name.endswith(".json")):
+                continue
+            try:
+                info = orjson.loads((self.dir("control") / name).read_bytes())
+                pid = int(info["pid"])
+            except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            if _pid_alive(pid) and _start_time(pid) == info.get("start_time"):
+                out.append(info)
+        return sorted(out, key=lambda i: float(i.get("started", 0)))
+
+    def sweep_daemons(self) -> None:
+        """Remove the records of daemons that are gone (a kill -9 leaves its record behind)."""
+        live = {f"daemon.{i['pid']}.json" for i in self.daemons()}
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.dir("control")):
+                if name.startswith("daemon.") and name.endswith(".json") and name not in live:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.dir("control") / name)
 
     def find(self, ticket_id: str) -> tuple[str, Path] | None:
         for state in ("active", "done", "failed", "incoming", "rejected"):

@@ -44,6 +44,7 @@ from .schema import SCHEMA_VERSION
 Executor = Callable[[JobSpec, int, AttemptContext, JobOutput, "Mapping[str, str] | None"], Awaitable[AttemptResult]]
 
 SAMPLE_INTERVAL = 1.0
+DAEMON_POINTER = "latest-daemon"  # `serve` leaves logs_dir/latest to `run` (and `logs JOB`)
 SUMMARY_MIN_INTERVAL = 1.0
 
 
@@ -77,6 +78,8 @@ class JobRun:
     need: Need = field(default_factory=Need)
     bypassed: int = 0  # times a later job started first (see scheduler.pick_next)
     grant: Grant | None = None
+    stop: StopRequest | None = None  # the running attempt's own stop (see Supervisor.cancel)
+    cancelled: bool = False
 
     def __post_init__(self) -> None:
         self.need = Need.of(self.spec.resources)
@@ -119,7 +122,8 @@ class Supervisor:
         if console.progress is not None:
             console.progress.tail_of = lambda job_id: self._index[job_id].output.tail if job_id in self._index else None
         self.stop = StopRequest()
-        self.log = sinks.RunLog(opts.logs_dir, self.run_id, console.event, opts.log_file)
+        self.log = sinks.RunLog(opts.logs_dir, self.run_id, console.event, opts.log_file,
+                                pointer=DAEMON_POINTER if opts.serve else "latest")  # fmt: skip
         self.on_started: Callable[[str, int, int], None] | None = None  # (job id, pid, attempt)
         self.on_slot_free: Callable[[], None] | None = None
         self.ctx = AttemptContext(
@@ -167,6 +171,23 @@ class Supervisor:
         self._waiting.append(job)
         self._wake.set()
         return job
+
+    def cancel(self, job_id: str) -> bool:
+        """Stop one job for good: a running attempt as a stop does (stop_signal, grace, SIGKILL of
+        its group), a waiting or backing-off one at once; it ends cancelled and is not retried."""
+        job = self._index.get(job_id)
+        if job is None or job.status is not None:
+            return False
+        job.cancelled = True
+        if job.stop is not None:
+            job.stop.request("cancelled")
+        elif job in self._waiting:
+            self._waiting.remove(job)
+            self._finish(job, Status.CANCELLED)
+        elif job_id in self._backoff:
+            self._backoff.pop(job_id).cancel()
+            self._finish(job, Status.CANCELLED)
+        return True
 
     def free_slots(self) -> int:
         """How many more jobs could start right now."""
@@ -297,14 +318,17 @@ class Supervisor:
             devices = job.grant.visible_devices() if job.grant else None
             if devices is None and self.local_resources and self.pools.gpus:
                 devices = ""  # GPUs are handed out here: a job that asked for none gets none
+            job.stop = self.stop.child()
             try:
-                result = await self.run_attempt(job.spec, attempt, self.ctx, job.output,
-                                           {"CUDA_VISIBLE_DEVICES": devices} if devices is not None else None)
+                result = await self.run_attempt(job.spec, attempt, replace(self.ctx, stop=job.stop), job.output,
+                                                {"CUDA_VISIBLE_DEVICES": devices} if devices is not None else None)
             except Exception as e:  # a supervisor bug must not hang or lose the job
                 result = AttemptResult(outcome=Outcome.FAILED, failure="supervisor_error", error=repr(e))
                 self.log.emit("job.exited", job=job.spec.id, attempt=attempt, outcome="failed",
                               failure="supervisor_error", error=repr(e))  # fmt: skip
             finally:
+                self.stop.release(job.stop)
+                job.stop = None
                 self._free += 1
                 if job.grant is not None:
                     self.pools.give(job.grant)
@@ -325,6 +349,8 @@ class Supervisor:
         job.peak_rss_bytes = max(job.peak_rss_bytes, result.peak_rss_bytes)
         if result.outcome is Outcome.SUCCEEDED:
             self._finish(job, Status.SUCCEEDED)
+        elif job.cancelled:
+            self._finish(job, Status.CANCELLED)
         elif should_retry(result, job.spec, attempt) and not self.stop.requested.is_set():
             self._after_oom(job, result)
             delay = backoff_delay(job.spec.backoff, attempt)
@@ -397,6 +423,8 @@ class Supervisor:
 
     def _exit_code(self) -> int:
         reason = self.stop.reason
+        if self.opts.serve:  # SIGTERM is how systemd stops a service cleanly; an internal error is 1
+            return {"SIGINT": 130, "error": 1}.get(reason or "", 0)
         if reason in ("SIGINT", "SIGTERM", "SIGHUP"):
             return {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}[reason]
         required_failed = any(not j.status.ok for j in self.jobs if j.status and not j.spec.optional)
