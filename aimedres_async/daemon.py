@@ -86,6 +86,9 @@ class Daemon:
         for t in helpers:
             t.add_done_callback(self._helper_died)
         self.paused = self.spool.paused()
+        if self.paused:
+            self.console.warning("the spool is paused: no ticket is claimed until `resume`")
+            sup.log.emit("daemon.paused")
         self._publish(force=True)
         self.notifier.ready(self._status_text())
         code = 1
@@ -235,6 +238,8 @@ class Daemon:
         assert self.sup is not None
         free = self.sup.free_slots()
         if free <= 0 or self.paused:
+            if self.paused:
+                self.waiting_count = len(self.spool.waiting())
             self._publish()
             return
         queue = self.spool.queue()

@@ -7,13 +7,29 @@ if a job process survived.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import read_jsonl, run_cli, start_cli, wait_for, write_config
+from conftest import PY, read_jsonl, run_cli, start_cli, wait_for, write_config
 from helpers_cli import usage_error
-from helpers_daemon import Daemons, alive, daemon_config, drop, group_members, names, result, submit, wait_final, where
+from helpers_daemon import (
+    Daemons,
+    NotifyListener,
+    alive,
+    daemon_config,
+    drop,
+    group_members,
+    names,
+    result,
+    submit,
+    wait_final,
+    where,
+)
 
 from aimedres_async.spool import Spool
 
@@ -204,8 +220,10 @@ def test_logs_follow_waits_for_a_queued_ticket_and_exits_like_wait(tmp_path: Pat
     ticket = submit(tmp_path, "--job", "j")
     follower = start_cli(tmp_path, "logs", "-f", ticket)
     try:
-        wait_for(lambda: where(spool.root, ticket) == ["incoming"], what="queued")
-        assert follower.poll() is None  # it waits instead of failing at once
+        assert follower.stderr is not None
+        first = follower.stderr.readline()  # it waits instead of failing at once
+        assert first.strip() == f"{ticket} is queued; waiting for it to start"
+        assert where(spool.root, ticket) == ["incoming"]
         run_cli(tmp_path, "resume")
         wait_for(lambda: _running(spool, ticket), what="the ticket running")
         (tmp_path / "go").touch()
@@ -215,7 +233,6 @@ def test_logs_follow_waits_for_a_queued_ticket_and_exits_like_wait(tmp_path: Pat
             follower.kill()
             follower.communicate()
     assert follower.returncode == 1, (out, err)  # the job failed: exit like `wait`
-    assert "is queued; waiting for it to start" in err
     assert out.index("first") < out.index("last") < out.index("job.finished")
     assert f"{ticket} failed (exit 4" in err
 
@@ -263,3 +280,179 @@ def test_status_with_and_without_a_daemon(tmp_path: Path, marker: str, daemons: 
     assert d.stop() == 0
     r = run_cli(tmp_path, "status", "--json")
     assert r.returncode == 3 and json.loads(r.stdout)["daemon"] is None
+
+
+# ---------------------------------------------------------------- 5. priorities and dependencies
+
+
+def test_priority_fifo_and_after(tmp_path: Path, marker: str, daemons: Daemons) -> None:
+    jobs = f"[jobs.rec]\ncommand = {_cmd('sh', '-c', 'echo $AIMEDRES_JOB_ID >> order.txt')}\n"
+    jobs += f"[jobs.bad]\ncommand = {_cmd('sh', '-c', 'echo $AIMEDRES_JOB_ID >> order.txt; exit 1')}\n"
+    spool = _setup(tmp_path, marker, jobs, workers=1)
+    assert run_cli(tmp_path, "pause").returncode == 0
+    daemons.start(tmp_path)
+    a = submit(tmp_path, "--job", "rec")
+    b = submit(tmp_path, "--job", "rec")
+    c = submit(tmp_path, "--job", "rec", "--priority", "5")
+    (tmp_path / "e.toml").write_text('job = "rec"\n')
+    e = submit(tmp_path, "e.toml", "--after", c)  # priority 0, written last: runs after a and b
+    d = submit(tmp_path, "--job", "rec", "--priority", "5")
+    low = submit(tmp_path, "--job", "rec", "--priority", "-1")
+    bad = submit(tmp_path, "--job", "bad", "--priority", "-5")
+    dep = submit(tmp_path, "--job", "rec", "--after", bad, "--priority", "9")  # waits for bad, then fails
+    drop(spool.root, "direct.toml", f'job = "rec"\nafter = ["{a}", "{b}"]\npriority = 1\n')  # ticket keys
+    drop(spool.root, "orphan.toml", 'job = "rec"\nafter = "no-such-ticket"\n')
+    assert run_cli(tmp_path, "resume").returncode == 0
+    wait_final(spool.root, [a, b, c, d, e, low, bad, dep, "direct", "orphan"])
+
+    order = (tmp_path / "order.txt").read_text().split()
+    assert order == [c, d, a, b, "direct", e, low, bad], order  # priority, FIFO within, after
+    res = result(spool.root, "failed", dep)
+    assert res["status"] == "failed" and res["failure"] == "dependency" and res["attempts"] == 0
+    assert bad in res["error"]
+    assert where(spool.root, "orphan") == ["rejected"]
+    assert "no ticket no-such-ticket" in (spool.root / "rejected" / "orphan.error").read_text()
+
+
+def test_a_cancelled_dependency_fails_its_dependent(tmp_path: Path, marker: str, daemons: Daemons) -> None:
+    spool = _setup(tmp_path, marker, f"[jobs.rec]\ncommand = {_cmd('true')}\n")
+    run_cli(tmp_path, "pause")
+    daemons.start(tmp_path)
+    first = submit(tmp_path, "--job", "rec")
+    then = submit(tmp_path, "--job", "rec", "--after", first)
+    assert run_cli(tmp_path, "cancel", first).returncode == 0
+    run_cli(tmp_path, "resume")
+    r = run_cli(tmp_path, "wait", then)
+    assert r.returncode == 1 and "dependency" in r.stdout, r
+    assert f"ticket {first} (after) was cancelled" in result(spool.root, "failed", then)["error"]
+
+
+def test_submit_checks_priority_and_after(tmp_path: Path, marker: str) -> None:
+    spool = _setup(tmp_path, marker, f"[jobs.rec]\ncommand = {_cmd('true')}\n")
+    assert "no ticket nosuch" in usage_error(run_cli(tmp_path, "submit", "--job", "rec", "--after", "nosuch"))
+    usage_error(run_cli(tmp_path, "submit", "--job", "rec", "--priority", "high"))
+    (tmp_path / "t.toml").write_text('job = "rec"\npriority = 2\n')
+    assert "sets priority itself" in usage_error(run_cli(tmp_path, "submit", "t.toml", "--priority", "3"))
+    (tmp_path / "u.toml").write_text('job = "rec"\npriority = "high"\n')
+    assert "priority" in usage_error(run_cli(tmp_path, "submit", "u.toml"))
+    assert names(spool.root, "incoming") == []
+
+
+# ---------------------------------------------------------------- 6. pause and resume
+
+
+def test_pause_is_kept_across_a_restart_and_shown(tmp_path: Path, marker: str, daemons: Daemons) -> None:
+    spool = _setup(tmp_path, marker, f"[jobs.ok]\ncommand = {_cmd('true')}\n")
+    sock = tmp_path / "notify.sock"
+    listener = NotifyListener(str(sock))
+    try:
+        d = daemons.start(tmp_path, env={"NOTIFY_SOCKET": str(sock)})
+        ready = listener.wait("READY", "1")
+        r = run_cli(tmp_path, "pause")
+        assert r.returncode == 0 and "paused" in r.stdout
+        ticket = submit(tmp_path, "--job", "ok")
+        # the daemon saw the ticket while paused, and did not claim it
+        listener.wait("STATUS", "paused; running 0, waiting 1, done 0, failed 0, rejected 0", after=ready)
+        assert where(spool.root, ticket) == ["incoming"]
+        state = json.loads(run_cli(tmp_path, "status", "--json").stdout)
+        assert state["paused"] is True and state["daemon"]["paused"] is True
+        assert "PAUSED" in run_cli(tmp_path, "status").stdout
+        assert d.stop() == 0
+    finally:
+        listener.close()
+
+    d2 = daemons.start(tmp_path, name="restarted")
+    wait_for(lambda: (s := json.loads(run_cli(tmp_path, "status", "--json").stdout))["daemon"]
+             and s["daemon"]["status"].startswith("paused; running 0, waiting 1"), what="the restarted daemon paused")
+    assert where(spool.root, ticket) == ["incoming"]
+    assert run_cli(tmp_path, "resume").returncode == 0
+    wait_final(spool.root, [ticket])
+    assert where(spool.root, ticket) == ["done"] and d2.alive()
+    events = read_jsonl(tmp_path / "logs" / "latest-daemon" / "events.jsonl")
+    assert [r["event"] for r in events if r["event"].startswith("daemon.")] == ["daemon.paused", "daemon.resumed"]
+
+
+# ---------------------------------------------------------------- 7. what submit refuses, what a ticket cannot set
+
+
+def test_a_ticket_cannot_override_the_daemons_variables(tmp_path: Path, marker: str, daemons: Daemons) -> None:
+    spool = _setup(tmp_path, marker, f"[jobs.ok]\ncommand = {_cmd('true')}\n")
+    (tmp_path / "t.toml").write_text('job = "ok"\nenv = { AIMEDRES_SPOOL = "/elsewhere" }\n')
+    line = usage_error(run_cli(tmp_path, "submit", "t.toml"))
+    assert "AIMEDRES_SPOOL" in line and "cannot override" in line
+    d = daemons.start(tmp_path)
+    drop(spool.root, "sneaky.toml", 'job = "ok"\nenv = { AIMEDRES_JOB_ID = "other", OK = "1" }\n')
+    wait_final(spool.root, ["sneaky"])
+    assert where(spool.root, "sneaky") == ["rejected"]
+    assert "AIMEDRES_JOB_ID" in (spool.root / "rejected" / "sneaky.error").read_text()
+    assert d.alive()
+
+
+def _as_nobody(tmp_path: Path) -> list[str]:
+    tool = shutil.which("setpriv")
+    if tool is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv(1) to run `submit` as another user")
+    return [tool, "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+
+
+def test_submit_refuses_a_ticket_the_daemons_user_could_not_read(tmp_path: Path, marker: str) -> None:
+    """Regression: `submit` as another user printed an id and exited 0; the daemon later rejected the
+    ticket ("cannot open: Permission denied")."""
+    spool = _setup(tmp_path, marker, f"[jobs.ok]\ncommand = {_cmd('true')}\n")
+    prefix = _as_nobody(tmp_path)
+    # the spool belongs to the daemon's user (uid 4242 here); nobody may write to it, and is not it
+    for folder in [spool.root, *(spool.root / s for s in ("incoming", "tmp", "control"))]:
+        os.chown(folder, 4242, 4242)
+        os.chmod(folder, 0o777 if folder.name in ("incoming", "tmp") else 0o755)
+    opened = []
+    try:
+        for parent in tmp_path.parents:  # let uid 65534 reach the test folder
+            if parent == Path(parent.anchor) or not parent.name.startswith("pytest-"):
+                continue
+            opened.append((parent, parent.stat().st_mode))
+            os.chmod(parent, parent.stat().st_mode | 0o011)
+        os.chmod(tmp_path, 0o755)
+        env = {k: v for k, v in os.environ.items() if k != "AIMEDRES_CONFIG"}
+        r = subprocess.run([*prefix, PY, "-m", "aimedres_async", "submit", "--job", "ok"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+    finally:
+        for parent, mode in opened:
+            os.chmod(parent, mode)
+    line = usage_error(r)
+    assert "uid 4242" in line and "could not read a ticket" in line and "runuser -u" in line
+    assert names(spool.root, "incoming") == []
+
+    # root submits for the daemon's user: the ticket is handed to it
+    ticket = submit(tmp_path, "--job", "ok")
+    st = (spool.root / "incoming" / f"{ticket}.toml").stat()
+    assert (st.st_uid, st.st_gid) == (4242, 4242) and st.st_mode & 0o022 == 0
+
+
+# ---------------------------------------------------------------- 8. serve: exit codes and its own logs pointer
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_serve_exit_code_is_what_it_logs(tmp_path: Path, marker: str, daemons: Daemons, sig: int, code: int) -> None:
+    _setup(tmp_path, marker, f"[jobs.ok]\ncommand = {_cmd('true')}\n")
+    d = daemons.start(tmp_path)
+    wait_for(lambda: json.loads(run_cli(tmp_path, "status", "--json").stdout)["daemon"], what="serving")
+    d.signal(sig)
+    assert d.wait(30) == code
+    [finished] = [r for r in read_jsonl(tmp_path / "logs" / "latest-daemon" / "events.jsonl")
+                  if r["event"] == "run.finished"]  # fmt: skip
+    assert finished["exit_code"] == code
+    assert not list((tmp_path / "spool" / "control").glob("daemon.*.json"))  # its status record is gone
+
+
+def test_serve_leaves_logs_latest_to_run(tmp_path: Path, marker: str, daemons: Daemons) -> None:
+    """Regression: starting `serve` moved logs/latest, so `logs <job>` no longer found a job of the
+    earlier `run`."""
+    _setup(tmp_path, marker, f"[jobs.ok]\ncommand = {_cmd('sh', '-c', 'echo from-run')}\n")
+    assert run_cli(tmp_path, "run").returncode == 0
+    latest = os.readlink(tmp_path / "logs" / "latest")
+    daemons.start(tmp_path)
+    wait_for(lambda: (tmp_path / "logs" / "latest-daemon").exists(), what="the daemon's pointer")
+    assert os.readlink(tmp_path / "logs" / "latest") == latest
+    assert os.readlink(tmp_path / "logs" / "latest-daemon") != latest
+    r = run_cli(tmp_path, "logs", "ok")
+    assert r.returncode == 0 and "from-run" in r.stdout, r
