@@ -663,7 +663,12 @@ def cmd_cancel(cfg: Config, a: argparse.Namespace) -> int:
     if a.all == bool(a.tickets):
         raise UsageError("give ticket ids or --all (not both)")
     spool = _spool(cfg)
-    report = cancel(spool, _ticket_ids(a.tickets), a.all)
+    tickets = _ticket_ids(a.tickets)
+    try:
+        spool.ensure(check_secure=False)  # a spool from before control/ existed gets it
+        report = cancel(spool, tickets, a.all)
+    except OSError as e:
+        raise UsageError(f"cannot write to spool {spool.root}: {e.strerror or e}") from None
     for line in report.lines:
         print(line, flush=True)
     if report.running:

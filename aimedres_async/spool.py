@@ -118,6 +118,18 @@ class Spool:
         self.root = root
         self._order: dict[str, tuple[tuple[int, int, int], int, tuple[str, ...]]] = {}  # see queue()
 
+    def _hand_over(self, fd: int) -> None:
+        """root writing into a spool another user owns (`cancel`, `pause` run by root): the new file
+        goes to the spool's owner, whose daemon must read, lock and move it."""
+        if os.geteuid() != 0:
+            return
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return
+        if st.st_uid != 0:
+            os.fchown(fd, st.st_uid, st.st_gid)
+
     @property
     def identity(self) -> str:
         """The spool's real path: what a daemon puts in its jobs' AIMEDRES_SPOOL."""
@@ -230,6 +242,7 @@ class Spool:
                     tmp = self._staging(name)
                     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
                     try:
+                        self._hand_over(fd)
                         os.write(fd, content)
                         os.fsync(fd)
                     finally:
@@ -298,8 +311,9 @@ class Spool:
     @contextlib.contextmanager
     def _spool_lock(self) -> Iterator[None]:
         """Serialises claim() against recover(): a ticket is never seen linked but not yet locked."""
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+        fd = os.open(self.root / ".lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
         try:
+            self._hand_over(fd)
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
@@ -410,6 +424,7 @@ class Spool:
         tmp.write_text(f"{name}: {reason}\n")
         fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
         try:
+            self._hand_over(fd)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -577,6 +592,7 @@ class Spool:
         tmp = self._staging(path.name)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
         try:
+            self._hand_over(fd)
             os.write(fd, data)
             os.fsync(fd)
         finally:
@@ -600,10 +616,17 @@ class Spool:
         with self._spool_lock():
             if not os.path.lexists(src):
                 return None
-            try:
-                text = self.read(src)
-            except TicketError as e:
-                return self.reject(src, f"cancelled before it ran; it was not a valid ticket: it {e}")
+            try:  # its text, to keep above the result: no ownership rule, it will never run
+                fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+                try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        raise TicketError("is not a regular file")
+                    text = os.read(fd, MAX_TICKET_BYTES + 1).decode("utf-8", "replace")
+                finally:
+                    os.close(fd)
+            except (OSError, TicketError) as e:
+                reason = e.strerror if isinstance(e, OSError) else str(e)
+                return self.reject(src, f"cancelled before it ran; it was not a valid ticket: {reason}")
             text = text if text.endswith("\n") else text + "\n"
             content = (text + "\n" + tomli_w.dumps({"result": result})).encode()
             return self._move(src, self.dir("failed"), name, content)

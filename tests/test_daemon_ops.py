@@ -456,3 +456,47 @@ def test_serve_leaves_logs_latest_to_run(tmp_path: Path, marker: str, daemons: D
     assert os.readlink(tmp_path / "logs" / "latest-daemon") != latest
     r = run_cli(tmp_path, "logs", "ok")
     assert r.returncode == 0 and "from-run" in r.stdout, r
+
+
+def test_root_operating_a_spool_it_does_not_own_hands_its_files_over(tmp_path: Path, marker: str) -> None:
+    """root runs submit, cancel and pause on the service user's spool: every file it creates there
+    (the ticket, the cancelled ticket, the request, the pause, the spool lock) belongs to that user,
+    whose daemon must read, lock and move them."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    spool = _setup(tmp_path, marker, f"[jobs.ok]\ncommand = {_cmd('true')}\n")
+    for folder in [spool.root, *(p for p in spool.root.iterdir() if p.is_dir())]:
+        os.chown(folder, 4242, 4242)
+    queued = submit(tmp_path, "--job", "ok")
+    assert run_cli(tmp_path, "pause").returncode == 0
+    r = run_cli(tmp_path, "cancel", queued)
+    assert r.returncode == 0 and f"{queued} cancelled (it was queued)" in r.stdout, r
+    made = [spool.root / "failed" / f"{queued}.toml", spool.root / "control" / "paused", spool.root / ".lock"]
+    for path in made:
+        assert (path.stat().st_uid, path.stat().st_gid) == (4242, 4242), path
+    assert result(spool.root, "failed", queued)["status"] == "cancelled"
+
+
+def test_logs_follow_keeps_following_a_ticket_a_stop_put_back(tmp_path: Path, marker: str,
+                                                               daemons: Daemons) -> None:  # fmt: skip
+    body = "echo run by $PPID; while [ ! -e go ]; do sleep 0.05; done; echo finished"
+    spool = _setup(tmp_path, marker, f"[jobs.j]\ncommand = {_cmd('sh', '-c', body)}\n")
+    d = daemons.start(tmp_path)
+    ticket = submit(tmp_path, "--job", "j")
+    wait_for(lambda: _running(spool, ticket), what="the ticket running")
+    follower = start_cli(tmp_path, "logs", "-f", ticket)
+    try:
+        assert follower.stdout is not None
+        wait_for(lambda: "run by" in (follower.stdout.readline() if follower.stdout else ""), what="first log line")
+        assert d.stop() == 0  # the ticket goes back to incoming/; the follower waits for the next daemon
+        assert where(spool.root, ticket) == ["incoming"] and follower.poll() is None
+        (tmp_path / "go").touch()
+        daemons.start(tmp_path, name="second")
+        out, err = follower.communicate(timeout=60)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.communicate()
+    assert follower.returncode == 0, (out, err)
+    assert "finished" in out and "status=cancelled" in out and "status=succeeded" in out
+    assert f"{ticket} succeeded" in err
