@@ -11,7 +11,7 @@
 #
 # What it does (paths as the unit systemd/aimedres-async.service expects them):
 #   user and group  aimedres (systemd-sysusers with /usr/lib/sysusers.d/aimedres-async.conf;
-#                   useradd where systemd-sysusers is missing)
+#                   useradd on a system without sysusers.d)
 #   venv            /opt/aimedres-async/venv, made with the system python, readable by everyone
 #   config          /etc/aimedres-async/aimedres.toml (root:aimedres 0640; kept if it exists)
 #                   and the bundled examples in /etc/aimedres-async/training (kept if they exist)
@@ -68,19 +68,26 @@ if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
 fi
 
 # ------------------------------------------------------------------ the service user
-install -D -m 0644 "$HERE/aimedres-async.sysusers.conf" "$R/usr/lib/sysusers.d/aimedres-async.conf"
-if command -v systemd-sysusers >/dev/null 2>&1; then
+# systemd-sysusers where the system has it (every systemd system has /usr/lib/sysusers.d; /etc/
+# sysusers.d is missing on stock Debian 12), else useradd. The conf is installed either way, so a
+# later systemd-sysusers finds the same user.
+if command -v systemd-sysusers >/dev/null 2>&1 && { [ -d "$R/usr/lib/sysusers.d" ] || [ -d "$R/etc/sysusers.d" ]; }; then
+    install -D -m 0644 "$HERE/aimedres-async.sysusers.conf" "$R/usr/lib/sysusers.d/aimedres-async.conf"
     systemd-sysusers --root="$ROOT" aimedres-async.conf
     say "user aimedres: systemd-sysusers, /usr/lib/sysusers.d/aimedres-async.conf"
-elif grep -q '^aimedres:' "$R/etc/passwd" 2>/dev/null; then
-    say "user aimedres: exists"
 else
-    prefix=
-    [ -z "$R" ] || prefix="--prefix $R"
-    # shellcheck disable=SC2086
-    useradd $prefix --system --user-group --home-dir /var/lib/aimedres-async --no-create-home \
-        --shell /usr/sbin/nologin --comment "aimedres-async spool daemon" aimedres
-    say "user aimedres: useradd (no systemd-sysusers here)"
+    install -D -m 0644 "$HERE/aimedres-async.sysusers.conf" "$R/usr/lib/sysusers.d/aimedres-async.conf"
+    if grep -q '^aimedres:' "$R/etc/passwd" 2>/dev/null; then
+        say "user aimedres: exists"
+    else
+        command -v useradd >/dev/null 2>&1 || die "neither systemd-sysusers nor useradd: create the user aimedres yourself"
+        prefix=
+        [ -z "$R" ] || prefix="--prefix $R"
+        # shellcheck disable=SC2086
+        useradd $prefix --system --user-group --home-dir /var/lib/aimedres-async --no-create-home \
+            --shell /usr/sbin/nologin --comment "aimedres-async spool daemon" aimedres
+        say "user aimedres: useradd (no sysusers.d here)"
+    fi
 fi
 uid=$(awk -F: '$1 == "aimedres" { print $3 }' "$R/etc/passwd")
 gid=$(awk -F: '$1 == "aimedres" { print $3 }' "$R/etc/group")

@@ -107,9 +107,18 @@ def _verify(root: Path) -> subprocess.CompletedProcess[str]:
                            "aimedres-async.service"], capture_output=True, text=True)  # fmt: skip
 
 
-def test_install_sh_into_a_scratch_root_twice(tmp_path: Path, wheelhouse: Path) -> None:
+@pytest.mark.parametrize("users", ["sysusers", "useradd"])
+def test_install_sh_into_a_scratch_root_twice(tmp_path: Path, wheelhouse: Path, users: str) -> None:
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
+    if users == "sysusers":  # a systemd system; without sysusers.d install.sh falls back to useradd
+        (root / "usr/lib/sysusers.d").mkdir(parents=True)
+    else:
+        _need("useradd")
+        for name in ("passwd", "group", "shadow", "gshadow"):
+            (root / "etc" / name).write_text("root:x:0:0:root:/root:/bin/bash\n" if name == "passwd" else
+                                             "root:x:0:\n" if name == "group" else "root:*::\n" if name == "gshadow"
+                                             else "root:*:19000:0:99999:7:::\n")  # fmt: skip
     shim_dir = tmp_path / "shims"
     shim_dir.mkdir()
     (shim_dir / "python3").write_text(f"#!/bin/sh\ntouch {tmp_path}/shim-used\nexit 1\n")
@@ -117,6 +126,7 @@ def test_install_sh_into_a_scratch_root_twice(tmp_path: Path, wheelhouse: Path) 
 
     r = _install(wheelhouse, root, shim_dir)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert f"user aimedres: {'systemd-sysusers' if users == 'sysusers' else 'useradd'}" in r.stdout
     assert not (tmp_path / "shim-used").exists()  # never the python3 on PATH
     uid, gid = _ids(root)
 
