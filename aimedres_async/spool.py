@@ -524,8 +524,8 @@ class Spool:
             cached = self._order.get(name)
             if cached is None or cached[0] != key:
                 try:
-                    raw = tomllib.loads(self.read(path))
-                except (TicketError, tomllib.TOMLDecodeError):
+                    raw = tomllib.loads(self._peek(path))
+                except (OSError, TicketError, UnicodeDecodeError, tomllib.TOMLDecodeError):
                     raw = {}  # claim() rejects it in its turn
                 cached = self._order[name] = (key, *order_keys(raw))
             out.append(Queued(name[: -len(SUFFIX)], cached[1], cached[2], st.st_mtime_ns))
@@ -534,6 +534,19 @@ class Spool:
             self._order = {n: v for n, v in self._order.items() if n in live}
         out.sort(key=lambda q: (-q.priority, q.mtime_ns, q.ticket_id))
         return out
+
+    @staticmethod
+    def _peek(path: Path) -> str:
+        """A waiting ticket's text for ordering only: a regular file, not followed, size-capped, but
+        whoever owns it (`status` may run as root; claim() applies the ownership rules)."""
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_TICKET_BYTES:
+                raise TicketError("not a ticket")
+            return os.read(fd, MAX_TICKET_BYTES).decode("utf-8")
+        finally:
+            os.close(fd)
 
     def state_of(self, ticket_id: str) -> tuple[str, dict[str, Any]] | None:
         """Where a ticket is ("incoming", "active", "done", "failed", "rejected") and, once filed,

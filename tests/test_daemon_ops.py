@@ -468,6 +468,9 @@ def test_root_operating_a_spool_it_does_not_own_hands_its_files_over(tmp_path: P
     for folder in [spool.root, *(p for p in spool.root.iterdir() if p.is_dir())]:
         os.chown(folder, 4242, 4242)
     queued = submit(tmp_path, "--job", "ok")
+    urgent = submit(tmp_path, "--job", "ok", "--priority", "7")
+    state = json.loads(run_cli(tmp_path, "status", "--json").stdout)  # root reads the user's tickets
+    assert [(q["ticket"], q["priority"]) for q in state["queued"]] == [(urgent, 7), (queued, 0)]
     assert run_cli(tmp_path, "pause").returncode == 0
     r = run_cli(tmp_path, "cancel", queued)
     assert r.returncode == 0 and f"{queued} cancelled (it was queued)" in r.stdout, r
