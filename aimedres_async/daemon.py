@@ -214,15 +214,19 @@ class Daemon:
             # active/ but not ours: another daemon's (it applies the request), or a dead daemon's
             # (recovered into incoming/ at the next start, then cancelled before it is claimed)
 
-    def _blocked(self, q: Queued) -> tuple[str, str] | None:
+    def _blocked(self, q: Queued, waiting: dict[str, tuple[str, ...]]) -> tuple[str, str] | None:
         """Why a ticket may not start yet: ("wait", ...) while a ticket it is `after` is not final,
-        ("failed", why) when one failed or was cancelled, ("unknown", why) for no such ticket."""
+        ("failed", why) when one failed or was cancelled, ("reject", why) for no such ticket or
+        a cycle of waiting tickets (none of which could ever start)."""
+        cycle = _cycle(q.ticket_id, waiting)
+        if cycle:
+            return "reject", f"after: {' -> '.join(cycle)} is a cycle: none of them could ever start"
         for dep in q.after:
             if dep == q.ticket_id:
                 return None  # the parser rejects it
             state = self.spool.state_of(dep)
             if state is None:
-                return "unknown", f"after: there is no ticket {dep} in this spool"
+                return "reject", f"after: there is no ticket {dep} in this spool"
             where, res = state
             if where in ("incoming", "active"):
                 return "wait", dep
@@ -244,10 +248,11 @@ class Daemon:
             return
         queue = self.spool.queue()
         self.waiting_count = len(queue)
+        waiting = {q.ticket_id: q.after for q in queue if q.after}
         for q in queue:
             if free <= 0 or self.stopping:
                 break
-            blocked = self._blocked(q) if q.after else None
+            blocked = self._blocked(q, waiting) if q.after else None
             if blocked is not None and blocked[0] == "wait":
                 continue
             name = f"{q.ticket_id}.toml"
@@ -274,8 +279,9 @@ class Daemon:
             except Exception as e:  # a parser bug must not stop the intake: this ticket alone fails
                 self._reject(claimed, f"could not read the ticket ({type(e).__name__}: {e})")
                 continue
-            if blocked is not None and blocked[0] == "unknown":
+            if blocked is not None and blocked[0] == "reject":
                 self._reject(claimed, blocked[1])
+                waiting.pop(claimed.ticket_id, None)
                 continue
             if blocked is not None:  # a ticket it is `after` failed or was cancelled: it never runs
                 res = {"status": "failed", "failure": "dependency", "error": blocked[1], "attempts": 0,
@@ -385,6 +391,27 @@ class Daemon:
 
 
 _RESULT_KEYS = ("status", "attempts", "exit_code", "signal", "failure", "error", "duration_s", "peak_rss_bytes", "log")
+
+
+def _cycle(start: str, waiting: dict[str, tuple[str, ...]]) -> list[str] | None:
+    """A chain of waiting tickets, each `after` the next, that leads back to `start`, else None."""
+    path, seen = [start], {start}
+
+    def walk(ticket: str) -> bool:
+        for dep in waiting.get(ticket, ()):
+            if dep == start:
+                path.append(dep)
+                return True
+            if dep in seen:
+                continue
+            seen.add(dep)
+            path.append(dep)
+            if walk(dep):
+                return True
+            path.pop()
+        return False
+
+    return path if walk(start) else None
 
 
 def ticket_result(entry: dict[str, Any], run_id: str) -> dict[str, Any]:

@@ -314,6 +314,21 @@ def test_priority_fifo_and_after(tmp_path: Path, marker: str, daemons: Daemons) 
     assert "no ticket no-such-ticket" in (spool.root / "rejected" / "orphan.error").read_text()
 
 
+def test_a_cycle_of_after_is_rejected_not_left_waiting(tmp_path: Path, marker: str, daemons: Daemons) -> None:
+    spool = _setup(tmp_path, marker, f"[jobs.rec]\ncommand = {_cmd('true')}\n")
+    run_cli(tmp_path, "pause")
+    daemons.start(tmp_path)
+    drop(spool.root, "one.toml", 'job = "rec"\nafter = "two"\n')
+    drop(spool.root, "two.toml", 'job = "rec"\nafter = "three"\n')
+    drop(spool.root, "three.toml", 'job = "rec"\nafter = "one"\n')
+    run_cli(tmp_path, "resume")
+    wait_final(spool.root, ["one", "two", "three"])
+    [first] = names(spool.root, "rejected")  # the first in line; the others then depend on a rejected ticket
+    assert "is a cycle: none of them could ever start" in (spool.root / "rejected" / f"{first}.error").read_text()
+    for other in {"one", "two", "three"} - {first}:
+        assert result(spool.root, "failed", other)["failure"] == "dependency"
+
+
 def test_a_cancelled_dependency_fails_its_dependent(tmp_path: Path, marker: str, daemons: Daemons) -> None:
     spool = _setup(tmp_path, marker, f"[jobs.rec]\ncommand = {_cmd('true')}\n")
     run_cli(tmp_path, "pause")
