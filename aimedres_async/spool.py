@@ -116,7 +116,7 @@ def _safe_name(name: str) -> str:
 class Spool:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._order: dict[str, tuple[tuple[int, int, int], int, tuple[str, ...]]] = {}  # see queue()
+        self._order: dict[str, tuple[int, int, tuple[str, ...]]] = {}  # see queue()
 
     def _hand_over(self, fd: int) -> None:
         """root writing into a spool another user owns (`cancel`, `pause` run by root): the new file
@@ -512,23 +512,23 @@ class Spool:
 
     def queue(self) -> list[Queued]:
         """The waiting tickets in the order they will be claimed: priority (higher first), then the
-        time they were written (FIFO), then name. Each ticket is read once (cached by inode and mtime)."""
+        time they were written (FIFO), then name. Each ticket is looked at once, when it first shows
+        up (a ticket in incoming/ is never rewritten in place: writers link whole files)."""
         out = []
         for name in self.waiting():
-            path = self.dir("incoming") / name
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            key = (st.st_ino, st.st_mtime_ns, st.st_size)
             cached = self._order.get(name)
-            if cached is None or cached[0] != key:
+            if cached is None:
+                path = self.dir("incoming") / name
+                mtime_ns = 0
                 try:
+                    mtime_ns = os.lstat(path).st_mtime_ns
                     raw = tomllib.loads(self._peek(path))
+                except FileNotFoundError:
+                    continue
                 except (OSError, TicketError, UnicodeDecodeError, tomllib.TOMLDecodeError):
                     raw = {}  # claim() rejects it in its turn
-                cached = self._order[name] = (key, *order_keys(raw))
-            out.append(Queued(name[: -len(SUFFIX)], cached[1], cached[2], st.st_mtime_ns))
+                cached = self._order[name] = (mtime_ns, *order_keys(raw))
+            out.append(Queued(name[: -len(SUFFIX)], cached[1], cached[2], cached[0]))
         if len(self._order) > len(out):
             live = {f"{q.ticket_id}{SUFFIX}" for q in out}
             self._order = {n: v for n, v in self._order.items() if n in live}

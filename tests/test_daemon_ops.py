@@ -518,3 +518,13 @@ def test_logs_follow_keeps_following_a_ticket_a_stop_put_back(tmp_path: Path, ma
     assert follower.returncode == 0, (out, err)
     assert "finished" in out and "status=cancelled" in out and "status=succeeded" in out
     assert f"{ticket} succeeded" in err
+
+
+def test_wait_and_logs_follow_on_a_rejected_ticket(tmp_path: Path, marker: str, daemons: Daemons) -> None:
+    spool = _setup(tmp_path, marker, f"[jobs.ok]\ncommand = {_cmd('true')}\n")
+    daemons.start(tmp_path)
+    drop(spool.root, "bad.toml", 'job = "nosuch"\n')
+    r = run_cli(tmp_path, "wait", "bad")
+    assert r.returncode == 1 and r.stdout.startswith("bad rejected"), r
+    r = run_cli(tmp_path, "logs", "-f", "bad")
+    assert r.returncode == 1 and "bad was rejected: bad.toml: unknown job 'nosuch'" in r.stderr, r
