@@ -212,6 +212,7 @@ command = {json.dumps([PY, "-c", "pass"])}
 def test_records_of_the_daemon_validate(tmp_path: Path, marker: str) -> None:
     job = f"[jobs.ok]\ncommand = {json.dumps([PY, '-c', 'import time; time.sleep(0.2)'])}\n"
     write_config(tmp_path, daemon_config(marker, job))
+    daemon_dir = tmp_path / "logs" / "latest-daemon"  # `serve` leaves logs/latest to `run`
     daemons = Daemons()
     try:
         d = daemons.start(tmp_path)
@@ -220,15 +221,27 @@ def test_records_of_the_daemon_validate(tmp_path: Path, marker: str) -> None:
         drop(spool, "good.toml", 'job = "ok"\n')
         drop(spool, "bad.toml", 'job = "nope"\n')
         wait_final(spool, ["good", "bad"])
+        # the operators' commands: pause/resume, a dependency that fails, a running ticket cancelled
+        assert run_cli(tmp_path, "pause").returncode == 0
+        drop(spool, "after-bad.toml", 'job = "ok"\nafter = "bad"\npriority = 2\n')
+        drop(spool, "long.toml", f'command = {json.dumps([PY, "-c", "import time; time.sleep(60)"])}\n')
+        assert run_cli(tmp_path, "resume").returncode == 0
+        wait_for(lambda: (spool / "active" / ".long.json").exists(), what="the long ticket running")
+        assert run_cli(tmp_path, "cancel", "long").returncode == 0
+        wait_final(spool, ["after-bad", "long"])
         d.signal(signal.SIGHUP)
-        wait_for(lambda: "daemon.reloaded" in (run_dir(tmp_path) / "events.jsonl").read_text(), what="the reload")
+        wait_for(lambda: "daemon.reloaded" in (daemon_dir / "events.jsonl").read_text(), what="the reload")
         assert d.stop() == 0
     finally:
         daemons.close()
-    records = read_jsonl(run_dir(tmp_path) / "events.jsonl")
+    records = read_jsonl(daemon_dir / "events.jsonl")
     for n, rec in enumerate(records, 1):
         check_record(rec, f"events.jsonl:{n}")
-    assert {"ticket.rejected", "daemon.reloaded", "job.finished"} <= {r["event"] for r in records}
+    for path in sorted((daemon_dir / "jobs").glob("*.jsonl")):
+        for n, rec in enumerate(read_jsonl(path), 1):
+            check_record(rec, f"{path.name}:{n}")
+    assert {"ticket.rejected", "daemon.reloaded", "job.finished", "daemon.paused", "daemon.resumed",
+            "ticket.failed", "ticket.cancelling"} <= {r["event"] for r in records}  # fmt: skip
 
 
 @pytest.mark.ray

@@ -300,7 +300,7 @@ def test_readme_service_config_matches_the_unit(unit: Unit) -> None:
         assert f"systemd/{path.name}" in section
     assert EXEC_START.split(" -m ")[0] in section and "/etc/aimedres-async/aimedres.toml" in section
     assert (
-        "sudo -u aimedres /opt/aimedres-async/venv/bin/python -m aimedres_async --config "
+        "runuser -u aimedres -- /opt/aimedres-async/venv/bin/python -m aimedres_async --config "
         "/etc/aimedres-async/aimedres.toml submit --job breast_cancer --epochs 3" in section
     )
     timeout = seconds(one(unit, "TimeoutStopSec"))
@@ -312,7 +312,8 @@ def test_readme_service_config_and_tickets_work(tmp_path: Path) -> None:
     """The service guides' config (its state folders moved into tmp_path) with the bundled examples
     beside it, as the install steps put them: validate, then submit both tickets of the guide and the
     guide's `submit --job` line through the real CLI."""
-    config, *tickets = toml_blocks(readme_service_section())
+    config = toml_blocks(readme_service_section())[0]
+    tickets = toml_blocks((DOCS / "how-to" / "service.md").read_text())  # the guide's two example tickets
     assert len(tickets) == 2
     (tmp_path / "etc").mkdir()
     shutil.copytree(ROOT / "examples" / "training", tmp_path / "etc" / "training")
