@@ -223,6 +223,8 @@ def test_records_of_the_daemon_validate(tmp_path: Path, marker: str) -> None:
         wait_final(spool, ["good", "bad"])
         # the operators' commands: pause/resume, a dependency that fails, a running ticket cancelled
         assert run_cli(tmp_path, "pause").returncode == 0
+        wait_for(lambda: json.loads(run_cli(tmp_path, "status", "--json").stdout)["daemon"]["paused"],
+                 what="the daemon paused")  # fmt: skip
         drop(spool, "after-bad.toml", 'job = "ok"\nafter = "bad"\npriority = 2\n')
         drop(spool, "long.toml", f'command = {json.dumps([PY, "-c", "import time; time.sleep(60)"])}\n')
         assert run_cli(tmp_path, "resume").returncode == 0
