@@ -20,9 +20,11 @@ as the docs say, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -168,12 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             run_env = env
             if c.mode == "network":  # its own venv first on PATH: a bare `pip install` must not touch ours
                 run_env = network_environment(env, tmp)
-            try:
-                r = subprocess.run(["bash", "-c", c.text], cwd=copy, env=run_env, capture_output=True, text=True,
-                                   timeout=a.timeout, stdin=subprocess.DEVNULL)  # fmt: skip
-                code, out = r.returncode, (r.stdout + r.stderr)
-            except subprocess.TimeoutExpired:
-                code, out = -1, f"timed out after {a.timeout:g}s"
+            code, out = run_command(c.text, copy, run_env, a.timeout)
             if code == c.expect:
                 print(f"ok   {where}: {c.text}")
             else:
@@ -182,6 +179,28 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"FAIL {where}: {c.text}\n     exit {code}, expected {c.expect}\n{tail}")
     print(f"docs-check: {ran} commands run, {failed} failed, {len(cmds) - ran} not run")
     return 1 if failed else 0
+
+
+def run_command(text: str, cwd: Path, env: dict[str, str], timeout: float) -> tuple[int, str]:
+    """Run one docs command in a session of its own; whatever it left behind (`cmd &`) is killed.
+
+    Output goes to a file, not a pipe, so a background process holding it cannot hang the check.
+    """
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(["bash", "-c", text], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = -1
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        out.seek(0)
+        text_out = out.read().decode(errors="replace")
+    if code == -1:
+        text_out += f"\ntimed out after {timeout:g}s"
+    return code, text_out
 
 
 if __name__ == "__main__":
