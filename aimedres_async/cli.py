@@ -23,7 +23,7 @@ from .usage import Parser, UsageError
 __all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main", "main_exit"]
 
 COMMANDS = ("run", "list", "validate", "serve", "submit", "status", "logs", "init", "cancel", "wait", "pause",
-            "resume")
+            "resume", "report")
 EXIT_USAGE = 2
 
 
@@ -82,6 +82,9 @@ DESCRIPTIONS = {
     "logs": "A job's or ticket's JSON-lines log rendered for people: timestamps, attempt separators, "
             "'!' for stderr, printed JSON objects as JSON.",
     "init": "Write a commented starter aimedres.toml (never overwrites a file).",
+    "report": "Write one self-contained HTML file (no network, opens from disk) that draws a run: a timeline "
+              "of every attempt, metric curves from the jobs' JSON records, final metrics side by side, "
+              "memory, provenance. Default: the latest run, into its folder as report.html.",
 }  # fmt: skip
 EPILOG = """With no command, `run` is meant: `aimedres-async --parallel -j 4 --epochs 3` is
 `aimedres-async run --parallel -j 4 --epochs 3`, and `aimedres-async` alone runs every job of the
@@ -148,9 +151,17 @@ def build_parser() -> Parser:
     wat.add_argument("--timeout", type=_duration, metavar="DURATION", help="give up after this long (exit 124)")
     pse = _subcommand(sub, "pause", "stop claiming new tickets (running ones go on)")
     rsm = _subcommand(sub, "resume", "claim tickets again after `pause`")
+    rep = _subcommand(sub, "report", "write one self-contained HTML report of a run (default: the latest)")
+    rep.add_argument("run", nargs="?", metavar="RUN", help="a run id or a run folder (default: the latest run)")
+    rep.add_argument("-o", "--output", metavar="FILE",
+                     help="where to write it (default: report.html in the run folder; with --since, ./report.html)")
+    rep.add_argument("--since", metavar="T",
+                     help="instead of one run: every job with a record since T (12h, 2d, 2026-11-27T08:00 UTC), "
+                          "e.g. the spool daemon's tickets over a window")
+    rep.add_argument("--logs-dir", metavar="DIR", help="where run folders are (default: [supervisor] logs_dir)")
     ini = _subcommand(sub, "init", "write a commented starter aimedres.toml (never overwrites)")
     ini.add_argument("path", nargs="?", default="aimedres.toml", help="where to write it (default: ./aimedres.toml)")
-    for sp in (run, lst, val, srv, smt, sts, lgs, cnc, wat, pse, rsm):  # `run --config X` as well as `--config X run`
+    for sp in (run, lst, val, srv, smt, sts, lgs, cnc, wat, pse, rsm, rep):  # `run --config X` too
         sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for sp in (run, lst, val, srv):
         sp.add_argument("--executor", choices=EXECUTORS, default=None,
@@ -193,6 +204,8 @@ def build_parser() -> Parser:
     g.add_argument("--logs-dir", metavar="DIR", help="where run folders go (default: [supervisor] logs_dir)")
     g.add_argument("--log-file", metavar="PATH", help="also write the complete JSON-lines stream here")
     g.add_argument("--junit-xml", metavar="PATH", help="write a JUnit report, one testcase per job")
+    g.add_argument("--report", metavar="FILE",
+                   help="at the end (also after Ctrl+C) write the run's self-contained HTML report to FILE")
     return p
 
 
@@ -350,8 +363,11 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
 
     procs.become_subreaper()
 
+    started: list[Any] = []  # the supervisor, for the report even if the run ends in an exception
+
     async def main() -> tuple[int, Any]:
         sup = Supervisor(cfg, p.jobs, opts, console, pools, executor)
+        started.append(sup)
         loop = asyncio.get_running_loop()
 
         def on_signal(signum: signal.Signals) -> None:
@@ -376,6 +392,8 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
         code, sup = asyncio.run(main())
     finally:
         console.close()
+        if a.report and started:
+            _write_run_report(started[0].log.dir, Path(a.report))
     procs.sweep_adopted()
     if not console.json:
         import shutil
@@ -439,6 +457,40 @@ def _check_runnable(cfg: Config, p: Any, logs_dir: Path, resume_arg: str | None)
         except ValueError as e:
             raise UsageError(str(e)) from None
     return resume, pools
+
+
+def _write_run_report(run_dir: Path, out: Path) -> None:
+    """`run --report`: the run's HTML report; a problem is a warning, never the run's exit code."""
+    from .htmlreport import ReportError, write_report
+
+    try:
+        write_report([run_dir], out)
+    except ReportError as e:
+        print(f"aimedres-async: warning: no report: {e}", file=sys.stderr)
+        return
+    print(f"report: {out}", file=sys.stderr)
+
+
+def cmd_report(cfg: Config, a: argparse.Namespace) -> int:
+    from .htmlreport import ReportError, find_run, parse_since, runs_since, write_report
+
+    logs_dir = Path(a.logs_dir).resolve() if a.logs_dir else cfg.resolve(cfg.supervisor.logs_dir)
+    try:
+        if a.since is not None:
+            if a.run is not None:
+                raise UsageError("give a RUN or --since, not both")
+            since = parse_since(a.since)
+            dirs = runs_since(logs_dir, since)
+            out = Path(a.output) if a.output else Path("report.html")
+        else:
+            since = None
+            dirs = [find_run(logs_dir, a.run)]
+            out = Path(a.output) if a.output else dirs[0] / "report.html"
+        write_report(dirs, out, since)
+    except ReportError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote {out}")
+    return 0
 
 
 def cmd_list(cfg: Config, a: argparse.Namespace) -> int:
@@ -747,7 +799,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = dataclasses.replace(cfg, supervisor=dataclasses.replace(cfg.supervisor, executor=a.executor))
         handler = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "serve": cmd_serve,
                    "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs, "cancel": cmd_cancel,
-                   "wait": cmd_wait, "pause": cmd_pause, "resume": cmd_resume}[a.command]  # fmt: skip
+                   "wait": cmd_wait, "pause": cmd_pause, "resume": cmd_resume,
+                   "report": cmd_report}[a.command]  # fmt: skip
         return handler(cfg, a)
     except ConfigError as e:
         for problem in e.problems:

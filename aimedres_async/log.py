@@ -134,6 +134,8 @@ class Console:
         self.buffer.flush()
 
     def event(self, record: dict[str, Any]) -> None:
+        if record.get("event") == "job.sample":  # a measurement, not a lifecycle step: logs only
+            return
         if self.progress is not None:
             self.progress.event(record)
             return

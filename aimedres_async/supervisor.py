@@ -410,14 +410,20 @@ class Supervisor:
         return self._index[job_id]
 
     async def _sample(self) -> None:
-        """Peak RSS of every running job's whole process group, one /proc scan per tick."""
+        """Peak RSS of every running job's whole process group, one /proc scan per tick; each
+        reading is also recorded as a `job.sample` event (one tick a second: at most one per job
+        per second), which the HTML report draws as memory over time."""
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL)
             if not self.ctx.live:
                 continue
             snapshot = await asyncio.to_thread(procs.processes)
-            for live in list(self.ctx.live.values()):
-                live.peak_rss = max(live.peak_rss, procs.group_rss(live.pgid, snapshot))
+            for job_id, live in list(self.ctx.live.items()):
+                rss = procs.group_rss(live.pgid, snapshot)
+                live.peak_rss = max(live.peak_rss, rss)
+                job = self._index.get(job_id)
+                if rss and job is not None and job.status is None:
+                    self.log.emit("job.sample", job=job_id, attempt=job.attempts, rss_bytes=rss)
 
     # ------------------------------------------------------------ results
 
@@ -488,9 +494,20 @@ class Supervisor:
         if self.opts.step_summary is not None:
             try:
                 with open(self.opts.step_summary, "a", encoding="utf-8") as f:
-                    f.write(markdown_table(self.run_id, jobs))
+                    f.write(markdown_table(self.run_id, jobs) + self._gantt())
             except OSError as e:
                 self.console.warning(f"could not append to {self.opts.step_summary}: {e.strerror or e}")
+
+    def _gantt(self) -> str:
+        """The run's attempts as a Mermaid gantt block (GitHub draws it), read from events.jsonl."""
+        from .htmlreport import ReportError, mermaid_gantt
+
+        self.log.flush_events()
+        try:
+            return mermaid_gantt(self.log.dir) + "\n"
+        except ReportError as e:
+            self.console.warning(f"no gantt in the step summary: {e}")
+            return ""
 
 
 def metrics_text(metrics: dict[str, Any] | None, limit: int | None = None) -> str:

@@ -1,0 +1,809 @@
+/* aimedres-async run report: hand-written SVG from the JSON in #data. No library, no network. */
+(function () {
+  "use strict";
+  var T_START = performance.now();
+  var D = JSON.parse(document.getElementById("data").textContent);
+  var app = document.getElementById("app");
+  var JOBS = D.jobs;
+
+  // ------------------------------------------------------------------ formatting
+  function esc(s) {
+    return String(s == null ? "" : s).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+  function fmtDur(s) {
+    if (s == null || !isFinite(s)) return "";
+    if (s < 1) return Math.round(s * 1000) + " ms";
+    if (s < 60) return s.toFixed(1) + " s";
+    var m = Math.floor(s / 60);
+    if (m < 60) return m + "m " + String(Math.round(s % 60)).padStart(2, "0") + "s";
+    var h = Math.floor(m / 60);
+    return h + "h " + String(m % 60).padStart(2, "0") + "m";
+  }
+  function fmtBytes(n) {
+    if (!n) return "";
+    var u = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
+    while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+    return (i ? n.toFixed(n < 10 ? 2 : 1) : n) + " " + u[i];
+  }
+  function fmtNum(v) {
+    if (typeof v !== "number") return v == null ? "" : String(v);
+    if (Number.isInteger(v)) return String(v);
+    var a = Math.abs(v);
+    if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(2);
+    return String(+v.toPrecision(4));
+  }
+  function clock(rel) { return new Date((D.t0 + rel) * 1000).toISOString().slice(11, 19); }
+  function dateTime(rel) { return new Date((D.t0 + rel) * 1000).toISOString().slice(0, 19).replace("T", " ") + " UTC"; }
+  function shellJoin(argv) {
+    if (!argv) return "";
+    return argv.map(function (a) { return /^[\w@%+=:,./-]+$/.test(a) ? a : "'" + a.replace(/'/g, "'\\''") + "'"; }).join(" ");
+  }
+  function niceStep(range, n) {
+    var raw = range / Math.max(1, n), p = Math.pow(10, Math.floor(Math.log10(raw))), f = raw / p;
+    return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * p;
+  }
+  function ticks(lo, hi, n) {
+    if (!(hi > lo)) return [lo];
+    var st = niceStep(hi - lo, n), out = [];
+    for (var v = Math.ceil(lo / st) * st; v <= hi + st * 1e-9; v += st) out.push(+v.toPrecision(12));
+    return out;
+  }
+  var TSTEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+  function timeTicks(span, n) {
+    var want = span / Math.max(1, n), st = TSTEPS[TSTEPS.length - 1];
+    for (var i = 0; i < TSTEPS.length; i++) if (TSTEPS[i] >= want) { st = TSTEPS[i]; break; }
+    var out = [];
+    for (var t = 0; t <= span + 1e-9; t += st) out.push(t);
+    return out;
+  }
+  function tfmt(t) {
+    if (t === 0) return "0";
+    if (t < 60) return "+" + Math.round(t) + "s";
+    if (t < 3600) return "+" + (t % 60 ? (t / 60).toFixed(1) : t / 60) + "m";
+    return "+" + (t % 3600 ? (t / 3600).toFixed(1) : t / 3600) + "h";
+  }
+
+  // ------------------------------------------------------------------ colours and names
+  var OC = { succeeded: "#2f9e62", failed: "#d94848", timed_out: "#e8912d", stalled: "#c7a224", oom: "#8b4fc7",
+    cancelled: "#9aa3ae", spawn_failed: "#7d2a2a", running: "#3d7fd9", skipped: "#c3c9d1", queued: "#c3c9d1",
+    backoff: "#e8912d", unknown: "#b8bec7" };
+  var ON = { succeeded: "succeeded", failed: "failed", timed_out: "timed out", stalled: "stalled", oom: "out of memory",
+    cancelled: "cancelled", spawn_failed: "could not start", running: "running", skipped: "skipped (resumed)",
+    queued: "queued", backoff: "waiting to retry", unknown: "unknown" };
+  var PAL = ["#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#6b7b8c"];
+  function jobColor(i) { return PAL[i % PAL.length]; }
+  function stChip(s) { return '<span class="st" style="background:' + (OC[s] || OC.unknown) + '">' + esc(ON[s] || s) + "</span>"; }
+  var LOWER = /(loss|err|rmse|mse|mae|mape|perplex|wer|cer|time|dur|latency)/i;
+  function lowerBetter(k) { return LOWER.test(k); }
+  // settings and counts a script echoes with its metrics: in the table, but not compared as results
+  var SETTING = /^(n_|num_)|^(epochs?|folds?|steps?|seed|batch(_size)?|workers|attempts?|model)$|_size$/i;
+
+  // ------------------------------------------------------------------ tooltips
+  var TIPS = [], CHARTS = [];
+  function tip(fn) { TIPS.push(fn); return TIPS.length - 1; }
+  var tipEl = document.createElement("div");
+  tipEl.id = "tip";
+  document.body.appendChild(tipEl);
+  function showTip(html, ev) {
+    tipEl.innerHTML = html;
+    tipEl.style.display = "block";
+    var w = tipEl.offsetWidth, h = tipEl.offsetHeight;
+    var x = ev.clientX + 14, y = ev.clientY + 14;
+    if (x + w > window.innerWidth - 8) x = ev.clientX - w - 14;
+    if (y + h > window.innerHeight - 8) y = Math.max(8, ev.clientY - h - 14);
+    tipEl.style.left = x + "px";
+    tipEl.style.top = y + "px";
+  }
+  function hideTip() { tipEl.style.display = "none"; }
+  document.addEventListener("mousemove", function (ev) {
+    var t = ev.target, el = t.closest ? t.closest("[data-tip],[data-chart]") : null;
+    if (!el) { hideTip(); return; }
+    if (el.hasAttribute("data-tip")) { showTip(TIPS[+el.getAttribute("data-tip")](), ev); return; }
+    var html = chartHover(CHARTS[+el.getAttribute("data-chart")], el, ev);
+    if (html) showTip(html, ev); else hideTip();
+  });
+  document.addEventListener("mouseleave", hideTip);
+
+  // ------------------------------------------------------------------ line chart
+  // o: {w, h, title, series: [{name, color, x: [], y: []}], xfmt, yfmt, step, area, limit: [[x, y]...], xmax}
+  function lineChart(o) {
+    var W = o.w, H = o.h, m = { l: o.ml != null ? o.ml : 46, r: o.mr != null ? o.mr : 10, t: o.title ? 20 : 8, b: 20 };
+    var xlo = Infinity, xhi = -Infinity, ylo = Infinity, yhi = -Infinity;
+    o.series.forEach(function (s) {
+      for (var i = 0; i < s.x.length; i++) {
+        var y = s.y[i];
+        if (y == null) continue;
+        if (s.x[i] < xlo) xlo = s.x[i];
+        if (s.x[i] > xhi) xhi = s.x[i];
+        if (y < ylo) ylo = y;
+        if (y > yhi) yhi = y;
+      }
+    });
+    if (o.limit) o.limit.forEach(function (p) { if (p[1] > yhi) yhi = p[1]; });
+    if (o.xmin != null) xlo = o.xmin;
+    if (o.xmax != null) xhi = o.xmax;
+    if (o.y0) ylo = Math.min(0, ylo);
+    if (!isFinite(xlo)) return '<svg width="' + W + '" height="' + H + '"></svg>';
+    if (xhi === xlo) { xhi = xlo + 1; xlo = xlo - (o.step ? 0 : 1); }
+    if (yhi === ylo) { var d = Math.abs(yhi) * 0.1 || 1; yhi += d; ylo -= o.y0 ? 0 : d; }
+    else if (!o.y0) { var pad = (yhi - ylo) * 0.06; yhi += pad; ylo -= pad; }
+    else yhi += (yhi - ylo) * 0.06;
+    var pw = W - m.l - m.r, ph = H - m.t - m.b;
+    function sx(v) { return m.l + (v - xlo) / (xhi - xlo) * pw; }
+    function sy(v) { return m.t + ph - (v - ylo) / (yhi - ylo) * ph; }
+    var yf = o.yfmt || fmtNum, xf = o.xfmt || fmtNum;
+    var out = [];
+    out.push('<svg class="chart" width="' + W + '" height="' + H + '" viewBox="0 0 ' + W + " " + H + '" data-chart="' + CHARTS.length + '">');
+    if (o.title) out.push('<text class="title" x="' + m.l + '" y="13">' + esc(o.title) + "</text>");
+    out.push('<g class="grid">');
+    var yt = ticks(ylo, yhi, Math.max(2, Math.round(ph / 34)));
+    yt.forEach(function (v) {
+      out.push('<line x1="' + m.l + '" x2="' + (W - m.r) + '" y1="' + sy(v).toFixed(1) + '" y2="' + sy(v).toFixed(1) + '"/>');
+    });
+    out.push("</g>");
+    yt.forEach(function (v) {
+      out.push('<text x="' + (m.l - 5) + '" y="' + (sy(v) + 3.5).toFixed(1) + '" text-anchor="end">' + esc(yf(v)) + "</text>");
+    });
+    var xt = o.xticks ? o.xticks(xlo, xhi, Math.max(2, Math.round(pw / 70))) : ticks(xlo, xhi, Math.max(2, Math.round(pw / 60)));
+    xt.forEach(function (v) {
+      if (v < xlo - 1e-9 || v > xhi + 1e-9) return;
+      out.push('<text x="' + sx(v).toFixed(1) + '" y="' + (H - 5) + '" text-anchor="middle">' + esc(xf(v)) + "</text>");
+    });
+    out.push('<g class="axis"><line x1="' + m.l + '" x2="' + (W - m.r) + '" y1="' + (m.t + ph) + '" y2="' + (m.t + ph) + '"/></g>');
+    o.series.forEach(function (s) {
+      var dd = "", pen = false, lastY = null;
+      for (var i = 0; i < s.x.length; i++) {
+        var y = s.y[i];
+        if (y == null) { pen = false; continue; }
+        var X = sx(s.x[i]).toFixed(1), Y = sy(y).toFixed(1);
+        if (o.step && pen) dd += "L" + X + " " + lastY;
+        dd += (pen ? "L" : "M") + X + " " + Y;
+        pen = true;
+        lastY = Y;
+      }
+      if (o.step && pen && o.xmax != null) dd += "L" + sx(xhi).toFixed(1) + " " + lastY;
+      if (o.area && dd) {
+        var first = dd.slice(1).split(" ")[0];
+        out.push('<path d="' + dd + "L" + (o.xmax != null ? sx(xhi) : sx(s.x[s.x.length - 1])).toFixed(1) + " " + sy(Math.max(ylo, 0)).toFixed(1) +
+          "L" + first + " " + sy(Math.max(ylo, 0)).toFixed(1) + 'Z" fill="' + s.color + '" fill-opacity="0.16" stroke="none"/>');
+      }
+      out.push('<path class="series" d="' + dd + '" stroke="' + s.color + '"' + (s.width ? ' stroke-width="' + s.width + '"' : "") + "/>");
+      if (s.x.length <= 12 && !o.step) {
+        for (var k = 0; k < s.x.length; k++) {
+          if (s.y[k] != null) out.push('<circle cx="' + sx(s.x[k]).toFixed(1) + '" cy="' + sy(s.y[k]).toFixed(1) + '" r="2.2" fill="' + s.color + '"/>');
+        }
+      }
+    });
+    if (o.limit && o.limit.length) {
+      var ld = "";
+      o.limit.forEach(function (p, i) {
+        var X = sx(Math.max(p[0], xlo)).toFixed(1), Y = sy(p[1]).toFixed(1);
+        ld += (i ? "L" + X + " " + sy(o.limit[i - 1][1]).toFixed(1) + "L" : "M") + X + " " + Y;
+      });
+      ld += "L" + sx(xhi).toFixed(1) + " " + sy(o.limit[o.limit.length - 1][1]).toFixed(1);
+      out.push('<path d="' + ld + '" fill="none" stroke="#d94848" stroke-width="1.3" stroke-dasharray="5 4"/>');
+      var lastLim = o.limit[o.limit.length - 1][1];
+      out.push('<text x="' + (W - m.r) + '" y="' + (sy(lastLim) - 4).toFixed(1) + '" text-anchor="end" style="fill:#d94848">worker limit ' + lastLim + "</text>");
+    }
+    out.push('<line class="guide" x1="' + m.l + '" x2="' + m.l + '" y1="' + m.t + '" y2="' + (m.t + ph) + '"/>');
+    out.push("</svg>");
+    CHARTS.push({ o: o, m: m, W: W, pw: pw, xlo: xlo, xhi: xhi, sx: sx });
+    return out.join("");
+  }
+  function nearest(xs, v) {
+    var lo = 0, hi = xs.length - 1;
+    if (hi < 0) return -1;
+    if (xs[hi] >= xs[0]) {
+      while (hi - lo > 1) { var mid = (lo + hi) >> 1; if (xs[mid] < v) lo = mid; else hi = mid; }
+      return Math.abs(xs[lo] - v) <= Math.abs(xs[hi] - v) ? lo : hi;
+    }
+    var best = 0;
+    for (var i = 1; i < xs.length; i++) if (Math.abs(xs[i] - v) < Math.abs(xs[best] - v)) best = i;
+    return best;
+  }
+  function chartHover(c, svg, ev) {
+    if (!c) return "";
+    if (c.hover) return c.hover(svg, ev);
+    var r = svg.getBoundingClientRect(), px = (ev.clientX - r.left) * c.W / r.width;
+    if (px < c.m.l - 4 || px > c.m.l + c.pw + 4) return "";
+    var xv = c.xlo + (px - c.m.l) / c.pw * (c.xhi - c.xlo);
+    var o = c.o, rows = [], gx = null;
+    o.series.forEach(function (s) {
+      if (o.step) {  // a step function: the last point at or before xv
+        var j = -1;
+        for (var i = 0; i < s.x.length && s.x[i] <= xv; i++) j = i;
+        if (j >= 0) rows.push([s, s.y[j], xv]);
+        gx = xv;
+        return;
+      }
+      var k = nearest(s.x, xv);
+      if (k >= 0 && s.y[k] != null) { rows.push([s, s.y[k], s.x[k]]); if (gx == null || Math.abs(s.x[k] - xv) < Math.abs(gx - xv)) gx = s.x[k]; }
+    });
+    if (gx == null) return "";
+    var g = svg.querySelector(".guide");
+    if (g) { g.setAttribute("x1", c.sx(gx)); g.setAttribute("x2", c.sx(gx)); }
+    rows = rows.filter(function (r) { return r[2] === gx || o.step; });
+    rows.sort(function (a, b) { return b[1] - a[1]; });
+    var more = rows.length > 12 ? rows.length - 12 : 0;
+    var xf = o.xfmt || fmtNum, yf = o.yfmt || fmtNum;
+    var html = "<b>" + esc(o.xname || "x") + " " + esc(xf(gx)) + "</b>";
+    rows.slice(0, 12).forEach(function (r) {
+      html += '<br><span class="sw" style="background:' + r[0].color + '"></span> ' + esc(r[0].name) + ": <b>" + esc(yf(r[1])) + "</b>";
+    });
+    if (more) html += '<br><span class="k">… ' + more + " more</span>";
+    return html;
+  }
+
+  // ------------------------------------------------------------------ bar chart
+  // items: [{label, value, color, tipHtml}], horizontal with labels for few items, columns for many
+  function barChart(o) {
+    var items = o.items.filter(function (it) { return typeof it.value === "number"; });
+    if (!items.length) return "";
+    var lo = Math.min(0, Math.min.apply(null, items.map(function (i) { return i.value; })));
+    var hi = Math.max(0, Math.max.apply(null, items.map(function (i) { return i.value; })));
+    if (hi === lo) hi = lo + 1;
+    var f = o.fmt || fmtNum, out = [];
+    if (items.length <= 40) {
+      var lw = Math.min(170, 14 + 6.6 * Math.max.apply(null, items.map(function (i) { return String(i.label).length; })));
+      var rh = 19, W = o.w, H = items.length * rh + (o.title ? 22 : 4), top = o.title ? 20 : 2, pw = W - lw - 62;
+      var sx = function (v) { return lw + (v - lo) / (hi - lo) * pw; };
+      out.push('<svg class="bars" width="' + W + '" height="' + H + '" viewBox="0 0 ' + W + " " + H + '">');
+      if (o.title) out.push('<text class="title" x="0" y="13">' + esc(o.title) + "</text>");
+      items.forEach(function (it, i) {
+        var y = top + i * rh, x0 = sx(Math.min(0, it.value)), x1 = sx(Math.max(0, it.value));
+        out.push('<g data-tip="' + tip(function () { return it.tipHtml || "<b>" + esc(it.label) + "</b>: " + esc(f(it.value)); }) + '">');
+        out.push('<text x="' + (lw - 6) + '" y="' + (y + 13) + '" text-anchor="end" style="fill:#1d2330">' + esc(String(it.label).slice(0, 26)) + "</text>");
+        out.push('<rect x="' + x0.toFixed(1) + '" y="' + (y + 3) + '" width="' + Math.max(1, x1 - x0).toFixed(1) + '" height="' + (rh - 6) + '" rx="2" fill="' + it.color + '"/>');
+        out.push('<text x="' + (x1 + 5).toFixed(1) + '" y="' + (y + 13) + '">' + esc(f(it.value)) + "</text></g>");
+      });
+      out.push("</svg>");
+      return out.join("");
+    }
+    // many items: sorted columns drawn as one path per colour, hover by position (no element per bar)
+    var W2 = o.w, H2 = 170, m = { l: 50, r: 6, t: o.title ? 22 : 6, b: 8 }, pw2 = W2 - m.l - m.r, ph = H2 - m.t - m.b;
+    var bw = pw2 / items.length;
+    var sy = function (v) { return m.t + ph - (v - lo) / (hi - lo) * ph; };
+    out.push('<svg class="bars chart" width="' + W2 + '" height="' + H2 + '" viewBox="0 0 ' + W2 + " " + H2 + '" data-chart="' + CHARTS.length + '">');
+    if (o.title) out.push('<text class="title" x="0" y="13">' + esc(o.title) + "</text>");
+    ticks(lo, hi, 4).forEach(function (v) {
+      out.push('<text x="' + (m.l - 5) + '" y="' + (sy(v) + 3.5).toFixed(1) + '" text-anchor="end">' + esc(f(v)) + "</text>");
+      out.push('<line x1="' + m.l + '" x2="' + (W2 - m.r) + '" y1="' + sy(v).toFixed(1) + '" y2="' + sy(v).toFixed(1) + '" stroke="#eceef2"/>');
+    });
+    var byColor = {};
+    items.forEach(function (it, i) {
+      var y0 = sy(Math.max(0, it.value)), y1 = sy(Math.min(0, it.value)), x = m.l + i * bw;
+      byColor[it.color] = (byColor[it.color] || "") + "M" + x.toFixed(2) + " " + y0.toFixed(1) + "h" + Math.max(0.6, bw - (bw > 3 ? 1 : 0)).toFixed(2) +
+        "V" + Math.max(y0 + 0.5, y1).toFixed(1) + "H" + x.toFixed(2) + "Z";
+    });
+    Object.keys(byColor).forEach(function (c) { out.push('<path d="' + byColor[c] + '" fill="' + c + '"/>'); });
+    out.push("</svg>");
+    CHARTS.push({ hover: function (svg, ev) {
+      var r = svg.getBoundingClientRect(), px = (ev.clientX - r.left) * W2 / r.width, i = Math.floor((px - m.l) / bw);
+      if (i < 0 || i >= items.length) return "";
+      var it = items[i];
+      return it.tipHtml || "<b>" + esc(it.label) + "</b>: " + esc(f(it.value)) + ' <span class="k">(' + (i + 1) + " of " + items.length + ")</span>";
+    } });
+    return out.join("");
+  }
+
+  // ------------------------------------------------------------------ derived data
+  var JI = {};
+  JOBS.forEach(function (j, i) { JI[j.id] = i; j.i = i; });
+  function kindOf(j) {
+    var last = j.att[j.att.length - 1];
+    if (j.status !== "succeeded" && last && last.k === "oom") return "oom";
+    return j.status;
+  }
+  var counts = {};
+  JOBS.forEach(function (j) { var k = kindOf(j); counts[k] = (counts[k] || 0) + 1; });
+  var run0 = D.runs[0] || {};
+  var totalAttempts = 0;
+  JOBS.forEach(function (j) { totalAttempts += j.att.length; });
+
+  // ------------------------------------------------------------------ sections
+  var parts = [];
+  function header() {
+    var h = [];
+    var name = D.since ? "Tickets " + esc(D.title) : "Run <code>" + esc(D.title) + "</code>";
+    h.push("<header><h1>" + name + "</h1>");
+    var sub = [];
+    sub.push("started " + dateTime(0));
+    sub.push("span " + fmtDur(D.span));
+    if (!D.since && run0.max_workers) sub.push(run0.max_workers + " worker" + (run0.max_workers > 1 ? "s" : ""));
+    if (run0.host) sub.push("on " + esc(run0.host));
+    if (D.runs.length > 1) sub.push(D.runs.length + " runs");
+    h.push('<div class="sub">' + sub.join(" · ") + "</div>");
+    h.push('<div class="chips">');
+    h.push('<span class="chip"><b>' + JOBS.length + "</b> job" + (JOBS.length === 1 ? "" : "s") + "</span>");
+    h.push('<span class="chip"><b>' + totalAttempts + "</b> attempt" + (totalAttempts === 1 ? "" : "s") + "</span>");
+    Object.keys(OC).forEach(function (k) {
+      if (counts[k]) h.push('<span class="chip"><span class="dot" style="background:' + OC[k] + '"></span><b>' + counts[k] + "</b> " + esc(ON[k]) + "</span>");
+    });
+    Object.keys(counts).forEach(function (k) { if (!OC[k]) h.push('<span class="chip"><b>' + counts[k] + "</b> " + esc(k) + "</span>"); });
+    if (!D.since && run0.exit_code != null) h.push('<span class="chip">exit code <b>' + esc(run0.exit_code) + "</b></span>");
+    h.push("</div>");
+    if (D.in_progress) {
+      h.push('<div class="banner warn"><b>In progress.</b> ' + (D.since ? "A run in this window has" : "This run has") +
+        " no <code>run.finished</code> record yet: it is still running, or its supervisor was killed. Showing what was recorded up to " +
+        dateTime(D.span) + "; bars still open end there.</div>");
+    }
+    D.runs.forEach(function (r) {
+      if (r.stopped_by) h.push('<div class="banner info">Run <code>' + esc(r.run) + "</code> was stopped by <b>" + esc(r.stopped_by) + "</b>: what had not finished is marked cancelled.</div>");
+    });
+    D.notes.forEach(function (n) { h.push('<div class="banner info">' + esc(n) + "</div>"); });
+    var failed = JOBS.filter(function (j) { return ["succeeded", "skipped", "running", "queued", "backoff"].indexOf(j.status) < 0; });
+    if (failed.length) {
+      h.push('<ul class="fails">');
+      failed.slice(0, 12).forEach(function (j) {
+        var a = j.att[j.att.length - 1] || {};
+        var why = a.err || (a.tail && a.tail.length ? a.tail[a.tail.length - 1] : "") || "";
+        h.push('<li data-open="' + j.i + '"><span class="dot" style="background:' + OC[kindOf(j)] + '"></span> <b>' + esc(j.id) + "</b> " +
+          esc(ON[kindOf(j)] || j.status) + (j.optional ? " (optional)" : "") + (a.fail ? " · " + esc(a.fail) : "") +
+          (a.code != null ? " · exit " + a.code : a.sig ? " · " + esc(a.sig) : "") + ' <span class="why mono">' + esc(why.slice(0, 160)) + "</span></li>");
+      });
+      if (failed.length > 12) h.push('<li class="muted">… and ' + (failed.length - 12) + " more (see the table)</li>");
+      h.push("</ul>");
+    }
+    h.push('<nav><a href="#results">Final metrics</a><a href="#compare">Curves compared</a><a href="#timeline">Timeline</a>' +
+      '<a href="#curves">Curves per job</a><a href="#memory">Memory</a><a href="#provenance">Provenance</a></nav></header>');
+    return h.join("");
+  }
+
+  // ---- final metrics: sortable table and a bar chart per shared metric
+  var finalKeys = (function () {
+    var seen = {}, order = [];
+    JOBS.forEach(function (j) {
+      Object.keys(j.final).forEach(function (k) {
+        if (typeof j.final[k] !== "number") return;
+        if (!(k in seen)) { seen[k] = { n: 0, vals: {} }; order.push(k); }
+        seen[k].n++;
+        seen[k].vals[j.final[k]] = 1;
+      });
+    });
+    var metric = function (k) { return !SETTING.test(k); };
+    var varying = order.filter(function (k) { return metric(k) && Object.keys(seen[k].vals).length > 1; });
+    var rest = order.filter(function (k) { return varying.indexOf(k) < 0; });
+    return { all: varying.concat(rest).slice(0, 14), shared: varying.filter(function (k) { return seen[k].n >= 2; }) };
+  })();
+  var sortState = { key: null, dir: 1 }, tableAll = false, TABLE_ROWS = 100;
+  function tableRows() {
+    var rows = JOBS.slice();
+    if (sortState.key) {
+      var k = sortState.key;
+      var val = function (j) {
+        if (k === "#id") return j.id;
+        if (k === "#status") return j.status;
+        if (k === "#att") return j.att.length;
+        if (k === "#dur") return j.att.reduce(function (s, a) { return s + (a.dur || 0); }, 0);
+        if (k === "#peak") return j.peak;
+        return j.final[k];
+      };
+      rows.sort(function (a, b) {
+        var x = val(a), y = val(b);
+        if (x == null && y == null) return 0;
+        if (x == null) return 1;
+        if (y == null) return -1;
+        return (x < y ? -1 : x > y ? 1 : 0) * sortState.dir;
+      });
+    }
+    var best = {};
+    finalKeys.all.forEach(function (k) {
+      var vs = JOBS.map(function (j) { return j.final[k]; }).filter(function (v) { return typeof v === "number"; });
+      if (vs.length > 1 && finalKeys.shared.indexOf(k) >= 0) best[k] = lowerBetter(k) ? Math.min.apply(null, vs) : Math.max.apply(null, vs);
+    });
+    var total = rows.length;
+    if (!tableAll && rows.length > TABLE_ROWS) rows = rows.slice(0, TABLE_ROWS);
+    var more = total > rows.length ? '<tr><td colspan="99"><a href="#" id="tall">show all ' + total + " rows</a> (" + rows.length + " shown; sorting uses all)</td></tr>" : "";
+    return rows.map(function (j) {
+      var dur = j.att.reduce(function (s, a) { return s + (a.dur || 0); }, 0);
+      var tds = '<td><a href="#" data-open="' + j.i + '">' + esc(j.id) + "</a>" + (j.optional ? ' <span class="muted">(optional)</span>' : "") + "</td>" +
+        "<td>" + stChip(kindOf(j)) + '</td><td class="num">' + j.att.length + '</td><td class="num">' + fmtDur(dur) +
+        '</td><td class="num">' + fmtBytes(j.peak) + "</td>";
+      finalKeys.all.forEach(function (k) {
+        var v = j.final[k];
+        tds += '<td class="num' + (v != null && v === best[k] ? " best" : "") + '">' + esc(fmtNum(v)) + "</td>";
+      });
+      return "<tr>" + tds + "</tr>";
+    }).join("") + more;
+  }
+  function tableHead() {
+    var cols = [["#id", "job", ""], ["#status", "status", ""], ["#att", "attempts", "num"], ["#dur", "time", "num"], ["#peak", "peak RSS", "num"]];
+    finalKeys.all.forEach(function (k) { cols.push([k, k, "num"]); });
+    return cols.map(function (c) {
+      var arrow = sortState.key === c[0] ? ' <span class="arrow">' + (sortState.dir > 0 ? "▲" : "▼") + "</span>" : "";
+      var hint = finalKeys.shared.indexOf(c[0]) >= 0 ? ' title="' + (lowerBetter(c[0]) ? "lower is better (bold: best)" : "higher is better (bold: best)") + '"' : "";
+      return '<th class="sort ' + c[2] + '" data-sort="' + esc(c[0]) + '"' + hint + ">" + esc(c[1]) + arrow + "</th>";
+    }).join("");
+  }
+  function results() {
+    var h = ['<section id="results"><h2>Final metrics</h2>'];
+    h.push('<p class="sub">The last JSON object each job printed. Click a column to sort; bold is the best value of a metric shared by several jobs (lower is better for loss/error-like names).</p>');
+    h.push('<div class="tablewrap"><table id="ftable"><thead><tr>' + tableHead() + "</tr></thead><tbody>" + tableRows() + "</tbody></table></div>");
+    if (finalKeys.shared.length) {
+      h.push('<div class="grid wide" style="margin-top:16px">');
+      finalKeys.shared.slice(0, 12).forEach(function (k) {
+        var items = JOBS.filter(function (j) { return typeof j.final[k] === "number"; }).map(function (j) {
+          return { label: j.id, value: j.final[k], color: jobColor(j.i) };
+        });
+        items.sort(function (a, b) { return lowerBetter(k) ? a.value - b.value : b.value - a.value; });
+        h.push("<div>" + barChart({ items: items, w: 420, title: k + (lowerBetter(k) ? " (lower is better)" : "") }) + "</div>");
+      });
+      h.push("</div>");
+    }
+    h.push("</section>");
+    return h.join("");
+  }
+  function bindTable() {
+    var t = document.getElementById("ftable");
+    if (!t) return;
+    t.querySelector("tbody").addEventListener("click", function (ev) {
+      if (ev.target.id !== "tall") return;
+      ev.preventDefault();
+      tableAll = true;
+      t.querySelector("tbody").innerHTML = tableRows();
+    });
+    t.querySelector("thead").addEventListener("click", function (ev) {
+      var th = ev.target.closest("th");
+      if (!th) return;
+      var k = th.getAttribute("data-sort");
+      if (sortState.key === k) sortState.dir = -sortState.dir;
+      else { sortState.key = k; sortState.dir = (k.charAt(0) !== "#" && !lowerBetter(k)) || k === "#dur" || k === "#peak" ? -1 : 1; }
+      t.querySelector("thead tr").innerHTML = tableHead();
+      t.querySelector("tbody").innerHTML = tableRows();
+    });
+  }
+
+  // ---- curves compared: one chart per metric, one line per job (mean over its folds)
+  function meanCurve(c, key) {
+    var j = c.keys.indexOf(key), acc = {};
+    if (c.series.length === 1) return { x: c.series[0].x, y: c.series[0].y[j] };
+    c.series.forEach(function (s) {
+      for (var i = 0; i < s.x.length; i++) {
+        var y = s.y[j][i];
+        if (y == null) continue;
+        var a = acc[s.x[i]] || (acc[s.x[i]] = [0, 0]);
+        a[0] += y;
+        a[1]++;
+      }
+    });
+    var xs = Object.keys(acc).map(Number).sort(function (a, b) { return a - b; });
+    return { x: xs, y: xs.map(function (x) { return acc[x][0] / acc[x][1]; }) };
+  }
+  // Many jobs: the 10th-90th percentile band and median across jobs, and the best few jobs by their last value.
+  var MANY = 24, BEST = 6;
+  function spread(series, k) {
+    var at = {};
+    series.forEach(function (s) {
+      for (var i = 0; i < s.x.length; i++) if (s.y[i] != null) (at[s.x[i]] || (at[s.x[i]] = [])).push(s.y[i]);
+    });
+    var xs = Object.keys(at).map(Number).sort(function (a, b) { return a - b; });
+    var q = function (p) { return xs.map(function (x) { var v = at[x]; if (!v.sorted) { v.sort(function (a, b) { return a - b; }); v.sorted = 1; } return v[Math.min(v.length - 1, Math.floor(p * v.length))]; }); };
+    var last = function (s) { for (var i = s.y.length - 1; i >= 0; i--) if (s.y[i] != null) return s.y[i]; return null; };
+    var ranked = series.filter(function (s) { return last(s) != null; }).sort(function (a, b) { return lowerBetter(k) ? last(a) - last(b) : last(b) - last(a); });
+    var out = [{ name: "90th percentile of " + series.length + " jobs", color: "#b9c3d0", x: xs, y: q(0.9), width: 1 },
+      { name: "median of " + series.length + " jobs", color: "#5d6675", x: xs, y: q(0.5), width: 2.2 },
+      { name: "10th percentile of " + series.length + " jobs", color: "#b9c3d0", x: xs, y: q(0.1), width: 1 }];
+    return out.concat(ranked.slice(0, BEST).map(function (s) { s.name = s.name + " (best " + (ranked.indexOf(s) + 1) + ")"; return s; }));
+  }
+  function compare() {
+    var withC = JOBS.filter(function (j) { return j.curves; });
+    var h = ['<section id="compare"><h2>Learning curves compared</h2>'];
+    if (withC.length < 2) {
+      h.push('<p class="empty">' + (withC.length ? "One job printed metric records: its curves are under “Curves per job”." :
+        "No job printed JSON metric records (one JSON object per line, e.g. <code>{\"epoch\": 3, \"loss\": 0.41}</code>).") + "</p></section>");
+      return h.join("");
+    }
+    var keyCount = {}, order = [];
+    withC.forEach(function (j) {
+      j.curves.keys.forEach(function (k) { if (!keyCount[k]) { keyCount[k] = 0; order.push(k); } keyCount[k]++; });
+    });
+    var keys = order.filter(function (k) { return keyCount[k] >= 2; }).slice(0, 12);
+    if (!keys.length) keys = order.slice(0, 6);
+    h.push('<p class="sub">Each job\'s mean over its folds, per ' + esc(withC[0].curves.x) + "." + (withC.length > MANY ?
+      " With " + withC.length + " jobs: the median and the 10th–90th percentiles across jobs (grey), and the " + BEST + " best jobs by their last value." : "") + " Hover for values.</p>");
+    if (withC.length <= MANY) {
+      h.push('<div class="legend">' + withC.map(function (j) { return '<span><span class="sw" style="background:' + jobColor(j.i) + '"></span>' + esc(j.id) + "</span>"; }).join("") + "</div>");
+    }
+    h.push('<div class="grid wide">');
+    keys.forEach(function (k) {
+      var series = [];
+      withC.forEach(function (j) {
+        if (j.curves.keys.indexOf(k) < 0) return;
+        var mc = meanCurve(j.curves, k);
+        series.push({ name: j.id, color: jobColor(j.i), x: mc.x, y: mc.y });
+      });
+      if (series.length > MANY) series = spread(series, k);
+      h.push("<div>" + lineChart({ w: 420, h: 230, title: k, series: series, xname: withC[0].curves.x }) + "</div>");
+    });
+    h.push("</div></section>");
+    return h.join("");
+  }
+
+  // ---- timeline: a lane per job, a bar per attempt, backoff gaps; concurrency and worker limit under it
+  var selected = null, contentWidth = 1000;
+  function timelineSection() {
+    var h = ['<section id="timeline"><h2>Timeline</h2><div class="legend">'];
+    ["succeeded", "failed", "timed_out", "stalled", "oom", "cancelled", "spawn_failed", "running"].forEach(function (k) {
+      h.push('<span><span class="sw" style="background:' + OC[k] + '"></span>' + ON[k] + "</span>");
+    });
+    h.push('<span><svg width="22" height="9"><line x1="0" x2="22" y1="4.5" y2="4.5" stroke="#e8912d" stroke-width="2" stroke-dasharray="3 2"/></svg>backoff before a retry</span>');
+    h.push('<span><svg width="22" height="9"><line x1="0" x2="22" y1="4.5" y2="4.5" stroke="#c9ced6"/></svg>waiting for a worker</span>');
+    h.push('</div><div class="tl-wrap" id="tl">' + timelineHtml(contentWidth) + '</div><div class="detail" id="detail"></div></section>');
+    return h.join("");
+  }
+  function drawTimeline() {
+    var box = document.getElementById("tl");
+    box.innerHTML = timelineHtml(box.clientWidth);
+    markSelected();
+  }
+  function timelineHtml(width) {
+    var n = JOBS.length, W = Math.max(640, width);
+    var maxLen = 4;
+    JOBS.forEach(function (j) { if (j.id.length > maxLen) maxLen = j.id.length; });
+    var lh = n <= 12 ? 26 : n <= 40 ? 20 : n <= 120 ? 13 : n <= 400 ? 8 : 5;
+    var labels = lh >= 13;
+    var lab = labels ? Math.min(210, 18 + 6.8 * Math.min(maxLen, 28)) : 16;
+    var pw = W - lab - 14, span = D.span;
+    function sx(t) { return lab + t / span * pw; }
+    var tt = timeTicks(span, Math.max(2, Math.round(pw / 90)));
+    var axis = ['<svg width="' + W + '" height="22">'];
+    tt.forEach(function (t) { axis.push('<text x="' + sx(t).toFixed(1) + '" y="15" text-anchor="middle">' + tfmt(t) + "</text>"); });
+    if (labels) axis.push('<text x="' + (lab - 12) + '" y="15" text-anchor="end">from ' + clock(0) + " UTC</text>");
+    axis.push("</svg>");
+    var H = n * lh + 2, s = ['<svg class="timeline" width="' + W + '" height="' + H + '">'];
+    s.push('<g class="grid">');
+    tt.forEach(function (t) { s.push('<line x1="' + sx(t).toFixed(1) + '" x2="' + sx(t).toFixed(1) + '" y1="0" y2="' + H + '"/>'); });
+    s.push("</g>");
+    var bh = Math.max(2, lh - (lh >= 13 ? 8 : lh >= 8 ? 3 : 1)), mid = lh / 2;
+    JOBS.forEach(function (j, i) {
+      var y = i * lh;
+      s.push('<g class="lane' + (i % 2 ? " odd" : "") + '" data-job="' + esc(j.id) + '" transform="translate(0,' + y + ')">');
+      if (labels) s.push('<rect class="stripe" x="0" y="0" width="' + W + '" height="' + lh + '"/>');
+      if (labels) {
+        s.push('<text class="lab" data-open="' + j.i + '" x="' + (lab - 8) + '" y="' + (mid + 4) + '" text-anchor="end">' + esc(j.id.length > 28 ? j.id.slice(0, 27) + "…" : j.id) + "</text>");
+      }
+      var prevEnd = j.q;
+      j.att.forEach(function (a, k) {
+        if (prevEnd != null && a.s - prevEnd > span * 0.002) {
+          var wStart = prevEnd;
+          var prev = k ? j.att[k - 1] : null;
+          if (prev && prev.backoff) {
+            var bEnd = Math.min(a.s, prev.e + prev.backoff);
+            s.push('<line class="boff" x1="' + sx(prev.e).toFixed(1) + '" x2="' + sx(bEnd).toFixed(1) + '" y1="' + mid + '" y2="' + mid + '"/>');
+            wStart = bEnd;
+          }
+          if (a.s - wStart > span * 0.002) s.push('<line class="wait" x1="' + sx(wStart).toFixed(1) + '" x2="' + sx(a.s).toFixed(1) + '" y1="' + mid + '" y2="' + mid + '"/>');
+        }
+        var x0 = sx(a.s), w = Math.max(1.5, sx(a.e) - x0);
+        s.push('<rect class="att" data-tip="' + tip(attemptTip.bind(null, j, a)) + '" data-open="' + j.i + '" data-att="' + k + '" x="' + x0.toFixed(1) +
+          '" y="' + (mid - bh / 2).toFixed(1) + '" width="' + w.toFixed(1) + '" height="' + bh + '" rx="' + (bh >= 8 ? 3 : 1) + '" fill="' + (OC[a.k] || OC.unknown) + '"/>');
+        prevEnd = a.e;
+      });
+      var last = j.att[j.att.length - 1];
+      if (last && last.backoff && j.status !== "succeeded" && (j.status === "cancelled" || j.status === "backoff")) {
+        s.push('<line class="boff" x1="' + sx(last.e).toFixed(1) + '" x2="' + sx(Math.min(span, last.e + last.backoff)).toFixed(1) + '" y1="' + mid + '" y2="' + mid + '"/>');
+      }
+      s.push("</g>");
+    });
+    s.push("</svg>");
+    // concurrency over time, with the worker limit
+    var ev = [];
+    JOBS.forEach(function (j) { j.att.forEach(function (a) { ev.push([a.s, 1]); ev.push([a.e, -1]); }); });
+    ev.sort(function (a, b) { return a[0] - b[0] || a[1] - b[1]; });
+    var cx = [0], cy = [0], cur = 0, peak = 0;
+    ev.forEach(function (e) {
+      cur += e[1];
+      if (cur > peak) peak = cur;
+      if (cx[cx.length - 1] === e[0]) cy[cy.length - 1] = cur; else { cx.push(e[0]); cy.push(cur); }
+    });
+    var conc = lineChart({ w: W, h: 110, ml: lab, mr: 14, series: [{ name: "running attempts", color: "#3d7fd9", x: cx, y: cy }],
+      step: true, area: true, y0: true, xmin: 0, xmax: span, xfmt: tfmt, xname: "elapsed", limit: D.workers,
+      yfmt: function (v) { return Number.isInteger(v) ? String(v) : ""; }, xticks: function () { return tt; } });
+    return axis.join("") + '<div class="tl-scroll">' + s.join("") + "</div>" +
+      '<h3 style="margin:10px 0 0">Running attempts over time <span class="muted" style="font-weight:400">(peak ' + peak + ")</span></h3>" + conc;
+  }
+  function attemptTip(j, a) {
+    var h = "<b>" + esc(j.id) + "</b> attempt " + a.n + (D.runs.length > 1 ? ' <span class="k">run ' + esc(a.run) + "</span>" : "") + "<br>";
+    h += '<span class="dot" style="background:' + (OC[a.k] || OC.unknown) + '"></span> ' + esc(ON[a.k] || a.o) + (a.fail && a.fail !== a.o ? " · " + esc(a.fail) : "");
+    if (a.code != null) h += " · exit " + a.code;
+    if (a.sig) h += " · " + esc(a.sig);
+    h += '<br><span class="k">start</span> ' + clock(a.s) + ' <span class="k">duration</span> ' + fmtDur(a.dur);
+    if (a.peak) h += ' <span class="k">peak RSS</span> ' + fmtBytes(a.peak);
+    if (a.backoff) h += '<br><span class="k">retried after a backoff of</span> ' + fmtDur(a.backoff);
+    if (j.cmd) h += '<br><span class="k">command</span> <span class="mono">' + esc(shellJoin(j.cmd).slice(0, 300)) + "</span>";
+    if (a.err) h += "<pre>" + esc(a.err) + "</pre>";
+    else if (a.tail && a.tail.length) h += "<pre>" + esc(a.tail.slice(-5).join("\n")) + "</pre>";
+    h += '<br><span class="k">click for details</span>';
+    return h;
+  }
+  function markSelected() {
+    var lanes = document.querySelectorAll(".timeline .lane.sel");
+    for (var i = 0; i < lanes.length; i++) lanes[i].classList.remove("sel");
+    if (selected == null) return;
+    var g = document.querySelector('.timeline .lane[data-job="' + CSS.escape(JOBS[selected].id) + '"]');
+    if (g) g.classList.add("sel");
+  }
+  function openDetail(i, k) {
+    var j = JOBS[i], el = document.getElementById("detail");
+    selected = i;
+    markSelected();
+    var h = ['<button class="close" title="close">×</button><h2>' + esc(j.id) + " " + stChip(kindOf(j)) + (j.optional ? ' <span class="muted">optional</span>' : "") + "</h2>"];
+    if (j.reason) h.push('<p class="sub">' + esc(j.reason) + "</p>");
+    h.push('<table><thead><tr><th>attempt</th><th>outcome</th><th>failure</th><th class="num">exit</th><th>start (UTC)</th><th class="num">duration</th><th class="num">peak RSS</th><th class="num">pid</th><th>GPUs</th><th class="num">backoff</th></tr></thead><tbody>');
+    j.att.forEach(function (a) {
+      h.push("<tr><td>" + a.n + (D.runs.length > 1 ? ' <span class="muted">' + esc(a.run) + "</span>" : "") + "</td><td>" + stChip(a.k) + "</td><td>" + esc(a.fail || "") +
+        '</td><td class="num">' + esc(a.code != null ? a.code : a.sig || "") + "</td><td>" + clock(a.s) + '</td><td class="num">' + fmtDur(a.dur) +
+        '</td><td class="num">' + fmtBytes(a.peak) + '</td><td class="num">' + esc(a.pid || "") + "</td><td>" + esc(a.gpus || "") +
+        '</td><td class="num">' + (a.backoff ? fmtDur(a.backoff) : "") + "</td></tr>");
+    });
+    h.push("</tbody></table>");
+    h.push('<dl class="kv" style="margin-top:10px">');
+    if (j.cmd) h.push("<dt>command</dt><dd class=\"mono\">" + esc(shellJoin(j.cmd)) + "</dd>");
+    if (j.cwd) h.push("<dt>cwd</dt><dd class=\"mono\">" + esc(j.cwd) + "</dd>");
+    if (j.sha) h.push("<dt>script sha256</dt><dd class=\"mono\">" + esc(j.sha) + "</dd>");
+    var fk = Object.keys(j.final);
+    if (fk.length) h.push("<dt>final metrics</dt><dd>" + fk.map(function (k) { return esc(k) + "=<b>" + esc(fmtNum(j.final[k])) + "</b>"; }).join(" ") + "</dd>");
+    h.push("</dl>");
+    var shown = k != null ? [j.att[k]] : j.att.filter(function (a) { return a.tail && a.tail.length || a.err; });
+    shown.forEach(function (a) {
+      if (!a || !(a.tail && a.tail.length || a.err)) return;
+      h.push("<h3 style=\"margin-top:10px\">attempt " + a.n + ": last output lines</h3><pre>" + esc((a.err ? a.err + "\n" : "") + (a.tail || []).join("\n")) + "</pre>");
+    });
+    if (j.curves) h.push('<p><a href="#job-' + esc(j.id) + '">curves of ' + esc(j.id) + " ↓</a></p>");
+    el.innerHTML = h.join("");
+    el.querySelector(".close").addEventListener("click", function () { el.innerHTML = ""; selected = null; markSelected(); });
+    document.getElementById("timeline").scrollIntoView({ block: "start" });
+    el.scrollIntoView({ block: "nearest" });
+  }
+  document.addEventListener("click", function (ev) {
+    var el = ev.target.closest ? ev.target.closest("[data-open]") : null;
+    if (!el) return;
+    ev.preventDefault();
+    var k = el.getAttribute("data-att");
+    openDetail(+el.getAttribute("data-open"), k == null ? null : +k);
+  });
+
+  // ---- curves per job: one small chart per metric, folds as separate series (drawn when scrolled to)
+  function perJob() {
+    var withC = JOBS.filter(function (j) { return j.curves; });
+    var h = ['<section id="curves"><h2>Curves per job</h2>'];
+    if (!withC.length) {
+      h.push('<p class="empty">No job printed metric records (one JSON object per line, e.g. <code>{"epoch": 3, "fold": 1, "loss": 0.41}</code>).</p></section>');
+      return h.join("");
+    }
+    h.push('<p class="sub">From each job\'s JSON output records: x is epoch, step or fold when the records carry one, else their order; one line per fold.</p>');
+    if (withC.length > 12) h.push('<input class="filter" id="cfilter" placeholder="filter jobs…" aria-label="filter jobs">');
+    h.push('<div class="cards" id="cards">');
+    withC.forEach(function (j) {
+      h.push('<div class="card" id="job-' + esc(j.id) + '" data-card="' + j.i + '"><div class="head"><b>' + esc(j.id) + "</b> " + stChip(kindOf(j)) +
+        ' <span class="sub">' + j.curves.series.length + " series · " + j.curves.keys.length + " metric" + (j.curves.keys.length > 1 ? "s" : "") +
+        '</span></div><div class="charts" style="min-height:160px"></div></div>');
+    });
+    h.push("</div></section>");
+    return h.join("");
+  }
+  function drawCard(card) {
+    if (card.getAttribute("data-drawn")) return;
+    card.setAttribute("data-drawn", "1");
+    var j = JOBS[+card.getAttribute("data-card")], c = j.curves, out = [];
+    var multi = c.series.length > 1;
+    c.keys.forEach(function (k, ki) {
+      var series = c.series.map(function (s, si) {
+        return { name: s.n, color: multi ? PAL[si % PAL.length] : jobColor(j.i), x: s.x, y: s.y[ki] };
+      });
+      out.push(lineChart({ w: 300, h: 170, title: k, series: series, xname: c.x }));
+    });
+    var charts = card.querySelector(".charts");
+    charts.innerHTML = out.join("") + (multi && c.series.length <= 12 ? '<div class="legend" style="width:100%">' + c.series.map(function (s, si) {
+      return '<span><span class="sw" style="background:' + PAL[si % PAL.length] + '"></span>' + esc(s.n) + "</span>";
+    }).join("") + "</div>" : "");
+    charts.style.minHeight = "";
+  }
+  function bindCards() {
+    var cards = document.querySelectorAll("#cards .card");
+    var eager = Math.min(cards.length, 12);
+    for (var i = 0; i < eager; i++) drawCard(cards[i]);
+    if (cards.length > eager) {
+      if ("IntersectionObserver" in window) {
+        var io = new IntersectionObserver(function (entries) {
+          entries.forEach(function (e) { if (e.isIntersecting) { drawCard(e.target); io.unobserve(e.target); } });
+        }, { rootMargin: "800px 0px" });
+        for (var k = eager; k < cards.length; k++) io.observe(cards[k]);
+      } else {
+        for (var m = eager; m < cards.length; m++) drawCard(cards[m]);
+      }
+    }
+    var f = document.getElementById("cfilter");
+    if (f) f.addEventListener("input", function () {
+      var q = f.value.trim().toLowerCase();
+      for (var i2 = 0; i2 < cards.length; i2++) {
+        var id = JOBS[+cards[i2].getAttribute("data-card")].id.toLowerCase();
+        cards[i2].style.display = !q || id.indexOf(q) >= 0 ? "" : "none";
+      }
+    });
+  }
+  window.aimedresDrawAllCurves = function () {  // for tools and benchmarks: draw every card now
+    var cards = document.querySelectorAll("#cards .card");
+    for (var i = 0; i < cards.length; i++) drawCard(cards[i]);
+    return cards.length;
+  };
+
+  // ---- memory: peak RSS per job and the group's RSS over time
+  function memory() {
+    var h = ['<section id="memory"><h2>Memory</h2><div class="grid wide">'];
+    var items = JOBS.filter(function (j) { return j.peak; }).map(function (j) {
+      return { label: j.id, value: j.peak, color: jobColor(j.i) };
+    });
+    items.sort(function (a, b) { return b.value - a.value; });
+    h.push("<div>" + (items.length ? barChart({ items: items, w: 560, title: "peak RSS per job (whole process tree)", fmt: fmtBytes }) :
+      '<p class="empty">No peak RSS was recorded.</p>') + "</div>");
+    if (D.rss.length) {
+      var x = D.rss.map(function (p) { return p[0]; }), y = D.rss.map(function (p) { return p[1]; });
+      h.push("<div>" + lineChart({ w: 560, h: 220, title: "RSS of all running jobs over time (job.sample, once a second)", series: [{ name: "all running jobs", color: "#8b4fc7", x: x, y: y }],
+        step: true, area: true, y0: true, xmin: 0, xmax: D.span, xfmt: tfmt, yfmt: fmtBytes, xname: "elapsed",
+        xticks: function (lo, hi, n) { return timeTicks(hi, n); } }) + "</div>");
+    } else {
+      h.push('<div><p class="empty">No memory samples were recorded (jobs shorter than a second, or an executor that does not sample).</p></div>');
+    }
+    h.push("</div></section>");
+    return h.join("");
+  }
+
+  // ---- provenance and the run summary
+  function provenance() {
+    var h = ['<section id="provenance"><h2>Provenance and summary</h2><div class="grid wide">'];
+    D.runs.forEach(function (r) {
+      var kv = [];
+      function row(k, v, mono) { if (v != null && v !== "") kv.push("<dt>" + esc(k) + "</dt><dd" + (mono ? ' class="mono"' : "") + ">" + v + "</dd>"); }
+      row("run", esc(r.run), true);
+      row("started", esc(r.started_at || ""));
+      row("finished", esc(r.finished_at || (r.finished ? "" : "not finished")));
+      row("duration", r.duration_s != null ? fmtDur(r.duration_s) : "");
+      row("exit code", r.exit_code != null ? esc(r.exit_code) : "");
+      row("stopped by", esc(r.stopped_by || ""));
+      if (r.counts) row("jobs", Object.keys(r.counts).map(function (k) { return esc(k) + " " + r.counts[k]; }).join(", "));
+      row("max workers", r.max_workers != null ? esc(r.max_workers) : "");
+      row("config", esc(r.config || "built-in defaults"), true);
+      row("config sha256", esc(r.config_sha256 || ""), true);
+      if (r.git) {
+        row("git commit", esc(r.git.commit || "") + (r.git.dirty ? ' <span class="st" style="background:#e8912d">dirty</span>' : ' <span class="st" style="background:#2f9e62">clean</span>'), true);
+        if (r.git.diff_sha256) row("diff sha256", esc(r.git.diff_sha256), true);
+      } else row("git", '<span class="muted">not a git checkout</span>');
+      row("host", esc(r.host || ""));
+      row("python", esc((r.python || "") + (r.python_path ? " (" + r.python_path + ")" : "")));
+      row("platform", esc(r.platform || ""));
+      row("logs", esc(r.dir || ""), true);
+      h.push('<div><dl class="kv">' + kv.join("") + "</dl></div>");
+    });
+    h.push("</div></section>");
+    return h.join("");
+  }
+
+  // ------------------------------------------------------------------ draw
+  try {
+    contentWidth = app.clientWidth - 2 * 24 - 2 * 19;  // #app and section padding, before anything is drawn
+    var times = window.aimedresTimes = {};  // milliseconds per step, for benchmarks
+    var step = function (name, fn) { var t = performance.now(); var r = fn(); times[name] = Math.round(performance.now() - t); return r; };
+    times.parse = Math.round(performance.now() - T_START);
+    [["header", header], ["results", results], ["compare", compare], ["timeline", timelineSection], ["curves", perJob],
+      ["memory", memory], ["provenance", provenance]].forEach(function (s) { parts.push(step(s[0], s[1])); });
+    parts.push("<footer>aimedres-async " + esc(D.version) + " · report made " + esc(D.generated) + " · self-contained: no network, no external files</footer>");
+    step("dom", function () { app.innerHTML = parts.join(""); });
+    bindTable();
+    step("cards", bindCards);
+    step("layout", function () { return document.body.offsetHeight; });
+    var resizeTimer = null;
+    window.addEventListener("resize", function () {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(drawTimeline, 150);
+    });
+    window.aimedresReportMs = performance.now() - T_START;  // drawing alone
+    window.aimedresReadyMs = performance.now();  // since navigation start: parse and draw
+    document.body.setAttribute("data-ready", "1");
+  } catch (e) {
+    app.innerHTML = '<div class="banner warn">The report could not be drawn: ' + esc(e && e.message) + "</div>";
+    throw e;
+  }
+})();
