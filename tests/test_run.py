@@ -48,6 +48,9 @@ def test_success_artifacts_and_metrics(tmp_path: Path, marker: str) -> None:
     assert (tmp_path / "logs" / "latest").is_symlink()
     # events.jsonl: lifecycle only, in order
     names = [e["event"] for e in read_jsonl(rd / "events.jsonl")]
+    samples = [i for i, name in enumerate(names) if name == "job.sample"]  # its RSS, once a second while it ran
+    assert samples and names.index("job.started") < min(samples) and max(samples) < names.index("job.exited")
+    names = [name for name in names if name != "job.sample"]
     assert names == ["run.started", "job.queued", "job.started", "job.exited", "job.finished", "run.finished"]
     # the job's own file: lifecycle and output, output lines in order, the JSON lines kept as data
     recs = read_jsonl(rd / "jobs" / "train.jsonl")
