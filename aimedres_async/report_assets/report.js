@@ -346,7 +346,8 @@
       if (failed.length > 12) h.push('<li class="muted">… and ' + (failed.length - 12) + " more (see the table)</li>");
       h.push("</ul>");
     }
-    h.push('<nav><a href="#results">Final metrics</a><a href="#compare">Curves compared</a><a href="#timeline">Timeline</a>' +
+    var compared = JOBS.filter(function (j) { return j.curves; }).length >= 2;
+    h.push('<nav><a href="#results">Final metrics</a>' + (compared ? '<a href="#compare">Curves compared</a>' : "") + '<a href="#timeline">Timeline</a>' +
       '<a href="#curves">Curves per job</a><a href="#memory">Memory</a><a href="#provenance">Provenance</a></nav></header>');
     return h.join("");
   }
@@ -489,12 +490,8 @@
   }
   function compare() {
     var withC = JOBS.filter(function (j) { return j.curves; });
+    if (withC.length < 2) return "";  // nothing to compare: the per-job section says why
     var h = ['<section id="compare"><h2>Learning curves compared</h2>'];
-    if (withC.length < 2) {
-      h.push('<p class="empty">' + (withC.length ? "One job printed metric records: its curves are under “Curves per job”." :
-        "No job printed JSON metric records (one JSON object per line, e.g. <code>{\"epoch\": 3, \"loss\": 0.41}</code>).") + "</p></section>");
-      return h.join("");
-    }
     var keyCount = {}, order = [];
     withC.forEach(function (j) {
       j.curves.keys.forEach(function (k) { if (!keyCount[k]) { keyCount[k] = 0; order.push(k); } keyCount[k]++; });
@@ -525,10 +522,12 @@
   var selected = null, contentWidth = 1000;
   function timelineSection() {
     var h = ['<section id="timeline"><h2>Timeline</h2><div class="legend">'];
-    ["succeeded", "failed", "timed_out", "stalled", "oom", "cancelled", "spawn_failed", "running"].forEach(function (k) {
-      h.push('<span><span class="sw" style="background:' + OC[k] + '"></span>' + ON[k] + "</span>");
+    var present = {}, retried = false;
+    JOBS.forEach(function (j) { j.att.forEach(function (a) { present[a.k] = 1; if (a.backoff) retried = true; }); });
+    ["succeeded", "failed", "timed_out", "stalled", "oom", "cancelled", "spawn_failed", "running", "unknown"].forEach(function (k) {
+      if (present[k] || k === "succeeded" || k === "failed") h.push('<span><span class="sw" style="background:' + OC[k] + '"></span>' + ON[k] + "</span>");
     });
-    h.push('<span><svg width="22" height="9"><line x1="0" x2="22" y1="4.5" y2="4.5" stroke="#e8912d" stroke-width="2" stroke-dasharray="3 2"/></svg>backoff before a retry</span>');
+    if (retried) h.push('<span><svg width="22" height="9"><line x1="0" x2="22" y1="4.5" y2="4.5" stroke="#e8912d" stroke-width="2" stroke-dasharray="3 2"/></svg>backoff before a retry</span>');
     h.push('<span><svg width="22" height="9"><line x1="0" x2="22" y1="4.5" y2="4.5" stroke="#c9ced6"/></svg>waiting for a worker</span>');
     h.push('</div><div class="tl-wrap" id="tl">' + timelineHtml(contentWidth) + '</div><div class="detail" id="detail"></div></section>');
     return h.join("");
@@ -544,7 +543,7 @@
     JOBS.forEach(function (j) { if (j.id.length > maxLen) maxLen = j.id.length; });
     var lh = n <= 12 ? 26 : n <= 40 ? 20 : n <= 120 ? 13 : n <= 400 ? 8 : 5;
     var labels = lh >= 13;
-    var lab = labels ? Math.min(210, 18 + 6.8 * Math.min(maxLen, 28)) : 16;
+    var lab = labels ? Math.max(128, Math.min(210, 18 + 6.8 * Math.min(maxLen, 28))) : 16;
     var pw = W - lab - 14, span = D.span;
     function sx(t) { return lab + t / span * pw; }
     var tt = timeTicks(span, Math.max(2, Math.round(pw / 90)));
@@ -670,7 +669,8 @@
     var withC = JOBS.filter(function (j) { return j.curves; });
     var h = ['<section id="curves"><h2>Curves per job</h2>'];
     if (!withC.length) {
-      h.push('<p class="empty">No job printed metric records (one JSON object per line, e.g. <code>{"epoch": 3, "fold": 1, "loss": 0.41}</code>).</p></section>');
+      h.push('<p class="empty">No job printed metric records to draw. A script that prints one JSON object per line, e.g. ' +
+        '<code>{"epoch": 3, "fold": 1, "loss": 0.41, "val_acc": 0.87}</code>, gets a chart per metric here, one line per fold.</p></section>');
       return h.join("");
     }
     h.push('<p class="sub">From each job\'s JSON output records: x is epoch, step or fold when the records carry one, else their order; one line per fold.</p>');
@@ -696,7 +696,7 @@
       out.push(lineChart({ w: 300, h: 170, title: k, series: series, xname: c.x }));
     });
     var charts = card.querySelector(".charts");
-    charts.innerHTML = out.join("") + (multi && c.series.length <= 12 ? '<div class="legend" style="width:100%">' + c.series.map(function (s, si) {
+    charts.innerHTML = out.join("") + (multi && c.series.length <= 12 ? '<div class="legend">' + c.series.map(function (s, si) {
       return '<span><span class="sw" style="background:' + PAL[si % PAL.length] + '"></span>' + esc(s.n) + "</span>";
     }).join("") + "</div>" : "");
     charts.style.minHeight = "";
@@ -783,6 +783,7 @@
 
   // ------------------------------------------------------------------ draw
   try {
+    if (JOBS.length > 100) document.body.classList.add("big");  // lay out off-screen parts only when seen
     contentWidth = app.clientWidth - 2 * 24 - 2 * 19;  // #app and section padding, before anything is drawn
     var times = window.aimedresTimes = {};  // milliseconds per step, for benchmarks
     var step = function (name, fn) { var t = performance.now(); var r = fn(); times[name] = Math.round(performance.now() - t); return r; };
