@@ -206,7 +206,6 @@ class _Job:
     log: Path | None = None
     runs: list[str] = field(default_factory=list)
     records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (attempt, data)
-    samples: int = 0
 
     def attempt(self, n: int, run: str) -> _Attempt:
         for a in reversed(self.attempts):
@@ -270,10 +269,18 @@ def _load_run(m: _Model, d: Path, since: float | None, logs: bool) -> None:
             t = record_time(rec)
             if t is not None and t >= since and isinstance(rec.get("job"), str):
                 wanted.add(rec["job"])
+    last_sample = -math.inf
+    samples = m.samples
     for rec in records:
         ev = rec.get("event")
         t = record_time(rec)
         job_id = rec.get("job")
+        if ev == "job.sample":  # most records of a long run: the short way
+            rss = rec.get("rss_bytes", rec.get("rss"))
+            if isinstance(rss, int) and t is not None and (wanted is None or job_id in wanted):
+                samples.append((t, str(job_id), rss))
+                last_sample = max(last_sample, t)
+            continue
         if ev == "run.started":
             for k, v in rec.items():
                 if k not in ("ts", "t", "event", "job_ids", "run"):
@@ -296,15 +303,6 @@ def _load_run(m: _Model, d: Path, since: float | None, logs: bool) -> None:
         if not isinstance(job_id, str) or t is None:
             continue
         if wanted is not None and job_id not in wanted:
-            continue
-        if ev == "job.sample":
-            rss = rec.get("rss_bytes", rec.get("rss"))
-            if isinstance(rss, int):
-                m.samples.append((t, job_id, rss))
-                job = m.jobs.get(job_id)
-                if job is not None:
-                    job.samples += 1
-            m.seen(t)
             continue
         job = m.jobs.get(job_id)
         if job is None:
@@ -354,6 +352,8 @@ def _load_run(m: _Model, d: Path, since: float | None, logs: bool) -> None:
             job.metrics = entry["metrics"]
         if job.argv is None and isinstance(entry.get("command"), list):
             job.argv = [str(x) for x in entry["command"]]
+    if math.isfinite(last_sample):
+        m.seen(last_sample)
     m.runs.append(meta)
     for job_id in run_jobs if logs else ():
         _read_job_log(m, m.jobs[job_id], d / "jobs" / f"{job_id}.jsonl", run_id)
