@@ -90,6 +90,8 @@ def show(path: Path, follow: bool = False, poll: float = 0.2, running: Callable[
                         rec = orjson.loads(line)
                     except orjson.JSONDecodeError:
                         continue
+                    if rec.get("event") == "job.sample":  # memory once a second: for the report, not for reading
+                        continue
                     out.write(render(rec) + "\n")
                     finished = finished or rec.get("event") == "job.finished"
                 out.flush()

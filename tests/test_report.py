@@ -138,6 +138,9 @@ def test_job_sample_events_recorded_once_a_second_at_most(demo_run: tuple[Path, 
     assert kinds.count("job.sample") == len(hungry)
     first, last = kinds.index("job.sample"), len(kinds) - 1 - kinds[::-1].index("job.sample")
     assert kinds.index("job.started") < first and last < kinds.index("job.exited")
+    # `logs` shows a job's log for reading: the samples are left out
+    shown = run_cli(folder, "logs", "hungry")
+    assert shown.returncode == 0 and "job.exited" in shown.stdout and "job.sample" not in shown.stdout
     # the summary's peak is at least the largest sample
     summary = json.loads((rd / "summary.json").read_text())
     peak = next(j["peak_rss_bytes"] for j in summary["jobs"] if j["id"] == "hungry")
