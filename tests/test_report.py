@@ -209,6 +209,20 @@ def test_report_of_a_real_run_in_chromium(demo_run: tuple[Path, Path], browser: 
         failed.click()
         detail = page.inner_text("#detail")
         assert "last output lines" in detail and "ValueError" in detail
+        # drag across the lanes to zoom in on a stretch of time; "show all" zooms out
+        lanes_box = page.locator(".tl-scroll")
+        lanes_box.scroll_into_view_if_needed()
+        box = lanes_box.bounding_box()
+        y = box["y"] + box["height"] / 2
+        page.mouse.move(box["x"] + box["width"] * 0.5, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=4)
+        page.mouse.up()
+        assert page.inner_text("#tl p.sub").startswith("Showing +")
+        assert page.locator("svg.timeline g.lane").count() == 5
+        assert page.locator("svg.timeline rect.att").count() < 7  # only what falls in the window
+        page.click("#unzoom")
+        assert page.locator("svg.timeline rect.att").count() == 7
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         assert page.errors == []

@@ -50,17 +50,17 @@
     for (var v = Math.ceil(lo / st) * st; v <= hi + st * 1e-9; v += st) out.push(+v.toPrecision(12));
     return out;
   }
-  var TSTEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
-  function timeTicks(span, n) {
-    var want = span / Math.max(1, n), st = TSTEPS[TSTEPS.length - 1];
+  var TSTEPS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+  function timeTicks(lo, hi, n) {
+    var want = (hi - lo) / Math.max(1, n), st = TSTEPS[TSTEPS.length - 1];
     for (var i = 0; i < TSTEPS.length; i++) if (TSTEPS[i] >= want) { st = TSTEPS[i]; break; }
     var out = [];
-    for (var t = 0; t <= span + 1e-9; t += st) out.push(t);
+    for (var k = Math.ceil(lo / st - 1e-9); k * st <= hi + 1e-9; k++) out.push(+(k * st).toFixed(3));
     return out;
   }
   function tfmt(t) {
     if (t === 0) return "0";
-    if (t < 60) return "+" + Math.round(t) + "s";
+    if (t < 60) return "+" + (Number.isInteger(t) ? t : t.toFixed(1)) + "s";
     if (t < 3600) return "+" + (t % 60 ? (t / 60).toFixed(1) : t / 60) + "m";
     return "+" + (t % 3600 ? (t / 3600).toFixed(1) : t / 3600) + "h";
   }
@@ -98,8 +98,9 @@
   }
   function hideTip() { tipEl.style.display = "none"; }
   document.addEventListener("mousemove", function (ev) {
-    var t = ev.target, el = t.closest ? t.closest("[data-tip],[data-chart]") : null;
+    var t = ev.target, el = t.closest ? t.closest("rect.att,[data-tip],[data-chart]") : null;
     if (!el) { hideTip(); return; }
+    if (el.classList.contains("att")) { var jj = JOBS[+el.getAttribute("data-open")]; showTip(attemptTip(jj, jj.att[+el.getAttribute("data-att")]), ev); return; }
     if (el.hasAttribute("data-tip")) { showTip(TIPS[+el.getAttribute("data-tip")](), ev); return; }
     var html = chartHover(CHARTS[+el.getAttribute("data-chart")], el, ev);
     if (html) showTip(html, ev); else hideTip();
@@ -519,7 +520,7 @@
   }
 
   // ---- timeline: a lane per job, a bar per attempt, backoff gaps; concurrency and worker limit under it
-  var selected = null, contentWidth = 1000;
+  var selected = null, contentWidth = 1000, zoom = null, TL = null, dragged = false;
   function timelineSection() {
     var h = ['<section id="timeline"><h2>Timeline</h2><div class="legend">'];
     var present = {}, retried = false;
@@ -545,11 +546,21 @@
     var labels = lh >= 13;
     var lab = labels ? Math.max(128, Math.min(210, 18 + 6.8 * Math.min(maxLen, 28))) : 16;
     var pw = W - lab - 14, span = D.span;
-    function sx(t) { return lab + t / span * pw; }
-    var tt = timeTicks(span, Math.max(2, Math.round(pw / 90)));
+    var lo = zoom ? zoom[0] : 0, hi = zoom ? zoom[1] : span, vw = hi - lo;
+    TL = { lab: lab, pw: pw, lo: lo, hi: hi };
+    function sx(t) { return lab + (t - lo) / vw * pw; }
+    function cl(x) { return Math.max(lab, Math.min(lab + pw, x)); }
+    function hline(cls, t0, t1, y) {  // a horizontal line, cut to the window
+      var a = sx(t0), b = sx(t1);
+      if (b < lab || a > lab + pw) return "";
+      return '<line class="' + cls + '" x1="' + cl(a).toFixed(1) + '" x2="' + cl(b).toFixed(1) + '" y1="' + y + '" y2="' + y + '"/>';
+    }
+    var tt = timeTicks(lo, hi, Math.max(2, Math.round(pw / 90)));
     var axis = ['<svg width="' + W + '" height="22">'];
     tt.forEach(function (t) { axis.push('<text x="' + sx(t).toFixed(1) + '" y="15" text-anchor="middle">' + tfmt(t) + "</text>"); });
     if (labels) axis.push('<text x="' + (lab - 12) + '" y="15" text-anchor="end">from ' + clock(0) + " UTC</text>");
+    var hint = zoom ? 'Showing ' + tfmt(lo) + " to " + tfmt(hi) + ' · <a href="#" id="unzoom">show all</a> (or double-click)' :
+      "Drag across the lanes to zoom in on a stretch of time.";
     axis.push("</svg>");
     var H = n * lh + 2, s = ['<svg class="timeline" width="' + W + '" height="' + H + '">'];
     s.push('<g class="grid">');
@@ -565,24 +576,25 @@
       }
       var prevEnd = j.q;
       j.att.forEach(function (a, k) {
-        if (prevEnd != null && a.s - prevEnd > span * 0.002) {
+        if (prevEnd != null && a.s - prevEnd > vw * 0.002) {
           var wStart = prevEnd;
           var prev = k ? j.att[k - 1] : null;
           if (prev && prev.backoff) {
             var bEnd = Math.min(a.s, prev.e + prev.backoff);
-            s.push('<line class="boff" x1="' + sx(prev.e).toFixed(1) + '" x2="' + sx(bEnd).toFixed(1) + '" y1="' + mid + '" y2="' + mid + '"/>');
+            s.push(hline("boff", prev.e, bEnd, mid));
             wStart = bEnd;
           }
-          if (a.s - wStart > span * 0.002) s.push('<line class="wait" x1="' + sx(wStart).toFixed(1) + '" x2="' + sx(a.s).toFixed(1) + '" y1="' + mid + '" y2="' + mid + '"/>');
+          if (a.s - wStart > vw * 0.002) s.push(hline("wait", wStart, a.s, mid));
         }
-        var x0 = sx(a.s), w = Math.max(1.5, sx(a.e) - x0);
-        s.push('<rect class="att" data-tip="' + tip(attemptTip.bind(null, j, a)) + '" data-open="' + j.i + '" data-att="' + k + '" x="' + x0.toFixed(1) +
-          '" y="' + (mid - bh / 2).toFixed(1) + '" width="' + w.toFixed(1) + '" height="' + bh + '" rx="' + (bh >= 8 ? 3 : 1) + '" fill="' + (OC[a.k] || OC.unknown) + '"/>');
         prevEnd = a.e;
+        if (sx(a.e) < lab || sx(a.s) > lab + pw) return;
+        var x0 = cl(sx(a.s)), w = Math.max(1.5, cl(sx(a.e)) - x0);
+        s.push('<rect class="att" data-open="' + j.i + '" data-att="' + k + '" x="' + x0.toFixed(1) +
+          '" y="' + (mid - bh / 2).toFixed(1) + '" width="' + w.toFixed(1) + '" height="' + bh + '" rx="' + (bh >= 8 ? 3 : 1) + '" fill="' + (OC[a.k] || OC.unknown) + '"/>');
       });
       var last = j.att[j.att.length - 1];
       if (last && last.backoff && j.status !== "succeeded" && (j.status === "cancelled" || j.status === "backoff")) {
-        s.push('<line class="boff" x1="' + sx(last.e).toFixed(1) + '" x2="' + sx(Math.min(span, last.e + last.backoff)).toFixed(1) + '" y1="' + mid + '" y2="' + mid + '"/>');
+        s.push(hline("boff", last.e, Math.min(span, last.e + last.backoff), mid));
       }
       s.push("</g>");
     });
@@ -597,11 +609,58 @@
       if (cur > peak) peak = cur;
       if (cx[cx.length - 1] === e[0]) cy[cy.length - 1] = cur; else { cx.push(e[0]); cy.push(cur); }
     });
-    var conc = lineChart({ w: W, h: 110, ml: lab, mr: 14, series: [{ name: "running attempts", color: "#3d7fd9", x: cx, y: cy }],
-      step: true, area: true, y0: true, xmin: 0, xmax: span, xfmt: tfmt, xname: "elapsed", limit: D.workers,
+    // the part of the step functions inside the window: the value at its start, then the changes in it
+    var clip = function (xs, ys) {
+      var ox = [lo], oy = [0];
+      for (var i = 0; i < xs.length; i++) {
+        if (xs[i] <= lo) oy[0] = ys[i];
+        else if (xs[i] <= hi) { ox.push(xs[i]); oy.push(ys[i]); }
+      }
+      return [ox, oy];
+    };
+    var cw = clip(cx, cy), lim = clip(D.workers.map(function (p) { return p[0]; }), D.workers.map(function (p) { return p[1]; }));
+    var limit = D.workers.length ? lim[0].map(function (x, i) { return [x, lim[1][i]]; }) : [];
+    var conc = lineChart({ w: W, h: 110, ml: lab, mr: 14, series: [{ name: "running attempts", color: "#3d7fd9", x: cw[0], y: cw[1] }],
+      step: true, area: true, y0: true, xmin: lo, xmax: hi, xfmt: tfmt, xname: "elapsed", limit: limit,
       yfmt: function (v) { return Number.isInteger(v) ? String(v) : ""; }, xticks: function () { return tt; } });
-    return axis.join("") + '<div class="tl-scroll">' + s.join("") + "</div>" +
+    return '<p class="sub" style="margin:0 0 6px">' + hint + "</p>" + axis.join("") + '<div class="tl-scroll">' + s.join("") + "</div>" +
       '<h3 style="margin:10px 0 0">Running attempts over time <span class="muted" style="font-weight:400">(peak ' + peak + ")</span></h3>" + conc;
+  }
+  // drag across the lanes to zoom in on a stretch of time; double-click (or "show all") to zoom out
+  function bindZoom() {
+    var box = document.getElementById("tl"), sel = null, x0 = 0;
+    function xOf(ev) { return ev.clientX - box.getBoundingClientRect().left; }
+    function tOf(x) { return TL.lo + (Math.max(TL.lab, Math.min(TL.lab + TL.pw, x)) - TL.lab) / TL.pw * (TL.hi - TL.lo); }
+    box.addEventListener("mousedown", function (ev) {
+      if (ev.button !== 0 || !ev.target.closest(".tl-scroll")) return;
+      x0 = xOf(ev);
+      if (x0 < TL.lab) return;
+      sel = document.createElement("div");
+      sel.className = "zoomsel";
+      sel.style.left = x0 + "px";
+      box.appendChild(sel);
+      ev.preventDefault();
+    });
+    window.addEventListener("mousemove", function (ev) {
+      if (!sel) return;
+      var x = xOf(ev);
+      sel.style.left = Math.min(x0, x) + "px";
+      sel.style.width = Math.abs(x - x0) + "px";
+    });
+    window.addEventListener("mouseup", function (ev) {
+      if (!sel) return;
+      var x = xOf(ev);
+      sel.remove();
+      sel = null;
+      if (Math.abs(x - x0) < 6) return;  // a click, not a drag
+      var a = tOf(Math.min(x0, x)), b = tOf(Math.max(x0, x));
+      if (b - a < 0.05) b = a + 0.05;
+      zoom = [a, b];
+      dragged = true;
+      setTimeout(function () { dragged = false; }, 0);
+      drawTimeline();
+    });
+    box.addEventListener("dblclick", function () { if (zoom) { zoom = null; drawTimeline(); } });
   }
   function attemptTip(j, a) {
     var h = "<b>" + esc(j.id) + "</b> attempt " + a.n + (D.runs.length > 1 ? ' <span class="k">run ' + esc(a.run) + "</span>" : "") + "<br>";
@@ -657,6 +716,8 @@
     el.scrollIntoView({ block: "nearest" });
   }
   document.addEventListener("click", function (ev) {
+    if (dragged) { dragged = false; ev.preventDefault(); return; }
+    if (ev.target.id === "unzoom") { ev.preventDefault(); zoom = null; drawTimeline(); return; }
     var el = ev.target.closest ? ev.target.closest("[data-open]") : null;
     if (!el) return;
     ev.preventDefault();
@@ -743,7 +804,7 @@
       var x = D.rss.map(function (p) { return p[0]; }), y = D.rss.map(function (p) { return p[1]; });
       h.push("<div>" + lineChart({ w: 560, h: 220, title: "RSS of all running jobs over time (job.sample, once a second)", series: [{ name: "all running jobs", color: "#8b4fc7", x: x, y: y }],
         step: true, area: true, y0: true, xmin: 0, xmax: D.span, xfmt: tfmt, yfmt: fmtBytes, xname: "elapsed",
-        xticks: function (lo, hi, n) { return timeTicks(hi, n); } }) + "</div>");
+        xticks: function (lo, hi, n) { return timeTicks(lo, hi, n); } }) + "</div>");
     } else {
       h.push('<div><p class="empty">No memory samples were recorded (jobs shorter than a second, or an executor that does not sample).</p></div>');
     }
@@ -794,6 +855,7 @@
     step("dom", function () { app.innerHTML = parts.join(""); });
     bindTable();
     step("cards", bindCards);
+    bindZoom();
     step("layout", function () { return document.body.offsetHeight; });
     var resizeTimer = null;
     window.addEventListener("resize", function () {
