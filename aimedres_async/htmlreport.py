@@ -649,7 +649,9 @@ def mermaid_gantt(run_dir: Path, limit: int = GANTT_MAX_JOBS) -> str:
             start = math.floor(t0 + a["s"])
             end = max(start + 1, math.ceil(t0 + a["e"]))  # whole seconds; never zero-length
             tag = _GANTT_TAGS.get(a["o"], "crit")
-            name = _gantt_name(f"{job['id']} attempt {a['n']} {a['k']}")
+            # the section names the job: a task name never starts with a job id that Mermaid would
+            # read as a keyword (a job called "title" or "section")
+            name = _gantt_name(f"attempt {a['n']} {a['k']}")
             lines.append(f"    {name} :{tag}, j{i}a{a['n']}, {_gantt_time(start)}, {_gantt_time(end)}")
     lines.append("```")
     more = len(jobs) - len(longest)

@@ -390,6 +390,13 @@ _TASK = re.compile(
 )
 
 
+_KEYWORD = re.compile(
+    r"(gantt|section|title|dateFormat|axisFormat|tickInterval|includes|excludes|todayMarker|click|accTitle|"
+    r"accDescr|inclusiveEndDates|topAxis|weekday)\b",
+    re.I,
+)
+
+
 def gantt_blocks(text: str) -> list[list[str]]:
     return [b.split("\n") for b in re.findall(r"```mermaid\n(.*?)\n```", text, re.S)]
 
@@ -417,6 +424,7 @@ def check_gantt(lines: list[str]) -> dict[str, list[str]]:
         assert m["id"] not in ids
         ids.add(m["id"])
         assert m["start"] < m["end"], line
+        assert not _KEYWORD.match(m["name"]), f"a task name Mermaid reads as a keyword: {line!r}"
         sections[current].append(m["name"])
     return sections
 
@@ -433,8 +441,8 @@ def test_step_summary_has_a_mermaid_gantt(demo_run: tuple[Path, Path], tmp_path:
     assert len(blocks) == 1
     sections = check_gantt(blocks[0])
     assert sections == {
-        "cnn": ["cnn attempt 1 succeeded"],
-        "flaky": ["flaky attempt 1 failed", "flaky attempt 2 succeeded"],
+        "cnn": ["attempt 1 succeeded"],
+        "flaky": ["attempt 1 failed", "attempt 2 succeeded"],
     }
     assert "more job(s) ran" not in text
 
@@ -499,3 +507,15 @@ def test_report_files_ship_in_the_wheel(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("aimedres_async-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "aimedres_async/report_assets/report.js" in names and "aimedres_async/report_assets/report.css" in names
+
+
+def test_gantt_jobs_named_like_mermaid_keywords(tmp_path: Path, marker: str) -> None:
+    """Regression: task names began with the job id, and Mermaid reads `title …` or `section …` at the
+    start of a task line as that statement, so jobs called `title` or `section` broke the chart."""
+    jobs = "".join(f'[jobs.{name}]\ncommand = ["{sys.executable}", "-c", "pass"]\n' for name in ("title", "section"))
+    write_config(tmp_path, f'[discovery]\nenabled = false\n[defaults]\nenv = {{ TEST_MARKER = "{marker}" }}\n{jobs}')
+    step = tmp_path / "step.md"
+    r = run_cli(tmp_path, "run", "--no-progress", env={"GITHUB_STEP_SUMMARY": str(step)})
+    assert r.returncode == 0, r.stderr
+    sections = check_gantt(gantt_blocks(step.read_text())[0])
+    assert sections == {"title": ["attempt 1 succeeded"], "section": ["attempt 1 succeeded"]}
