@@ -342,6 +342,8 @@ def _load_run(m: _Model, d: Path, since: float | None, logs: bool) -> None:
             job.status = str(status) if status is not None else None
             if isinstance(rec.get("metrics"), dict):
                 job.metrics = rec["metrics"]
+            if isinstance(rec.get("optional"), bool):
+                job.optional = rec["optional"]
             job.reason = rec.get("reason") or job.reason
     for entry in (summary or {}).get("jobs", []):
         job = m.jobs.get(str(entry.get("id"))) if isinstance(entry, dict) else None

@@ -314,6 +314,7 @@
     sub.push("span " + fmtDur(D.span));
     if (!D.since && run0.max_workers) sub.push(run0.max_workers + " worker" + (run0.max_workers > 1 ? "s" : ""));
     if (run0.host) sub.push("on " + esc(run0.host));
+    if (run0.git && run0.git.commit) sub.push("commit <code>" + esc(run0.git.commit.slice(0, 10)) + "</code>" + (run0.git.dirty ? " (dirty)" : ""));
     if (D.runs.length > 1) sub.push(D.runs.length + " runs");
     h.push('<div class="sub">' + sub.join(" · ") + "</div>");
     h.push('<div class="chips">');
@@ -739,11 +740,15 @@
     h.push('<div class="cards" id="cards">');
     withC.forEach(function (j) {
       h.push('<div class="card" id="job-' + esc(j.id) + '" data-card="' + j.i + '"><div class="head"><b>' + esc(j.id) + "</b> " + stChip(kindOf(j)) +
-        ' <span class="sub">' + j.curves.series.length + " series · " + j.curves.keys.length + " metric" + (j.curves.keys.length > 1 ? "s" : "") +
-        '</span></div><div class="charts" style="min-height:160px"></div></div>');
+        ' <span class="sub">' + finalText(j) + '</span></div><div class="charts" style="min-height:160px"></div></div>');
     });
     h.push("</div></section>");
     return h.join("");
+  }
+  function finalText(j) {  // the job's final values of the compared metrics, for a card's header
+    var keys = finalKeys.shared.length ? finalKeys.shared : finalKeys.all.filter(function (k) { return !SETTING.test(k); });
+    return keys.slice(0, 4).filter(function (k) { return typeof j.final[k] === "number"; })
+      .map(function (k) { return esc(k) + " <b>" + esc(fmtNum(j.final[k])) + "</b>"; }).join(" · ");
   }
   function drawCard(card) {
     if (card.getAttribute("data-drawn")) return;
@@ -754,7 +759,7 @@
       var series = c.series.map(function (s, si) {
         return { name: s.n, color: multi ? PAL[si % PAL.length] : jobColor(j.i), x: s.x, y: s.y[ki] };
       });
-      out.push(lineChart({ w: 300, h: 170, title: k, series: series, xname: c.x }));
+      out.push(lineChart({ w: 284, h: 170, title: k, series: series, xname: c.x }));
     });
     var charts = card.querySelector(".charts");
     charts.innerHTML = out.join("") + (multi && c.series.length <= 12 ? '<div class="legend">' + c.series.map(function (s, si) {
