@@ -477,10 +477,16 @@ def curves(records: list[tuple[int, dict[str, Any]]]) -> dict[str, Any] | None:
         if by_fold and "fold" in d:
             label.append(f"fold {d['fold']}")
         name = ", ".join(label) or "all"
+        x = _num(d.get(xkey)) if xkey else i
         s = series.get(name)
+        while s is not None and x is not None and s["x"] and s["x"][-1] >= x:
+            # x went back (folds printed without a fold key, a loop started over): a new line
+            parts = name.rsplit(" #", 1)
+            name = f"{parts[0]} #{int(parts[1]) + 1}" if len(parts) == 2 and parts[1].isdigit() else f"{name} #2"
+            s = series.get(name)
         if s is None:
             s = series[name] = {"n": name, "x": [], "y": [[] for _ in names]}
-        s["x"].append(_num(d.get(xkey)) if xkey else i)
+        s["x"].append(x)
         for j, k in enumerate(names):
             s["y"][j].append(_num(d.get(k)))
     return {"x": xkey or "record", "keys": names, "series": list(series.values())}

@@ -519,3 +519,26 @@ def test_gantt_jobs_named_like_mermaid_keywords(tmp_path: Path, marker: str) -> 
     assert r.returncode == 0, r.stderr
     sections = check_gantt(gantt_blocks(step.read_text())[0])
     assert sections == {"title": ["attempt 1 succeeded"], "section": ["attempt 1 succeeded"]}
+
+
+def test_curves_from_metric_records() -> None:
+    from aimedres_async.htmlreport import curves
+
+    # epoch is the x; one line per fold; the final summary object (no epoch) is not a curve point
+    recs = [(1, {"epoch": e, "fold": f, "loss": 1 / e, "val_acc": 0.5 + e / 10}) for f in (1, 2) for e in (1, 2, 3)]
+    c = curves([*recs, (1, {"accuracy": 0.8, "epochs": 3})])
+    assert c is not None and c["x"] == "epoch" and c["keys"] == ["loss", "val_acc"]
+    assert [(s["n"], s["x"]) for s in c["series"]] == [("fold 1", [1, 2, 3]), ("fold 2", [1, 2, 3])]
+    assert c["series"][0]["y"][0] == [1.0, 0.5, 0.33333]  # five significant digits
+    # step, else fold, else the records' order
+    assert curves([(1, {"step": 10, "loss": 1}), (1, {"step": 20, "loss": 0.5})])["x"] == "step"  # type: ignore[index]
+    assert curves([(1, {"fold": 1, "auc": 0.8}), (1, {"fold": 2, "auc": 0.9})])["x"] == "fold"  # type: ignore[index]
+    c = curves([(1, {"loss": 0.9}), (1, {"loss": 0.5}), (2, {"loss": 0.4})])
+    assert c is not None and c["x"] == "record"
+    assert [(s["n"], s["x"]) for s in c["series"]] == [("attempt 1", [1, 2]), ("attempt 2", [3])]
+    # epochs that start over without a fold key become separate lines, not a zig-zag
+    c = curves([(1, {"epoch": e, "loss": 1 / e}) for _ in range(2) for e in (1, 2)])
+    assert c is not None and [s["x"] for s in c["series"]] == [[1, 2], [1, 2]]
+    # one record, or nothing numeric: no curves
+    assert curves([(1, {"accuracy": 0.8})]) is None
+    assert curves([(1, {"note": "a"}), (1, {"note": "b"})]) is None

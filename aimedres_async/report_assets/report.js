@@ -593,6 +593,9 @@
         s.push('<rect class="att" data-open="' + j.i + '" data-att="' + k + '" x="' + x0.toFixed(1) +
           '" y="' + (mid - bh / 2).toFixed(1) + '" width="' + w.toFixed(1) + '" height="' + bh + '" rx="' + (bh >= 8 ? 3 : 1) + '" fill="' + (OC[a.k] || OC.unknown) + '"/>');
       });
+      if (!j.att.length && j.q != null && (j.status === "queued" || j.status === "cancelled")) {
+        s.push(hline("wait", j.q, span, mid));  // never started: it waited to the end
+      }
       var last = j.att[j.att.length - 1];
       if (last && last.backoff && j.status !== "succeeded" && (j.status === "cancelled" || j.status === "backoff")) {
         s.push(hline("boff", last.e, Math.min(span, last.e + last.backoff), mid));
