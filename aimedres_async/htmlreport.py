@@ -475,7 +475,8 @@ def curves(records: list[tuple[int, dict[str, Any]]]) -> dict[str, Any] | None:
         if several:
             label.append(f"attempt {n}")
         if by_fold and "fold" in d:
-            label.append(f"fold {d['fold']}")
+            # fold null: the records of the final fit on all the data, after the cross-validation
+            label.append("final fit" if d["fold"] is None else f"fold {d['fold']}")
         name = ", ".join(label) or "all"
         x = _num(d.get(xkey)) if xkey else i
         s = series.get(name)
@@ -486,6 +487,8 @@ def curves(records: list[tuple[int, dict[str, Any]]]) -> dict[str, Any] | None:
             s = series.get(name)
         if s is None:
             s = series[name] = {"n": name, "x": [], "y": [[] for _ in names]}
+            if by_fold and d.get("fold", 0) is None:
+                s["aux"] = True  # not a fold: left out of the job's mean over folds
         s["x"].append(x)
         for j, k in enumerate(names):
             s["y"][j].append(_num(d.get(k)))

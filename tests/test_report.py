@@ -122,9 +122,17 @@ def test_job_sample_events_recorded_once_a_second_at_most(demo_run: tuple[Path, 
     samples = [e for e in events if e["event"] == "job.sample"]
     hungry = [e for e in samples if e["job"] == "hungry"]
     assert len(hungry) >= 2, "the job holding memory for 2.5 s was sampled"
+    import jsonschema
+
+    from aimedres_async.schema import RECORD_KINDS, load
+
+    assert "job.sample" in RECORD_KINDS
+    schema = load("job.sample")
     for s in hungry:
         assert s["attempt"] == 1 and s["rss_bytes"] > 40 << 20  # it holds 48 MiB
         assert s["run"] == rd.name and s["ts"].endswith("Z")
+        jsonschema.validate(s, schema)
+        assert set(s) <= set(schema["properties"])
     # at most one per job per second
     by_job: dict[str, list[float]] = {}
     for s in samples:
@@ -530,6 +538,10 @@ def test_curves_from_metric_records() -> None:
     assert c is not None and c["x"] == "epoch" and c["keys"] == ["loss", "val_acc"]
     assert [(s["n"], s["x"]) for s in c["series"]] == [("fold 1", [1, 2, 3]), ("fold 2", [1, 2, 3])]
     assert c["series"][0]["y"][0] == [1.0, 0.5, 0.33333]  # five significant digits
+    # fold null: the final fit on all the data, a line of its own, left out of the mean over folds
+    c = curves([*recs, (1, {"epoch": 1, "fold": None, "loss": 0.4}), (1, {"epoch": 2, "fold": None, "loss": 0.3})])
+    assert c is not None and c["series"][-1]["n"] == "final fit" and c["series"][-1].get("aux") is True
+    assert not any(s.get("aux") for s in c["series"][:-1])
     # step, else fold, else the records' order
     assert curves([(1, {"step": 10, "loss": 1}), (1, {"step": 20, "loss": 0.5})])["x"] == "step"  # type: ignore[index]
     assert curves([(1, {"fold": 1, "auc": 0.8}), (1, {"fold": 2, "auc": 0.9})])["x"] == "fold"  # type: ignore[index]
@@ -542,3 +554,29 @@ def test_curves_from_metric_records() -> None:
     # one record, or nothing numeric: no curves
     assert curves([(1, {"accuracy": 0.8})]) is None
     assert curves([(1, {"note": "a"}), (1, {"note": "b"})]) is None
+
+
+def test_compared_curves_on_different_scales_get_a_log_axis(tmp_path: Path, marker: str, browser: Browser) -> None:
+    """A regression's MSE (thousands) beside a classifier's log loss (tenths) share a `loss` chart:
+    on a linear axis the small one would be a flat line at zero."""
+
+    def job(name: str, scale: float) -> str:
+        code = f"import json; [print(json.dumps({{'epoch': e, 'loss': {scale} / e}})) for e in range(1, 6)]"
+        return f"[jobs.{name}]\ncommand = {json.dumps([sys.executable, '-c', code])}\n"
+
+    write_config(
+        tmp_path,
+        f'[discovery]\nenabled = false\n[defaults]\nenv = {{ TEST_MARKER = "{marker}" }}\n'
+        + job("regression", 3000)
+        + job("classifier", 0.7),
+    )
+    r = run_cli(tmp_path, "run", "--no-progress", "--report", "r.html")
+    assert r.returncode == 0, r.stderr
+    page = browser.open(tmp_path / "r.html")
+    try:
+        assert_clean(page, tmp_path / "r.html")
+        chart = page.locator("#compare svg.chart").first
+        assert "log scale" in (chart.text_content() or "")
+        assert chart.locator("path.series").count() == 2
+    finally:
+        page.close()

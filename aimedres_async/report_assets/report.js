@@ -115,7 +115,7 @@
     o.series.forEach(function (s) {
       for (var i = 0; i < s.x.length; i++) {
         var y = s.y[i];
-        if (y == null) continue;
+        if (y == null || (o.logy && !(y > 0))) continue;
         if (s.x[i] < xlo) xlo = s.x[i];
         if (s.x[i] > xhi) xhi = s.x[i];
         if (y < ylo) ylo = y;
@@ -123,6 +123,9 @@
       }
     });
     if (o.limit) o.limit.forEach(function (p) { if (p[1] > yhi) yhi = p[1]; });
+    var LOG = !!o.logy && ylo > 0;  // a log axis: values spanning orders of magnitude (loss of different tasks)
+    var tr = LOG ? function (v) { return v > 0 ? Math.log10(v) : null; } : function (v) { return v; };
+    if (LOG) { ylo = Math.log10(ylo); yhi = Math.log10(yhi); }
     if (o.xmin != null) xlo = o.xmin;
     if (o.xmax != null) xhi = o.xmax;
     if (o.y0) ylo = Math.min(0, ylo);
@@ -133,20 +136,23 @@
     else yhi += (yhi - ylo) * 0.06;
     var pw = W - m.l - m.r, ph = H - m.t - m.b;
     function sx(v) { return m.l + (v - xlo) / (xhi - xlo) * pw; }
-    function sy(v) { return m.t + ph - (v - ylo) / (yhi - ylo) * ph; }
+    function sy0(v) { return m.t + ph - (v - ylo) / (yhi - ylo) * ph; }
+    function sy(v) { return sy0(tr(v)); }
     var yf = o.yfmt || fmtNum, xf = o.xfmt || fmtNum;
     var out = [];
     out.push('<svg class="chart" width="' + W + '" height="' + H + '" viewBox="0 0 ' + W + " " + H + '" data-chart="' + CHARTS.length + '">');
     if (o.title) out.push('<text class="title" x="' + m.l + '" y="13">' + esc(o.title) + "</text>");
     out.push('<g class="grid">');
-    var yt = ticks(ylo, yhi, Math.max(2, Math.round(ph / 34)));
+    var yt = ticks(ylo, yhi, Math.max(2, Math.round(ph / 34)));  // in axis units (log10 of the value on a log axis)
+    if (LOG) yt = yt.filter(function (v) { return Math.abs(v - Math.round(v)) < 1e-9; }).concat(yt.length < 2 ? [ylo, yhi] : []);
     yt.forEach(function (v) {
-      out.push('<line x1="' + m.l + '" x2="' + (W - m.r) + '" y1="' + sy(v).toFixed(1) + '" y2="' + sy(v).toFixed(1) + '"/>');
+      out.push('<line x1="' + m.l + '" x2="' + (W - m.r) + '" y1="' + sy0(v).toFixed(1) + '" y2="' + sy0(v).toFixed(1) + '"/>');
     });
     out.push("</g>");
     yt.forEach(function (v) {
-      out.push('<text x="' + (m.l - 5) + '" y="' + (sy(v) + 3.5).toFixed(1) + '" text-anchor="end">' + esc(yf(v)) + "</text>");
+      out.push('<text x="' + (m.l - 5) + '" y="' + (sy0(v) + 3.5).toFixed(1) + '" text-anchor="end">' + esc(yf(LOG ? +Math.pow(10, v).toPrecision(2) : v)) + "</text>");
     });
+    if (LOG) out.push('<text x="' + (W - m.r) + '" y="' + (m.t - 6) + '" text-anchor="end">log scale</text>');
     var xt = o.xticks ? o.xticks(xlo, xhi, Math.max(2, Math.round(pw / 70))) : ticks(xlo, xhi, Math.max(2, Math.round(pw / 60)));
     xt.forEach(function (v) {
       if (v < xlo - 1e-9 || v > xhi + 1e-9) return;
@@ -157,7 +163,7 @@
       var dd = "", pen = false, lastY = null;
       for (var i = 0; i < s.x.length; i++) {
         var y = s.y[i];
-        if (y == null) { pen = false; continue; }
+        if (y == null || (LOG && !(y > 0))) { pen = false; continue; }
         var X = sx(s.x[i]).toFixed(1), Y = sy(y).toFixed(1);
         if (o.step && pen) dd += "L" + X + " " + lastY;
         dd += (pen ? "L" : "M") + X + " " + Y;
@@ -170,10 +176,11 @@
         out.push('<path d="' + dd + "L" + (o.xmax != null ? sx(xhi) : sx(s.x[s.x.length - 1])).toFixed(1) + " " + sy(Math.max(ylo, 0)).toFixed(1) +
           "L" + first + " " + sy(Math.max(ylo, 0)).toFixed(1) + 'Z" fill="' + s.color + '" fill-opacity="0.16" stroke="none"/>');
       }
-      out.push('<path class="series" d="' + dd + '" stroke="' + s.color + '"' + (s.width ? ' stroke-width="' + s.width + '"' : "") + "/>");
+      out.push('<path class="series" d="' + dd + '" stroke="' + s.color + '"' + (s.width ? ' stroke-width="' + s.width + '"' : "") +
+        (s.dash ? ' stroke-dasharray="5 3"' : "") + "/>");
       if (s.x.length <= 12 && !o.step) {
         for (var k = 0; k < s.x.length; k++) {
-          if (s.y[k] != null) out.push('<circle cx="' + sx(s.x[k]).toFixed(1) + '" cy="' + sy(s.y[k]).toFixed(1) + '" r="2.2" fill="' + s.color + '"/>');
+          if (s.y[k] != null && !(LOG && !(s.y[k] > 0))) out.push('<circle cx="' + sx(s.x[k]).toFixed(1) + '" cy="' + sy(s.y[k]).toFixed(1) + '" r="2.2" fill="' + s.color + '"/>');
         }
       }
     });
@@ -461,8 +468,10 @@
   // ---- curves compared: one chart per metric, one line per job (mean over its folds)
   function meanCurve(c, key) {
     var j = c.keys.indexOf(key), acc = {};
-    if (c.series.length === 1) return { x: c.series[0].x, y: c.series[0].y[j] };
-    c.series.forEach(function (s) {
+    var folds = c.series.filter(function (s) { return !s.aux; });  // the final fit is not a fold
+    if (!folds.length) folds = c.series;
+    if (folds.length === 1) return { x: folds[0].x, y: folds[0].y[j] };
+    folds.forEach(function (s) {
       for (var i = 0; i < s.x.length; i++) {
         var y = s.y[j][i];
         if (y == null) continue;
@@ -514,7 +523,10 @@
         series.push({ name: j.id, color: jobColor(j.i), x: mc.x, y: mc.y });
       });
       if (series.length > MANY) series = spread(series, k);
-      h.push("<div>" + lineChart({ w: 420, h: 230, title: k, series: series, xname: withC[0].curves.x }) + "</div>");
+      var lo = Infinity, hi = -Infinity;
+      series.forEach(function (s) { s.y.forEach(function (v) { if (v != null) { if (v < lo) lo = v; if (v > hi) hi = v; } }); });
+      var logy = lo > 0 && hi / lo >= 100;  // jobs on different scales (a regression's MSE beside a classifier's log loss)
+      h.push("<div>" + lineChart({ w: 420, h: 230, title: k, series: series, xname: withC[0].curves.x, logy: logy }) + "</div>");
     });
     h.push("</div></section>");
     return h.join("");
@@ -760,7 +772,7 @@
     var multi = c.series.length > 1;
     c.keys.forEach(function (k, ki) {
       var series = c.series.map(function (s, si) {
-        return { name: s.n, color: multi ? PAL[si % PAL.length] : jobColor(j.i), x: s.x, y: s.y[ki] };
+        return { name: s.n, color: multi ? PAL[si % PAL.length] : jobColor(j.i), x: s.x, y: s.y[ki], dash: s.aux };
       });
       out.push(lineChart({ w: 284, h: 170, title: k, series: series, xname: c.x }));
     });

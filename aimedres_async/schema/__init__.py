@@ -14,9 +14,9 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 RECORD_KINDS = (
-    "run.started", "job.queued", "job.started", "job.output", "job.exited", "job.retrying", "job.finished",
-    "run.finished", "daemon.reloaded", "ticket.rejected", "ticket.requeued", "daemon.paused", "daemon.resumed",
-    "ticket.cancelling", "ticket.cancelled", "ticket.failed",
+    "run.started", "job.queued", "job.started", "job.output", "job.sample", "job.exited", "job.retrying",
+    "job.finished", "run.finished", "daemon.reloaded", "ticket.rejected", "ticket.requeued", "daemon.paused",
+    "daemon.resumed", "ticket.cancelling", "ticket.cancelled", "ticket.failed",
 )  # fmt: skip
 
 
