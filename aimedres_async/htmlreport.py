@@ -487,6 +487,8 @@ def curves(records: list[tuple[int, dict[str, Any]]]) -> dict[str, Any] | None:
             s = series.get(name)
         if s is None:
             s = series[name] = {"n": name, "x": [], "y": [[] for _ in names]}
+            if several:
+                s["a"] = n  # the attempt: a job's compared curve is its last attempt's
             if by_fold and d.get("fold", 0) is None:
                 s["aux"] = True  # not a fold: left out of the job's mean over folds
         s["x"].append(x)

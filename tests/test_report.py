@@ -548,6 +548,7 @@ def test_curves_from_metric_records() -> None:
     c = curves([(1, {"loss": 0.9}), (1, {"loss": 0.5}), (2, {"loss": 0.4})])
     assert c is not None and c["x"] == "record"
     assert [(s["n"], s["x"]) for s in c["series"]] == [("attempt 1", [1, 2]), ("attempt 2", [3])]
+    assert [s["a"] for s in c["series"]] == [1, 2]  # the compared curve is the last attempt's
     # epochs that start over without a fold key become separate lines, not a zig-zag
     c = curves([(1, {"epoch": e, "loss": 1 / e}) for _ in range(2) for e in (1, 2)])
     assert c is not None and [s["x"] for s in c["series"]] == [[1, 2], [1, 2]]

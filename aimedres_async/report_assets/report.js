@@ -466,38 +466,51 @@
   }
 
   // ---- curves compared: one chart per metric, one line per job (mean over its folds)
-  function meanCurve(c, key) {
-    var j = c.keys.indexOf(key), acc = {};
+  function meanCurve(c, key) {  // the mean over a job's folds (of its last attempt that printed records)
+    var j = c.keys.indexOf(key);
     var folds = c.series.filter(function (s) { return !s.aux; });  // the final fit is not a fold
     if (!folds.length) folds = c.series;
+    var top = 0;
+    folds.forEach(function (s) { if ((s.a || 0) > top) top = s.a || 0; });
+    folds = folds.filter(function (s) { return (s.a || 0) === top; });
     if (folds.length === 1) return { x: folds[0].x, y: folds[0].y[j] };
+    var acc = new Map();
     folds.forEach(function (s) {
+      var ys = s.y[j];
       for (var i = 0; i < s.x.length; i++) {
-        var y = s.y[j][i];
-        if (y == null) continue;
-        var a = acc[s.x[i]] || (acc[s.x[i]] = [0, 0]);
-        a[0] += y;
+        if (ys[i] == null) continue;
+        var a = acc.get(s.x[i]);
+        if (!a) acc.set(s.x[i], a = [0, 0]);
+        a[0] += ys[i];
         a[1]++;
       }
     });
-    var xs = Object.keys(acc).map(Number).sort(function (a, b) { return a - b; });
-    return { x: xs, y: xs.map(function (x) { return acc[x][0] / acc[x][1]; }) };
+    var xs = Array.from(acc.keys()).sort(function (a, b) { return a - b; });
+    return { x: xs, y: xs.map(function (x) { var a = acc.get(x); return a[0] / a[1]; }) };
   }
   // Many jobs: the 10th-90th percentile band and median across jobs, and the best few jobs by their last value.
   var MANY = 24, BEST = 6;
   function spread(series, k) {
-    var at = {};
+    var at = new Map();
     series.forEach(function (s) {
-      for (var i = 0; i < s.x.length; i++) if (s.y[i] != null) (at[s.x[i]] || (at[s.x[i]] = [])).push(s.y[i]);
+      for (var i = 0; i < s.x.length; i++) {
+        if (s.y[i] == null) continue;
+        var v = at.get(s.x[i]);
+        if (!v) at.set(s.x[i], v = []);
+        v.push(s.y[i]);
+      }
     });
-    var xs = Object.keys(at).map(Number).sort(function (a, b) { return a - b; });
-    var q = function (p) { return xs.map(function (x) { var v = at[x]; if (!v.sorted) { v.sort(function (a, b) { return a - b; }); v.sorted = 1; } return v[Math.min(v.length - 1, Math.floor(p * v.length))]; }); };
-    var last = function (s) { for (var i = s.y.length - 1; i >= 0; i--) if (s.y[i] != null) return s.y[i]; return null; };
-    var ranked = series.filter(function (s) { return last(s) != null; }).sort(function (a, b) { return lowerBetter(k) ? last(a) - last(b) : last(b) - last(a); });
+    var xs = Array.from(at.keys()).sort(function (a, b) { return a - b; });
+    var sorted = xs.map(function (x) { return Float64Array.from(at.get(x)).sort(); });  // numeric, no comparator
+    var q = function (p) { return sorted.map(function (v) { return v[Math.min(v.length - 1, Math.floor(p * v.length))]; }); };
+    var lastOf = new Map();
+    series.forEach(function (s) { for (var i = s.y.length - 1; i >= 0; i--) if (s.y[i] != null) { lastOf.set(s, s.y[i]); return; } });
+    var ranked = series.filter(function (s) { return lastOf.has(s); });
+    ranked.sort(function (a, b) { return lowerBetter(k) ? lastOf.get(a) - lastOf.get(b) : lastOf.get(b) - lastOf.get(a); });
     var out = [{ name: "90th percentile of " + series.length + " jobs", color: "#b9c3d0", x: xs, y: q(0.9), width: 1 },
       { name: "median of " + series.length + " jobs", color: "#5d6675", x: xs, y: q(0.5), width: 2.2 },
       { name: "10th percentile of " + series.length + " jobs", color: "#b9c3d0", x: xs, y: q(0.1), width: 1 }];
-    return out.concat(ranked.slice(0, BEST).map(function (s) { s.name = s.name + " (best " + (ranked.indexOf(s) + 1) + ")"; return s; }));
+    return out.concat(ranked.slice(0, BEST).map(function (s, i) { s.name = s.name + " (best " + (i + 1) + ")"; return s; }));
   }
   function compare() {
     var withC = JOBS.filter(function (j) { return j.curves; });
