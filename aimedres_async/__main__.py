@@ -2,6 +2,9 @@
 
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl+C while the modules load: nothing has started, nothing to tell
+    sys.exit(130)
 
 sys.exit(main())

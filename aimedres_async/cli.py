@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import EXECUTORS, Config, ConfigError, builtin, load, parse_duration
+from .config import EXECUTORS, MAX_INT, MAX_WORKERS, Config, ConfigError, builtin, load, parse_duration
 from .jobs import SelectionError
 from .usage import Parser, UsageError
 
@@ -27,14 +27,16 @@ COMMANDS = ("run", "list", "validate", "serve", "submit", "status", "logs", "ini
 EXIT_USAGE = 2
 
 
-def _int_at_least(lo: int) -> Callable[[str], int]:
+def _int_at_least(lo: int, hi: int = MAX_INT) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             n = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:40]!r}") from None
         if n < lo:
             raise argparse.ArgumentTypeError(f"must be >= {lo}, got {n}")
+        if n > hi:
+            raise argparse.ArgumentTypeError(f"must be <= {hi}")
         return n
 
     return parse
@@ -45,7 +47,7 @@ _count = _int_at_least(0)
 
 
 def _workers(text: str) -> int | None:
-    return None if text == "auto" else _positive_int(text)
+    return None if text == "auto" else _int_at_least(1, MAX_WORKERS)(text)
 
 
 def _duration(text: str) -> float:
@@ -354,21 +356,22 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
         resume=resume,
         step_summary=Path(os.environ["GITHUB_STEP_SUMMARY"]) if os.environ.get("GITHUB_STEP_SUMMARY") else None,
     )
-    try:
-        logs_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create logs folder {logs_dir}: {e.strerror or e}") from None
+    # From here on, a signal is handled (or recorded), never left to its default action: it
+    # cannot kill the supervisor between two steps, nor while it sweeps up at the end.
+    from .shutdown import EXIT_CODES, CapturedSignals
 
-    from . import procs
+    with CapturedSignals(linger=True) as signals:
+        if signals.first is not None:
+            return EXIT_CODES[signals.first]  # nothing has started yet
+        try:
+            logs_dir.mkdir(parents=True, exist_ok=True)
+            sup = Supervisor(cfg, p.jobs, opts, console, pools, executor)
+        except OSError as e:
+            raise UsageError(f"cannot write logs under {logs_dir}: {e.strerror or e}") from None
 
-    procs.become_subreaper()
+        from . import procs
 
-    started: list[Any] = []  # the supervisor, for the report even if the run ends in an exception
-
-    async def main() -> tuple[int, Any]:
-        sup = Supervisor(cfg, p.jobs, opts, console, pools, executor)
-        started.append(sup)
-        loop = asyncio.get_running_loop()
+        procs.become_subreaper()
 
         def on_signal(signum: signal.Signals) -> None:
             if sup.stop.requested.is_set():
@@ -379,29 +382,27 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
                                 f"then SIGKILL after {cfg.supervisor.grace_period:g}s (again to force)")  # fmt: skip
                 sup.stop.request(signum.name)
 
-        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        for s in handled:
-            loop.add_signal_handler(s, on_signal, s)
+        async def main() -> int:
+            with signals.dispatch_to(on_signal):
+                return await sup.run()
+
         try:
-            return await sup.run(), sup
+            code = asyncio.run(main())
         finally:
-            for s in handled:
-                loop.remove_signal_handler(s)
+            console.close()
+            if a.report:  # the report even if the run ended in an exception
+                _write_run_report(sup.log.dir, Path(a.report))
+        procs.sweep_adopted()
+        if not console.json:
+            import shutil
 
-    try:
-        code, sup = asyncio.run(main())
-    finally:
-        console.close()
-        if a.report and started:
-            _write_run_report(started[0].log.dir, Path(a.report))
-    procs.sweep_adopted()
-    if not console.json:
-        import shutil
-
-        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-        sys.stdout.write("\n" + results_table(sup.summary()["jobs"], width))
-        sys.stdout.write(f"logs: {sup.log.dir}\n")
-        sys.stdout.flush()
+            width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+            sys.stdout.write("\n" + results_table(sup.summary()["jobs"], width))
+            sys.stdout.write(f"logs: {sup.log.dir}\n")
+            sys.stdout.flush()
+        for late in signals.late:
+            print(f"aimedres-async: {late.name} arrived while finishing; the run had already stopped",
+                  file=sys.stderr)  # fmt: skip
     return code
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 import re
 import signal
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +24,9 @@ STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", 
 EXECUTORS = ("local", "ray", "slurm")
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 MAX_GPUS = 1024
+MAX_WORKERS = 100_000  # far above what one machine runs; the bound keeps every figure 64-bit
+MAX_INT = (1 << 63) - 1
+MAX_CONFIG_BYTES = 16 << 20
 
 
 class ConfigError(Exception):
@@ -213,6 +218,23 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most `limit` of them; ValueError for anything else.
+
+    Opened non-blocking, so a FIFO cannot hang the open, and refused unless it is a regular
+    file: /dev/zero or a pipe would otherwise be read without end.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {format_size(limit)}")
+    return data
+
+
 def parse_size(value: object) -> int:
     """Bytes from an integer or a string like "512MiB", "8GiB", "1.5G"."""
     if isinstance(value, bool):
@@ -231,6 +253,8 @@ def parse_size(value: object) -> int:
         raise ValueError("expected a size like 1048576 or \"512MiB\"")
     if n < 0:
         raise ValueError("a size must be >= 0")
+    if n > MAX_INT:
+        raise ValueError(f"a size must be <= {MAX_INT} bytes")
     return n
 
 
@@ -342,6 +366,8 @@ def _want_int(lo: int) -> Callable[[object], int]:
             raise ValueError("expected an integer")
         if v < lo:
             raise ValueError(f"must be >= {lo}")
+        if v > MAX_INT:  # every figure ends up in a JSON log, whose integers are 64-bit
+            raise ValueError(f"must be <= {MAX_INT}")
         return v
 
     return check
@@ -376,8 +402,8 @@ def _want_choice(choices: tuple[str, ...]) -> Callable[[object], str]:
 def _want_workers(v: object) -> int | None:
     if v == "auto":
         return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError('expected an integer >= 1 or "auto"')
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_WORKERS:
+        raise ValueError(f'expected an integer from 1 to {MAX_WORKERS}, or "auto"')
     return v
 
 
@@ -714,9 +740,11 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
 def load(path: Path) -> Config:
     """Read and parse a config file; its folder becomes the base for relative paths."""
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path, MAX_CONFIG_BYTES)
     except OSError as e:
         raise ConfigError([f"{path}: cannot read config: {e.strerror or e}"]) from None
+    except ValueError as e:
+        raise ConfigError([f"{path}: cannot read config: {e}"]) from None
     try:
         text = data.decode("utf-8-sig")  # editors on Windows like to add a BOM
     except UnicodeDecodeError as e:

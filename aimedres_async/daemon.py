@@ -26,7 +26,8 @@ from .jobs import Status, TicketJobError, known_jobs, ticket_spec
 from .log import Console
 from .notify import Notifier
 from .scheduler import Need
-from .spool import SPOOL_ENV, Claimed, Queued, Spool, TicketError, cancelled_result, process_identity
+from .shutdown import CapturedSignals
+from .spool import SPOOL_ENV, Claimed, Queued, Spool, SpoolError, TicketError, cancelled_result, process_identity
 from .supervisor import Executor, JobRun, RunOptions, Supervisor, default_workers
 
 RESCAN_INTERVAL = 2.0  # a full look at incoming/ even without an inotify event
@@ -35,8 +36,10 @@ TMP_SWEEP_INTERVAL = 3600.0  # abandoned staging files in tmp/ are swept hourly 
 
 class Daemon:
     def __init__(self, cfg: Config, console: Console, reload: Callable[[], Config] | None = None,
-                 notifier: Notifier | None = None, executor: Executor | None = None) -> None:  # fmt: skip
+                 notifier: Notifier | None = None, executor: Executor | None = None,
+                 signals: CapturedSignals | None = None) -> None:  # fmt: skip
         self.executor = executor
+        self.signals = signals
         self.cfg = cfg
         self.console = console
         self.reload_config = reload
@@ -65,20 +68,27 @@ class Daemon:
             self.console.warning(f"ticket {ticket} was left in active/ by a dead daemon: back in incoming/")
         self.spool.sweep_daemons()
         logs_dir = self.cfg.resolve(self.cfg.supervisor.logs_dir)
-        logs_dir.mkdir(parents=True, exist_ok=True)
         # AIMEDRES_SPOOL with AIMEDRES_JOB_ID=<ticket> lets a restarted daemon find a job that no
         # record names (killed between its spawn and the sidecar), and only this spool's
         opts = RunOptions(max_workers=self._workers(self.cfg), logs_dir=logs_dir, serve=True,
                           job_env={SPOOL_ENV: self.spool.identity})  # fmt: skip
-        self.sup = sup = Supervisor(self.cfg, (), opts, self.console, executor=self.executor)
+        try:
+            logs_dir.mkdir(parents=True, exist_ok=True)
+            self.sup = sup = Supervisor(self.cfg, (), opts, self.console, executor=self.executor)
+        except OSError as e:
+            raise SpoolError(f"cannot write logs under {logs_dir}: {e.strerror or e}") from None
         sup.on_started = self._on_started
         sup.on_slot_free = self.kick.set
         self.known = known_jobs(self.cfg)
 
-        loop = asyncio.get_running_loop()
-        for s in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(s, self._on_stop, s)
-        loop.add_signal_handler(signal.SIGHUP, self._on_reload)
+        signals = self.signals if self.signals is not None else CapturedSignals()
+        with contextlib.ExitStack() as stack:
+            if self.signals is None:
+                stack.enter_context(signals)
+            stack.enter_context(signals.dispatch_to(self._on_signal))
+            return await self._serve(sup)
+
+    async def _serve(self, sup: Supervisor) -> int:
         run = asyncio.create_task(sup.run())
         helpers = [asyncio.create_task(self._watch()), asyncio.create_task(self._intake())]
         if self.notifier.watchdog_interval:
@@ -101,8 +111,6 @@ class Daemon:
             for t in helpers:
                 t.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                loop.remove_signal_handler(s)
             for c in list(self.claimed.values()):  # should be none: every job finished
                 self.spool.release(c, "incoming", None)
             self.notifier.close()
@@ -119,6 +127,12 @@ class Daemon:
 
     def _workers(self, cfg: Config) -> int:
         return default_workers(True, cfg.supervisor.max_workers)
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        if signum == signal.SIGHUP:
+            self._on_reload()
+        else:
+            self._on_stop(signum)
 
     def _on_stop(self, signum: signal.Signals) -> None:
         assert self.sup is not None
@@ -434,8 +448,11 @@ def ticket_result(entry: dict[str, Any], run_id: str) -> dict[str, Any]:
 def serve(
     cfg: Config, console: Console, reload: Callable[[], Config] | None, executor: Executor | None = None
 ) -> int:
-    procs.become_subreaper()
-    code = asyncio.run(Daemon(cfg, console, reload, executor=executor).serve())
-    console.buffer.flush()
-    procs.sweep_adopted()
+    # Captured before the daemon starts and kept past its final sweep: no signal takes its
+    # default action in between (a SIGHUP there would kill it, leaving escaped processes).
+    with CapturedSignals(linger=True) as signals:
+        procs.become_subreaper()
+        code = asyncio.run(Daemon(cfg, console, reload, executor=executor, signals=signals).serve())
+        console.buffer.flush()
+        procs.sweep_adopted()
     return code

@@ -30,6 +30,16 @@ def _import_structlog() -> Any:
         del sys.modules["rich"]
     return structlog
 
+# Control characters (C0 but tab, DEL, C1) shown as \xNN on a terminal: a job's escape sequences
+# must not retitle, clear or rewrite the operator's screen. The JSON-lines logs keep the bytes.
+_VISIBLE = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if c != 0x09}
+
+
+def visible(text: str) -> str:
+    """Text safe to print on a terminal: every control character but tab written as \\xNN."""
+    return text.translate(_VISIBLE)
+
+
 # Fields too bulky for a human line; they are in the JSON-lines logs.
 _LINES = re.compile(r"([^\r\n]*)(\r\n|\r|\n)")
 _HIDDEN = {"ts", "t", "schema", "run", "event", "job", "attempt", "argv", "env_keys", "cwd", "job_ids",
@@ -46,7 +56,7 @@ def _human(_logger: Any, _name: str, ev: MutableMapping[str, Any]) -> str:
     extra = " ".join(f"{k}={_short(v)}" for k, v in ev.items() if k not in _HIDDEN and v is not None)
     if event == "run.finished" and "counts" in ev:
         extra = " ".join(f"{k}={v}" for k, v in ev["counts"].items()) + " " + extra
-    return f"{ts} {event:<13}{who}{' ' if extra else ''}{extra}".rstrip()
+    return visible(f"{ts} {event:<13}{who}{' ' if extra else ''}{extra}".rstrip())
 
 
 def _short(v: object) -> str:
@@ -145,22 +155,22 @@ class Console:
 
     def warning(self, message: str) -> None:
         if self.progress is not None:
-            self.progress.message(f"warning: {message}")
+            self.progress.message(f"warning: {visible(message)}")
             return
         if self.json:
             self.log.msg("warning", message=message)
         else:
-            self.buffer.msg(f"warning: {message}")
+            self.buffer.msg(f"warning: {visible(message)}")
         self.buffer.flush()
 
     def info(self, message: str) -> None:
         """A one-off line for the user (what --max-workers auto chose, ...)."""
         if self.progress is not None:
-            self.progress.message(message)
+            self.progress.message(visible(message))
         elif self.json:
             self.log.msg("info", message=message)
         else:
-            self.buffer.msg(message)
+            self.buffer.msg(visible(message))
         self.buffer.flush()
 
     def echo(self, job: str, stream: str, lines: bytes) -> None:
@@ -168,7 +178,7 @@ class Console:
         prefix = f"[{job}] " if stream == "stdout" else f"[{job}:err] "
         text = lines.decode("utf-8", "backslashreplace")
         # the framer's rules: a bare \r (a progress bar's redraw) ends no line of its own
-        body = "".join(prefix + line + "\n" for line, end in _LINES.findall(text) if line or end != "\r")
+        body = "".join(prefix + visible(line) + "\n" for line, end in _LINES.findall(text) if line or end != "\r")
         self.out.write(body)
         self.out.flush()
 

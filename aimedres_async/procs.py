@@ -78,6 +78,11 @@ def become_subreaper() -> bool:
         return False
 
 
+# Pids of job main processes we spawned and have not reaped yet: their watcher reaps them (with
+# their status); every other child of ours is a process we adopted as subreaper.
+LEADERS: set[int] = set()
+
+
 class Child:
     """One spawned job process, leader of its own session and process group.
 
@@ -93,6 +98,7 @@ class Child:
         self.stdout: int | None = stdout
         self.stderr: int | None = stderr
         self.exited: asyncio.Future[Exit] = asyncio.get_running_loop().create_future()
+        LEADERS.add(self.pid)
         self._watch()
 
     @classmethod
@@ -151,12 +157,9 @@ class Child:
 
     def _resolve(self, code: int, rss: int) -> None:
         self.popen.returncode = code  # keeps Popen from waiting on a pid we reaped
+        LEADERS.discard(self.pid)
         if not self.exited.done():
             self.exited.set_result(Exit(code, rss))
-
-    @property
-    def returncode(self) -> int | None:
-        return self.exited.result().returncode if self.exited.done() else None
 
     def close_pipes(self) -> None:
         for fd in (self.stdout, self.stderr):
@@ -270,8 +273,8 @@ def reap_adopted(members: list[ProcInfo]) -> None:
     """Reap zombies re-parented to us (we are a subreaper); never touches other children."""
     me = os.getpid()
     for p in members:
-        # the group leader is a job's main process: its own watcher reaps it, with its status
-        if p.ppid == me and p.state == "Z" and p.pid != p.pgid:
+        # a job's main process is reaped by its own watcher, with its status
+        if p.ppid == me and p.state == "Z" and p.pid not in LEADERS:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(p.pid, os.WNOHANG)
 
@@ -308,20 +311,116 @@ def kill_group_now(pgid: int) -> None:
             time.sleep(0.01)
 
 
-def sweep_adopted() -> list[int]:
-    """Kill and reap every process adopted by this supervisor (orphans of finished jobs)."""
-    if not has_children():
-        return []  # nothing was adopted: no need to scan /proc
+def sweep_adopted(timeout: float = 5.0) -> list[int]:
+    """Kill and reap every process adopted by this supervisor (orphans of finished jobs), chains
+    included: killing an adopted process re-parents its own children to us, so this looks again
+    until no child is left (or `timeout` passes)."""
+    killed: list[int] = []
+    deadline = time.monotonic() + timeout
     me = os.getpid()
-    victims = [p for p in processes() if p.ppid == me]
-    for p in victims:
-        if p.state != "Z":
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(p.pid, signal.SIGKILL)
-    for p in victims:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(p.pid, 0)
-    return [p.pid for p in victims]
+    while has_children() and time.monotonic() < deadline:
+        victims = [p for p in processes() if p.ppid == me and p.pid not in LEADERS]
+        if not victims:
+            break
+        for p in victims:
+            if p.state != "Z":
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(p.pid, signal.SIGKILL)
+                killed.append(p.pid)
+        for p in victims:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(p.pid, 0)
+    return killed
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """A live process re-parented to us, and which attempt's environment it carries."""
+
+    pid: int
+    start_time: int
+    marks: tuple[str, str, str] | None  # (AIMEDRES_RUN_ID, AIMEDRES_JOB_ID, AIMEDRES_ATTEMPT)
+
+
+_MARK_KEYS = (b"AIMEDRES_RUN_ID=", b"AIMEDRES_JOB_ID=", b"AIMEDRES_ATTEMPT=")
+
+
+def attempt_marks(pid: int) -> tuple[str, str, str] | None:
+    """The attempt a process belongs to, from the variables every job and its children inherit."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read().split(b"\0")
+    except OSError:
+        return None
+    found: dict[bytes, str] = {}
+    for item in env:
+        for key in _MARK_KEYS:
+            if item.startswith(key):
+                found[key] = item[len(key) :].decode("utf-8", "surrogateescape")
+    if len(found) != len(_MARK_KEYS):
+        return None
+    run, job, attempt = (found[k] for k in _MARK_KEYS)
+    return run, job, attempt
+
+
+def adopted(snapshot: list[ProcInfo]) -> tuple[list[Adopted], list[int]]:
+    """Our adopted children in a snapshot: (the live ones, the zombies). Runs in a worker thread;
+    the caller checks LEADERS again on the loop, where spawns happen, before acting."""
+    me = os.getpid()
+    live: list[Adopted] = []
+    zombies: list[int] = []
+    for p in snapshot:
+        if p.ppid != me or p.pid in LEADERS:
+            continue
+        if p.state == "Z":
+            zombies.append(p.pid)
+            continue
+        started = start_time(p.pid)
+        if started is not None:
+            live.append(Adopted(p.pid, started, attempt_marks(p.pid)))
+    return live, zombies
+
+
+def kill_adopted(p: Adopted) -> bool:
+    """SIGKILL an adopted process, unless its pid now names another process; True if sent."""
+    if p.pid in LEADERS:
+        return False
+    try:
+        fd = os.pidfd_open(p.pid)
+    except (AttributeError, OSError):
+        fd = -1
+    try:
+        # after the pidfd is open the pid cannot be recycled under it: check it is the same one
+        if start_time(p.pid) != p.start_time:
+            return False
+        if fd >= 0:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        else:
+            os.kill(p.pid, signal.SIGKILL)
+        return True
+    except OSError:
+        return False
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def reap_zombies(pids: list[int]) -> None:
+    """Reap adopted zombies (never a job's main process: its watcher wants its status)."""
+    for pid in pids:
+        if pid not in LEADERS:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+
+
+def start_time(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot (with the pid, a unique identity)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+        return int(raw[raw.rfind(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def has_children() -> bool:

@@ -15,9 +15,11 @@ from typing import Any, TextIO
 from rich.console import Console as RichConsole
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.text import Text
 
 from .config import format_duration
+from .log import visible
 from .sinks import ATTEMPT_MARK
 
 _LAST_LINE = re.compile(rb"[^\r\n]+")
@@ -71,7 +73,7 @@ class ProgressDisplay:
             self.counts[status] = self.counts.get(status, 0) + 1
             self.running.pop(job, None)
             metrics = [(k, v) for k, v in (rec.get("metrics") or {}).items() if isinstance(v, int | float | str)]
-            shown = " ".join(f"{k}={v}" for k, v in metrics[:SHOWN_METRICS])
+            shown = escape(visible(" ".join(f"{k}={v}" for k, v in metrics[:SHOWN_METRICS])))
             if len(metrics) > SHOWN_METRICS:
                 shown += f" +{len(metrics) - SHOWN_METRICS} more"  # all of them: summary.json, `logs`
             self._print(f"[{_STATUS_STYLE.get(status, 'white')}]{status:<9}[/] {job} "
@@ -80,7 +82,7 @@ class ProgressDisplay:
             self.stop()
 
     def message(self, text: str) -> None:
-        self._print(text)
+        self._print(escape(text))
 
     def _print(self, markup: str) -> None:
         self.console.print(markup, highlight=False, soft_wrap=True)

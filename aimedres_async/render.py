@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from .config import JOB_ID_RE, Config
+from .log import visible
 from .spool import Spool
 
 RUN_ID_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{4}")
@@ -55,11 +56,11 @@ def render(rec: dict[str, Any]) -> str:
                             for k, v in rec["data"].items())  # fmt: skip
         else:
             body = rec.get("line", "") + ("…" if rec.get("partial") else "")
-        return f"{ts} #{attempt}{err}| {body}"
+        return visible(f"{ts} #{attempt}{err}| {body}")
     skip = {"ts", "t", "schema", "event", "run", "job", "attempt", "argv", "env_keys", "script_sha256"}
     extra = " ".join(f"{k}={_value(v)}" for k, v in rec.items() if k not in skip and v is not None)
-    line = f"{ts} == {event}" + (f" (attempt {attempt})" if attempt is not None else "")
-    line += f" {extra}" if extra else ""
+    line = visible(f"{ts} == {event}" + (f" (attempt {attempt})" if attempt is not None else ""))
+    line += f" {visible(extra)}" if extra else ""
     if event == "job.started":
         line = f"{'-' * 20} attempt {attempt} {'-' * 20}\n" + line
     return line

@@ -91,6 +91,7 @@ class Live:
     started: float
     last_output: float  # for the stall watchdog
     peak_rss: int = 0
+    attempt: int = 0
 
 
 @dataclass
@@ -167,7 +168,7 @@ async def run_attempt(
         return _spawn_failed(spec, attempt, ctx, t0, f"cannot execute {spec.argv[0]}: {e}")
 
     pgid = child.pid  # start_new_session: the child leads its own group
-    live = Live(pgid=pgid, started=t0, last_output=t0)
+    live = Live(pgid=pgid, started=t0, last_output=t0, attempt=attempt)
     ctx.live[spec.id] = live
     ctx.emit(
         "job.started", job=spec.id, attempt=attempt, pid=child.pid, argv=ctx.redact_argv(spec.argv),

@@ -45,6 +45,7 @@ Executor = Callable[[JobSpec, int, AttemptContext, JobOutput, "Mapping[str, str]
 
 SAMPLE_INTERVAL = 1.0
 DAEMON_POINTER = "latest-daemon"  # `serve` leaves logs_dir/latest to `run` (and `logs JOB`)
+ESCAPED_ROUNDS = 50  # kill-and-look-again rounds per tick for chains of escaped processes
 SUMMARY_MIN_INTERVAL = 1.0
 
 
@@ -410,12 +411,13 @@ class Supervisor:
         return self._index[job_id]
 
     async def _sample(self) -> None:
-        """Peak RSS of every running job's whole process group, one /proc scan per tick; each
-        reading is also recorded as a `job.sample` event (one tick a second: at most one per job
-        per second), which the HTML report draws as memory over time."""
+        """Once a tick, one /proc scan: peak RSS of every running job's whole process group, each
+        reading also recorded as a `job.sample` event (at most one per job per second), which the
+        HTML report draws as memory over time; and the processes jobs left behind outside their
+        groups."""
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL)
-            if not self.ctx.live:
+            if not self.ctx.live and not procs.has_children():
                 continue
             snapshot = await asyncio.to_thread(procs.processes)
             for job_id, live in list(self.ctx.live.items()):
@@ -424,6 +426,25 @@ class Supervisor:
                 job = self._index.get(job_id)
                 if rss and job is not None and job.status is None:
                     self.log.emit("job.sample", job=job_id, attempt=job.attempts, rss_bytes=rss)
+            await self._kill_escaped(snapshot)
+
+    async def _kill_escaped(self, snapshot: list[procs.ProcInfo]) -> None:
+        """A job's escaped descendants (setsid, double fork) die once their attempt has ended.
+
+        They are re-parented to us (the subreaper) when their parents die; their environment says
+        which attempt they belong to. Killing one re-parents its own children to us, so the scan
+        repeats until a round kills nothing: chains die whole. A process whose environment names
+        no attempt is killed once no attempt is running (it can belong to none then).
+        """
+        for _round in range(ESCAPED_ROUNDS):
+            live, zombies = await asyncio.to_thread(procs.adopted, snapshot)
+            procs.reap_zombies(zombies)
+            running = {(self.run_id, job, str(lv.attempt)) for job, lv in self.ctx.live.items()}
+            victims = [p for p in live if p.marks not in running and (p.marks is not None or not self.ctx.live)]
+            if not [p for p in victims if procs.kill_adopted(p)]:
+                return
+            await asyncio.sleep(0.02)
+            snapshot = await asyncio.to_thread(procs.processes)
 
     # ------------------------------------------------------------ results
 

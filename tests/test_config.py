@@ -376,8 +376,10 @@ def test_wrong_types_name_keypath_and_line(tmp_path: Path, body: str, keypath: s
 @pytest.mark.parametrize(
     ("body", "keypath", "line", "fragment"),
     [
-        ("[supervisor]\nmax_workers = 0\n", "supervisor.max_workers", 2, ">= 1"),
-        ("[supervisor]\nmax_workers = -3\n", "supervisor.max_workers", 2, ">= 1"),
+        ("[supervisor]\nmax_workers = 0\n", "supervisor.max_workers", 2, "from 1 to 100000"),
+        ("[supervisor]\nmax_workers = -3\n", "supervisor.max_workers", 2, "from 1 to 100000"),
+        ("[supervisor]\nmax_workers = 100001\n", "supervisor.max_workers", 2, "from 1 to 100000"),
+        ("[defaults]\nretries = 99999999999999999999\n", "defaults.retries", 2, "<= 9223372036854775807"),
         ("[supervisor]\ngrace_period = -1\n", "supervisor.grace_period", 2, ">= 0"),
         ("[supervisor]\nmax_line_bytes = 10\n", "supervisor.max_line_bytes", 2, "at least"),
         ("[defaults]\nretries = -1\n", "defaults.retries", 2, ">= 0"),
