@@ -325,6 +325,11 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
         _print_list(cfg, p)
         return 0
     logs_dir = Path(a.logs_dir).resolve() if a.logs_dir else cfg.resolve(cfg.supervisor.logs_dir)
+    if not a.dry_run:
+        from .reporting import mark_interrupted
+
+        for dead in mark_interrupted(logs_dir):  # before --resume reads the latest summary
+            console.warning(f"run {dead} was cut short (its supervisor died): its summary now says interrupted")
     resume, pools = _check_runnable(cfg, p, logs_dir, a.resume)  # --dry-run refuses what run refuses
     if a.dry_run:
         for s in p.jobs:

@@ -38,6 +38,7 @@ class Status(enum.StrEnum):
     CANCELLED = "cancelled"
     SPAWN_FAILED = "spawn_failed"
     SKIPPED = "skipped"  # --resume: it succeeded in the earlier run with the same command
+    INTERRUPTED = "interrupted"  # its supervisor died (kill -9, crash): found by the next run
 
     @property
     def ok(self) -> bool:

@@ -27,6 +27,7 @@ from .config import Config, format_duration, format_size
 from .jobs import JobSpec, Outcome, Status
 from .log import Console
 from .provenance import bytes_sha256, git_info, host_info
+from .reporting import supervisor_identity
 from .runner import (
     AttemptContext,
     AttemptResult,
@@ -267,6 +268,7 @@ class Supervisor:
             **host_info(),
             "max_workers": self.opts.max_workers,
             "logs_dir": str(self.log.dir),
+            **supervisor_identity(),
         }
         self.log.emit("run.started", **meta, job_ids=[j.spec.id for j in self.jobs])
         return meta

@@ -251,3 +251,64 @@ def test_terminal_escapes_in_job_output_are_made_visible(tmp_path: Path, marker:
         assert "\\x1b]0;owned\\x07" in out and "\\x00nul" in out and "\\x9bcsi" in out, out
     lines = [x["line"] for x in read_jsonl(run_dir(tmp_path) / "jobs" / "j.jsonl") if "line" in x]
     assert lines == [HOSTILE_OUTPUT]
+
+
+# ---------------------------------------------------------------- kill -9 of `run`
+
+NAPPER = json.dumps([PY, "-c", "import os, time; print('up', flush=True); time.sleep(float(os.environ['NAP']))"])
+FORKER = json.dumps(["sh", "-c", 'sleep "$NAP" & sleep "$NAP" & echo up; wait'])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return False
+    return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] not in (b"Z", b"X")
+
+
+def test_kill9_of_run_takes_its_jobs_along_and_the_next_run_marks_it_interrupted(tmp_path: Path, marker: str) -> None:
+    """Regression: after `kill -9` of `run`, its jobs kept running under PID 1, summary.json said
+    every job was "queued" forever, and neither the next run nor --resume noticed."""
+    jobs = f"[jobs.napper]\ncommand = {NAPPER}\n[jobs.forker]\ncommand = {FORKER}\n"
+    write_config(tmp_path, _config(marker, jobs))
+    proc = start_cli(tmp_path, "run", env={"NAP": "60"})
+    first = wait_for(lambda: run_dir(tmp_path) if len(events(tmp_path, "job.started")) == 2 else None,
+                     what="both jobs started")  # fmt: skip
+    wait_for(lambda: all(any(r["event"] == "job.output" for r in read_jsonl(first / "jobs" / f"{j}.jsonl"))
+                         for j in ("napper", "forker")), what="both jobs printed")  # fmt: skip
+    pids = {e["job"]: e["pid"] for e in events(tmp_path, "job.started")}
+    proc.kill()
+    proc.communicate(timeout=10)
+    # the jobs' main processes die with their supervisor (PR_SET_PDEATHSIG)
+    wait_for(lambda: not any(_pid_alive(p) for p in pids.values()), timeout=5, what="the jobs to die with run")
+    assert marked_processes(marker), "the forker's sleeps (grandchildren) should still be there"
+
+    r = run_cli(tmp_path, "run", "--resume", env={"NAP": "0"})
+    assert r.returncode == 0, r.stderr
+    assert f"run {first.name} was cut short" in r.stderr
+    dead = json.loads((first / "summary.json").read_text())
+    assert dead["interrupted"] is True and dead["stopped_by"] == "supervisor died"
+    assert {j["id"]: j["status"] for j in dead["jobs"]} == {"napper": "interrupted", "forker": "interrupted"}
+    # the grandchildren the dead run left behind are gone too
+    assert marked_processes(marker) == []
+    # --resume re-ran the interrupted jobs (nothing had succeeded)
+    resumed = json.loads((run_dir(tmp_path) / "summary.json").read_text())
+    assert resumed["run"] != dead["run"]
+    assert {j["id"]: j["status"] for j in resumed["jobs"]} == {"napper": "succeeded", "forker": "succeeded"}
+
+
+def test_a_live_runs_summary_is_not_marked_interrupted(tmp_path: Path, marker: str) -> None:
+    write_config(tmp_path, _config(marker, f"[jobs.napper]\ncommand = {NAPPER}\n"))
+    proc = start_cli(tmp_path, "run", env={"NAP": "60"})
+    first = wait_for(lambda: run_dir(tmp_path) if events(tmp_path, "job.started") else None, what="the job started")
+    other = tmp_path / "other"
+    other.mkdir()
+    write_config(other, _config(marker, '[jobs.quick]\ncommand = ["true"]\n'))
+    r = run_cli(other, "run", "--logs-dir", str(tmp_path / "logs"))
+    assert r.returncode == 0 and "cut short" not in r.stderr, r.stderr
+    assert "interrupted" not in json.loads((first / "summary.json").read_text())
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 143
