@@ -520,6 +520,30 @@ class RunLog:
         if self.stream is not None:
             self.stream.writev(records)
 
+    def check_present(self) -> bool:
+        """Whether the run's folder had been removed (rm -rf of a running run): if so, recreate it
+        and reopen the files, so that what is written from now on is kept. Called once a tick;
+        records written in between are lost, which the caller says once."""
+        try:
+            gone = self.events.fd is None or os.fstat(self.events.fd).st_nlink == 0
+        except OSError:
+            gone = True
+        if not gone:
+            return False
+        try:
+            (self.dir / "jobs").mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return True  # the next tick tries again; the files keep their errors meanwhile
+        self.flush_events()
+        self.events.close()
+        self.events = JsonlFile(self.dir / "events.jsonl")
+        for job, f in list(self._jobs.items()):
+            f.close()
+            self._jobs[job] = JsonlFile(self.job_path(job))
+        with contextlib.suppress(OSError):
+            point_latest(self.dir.parent, self.run_id)
+        return True
+
     def write_errors(self) -> list[str]:
         """Files that could not be written (full disk, removed folder), one line each."""
         files = [self.events, *self._jobs.values(), *self._failed] + ([self.stream] if self.stream else [])

@@ -152,6 +152,7 @@ class Supervisor:
         self._backoff: dict[str, asyncio.TimerHandle] = {}
         self._wake = asyncio.Event()
         self._last_summary = 0.0
+        self._told_gone = False
         self._meta: dict[str, Any] = {}
         self.started = time.time()
 
@@ -419,6 +420,10 @@ class Supervisor:
         groups."""
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL)
+            if self.log.check_present() and not self._told_gone:
+                self._told_gone = True
+                self.console.warning(f"the run's logs folder {self.log.dir} was removed while running: recreated "
+                                     "it; what was written in between is lost")  # fmt: skip
             if not self.ctx.live and not procs.has_children():
                 continue
             snapshot = await asyncio.to_thread(procs.processes)

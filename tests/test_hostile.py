@@ -138,13 +138,15 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_130_cleanly(tmp_path: Path, mark
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=30)
     # Before the interpreter has set up its own handler, SIGINT's default action ends it, which a
-    # shell reports as 130 too; from then on it must be an orderly exit 130.
-    assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, err)
-    if "Traceback" in err:
-        # The interpreter's own start-up (runpy finding the package) is the one window no code of
-        # the package can cover: its frames only, never a frame of the project's.
-        frames = [line.strip() for line in err.splitlines() if line.strip().startswith("File ")]
-        assert frames and all(f.startswith('File "<frozen') for f in frames), err
+    # shell reports as 130 too; from then on it must be an orderly exit 130. One window no code of
+    # the package can cover is CPython's own start-up (site, runpy finding the package): there it
+    # prints its own KeyboardInterrupt, from the standard library's frames, never from ours.
+    if proc.returncode == 130 or (proc.returncode == -signal.SIGINT and not err):
+        assert "Traceback" not in err, err
+        return
+    frames = [line.strip() for line in err.splitlines() if line.strip().startswith("File ")]
+    assert frames and not any("aimedres_async" in f or "asyncio" in f for f in frames), (proc.returncode, err)
+    assert err.rstrip().endswith("KeyboardInterrupt"), err
 
 
 # ---------------------------------------------------------------- bad input
@@ -312,3 +314,27 @@ def test_a_live_runs_summary_is_not_marked_interrupted(tmp_path: Path, marker: s
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 143
+
+
+# ---------------------------------------------------------------- logs folder removed mid-run
+
+
+def test_logs_dir_removed_mid_run_is_recreated_with_one_warning(tmp_path: Path, marker: str) -> None:
+    """Regression: a run folder deleted mid-run lost events and job logs without a word."""
+    ticker = json.dumps([PY, "-c", "import time\nfor i in range(40):\n print('tick', i, flush=True); time.sleep(0.1)"])
+    write_config(tmp_path, _config(marker, f"[jobs.ticker]\ncommand = {ticker}\n"))
+    proc = start_cli(tmp_path, "run")
+    folder = wait_for(lambda: run_dir(tmp_path) if events(tmp_path, "job.started") else None, what="the job")
+    wait_for(lambda: (folder / "jobs" / "ticker.jsonl").exists(), what="the job's log")
+    import shutil
+
+    shutil.rmtree(folder)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert err.count("was removed while running") == 1, err
+    assert "Traceback" not in err
+    # recreated: the rest of the run is on disk
+    assert [e["event"] for e in read_jsonl(folder / "events.jsonl")][-2:] == ["job.finished", "run.finished"]
+    lines = [r["line"] for r in read_jsonl(folder / "jobs" / "ticker.jsonl") if r["event"] == "job.output"]
+    assert lines and lines[-1] == "tick 39"
+    assert json.loads((folder / "summary.json").read_text())["jobs"][0]["status"] == "succeeded"
