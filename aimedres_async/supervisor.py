@@ -24,7 +24,7 @@ import orjson
 
 from . import procs, sinks
 from .config import Config, format_duration, format_size
-from .jobs import JobSpec, Outcome, Status
+from .jobs import JobSpec, Outcome, State, Status, transition
 from .log import Console
 from .provenance import bytes_sha256, git_info, host_info
 from .reporting import supervisor_identity
@@ -71,7 +71,9 @@ class JobRun:
 
     spec: JobSpec
     attempts: int = 0
-    status: Status | None = None
+    state: State = State.QUEUED
+    status: Status | None = None  # how it ended, once state is FINISHED
+    pid: int | None = None  # the running attempt's main process
     last: AttemptResult | None = None
     output: JobOutput = field(default_factory=JobOutput)
     duration_s: float = 0.0
@@ -90,9 +92,10 @@ class JobRun:
         last = self.last
         return {
             "id": self.spec.id,
-            "status": self.status.value if self.status else "queued",
+            "status": self.status.value if self.status else self.state.value,
             "optional": self.spec.optional,
             "attempts": self.attempts,
+            "pid": self.pid,
             "exit_code": last.exit_code if last else None,
             "signal": last.signal if last else None,
             "failure": last.failure if last and self.status and not self.status.ok else None,
@@ -152,15 +155,28 @@ class Supervisor:
         self._backoff: dict[str, asyncio.TimerHandle] = {}
         self._wake = asyncio.Event()
         self._last_summary = 0.0
+        self._summary_timer: asyncio.TimerHandle | None = None
         self._told_gone = False
         self._meta: dict[str, Any] = {}
         self.started = time.time()
 
     def _emit(self, event: str, **fields: Any) -> dict[str, Any]:
         record = self.log.emit(event, **fields)
-        if event == "job.started" and self.on_started is not None:
-            self.on_started(fields["job"], fields["pid"], fields["attempt"])
+        if event == "job.started":
+            job = self._index.get(fields["job"])
+            if job is not None:
+                job.pid = fields["pid"]
+                self._summary_changed()
+            if self.on_started is not None:
+                self.on_started(fields["job"], fields["pid"], fields["attempt"])
         return record
+
+    def _move(self, job: JobRun, new: State) -> None:
+        """The one place a job's state changes (jobs.transition checks the move)."""
+        job.state = transition(job.state, new)
+        if new is not State.RUNNING:
+            job.pid = None
+        self._summary_changed()
 
     def add(self, spec: JobSpec, on_finished: Callable[[JobRun], None] | None = None,
             **queued_fields: Any) -> JobRun:  # fmt: skip
@@ -210,7 +226,7 @@ class Supervisor:
         self._meta = self._run_started()
         resumed = self._apply_resume()
         for job in self.jobs:
-            if job.status is None:
+            if job.state is State.QUEUED:
                 self.log.emit("job.queued", job=job.spec.id)
                 self._waiting.append(job)
         for job in resumed:
@@ -218,7 +234,7 @@ class Supervisor:
                           optional=job.spec.optional, metrics=job.output.metrics,
                           reason="succeeded in the resumed run with the same command")  # fmt: skip
         if not self.opts.serve:
-            self._write_summary(force=True)
+            self._write_summary()
         sampler = asyncio.create_task(self._sample())
         try:
             await self._dispatch()
@@ -237,7 +253,7 @@ class Supervisor:
         code = self._exit_code()
         counts: dict[str, int] = {}
         for job in self.jobs:
-            key = job.status.value if job.status else "queued"
+            key = job.status.value if job.status else job.state.value
             counts[key] = counts.get(key, 0) + 1
         for problem in self.log.write_errors():
             self.console.warning(f"could not write log file {problem}")
@@ -246,7 +262,7 @@ class Supervisor:
         self._meta.update(finished_at=sinks.timestamp_str(), duration_s=round(duration, 3),
                           exit_code=code, counts=counts, stopped_by=self.stop.reason)  # fmt: skip
         if not self.opts.serve:
-            self._write_summary(force=True, final=True)
+            self._write_summary(final=True)
             self._write_reports(duration)
         self.log.close()
         return code
@@ -284,6 +300,7 @@ class Supervisor:
             same = old is not None and old.get("command") == self.ctx.redact_argv(job.spec.argv)
             if same and old is not None and old.get("status") in ("succeeded", "skipped"):
                 job.status = Status.SKIPPED
+                job.state = transition(job.state, State.FINISHED)
                 job.output.metrics = old.get("metrics")
                 skipped.append(job)
         return skipped
@@ -297,6 +314,7 @@ class Supervisor:
                 job, grant = picked
                 job.grant = grant
                 self._waiting.remove(job)
+                self._move(job, State.RUNNING)
                 self._free -= 1
                 task = asyncio.create_task(self._attempt(job), name=f"job:{job.spec.id}")
                 self._running.add(task)
@@ -360,6 +378,7 @@ class Supervisor:
             delay = backoff_delay(job.spec.backoff, attempt)
             self.log.emit("job.retrying", job=job.spec.id, attempt=attempt,
                           delay_s=round(delay, 3), next_attempt=attempt + 1)  # fmt: skip
+            self._move(job, State.BACKOFF)
             self._backoff[job.spec.id] = asyncio.get_running_loop().call_later(delay, self._requeue, job)
         else:
             self._finish(job, Status(result.outcome.value))
@@ -388,13 +407,15 @@ class Supervisor:
 
     def _requeue(self, job: JobRun) -> None:
         self._backoff.pop(job.spec.id, None)
+        self._move(job, State.QUEUED)
         self._waiting.append(job)
         self._wake.set()
 
     def _finish(self, job: JobRun, status: Status) -> None:
-        if job.status is not None:
+        if job.state is State.FINISHED:
             return
         job.status = status
+        self._move(job, State.FINISHED)
         self.log.emit("job.finished", job=job.spec.id, status=status.value, attempts=job.attempts,
                       optional=job.spec.optional, metrics=job.output.metrics)  # fmt: skip
         self.log.close_job(job.spec.id)
@@ -407,8 +428,6 @@ class Supervisor:
             self.jobs.remove(job)  # a daemon keeps no history in memory: the ticket has it
             self._index.pop(job.spec.id, None)
             self._entries.pop(job.spec.id, None)
-        else:
-            self._write_summary()
 
     def _by_id(self, job_id: str) -> JobRun:
         return self._index[job_id]
@@ -474,7 +493,7 @@ class Supervisor:
     def _entry(self, job: JobRun) -> dict[str, Any]:
         """A job's summary entry, rebuilt only when its attempts, status or last result changed
         (summary.json is rewritten while thousands of jobs wait or have finished)."""
-        key = (job.attempts, job.status, id(job.last))
+        key = (job.attempts, job.state, job.status, job.pid, id(job.last))
         cached = self._entries.get(job.spec.id)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -482,14 +501,30 @@ class Supervisor:
         self._entries[job.spec.id] = (key, entry)
         return entry
 
-    def _write_summary(self, force: bool = False, final: bool = False) -> None:
+    def _summary_changed(self) -> None:
+        """A job changed state: summary.json is rewritten at most once per SUMMARY_MIN_INTERVAL,
+        and a change inside the interval is deferred to its end, never dropped."""
+        if self.opts.serve or self._summary_timer is not None or not self._meta:
+            return
+        wait = self._last_summary + SUMMARY_MIN_INTERVAL - time.monotonic()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._summary_timer = loop.call_later(max(0.0, wait), self._deferred_summary)
+
+    def _deferred_summary(self) -> None:
+        self._summary_timer = None
+        self._write_summary()
+
+    def _write_summary(self, final: bool = False) -> None:
         """summary.json, whole (temp + rename). When the final one finds the disk full, the
         out-of-date one from earlier in the run is removed and the write tried once more: its
         space is usually enough, and else no summary is better than one that says "queued"."""
-        now = time.monotonic()
-        if not force and now - self._last_summary < SUMMARY_MIN_INTERVAL:
-            return
-        self._last_summary = now
+        if self._summary_timer is not None:
+            self._summary_timer.cancel()
+            self._summary_timer = None
+        self._last_summary = time.monotonic()
         path = self.log.dir / "summary.json"
         data = orjson.dumps(self.summary(), option=orjson.OPT_INDENT_2)
         try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
-from conftest import PY, events, job_summary, read_jsonl, run_cli, run_dir, summary, write_config
+from conftest import PY, events, job_summary, read_jsonl, run_cli, run_dir, start_cli, summary, wait_for, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -424,14 +424,34 @@ def test_pipes_grow_only_for_jobs_that_fill_them(tmp_path: Path, marker: str) ->
 
 
 def test_summary_entries_follow_the_job_through_the_run(tmp_path: Path, marker: str) -> None:
-    """summary.json is rewritten while jobs wait, run and finish; entries that are reused between
-    writes must still change when the job does (queued -> running -> finished, metrics)."""
-    code = "import json,time; time.sleep(1.6); print(json.dumps({'done': 1}))"
-    jobs = f"[jobs.slow]\ncommand = {py(code)}\n" + "".join(f'[jobs.q{i}]\ncommand = ["true"]\n' for i in range(5))
+    """summary.json is rewritten on every state change (coalesced to one write a second, never
+    dropped): read while the run goes on, it shows a job running (attempt, pid), one waiting out
+    its backoff and one queued; at the end, every entry says how its job finished."""
+    flaky = json.dumps(["sh", "-c", "test -e flaked || { touch flaked; exit 1; }"])
+    gated = "import json,os,time\nwhile not os.path.exists('go'): time.sleep(0.05)\nprint(json.dumps({'done': 1}))"
+    jobs = (f'[jobs.flaky]\ncommand = {flaky}\nretries = 1\nbackoff = {{ initial = "4s", jitter = 0 }}\n'
+            f"[jobs.slow]\ncommand = {py(gated)}\n[jobs.q0]\ncommand = [\"true\"]\n")
     write_config(tmp_path, cfg(marker, jobs).replace("max_workers = 4", "max_workers = 1"))
-    r = run_cli(tmp_path, "run")
-    assert r.returncode == 0, r.stderr
+    proc = start_cli(tmp_path, "run")
+
+    def mid_run() -> dict[str, dict[str, object]] | None:
+        path = tmp_path / "logs" / "latest" / "summary.json"
+        if not path.exists():
+            return None
+        by_id = {j["id"]: j for j in json.loads(path.read_text())["jobs"]}
+        states = {k: v["status"] for k, v in by_id.items()}
+        return by_id if states == {"flaky": "backoff", "slow": "running", "q0": "queued"} else None
+
+    seen = wait_for(mid_run, timeout=15, what="a summary showing backoff, running and queued")
+    started = {e["job"]: e["pid"] for e in events(tmp_path, "job.started")}
+    assert seen["slow"]["attempts"] == 1 and seen["slow"]["pid"] == started["slow"]
+    assert seen["flaky"]["attempts"] == 1 and seen["flaky"]["pid"] is None and seen["flaky"]["exit_code"] == 1
+    assert seen["q0"]["attempts"] == 0 and seen["q0"]["pid"] is None
+    (tmp_path / "go").touch()
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
     by_id = {j["id"]: j for j in summary(tmp_path)["jobs"]}
     assert by_id["slow"]["status"] == "succeeded" and by_id["slow"]["metrics"] == {"done": 1}
-    assert by_id["slow"]["attempts"] == 1 and by_id["slow"]["exit_code"] == 0
-    assert all(by_id[f"q{i}"]["status"] == "succeeded" and by_id[f"q{i}"]["attempts"] == 1 for i in range(5))
+    assert by_id["slow"]["attempts"] == 1 and by_id["slow"]["exit_code"] == 0 and by_id["slow"]["pid"] is None
+    assert by_id["flaky"]["status"] == "succeeded" and by_id["flaky"]["attempts"] == 2
+    assert by_id["q0"]["status"] == "succeeded" and by_id["q0"]["attempts"] == 1
