@@ -116,7 +116,8 @@ def new_run_id() -> str:
 
 class Supervisor:
     def __init__(self, cfg: Config, jobs: tuple[JobSpec, ...], opts: RunOptions, console: Console,
-                 pools: Pools | None = None, executor: Executor | None = None) -> None:  # fmt: skip
+                 pools: Pools | None = None, executor: Executor | None = None,
+                 local_resources: bool | None = None) -> None:  # fmt: skip
         self.cfg = cfg
         self.opts = opts
         self.console = console
@@ -146,7 +147,8 @@ class Supervisor:
         self._free = self._max_workers = opts.max_workers
         self.pools = pools or capacity(cfg)
         self.run_attempt: Executor = executor or run_attempt  # local processes unless told otherwise
-        self.local_resources = executor is None  # elsewhere (Ray, Slurm) the cluster schedules resources
+        # elsewhere (Ray, Slurm) the cluster schedules resources; a test's fake executor may ask for the pools
+        self.local_resources = executor is None if local_resources is None else local_resources
         if not self.local_resources:
             for job in self.jobs:
                 job.need = Need()
@@ -395,15 +397,6 @@ class Supervisor:
             want = max(job.need.memory, int(result.peak_rss_bytes * 1.2))
             total = self.pools.total_memory
             job.need = replace(job.need, memory=min(want, total) if total is not None else want)
-
-    def never_fits(self) -> list[str]:
-        """Jobs that could never start on this machine's resources, one line each."""
-        out = []
-        for job in self.jobs:
-            why = self.pools.never_fits(job.need)
-            if why:
-                out.append(f"job {job.spec.id} can never run here: it {why}")
-        return out
 
     def _requeue(self, job: JobRun) -> None:
         self._backoff.pop(job.spec.id, None)

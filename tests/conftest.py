@@ -73,18 +73,26 @@ def wait_for(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condit
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def _state(pid: str) -> str:
+# ---------------------------------------------------------------- /proc readers (the only ones)
+
+
+def proc_state(pid: int | str) -> str:
+    """A process's state letter from /proc/<pid>/stat (R, S, Z, ...); "?" when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()
-        return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3].decode()
     except OSError:
         return "?"
+    return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3].decode()
 
 
-def marked_processes(marker: str) -> list[int]:
-    """Live (non-zombie) processes whose environment carries the marker: our jobs and their children."""
-    needle = f"TEST_MARKER={marker}".encode()
+def alive(pid: int) -> bool:
+    """Running or sleeping: not gone and not a zombie waiting to be reaped."""
+    return proc_state(pid) not in ("Z", "X", "?")
+
+
+def processes_with_env(item: bytes) -> list[int]:
+    """Live (non-zombie) processes, other than this one, whose environment holds `item` (b"K=V")."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -94,9 +102,31 @@ def marked_processes(marker: str) -> list[int]:
                 env = f.read()
         except OSError:
             continue
-        if needle in env.split(b"\0") and _state(pid) not in ("Z", "X", "?"):
+        if item in env.split(b"\0") and alive(int(pid)):
             found.append(int(pid))
     return found
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in a process group."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            found.append(int(entry))
+    return found
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Live (non-zombie) processes whose environment carries the marker: our jobs and their children."""
+    return processes_with_env(f"TEST_MARKER={marker}".encode())
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import IO, Any
 
-from conftest import wait_for
+from conftest import alive, group_members, proc_state, wait_for  # noqa: F401 - re-exported for tests
 
 PY = sys.executable
 FINAL = ("done", "failed", "rejected")
@@ -174,37 +174,6 @@ def submit(folder: Path, *args: str) -> str:
 
 
 # ---------------------------------------------------------------- processes
-
-
-def proc_state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return "?"
-    return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3].decode()
-
-
-def alive(pid: int) -> bool:
-    """Running or sleeping: not gone and not a zombie waiting to be reaped."""
-    return proc_state(pid) not in ("Z", "X", "?")
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in a process group."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        fields = raw[raw.rfind(b")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            found.append(int(entry))
-    return found
 
 
 # ---------------------------------------------------------------- sd_notify

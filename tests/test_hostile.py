@@ -15,7 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PY, events, marked_processes, read_jsonl, run_cli, run_dir, start_cli, wait_for, write_config
+from conftest import (
+    PY,
+    alive,
+    events,
+    marked_processes,
+    read_jsonl,
+    run_cli,
+    run_dir,
+    start_cli,
+    wait_for,
+    write_config,
+)
 from helpers_cli import usage_error
 from helpers_daemon import Daemons, daemon_config, submit, wait_final
 
@@ -261,15 +272,6 @@ NAPPER = json.dumps([PY, "-c", "import os, time; print('up', flush=True); time.s
 FORKER = json.dumps(["sh", "-c", 'sleep "$NAP" & sleep "$NAP" & echo up; wait'])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return False
-    return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] not in (b"Z", b"X")
-
-
 def test_kill9_of_run_takes_its_jobs_along_and_the_next_run_marks_it_interrupted(tmp_path: Path, marker: str) -> None:
     """Regression: after `kill -9` of `run`, its jobs kept running under PID 1, summary.json said
     every job was "queued" forever, and neither the next run nor --resume noticed."""
@@ -284,7 +286,7 @@ def test_kill9_of_run_takes_its_jobs_along_and_the_next_run_marks_it_interrupted
     proc.kill()
     proc.communicate(timeout=10)
     # the jobs' main processes die with their supervisor (PR_SET_PDEATHSIG)
-    wait_for(lambda: not any(_pid_alive(p) for p in pids.values()), timeout=5, what="the jobs to die with run")
+    wait_for(lambda: not any(alive(p) for p in pids.values()), timeout=5, what="the jobs to die with run")
     assert marked_processes(marker), "the forker's sleeps (grandchildren) should still be there"
 
     r = run_cli(tmp_path, "run", "--resume", env={"NAP": "0"})

@@ -38,7 +38,7 @@ from typing import Any
 
 import pytest
 import tomli_w
-from conftest import PY, marked_processes, wait_for, write_config
+from conftest import PY, marked_processes, processes_with_env, wait_for, write_config
 from helpers_daemon import Daemon, Daemons, daemon_config, drop, wait_final, where
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
@@ -582,24 +582,6 @@ FINAL_STATUSES = {"succeeded", "failed", "timed_out", "cancelled", "spawn_failed
 STOPS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
 
 
-def _processes_with(env_item: bytes) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if env_item not in f.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X"):
-            found.append(int(pid))
-    return found
-
-
 def _interrupted_run(folder: Path, marker: str, sig: signal.Signals, delay: float) -> dict[str, Any]:
     run_marker = uuid.uuid4().hex
     folder.mkdir()
@@ -631,7 +613,7 @@ command = {GRANDKIDS}
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    survivors = _processes_with(f"RUN_MARKER={run_marker}".encode())
+    survivors = processes_with_env(f"RUN_MARKER={run_marker}".encode())
     summary_text = next(folder.glob("logs/2*/summary.json")).read_text()
     return {"code": proc.returncode, "stderr": err, "survivors": survivors, "summary": summary_text}
 
@@ -843,8 +825,8 @@ def test_bug_a_move_cut_by_a_kill_9_is_finished_by_recovery(tmp_path: Path, mark
 
 def _job_pids(marker: str, job: str) -> list[int]:
     """Live processes of one job (ticket): TEST_MARKER and AIMEDRES_JOB_ID in their environment."""
-    mine = set(_processes_with(f"TEST_MARKER={marker}".encode()))
-    return sorted(mine & set(_processes_with(f"AIMEDRES_JOB_ID={job}".encode())))
+    mine = set(processes_with_env(f"TEST_MARKER={marker}".encode()))
+    return sorted(mine & set(processes_with_env(f"AIMEDRES_JOB_ID={job}".encode())))
 
 
 def test_bug_a_job_spawned_just_before_a_kill_9_is_killed_by_recovery(tmp_path: Path, marker: str,

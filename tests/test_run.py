@@ -133,7 +133,24 @@ def test_jitter_keeps_delay_within_bounds(tmp_path: Path, marker: str) -> None:
     assert len(delays) == 3
     for base, d in zip([0.1, 0.15, 0.15], delays, strict=True):  # capped at max
         assert base * 0.5 <= d <= base * 1.5
+    # jitter is applied: three delays all within a millisecond of their base would mean it is off
+    # (with jitter = 0.5, about one chance in a million)
+    assert any(abs(d - base) > 0.001 for base, d in zip([0.1, 0.15, 0.15], delays, strict=True)), delays
     assert job_summary(tmp_path, "bad")["attempts"] == 4
+
+
+def test_backoff_delay_spreads_over_the_jitter_range() -> None:
+    import random
+
+    from aimedres_async.config import Backoff
+    from aimedres_async.runner import backoff_delay
+
+    b = Backoff(initial=1.0, factor=2.0, max=4.0, jitter=0.25)
+    rng = random.Random(7)
+    delays = [backoff_delay(b, 3, rng) for _ in range(2000)]  # base min(4, 1 * 2**2) = 4
+    assert all(3.0 <= d <= 5.0 for d in delays)
+    assert min(delays) < 3.1 and max(delays) > 4.9  # the whole range is used, not one point
+    assert backoff_delay(Backoff(initial=1.0, factor=2.0, max=4.0, jitter=0.0), 3, rng) == 4.0
 
 
 def test_spawn_failure_is_not_retried(tmp_path: Path, marker: str) -> None:

@@ -1,0 +1,226 @@
+"""The dispatcher in-process, through the Executor seam: a fake executor whose attempts end when the
+test says so. No processes, no signals: each test takes well under a second.
+
+What runs real processes (spawn, kill, reap, signals) is tested end to end elsewhere; here the
+subject is the supervisor's own decisions: order, slots, backfill, backoff, stops, reloads, errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aimedres_async.config import Backoff, Config, Resources, builtin
+from aimedres_async.jobs import JobSpec, Outcome, State, Status, TransitionError, transition
+from aimedres_async.log import Console
+from aimedres_async.runner import AttemptContext, AttemptResult, JobOutput, emit_exited
+from aimedres_async.scheduler import Pools
+from aimedres_async.supervisor import RunOptions, Supervisor
+
+pytestmark = pytest.mark.timeout(10)
+GiB = 1 << 30
+
+
+def spec(job_id: str, retries: int = 0, backoff: Backoff | None = None, memory: int = 0) -> JobSpec:
+    return JobSpec(
+        id=job_id, argv=("train", job_id), cwd=Path("."), env={}, output_dir=None, script=None,
+        accepts=frozenset(), retries=retries, backoff=backoff or Backoff(), timeout=None, optional=False,
+        resources=Resources(memory=memory), origin="config",
+    )  # fmt: skip
+
+
+class FakeExecutor:
+    """Attempts that run until the test ends them: `end(job, outcome)`; a stop cancels them."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, int]] = []
+        self.running: set[str] = set()
+        self.most_running = 0
+        self.gates: dict[tuple[str, int], asyncio.Future[Outcome]] = {}
+        self.fail_with: dict[str, BaseException] = {}
+
+    def gate(self, job: str, attempt: int) -> asyncio.Future[Outcome]:
+        key = (job, attempt)
+        if key not in self.gates:
+            self.gates[key] = asyncio.get_running_loop().create_future()
+        return self.gates[key]
+
+    def end(self, job: str, outcome: Outcome = Outcome.SUCCEEDED, attempt: int = 1) -> None:
+        self.gate(job, attempt).set_result(outcome)
+
+    async def __call__(self, s: JobSpec, attempt: int, ctx: AttemptContext, output: JobOutput,
+                       extra_env: Mapping[str, str] | None = None) -> AttemptResult:  # fmt: skip
+        if s.id in self.fail_with:
+            raise self.fail_with[s.id]
+        self.started.append((s.id, attempt))
+        ctx.emit("job.started", job=s.id, attempt=attempt, pid=None, argv=list(s.argv), cwd=".", gpus=None)
+        self.running.add(s.id)
+        self.most_running = max(self.most_running, len(self.running))
+        stop = asyncio.ensure_future(ctx.stop.requested.wait())
+        gate = self.gate(s.id, attempt)
+        try:
+            await asyncio.wait({gate, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            self.running.discard(s.id)
+        outcome = gate.result() if gate.done() else Outcome.CANCELLED
+        code = {Outcome.SUCCEEDED: 0, Outcome.FAILED: 1}.get(outcome)
+        failure = "exit_code" if outcome is Outcome.FAILED else None
+        result = AttemptResult(outcome=outcome, exit_code=code, failure=failure, duration_s=0.001)
+        emit_exited(s, attempt, ctx, result)
+        return result
+
+
+def make(tmp_path: Path, jobs: list[JobSpec], workers: int, pools: Pools | None = None,
+         fake: FakeExecutor | None = None) -> tuple[Supervisor, FakeExecutor]:  # fmt: skip
+    cfg: Config = builtin(tmp_path)
+    fake = fake or FakeExecutor()
+    console = Console("console", err=io.StringIO(), out=io.StringIO())
+    opts = RunOptions(max_workers=workers, logs_dir=tmp_path / "logs")
+    sup = Supervisor(cfg, tuple(jobs), opts, console, pools=pools or Pools.of((), None, None), executor=fake,
+                     local_resources=True)  # fmt: skip
+    return sup, fake
+
+
+async def until(pred: Callable[[], Any], timeout: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.001)
+
+
+def state(sup: Supervisor, job: str) -> State:
+    return next(j.state for j in sup.jobs if j.spec.id == job)
+
+
+# ---------------------------------------------------------------- tests
+
+
+@pytest.mark.asyncio
+async def test_jobs_start_in_config_order_and_never_exceed_the_slots(tmp_path: Path) -> None:
+    sup, fake = make(tmp_path, [spec(f"j{i}") for i in range(6)], workers=2)
+    run = asyncio.create_task(sup.run())
+    await until(lambda: len(fake.started) == 2)
+    assert [j for j, _ in fake.started] == ["j0", "j1"]
+    assert state(sup, "j2") is State.QUEUED
+    fake.end("j1")
+    await until(lambda: len(fake.started) == 3)
+    fake.end("j0")
+    await until(lambda: len(fake.started) == 4)
+    for j in ("j2", "j3"):
+        fake.end(j)
+    await until(lambda: len(fake.started) == 6)
+    for j in ("j4", "j5"):
+        fake.end(j)
+    assert await run == 0
+    assert [j for j, _ in fake.started] == [f"j{i}" for i in range(6)]
+    assert fake.most_running == 2
+    assert all(j.state is State.FINISHED and j.status is Status.SUCCEEDED for j in sup.jobs)
+
+
+@pytest.mark.asyncio
+async def test_a_smaller_job_backfills_while_a_big_one_waits_for_memory(tmp_path: Path) -> None:
+    jobs = [spec("big1", memory=8 * GiB), spec("big2", memory=8 * GiB), spec("small", memory=1 * GiB)]
+    sup, fake = make(tmp_path, jobs, workers=3, pools=Pools.of((), 10 * GiB, None))
+    run = asyncio.create_task(sup.run())
+    await until(lambda: len(fake.started) == 2)
+    assert [j for j, _ in fake.started] == ["big1", "small"]  # big2 does not fit next to big1
+    assert state(sup, "big2") is State.QUEUED
+    fake.end("big1")
+    await until(lambda: len(fake.started) == 3)
+    assert fake.started[-1] == ("big2", 1)
+    fake.end("small")
+    fake.end("big2")
+    assert await run == 0
+
+
+@pytest.mark.asyncio
+async def test_a_retry_waits_out_its_backoff_without_holding_a_slot(tmp_path: Path) -> None:
+    jobs = [spec("flaky", retries=1, backoff=Backoff(initial=0.2, jitter=0.0)), spec("other")]
+    sup, fake = make(tmp_path, jobs, workers=1)
+    run = asyncio.create_task(sup.run())
+    await until(lambda: fake.started == [("flaky", 1)])
+    fake.end("flaky", Outcome.FAILED)
+    # the slot goes to the next job while flaky waits out its delay
+    await until(lambda: ("other", 1) in fake.started)
+    assert state(sup, "flaky") is State.BACKOFF
+    fake.end("other")
+    await until(lambda: ("flaky", 2) in fake.started)
+    fake.end("flaky", attempt=2)
+    assert await run == 0
+    retrying = [r for r in _events(sup) if r["event"] == "job.retrying"]
+    assert [(r["job"], r["delay_s"], r["next_attempt"]) for r in retrying] == [("flaky", 0.2, 2)]
+
+
+@pytest.mark.asyncio
+async def test_a_stop_during_backoff_cancels_the_job_at_once(tmp_path: Path) -> None:
+    sup, fake = make(tmp_path, [spec("flaky", retries=3, backoff=Backoff(initial=60.0, jitter=0.0))], workers=1)
+    run = asyncio.create_task(sup.run())
+    await until(lambda: fake.started == [("flaky", 1)])
+    fake.end("flaky", Outcome.FAILED)
+    await until(lambda: state(sup, "flaky") is State.BACKOFF)
+    t0 = time.monotonic()
+    sup.stop.request("SIGTERM")
+    assert await run == 143
+    assert time.monotonic() - t0 < 0.5  # not the 60 s delay
+    job = sup.jobs[0]
+    assert job.status is Status.CANCELLED and job.attempts == 1
+
+
+@pytest.mark.asyncio
+async def test_a_shrinking_reload_lets_running_jobs_finish_and_starts_no_more_than_the_new_limit(
+    tmp_path: Path,
+) -> None:
+    sup, fake = make(tmp_path, [spec(f"j{i}") for i in range(6)], workers=3)
+    run = asyncio.create_task(sup.run())
+    await until(lambda: len(fake.started) == 3)
+    sup.set_max_workers(1)
+    fake.end("j0")
+    fake.end("j1")
+    await asyncio.sleep(0.02)
+    assert len(fake.started) == 3  # j2 still runs: one slot, taken
+    fake.end("j2")
+    await until(lambda: len(fake.started) == 4)
+    await asyncio.sleep(0.02)
+    assert len(fake.started) == 4 and fake.running == {"j3"}
+    for j in ("j3", "j4", "j5"):
+        await until(lambda j=j: j in fake.running)  # type: ignore[misc]
+        assert len(fake.running) == 1
+        fake.end(j)
+    assert await run == 0
+
+
+@pytest.mark.asyncio
+async def test_an_executor_error_fails_that_job_and_the_run_goes_on(tmp_path: Path) -> None:
+    fake = FakeExecutor()
+    fake.fail_with["broken"] = RuntimeError("bug in the executor")
+    sup, fake = make(tmp_path, [spec("broken"), spec("fine")], workers=1, fake=fake)
+    run = asyncio.create_task(sup.run())
+    await until(lambda: fake.started == [("fine", 1)])
+    fake.end("fine")
+    assert await run == 1
+    by_id = {j.spec.id: j for j in sup.jobs}
+    assert by_id["broken"].status is Status.FAILED and by_id["fine"].status is Status.SUCCEEDED
+    assert by_id["broken"].last is not None and by_id["broken"].last.failure == "supervisor_error"
+
+
+def test_only_the_state_diagrams_moves_are_allowed() -> None:
+    assert transition(State.QUEUED, State.RUNNING) is State.RUNNING
+    assert transition(State.BACKOFF, State.QUEUED) is State.QUEUED
+    for bad in [(State.QUEUED, State.BACKOFF), (State.RUNNING, State.QUEUED), (State.FINISHED, State.QUEUED),
+                (State.FINISHED, State.FINISHED)]:  # fmt: skip
+        with pytest.raises(TransitionError):
+            transition(*bad)
+
+
+def _events(sup: Supervisor) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(line) for line in (sup.log.dir / "events.jsonl").read_text().splitlines()]
