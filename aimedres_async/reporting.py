@@ -1,4 +1,5 @@
-"""Run reports read back from disk: earlier summaries, and the marking of a run whose supervisor died.
+"""Reports of a run: summary.json, JUnit, the step summary and the final table, written from the
+supervisor's state; and earlier summaries read back (--resume, --max-workers auto, dead runs).
 
 A summary without `finished_at` whose supervisor process is gone belongs to a run that was killed
 (`kill -9`, a crash, a power cut): the next `run` in the same logs folder says so in it.
@@ -6,6 +7,8 @@ A summary without `finished_at` whose supervisor process is gone belongs to a ru
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import socket
@@ -15,6 +18,7 @@ from typing import Any
 import orjson
 
 from . import procs, sinks
+from .config import format_duration, format_size
 
 RUN_DIR_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{4}")
 UNFINISHED = ("queued", "running", "backoff")
@@ -74,3 +78,122 @@ def mark_interrupted(logs_dir: Path, look_back: int = LOOK_BACK) -> list[str]:
             continue
         marked.append(name)
     return marked
+
+
+def write_summary(path: Path, summary: dict[str, Any], final: bool = False) -> str | None:
+    """summary.json, whole (temp + rename); a one-line problem, or None.
+
+    When the final one finds the disk full, the out-of-date one from earlier in the run is removed
+    and the write tried once more: its space is usually enough, and else no summary is better
+    than one that says "queued".
+    """
+    data = orjson.dumps(summary, option=orjson.OPT_INDENT_2)
+    try:
+        sinks.atomic_write(path, data)
+        return None
+    except OSError as e:
+        error = e
+    note = ""
+    if final and error.errno in (errno.ENOSPC, errno.EDQUOT) and path.exists():
+        with contextlib.suppress(OSError):
+            path.unlink()
+        try:
+            sinks.atomic_write(path, data)
+            return None
+        except OSError as e:
+            error = e
+        note = " (the out-of-date one from earlier in the run was removed)"
+    return f"could not write {path}: {error.strerror or error}{note}"
+
+
+def write_reports(run_id: str, duration: float, jobs: list[dict[str, Any]], junit_xml: Path | None,
+                  step_summary: Path | None, started_at: str | None = None,
+                  step_extra: str = "") -> list[str]:  # fmt: skip
+    """The JUnit file and the step summary (its table, then `step_extra`, e.g. a gantt block) of a
+    finished run; one line per problem."""
+    problems = []
+    if junit_xml is not None:
+        try:
+            sinks.atomic_write(junit_xml, sinks.junit_xml(run_id, duration, jobs, started_at=started_at))
+        except OSError as e:
+            problems.append(f"could not write {junit_xml}: {e.strerror or e}")
+    if step_summary is not None:
+        try:
+            with open(step_summary, "a", encoding="utf-8") as f:
+                f.write(markdown_table(run_id, jobs) + step_extra)
+        except OSError as e:
+            problems.append(f"could not append to {step_summary}: {e.strerror or e}")
+    return problems
+
+
+def metrics_text(metrics: dict[str, Any] | None, limit: int | None = None) -> str:
+    """`key=value ...` of the final metrics (not the model's name); cut to `limit` with `…` if given."""
+    if not metrics:
+        return ""
+    text = " ".join(f"{k}={v}" for k, v in metrics.items() if isinstance(v, int | float | str) and k != "model")
+    text = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in text)  # one row, whatever it printed
+    return text if limit is None or len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def results_table(jobs: list[dict[str, Any]], width: int | None = None) -> str:
+    """The plain-text table printed at the end of a run. `width` is a terminal's: the metrics column
+    is cut to fit it, with `…`; without one (a file, a pipe, CI) nothing is cut."""
+    rows = [("JOB", "STATUS", "ATTEMPTS", "EXIT", "TIME", "PEAK RSS", "FINAL METRICS")]
+    for j in jobs:
+        status = j["status"] + (" (optional)" if j["optional"] and j["status"] != "succeeded" else "")
+        if j.get("failure"):
+            status += f" [{j['failure']}]"
+        exit_ = j["signal"] or ("" if j["exit_code"] is None else str(j["exit_code"]))
+        rows.append((j["id"], status, str(j["attempts"]), exit_, format_duration(j["duration_s"]),
+                     format_size(j["peak_rss_bytes"]) if j["peak_rss_bytes"] else "",
+                     metrics_text(j["metrics"])))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    if width is not None:
+        room = max(24, width - sum(widths) - 2 * len(widths))
+        rows = [(*r[:-1], r[-1] if len(r[-1]) <= room else r[-1][: room - 1] + "…") for r in rows]
+    return "\n".join(
+        ("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip() for r in rows
+    ) + "\n"
+
+
+def markdown_table(run_id: str, jobs: list[dict[str, Any]]) -> str:
+    lines = [f"### aimedres-async run `{run_id}`", "", "| job | status | attempts | duration | final metrics |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for j in jobs:
+        status = j["status"] + (f" ({j['failure']})" if j.get("failure") else "")
+        if j.get("optional"):
+            status += " (optional)"
+        metrics = metrics_text(j["metrics"]).replace("|", "\\|")
+        lines.append(f"| {j['id']} | {status} | {j['attempts']} | {format_duration(j['duration_s'])} | {metrics} |")
+    return "\n".join(lines) + "\n\n"
+
+
+def load_summary(logs_dir: Path, run_id: str | None) -> dict[str, Any]:
+    """The summary.json of an earlier run (default: the latest); raises ValueError if unusable."""
+    path = logs_dir / (run_id or "latest") / "summary.json"
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ValueError(f"no run to resume: {path} does not exist") from None
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise ValueError(f"cannot resume from {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"cannot resume from {path}: not a run summary")
+    return data
+
+
+def recorded_peaks(logs_dir: Path, job_ids: set[str], runs: int = 5) -> list[int]:
+    """Peak RSS of these jobs in the last few runs' summaries (for --max-workers auto)."""
+    try:
+        names = sorted((d.name for d in logs_dir.iterdir() if d.is_dir() and not d.is_symlink()), reverse=True)
+    except OSError:
+        return []
+    peaks = []
+    for name in names[:runs]:
+        try:
+            data = orjson.loads((logs_dir / name / "summary.json").read_bytes())
+            peaks += [int(j["peak_rss_bytes"]) for j in data.get("jobs", [])
+                      if j.get("id") in job_ids and j.get("peak_rss_bytes")]  # fmt: skip
+        except (OSError, orjson.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError):
+            continue
+    return peaks

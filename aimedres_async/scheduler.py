@@ -13,7 +13,10 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 from .config import Config, Resources, format_size
 from .procfs import proc_kib
@@ -110,6 +113,52 @@ class Pools:
             return None
         _free, g = min(fits)
         return ((g, need.gpus),)
+
+
+class Slots:
+    """Worker slots: an `asyncio.Semaphore(max_workers)` the dispatcher acquires before it picks
+    the next job that fits, released when that job's attempt ends. Resizable while running: a
+    larger limit releases new permits at once; a smaller one retires permits as they come back,
+    so running jobs are never touched and no more than the new limit run once they have ended.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        import asyncio  # here, not at the top: `list` and `--dry-run` never load asyncio
+
+        self.busy = 0  # permits held by attempts
+        self._sem: asyncio.Semaphore = asyncio.Semaphore(limit)
+        self._retire = 0  # permits to take out of circulation (after a shrinking resize)
+
+    def locked(self) -> bool:
+        return self._sem.locked() or self.free() == 0
+
+    def free(self) -> int:
+        return max(0, self.limit - self.busy)
+
+    async def acquire(self) -> None:
+        while True:
+            await self._sem.acquire()
+            if self._retire:
+                self._retire -= 1
+                continue
+            self.busy += 1
+            return
+
+    def release(self) -> None:
+        self.busy -= 1
+        self._sem.release()
+
+    def resize(self, limit: int) -> None:
+        grow = limit - self.limit
+        self.limit = limit
+        if grow >= 0:
+            repaid = min(grow, self._retire)
+            self._retire -= repaid
+            for _ in range(grow - repaid):
+                self._sem.release()
+        else:
+            self._retire -= grow
 
 
 class Waiting(Protocol):

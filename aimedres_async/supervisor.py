@@ -8,8 +8,6 @@ attempt through the runner, and marks what never ran as cancelled: every job end
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import os
 import secrets
 import shlex
@@ -20,14 +18,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from . import procs, sinks
-from .config import Config, format_duration, format_size
+from .config import Config
 from .jobs import JobSpec, Outcome, State, Status, transition
 from .log import Console
 from .provenance import bytes_sha256, git_info, host_info
-from .reporting import supervisor_identity
+from .reporting import load_summary as load_summary  # re-exported: the command line imports them from here
+from .reporting import markdown_table as markdown_table
+from .reporting import metrics_text as metrics_text
+from .reporting import recorded_peaks as recorded_peaks
+from .reporting import results_table as results_table
+from .reporting import supervisor_identity, write_reports, write_summary
 from .runner import (
     AttemptContext,
     AttemptResult,
@@ -37,7 +38,7 @@ from .runner import (
     run_attempt,
     should_retry,
 )
-from .scheduler import Grant, Need, Pools, capacity, pick_next
+from .scheduler import Grant, Need, Pools, Slots, capacity, pick_next
 from .schema import SCHEMA_VERSION
 
 # One attempt of a job, wherever it runs: runner.run_attempt (local), RayExecutor.run_attempt or
@@ -144,7 +145,7 @@ class Supervisor:
             redact=cfg.logging.redactor(),
             base_env={**os.environ, **opts.job_env},
         )
-        self._free = self._max_workers = opts.max_workers
+        self.slots = Slots(opts.max_workers)
         self.pools = pools or capacity(cfg)
         self.run_attempt: Executor = executor or run_attempt  # local processes unless told otherwise
         # elsewhere (Ray, Slurm) the cluster schedules resources; a test's fake executor may ask for the pools
@@ -212,12 +213,11 @@ class Supervisor:
 
     def free_slots(self) -> int:
         """How many more jobs could start right now."""
-        return max(0, self._free - len(self._waiting))
+        return max(0, self.slots.free() - len(self._waiting))
 
     def set_max_workers(self, n: int) -> None:
         """Change the worker limit while running (SIGHUP); running jobs are not touched."""
-        self._free += n - self._max_workers
-        self._max_workers = n
+        self.slots.resize(n)
         self._wake.set()
 
     # ------------------------------------------------------------ the run
@@ -308,31 +308,57 @@ class Supervisor:
         return skipped
 
     async def _dispatch(self) -> None:
+        """Acquire a slot, pick the next job that fits, start its attempt; until nothing is left."""
         while True:
-            while self._free > 0 and self._waiting and not self.stop.requested.is_set():
-                picked = pick_next(self._waiting, self.pools)
-                if picked is None:
-                    break  # nothing fits until a running job gives its resources back
-                job, grant = picked
-                job.grant = grant
-                self._waiting.remove(job)
-                self._move(job, State.RUNNING)
-                self._free -= 1
-                task = asyncio.create_task(self._attempt(job), name=f"job:{job.spec.id}")
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
             if self.stop.requested.is_set():
                 return
             if not self._waiting and not self._running and not self._backoff and not self.opts.serve:
                 return
-            stop_wait = asyncio.ensure_future(self.stop.requested.wait())
-            wake_wait = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({stop_wait, wake_wait}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop_wait.cancel()
-                wake_wait.cancel()
-            self._wake.clear()
+            if self._waiting and await self._acquire_slot():
+                picked = pick_next(self._waiting, self.pools)
+                if picked is not None:
+                    self._start(*picked)
+                    continue
+                self.slots.release()  # nothing fits until a running job gives its resources back
+            await self._until_woken()
+
+    async def _acquire_slot(self) -> bool:
+        """A worker slot, or False if the run is stopped (or woken by a change) first."""
+        if not self.slots.locked():
+            await self.slots.acquire()  # free: returns without waiting
+            return True
+        acquire = asyncio.ensure_future(self.slots.acquire())
+        stop_wait = asyncio.ensure_future(self.stop.requested.wait())
+        try:
+            await asyncio.wait({acquire, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+            if not acquire.done():
+                acquire.cancel()
+        if acquire.done() and not acquire.cancelled():
+            if self.stop.requested.is_set():
+                self.slots.release()
+                return False
+            return True
+        return False
+
+    def _start(self, job: JobRun, grant: Grant) -> None:
+        job.grant = grant
+        self._waiting.remove(job)
+        self._move(job, State.RUNNING)
+        task = asyncio.create_task(self._attempt(job), name=f"job:{job.spec.id}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _until_woken(self) -> None:
+        stop_wait = asyncio.ensure_future(self.stop.requested.wait())
+        wake_wait = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({stop_wait, wake_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+            wake_wait.cancel()
+        self._wake.clear()
 
     async def _attempt(self, job: JobRun) -> None:
         job.attempts += 1
@@ -353,7 +379,7 @@ class Supervisor:
             finally:
                 self.stop.release(job.stop)
                 job.stop = None
-                self._free += 1
+                self.slots.release()
                 if job.grant is not None:
                     self.pools.give(job.grant)
                     job.grant = None
@@ -518,41 +544,19 @@ class Supervisor:
             self._summary_timer.cancel()
             self._summary_timer = None
         self._last_summary = time.monotonic()
-        path = self.log.dir / "summary.json"
-        data = orjson.dumps(self.summary(), option=orjson.OPT_INDENT_2)
-        try:
-            sinks.atomic_write(path, data)
-            return
-        except OSError as e:
-            error = e
-        note = ""
-        if final and error.errno in (errno.ENOSPC, errno.EDQUOT) and path.exists():
-            with contextlib.suppress(OSError):
-                path.unlink()
-            try:
-                sinks.atomic_write(path, data)
-                return
-            except OSError as e:
-                error = e
-            note = " (the out-of-date one from earlier in the run was removed)"
-        self.console.warning(f"could not write {path}: {error.strerror or error}{note}")
+        problem = write_summary(self.log.dir / "summary.json", self.summary(), final)
+        if problem is not None:
+            self.console.warning(problem)
 
     def _write_reports(self, duration: float) -> None:
         jobs = self.summary()["jobs"]
         for job, run in zip(jobs, self.jobs, strict=True):
             job["last_lines"] = sinks.last_lines(run.output.tail)
-        if self.opts.junit_xml is not None:
-            try:
-                report = sinks.junit_xml(self.run_id, duration, jobs, started_at=self._meta.get("started_at"))
-                sinks.atomic_write(self.opts.junit_xml, report)
-            except OSError as e:
-                self.console.warning(f"could not write {self.opts.junit_xml}: {e.strerror or e}")
-        if self.opts.step_summary is not None:
-            try:
-                with open(self.opts.step_summary, "a", encoding="utf-8") as f:
-                    f.write(markdown_table(self.run_id, jobs) + self._gantt())
-            except OSError as e:
-                self.console.warning(f"could not append to {self.opts.step_summary}: {e.strerror or e}")
+        gantt = self._gantt() if self.opts.step_summary is not None else ""
+        problems = write_reports(self.run_id, duration, jobs, self.opts.junit_xml, self.opts.step_summary,
+                                 started_at=self._meta.get("started_at"), step_extra=gantt)  # fmt: skip
+        for problem in problems:
+            self.console.warning(problem)
 
     def _gantt(self) -> str:
         """The run's attempts as a Mermaid gantt block (GitHub draws it), read from events.jsonl."""
@@ -564,79 +568,6 @@ class Supervisor:
         except ReportError as e:
             self.console.warning(f"no gantt in the step summary: {e}")
             return ""
-
-
-def metrics_text(metrics: dict[str, Any] | None, limit: int | None = None) -> str:
-    """`key=value ...` of the final metrics (not the model's name); cut to `limit` with `…` if given."""
-    if not metrics:
-        return ""
-    text = " ".join(f"{k}={v}" for k, v in metrics.items() if isinstance(v, int | float | str) and k != "model")
-    text = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in text)  # one row, whatever it printed
-    return text if limit is None or len(text) <= limit else text[: max(0, limit - 1)] + "…"
-
-
-def results_table(jobs: list[dict[str, Any]], width: int | None = None) -> str:
-    """The plain-text table printed at the end of a run. `width` is a terminal's: the metrics column
-    is cut to fit it, with `…`; without one (a file, a pipe, CI) nothing is cut."""
-    rows = [("JOB", "STATUS", "ATTEMPTS", "EXIT", "TIME", "PEAK RSS", "FINAL METRICS")]
-    for j in jobs:
-        status = j["status"] + (" (optional)" if j["optional"] and j["status"] != "succeeded" else "")
-        if j.get("failure"):
-            status += f" [{j['failure']}]"
-        exit_ = j["signal"] or ("" if j["exit_code"] is None else str(j["exit_code"]))
-        rows.append((j["id"], status, str(j["attempts"]), exit_, format_duration(j["duration_s"]),
-                     format_size(j["peak_rss_bytes"]) if j["peak_rss_bytes"] else "",
-                     metrics_text(j["metrics"])))  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    if width is not None:
-        room = max(24, width - sum(widths) - 2 * len(widths))
-        rows = [(*r[:-1], r[-1] if len(r[-1]) <= room else r[-1][: room - 1] + "…") for r in rows]
-    return "\n".join(
-        ("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip() for r in rows
-    ) + "\n"
-
-
-def markdown_table(run_id: str, jobs: list[dict[str, Any]]) -> str:
-    lines = [f"### aimedres-async run `{run_id}`", "", "| job | status | attempts | duration | final metrics |",
-             "|---|---|---|---|---|"]  # fmt: skip
-    for j in jobs:
-        status = j["status"] + (f" ({j['failure']})" if j.get("failure") else "")
-        if j.get("optional"):
-            status += " (optional)"
-        metrics = metrics_text(j["metrics"]).replace("|", "\\|")
-        lines.append(f"| {j['id']} | {status} | {j['attempts']} | {format_duration(j['duration_s'])} | {metrics} |")
-    return "\n".join(lines) + "\n\n"
-
-
-def load_summary(logs_dir: Path, run_id: str | None) -> dict[str, Any]:
-    """The summary.json of an earlier run (default: the latest); raises ValueError if unusable."""
-    path = logs_dir / (run_id or "latest") / "summary.json"
-    try:
-        data = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise ValueError(f"no run to resume: {path} does not exist") from None
-    except (OSError, orjson.JSONDecodeError) as e:
-        raise ValueError(f"cannot resume from {path}: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"cannot resume from {path}: not a run summary")
-    return data
-
-
-def recorded_peaks(logs_dir: Path, job_ids: set[str], runs: int = 5) -> list[int]:
-    """Peak RSS of these jobs in the last few runs' summaries (for --max-workers auto)."""
-    try:
-        names = sorted((d.name for d in logs_dir.iterdir() if d.is_dir() and not d.is_symlink()), reverse=True)
-    except OSError:
-        return []
-    peaks = []
-    for name in names[:runs]:
-        try:
-            data = orjson.loads((logs_dir / name / "summary.json").read_bytes())
-            peaks += [int(j["peak_rss_bytes"]) for j in data.get("jobs", [])
-                      if j.get("id") in job_ids and j.get("peak_rss_bytes")]  # fmt: skip
-        except (OSError, orjson.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError):
-            continue
-    return peaks
 
 
 def make_executor(cfg: Config, logs_dir: Path | None = None) -> Executor | None:
