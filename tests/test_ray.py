@@ -52,6 +52,17 @@ def ray_head() -> Iterator[str]:
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
 
 
+@pytest.fixture(autouse=True)
+def no_ray_job_left_running(ray_head: str) -> Iterator[None]:
+    """After each test, whatever ran before it: the cluster holds no RUNNING job."""
+    yield
+
+    def none_running() -> bool:
+        return not [j for j in _jobs(ray_head) if str(getattr(j, "status", "")).endswith("RUNNING")]
+
+    wait_for(none_running, timeout=60, what="no Ray job RUNNING after the test")
+
+
 def _reachable(address: str) -> bool:
     from ray.job_submission import JobSubmissionClient
 
@@ -172,9 +183,3 @@ def test_unreachable_cluster_is_a_usage_error(tmp_path: Path, ray_head: str) -> 
     r = run_cli(tmp_path, "run", timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "cannot reach the Ray cluster" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-
-
-def test_no_ray_job_left_running(ray_head: str) -> None:
-    """After the tests above, the cluster holds no RUNNING job of ours."""
-    running = [j for j in _jobs(ray_head) if str(getattr(j, "status", "")).endswith("RUNNING")]
-    assert running == [], running
