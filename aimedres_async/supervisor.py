@@ -148,6 +148,9 @@ class Supervisor:
         self.slots = Slots(opts.max_workers)
         self.pools = pools or capacity(cfg)
         self.run_attempt: Executor = executor or run_attempt  # local processes unless told otherwise
+        # Only the local executor's jobs are children of ours; other executors run helper commands
+        # (sbatch, squeue) as children that the escaped-process sweep must leave alone.
+        self.local_processes = executor is None
         # elsewhere (Ray, Slurm) the cluster schedules resources; a test's fake executor may ask for the pools
         self.local_resources = executor is None if local_resources is None else local_resources
         if not self.local_resources:
@@ -471,7 +474,8 @@ class Supervisor:
                 job = self._index.get(job_id)
                 if rss and job is not None and job.status is None:
                     self.log.emit("job.sample", job=job_id, attempt=job.attempts, rss_bytes=rss)
-            await self._kill_escaped(snapshot)
+            if self.local_processes:
+                await self._kill_escaped(snapshot)
 
     async def _kill_escaped(self, snapshot: list[procs.ProcInfo]) -> None:
         """A job's escaped descendants (setsid, double fork) die once their attempt has ended.
