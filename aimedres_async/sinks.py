@@ -452,6 +452,7 @@ class RunLog:
         self._failed: list[JsonlFile] = []  # closed job files that had a write error
         self._unopened: dict[str, list[bytes]] = {}  # records of jobs whose file is not open yet
         self._events_buf: list[bytes] = []
+        self.pointer = pointer
         point_latest(logs_dir, run_id, pointer)
 
     def job_path(self, job: str) -> Path:
@@ -541,7 +542,7 @@ class RunLog:
             f.close()
             self._jobs[job] = JsonlFile(self.job_path(job))
         with contextlib.suppress(OSError):
-            point_latest(self.dir.parent, self.run_id)
+            point_latest(self.dir.parent, self.run_id, self.pointer)
         return True
 
     def write_errors(self) -> list[str]:
