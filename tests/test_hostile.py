@@ -182,7 +182,7 @@ def test_reload_with_huge_max_workers_keeps_the_daemon(tmp_path: Path, marker: s
     write_config(tmp_path, daemon_config(marker, '[jobs.j]\ncommand = ["true"]\n'))
     Spool(tmp_path / "spool").ensure()
     d = daemons.start(tmp_path)
-    wait_for(lambda: (tmp_path / "logs" / "latest" / "events.jsonl").exists(), what="the daemon started")
+    wait_for(lambda: (tmp_path / "logs" / "latest-daemon" / "events.jsonl").exists(), what="the daemon started")
     write_config(tmp_path, daemon_config(marker, '[jobs.j]\ncommand = ["true"]\n', workers=HUGE))
     d.signal(signal.SIGHUP)
     wait_for(lambda: "reload failed" in d.stderr(), what="a reload warning")
