@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,59 @@ def marker() -> Any:
         except OSError:
             pass
     assert not leftovers, f"job processes survived the test: {leftovers}"
+
+
+RAY_PORT = 8265
+
+
+def _ray_reachable(address: str) -> bool:
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        JobSubmissionClient(address)
+        return True
+    except Exception:
+        return False
+
+
+def _ray_job_runs(address: str) -> bool:
+    """A trivial job submitted and finished: the dashboard, the job agent and a worker all answer."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    try:
+        client = JobSubmissionClient(address)
+        sid = client.submit_job(entrypoint="true")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if client.get_job_status(sid) in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+                return client.get_job_status(sid) == JobStatus.SUCCEEDED
+            time.sleep(0.5)
+    except Exception:
+        return False
+    return False
+
+
+@pytest.fixture(scope="session")
+def ray_head() -> Iterator[str]:
+    """One local Ray head for the whole session (started here unless one is already up), stopped after."""
+    try:
+        import ray.job_submission
+    except ImportError:
+        print("\nSKIP Ray tests: Ray is not installed (pip install -e '.[ray]')", file=sys.stderr)
+        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    assert ray, "ray is importable but its `ray` command is not on PATH"
+    address = f"http://127.0.0.1:{RAY_PORT}"
+    started_here = False
+    if not _ray_reachable(address):
+        subprocess.run(
+            [ray, "start", "--head", "--num-cpus", "2", "--include-dashboard", "true",
+             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(RAY_PORT), "--disable-usage-stats"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        started_here = True
+        wait_for(lambda: _ray_reachable(address), timeout=60, what="the Ray dashboard")
+    wait_for(lambda: _ray_job_runs(address), timeout=120, what="a trivial Ray job to succeed")
+    yield address
+    if started_here:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)

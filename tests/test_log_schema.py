@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from conftest import PY, read_jsonl, run_cli, run_dir, start_cli, wait_for, write_config
 from helpers_daemon import Daemons, daemon_config, drop, wait_final
-from test_ray import ray_head  # noqa: F401 - the module-scoped fixture that starts a local Ray head
 
 from aimedres_async.schema import RECORD_KINDS, SCHEMA_VERSION, load
 
@@ -248,7 +247,7 @@ def test_records_of_the_daemon_validate(tmp_path: Path, marker: str) -> None:
 
 @pytest.mark.ray
 @pytest.mark.timeout(300)
-def test_records_of_a_ray_run_validate(tmp_path: Path, ray_head: str) -> None:  # noqa: F811
+def test_records_of_a_ray_run_validate(tmp_path: Path, ray_head: str) -> None:
     # No `marker` here: Ray gives a job's env to its own ray::JobSupervisor actor too, which Ray ends
     # on its own schedule after the job; tests/test_ray.py checks that no Ray job is left running.
     address = ray_head

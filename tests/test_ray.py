@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,36 +18,6 @@ from conftest import PY, events, job_summary, read_jsonl, run_cli, run_dir, star
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parent.parent
-PORT = 8265
-
-
-def _ray_bin() -> str | None:
-    found = shutil.which("ray", path=str(Path(sys.executable).parent))
-    return found or shutil.which("ray")
-
-
-@pytest.fixture(scope="module")
-def ray_head() -> Iterator[str]:
-    try:
-        import ray.job_submission
-    except ImportError:
-        print("\nSKIP tests/test_ray.py: Ray is not installed (pip install -e '.[ray]')", file=sys.stderr)
-        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
-    ray = _ray_bin()
-    assert ray, "ray is importable but its `ray` command is not on PATH"
-    address = f"http://127.0.0.1:{PORT}"
-    started_here = False
-    if not _reachable(address):
-        subprocess.run(
-            [ray, "start", "--head", "--num-cpus", "2", "--include-dashboard", "true",
-             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(PORT), "--disable-usage-stats"],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
-        started_here = True
-        wait_for(lambda: _reachable(address), timeout=60, what="the Ray dashboard")
-    yield address
-    if started_here:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
 
 
 @pytest.fixture(autouse=True)
@@ -61,16 +29,6 @@ def no_ray_job_left_running(ray_head: str) -> Iterator[None]:
         return not [j for j in _jobs(ray_head) if str(getattr(j, "status", "")).endswith("RUNNING")]
 
     wait_for(none_running, timeout=60, what="no Ray job RUNNING after the test")
-
-
-def _reachable(address: str) -> bool:
-    from ray.job_submission import JobSubmissionClient
-
-    try:
-        JobSubmissionClient(address)
-        return True
-    except Exception:
-        return False
 
 
 def _jobs(address: str) -> list[object]:
