@@ -15,9 +15,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import EXECUTORS, MAX_INT, MAX_WORKERS, Config, ConfigError, builtin, load, parse_duration
+from . import __version__, legacy
+from .config import (
+    EXECUTORS,
+    MAX_INT,
+    MAX_WORKERS,
+    Config,
+    ConfigError,
+    builtin,
+    find_config,
+    load,
+    parse_duration,
+)
 from .jobs import SelectionError
+from .legacy import LegacyError
 from .usage import Parser, UsageError
 
 __all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main", "main_exit"]
@@ -25,6 +36,7 @@ __all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main", "main_exit"]
 COMMANDS = ("run", "list", "validate", "serve", "submit", "status", "logs", "init", "cancel", "wait", "pause",
             "resume", "report")
 EXIT_USAGE = 2
+EXIT_DISCOVERY = 3  # --strict-discovery, as run_all_training.py
 
 
 def _int_at_least(lo: int, hi: int = MAX_INT) -> Callable[[str], int]:
@@ -100,11 +112,14 @@ def _subcommand(sub: Any, name: str, help: str) -> Parser:
 
 def _selection_options(sp: Parser) -> Any:
     g = sp.add_argument_group("job selection")
-    g.add_argument("--only", nargs="+", action="extend", metavar="ID", default=[], help="run only these jobs")
-    g.add_argument("--exclude", nargs="+", action="extend", metavar="ID", default=[], help="skip these jobs")
+    # nargs="*": an empty `--only` selects every job, as run_all_training.py did (a CI input left blank)
+    g.add_argument("--only", nargs="*", action="extend", metavar="ID", default=[],
+                   help="run only these jobs (also old ids: train_als, ALS)")  # fmt: skip
+    g.add_argument("--exclude", nargs="*", action="extend", metavar="ID", default=[], help="skip these jobs")
     g.add_argument("--no-auto-discover", action="store_true", help="only the jobs in [jobs.*], no discovery")
     g.add_argument("--discover-root", nargs="+", metavar="DIR",
                    help="discover scripts under these folders instead of [discovery] roots")  # fmt: skip
+    legacy.add_discovery_flags(sp.add_argument_group("discovery (run_all_training.py flags)"), _positive_int)
     return g
 
 
@@ -163,6 +178,7 @@ def build_parser() -> Parser:
     rep.add_argument("--logs-dir", metavar="DIR", help="where run folders are (default: [supervisor] logs_dir)")
     ini = _subcommand(sub, "init", "write a commented starter aimedres.toml (never overwrites)")
     ini.add_argument("path", nargs="?", default="aimedres.toml", help="where to write it (default: ./aimedres.toml)")
+    legacy.add_init_flags(ini)
     for sp in (run, lst, val, srv, smt, sts, lgs, cnc, wat, pse, rsm, rep):  # `run --config X` too
         sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for sp in (run, lst, val, srv):
@@ -174,7 +190,10 @@ def build_parser() -> Parser:
     _selection_options(lst)
     # `list` shows what it would run; these change nothing it shows, but `run --list` accepts them.
     lst.set_defaults(epochs=None, folds=None, sample=None, batch=None, extra_arg=[], base_output_dir=None,
-                     parallel=None, retries=None, timeout=None)  # fmt: skip
+                     parallel=None, retries=None, timeout=None, summary_dir=None)  # fmt: skip
+    for sp in (run, lst, val):
+        sp.add_argument("--python", metavar="PATH",
+                        help="interpreter for .py scripts (default: [supervisor] python, else this one)")  # fmt: skip
 
     g = run.add_argument_group("passed to the scripts (a job's own config value wins)")
     g.add_argument("--epochs", type=_positive_int, metavar="N", help="passed as --epochs to scripts that accept it")
@@ -208,6 +227,7 @@ def build_parser() -> Parser:
     g.add_argument("--junit-xml", metavar="PATH", help="write a JUnit report, one testcase per job")
     g.add_argument("--report", metavar="FILE",
                    help="at the end (also after Ctrl+C) write the run's self-contained HTML report to FILE")
+    legacy.add_summary_flag(g)
     return p
 
 
@@ -230,18 +250,28 @@ def _with_default_command(argv: list[str]) -> list[str]:
     return [*argv, "run"] if not argv or argv[-1] != "--help" else argv
 
 
-def _find_config(arg: str | None) -> Config:
+def _find_config(arg: str | None) -> tuple[Config, str]:
+    """The config and a line saying which one is used (or that none was found, and where we looked)."""
     explicit = arg or os.environ.get("AIMEDRES_CONFIG")
     if explicit:
-        return load(Path(explicit))
-    default = Path("aimedres.toml")
-    if default.exists():
-        return load(default)
-    return builtin(Path.cwd())
+        legacy.check_config_path(explicit)
+        how = "--config" if arg else "$AIMEDRES_CONFIG"
+        return load(Path(explicit)), f"config: {Path(explicit).absolute()} (from {how})"
+    cwd = Path.cwd()
+    found, top = find_config(cwd)
+    if found is not None:
+        if found.parent == cwd:  # named as the user would, in messages about it
+            return load(Path(found.name)), f"config: {found}"
+        return load(found), f"config: {found} (found in a parent folder)"
+    upto = f"{cwd}" if top == cwd else f"{cwd} and its parents up to {top}"
+    return builtin(cwd), f"config: no aimedres.toml in {upto}; using built-in defaults"
 
 
 def _apply_cli(cfg: Config, a: argparse.Namespace) -> Config:
     sup = cfg.supervisor
+    if getattr(a, "python", None):  # relative to where the command runs, as any path on a command line
+        python = a.python if "/" not in a.python else os.path.abspath(os.path.expanduser(a.python))
+        sup = dataclasses.replace(sup, python=python)
     if a.parallel:
         sup = dataclasses.replace(sup, parallel=True)
     if "max_workers" in a:
@@ -255,8 +285,16 @@ def _apply_cli(cfg: Config, a: argparse.Namespace) -> Config:
 
 
 def _plan(cfg: Config, a: argparse.Namespace) -> Any:
-    from .jobs import Overrides, plan
+    from .jobs import DiscoveryOverrides, Overrides, plan
+    from .preflight import interpreter_problems
 
+    discovery = DiscoveryOverrides(
+        include=tuple(a.include_pattern),
+        exclude_regex=a.exclude_regex,
+        limit=a.discovery_limit,
+        allow_overrides=a.allow_discovery_overrides,
+        optional=a.mark_discovered_optional,
+    )
     overrides = Overrides(
         retries=a.retries,
         timeout=a.timeout,
@@ -264,11 +302,16 @@ def _plan(cfg: Config, a: argparse.Namespace) -> Any:
         output_dir=Path(a.base_output_dir).resolve() if a.base_output_dir else None,
     )
     roots = [str(Path(r).resolve()) for r in a.discover_root] if a.discover_root else None
-    return plan(
+    p = plan(
         cfg, overrides,
         discover_enabled=False if a.no_auto_discover else (True if roots else None),
-        roots=roots, only=a.only, exclude=a.exclude,
+        roots=roots, only=a.only, exclude=a.exclude, discovery=discovery,
     )  # fmt: skip
+    # on Ray the scripts run on the cluster's machines: their interpreter need not exist here
+    problems = [] if cfg.supervisor.executor == "ray" else interpreter_problems(p.jobs)
+    if problems:
+        raise ConfigError(problems)
+    return p
 
 
 def _print_list(cfg: Config, p: Any) -> None:
@@ -319,11 +362,30 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
     cfg = _apply_cli(cfg, a)
     p = _plan(cfg, a)
     console = _console(a, live=not (a.list or a.dry_run))
-    for w in p.warnings:
-        console.warning(w)
+
+    def preamble() -> None:
+        """The config in use first (JSON has it in run.started), then notes and discovery warnings.
+        Printed once every usage check passed: a usage error stays one line."""
+        if not console.json:
+            console.info(a.config_line)
+        for note in p.notes:
+            console.info(note)
+        for w in p.warnings:
+            console.warning(w)
+
+    if a.strict_discovery and (p.warnings or not p.jobs):
+        preamble()
+        reason = "it reported the problems above" if p.warnings else "it found no jobs"
+        print(f"aimedres-async: error: --strict-discovery: {reason}", file=sys.stderr)
+        return EXIT_DISCOVERY
     if a.list:
+        preamble()
         _print_list(cfg, p)
         return 0
+    if not p.jobs:
+        for w in p.warnings:  # they may say why
+            console.warning(w)
+        raise UsageError(f"no jobs to run (check [jobs.*], [discovery] roots, --only/--exclude); {a.config_line}")
     logs_dir = Path(a.logs_dir).resolve() if a.logs_dir else cfg.resolve(cfg.supervisor.logs_dir)
     if not a.dry_run:
         from .reporting import mark_interrupted
@@ -332,6 +394,7 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
             console.warning(f"run {dead} was cut short (its supervisor died): its summary now says interrupted")
     resume, pools = _check_runnable(cfg, p, logs_dir, a.resume)  # --dry-run refuses what run refuses
     if a.dry_run:
+        preamble()
         for s in p.jobs:
             print(f"# {s.id}  (cwd {shlex.quote(str(s.cwd))})")
             print(s.shell_command())
@@ -344,12 +407,13 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
 
     executor = _executor(cfg, logs_dir)
     workers = default_workers(cfg.supervisor.parallel, cfg.supervisor.max_workers)
+    auto_note = None
     if cfg.supervisor.parallel and cfg.supervisor.max_workers is None:
         # memory peaks measured on a cluster's nodes say nothing about this machine's memory
         peaks = recorded_peaks(logs_dir, {s.id for s in p.jobs}) if executor is None else []
         cpus = int(pools.total_cpus) if pools.total_cpus else os.cpu_count() or 1
         workers, why = auto_workers(peaks, max(1, cpus), pools.total_memory or 0)
-        console.info(f"max_workers auto: {workers} ({why})")
+        auto_note = f"max_workers auto: {workers} ({why})"
     opts = RunOptions(
         max_workers=workers,
         logs_dir=logs_dir,
@@ -373,6 +437,9 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
             sup = Supervisor(cfg, p.jobs, opts, console, pools, executor)
         except OSError as e:
             raise UsageError(f"cannot write logs under {logs_dir}: {e.strerror or e}") from None
+        preamble()  # every usage check passed: the config in use is the first line
+        if auto_note is not None:
+            console.info(auto_note)
 
         from . import procs
 
@@ -404,11 +471,34 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
             width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
             sys.stdout.write("\n" + results_table(sup.summary()["jobs"], width))
             sys.stdout.write(f"logs: {sup.log.dir}\n")
-            sys.stdout.flush()
+        _after_run(cfg, a, sup, console)
         for late in signals.late:
             print(f"aimedres-async: {late.name} arrived while finishing; the run had already stopped",
                   file=sys.stderr)  # fmt: skip
     return code
+
+
+def _after_run(cfg: Config, a: argparse.Namespace, sup: Any, console: Any) -> None:
+    """The old orchestrator's training_summary_<time>.json (--summary-dir, [supervisor] summary_dir),
+    and the exact `logs` command of the first failed job."""
+    summary_dir = Path(a.summary_dir) if a.summary_dir else None  # the command line's: relative to here
+    if summary_dir is None and cfg.supervisor.summary_dir:
+        summary_dir = cfg.resolve(cfg.supervisor.summary_dir)
+    if summary_dir is not None:
+        try:
+            path = legacy.write_training_summary(summary_dir, sup.log.dir / "summary.json", sup.summary())
+            if console.json:
+                console.info(f"summary: {path}")
+            else:
+                sys.stdout.write(f"summary: {path}\n")
+        except OSError as e:
+            print(f"aimedres-async: warning: could not write a summary into {summary_dir}: {e.strerror or e}",
+                  file=sys.stderr)  # fmt: skip
+    if not console.json:
+        from .diagnose import logs_hint
+
+        sys.stdout.write(logs_hint(sup.summary()["jobs"], sup.run_id, getattr(a, "config", None)))
+    sys.stdout.flush()
 
 
 def _pools(cfg: Config) -> Any:
@@ -506,11 +596,20 @@ def cmd_list(cfg: Config, a: argparse.Namespace) -> int:
 
 def cmd_validate(cfg: Config, a: argparse.Namespace) -> int:
     from .jobs import plan
+    from .preflight import interpreter_problems
 
+    if a.python:
+        cfg = _apply_cli(cfg, argparse.Namespace(python=a.python, parallel=None, epochs=None, folds=None,
+                                                 sample=None, batch=None))  # fmt: skip
     p = plan(cfg)
+    problems = [] if cfg.supervisor.executor == "ray" else interpreter_problems(p.jobs)
+    if problems:
+        raise ConfigError(problems)
+    problems, _pools = _job_problems(cfg, p)
+    if not problems:  # first, unless the answer is an error (then one line per problem)
+        print(a.config_line, file=sys.stderr)
     for w in p.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    problems, _pools = _job_problems(cfg, p)
     if problems:
         raise ConfigError([f"{cfg.path or 'built-in defaults'}: {problem}" for problem in problems])
     where = cfg.path or "built-in defaults"
@@ -783,9 +882,21 @@ def cmd_init(a: argparse.Namespace) -> int:
     from .starter import starter_text
 
     path = Path(a.path)
+    if a.from_yaml:
+        from .config import parse
+
+        text = legacy.convert_yaml(Path(a.from_yaml))
+        try:
+            parse(text, path, path.absolute().parent)  # what is written must load
+        except ConfigError as e:
+            raise LegacyError(f"{a.from_yaml}: converts to an invalid config: {e.problems[0]}") from None
+    else:
+        text = starter_text()
+    if path.exists():
+        raise UsageError(f"{path} already exists; not overwriting it")
     try:
         with open(path, "x", encoding="utf-8") as f:  # "x": refuse to overwrite
-            f.write(starter_text())
+            f.write(text)
     except FileExistsError:
         raise UsageError(f"{path} already exists; not overwriting it") from None
     except OSError as e:
@@ -800,7 +911,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         a = build_parser().parse_args(_with_default_command(args))
         if a.command == "init":
             return cmd_init(a)
-        cfg = _find_config(a.config)
+        cfg, a.config_line = _find_config(a.config)
         if getattr(a, "executor", None):
             cfg = dataclasses.replace(cfg, supervisor=dataclasses.replace(cfg.supervisor, executor=a.executor))
         handler = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "serve": cmd_serve,
@@ -815,7 +926,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"aimedres-async: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except SelectionError as e:
+    except (SelectionError, LegacyError) as e:
         print(f"aimedres-async: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -77,6 +77,7 @@ class JobSettings:
     optional: bool | None = None
     resources: Resources | None = None
     stall_timeout: float | None = None  # stop and retry a job silent this long (0/unset: off)
+    metrics_file: str | None = None  # a path or glob under the job's output folder: its JSON = final metrics
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class JobConfig:
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] = ()
     settings: JobSettings = field(default_factory=JobSettings)
+    python: str | None = None  # interpreter for this job's .py script (beats [supervisor] python)
+    output_dir: str | None = None  # its output folder, relative to [supervisor] output_dir (default: the id)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class SupervisorConfig:
     max_workers: int | None = None  # None = "auto"
     logs_dir: str = "logs"
     output_dir: str = "results"
+    summary_dir: str = ""  # also write each run's summary here as training_summary_<UTC time>.json ("" = no)
     python: str = ""
     stop_signal: str = "SIGINT"
     grace_period: float = 10.0
@@ -501,6 +505,7 @@ _SUPERVISOR_SCHEMA: dict[str, Callable[[object], Any]] = {
     "max_workers": _want_workers,
     "logs_dir": _want_str,
     "output_dir": _want_str,
+    "summary_dir": _want_str,
     "python": _want_str,
     "stop_signal": _want_choice(STOP_SIGNALS),
     "grace_period": _want_duration,
@@ -553,7 +558,17 @@ def _settings_schema(problems: _Problems, keypath: tuple[str, ...]) -> dict[str,
         "epochs": _want_int(1), "folds": _want_int(1), "sample": _want_int(1), "batch": _want_int(1),
         "retries": _want_int(0), "backoff": backoff, "timeout": _want_timeout, "env": _want_env,
         "optional": _want_bool, "resources": resources, "stall_timeout": _want_timeout,
+        "metrics_file": _want_metrics_file,
     }  # fmt: skip
+
+
+def _want_metrics_file(v: object) -> str:
+    text = _want_str(v)
+    if not text.strip():
+        raise ValueError("must not be empty")
+    if text.startswith("/") or ".." in Path(text).parts:
+        raise ValueError("must be a path or glob inside the job's output folder (relative, no '..')")
+    return text
 
 
 def _fraction(v: object) -> float:
@@ -571,10 +586,12 @@ def _job(
         problems.add(keypath, "invalid job id (use lowercase letters, digits, '_', '.', '-'; at most 64)")
         return None
     schema: dict[str, Callable[[object], Any]] = dict(_settings_schema(problems, keypath))
-    schema.update(script=_want_str, command=_want_str_list, args=_want_str_list)
+    schema.update(script=_want_str, command=_want_str_list, args=_want_str_list, python=_want_nonempty,
+                  output_dir=_want_nonempty)  # fmt: skip
     parsed = _table(raw, keypath, schema, problems)
     script, command = parsed.pop("script", None), parsed.pop("command", None)
     args = parsed.pop("args", ())
+    python, output_dir = parsed.pop("python", None), parsed.pop("output_dir", None)
     if isinstance(raw, dict) and "script" not in raw and "command" not in raw:
         problems.add(keypath, "needs `script = \"path/to/train.py\"` or `command = [...]`")
     elif script is not None and command is not None:
@@ -583,9 +600,19 @@ def _job(
         problems.add((*keypath, "command"), "must not be empty")
     elif script is not None and not script.strip():
         problems.add((*keypath, "script"), "must not be empty")
+    if python is not None and command is not None:
+        problems.add((*keypath, "python"), "only a `script` job has an interpreter; a `command` names its own")
     return JobConfig(
-        id=job_id, script=script, command=command, args=args, settings=JobSettings(**parsed)
-    )
+        id=job_id, script=script, command=command, args=args, settings=JobSettings(**parsed),
+        python=python, output_dir=output_dir,
+    )  # fmt: skip
+
+
+def _want_nonempty(v: object) -> str:
+    text = _want_str(v)
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
 
 
 _TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs", "logging", "ray", "slurm")
@@ -750,6 +777,23 @@ def load(path: Path) -> Config:
     except UnicodeDecodeError as e:
         raise ConfigError([f"{path}: config is not UTF-8 text (byte {e.start})"]) from None
     return parse(text, path, path.resolve().parent)
+
+
+CONFIG_NAME = "aimedres.toml"
+
+
+def find_config(start: Path) -> tuple[Path | None, Path]:
+    """`aimedres.toml` in `start` or the nearest parent, looking no higher than the repository root
+    (a folder holding `.git`) or `/`, as git looks for `.git`. Returns (the file or None, the last
+    folder looked in)."""
+    folder = start
+    while True:
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate, folder
+        if (folder / ".git").exists() or folder.parent == folder:
+            return None, folder
+        folder = folder.parent
 
 
 def builtin(base_dir: Path) -> Config:

@@ -6,15 +6,18 @@ No I/O here except reading scripts, which discovery parses with `ast` (never run
 from __future__ import annotations
 
 import ast
+import dataclasses
 import enum
+import os
 import re
 import shlex
+import shutil
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import JOB_ID_RE, Backoff, Config, JobConfig, JobSettings, Resources, Ticket
+from .config import JOB_ID_RE, Backoff, Config, ConfigError, JobConfig, JobSettings, Resources, Ticket
 
 
 class Outcome(enum.StrEnum):
@@ -116,6 +119,14 @@ class JobSpec:
     resources: Resources
     origin: str  # "config", "discovered" or "ticket"
     stall_timeout: float | None = None
+    python: str | None = None  # the interpreter of a .py script (argv[0]); None for other commands
+    output_base: Path | None = None  # the base output folder, made (with parents) before every attempt
+    metrics_file: str | None = None  # path or glob under the job's output folder, read after success
+
+    @property
+    def workdir(self) -> Path:
+        """Where `metrics_file` is looked up: the job's output folder, else its working folder."""
+        return self.output_dir or self.cwd
 
     def shell_command(self) -> str:
         return shlex.join(self.argv)
@@ -132,14 +143,30 @@ class Overrides:
 
 
 @dataclass(frozen=True)
+class DiscoveryOverrides:
+    """Command-line changes to discovery (the old run_all_training.py flags)."""
+
+    include: tuple[str, ...] = ()  # --include-pattern: more file-name globs
+    exclude_regex: str | None = None  # --exclude-regex: skip paths (relative to the config folder) it finds
+    limit: int | None = None  # --discovery-limit: stop after this many scripts
+    allow_overrides: bool = False  # --allow-discovery-overrides: a discovered script beats [jobs.<id>]
+    optional: bool = False  # --mark-discovered-optional
+
+
+@dataclass(frozen=True)
 class Plan:
     jobs: tuple[JobSpec, ...]
     skipped: tuple[ScriptInfo, ...]  # discovered scripts that do not parse
-    warnings: tuple[str, ...]
+    warnings: tuple[str, ...]  # discovery problems (a root that is missing, a script that does not parse)
+    notes: tuple[str, ...] = ()  # things the user should know that are not problems
 
 
 class SelectionError(ValueError):
     """--only/--exclude named ids that match no job."""
+
+
+class AmbiguousJobs(ConfigError):
+    """Discovery found two or more scripts for one job id and nothing says which one to run."""
 
 
 # ---------------------------------------------------------------- reading scripts
@@ -187,7 +214,9 @@ def read_script(path: Path) -> ScriptInfo:
 
 # ---------------------------------------------------------------- discovery
 
-_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "venv", "env", "virtualenv"}
+# Never training code of the repository: caches, build output, installed packages, virtual envs.
+# Hidden folders (.git, .tox, .nox, .venv, ...) and any folder holding pyvenv.cfg are skipped too.
+_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "build", "dist", "venv", "env", "virtualenv"}
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -229,13 +258,22 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def discover(
-    base_dir: Path, roots: Iterable[str | Path], include: Sequence[str], exclude: Sequence[str]
+    base_dir: Path,
+    roots: Iterable[str | Path],
+    include: Sequence[str],
+    exclude: Sequence[str],
+    exclude_regex: re.Pattern[str] | None = None,
+    limit: int | None = None,
 ) -> tuple[list[tuple[str, ScriptInfo]], list[str]]:
-    """Find training scripts under `roots`; returns (job id, script) pairs and warnings."""
+    """Find training scripts under `roots`; returns (job id, script) pairs and warnings.
+
+    Every script found is returned, two or more for one id included: which of them runs is
+    decided by the caller (see `plan`), never by the order of the walk.
+    """
     inc = [(glob_regex(p), "/" in p) for p in include]
     exc = [glob_regex(p) for p in exclude]
     found: list[tuple[str, ScriptInfo]] = []
-    seen: dict[str, Path] = {}
+    seen: set[Path] = set()
     warnings: list[str] = []
     for root_name in roots:
         root = base_dir / root_name
@@ -253,16 +291,44 @@ def discover(
                 continue
             if any(r.fullmatch(rel) or r.fullmatch(path.name) for r in exc):
                 continue
+            if exclude_regex is not None and exclude_regex.search(rel):
+                continue
+            if path in seen:  # overlapping roots
+                continue
+            seen.add(path)
             stem = path.stem.removeprefix("train_").lower()
             if not JOB_ID_RE.fullmatch(stem):
                 warnings.append(f"{rel}: {stem!r} is not a valid job id; skipped")
                 continue
-            if stem in seen:
-                warnings.append(f"{rel}: job id {stem!r} already taken by {seen[stem]}; skipped")
-                continue
-            seen[stem] = path
             found.append((stem, read_script(path)))
+            if limit is not None and len(found) >= limit:
+                return found, warnings
     return found, warnings
+
+
+def _rel(cfg: Config, path: Path) -> Path:
+    return path.relative_to(cfg.base_dir) if path.is_relative_to(cfg.base_dir) else path
+
+
+_OLD_COPY_PARTS = {"legacy", "old", "files", "backup", "backups", "archive", "deprecated", "copy", "tmp"}
+
+
+def ambiguity(cfg: Config, job_id: str, paths: Sequence[Path]) -> str:
+    """One line: every script found for `job_id`, and the two ways to choose one. The example
+    picks the copy that looks canonical (under src/, not in a legacy-looking folder); the user decides."""
+    rels = [_rel(cfg, p).as_posix() for p in paths]
+
+    def rank(rel: str) -> tuple[bool, bool, int]:
+        parts = rel.lower().split("/")[:-1]
+        return (any(p in _OLD_COPY_PARTS for p in parts), "src" not in parts, -len(parts))
+
+    keep = min(rels, key=rank)
+    others = sorted({str(Path(r).parent.as_posix()) for r in rels if r != keep} - {"."})
+    glob = f'"{others[0]}/**"' if others else f'"{next(r for r in rels if r != keep)}"'
+    where = cfg.path.name if cfg.path else "aimedres.toml"
+    return (f"job id {job_id!r} matches {len(rels)} discovered scripts: {', '.join(rels)}; say which one runs "
+            f'with [jobs.{job_id}] script = "{keep}" in {where}, or skip the others with a [discovery] '
+            f"exclude glob such as {glob}")
 
 
 # ---------------------------------------------------------------- building commands
@@ -279,7 +345,8 @@ def build_spec(
     """Resolve one job: its argv (flags only where the script accepts them) and its settings."""
     d, s = cfg.defaults, job.settings
     base_out = overrides.output_dir or cfg.resolve(cfg.supervisor.output_dir)
-    output_dir = base_out / job.id
+    output_dir = base_out / (job.output_dir or job.id)  # an absolute per-job output_dir stays as it is
+    python: str | None = None
     accepts: frozenset[str] = frozenset()
     script_path: Path | None = None
     if job.command is not None:
@@ -291,7 +358,8 @@ def build_spec(
             info = read_script(script_path)
         accepts = frozenset(info.flags)
         if script_path.suffix == ".py":
-            argv = [cfg.supervisor.python or sys.executable, job.script]
+            python = resolve_python(job.python or cfg.supervisor.python, cfg.base_dir)
+            argv = [python, job.script]
         else:
             argv = [job.script if "/" in job.script else f"./{job.script}"]
         values: dict[str, object] = {"output_dir": output_dir}
@@ -318,7 +386,22 @@ def build_spec(
         resources=s.resources or d.resources or Resources(),
         origin=origin,
         stall_timeout=_pick("stall_timeout", s, d) or None,  # type: ignore[arg-type]
+        python=python,
+        output_base=base_out,
+        metrics_file=_pick("metrics_file", s, d),  # type: ignore[arg-type]
     )
+
+
+def resolve_python(value: str | None, base_dir: Path) -> str:
+    """The interpreter to run .py scripts with: a path (relative to `base_dir`), a name looked up
+    in PATH, or (empty) the one running the supervisor. A venv's python is a symlink that must
+    not be resolved: run through the link, it is the venv's interpreter."""
+    if not value:
+        return sys.executable
+    if "/" in value:
+        path = Path(value).expanduser()
+        return os.path.normpath(path if path.is_absolute() else base_dir / path)
+    return shutil.which(value) or value
 
 
 def plan(
@@ -329,42 +412,93 @@ def plan(
     roots: Sequence[str | Path] | None = None,
     only: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    discovery: DiscoveryOverrides = DiscoveryOverrides(),
 ) -> Plan:
-    """Every job to run, in config order then discovery order, after --only/--exclude."""
-    specs: list[JobSpec] = [build_spec(cfg, j, None, overrides, "config") for j in cfg.jobs]
+    """Every job to run, in config order then discovery order, after --only/--exclude.
+
+    Raises AmbiguousJobs when a selected id has two or more discovered scripts and the config
+    does not name one, SelectionError when --only/--exclude name no job.
+    """
+    jobs: dict[str, JobConfig] = {j.id: j for j in cfg.jobs}
+    origin = dict.fromkeys(jobs, "config")
+    infos: dict[str, ScriptInfo] = {}
     skipped: list[ScriptInfo] = []
     warnings: list[str] = []
+    ambiguous: dict[str, list[Path]] = {}
     enabled = cfg.discovery.enabled if discover_enabled is None else discover_enabled
     if enabled:
-        configured = {j.id for j in cfg.jobs}
+        try:
+            regex = re.compile(discovery.exclude_regex) if discovery.exclude_regex is not None else None
+        except re.error as e:
+            raise SelectionError(f"--exclude-regex {discovery.exclude_regex!r}: {e}") from None
         found, warnings = discover(
             cfg.base_dir,
             roots if roots is not None else cfg.discovery.roots,
-            cfg.discovery.include,
+            (*cfg.discovery.include, *discovery.include),
             cfg.discovery.exclude,
+            regex,
+            discovery.limit,
         )
+        by_id: dict[str, list[ScriptInfo]] = {}
         for job_id, info in found:
-            if job_id in configured:
-                continue  # the config's own definition wins
-            if info.error:
+            by_id.setdefault(job_id, []).append(info)
+        for job_id, found_infos in by_id.items():
+            if origin.get(job_id) == "config" and not discovery.allow_overrides:
+                continue  # the config's own definition wins (and says which script, if several)
+            if len(found_infos) > 1:
+                ambiguous[job_id] = [i.path for i in found_infos]
+            info = found_infos[0]
+            if info.error and job_id not in ambiguous:  # (an unreadable copy must not hide the choice)
                 warnings.append(f"{info.path}: {info.error}; skipped")
                 skipped.append(info)
                 continue
-            rel = info.path.relative_to(cfg.base_dir) if info.path.is_relative_to(cfg.base_dir) else info.path
-            job = JobConfig(id=job_id, script=str(rel))
-            specs.append(build_spec(cfg, job, info, overrides, "discovered"))
+            base = jobs.get(job_id, JobConfig(id=job_id))
+            settings = base.settings
+            if discovery.optional:
+                settings = dataclasses.replace(settings, optional=True)
+            jobs[job_id] = dataclasses.replace(base, script=str(_rel(cfg, info.path)), command=None, settings=settings)
+            origin[job_id] = "discovered"
+            infos[job_id] = info
 
-    known = {s.id for s in specs}
-    unknown = [i for i in [*only, *exclude] if i not in known]
+    only, exclude, notes = match_ids(only, exclude, list(jobs))
+    chosen = [j for j in jobs.values() if (not only or j.id in set(only)) and j.id not in set(exclude)]
+    problems = [ambiguity(cfg, j.id, ambiguous[j.id]) for j in chosen if j.id in ambiguous]
+    if problems:
+        raise AmbiguousJobs(problems)
+    specs = [build_spec(cfg, j, infos.get(j.id), overrides, origin[j.id]) for j in chosen]
+    return Plan(tuple(specs), tuple(skipped), tuple(warnings), tuple(notes))
+
+
+def match_ids(
+    only: Sequence[str], exclude: Sequence[str], known: Sequence[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """--only/--exclude ids as given, or as the old orchestrator wrote them (`train_als`, `ALS`,
+    `train_als.py`); returns both lists with job ids and one note naming each id that was mapped."""
+    known_set = set(known)
+    mapped: list[str] = []
+    unknown: list[str] = []
+
+    def one(given: str) -> str:
+        if given in known_set:
+            return given
+        key = given.strip().lower().removesuffix(".py")
+        for candidate in (key, key.removeprefix("train_")):
+            if candidate in known_set:
+                mapped.append(f"{given} -> {candidate}")
+                return candidate
+        unknown.append(given)
+        return given
+
+    only_ids, exclude_ids = [one(i) for i in only], [one(i) for i in exclude]
     if unknown:
         raise SelectionError(
             f"unknown job id{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}"
-            f" (known: {', '.join(sorted(known)) or 'none'})"
+            f" (known: {', '.join(sorted(known_set)) or 'none'})"
         )
-    if only:
-        specs = [s for s in specs if s.id in set(only)]
-    specs = [s for s in specs if s.id not in set(exclude)]
-    return Plan(tuple(specs), tuple(skipped), tuple(warnings))
+    notes = []
+    if mapped:
+        notes.append(f"note: --only/--exclude matched {', '.join(mapped)} (a job id is the file name without train_)")
+    return only_ids, exclude_ids, notes
 
 
 # ---------------------------------------------------------------- spool tickets
@@ -379,10 +513,13 @@ def known_jobs(cfg: Config) -> dict[str, JobConfig]:
     known = {j.id: j for j in cfg.jobs}
     if cfg.discovery.enabled:
         found, _warnings = discover(cfg.base_dir, cfg.discovery.roots, cfg.discovery.include, cfg.discovery.exclude)
+        counts: dict[str, int] = {}
+        for job_id, _info in found:
+            counts[job_id] = counts.get(job_id, 0) + 1
         for job_id, info in found:
-            if job_id not in known and info.error is None:
-                rel = info.path.relative_to(cfg.base_dir) if info.path.is_relative_to(cfg.base_dir) else info.path
-                known[job_id] = JobConfig(id=job_id, script=str(rel))
+            # an id with two scripts is no job until the config says which one: never guess
+            if job_id not in known and info.error is None and counts[job_id] == 1:
+                known[job_id] = JobConfig(id=job_id, script=str(_rel(cfg, info.path)))
     return known
 
 
@@ -404,10 +541,16 @@ def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> 
                              "a ticket cannot override them")  # fmt: skip
     if ticket.job is not None:
         base = known.get(ticket.job)
+        if base is None and cfg.discovery.enabled:  # known_jobs leaves out an id with two scripts: say so
+            found, _warnings = discover(cfg.base_dir, cfg.discovery.roots, cfg.discovery.include, cfg.discovery.exclude)
+            paths = [info.path for job_id, info in found if job_id == ticket.job]
+            if len(paths) > 1:
+                raise TicketJobError(ambiguity(cfg, ticket.job, paths))
         if base is None:
             raise TicketJobError(f"unknown job {ticket.job!r} (known: {', '.join(sorted(known)) or 'none'})")
         job = JobConfig(id=own.id, script=base.script, command=base.command, args=(*base.args, *own.args),
-                        settings=_merge(base.settings, own.settings))  # fmt: skip
+                        settings=_merge(base.settings, own.settings), python=base.python,
+                        output_dir=base.output_dir)  # fmt: skip
     else:
         job = own
     if ticket.job is None and job.script is not None:  # a configured job's script is the admin's choice

@@ -44,7 +44,7 @@ def visible(text: str) -> str:
 _LINES = re.compile(r"([^\r\n]*)(\r\n|\r|\n)")
 _HIDDEN = {"ts", "t", "schema", "run", "event", "job", "attempt", "argv", "env_keys", "cwd", "job_ids",
            "script_sha256", "git", "config_sha256", "python", "host", "counts", "gpus", "started_at",
-           "platform", "supervisor_pid", "supervisor_start_time"}  # fmt: skip
+           "platform", "supervisor_pid", "supervisor_start_time", "interpreter"}  # fmt: skip
 
 
 def _human(_logger: Any, _name: str, ev: MutableMapping[str, Any]) -> str:

@@ -76,6 +76,8 @@ class ProgressDisplay:
             shown = escape(visible(" ".join(f"{k}={v}" for k, v in metrics[:SHOWN_METRICS])))
             if len(metrics) > SHOWN_METRICS:
                 shown += f" +{len(metrics) - SHOWN_METRICS} more"  # all of them: summary.json, `logs`
+            if rec.get("error"):  # why it failed, and for an import error which Python ran it
+                shown = escape(visible(str(rec["error"]) + (f" ({rec['hint']})" if rec.get("hint") else "")))
             self._print(f"[{_STATUS_STYLE.get(status, 'white')}]{status:<9}[/] {job} "
                         f"(attempts {rec.get('attempts')}) {shown}")  # fmt: skip
         elif ev == "run.finished":

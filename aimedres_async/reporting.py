@@ -146,7 +146,7 @@ def results_table(jobs: list[dict[str, Any]], width: int | None = None) -> str:
         exit_ = j["signal"] or ("" if j["exit_code"] is None else str(j["exit_code"]))
         rows.append((j["id"], status, str(j["attempts"]), exit_, format_duration(j["duration_s"]),
                      format_size(j["peak_rss_bytes"]) if j["peak_rss_bytes"] else "",
-                     metrics_text(j["metrics"])))  # fmt: skip
+                     metrics_text(j["metrics"]) or error_cell(j)))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     if width is not None:
         room = max(24, width - sum(widths) - 2 * len(widths))
@@ -156,6 +156,14 @@ def results_table(jobs: list[dict[str, Any]], width: int | None = None) -> str:
     ) + "\n"
 
 
+def error_cell(job: dict[str, Any]) -> str:
+    """A failed job's last stderr line, for the tables' last column (it has no final metrics)."""
+    error = job.get("error")
+    if not error or job.get("status") in ("succeeded", "skipped", "queued", "running", "backoff"):
+        return ""
+    return "error: " + "".join(" " if ch < " " or ch == "\x7f" else ch for ch in str(error))
+
+
 def markdown_table(run_id: str, jobs: list[dict[str, Any]]) -> str:
     lines = [f"### aimedres-async run `{run_id}`", "", "| job | status | attempts | duration | final metrics |",
              "|---|---|---|---|---|"]  # fmt: skip
@@ -163,7 +171,7 @@ def markdown_table(run_id: str, jobs: list[dict[str, Any]]) -> str:
         status = j["status"] + (f" ({j['failure']})" if j.get("failure") else "")
         if j.get("optional"):
             status += " (optional)"
-        metrics = metrics_text(j["metrics"]).replace("|", "\\|")
+        metrics = (metrics_text(j["metrics"]) or error_cell(j)).replace("|", "\\|")
         lines.append(f"| {j['id']} | {status} | {j['attempts']} | {format_duration(j['duration_s'])} | {metrics} |")
     return "\n".join(lines) + "\n\n"
 

@@ -12,6 +12,7 @@ _ENTRIES: list[tuple[str, str, Any, str, bool]] = [
     ("supervisor", "max_workers", "auto", 'at most this many at once: an integer, or "auto" = one per CPU', True),
     ("supervisor", "logs_dir", "logs", "logs/<run_id>/{events.jsonl, jobs/<id>.jsonl, summary.json}", True),
     ("supervisor", "output_dir", "results", "each script gets --output-dir results/<id>", True),
+    ("supervisor", "summary_dir", "summaries", "also write training_summary_<UTC time>.json here each run", False),
     ("supervisor", "python", "", 'interpreter for .py scripts; "" = the one running aimedres-async', True),
     ("supervisor", "stop_signal", "SIGINT", "what a job's process group gets on Ctrl+C or a timeout...", True),
     ("supervisor", "grace_period", "10s", "...and how long it has before SIGKILL", True),
@@ -38,6 +39,9 @@ _EXAMPLE_JOB = """\
 # epochs = 80                 # this job's own value beats --epochs
 # optional = true             # its failure does not fail the run
 # timeout = "2h"
+# python = ".venv-train/bin/python"   # this job's interpreter (all jobs: [supervisor] python or --python)
+# output_dir = "als_results"  # its --output-dir under [supervisor] output_dir (default: the job id)
+# metrics_file = "metrics/training_report.json"  # JSON report it writes there: read as final metrics
 """
 
 

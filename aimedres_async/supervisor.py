@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import procs, sinks
+from . import diagnose, metrics_file, preflight, procs, sinks
 from .config import Config
-from .jobs import JobSpec, Outcome, State, Status, transition
+from .jobs import JobSpec, Outcome, State, Status, resolve_python, transition
 from .log import Console
 from .provenance import bytes_sha256, git_info, host_info
 from .reporting import load_summary as load_summary  # re-exported: the command line imports them from here
@@ -89,6 +89,16 @@ class JobRun:
     def __post_init__(self) -> None:
         self.need = Need.of(self.spec.resources)
 
+    @property
+    def failed(self) -> bool:
+        return self.status is not None and not self.status.ok and self.status is not Status.CANCELLED
+
+    def error(self) -> str | None:
+        """Why it failed: the supervisor's reason (it could not start, ...) or its last stderr line."""
+        if self.last is not None and self.last.error:
+            return self.last.error
+        return diagnose.error_line(self.output.tail) if self.failed else None
+
     def summary(self, log_path: Path, argv: list[str]) -> dict[str, Any]:
         last = self.last
         return {
@@ -100,7 +110,8 @@ class JobRun:
             "exit_code": last.exit_code if last else None,
             "signal": last.signal if last else None,
             "failure": last.failure if last and self.status and not self.status.ok else None,
-            "error": last.error if last else None,
+            "error": self.error(),
+            "error_tail": diagnose.error_tail(self.output.tail) if self.failed else [],
             "duration_s": round(self.duration_s, 3),
             "peak_rss_bytes": self.peak_rss_bytes,
             "command": argv,
@@ -167,6 +178,10 @@ class Supervisor:
         self.started = time.time()
 
     def _emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        if event == "job.started" and fields.get("job") in self._index:
+            spec = self._index[fields["job"]].spec
+            argv = fields.get("argv")  # what really ran: an executor may choose its own ([ray] python)
+            fields["interpreter"] = argv[0] if spec.python and argv else spec.python
         record = self.log.emit(event, **fields)
         if event == "job.started":
             job = self._index.get(fields["job"])
@@ -292,7 +307,9 @@ class Supervisor:
             "logs_dir": str(self.log.dir),
             **supervisor_identity(),
         }
-        self.log.emit("run.started", **meta, job_ids=[j.spec.id for j in self.jobs])
+        # the interpreter of .py scripts unless a job names its own (job.started says which ran)
+        interpreter = resolve_python(cfg.supervisor.python, cfg.base_dir)
+        self.log.emit("run.started", **meta, job_ids=[j.spec.id for j in self.jobs], interpreter=interpreter)
         return meta
 
     def _apply_resume(self) -> list[JobRun]:
@@ -367,6 +384,9 @@ class Supervisor:
         job.attempts += 1
         attempt = job.attempts
         self.log.open_job(job.spec.id)
+        problem = preflight.ensure_output_dirs(job.spec)
+        if problem is not None:
+            self.console.warning(problem)
         try:
             devices = job.grant.visible_devices() if job.grant else None
             if devices is None and self.local_resources and self.pools.gpus:
@@ -401,6 +421,10 @@ class Supervisor:
         job.duration_s += result.duration_s
         job.peak_rss_bytes = max(job.peak_rss_bytes, result.peak_rss_bytes)
         if result.outcome is Outcome.SUCCEEDED:
+            job.output.metrics = metrics_file.final_metrics(
+                job.spec.workdir, job.spec.metrics_file, job.output.metrics,
+                lambda message: self.console.warning(f"{job.spec.id}: {message}"),
+            )  # fmt: skip
             self._finish(job, Status.SUCCEEDED)
         elif job.cancelled:
             self._finish(job, Status.CANCELLED)
@@ -438,8 +462,11 @@ class Supervisor:
             return
         job.status = status
         self._move(job, State.FINISHED)
+        why = diagnose.failure_fields(job.output.tail, job.spec.python) if job.failed else {}
+        if job.failed and job.last is not None and job.last.error:
+            why["error"] = job.last.error
         self.log.emit("job.finished", job=job.spec.id, status=status.value, attempts=job.attempts,
-                      optional=job.spec.optional, metrics=job.output.metrics)  # fmt: skip
+                      optional=job.spec.optional, metrics=job.output.metrics, **why)  # fmt: skip
         self.log.close_job(job.spec.id)
         if job.on_finished is not None:
             try:

@@ -8,18 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from aimedres_async.config import Backoff, Config, Resources, load
+from aimedres_async.config import Backoff, Config, Resources, load, parse_ticket
 from aimedres_async.jobs import (
+    AmbiguousJobs,
     JobSpec,
     Overrides,
     Plan,
     SelectionError,
     Status,
+    TicketJobError,
     discover,
     glob_regex,
+    known_jobs,
     plan,
     read_script,
     scan_flags,
+    ticket_spec,
 )
 
 PY = sys.executable
@@ -246,12 +250,49 @@ def test_invalid_stems_are_skipped_with_a_warning(tmp_path: Path) -> None:
         assert any(name in w and "not a valid job id" in w for w in warnings), (name, warnings)
 
 
-def test_duplicate_ids_across_roots_keep_the_first_with_a_warning(tmp_path: Path) -> None:
+def test_duplicate_ids_are_all_returned_and_plan_refuses_to_guess(tmp_path: Path) -> None:
+    """Regression (issue #13): discovery kept the first script per id, so a legacy copy could run
+    instead of the canonical one with only a warning. Now every path is returned and plan refuses."""
     first = script(tmp_path, "one/train_a.py")
-    script(tmp_path, "two/train_a.py")
+    second = script(tmp_path, "two/train_a.py")
     found, warnings = discover(tmp_path, ["one", "two"], ["train_*.py"], [])
-    assert [(i, info.path) for i, info in found] == [("a", first)]
-    assert len(warnings) == 1 and "two/train_a.py" in warnings[0] and "'a'" in warnings[0]
+    assert [(i, info.path) for i, info in found] == [("a", first), ("a", second)]
+    assert warnings == []
+    cfg = config(tmp_path, '[discovery]\nroots = ["one", "two"]\n')
+    with pytest.raises(AmbiguousJobs) as e:
+        plan(cfg)
+    assert len(e.value.problems) == 1
+    line = e.value.problems[0]
+    assert "'a'" in line and "one/train_a.py" in line and "two/train_a.py" in line
+    assert "[jobs.a] script" in line and "exclude" in line
+    assert ids(plan(cfg, exclude=["a"])) == []  # not selected: nothing to choose
+
+
+def test_a_duplicate_whose_first_copy_does_not_parse_is_still_refused(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one/train_a.py").write_text("def f(:\n")
+    script(tmp_path, "two/train_a.py")
+    cfg = config(tmp_path, '[discovery]\nroots = ["one", "two"]\n')
+    with pytest.raises(AmbiguousJobs, match=r"one/train_a\.py, two/train_a\.py"):
+        plan(cfg)
+
+
+def test_a_ticket_naming_a_duplicate_id_is_refused_naming_both_scripts(tmp_path: Path) -> None:
+    script(tmp_path, "one/train_a.py")
+    script(tmp_path, "two/train_a.py")
+    cfg = config(tmp_path, '[discovery]\nroots = ["one", "two"]\n')
+    known = known_jobs(cfg)
+    assert "a" not in known
+    with pytest.raises(TicketJobError, match=r"'a' matches 2 discovered scripts: one/train_a.py, two/train_a.py"):
+        ticket_spec(cfg, parse_ticket('job = "a"\n', "t1"), known)
+
+
+def test_a_configured_script_resolves_a_duplicate_id(tmp_path: Path) -> None:
+    script(tmp_path, "one/train_a.py")
+    second = script(tmp_path, "two/train_a.py", "--epochs")
+    cfg = config(tmp_path, '[discovery]\nroots = ["one", "two"]\n[jobs.a]\nscript = "two/train_a.py"\n')
+    p = plan(cfg)
+    assert [(s.id, s.script) for s in p.jobs] == [("a", second)]
 
 
 def test_unparsable_script_is_listed_as_skipped_with_a_warning(tmp_path: Path) -> None:

@@ -298,7 +298,9 @@ PLAIN_JOBS = job("talk", "import sys\nprint('line one')\nprint('line two')\nprin
 
 
 def check_human_lines(lines: list[str], folder: Path) -> None:
-    """One human line per lifecycle record, in the order of events.jsonl."""
+    """First the config in use, then one human line per lifecycle record, in the order of events.jsonl."""
+    assert lines and lines[0] == f"config: {folder / 'aimedres.toml'}", lines[:1]
+    lines = lines[1:]
     names = lifecycle_names(folder)
     assert len(lines) == len(names), lines
     for line, name in zip(lines, names, strict=True):
