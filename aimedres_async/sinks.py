@@ -22,6 +22,8 @@ from xml.etree import ElementTree as ET
 
 import orjson
 
+from . import atomic
+
 Buffer = bytes | memoryview
 
 _SPLIT = re.compile(rb"\r\n|\r|\n")
@@ -340,23 +342,10 @@ def dumps_line(record: Mapping[str, Any]) -> bytes:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + fsync + rename: readers see old or new, whole."""
+    """Write whole (atomic.write: temp, fsync, rename, fsync of the folder), creating the folders:
+    readers see old or new, whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic.write(path, data)
 
 
 def point_latest(logs_dir: Path, run_id: str, pointer: str = "latest") -> None:

@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 import tomli_w
 
-from . import procs
+from . import atomic, procs
 from .config import JOB_ID_RE
 from .sinks import timestamp_str
 
@@ -99,12 +99,7 @@ def new_ticket_id(job: str) -> str:
     return f"{stamp}-{secrets.token_hex(3)}-{job}"[:64]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_fsync_dir = atomic.fsync_dir
 
 
 def _safe_name(name: str) -> str:
@@ -169,26 +164,10 @@ class Spool:
         for state in ("incoming", "active", "done", "failed", "rejected"):
             if (self.dir(state) / f"{ticket_id}{SUFFIX}").exists():
                 raise TicketError(f"ticket {ticket_id} already exists in {state}/")
-        tmp = self._staging(ticket_id)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
-        try:
-            if owner is not None:
-                os.fchown(fd, *owner)
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
         dest = self.dir("incoming") / f"{ticket_id}{SUFFIX}"
-        try:
-            os.link(tmp, dest)
-        except FileExistsError:
-            raise TicketError(f"ticket {ticket_id} already exists in incoming/") from None
-        finally:
-            os.unlink(tmp)
-        _fsync_dir(self.dir("incoming"))
+        chown = (lambda fd: os.fchown(fd, *owner)) if owner is not None else None
+        if not atomic.create(dest, text.encode(), tmp=self._staging(ticket_id), fd_hook=chown):
+            raise TicketError(f"ticket {ticket_id} already exists in incoming/")
         return dest
 
     def _staging(self, name: str) -> Path:
@@ -238,19 +217,8 @@ class Spool:
                         _fsync_dir(dest_dir)
                         _fsync_dir(src.parent)
                         return dest
-                else:
-                    tmp = self._staging(name)
-                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
-                    try:
-                        self._hand_over(fd)
-                        os.write(fd, content)
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
-                    try:
-                        os.link(tmp, dest)
-                    finally:
-                        os.unlink(tmp)
+                elif not atomic.create(dest, content, tmp=self._staging(name), fd_hook=self._hand_over):
+                    raise FileExistsError(dest)
                 break
             except FileExistsError:
                 dest = dest_dir / f"{stem}.{n}{suffix}"
@@ -380,9 +348,9 @@ class Spool:
     def record_process(self, c: Claimed, info: dict[str, Any]) -> None:
         """Note what runs for a claimed ticket (pid, pgid, ...), for `status` and crash recovery."""
         path = self.dir("active") / f".{c.ticket_id}.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(orjson.dumps(info))
-        os.replace(tmp, path)
+        # Not fsynced: it names live processes, which a machine crash ends too; the rename keeps
+        # it whole across a crash of the daemon. The temp name is the one recovery knows.
+        atomic.write(path, orjson.dumps(info), tmp=path.with_name(path.name + ".tmp"), durable=False)
 
     def _sidecar(self, ticket_id: str) -> Path:
         return self.dir("active") / f".{ticket_id}.json"
@@ -420,15 +388,8 @@ class Spool:
                     if not os.path.lexists(rejected / f"{s}{SUFFIX}"))
         # The reason first, whole (temp + fsync + rename): a crash can never leave a rejected
         # ticket without it. Only this daemon writes rejected/, so the free name stays free.
-        tmp = self._staging(f"{free}.error")
-        tmp.write_text(f"{name}: {reason}\n")
-        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            self._hand_over(fd)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, rejected / f"{free}.error")
+        atomic.write(rejected / f"{free}.error", f"{name}: {reason}\n".encode(),
+                     tmp=self._staging(f"{free}.error"), fd_hook=self._hand_over)  # fmt: skip
         return self._move(path, rejected, f"{free}{SUFFIX}")
 
     def recover(self) -> list[str]:
@@ -602,21 +563,7 @@ class Spool:
 
     def _put(self, path: Path, data: bytes) -> None:
         """Create path whole (staged in tmp/, linked); an existing one is left as it is."""
-        tmp = self._staging(path.name)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
-        try:
-            self._hand_over(fd)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-        _fsync_dir(path.parent)
+        atomic.create(path, data, tmp=self._staging(path.name), fd_hook=self._hand_over)
 
     def cancel_waiting(self, ticket_id: str, result: dict[str, Any]) -> Path | None:
         """File a waiting ticket under failed/ with this [result] before any daemon claims it.
@@ -647,9 +594,8 @@ class Spool:
     def write_daemon(self, info: dict[str, Any]) -> None:
         """This daemon's record for `status` (pid, start time, version, config, workers, ...)."""
         path = self.dir("control") / f"daemon.{os.getpid()}.json"
-        tmp = self.dir("tmp") / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
-        tmp.write_bytes(orjson.dumps(info))
-        os.replace(tmp, path)
+        # Not fsynced: it describes a live process (see record_process).
+        atomic.write(path, orjson.dumps(info), tmp=self._staging(path.name), durable=False)
 
     def remove_daemon(self) -> None:
         with contextlib.suppress(FileNotFoundError):

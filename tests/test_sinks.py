@@ -266,7 +266,7 @@ def test_atomic_write_replaces_the_file_atomically(tmp_path: Path, monkeypatch: 
     monkeypatch.undo()
     assert path.read_bytes() == b"new contents\n"
     assert path.stat().st_ino != old_inode, "replaced by rename, not rewritten in place"
-    assert [c[0] for c in calls] == ["fsync", "replace"]
+    assert [c[0] for c in calls] == ["fsync", "replace", "fsync"]  # the file, then its folder
     src, dst = calls[1][1]
     assert src.parent == path.parent and src != path and dst == path  # same folder: same filesystem
     assert os.listdir(tmp_path) == ["summary.json"]
