@@ -475,6 +475,11 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
         for late in signals.late:
             print(f"aimedres-async: {late.name} arrived while finishing; the run had already stopped",
                   file=sys.stderr)  # fmt: skip
+        if sup.error is not None:
+            from .log import visible as _visible
+
+            print(f"aimedres-async: error: internal error, every running job was stopped: {_visible(sup.error)}",
+                  file=sys.stderr)  # fmt: skip
     return code
 
 

@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from . import procs
 from .config import Backoff
 from .jobs import JobSpec, Outcome
@@ -192,7 +194,7 @@ async def run_attempt(
         await _end_group(pgid, ctx, graceful=reason is None and not ctx.stop.requested.is_set())
         await _drain(readers)
     except BaseException:
-        _kill_now(child, pgid)
+        await _kill_shielded(child, pgid)
         raise
     finally:
         for fd, (framer, eof) in readers.items():
@@ -334,8 +336,22 @@ async def _drain(readers: dict[int, tuple[Framer, asyncio.Future[None]]]) -> Non
         await asyncio.wait(pending, timeout=DRAIN_TIMEOUT)
 
 
+async def _kill_shielded(child: procs.Child, pgid: int) -> None:
+    """Last-resort cleanup on cancellation or error: SIGKILL to the group at once, then up to
+    LEFTOVER_KILL_TIMEOUT to see it gone, in a shielded cancel scope (the cancellation that
+    brought us here cannot cut it short). Whatever is left then is killed and reaped synchronously."""
+    procs.signal_group(pgid, signal.SIGKILL)
+    try:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(LEFTOVER_KILL_TIMEOUT):
+            await asyncio.wait({child.exited})  # never cancels the future itself
+            await procs.wait_group_gone(pgid, LEFTOVER_KILL_TIMEOUT)
+    finally:
+        if not child.exited.done() or procs.live_members(pgid):
+            _kill_now(child, pgid)
+
+
 def _kill_now(child: procs.Child, pgid: int) -> None:
-    """Last-resort cleanup on cancellation or error: synchronous, so nothing can interrupt it."""
+    """The synchronous fallback of _kill_shielded: nothing can interrupt it."""
     procs.signal_group(pgid, signal.SIGKILL)
     if not child.exited.done():
         with contextlib.suppress(OSError):

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import anyio
+from anyio.abc import TaskGroup
+
 from . import diagnose, metrics_file, preflight, procs, sinks
 from .config import Config
 from .jobs import JobSpec, Outcome, State, Status, resolve_python, transition
@@ -168,12 +171,14 @@ class Supervisor:
             for job in self.jobs:
                 job.need = Need()
         self._waiting: deque[JobRun] = deque()
-        self._running: set[asyncio.Task[None]] = set()
+        self._running = 0  # attempts in progress (each a task of the run's task group)
+        self._attempts: TaskGroup | None = None
         self._backoff: dict[str, asyncio.TimerHandle] = {}
         self._wake = asyncio.Event()
         self._last_summary = 0.0
         self._summary_timer: asyncio.TimerHandle | None = None
         self._told_gone = False
+        self.error: str | None = None  # the supervisor error that ended the run, if one did
         self._meta: dict[str, Any] = {}
         self.started = time.time()
 
@@ -255,20 +260,11 @@ class Supervisor:
                           reason="succeeded in the resumed run with the same command")  # fmt: skip
         if not self.opts.serve:
             self._write_summary()
-        sampler = asyncio.create_task(self._sample())
         try:
-            await self._dispatch()
-        finally:
-            sampler.cancel()
-            for job in self._waiting:
-                self._finish(job, Status.CANCELLED)
-            self._waiting.clear()
-            for job_id, handle in list(self._backoff.items()):
-                handle.cancel()
-                self._finish(self._by_id(job_id), Status.CANCELLED)
-            self._backoff.clear()
-            if self._running:
-                await asyncio.gather(*self._running, return_exceptions=True)
+            await self._run_tasks()
+        except Exception as e:  # a supervisor bug: every attempt was stopped (its group killed)
+            self._failed(e)
+        self._cancel_unfinished()
         duration = time.monotonic() - t0
         code = self._exit_code()
         counts: dict[str, int] = {}
@@ -277,8 +273,9 @@ class Supervisor:
             counts[key] = counts.get(key, 0) + 1
         for problem in self.log.write_errors():
             self.console.warning(f"could not write log file {problem}")
+        extra: dict[str, Any] = {"error": self.error} if self.error else {}
         self.log.emit("run.finished", counts=counts, duration_s=round(duration, 3), exit_code=code,
-                      stopped_by=self.stop.reason)  # fmt: skip
+                      stopped_by=self.stop.reason, **extra)  # fmt: skip
         self._meta.update(finished_at=sinks.timestamp_str(), duration_s=round(duration, 3),
                           exit_code=code, counts=counts, stopped_by=self.stop.reason)  # fmt: skip
         if not self.opts.serve:
@@ -286,6 +283,46 @@ class Supervisor:
             self._write_reports(duration)
         self.log.close()
         return code
+
+    async def _run_tasks(self) -> None:
+        """The run's tasks under two task groups: the sampler beside the dispatcher, and every
+        attempt under the dispatcher. An error in any of them cancels the others: a running
+        attempt is cancelled, and its runner kills its process group before it returns."""
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._sample, name="sampler")
+            try:
+                async with anyio.create_task_group() as attempts:
+                    self._attempts = attempts
+                    await self._dispatch()
+                    self._cancel_unstarted()  # the running attempts end on their own (or stopped)
+            finally:
+                self._attempts = None
+                tasks.cancel_scope.cancel()
+
+    def _failed(self, error: Exception) -> None:
+        """A supervisor error ended the run: `error` says which, in one line (run.finished too)."""
+        errors = error.exceptions if isinstance(error, BaseExceptionGroup) else (error,)
+        first = errors[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        self.stop.request("error")
+        self.error = f"{type(first).__name__}: {first}"
+
+    def _cancel_unstarted(self) -> None:
+        for job in self._waiting:
+            self._finish(job, Status.CANCELLED)
+        self._waiting.clear()
+        for job_id, handle in list(self._backoff.items()):
+            handle.cancel()
+            self._finish(self._by_id(job_id), Status.CANCELLED)
+        self._backoff.clear()
+
+    def _cancel_unfinished(self) -> None:
+        """After an error: what never started, and the attempts that were stopped, end cancelled."""
+        self._cancel_unstarted()
+        for job in list(self.jobs):
+            if job.state is State.RUNNING:
+                self._finish(job, Status.CANCELLED)
 
     def _run_started(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -366,9 +403,9 @@ class Supervisor:
         job.grant = grant
         self._waiting.remove(job)
         self._move(job, State.RUNNING)
-        task = asyncio.create_task(self._attempt(job), name=f"job:{job.spec.id}")
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        assert self._attempts is not None
+        self._running += 1
+        self._attempts.start_soon(self._attempt, job, name=f"job:{job.spec.id}")
 
     async def _until_woken(self) -> None:
         stop_wait = asyncio.ensure_future(self.stop.requested.wait())
@@ -408,9 +445,8 @@ class Supervisor:
                     job.grant = None
             self._after_attempt(job, attempt, result)
         finally:
-            # Regression: the dispatcher used to be woken before this task left _running (its
-            # done-callback runs later), saw a job still "running", and slept forever.
-            self._running.discard(asyncio.current_task())
+            # Counted down before the dispatcher is woken: it must not see a job still "running".
+            self._running -= 1
             self._wake.set()
             if self.on_slot_free is not None:
                 self.on_slot_free()
@@ -528,6 +564,8 @@ class Supervisor:
         reason = self.stop.reason
         if self.opts.serve:  # SIGTERM is how systemd stops a service cleanly; an internal error is 1
             return {"SIGINT": 130, "error": 1}.get(reason or "", 0)
+        if reason == "error":
+            return 1
         if reason in ("SIGINT", "SIGTERM", "SIGHUP"):
             return {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}[reason]
         required_failed = any(not j.status.ok for j in self.jobs if j.status and not j.spec.optional)
