@@ -458,6 +458,7 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
             with signals.dispatch_to(on_signal):
                 return await sup.run()
 
+        console.prepare()
         try:
             code = asyncio.run(main())
         finally:

@@ -14,11 +14,13 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import tomli_w
+from anyio.abc import TaskGroup
 
 from . import __version__, procs, sinks
 from .config import Config, ConfigError, JobConfig, parse_ticket
@@ -55,6 +57,7 @@ class Daemon:
         self.finished = {"done": 0, "failed": 0, "rejected": 0}
         self.sup: Supervisor | None = None
         self.cancelling: set[str] = set()  # claimed tickets a `cancel` asked to stop
+        self._filing: TaskGroup | None = None  # files finished tickets while serving
         self.labels: dict[str, str] = {}  # claimed ticket -> the job it names (for `status`)
         self.paused = False
         self.started = time.time()
@@ -89,41 +92,49 @@ class Daemon:
             return await self._serve(sup)
 
     async def _serve(self, sup: Supervisor) -> int:
-        run = asyncio.create_task(sup.run())
-        helpers = [asyncio.create_task(self._watch()), asyncio.create_task(self._intake())]
-        if self.notifier.watchdog_interval:
-            helpers.append(asyncio.create_task(self._watchdog(self.notifier.watchdog_interval)))
-        for t in helpers:
-            t.add_done_callback(self._helper_died)
+        """The supervisor's run and the daemon's helpers (watch, intake, watchdog) in one task
+        group. A helper's error stops the daemon as a signal does (running tickets go back to
+        incoming/) and fails it; an error of the run itself ends it at once (see Supervisor.run)."""
         self.paused = self.spool.paused()
         if self.paused:
             self.console.warning("the spool is paused: no ticket is claimed until `resume`")
             sup.log.emit("daemon.paused")
-        self._publish(force=True)
-        self.notifier.ready(self._status_text())
         code = 1
         try:
-            code = await run
+            async with anyio.create_task_group() as filing, anyio.create_task_group() as helpers:
+                self._filing = filing  # outlives the helpers: every finished ticket is filed
+                helpers.start_soon(self._helper, self._watch, name="watch")
+                helpers.start_soon(self._helper, self._intake, name="intake")
+                if self.notifier.watchdog_interval:
+                    helpers.start_soon(self._helper, self._watchdog, self.notifier.watchdog_interval, name="watchdog")
+                self._publish(force=True)
+                self.notifier.ready(self._status_text())
+                code = await sup.run()
+                self.unwatch.set()
+                helpers.cancel_scope.cancel()
         finally:
+            self._filing = None
             with contextlib.suppress(OSError):
                 self.spool.remove_daemon()
             self.unwatch.set()
-            for t in helpers:
-                t.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
             for c in list(self.claimed.values()):  # should be none: every job finished
                 self.spool.release(c, "incoming", None)
             self.notifier.close()
+        if sup.error is not None:
+            self.console.warning(f"internal error: {sup.error}; every running job was stopped")
         return 1 if self.failed else code
 
-    def _helper_died(self, task: asyncio.Task[None]) -> None:
+    async def _helper(self, work: Callable[..., Awaitable[None]], *args: Any) -> None:
         """A daemon that silently stopped claiming would be worse than one that exits: stop, fail."""
-        if task.cancelled() or task.exception() is None or self.sup is None:
-            return
-        self.console.warning(f"internal error in {task.get_coro().__qualname__}: {task.exception()!r}; stopping")  # type: ignore[union-attr]
-        self.failed = True
-        self.stopping = True
-        self.sup.stop.request("error")
+        try:
+            await work(*args)
+        except Exception as e:
+            if self.sup is None:
+                raise
+            self.console.warning(f"internal error in {work.__qualname__}: {e!r}; stopping")
+            self.failed = True
+            self.stopping = True
+            self.sup.stop.request("error")
 
     def _workers(self, cfg: Config) -> int:
         return default_workers(True, cfg.supervisor.max_workers)
@@ -187,17 +198,17 @@ class Daemon:
     async def _intake(self) -> None:
         next_sweep = time.monotonic() + TMP_SWEEP_INTERVAL  # the first sweep ran in recover()
         while not self.stopping:
-            self._apply_requests()
-            self._claim_some()
+            await self._apply_requests()
+            await self._claim_some()
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + TMP_SWEEP_INTERVAL
                 with contextlib.suppress(OSError):
-                    self.spool.sweep_tmp()
+                    await anyio.to_thread.run_sync(self.spool.sweep_tmp)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.kick.wait(), RESCAN_INTERVAL)
             self.kick.clear()
 
-    def _apply_requests(self) -> None:
+    async def _apply_requests(self) -> None:
         """`cancel`: stop a ticket this daemon runs; file a waiting one as cancelled. A request stays
         in control/ until its ticket is filed (a crash in between is not a lost cancel)."""
         assert self.sup is not None
@@ -215,7 +226,7 @@ class Daemon:
             state = self.spool.state_of(ticket)
             if state is not None and state[0] == "incoming":
                 try:
-                    filed = self.spool.cancel_waiting(ticket, cancelled_result())
+                    filed = await anyio.to_thread.run_sync(self.spool.cancel_waiting, ticket, cancelled_result())
                 except OSError as e:
                     self.console.warning(f"cannot cancel {ticket}: {e}")
                     continue
@@ -252,7 +263,9 @@ class Daemon:
                 return "failed", f"ticket {dep} (after) {how}"
         return None
 
-    def _claim_some(self) -> None:
+    async def _claim_some(self) -> None:
+        """Claim what fits in the free slots, in queue order; the spool's file-system work (reads,
+        flock, links, fsyncs) runs in worker threads."""
         assert self.sup is not None
         free = self.sup.free_slots()
         if free <= 0 or self.paused:
@@ -260,7 +273,7 @@ class Daemon:
                 self.waiting_count = len(self.spool.waiting())
             self._publish()
             return
-        queue = self.spool.queue()
+        queue = await anyio.to_thread.run_sync(self.spool.queue)
         self.waiting_count = len(queue)
         waiting = {q.ticket_id: q.after for q in queue if q.after}
         for q in queue:
@@ -272,9 +285,9 @@ class Daemon:
             name = f"{q.ticket_id}.toml"
             path = self.spool.dir("incoming") / name
             try:
-                claimed = self.spool.claim(name)
+                claimed = await anyio.to_thread.run_sync(self.spool.claim, name)
             except TicketError as e:
-                self._reject(path, str(e))
+                await self._reject(path, str(e))
                 continue
             except OSError as e:
                 self.console.warning(f"cannot claim {name}: {e}")
@@ -285,27 +298,27 @@ class Daemon:
                 ticket = parse_ticket(claimed.text, claimed.ticket_id, f"incoming/{name}")
                 spec = ticket_spec(self.cfg, ticket, self.known)
             except ConfigError as e:
-                self._reject(claimed, "; ".join(e.problems))
+                await self._reject(claimed, "; ".join(e.problems))
                 continue
             except (TicketJobError, ValueError, OSError) as e:
-                self._reject(claimed, str(e))
+                await self._reject(claimed, str(e))
                 continue
             except Exception as e:  # a parser bug must not stop the intake: this ticket alone fails
-                self._reject(claimed, f"could not read the ticket ({type(e).__name__}: {e})")
+                await self._reject(claimed, f"could not read the ticket ({type(e).__name__}: {e})")
                 continue
             if blocked is not None and blocked[0] == "reject":
-                self._reject(claimed, blocked[1])
+                await self._reject(claimed, blocked[1])
                 waiting.pop(claimed.ticket_id, None)
                 continue
             if blocked is not None:  # a ticket it is `after` failed or was cancelled: it never runs
                 res = {"status": "failed", "failure": "dependency", "error": blocked[1], "attempts": 0,
                        "finished_at": sinks.timestamp_str()}  # fmt: skip
-                self._file(claimed, "failed", res)
+                await self._file(claimed, "failed", res)
                 self.sup.log.emit("ticket.failed", ticket=claimed.ticket_id, failure="dependency", error=blocked[1])
                 continue
             unfit = self.sup.local_resources and self.sup.pools.never_fits(Need.of(spec.resources))
             if unfit:
-                self._reject(claimed, f"can never run here: it {unfit}")
+                await self._reject(claimed, f"can never run here: it {unfit}")
                 continue
             self.claimed[claimed.ticket_id] = claimed
             self.labels[claimed.ticket_id] = ticket.label
@@ -314,21 +327,21 @@ class Daemon:
             free -= 1
         self._publish()
 
-    def _file(self, c: Claimed, state: str, res: dict[str, Any]) -> None:
+    async def _file(self, c: Claimed, state: str, res: dict[str, Any]) -> None:
         try:
-            self.spool.release(c, state, res)
+            await anyio.to_thread.run_sync(self.spool.release, c, state, res)
         except OSError as e:
             self.console.warning(f"cannot file {c.ticket_id} under {state}/: {e}")
             return
         self.finished[state] += 1
 
-    def _reject(self, what: Path | Claimed, reason: str) -> None:
+    async def _reject(self, what: Path | Claimed, reason: str) -> None:
         assert self.sup is not None
         try:
             if isinstance(what, Claimed):
-                dest = self.spool.reject_claimed(what, reason)
+                dest = await anyio.to_thread.run_sync(self.spool.reject_claimed, what, reason)
             else:
-                dest = self.spool.reject(what, reason)
+                dest = await anyio.to_thread.run_sync(self.spool.reject, what, reason)
         except OSError as e:
             self.console.warning(f"cannot reject {what}: {e}")
             return
@@ -349,6 +362,8 @@ class Daemon:
                 self.spool.record_process(c, info)
 
     def _on_finished(self, job: JobRun) -> None:
+        """A ticket's job ended: file the ticket (done/, failed/, or back to incoming/ when the
+        daemon stops) in a worker thread, under the daemon's filing task group."""
         assert self.sup is not None
         c = self.claimed.pop(job.spec.id, None)
         self.labels.pop(job.spec.id, None)
@@ -357,15 +372,35 @@ class Daemon:
         cancelled = job.spec.id in self.cancelling
         self.cancelling.discard(job.spec.id)
         if job.status is Status.CANCELLED and self.stopping and not cancelled:
-            self.spool.release(c, "incoming", None)
+            state, result = "incoming", None
+        else:
+            state = "done" if job.status is not None and job.status.ok else "failed"
+            entry = job.summary(self.sup.log.job_path(job.spec.id), self.sup.ctx.redact_argv(job.spec.argv))
+            result = ticket_result(entry, self.sup.run_id)
+        if self._filing is None:  # not serving (a test driving the hooks): file here and now
+            self.spool.release(c, state, result)
+            self._filed(c, state, cancelled)
+        else:
+            self._filing.start_soon(self._file_finished, c, state, result, cancelled)
+
+    async def _file_finished(self, c: Claimed, state: str, result: dict[str, Any] | None, cancelled: bool) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.spool.release, c, state, result)
+            if cancelled:
+                await anyio.to_thread.run_sync(self.spool.drop_request, c.ticket_id)
+        except Exception as e:  # the daemon's bookkeeping must not kill the loop
+            self.console.warning(f"{c.ticket_id}: finishing failed: {e!r}")
+            return
+        self._filed(c, state, False)
+
+    def _filed(self, c: Claimed, state: str, cancelled: bool) -> None:
+        assert self.sup is not None
+        if state == "incoming":
             self.sup.log.emit("ticket.requeued", ticket=c.ticket_id)
             return
-        state = "done" if job.status is not None and job.status.ok else "failed"
-        entry = job.summary(self.sup.log.job_path(job.spec.id), self.sup.ctx.redact_argv(job.spec.argv))
-        self.spool.release(c, state, ticket_result(entry, self.sup.run_id))
         self.finished[state] += 1
         if cancelled:
-            self.spool.drop_request(job.spec.id)
+            self.spool.drop_request(c.ticket_id)
         self._publish()
         self.kick.set()
 
@@ -452,6 +487,7 @@ def serve(
     # default action in between (a SIGHUP there would kill it, leaving escaped processes).
     with CapturedSignals(linger=True) as signals:
         procs.become_subreaper()
+        console.prepare()
         code = asyncio.run(Daemon(cfg, console, reload, executor=executor, signals=signals).serve())
         console.buffer.flush()
         procs.sweep_adopted()

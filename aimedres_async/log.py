@@ -131,6 +131,11 @@ class Console:
             self._log = structlog.wrap_logger(self.buffer, processors=processors, cache_logger_on_first_use=False)
         return self._log
 
+    def prepare(self) -> None:
+        """Make the logger now (importing structlog, tens of milliseconds), before an event loop
+        whose first callback would otherwise pay for it."""
+        self.log  # noqa: B018 - the property builds it
+
     def use_progress(self) -> None:
         """Lifecycle events drive a live display instead of printing lines (terminals only)."""
         from .progress import ProgressDisplay

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio._backends._asyncio  # else imported on first use, blocking the loop ~50 ms
 from anyio.abc import TaskGroup
 
 from . import diagnose, metrics_file, preflight, procs, sinks
@@ -52,6 +53,7 @@ SAMPLE_INTERVAL = 1.0
 DAEMON_POINTER = "latest-daemon"  # `serve` leaves logs_dir/latest to `run` (and `logs JOB`)
 ESCAPED_ROUNDS = 50  # kill-and-look-again rounds per tick for chains of escaped processes
 SUMMARY_MIN_INTERVAL = 1.0
+QUEUE_BATCH = 100  # jobs queued at the start between two turns of the event loop
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ class Supervisor:
         self._waiting: deque[JobRun] = deque()
         self._running = 0  # attempts in progress (each a task of the run's task group)
         self._attempts: TaskGroup | None = None
+        self._tasks: TaskGroup | None = None
+        self._summary_lock = anyio.Lock()  # one summary.json write at a time, in order
         self._backoff: dict[str, asyncio.TimerHandle] = {}
         self._wake = asyncio.Event()
         self._last_summary = 0.0
@@ -248,18 +252,20 @@ class Supervisor:
     async def run(self) -> int:
         """Run every job to a final state; returns the exit code (see docs/reference/cli.md, "Exit codes")."""
         t0 = time.monotonic()
-        self._meta = self._run_started()
+        self._meta = self._run_started(await anyio.to_thread.run_sync(self._provenance))
         resumed = self._apply_resume()
-        for job in self.jobs:
+        for n, job in enumerate(self.jobs, 1):
             if job.state is State.QUEUED:
                 self.log.emit("job.queued", job=job.spec.id)
                 self._waiting.append(job)
+            if n % QUEUE_BATCH == 0:
+                await anyio.lowlevel.checkpoint()  # thousands of jobs: the loop gets a turn between batches
         for job in resumed:
             self.log.emit("job.finished", job=job.spec.id, status=job.status, attempts=0,
                           optional=job.spec.optional, metrics=job.output.metrics,
                           reason="succeeded in the resumed run with the same command")  # fmt: skip
         if not self.opts.serve:
-            self._write_summary()
+            await self._write_summary()
         try:
             await self._run_tasks()
         except Exception as e:  # a supervisor bug: every attempt was stopped (its group killed)
@@ -279,8 +285,9 @@ class Supervisor:
         self._meta.update(finished_at=sinks.timestamp_str(), duration_s=round(duration, 3),
                           exit_code=code, counts=counts, stopped_by=self.stop.reason)  # fmt: skip
         if not self.opts.serve:
-            self._write_summary(final=True)
-            self._write_reports(duration)
+            await self._write_summary(final=True)
+            # Every task has ended: the reports (read back from the run's files) take a worker thread.
+            await anyio.to_thread.run_sync(self._write_reports, duration)
         self.log.close()
         return code
 
@@ -289,6 +296,7 @@ class Supervisor:
         attempt under the dispatcher. An error in any of them cancels the others: a running
         attempt is cancelled, and its runner kills its process group before it returns."""
         async with anyio.create_task_group() as tasks:
+            self._tasks = tasks
             tasks.start_soon(self._sample, name="sampler")
             try:
                 async with anyio.create_task_group() as attempts:
@@ -297,7 +305,8 @@ class Supervisor:
                     self._cancel_unstarted()  # the running attempts end on their own (or stopped)
             finally:
                 self._attempts = None
-                tasks.cancel_scope.cancel()
+                tasks.cancel_scope.cancel()  # the sampler; a summary write under way completes
+        self._tasks = None
 
     def _failed(self, error: Exception) -> None:
         """A supervisor error ended the run: `error` says which, in one line (run.finished too)."""
@@ -324,7 +333,9 @@ class Supervisor:
             if job.state is State.RUNNING:
                 self._finish(job, Status.CANCELLED)
 
-    def _run_started(self) -> dict[str, Any]:
+    def _provenance(self) -> dict[str, Any]:
+        """What run.started records about the config, the checkout and the host (file reads and a
+        `git` subprocess: run in a worker thread)."""
         cfg = self.cfg
         config_sha = None
         if cfg.path is not None:
@@ -332,14 +343,19 @@ class Supervisor:
                 config_sha = bytes_sha256(cfg.path.read_bytes())
             except OSError:
                 pass
-        meta: dict[str, Any] = {
-            "schema": SCHEMA_VERSION,  # docs/reference/log-records.md: additive changes keep it
-            "run": self.run_id,
-            "started_at": sinks.timestamp_str(),
+        return {
             "config": str(cfg.path.resolve()) if cfg.path else None,
             "config_sha256": config_sha,
             "git": git_info(cfg.base_dir),
             **host_info(),
+        }
+
+    def _run_started(self, provenance: dict[str, Any]) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,  # docs/reference/log-records.md: additive changes keep it
+            "run": self.run_id,
+            "started_at": sinks.timestamp_str(),
+            **provenance,
             "max_workers": self.opts.max_workers,
             "logs_dir": str(self.log.dir),
             **supervisor_identity(),
@@ -603,17 +619,21 @@ class Supervisor:
 
     def _deferred_summary(self) -> None:
         self._summary_timer = None
-        self._write_summary()
+        if self._tasks is not None:
+            self._tasks.start_soon(self._write_summary, name="summary")
 
-    def _write_summary(self, final: bool = False) -> None:
-        """summary.json, whole (temp + rename). When the final one finds the disk full, the
-        out-of-date one from earlier in the run is removed and the write tried once more: its
-        space is usually enough, and else no summary is better than one that says "queued"."""
+    async def _write_summary(self, final: bool = False) -> None:
+        """summary.json, whole (atomic.write), in a worker thread. When the final one finds the disk
+        full, the out-of-date one from earlier in the run is removed and the write tried once
+        more: its space is usually enough, and else no summary is better than one that says
+        "queued"."""
         if self._summary_timer is not None:
             self._summary_timer.cancel()
             self._summary_timer = None
-        self._last_summary = time.monotonic()
-        problem = write_summary(self.log.dir / "summary.json", self.summary(), final)
+        async with self._summary_lock:  # the state as of this write, written after the one before
+            self._last_summary = time.monotonic()
+            data = self.summary()
+            problem = await anyio.to_thread.run_sync(write_summary, self.log.dir / "summary.json", data, final)
         if problem is not None:
             self.console.warning(problem)
 
