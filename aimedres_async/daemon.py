@@ -197,6 +197,8 @@ class Daemon:
 
     async def _intake(self) -> None:
         next_sweep = time.monotonic() + TMP_SWEEP_INTERVAL  # the first sweep ran in recover()
+        assert self.sup is not None
+        await self.sup.started_event.wait()  # run.started comes before the first ticket's job.queued
         while not self.stopping:
             await self._apply_requests()
             await self._claim_some()

@@ -177,6 +177,7 @@ class Supervisor:
         self._attempts: TaskGroup | None = None
         self._tasks: TaskGroup | None = None
         self._summary_lock = anyio.Lock()  # one summary.json write at a time, in order
+        self.started_event = anyio.Event()  # set once run.started is logged and the plan queued
         self._backoff: dict[str, asyncio.TimerHandle] = {}
         self._wake = asyncio.Event()
         self._last_summary = 0.0
@@ -252,9 +253,10 @@ class Supervisor:
     async def run(self) -> int:
         """Run every job to a final state; returns the exit code (see docs/reference/cli.md, "Exit codes")."""
         t0 = time.monotonic()
+        planned = list(self.jobs)  # add() may queue more while run.started is being prepared
         self._meta = self._run_started(await anyio.to_thread.run_sync(self._provenance))
         resumed = self._apply_resume()
-        for n, job in enumerate(self.jobs, 1):
+        for n, job in enumerate(planned, 1):
             if job.state is State.QUEUED:
                 self.log.emit("job.queued", job=job.spec.id)
                 self._waiting.append(job)
@@ -264,6 +266,7 @@ class Supervisor:
             self.log.emit("job.finished", job=job.spec.id, status=job.status, attempts=0,
                           optional=job.spec.optional, metrics=job.output.metrics,
                           reason="succeeded in the resumed run with the same command")  # fmt: skip
+        self.started_event.set()
         if not self.opts.serve:
             await self._write_summary()
         try:
