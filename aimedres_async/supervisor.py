@@ -351,9 +351,13 @@ class Supervisor:
             "config_sha256": config_sha,
             "git": git_info(cfg.base_dir),
             **host_info(),
+            # the interpreter of .py scripts unless a job names its own (job.started says which ran)
+            "interpreter": resolve_python(cfg.supervisor.python, cfg.base_dir),
         }
 
     def _run_started(self, provenance: dict[str, Any]) -> dict[str, Any]:
+        provenance = dict(provenance)
+        interpreter = provenance.pop("interpreter")  # in run.started only, not in summary.json
         meta: dict[str, Any] = {
             "schema": SCHEMA_VERSION,  # docs/reference/log-records.md: additive changes keep it
             "run": self.run_id,
@@ -363,8 +367,6 @@ class Supervisor:
             "logs_dir": str(self.log.dir),
             **supervisor_identity(),
         }
-        # the interpreter of .py scripts unless a job names its own (job.started says which ran)
-        interpreter = resolve_python(cfg.supervisor.python, cfg.base_dir)
         self.log.emit("run.started", **meta, job_ids=[j.spec.id for j in self.jobs], interpreter=interpreter)
         return meta
 
