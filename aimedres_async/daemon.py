@@ -364,8 +364,8 @@ class Daemon:
                 self.spool.record_process(c, info)
 
     def _on_finished(self, job: JobRun) -> None:
-        """A ticket's job ended: file the ticket (done/, failed/, or back to incoming/ when the
-        daemon stops) in a worker thread, under the daemon's filing task group."""
+        """A ticket's job ended: file the ticket under done/ or failed/ in a worker thread, under
+        the daemon's filing task group (or back to incoming/ when the daemon stops)."""
         assert self.sup is not None
         c = self.claimed.pop(job.spec.id, None)
         self.labels.pop(job.spec.id, None)
@@ -374,18 +374,21 @@ class Daemon:
         cancelled = job.spec.id in self.cancelling
         self.cancelling.discard(job.spec.id)
         if job.status is Status.CANCELLED and self.stopping and not cancelled:
-            state, result = "incoming", None
-        else:
-            state = "done" if job.status is not None and job.status.ok else "failed"
-            entry = job.summary(self.sup.log.job_path(job.spec.id), self.sup.ctx.redact_argv(job.spec.argv))
-            result = ticket_result(entry, self.sup.run_id)
+            # The daemon is stopping: back to incoming/ here and now, so that ticket.requeued is
+            # logged before the supervisor's run.finished.
+            self.spool.release(c, "incoming", None)
+            self._filed(c, "incoming", False)
+            return
+        state = "done" if job.status is not None and job.status.ok else "failed"
+        entry = job.summary(self.sup.log.job_path(job.spec.id), self.sup.ctx.redact_argv(job.spec.argv))
+        result = ticket_result(entry, self.sup.run_id)
         if self._filing is None:  # not serving (a test driving the hooks): file here and now
             self.spool.release(c, state, result)
             self._filed(c, state, cancelled)
         else:
             self._filing.start_soon(self._file_finished, c, state, result, cancelled)
 
-    async def _file_finished(self, c: Claimed, state: str, result: dict[str, Any] | None, cancelled: bool) -> None:
+    async def _file_finished(self, c: Claimed, state: str, result: dict[str, Any], cancelled: bool) -> None:
         try:
             await anyio.to_thread.run_sync(self.spool.release, c, state, result)
             if cancelled:
