@@ -58,6 +58,7 @@ class Daemon:
         self.sup: Supervisor | None = None
         self.cancelling: set[str] = set()  # claimed tickets a `cancel` asked to stop
         self._filing: TaskGroup | None = None  # files finished tickets while serving
+        self._filings = 0  # tickets being filed now
         self.labels: dict[str, str] = {}  # claimed ticket -> the job it names (for `status`)
         self.paused = False
         self.started = time.time()
@@ -270,6 +271,10 @@ class Daemon:
         flock, links, fsyncs) runs in worker threads."""
         assert self.sup is not None
         free = self.sup.free_slots()
+        if self._filings:
+            # A ticket being filed still looks unfinished in the spool: the next claim waits for
+            # it, so that a ticket `after` it sees it done (the filing kicks the intake).
+            free = 0
         if free <= 0 or self.paused:
             if self.paused:
                 self.waiting_count = len(self.spool.waiting())
@@ -386,6 +391,7 @@ class Daemon:
             self.spool.release(c, state, result)
             self._filed(c, state, cancelled)
         else:
+            self._filings += 1
             self._filing.start_soon(self._file_finished, c, state, result, cancelled)
 
     async def _file_finished(self, c: Claimed, state: str, result: dict[str, Any], cancelled: bool) -> None:
@@ -396,6 +402,9 @@ class Daemon:
         except Exception as e:  # the daemon's bookkeeping must not kill the loop
             self.console.warning(f"{c.ticket_id}: finishing failed: {e!r}")
             return
+        finally:
+            self._filings -= 1
+            self.kick.set()
         self._filed(c, state, False)
 
     def _filed(self, c: Claimed, state: str, cancelled: bool) -> None:
