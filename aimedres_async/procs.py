@@ -1,8 +1,8 @@
-"""Child processes: spawn in a new session, observe exit apart from the pipes, kill whole groups.
+"""Processes on this machine: the spawn guard, process groups, /proc snapshots, adopted orphans.
 
-Exit is observed through a pidfd (or a waiter thread where pidfds do not exist) and reaped with
-`wait4`, so a grandchild holding a pipe open can never delay it (cpython#119710) and the kernel's
-max-RSS figure for the child comes for free.
+Jobs are spawned by the local executor (`executors.local`) through asyncio's subprocess API, whose
+child watcher reaps each job's main process; this module never reaps a LEADER. Everything else
+that becomes our child (orphans we adopt as subreaper) is found, killed and reaped here.
 """
 
 from __future__ import annotations
@@ -17,51 +17,16 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from .procfs import proc_kib
 
 PIPE_SIZE = 1 << 20  # what a pipe is enlarged to once a job fills one
 DEFAULT_PIPE_SIZE = 1 << 16  # Linux: a new pipe holds 16 pages
 _F_SETPIPE_SZ = 1031
 _PR_SET_CHILD_SUBREAPER = 36
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-@dataclass(frozen=True)
-class Exit:
-    returncode: int  # as subprocess reports it: negative for a signal
-    max_rss_bytes: int
-
-
-def own_peak_rss() -> int:
-    """This process's high-water RSS (VmHWM), 0 where unknown.
-
-    Not getrusage(RUSAGE_SELF): its ru_maxrss also carries the peak of the process we were
-    vforked from (exec records the old mm's mark), e.g. a large test runner or shell.
-    """
-    return proc_kib("/proc/self/status", b"VmHWM:") or 0
-
-
-_own_peak_seen = 0
-
-
-def exceeds_own_peak(child_max_rss: int) -> bool:
-    """Whether a child's wait4 ru_maxrss says anything about the child.
-
-    A child's ru_maxrss starts from the mm it was vforked from, i.e. ours, so a figure not above
-    our own high-water mark says nothing. The mark only grows, so /proc is read again only
-    when a figure is above the last reading (not once per job).
-    """
-    global _own_peak_seen
-    if child_max_rss <= _own_peak_seen:
-        return False
-    _own_peak_seen = own_peak_rss()
-    return child_max_rss > _own_peak_seen
 
 
 def become_subreaper() -> bool:
@@ -81,98 +46,26 @@ def become_subreaper() -> bool:
         return False
 
 
-# Pids of job main processes we spawned and have not reaped yet: their watcher reaps them (with
-# their status); every other child of ours is a process we adopted as subreaper.
+# Pids of job main processes we spawned and asyncio has not reaped yet: its child watcher reaps
+# them (with their status); every other child of ours is a process we adopted as subreaper.
 LEADERS: set[int] = set()
+_spawns_in_flight = 0
 
 
-class Child:
-    """One spawned job process, leader of its own session and process group.
+@contextlib.contextmanager
+def spawning() -> Iterator[None]:
+    """Around a spawn: until its pid is in LEADERS, a new child of ours may be a job's main
+    process, so adopted zombies are not reaped (nor adopted processes killed) meanwhile."""
+    global _spawns_in_flight
+    _spawns_in_flight += 1
+    try:
+        yield
+    finally:
+        _spawns_in_flight -= 1
 
-    `stdout` and `stderr` are the non-blocking read ends of its two pipes (raw descriptors: no
-    Python file objects per job), which start at the kernel's default size; `grow_pipe` raises
-    one to PIPE_SIZE once the job shows it fills pipes, so thousands of quiet jobs never pin
-    1 MiB pipe buffers each (nor run into the per-user pipe-page limit).
-    """
 
-    def __init__(self, popen: subprocess.Popen[bytes], stdout: int, stderr: int) -> None:
-        self.popen = popen
-        self.pid = popen.pid
-        self.stdout: int | None = stdout
-        self.stderr: int | None = stderr
-        self.exited: asyncio.Future[Exit] = asyncio.get_running_loop().create_future()
-        LEADERS.add(self.pid)
-        self._watch()
-
-    @classmethod
-    def spawn(cls, argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Child:
-        """Start argv (never through a shell); raises OSError when it cannot be executed."""
-        guard = death_guard()
-        if guard:
-            check_executable(argv[0], cwd, env)  # the guard execs it: its errors would come too late
-        out_r, out_w = _reader_pipe()
-        err_r, err_w = _reader_pipe()
-        try:
-            popen = subprocess.Popen(
-                [*guard, *argv],
-                cwd=cwd,
-                env=dict(env),
-                stdin=_devnull(),
-                stdout=out_w,
-                stderr=err_w,
-                start_new_session=True,
-                close_fds=True,
-            )
-        except BaseException:
-            os.close(out_r)
-            os.close(err_r)
-            raise
-        finally:
-            os.close(out_w)
-            os.close(err_w)
-        return cls(popen, out_r, err_r)
-
-    # -- exit observation
-
-    def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            pidfd = os.pidfd_open(self.pid)
-        except (AttributeError, OSError):
-            threading.Thread(target=self._wait_thread, args=(loop,), daemon=True).start()
-            return
-
-        def readable() -> None:
-            if self._reap(os.WNOHANG):
-                loop.remove_reader(pidfd)
-                os.close(pidfd)
-
-        loop.add_reader(pidfd, readable)
-
-    def _wait_thread(self, loop: asyncio.AbstractEventLoop) -> None:
-        status = _wait4(self.pid, 0)
-        if status is not None:
-            loop.call_soon_threadsafe(self._resolve, *status)
-
-    def _reap(self, flags: int) -> bool:
-        status = _wait4(self.pid, flags)
-        if status is None:
-            return False
-        self._resolve(*status)
-        return True
-
-    def _resolve(self, code: int, rss: int) -> None:
-        self.popen.returncode = code  # keeps Popen from waiting on a pid we reaped
-        LEADERS.discard(self.pid)
-        if not self.exited.done():
-            self.exited.set_result(Exit(code, rss))
-
-    def close_pipes(self) -> None:
-        for fd in (self.stdout, self.stderr):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self.stdout = self.stderr = None
+def _may_reap() -> bool:
+    return _spawns_in_flight == 0
 
 
 @functools.cache
@@ -218,40 +111,6 @@ def grow_pipe(fd: int) -> None:
     """Raise a pipe's capacity to PIPE_SIZE (fewer, larger reads for a job that prints a lot)."""
     with contextlib.suppress(OSError):  # over the per-user pipe limit: keep the default size
         fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
-
-
-def _reader_pipe() -> tuple[int, int]:
-    """A pipe whose read end is non-blocking and whose write end (the job's) is blocking."""
-    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    try:
-        fcntl.fcntl(w, fcntl.F_SETFL, 0)  # the job's end blocks, as a job expects
-    except OSError:
-        os.close(r)
-        os.close(w)
-        raise
-    return r, w
-
-
-_devnull_fd: int | None = None
-
-
-def _devnull() -> int:
-    """One /dev/null descriptor for every job's stdin, opened once."""
-    global _devnull_fd
-    if _devnull_fd is None:
-        _devnull_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    return _devnull_fd
-
-
-def _wait4(pid: int, flags: int) -> tuple[int, int] | None:
-    try:
-        got, status, usage = os.wait4(pid, flags)
-    except ChildProcessError:
-        return (255, 0)  # someone else reaped it; nothing more can be learned
-    if got == 0:
-        return None
-    rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    return (os.waitstatus_to_exitcode(status), rss)
 
 
 # ---------------------------------------------------------------- process groups
@@ -319,7 +178,7 @@ def reap_adopted(members: list[ProcInfo]) -> None:
     me = os.getpid()
     for p in members:
         # a job's main process is reaped by its own watcher, with its status
-        if p.ppid == me and p.state == "Z" and p.pid not in LEADERS:
+        if p.ppid == me and p.state == "Z" and p.pid not in LEADERS and _may_reap():
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(p.pid, os.WNOHANG)
 
@@ -428,7 +287,7 @@ def adopted(snapshot: list[ProcInfo]) -> tuple[list[Adopted], list[int]]:
 
 def kill_adopted(p: Adopted) -> bool:
     """SIGKILL an adopted process, unless its pid now names another process; True if sent."""
-    if p.pid in LEADERS:
+    if p.pid in LEADERS or not _may_reap():
         return False
     try:
         fd = os.pidfd_open(p.pid)
@@ -453,7 +312,7 @@ def kill_adopted(p: Adopted) -> bool:
 def reap_zombies(pids: list[int]) -> None:
     """Reap adopted zombies (never a job's main process: its watcher wants its status)."""
     for pid in pids:
-        if pid not in LEADERS:
+        if pid not in LEADERS and _may_reap():
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, os.WNOHANG)
 

@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup
 
 from . import diagnose, metrics_file, preflight, procs, sinks
 from .config import Config
+from .executors.local import run_attempt
 from .jobs import JobSpec, Outcome, State, Status, resolve_python, transition
 from .log import Console
 from .provenance import bytes_sha256, git_info, host_info
@@ -39,13 +40,12 @@ from .runner import (
     JobOutput,
     StopRequest,
     backoff_delay,
-    run_attempt,
     should_retry,
 )
 from .scheduler import Grant, Need, Pools, Slots, capacity, pick_next
 from .schema import SCHEMA_VERSION
 
-# One attempt of a job, wherever it runs: runner.run_attempt (local), RayExecutor.run_attempt or
+# One attempt of a job, wherever it runs: executors.local.run_attempt, RayExecutor.run_attempt or
 # SlurmExecutor.run_attempt.
 Executor = Callable[[JobSpec, int, AttemptContext, JobOutput, "Mapping[str, str] | None"], Awaitable[AttemptResult]]
 

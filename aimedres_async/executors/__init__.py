@@ -1,1 +1,1 @@
-"""Executors other than local processes (the local one is runner.run_attempt)."""
+"""Where a job's attempts run: `local` (processes on this machine), `ray`, `slurm`."""

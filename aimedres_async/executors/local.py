@@ -1,0 +1,306 @@
+"""The local executor: one attempt of one job as a process on this machine.
+
+The job is spawned through asyncio's subprocess API (`loop.subprocess_exec`) with `AttemptProtocol`,
+our own `asyncio.SubprocessProtocol`, in a new session (its pid is its process group), stdin from
+/dev/null and both output streams on pipes. The protocol is what makes the API safe here:
+
+- `pipe_data_received` hands each chunk the pipe transport read straight to the stream's `Framer`
+  (`runner.deliver`): no StreamReader, no line splitting in asyncio;
+- `process_exited` fires when the main process has been reaped, whoever still holds the pipes.
+  `Process.wait()` is never used: it returns only once every pipe has closed as well
+  (cpython#119710), so a grandchild that keeps stdout open would hang it;
+- after the exit (and the group's end), what is left in the pipes is read for at most
+  DRAIN_TIMEOUT, then `transport.close()` closes our ends, so a pipe an escaped process holds
+  costs nothing further.
+
+Whatever ends an attempt (exit, timeout, a stop, a supervisor bug, cancellation), its process
+group is signalled, killed and reaped before the attempt returns or the exception propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from typing import Any, cast
+
+import anyio
+
+from .. import procs
+from ..jobs import JobSpec, Outcome
+from ..runner import (
+    AttemptContext,
+    AttemptResult,
+    JobOutput,
+    Live,
+    cgroup_oom_kills,
+    classify,
+    deliver,
+    deliver_end,
+    emit_exited,
+    file_sha256,
+    job_env,
+)
+from ..sinks import ATTEMPT_MARK, Framer
+
+DRAIN_TIMEOUT = 2.0  # after the group is gone, how long a pipe held by an escaped process may stay open
+LEFTOVER_KILL_TIMEOUT = 2.0
+_SIGNUMS = {s.value for s in signal.Signals}
+
+
+class AttemptProtocol(asyncio.SubprocessProtocol):
+    """One attempt's process as asyncio reports it: output chunks, pipe ends, the exit.
+
+    `exited` resolves with the return code (negative for a signal) as soon as the main process
+    is reaped; `eof` holds one future per pipe, resolved when that pipe reaches end of file (or
+    is closed by us).
+    """
+
+    def __init__(self, job: str, ctx: AttemptContext, framers: dict[int, Framer], live: Live) -> None:
+        loop = asyncio.get_running_loop()
+        self.job = job
+        self.ctx = ctx
+        self.framers = framers
+        self.live = live
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.exited: asyncio.Future[int] = loop.create_future()
+        self.eof: dict[int, asyncio.Future[None]] = {fd: loop.create_future() for fd in framers}
+        self._small = set(framers)  # pipes still at the kernel's default size
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.SubprocessTransport, transport)
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd in self._small and len(data) >= procs.DEFAULT_PIPE_SIZE:  # it filled a default pipe: enlarge it, once
+            self._small.discard(fd)
+            self._grow(fd)
+        self.live.last_output = time.monotonic()
+        deliver(self.ctx, self.job, self.framers[fd], data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        eof = self.eof.get(fd)
+        if eof is not None and not eof.done():
+            eof.set_result(None)
+
+    def process_exited(self) -> None:
+        assert self.transport is not None
+        code = self.transport.get_returncode()
+        procs.LEADERS.discard(self.transport.get_pid())
+        if not self.exited.done():
+            self.exited.set_result(code if code is not None else 255)
+
+    def _grow(self, fd: int) -> None:
+        pipe = self.transport.get_pipe_transport(fd) if self.transport is not None else None
+        raw = pipe.get_extra_info("pipe") if pipe is not None else None
+        if raw is not None:
+            procs.grow_pipe(raw.fileno())
+
+
+async def run_attempt(
+    spec: JobSpec, attempt: int, ctx: AttemptContext, output: JobOutput, extra_env: Mapping[str, str] | None = None
+) -> AttemptResult:
+    """Run one attempt to its end and return how it ended. Never leaves a process behind."""
+    t0 = time.monotonic()
+    if spec.script is not None and not spec.script.is_file():
+        return _spawn_failed(spec, attempt, ctx, t0, f"script not found: {spec.script}")
+    env = job_env(spec, ctx, attempt)
+    env.update(extra_env or {})
+    # Hashed before the spawn (what is about to run), so that job.started, and the daemon's record
+    # of the pid that crash recovery relies on, follow the spawn at once.
+    script_sha = file_sha256(spec.script) if spec.script else None
+    oom_kills = cgroup_oom_kills()
+    output.tail.append((ATTEMPT_MARK, b"%d" % attempt))  # classify() and JUnit split the output by attempt
+    framers = {
+        fd: Framer(ctx.run_id, spec.id, attempt, name, ctx.max_line_bytes, output.tail, ctx.redact)
+        for fd, name in ((1, "stdout"), (2, "stderr"))
+    }
+    # Listed as running before the spawn: the escaped-process sweep spares the attempt's processes
+    # from the moment they exist (pgid 0 names no group until the pid is known).
+    live = Live(pgid=0, started=t0, last_output=t0, attempt=attempt)
+    ctx.live[spec.id] = live
+    proto: AttemptProtocol | None = None
+    try:
+        proto, pid = await _spawn(spec, ctx, env, framers, live)
+    except OSError as e:
+        ctx.live.pop(spec.id, None)
+        return _spawn_failed(spec, attempt, ctx, t0, f"cannot execute {spec.argv[0]}: {e.strerror or e}")
+    except (ValueError, TypeError) as e:  # e.g. a NUL byte in an argument
+        ctx.live.pop(spec.id, None)
+        return _spawn_failed(spec, attempt, ctx, t0, f"cannot execute {spec.argv[0]}: {e}")
+    except BaseException:
+        ctx.live.pop(spec.id, None)
+        raise
+
+    pgid = live.pgid = pid  # start_new_session: the child leads its own group
+    ctx.emit(
+        "job.started", job=spec.id, attempt=attempt, pid=pid, argv=ctx.redact_argv(spec.argv),
+        cwd=str(spec.cwd), gpus=env.get("CUDA_VISIBLE_DEVICES"),
+        script_sha256=script_sha,
+        env_keys=sorted(set(spec.env) | {"AIMEDRES_JOB_ID", "AIMEDRES_RUN_ID", "AIMEDRES_ATTEMPT"}),
+    )  # fmt: skip
+    reason: str | None = None
+    try:
+        reason = await _supervise(proto, pgid, spec, ctx, live)
+        await _end_group(pgid, ctx, graceful=reason is None and not ctx.stop.requested.is_set())
+        await _drain(proto)
+    except BaseException:
+        await _kill_shielded(proto, pgid)
+        raise
+    finally:
+        assert proto.transport is not None
+        proto.transport.close()  # frees the pipes, even one an escaped process still holds
+        for fd, framer in framers.items():
+            proto.pipe_connection_lost(fd, None)
+            deliver_end(ctx, spec.id, framer, output)
+        ctx.live.pop(spec.id, None)
+
+    code = proto.exited.result()
+    peak = live.peak_rss
+    failure = _failure(reason, code)
+    if failure is not None and reason is None:
+        failure = classify(code, peak, spec.resources.memory, oom_kills, cgroup_oom_kills(), output) or failure
+    result = AttemptResult(
+        outcome=_outcome(reason, code),
+        exit_code=code if code >= 0 else None,
+        signal=signal.Signals(-code).name if code < 0 and -code in _SIGNUMS else None,
+        failure=failure,
+        duration_s=round(time.monotonic() - t0, 6),
+        peak_rss_bytes=peak,
+    )
+    emit_exited(spec, attempt, ctx, result)
+    return result
+
+
+async def _spawn(
+    spec: JobSpec, ctx: AttemptContext, env: Mapping[str, str], framers: dict[int, Framer], live: Live
+) -> tuple[AttemptProtocol, int]:
+    """Start argv (never through a shell) under the death guard; raises OSError when it cannot be
+    executed. The pid is a LEADER (reaped by asyncio's child watcher, with its status) from the
+    moment it exists: `procs.spawning()` keeps our own reapers off while its number is not known."""
+    guard = procs.death_guard()
+    if guard:
+        procs.check_executable(spec.argv[0], spec.cwd, env)  # the guard execs it: its errors would come too late
+    loop = asyncio.get_running_loop()
+    with procs.spawning():
+        transport, proto = await loop.subprocess_exec(
+            lambda: AttemptProtocol(spec.id, ctx, framers, live),
+            *guard, *spec.argv,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=spec.cwd, env=dict(env), start_new_session=True,
+        )  # fmt: skip
+        pid = transport.get_pid()
+        if not proto.exited.done():  # else already reaped while the spawn was completing
+            procs.LEADERS.add(pid)
+    return proto, pid
+
+
+async def _supervise(proto: AttemptProtocol, pgid: int, spec: JobSpec, ctx: AttemptContext, live: Live) -> str | None:
+    """Wait for exit, timeout, silence or stop: None (exited), "timeout", "stalled" or "cancelled"."""
+    stop_wait = asyncio.ensure_future(ctx.stop.requested.wait())
+    waiters: set[asyncio.Future[Any]] = {proto.exited, stop_wait}
+    deadline = live.started + spec.timeout if spec.timeout else math.inf
+    reason = None
+    try:
+        while True:
+            now = time.monotonic()
+            silent_until = live.last_output + spec.stall_timeout if spec.stall_timeout else math.inf
+            if now >= deadline:
+                reason = "timeout"
+                break
+            if now >= silent_until:
+                reason = "stalled"
+                break
+            wake = min(deadline, silent_until)
+            await asyncio.wait(
+                waiters, timeout=None if wake == math.inf else wake - now, return_when=asyncio.FIRST_COMPLETED
+            )
+            if proto.exited.done():
+                return None
+            if ctx.stop.requested.is_set():
+                reason = "cancelled"
+                break
+    finally:
+        stop_wait.cancel()
+    await _terminate(proto, pgid, ctx)
+    return reason
+
+
+async def _terminate(proto: AttemptProtocol, pgid: int, ctx: AttemptContext) -> None:
+    """stop_signal to the group, up to grace_period for the main process, then SIGKILL."""
+    if not ctx.stop.forced.is_set():
+        procs.signal_group(pgid, ctx.stop_signal)
+        forced = asyncio.ensure_future(ctx.stop.forced.wait())
+        waiters: set[asyncio.Future[Any]] = {proto.exited, forced}
+        try:
+            await asyncio.wait(waiters, timeout=ctx.grace_period, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            forced.cancel()
+    if not proto.exited.done():
+        procs.signal_group(pgid, signal.SIGKILL)
+        await proto.exited
+
+
+async def _end_group(pgid: int, ctx: AttemptContext, graceful: bool) -> None:
+    """The main process has exited: signal and reap whatever is left in its group."""
+    if not procs.live_members(pgid):
+        return
+    if graceful and not ctx.stop.forced.is_set():
+        procs.signal_group(pgid, ctx.stop_signal)
+        if await procs.wait_group_gone(pgid, ctx.grace_period):
+            return
+    procs.signal_group(pgid, signal.SIGKILL)
+    await procs.wait_group_gone(pgid, LEFTOVER_KILL_TIMEOUT)
+
+
+async def _kill_shielded(proto: AttemptProtocol, pgid: int) -> None:
+    """Last-resort cleanup on cancellation or error: SIGKILL to the group at once, then up to
+    LEFTOVER_KILL_TIMEOUT to see it gone, in a shielded cancel scope (the cancellation that
+    brought us here cannot cut it short). Whatever is left then is killed synchronously; the
+    child watcher reaps the main process."""
+    procs.signal_group(pgid, signal.SIGKILL)
+    try:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(LEFTOVER_KILL_TIMEOUT):
+            await asyncio.wait({proto.exited})  # never cancels the future itself
+            await procs.wait_group_gone(pgid, LEFTOVER_KILL_TIMEOUT)
+    finally:
+        if procs.live_members(pgid):
+            procs.kill_group_now(pgid)
+
+
+async def _drain(proto: AttemptProtocol) -> None:
+    """Read what is left in the pipes; give up on a pipe an escaped process keeps open."""
+    pending = [eof for eof in proto.eof.values() if not eof.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=DRAIN_TIMEOUT)
+
+
+def _outcome(reason: str | None, code: int) -> Outcome:
+    if reason == "timeout":
+        return Outcome.TIMED_OUT
+    if reason == "stalled":
+        return Outcome.STALLED
+    if reason == "cancelled":
+        return Outcome.CANCELLED
+    return Outcome.SUCCEEDED if code == 0 else Outcome.FAILED
+
+
+def _failure(reason: str | None, code: int) -> str | None:
+    if reason in ("timeout", "stalled"):
+        return reason
+    if reason == "cancelled" or code == 0:
+        return None
+    return "signal" if code < 0 else "exit_code"
+
+
+def _spawn_failed(spec: JobSpec, attempt: int, ctx: AttemptContext, t0: float, error: str) -> AttemptResult:
+    if ctx.redact is not None:
+        error = ctx.redact(error.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
+    result = AttemptResult(
+        outcome=Outcome.SPAWN_FAILED, failure="spawn_failed",
+        duration_s=round(time.monotonic() - t0, 6), error=error,
+    )  # fmt: skip
+    emit_exited(spec, attempt, ctx, result)
+    return result
