@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .procfs import proc_kib
+
 PIPE_SIZE = 1 << 20  # what a pipe is enlarged to once a job fills one
 DEFAULT_PIPE_SIZE = 1 << 16  # Linux: a new pipe holds 16 pages
 _F_SETPIPE_SZ = 1031
@@ -340,6 +342,20 @@ def has_children() -> bool:
 
 def group_rss(pgid: int, snapshot: list[ProcInfo]) -> int:
     return sum(p.rss_bytes for p in snapshot if p.pgid == pgid and p.state != "Z")
+
+
+def group_peak(pgid: int, snapshot: list[ProcInfo]) -> int:
+    """The group's peak memory as far as its live members show it: the sum of their high-water
+    marks (VmHWM), each member's RSS where its mark cannot be read. A member's mark covers its
+    whole life, so a spike between two samples still counts; members' peaks need not have been
+    simultaneous, so the sum is an upper bound. Only reads /proc/PID/status of the group's own
+    members."""
+    total = 0
+    for p in snapshot:
+        if p.pgid == pgid and p.state != "Z":
+            hwm = proc_kib(f"/proc/{p.pid}/status", b"VmHWM:")
+            total += max(hwm or 0, p.rss_bytes)
+    return total
 
 
 

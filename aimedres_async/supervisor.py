@@ -554,7 +554,7 @@ class Supervisor:
             snapshot = await asyncio.to_thread(procs.processes)
             for job_id, live in list(self.ctx.live.items()):
                 rss = procs.group_rss(live.pgid, snapshot)
-                live.peak_rss = max(live.peak_rss, rss)
+                live.peak_rss = max(live.peak_rss, procs.group_peak(live.pgid, snapshot) if rss else 0)
                 job = self._index.get(job_id)
                 if rss and job is not None and job.status is None:
                     self.log.emit("job.sample", job=job_id, attempt=job.attempts, rss_bytes=rss)
