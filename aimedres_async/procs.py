@@ -1,7 +1,8 @@
 """Processes on this machine: the spawn guard, process groups, /proc snapshots, adopted orphans.
 
-Jobs are spawned by the local executor (`executors.local`) through asyncio's subprocess API, whose
-child watcher reaps each job's main process; this module never reaps a LEADER. Everything else
+Jobs are spawned by the local executor (`executors.local`) through asyncio's subprocess API; their
+main processes are reaped by `UsageChildWatcher` (wait4, so the kernel's max-RSS of each is kept),
+never by the reapers of adopted processes here. Everything else
 that becomes our child (orphans we adopt as subreaper) is found, killed and reaped here.
 """
 
@@ -17,10 +18,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .procfs import proc_kib
 
@@ -29,6 +33,118 @@ DEFAULT_PIPE_SIZE = 1 << 16  # Linux: a new pipe holds 16 pages
 _F_SETPIPE_SZ = 1031
 _PR_SET_CHILD_SUBREAPER = 36
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def own_peak_rss() -> int:
+    """This process's high-water RSS (VmHWM), 0 where unknown.
+
+    Not getrusage(RUSAGE_SELF): its ru_maxrss also carries the peak of the process we were
+    vforked from (exec records the old mm's mark), e.g. a large test runner or shell.
+    """
+    return proc_kib("/proc/self/status", b"VmHWM:") or 0
+
+
+_own_peak_seen = 0
+
+
+def exceeds_own_peak(child_max_rss: int) -> bool:
+    """Whether a child's wait4 ru_maxrss says anything about the child.
+
+    A child's ru_maxrss starts from the mm it was vforked from, i.e. ours, so a figure not above
+    our own high-water mark says nothing. The mark only grows, so /proc is read again only
+    when a figure is above the last reading (not once per job).
+    """
+    global _own_peak_seen
+    if child_max_rss <= _own_peak_seen:
+        return False
+    _own_peak_seen = own_peak_rss()
+    return child_max_rss > _own_peak_seen
+
+
+# ---------------------------------------------------------------- reaping spawned jobs
+
+# ru_maxrss (bytes) of job main processes reaped by UsageChildWatcher, until their attempt takes it
+EXIT_RSS: dict[int, int] = {}
+
+
+def _reap_with_usage(pid: int) -> int:
+    """Reap a spawned child with wait4: its return code; its ru_maxrss is kept in EXIT_RSS."""
+    try:
+        _, status, usage = os.wait4(pid, 0)
+    except ChildProcessError:
+        return 255  # reaped elsewhere: the status is lost
+    if pid in LEADERS or _spawns_in_flight:
+        EXIT_RSS[pid] = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _usage_watcher() -> Any:
+    """A child watcher for asyncio's subprocess transports that reaps with wait4 (keeping the
+    kernel's max-RSS of the child) on a pidfd, or in a thread per child where there is none.
+    None where asyncio no longer has pluggable watchers (3.14): its own watcher is used then."""
+    base = getattr(asyncio, "AbstractChildWatcher", None)
+    if base is None:
+        return None
+
+    class UsageChildWatcher(base):  # type: ignore[misc, valid-type]
+        def add_child_handler(self, pid: int, callback: Callable[..., Any], *args: Any) -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                pidfd = os.pidfd_open(pid)
+            except (AttributeError, OSError):
+                threading.Thread(target=self._wait_thread, args=(loop, pid, callback, args), daemon=True).start()
+                return
+            loop.add_reader(pidfd, self._on_exit, loop, pid, pidfd, callback, args)
+
+        @staticmethod
+        def _on_exit(loop: asyncio.AbstractEventLoop, pid: int, pidfd: int, callback: Callable[..., Any],
+                     args: tuple[Any, ...]) -> None:  # fmt: skip
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            callback(pid, _reap_with_usage(pid), *args)
+
+        @staticmethod
+        def _wait_thread(loop: asyncio.AbstractEventLoop, pid: int, callback: Callable[..., Any],
+                         args: tuple[Any, ...]) -> None:  # fmt: skip
+            code = _reap_with_usage(pid)
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(callback, pid, code, *args)
+
+        def remove_child_handler(self, pid: int) -> bool:
+            return True  # asyncio never calls it
+
+        def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+        def is_active(self) -> bool:
+            return True
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    return UsageChildWatcher()
+
+
+_watcher_installed = False
+
+
+def install_child_watcher() -> None:
+    """Make asyncio's subprocess transports reap through UsageChildWatcher (once per process)."""
+    global _watcher_installed
+    if _watcher_installed:
+        return
+    _watcher_installed = True
+    with warnings.catch_warnings():  # the watcher API is deprecated from 3.12 on (still used by it)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        watcher = _usage_watcher()
+        if watcher is not None:
+            asyncio.get_event_loop_policy().set_child_watcher(watcher)
 
 
 def become_subreaper() -> bool:

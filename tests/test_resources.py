@@ -787,11 +787,12 @@ def test_peak_rss_of_a_small_job_is_its_own_not_the_supervisors(tmp_path: Path, 
 
 
 def test_peak_rss_is_trusted_when_a_big_process_started_the_supervisor(tmp_path: Path, marker: str) -> None:
-    """A supervisor started (via vfork+exec) by a 400 MB process, e.g. a grown pytest, records a
-    150 MB job's own peak: neither 0 nor the 400 MB it was started from. The peak is sampled from
-    the job's group (VmHWM), which the starting process's memory never reaches."""
+    """Regression: with our own peak taken from getrusage(RUSAGE_SELF), a supervisor started (via
+    vfork+exec) by a 400 MB process, e.g. a grown pytest, inherited that 400 MB as its "own" peak
+    and threw away every smaller job's wait4 figure: a 150 MB job was recorded as 0 (and a SIGKILL
+    near the declared memory was not seen as oom_killed). VmHWM is the supervisor's own."""
     (tmp_path / "alloc.py").write_text(ALLOC)
-    jobs = f'[jobs.mid]\ncommand = {json.dumps([PY, "alloc.py", "150000000", "1.5"])}\n'
+    jobs = f'[jobs.mid]\ncommand = {json.dumps([PY, "alloc.py", "150000000", "0"])}\n'
     write_config(tmp_path, cfg(marker, tmp_path, jobs))
     parent = ("import subprocess, sys\n"
               "ballast = bytearray(400_000_000)\n"

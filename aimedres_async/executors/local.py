@@ -88,7 +88,12 @@ class AttemptProtocol(asyncio.SubprocessProtocol):
     def process_exited(self) -> None:
         assert self.transport is not None
         code = self.transport.get_returncode()
-        procs.LEADERS.discard(self.transport.get_pid())
+        pid = self.transport.get_pid()
+        procs.LEADERS.discard(pid)
+        max_rss = procs.EXIT_RSS.pop(pid, 0)
+        # ru_maxrss counts from our own memory (inherited through vfork/exec): only trust it above that
+        if procs.exceeds_own_peak(max_rss):
+            self.live.peak_rss = max(self.live.peak_rss, max_rss)
         if not self.exited.done():
             self.exited.set_result(code if code is not None else 255)
 
@@ -183,6 +188,7 @@ async def _spawn(
     guard = procs.death_guard()
     if guard:
         procs.check_executable(spec.argv[0], spec.cwd, env)  # the guard execs it: its errors would come too late
+    procs.install_child_watcher()
     loop = asyncio.get_running_loop()
     with procs.spawning():
         transport, proto = await loop.subprocess_exec(
