@@ -173,7 +173,7 @@ _spawns_in_flight = 0
 @contextlib.contextmanager
 def spawning() -> Iterator[None]:
     """Around a spawn: until its pid is in LEADERS, a new child of ours may be a job's main
-    process, so adopted zombies are not reaped (nor adopted processes killed) meanwhile."""
+    process, so adopted zombies are not reaped meanwhile (they are on the next pass)."""
     global _spawns_in_flight
     _spawns_in_flight += 1
     try:
@@ -405,7 +405,7 @@ def adopted(snapshot: list[ProcInfo]) -> tuple[list[Adopted], list[int]]:
 
 def kill_adopted(p: Adopted) -> bool:
     """SIGKILL an adopted process, unless its pid now names another process; True if sent."""
-    if p.pid in LEADERS or not _may_reap():
+    if p.pid in LEADERS:  # a job's main process being spawned is spared by its attempt's marks
         return False
     try:
         fd = os.pidfd_open(p.pid)
