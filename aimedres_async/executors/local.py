@@ -126,7 +126,6 @@ async def run_attempt(
     # from the moment they exist (pgid 0 names no group until the pid is known).
     live = Live(pgid=0, started=t0, last_output=t0, attempt=attempt)
     ctx.live[spec.id] = live
-    proto: AttemptProtocol | None = None
     try:
         proto, pid = await _spawn(spec, ctx, env, framers, live)
     except OSError as e:
