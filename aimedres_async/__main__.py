@@ -2,9 +2,10 @@
 
 import sys
 
-try:
-    from .cli import main
-except KeyboardInterrupt:  # Ctrl+C while the modules load: nothing has started, nothing to tell
-    sys.exit(130)
+from . import startup_signals
+
+startup_signals.hold()  # before the first heavy import: a Ctrl+C cannot cut one in half
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, legacy
+from . import __version__, legacy, startup_signals
 from .config import (
     EXECUTORS,
     MAX_INT,
@@ -924,7 +924,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs, "cancel": cmd_cancel,
                    "wait": cmd_wait, "pause": cmd_pause, "resume": cmd_resume,
                    "report": cmd_report}[a.command]  # fmt: skip
-        return handler(cfg, a)
+        if a.command not in ("run", "serve"):  # they hand held signals to shutdown.CapturedSignals
+            held = startup_signals.release()
+            if held is not None:
+                return 128 + held
+        code = handler(cfg, a)
+        held = startup_signals.release()  # run --list/--dry-run, or a usage error before the capture
+        return 128 + held if held is not None else code
     except ConfigError as e:
         for problem in e.problems:
             print(f"aimedres-async: error: {problem}", file=sys.stderr)
@@ -942,5 +948,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def main_exit() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (this module's imports are done: hold signals from here on)."""
+    startup_signals.hold()
     sys.exit(main())

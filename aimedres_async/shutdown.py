@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
+from . import startup_signals
+
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
@@ -42,6 +44,9 @@ class CapturedSignals:
     def __enter__(self) -> CapturedSignals:
         for sig in self.handled:
             self._old[sig] = signal.signal(sig, self._handle)
+        for sig in startup_signals.take():  # held by the entry point before this block
+            self.received.append(sig)
+            self._pending.append(sig)
         return self
 
     def __exit__(

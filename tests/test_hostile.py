@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,3 +341,21 @@ def test_logs_dir_removed_mid_run_is_recreated_with_one_warning(tmp_path: Path, 
     lines = [r["line"] for r in read_jsonl(folder / "jobs" / "ticker.jsonl") if r["event"] == "job.output"]
     assert lines and lines[-1] == "tick 39"
     assert json.loads((folder / "summary.json").read_text())["jobs"][0]["status"] == "succeeded"
+
+
+def test_a_signal_during_the_imports_is_held_not_raised_inside_one() -> None:
+    """Regression: a Ctrl+C landing inside an import raised KeyboardInterrupt there and could leave a
+    C extension half-initialised; the interpreter then crashed (SIGSEGV in orjson or libpython) as it
+    exited. The entry point holds the signals from before the first heavy import."""
+    code = (
+        "import os, signal, sys\n"
+        "from aimedres_async import startup_signals\n"
+        "startup_signals.hold()\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "import orjson, asyncio, aimedres_async.cli\n"  # no KeyboardInterrupt in here
+        "print(','.join(s.name for s in startup_signals.arrived))\n"
+        "print(startup_signals.release().name, signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout.split() == ["SIGINT", "SIGINT", "True"], r.stdout
