@@ -103,11 +103,21 @@ def documents(root: Path) -> list[Path]:
 def scratch_copy(dest: Path) -> None:
     """The repository's files (tracked and new, not ignored) copied to dest, without logs or venvs."""
     try:
-        names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                               capture_output=True).stdout.decode().split("\0")  # fmt: skip
+        names = (
+            subprocess.run(
+                ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True, capture_output=True
+            )
+            .stdout.decode()
+            .split("\0")
+        )
     except (OSError, subprocess.CalledProcessError):
-        shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(".git", "logs", "results", "spool", "site",
-                                                                  ".venv", ".ci-venv", "__pycache__"))  # fmt: skip
+        shutil.copytree(
+            ROOT,
+            dest,
+            ignore=shutil.ignore_patterns(
+                ".git", "logs", "results", "spool", "site", ".venv", ".ci-venv", "__pycache__"
+            ),
+        )
         return
     for name in filter(None, names):
         src = ROOT / name
@@ -187,8 +197,15 @@ def run_command(text: str, cwd: Path, env: dict[str, str], timeout: float) -> tu
     Output goes to a file, not a pipe, so a background process holding it cannot hang the check.
     """
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(["bash", "-c", text], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            ["bash", "-c", text],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

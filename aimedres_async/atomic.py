@@ -51,8 +51,15 @@ def _stage(tmp: Path, data: bytes, mode: int, fd_hook: FdHook | None, durable: b
         os.close(fd)
 
 
-def write(path: Path, data: bytes, *, mode: int = 0o644, tmp: Path | None = None,
-          fd_hook: FdHook | None = None, durable: bool = True) -> None:  # fmt: skip
+def write(
+    path: Path,
+    data: bytes,
+    *,
+    mode: int = 0o644,
+    tmp: Path | None = None,
+    fd_hook: FdHook | None = None,
+    durable: bool = True,
+) -> None:
     """Replace `path` with `data`, whole: temp file, fsync, rename, fsync of the folder.
 
     `tmp`: the temp file's path (default: a fresh one beside `path`); it must be on the same file
@@ -72,8 +79,9 @@ def write(path: Path, data: bytes, *, mode: int = 0o644, tmp: Path | None = None
         fsync_dir(path.parent)
 
 
-def create(path: Path, data: bytes, *, mode: int = 0o640, tmp: Path | None = None,
-           fd_hook: FdHook | None = None) -> bool:  # fmt: skip
+def create(
+    path: Path, data: bytes, *, mode: int = 0o640, tmp: Path | None = None, fd_hook: FdHook | None = None
+) -> bool:
     """Create `path` with `data`, whole, never over an existing file: temp file, fsync, link,
     fsync of the folder. False (and nothing changed) if `path` already exists."""
     tmp = tmp or temp_path(path)

@@ -33,8 +33,21 @@ from .usage import Parser, UsageError
 
 __all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main", "main_exit"]
 
-COMMANDS = ("run", "list", "validate", "serve", "submit", "status", "logs", "init", "cancel", "wait", "pause",
-            "resume", "report")
+COMMANDS = (
+    "run",
+    "list",
+    "validate",
+    "serve",
+    "submit",
+    "status",
+    "logs",
+    "init",
+    "cancel",
+    "wait",
+    "pause",
+    "resume",
+    "report",
+)
 EXIT_USAGE = 2
 EXIT_DISCOVERY = 3  # --strict-discovery, as run_all_training.py
 
@@ -71,35 +84,35 @@ def _duration(text: str) -> float:
 
 DESCRIPTIONS = {
     "run": "Run the selected jobs and exit. The exit code says whether every required job succeeded "
-           "(0), one failed (1), the command line or config is wrong (2), or a signal stopped it (130, 143).",
+    "(0), one failed (1), the command line or config is wrong (2), or a signal stopped it (130, 143).",
     "list": "Show the jobs the config defines and discovery finds: id, script, which of "
-            "output-dir/epochs/folds/sample/batch it accepts, resources, whether they fit here, optional.",
+    "output-dir/epochs/folds/sample/batch it accepts, resources, whether they fit here, optional.",
     "validate": "Check the config and the jobs it makes; print every problem (exit 2) or one OK line. "
-                "It reports what `run` would refuse: no jobs, a job that can never fit the resources.",
+    "It reports what `run` would refuse: no jobs, a job that can never fit the resources.",
     "serve": "The spool daemon: run the job tickets dropped into spool_dir/incoming with the same "
-             "supervisor as `run`, and file each under done/, failed/ or rejected/. Meant for systemd. "
-             "Exits 0 on SIGTERM, 130 on SIGINT (running tickets go back to incoming/), 2 on a config or "
-             "spool error, 1 on an internal error.",
+    "supervisor as `run`, and file each under done/, failed/ or rejected/. Meant for systemd. "
+    "Exits 0 on SIGTERM, 130 on SIGINT (running tickets go back to incoming/), 2 on a config or "
+    "spool error, 1 on an internal error.",
     "submit": "Validate tickets and enqueue them into the spool atomically; prints each ticket id. "
-              "Either ticket files, or --job ID with overrides.",
+    "Either ticket files, or --job ID with overrides.",
     "status": "Whether a daemon serves the spool (pid, since, version, config, workers, paused; exit 3 "
-              "if none), the queued tickets in run order, the running ones (job, attempt, pid, elapsed, "
-              "last line) and the last finished.",
+    "if none), the queued tickets in run order, the running ones (job, attempt, pid, elapsed, "
+    "last line) and the last finished.",
     "cancel": "Cancel tickets: a queued one goes to failed/ as cancelled at once; a running one gets "
-              "stop_signal, then SIGKILL after grace_period, is not retried, and is filed as cancelled. "
-              "Exit 0, or 2 naming an unknown ticket.",
+    "stop_signal, then SIGKILL after grace_period, is not retried, and is filed as cancelled. "
+    "Exit 0, or 2 naming an unknown ticket.",
     "wait": "Block until every ticket is filed. Exit 0 if all succeeded, 1 if any failed, 130 if any "
-            "was cancelled, 124 on timeout, 2 for an unknown ticket.",
+    "was cancelled, 124 on timeout, 2 for an unknown ticket.",
     "pause": "Daemons on this spool claim no new ticket until `resume`; running tickets go on. Kept in "
-             "the spool (control/paused), so a restarted daemon stays paused.",
+    "the spool (control/paused), so a restarted daemon stays paused.",
     "resume": "Undo `pause`: daemons on this spool claim tickets again.",
     "logs": "A job's or ticket's JSON-lines log rendered for people: timestamps, attempt separators, "
-            "'!' for stderr, printed JSON objects as JSON.",
+    "'!' for stderr, printed JSON objects as JSON.",
     "init": "Write a commented starter aimedres.toml (never overwrites a file).",
     "report": "Write one self-contained HTML file (no network, opens from disk) that draws a run: a timeline "
-              "of every attempt, metric curves from the jobs' JSON records, final metrics side by side, "
-              "memory, provenance. Default: the latest run, into its folder as report.html.",
-}  # fmt: skip
+    "of every attempt, metric curves from the jobs' JSON records, final metrics side by side, "
+    "memory, provenance. Default: the latest run, into its folder as report.html.",
+}
 EPILOG = """With no command, `run` is meant: `aimedres-async --parallel -j 4 --epochs 3` is
 `aimedres-async run --parallel -j 4 --epochs 3`, and `aimedres-async` alone runs every job of the
 config, as run_all_training.py did. `aimedres-async COMMAND --help` describes a command."""
@@ -113,19 +126,32 @@ def _subcommand(sub: Any, name: str, help: str) -> Parser:
 def _selection_options(sp: Parser) -> Any:
     g = sp.add_argument_group("job selection")
     # nargs="*": an empty `--only` selects every job, as run_all_training.py did (a CI input left blank)
-    g.add_argument("--only", nargs="*", action="extend", metavar="ID", default=[],
-                   help="run only these jobs (also old ids: train_als, ALS)")  # fmt: skip
+    g.add_argument(
+        "--only",
+        nargs="*",
+        action="extend",
+        metavar="ID",
+        default=[],
+        help="run only these jobs (also old ids: train_als, ALS)",
+    )
     g.add_argument("--exclude", nargs="*", action="extend", metavar="ID", default=[], help="skip these jobs")
     g.add_argument("--no-auto-discover", action="store_true", help="only the jobs in [jobs.*], no discovery")
-    g.add_argument("--discover-root", nargs="+", metavar="DIR",
-                   help="discover scripts under these folders instead of [discovery] roots")  # fmt: skip
+    g.add_argument(
+        "--discover-root",
+        nargs="+",
+        metavar="DIR",
+        help="discover scripts under these folders instead of [discovery] roots",
+    )
     legacy.add_discovery_flags(sp.add_argument_group("discovery (run_all_training.py flags)"), _positive_int)
     return g
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="aimedres-async", description="Train a folder of ML training scripts in parallel, unattended.",
-               epilog=EPILOG)  # fmt: skip
+    p = Parser(
+        prog="aimedres-async",
+        description="Train a folder of ML training scripts in parallel, unattended.",
+        epilog=EPILOG,
+    )
     p.add_argument("--config", metavar="PATH", help="config file (default: $AIMEDRES_CONFIG, else ./aimedres.toml)")
     p.add_argument("--version", action="version", version=f"aimedres-async {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -143,22 +169,39 @@ def build_parser() -> Parser:
     smt.add_argument("--batch", type=_positive_int, metavar="N", help="passed as --batch-size")
     smt.add_argument("--retries", type=_count, metavar="N", help="retries for the ticket's job")
     smt.add_argument("--timeout", metavar="DURATION", help="per attempt, e.g. 30m (0 = none)")
-    smt.add_argument("--arg", action="append", default=[], metavar="ARG",
-                     help="append ARG to the job's command (repeatable; --arg=--seed for dashes)")  # fmt: skip
-    smt.add_argument("--priority", type=int, metavar="N",
-                     help="higher runs first (default 0; FIFO within a priority); ticket key `priority`")
-    smt.add_argument("--after", action="append", default=[], metavar="TICKET",
-                     help="start only once TICKET succeeded; if it fails or is cancelled this one fails "
-                          "with failure = \"dependency\" (repeatable); ticket key `after`")  # fmt: skip
+    smt.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="append ARG to the job's command (repeatable; --arg=--seed for dashes)",
+    )
+    smt.add_argument(
+        "--priority",
+        type=int,
+        metavar="N",
+        help="higher runs first (default 0; FIFO within a priority); ticket key `priority`",
+    )
+    smt.add_argument(
+        "--after",
+        action="append",
+        default=[],
+        metavar="TICKET",
+        help="start only once TICKET succeeded; if it fails or is cancelled this one fails "
+        'with failure = "dependency" (repeatable); ticket key `after`',
+    )
     sts = _subcommand(sub, "status", "what the spool daemon is doing")
     sts.add_argument("--json", action="store_true", help="one JSON object, for machines")
     sts.add_argument("--last", type=_count, default=10, metavar="N", help="finished tickets to list (default 10)")
     lgs = _subcommand(sub, "logs", "a job's or ticket's log, for humans")
     lgs.add_argument("target", metavar="JOB|TICKET", help="a job id of a run, or a ticket id")
     lgs.add_argument("--run", metavar="RUN_ID", help="which run (default: the ticket's, else the latest)")
-    lgs.add_argument("--follow", "-f", action="store_true",
-                     help="keep printing until the job finishes; a queued ticket is waited for, and the "
-                          "exit code is `wait`'s")  # fmt: skip
+    lgs.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="keep printing until the job finishes; a queued ticket is waited for, and the exit code is `wait`'s",
+    )
     cnc = _subcommand(sub, "cancel", "cancel queued or running tickets")
     cnc.add_argument("tickets", nargs="*", metavar="TICKET", help="ticket ids to cancel")
     cnc.add_argument("--all", action="store_true", help="cancel every queued and running ticket")
@@ -170,11 +213,18 @@ def build_parser() -> Parser:
     rsm = _subcommand(sub, "resume", "claim tickets again after `pause`")
     rep = _subcommand(sub, "report", "write one self-contained HTML report of a run (default: the latest)")
     rep.add_argument("run", nargs="?", metavar="RUN", help="a run id or a run folder (default: the latest run)")
-    rep.add_argument("-o", "--output", metavar="FILE",
-                     help="where to write it (default: report.html in the run folder; with --since, ./report.html)")
-    rep.add_argument("--since", metavar="T",
-                     help="instead of one run: every job with a record since T (12h, 2d, 2026-11-27T08:00 UTC), "
-                          "e.g. the spool daemon's tickets over a window")
+    rep.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where to write it (default: report.html in the run folder; with --since, ./report.html)",
+    )
+    rep.add_argument(
+        "--since",
+        metavar="T",
+        help="instead of one run: every job with a record since T (12h, 2d, 2026-11-27T08:00 UTC), "
+        "e.g. the spool daemon's tickets over a window",
+    )
     rep.add_argument("--logs-dir", metavar="DIR", help="where run folders are (default: [supervisor] logs_dir)")
     ini = _subcommand(sub, "init", "write a commented starter aimedres.toml (never overwrites)")
     ini.add_argument("path", nargs="?", default="aimedres.toml", help="where to write it (default: ./aimedres.toml)")
@@ -182,51 +232,91 @@ def build_parser() -> Parser:
     for sp in (run, lst, val, srv, smt, sts, lgs, cnc, wat, pse, rsm, rep):  # `run --config X` too
         sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for sp in (run, lst, val, srv):
-        sp.add_argument("--executor", choices=EXECUTORS, default=None,
-                        help="where attempts run: local processes, Ray or Slurm (wins over [supervisor] executor)")
+        sp.add_argument(
+            "--executor",
+            choices=EXECUTORS,
+            default=None,
+            help="where attempts run: local processes, Ray or Slurm (wins over [supervisor] executor)",
+        )
 
-    _selection_options(run).add_argument("--list", action="store_true",
-                                         help="list the jobs and exit (the `list` command)")  # fmt: skip
+    _selection_options(run).add_argument(
+        "--list", action="store_true", help="list the jobs and exit (the `list` command)"
+    )
     _selection_options(lst)
     # `list` shows what it would run; these change nothing it shows, but `run --list` accepts them.
-    lst.set_defaults(epochs=None, folds=None, sample=None, batch=None, extra_arg=[], base_output_dir=None,
-                     parallel=None, retries=None, timeout=None, summary_dir=None)  # fmt: skip
+    lst.set_defaults(
+        epochs=None,
+        folds=None,
+        sample=None,
+        batch=None,
+        extra_arg=[],
+        base_output_dir=None,
+        parallel=None,
+        retries=None,
+        timeout=None,
+        summary_dir=None,
+    )
     for sp in (run, lst, val):
-        sp.add_argument("--python", metavar="PATH",
-                        help="interpreter for .py scripts (default: [supervisor] python, else this one)")  # fmt: skip
+        sp.add_argument(
+            "--python", metavar="PATH", help="interpreter for .py scripts (default: [supervisor] python, else this one)"
+        )
 
     g = run.add_argument_group("passed to the scripts (a job's own config value wins)")
     g.add_argument("--epochs", type=_positive_int, metavar="N", help="passed as --epochs to scripts that accept it")
     g.add_argument("--folds", type=_positive_int, metavar="N", help="passed as --folds to scripts that accept it")
     g.add_argument("--sample", type=_positive_int, metavar="N", help="passed as --sample to scripts that accept it")
     g.add_argument("--batch", type=_positive_int, metavar="N", help="passed as --batch-size to scripts that accept it")
-    g.add_argument("--extra-arg", action="append", default=[], metavar="ARG",
-                   help="append ARG to every script's command (repeatable; --extra-arg=--flag)")  # fmt: skip
+    g.add_argument(
+        "--extra-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="append ARG to every script's command (repeatable; --extra-arg=--flag)",
+    )
     g.add_argument("--base-output-dir", metavar="DIR", help="each job writes to DIR/<id> (passed as --output-dir)")
 
     g = run.add_argument_group("execution")
     g.add_argument("--parallel", action="store_true", default=None, help="run jobs in parallel (parallel = true)")
-    g.add_argument("-j", "--max-workers", type=_workers, metavar="N|auto", default=argparse.SUPPRESS,
-                   help="at most N jobs at once; auto = one per CPU, fitted to recorded memory peaks")  # fmt: skip
+    g.add_argument(
+        "-j",
+        "--max-workers",
+        type=_workers,
+        metavar="N|auto",
+        default=argparse.SUPPRESS,
+        help="at most N jobs at once; auto = one per CPU, fitted to recorded memory peaks",
+    )
     g.add_argument("--retries", type=_count, metavar="N", help="retries per job (wins over the config)")
     g.add_argument("--timeout", type=_duration, metavar="DURATION", help="per attempt, e.g. 30m (0 = none)")
     g.add_argument("--fail-fast", action="store_true", help="stop everything at the first required failure")
     g.add_argument("--allow-partial-success", action="store_true", help="exit 0 even if a required job failed")
-    g.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID",
-                   help="skip jobs that succeeded in RUN_ID (default: the latest run) with the same command")
-    g.add_argument("--dry-run", action="store_true",
-                   help="print each job's exact command and check what run would; run nothing")  # fmt: skip
+    g.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="RUN_ID",
+        help="skip jobs that succeeded in RUN_ID (default: the latest run) with the same command",
+    )
+    g.add_argument(
+        "--dry-run", action="store_true", help="print each job's exact command and check what run would; run nothing"
+    )
 
     g = run.add_argument_group("output")
     g.add_argument("--verbose", action="store_true", help="also stream every output line, prefixed by job id")
     g.add_argument("--no-progress", action="store_true", help="plain lines even on a terminal")
-    g.add_argument("--log-format", choices=("auto", "console", "json"), default="auto",
-                   help="lifecycle lines on stderr: human (auto: live display on a terminal) or JSON")  # fmt: skip
+    g.add_argument(
+        "--log-format",
+        choices=("auto", "console", "json"),
+        default="auto",
+        help="lifecycle lines on stderr: human (auto: live display on a terminal) or JSON",
+    )
     g.add_argument("--logs-dir", metavar="DIR", help="where run folders go (default: [supervisor] logs_dir)")
     g.add_argument("--log-file", metavar="PATH", help="also write the complete JSON-lines stream here")
     g.add_argument("--junit-xml", metavar="PATH", help="write a JUnit report, one testcase per job")
-    g.add_argument("--report", metavar="FILE",
-                   help="at the end (also after Ctrl+C) write the run's self-contained HTML report to FILE")
+    g.add_argument(
+        "--report",
+        metavar="FILE",
+        help="at the end (also after Ctrl+C) write the run's self-contained HTML report to FILE",
+    )
     legacy.add_summary_flag(g)
     return p
 
@@ -303,10 +393,14 @@ def _plan(cfg: Config, a: argparse.Namespace) -> Any:
     )
     roots = [str(Path(r).resolve()) for r in a.discover_root] if a.discover_root else None
     p = plan(
-        cfg, overrides,
+        cfg,
+        overrides,
         discover_enabled=False if a.no_auto_discover else (True if roots else None),
-        roots=roots, only=a.only, exclude=a.exclude, discovery=discovery,
-    )  # fmt: skip
+        roots=roots,
+        only=a.only,
+        exclude=a.exclude,
+        discovery=discovery,
+    )
     # on Ray the scripts run on the cluster's machines: their interpreter need not exist here
     problems = [] if cfg.supervisor.executor == "ray" else interpreter_problems(p.jobs)
     if problems:
@@ -329,8 +423,13 @@ def _print_list(cfg: Config, p: Any) -> None:
             print(f"warning: cannot tell which jobs fit the Slurm cluster: {e}", file=sys.stderr)
     rows = [("ID", "SCRIPT", "ACCEPTS", "RESOURCES", "FITS", "OPTIONAL")]
     for s in p.jobs:
-        script = (str(s.script.relative_to(cfg.base_dir)) if s.script and s.script.is_relative_to(cfg.base_dir)
-                  else str(s.script) if s.script else "command: " + shlex.join(s.argv))  # fmt: skip
+        script = (
+            str(s.script.relative_to(cfg.base_dir))
+            if s.script and s.script.is_relative_to(cfg.base_dir)
+            else str(s.script)
+            if s.script
+            else "command: " + shlex.join(s.argv)
+        )
         if s.script is not None and not s.script.exists():
             script += " (missing!)"
         accepts = ",".join(n.replace("_", "-") for n in INJECTED if n in s.accepts) or "-"
@@ -450,8 +549,10 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
                 console.warning(f"{signum.name} again: killing every job now")
                 sup.stop.force()
             else:
-                console.warning(f"{signum.name}: stopping; jobs get {cfg.supervisor.stop_signal}, "
-                                f"then SIGKILL after {cfg.supervisor.grace_period:g}s (again to force)")  # fmt: skip
+                console.warning(
+                    f"{signum.name}: stopping; jobs get {cfg.supervisor.stop_signal}, "
+                    f"then SIGKILL after {cfg.supervisor.grace_period:g}s (again to force)"
+                )
                 sup.stop.request(signum.name)
 
         async def main() -> int:
@@ -474,13 +575,14 @@ def cmd_run(cfg: Config, a: argparse.Namespace) -> int:
             sys.stdout.write(f"logs: {sup.log.dir}\n")
         _after_run(cfg, a, sup, console)
         for late in signals.late:
-            print(f"aimedres-async: {late.name} arrived while finishing; the run had already stopped",
-                  file=sys.stderr)  # fmt: skip
+            print(f"aimedres-async: {late.name} arrived while finishing; the run had already stopped", file=sys.stderr)
         if sup.error is not None:
             from .log import visible as _visible
 
-            print(f"aimedres-async: error: internal error, every running job was stopped: {_visible(sup.error)}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"aimedres-async: error: internal error, every running job was stopped: {_visible(sup.error)}",
+                file=sys.stderr,
+            )
     return code
 
 
@@ -498,8 +600,10 @@ def _after_run(cfg: Config, a: argparse.Namespace, sup: Any, console: Any) -> No
             else:
                 sys.stdout.write(f"summary: {path}\n")
         except OSError as e:
-            print(f"aimedres-async: warning: could not write a summary into {summary_dir}: {e.strerror or e}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"aimedres-async: warning: could not write a summary into {summary_dir}: {e.strerror or e}",
+                file=sys.stderr,
+            )
     if not console.json:
         from .diagnose import logs_hint
 
@@ -526,8 +630,11 @@ def _job_problems(cfg: Config, p: Any) -> tuple[list[str], Any]:
         return _slurm_unfit(cfg, p.jobs), pools
     if cfg.supervisor.executor != "local":
         return [], pools
-    problems = [f"job {s.id} can never run here: it {why} (see [supervisor] gpus/memory/cpus)"
-                for s in p.jobs if (why := pools.never_fits(Need.of(s.resources)))]  # fmt: skip
+    problems = [
+        f"job {s.id} can never run here: it {why} (see [supervisor] gpus/memory/cpus)"
+        for s in p.jobs
+        if (why := pools.never_fits(Need.of(s.resources)))
+    ]
     return problems, pools
 
 
@@ -541,8 +648,11 @@ def _slurm_unfit(cfg: Config, jobs: Any) -> list[str]:
         cluster = nodes()
     except SlurmUnavailable as e:
         raise UsageError(str(e)) from None
-    return [f"job {s.id} can never run on the Slurm cluster: it {why} (see the job's resources, [slurm] partition)"
-            for s in jobs if (why := never_fits(s.resources, cluster, cfg.slurm.partition))]  # fmt: skip
+    return [
+        f"job {s.id} can never run on the Slurm cluster: it {why} (see the job's resources, [slurm] partition)"
+        for s in jobs
+        if (why := never_fits(s.resources, cluster, cfg.slurm.partition))
+    ]
 
 
 def _check_runnable(cfg: Config, p: Any, logs_dir: Path, resume_arg: str | None) -> tuple[Any, Any]:
@@ -605,8 +715,9 @@ def cmd_validate(cfg: Config, a: argparse.Namespace) -> int:
     from .preflight import interpreter_problems
 
     if a.python:
-        cfg = _apply_cli(cfg, argparse.Namespace(python=a.python, parallel=None, epochs=None, folds=None,
-                                                 sample=None, batch=None))  # fmt: skip
+        cfg = _apply_cli(
+            cfg, argparse.Namespace(python=a.python, parallel=None, epochs=None, folds=None, sample=None, batch=None)
+        )
     p = plan(cfg)
     problems = [] if cfg.supervisor.executor == "ray" else interpreter_problems(p.jobs)
     if problems:
@@ -724,9 +835,11 @@ def cmd_submit(cfg: Config, a: argparse.Namespace) -> int:
     give: tuple[int, int] | None = None
     if owner is not None and owner[0] not in (0, os.geteuid()):
         if os.geteuid() != 0:
-            raise UsageError(f"the daemon's user {user_name(owner[0])} could not read a ticket of yours "
-                             f"({user_name(os.geteuid())}): submit as that user, e.g. "
-                             f"`runuser -u {user_name(owner[0]).split()[0]} -- python -m aimedres_async submit ...`")
+            raise UsageError(
+                f"the daemon's user {user_name(owner[0])} could not read a ticket of yours "
+                f"({user_name(os.geteuid())}): submit as that user, e.g. "
+                f"`runuser -u {user_name(owner[0]).split()[0]} -- python -m aimedres_async submit ...`"
+            )
         give = owner
     try:
         spool.ensure(check_secure=False)
@@ -745,8 +858,9 @@ EXIT_NO_DAEMON = 3  # as `systemctl is-active` says a unit is not running
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
-                     for r in rows)  # fmt: skip
+    return "\n".join(
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows
+    )
 
 
 def cmd_status(cfg: Config, a: argparse.Namespace) -> int:
@@ -765,13 +879,18 @@ def cmd_status(cfg: Config, a: argparse.Namespace) -> int:
 
     for d in state["daemons"]:
         up = format_duration(time.time() - float(d.get("started", time.time())))
-        print(f"daemon: pid {d['pid']} on {d.get('host')}, serving since {d.get('since')} ({up}), "
-              f"version {d.get('version')}, config {d.get('config') or 'built-in defaults'}")  # fmt: skip
+        print(
+            f"daemon: pid {d['pid']} on {d.get('host')}, serving since {d.get('since')} ({up}), "
+            f"version {d.get('version')}, config {d.get('config') or 'built-in defaults'}"
+        )
         print(f"  workers {d.get('busy')}/{d.get('workers')} busy, {'PAUSED' if d.get('paused') else 'claiming'}")
     if not state["daemons"]:
         print(f"daemon: none is serving spool {spool.root}")
-    print(f"spool {spool.root}: " + ", ".join(f"{k} {v}" for k, v in state["counts"].items())
-          + (" (paused: `resume` to claim again)" if state["paused"] else ""))  # fmt: skip
+    print(
+        f"spool {spool.root}: "
+        + ", ".join(f"{k} {v}" for k, v in state["counts"].items())
+        + (" (paused: `resume` to claim again)" if state["paused"] else "")
+    )
     if state["queued"]:
         print(f"queued, in run order ({len(state['queued'])}):")
         rows: list[tuple[str, ...]] = [("TICKET", "PRIORITY", "AFTER")]
@@ -780,17 +899,32 @@ def cmd_status(cfg: Config, a: argparse.Namespace) -> int:
     if state["running"]:
         print(f"running ({len(state['running'])}):")
         rows = [("TICKET", "JOB", "ATTEMPT", "PID", "ELAPSED", "LAST LINE")]
-        rows += [(str(r.get("ticket")), str(r.get("job") or "-"), str(r.get("attempt")), str(r.get("pid")),
-                  format_duration(r["elapsed_s"]), (r.get("last_line") or "")[:80]) for r in state["running"]]
+        rows += [
+            (
+                str(r.get("ticket")),
+                str(r.get("job") or "-"),
+                str(r.get("attempt")),
+                str(r.get("pid")),
+                format_duration(r["elapsed_s"]),
+                (r.get("last_line") or "")[:80],
+            )
+            for r in state["running"]
+        ]
         print(_table(rows))
     if state["finished"]:
         print(f"finished (last {len(state['finished'])}):")
         rows = [("TICKET", "STATUS", "EXIT", "DURATION", "FINISHED AT")]
         for f in state["finished"]:
             dur = f["duration_s"]
-            rows.append((f["ticket"], f["status"] + (f" [{f['failure']}]" if f.get("failure") else ""),
-                         "-" if f["exit_code"] is None else str(f["exit_code"]),
-                         format_duration(dur) if isinstance(dur, int | float) else "-", f["finished_at"] or "-"))
+            rows.append(
+                (
+                    f["ticket"],
+                    f["status"] + (f" [{f['failure']}]" if f.get("failure") else ""),
+                    "-" if f["exit_code"] is None else str(f["exit_code"]),
+                    format_duration(dur) if isinstance(dur, int | float) else "-",
+                    f["finished_at"] or "-",
+                )
+            )
         print(_table(rows))
     return code
 
@@ -842,8 +976,12 @@ def cmd_cancel(cfg: Config, a: argparse.Namespace) -> int:
             for t in report.running:
                 print(f"{t} is being stopped (`wait {t}` to see it end)")
         else:
-            print(f"stopping {', '.join(report.running)} ({cfg.supervisor.stop_signal}, then SIGKILL after "
-                  f"{cfg.supervisor.grace_period:g}s)", file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"stopping {', '.join(report.running)} ({cfg.supervisor.stop_signal}, then SIGKILL after "
+                f"{cfg.supervisor.grace_period:g}s)",
+                file=sys.stderr,
+                flush=True,
+            )
             wait(spool, report.running, None, lambda t, state, res: print(describe(t, state, res), flush=True))
     if report.unknown:
         raise UsageError(f"no such ticket in spool {spool.root}: {', '.join(report.unknown)}")
@@ -858,8 +996,7 @@ def cmd_wait(cfg: Config, a: argparse.Namespace) -> int:
     unknown = [t for t in tickets if spool.state_of(t) is None]
     if unknown:
         raise UsageError(f"no such ticket in spool {spool.root}: {', '.join(unknown)}")
-    done, pending = wait(spool, tickets, a.timeout,
-                         lambda t, state, res: print(describe(t, state, res), flush=True))  # fmt: skip
+    done, pending = wait(spool, tickets, a.timeout, lambda t, state, res: print(describe(t, state, res), flush=True))
     if pending:
         print(f"aimedres-async: timed out after {a.timeout:g}s; not finished: {', '.join(pending)}", file=sys.stderr)
         return EXIT_TIMEOUT
@@ -920,10 +1057,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg, a.config_line = _find_config(a.config)
         if getattr(a, "executor", None):
             cfg = dataclasses.replace(cfg, supervisor=dataclasses.replace(cfg.supervisor, executor=a.executor))
-        handler = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "serve": cmd_serve,
-                   "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs, "cancel": cmd_cancel,
-                   "wait": cmd_wait, "pause": cmd_pause, "resume": cmd_resume,
-                   "report": cmd_report}[a.command]  # fmt: skip
+        handler = {
+            "run": cmd_run,
+            "list": cmd_list,
+            "validate": cmd_validate,
+            "serve": cmd_serve,
+            "submit": cmd_submit,
+            "status": cmd_status,
+            "logs": cmd_logs,
+            "cancel": cmd_cancel,
+            "wait": cmd_wait,
+            "pause": cmd_pause,
+            "resume": cmd_resume,
+            "report": cmd_report,
+        }[a.command]
         if a.command not in ("run", "serve"):  # they hand held signals to shutdown.CapturedSignals
             held = startup_signals.release()
             if held is not None:

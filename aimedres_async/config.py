@@ -164,9 +164,7 @@ class Config:
     base_dir: Path  # relative paths in the config are relative to this folder
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
-    defaults: JobSettings = field(
-        default_factory=lambda: JobSettings(retries=0, backoff=Backoff(), optional=False)
-    )
+    defaults: JobSettings = field(default_factory=lambda: JobSettings(retries=0, backoff=Backoff(), optional=False))
     jobs: tuple[JobConfig, ...] = ()
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
@@ -186,18 +184,27 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)", re.I)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgt]?i?b?)\s*$", re.I)
 _SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1024, "kib": 1024, "kb": 1000,
-    "m": 1024**2, "mib": 1024**2, "mb": 1000**2,
-    "g": 1024**3, "gib": 1024**3, "gb": 1000**3,
-    "t": 1024**4, "tib": 1024**4, "tb": 1000**4,
-}  # fmt: skip
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kib": 1024,
+    "kb": 1000,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "mb": 1000**2,
+    "g": 1024**3,
+    "gib": 1024**3,
+    "gb": 1000**3,
+    "t": 1024**4,
+    "tib": 1024**4,
+    "tb": 1000**4,
+}
 
 
 def parse_duration(value: object) -> float:
     """Seconds from a number or a string like "500ms", "10s", "5m", "2h", "1h30m"."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration like 10, \"10s\", \"5m\", \"2h\"")
+        raise ValueError('expected a duration like 10, "10s", "5m", "2h"')
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
@@ -214,9 +221,9 @@ def parse_duration(value: object) -> float:
                 seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
                 pos = m.end()
             if pos == 0 or text[pos:].strip():
-                raise ValueError(f"{value!r} is not a duration (use e.g. \"500ms\", \"10s\", \"5m\", \"2h\")") from None
+                raise ValueError(f'{value!r} is not a duration (use e.g. "500ms", "10s", "5m", "2h")') from None
     else:
-        raise ValueError("expected a duration like 10, \"10s\", \"5m\", \"2h\"")
+        raise ValueError('expected a duration like 10, "10s", "5m", "2h"')
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
         raise ValueError("a duration must be a finite number >= 0")
     return seconds
@@ -242,19 +249,19 @@ def read_regular_file(path: Path, limit: int) -> bytes:
 def parse_size(value: object) -> int:
     """Bytes from an integer or a string like "512MiB", "8GiB", "1.5G"."""
     if isinstance(value, bool):
-        raise ValueError("expected a size like 1048576 or \"512MiB\"")
+        raise ValueError('expected a size like 1048576 or "512MiB"')
     if isinstance(value, int):
         n = value
     elif isinstance(value, str):
         m = _SIZE_RE.match(value) if len(value) <= 64 else None
         if not m or m.group(2).lower() not in _SIZE_UNITS:
-            raise ValueError(f"{value[:64]!r} is not a size (use e.g. \"512MiB\", \"8GiB\")")
+            raise ValueError(f'{value[:64]!r} is not a size (use e.g. "512MiB", "8GiB")')
         try:
             n = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
         except OverflowError:  # float("9" * 400) is inf
             raise ValueError(f"{value[:64]!r} is too large") from None
     else:
-        raise ValueError("expected a size like 1048576 or \"512MiB\"")
+        raise ValueError('expected a size like 1048576 or "512MiB"')
     if n < 0:
         raise ValueError("a size must be >= 0")
     if n > MAX_INT:
@@ -413,7 +420,7 @@ def _want_workers(v: object) -> int | None:
 
 def _want_env(v: object) -> dict[str, str]:
     if not isinstance(v, dict):
-        raise ValueError("expected a table of NAME = \"value\"")
+        raise ValueError('expected a table of NAME = "value"')
     out: dict[str, str] = {}
     for k, val in v.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
@@ -517,6 +524,7 @@ _SUPERVISOR_SCHEMA: dict[str, Callable[[object], Any]] = {
     "cpus": _want_capacity_cpus,
 }
 
+
 def _want_patterns(v: object) -> tuple[str, ...]:
     patterns = _want_str_list(v)
     for p in patterns:
@@ -541,25 +549,46 @@ _DISCOVERY_SCHEMA: dict[str, Callable[[object], Any]] = {
 
 def _settings_schema(problems: _Problems, keypath: tuple[str, ...]) -> dict[str, Callable[[object], Any]]:
     def backoff(v: object) -> Backoff:
-        parsed = _table(v, (*keypath, "backoff"), {
-            "initial": _want_duration, "max": _want_duration,
-            "factor": _want_number(1.0),
-            "jitter": lambda x: _fraction(x),
-        }, problems)  # fmt: skip
+        parsed = _table(
+            v,
+            (*keypath, "backoff"),
+            {
+                "initial": _want_duration,
+                "max": _want_duration,
+                "factor": _want_number(1.0),
+                "jitter": lambda x: _fraction(x),
+            },
+            problems,
+        )
         return Backoff(**parsed)
 
     def resources(v: object) -> Resources:
-        parsed = _table(v, (*keypath, "resources"), {
-            "gpus": _want_gpus, "cpus": _want_number(0.0), "memory": parse_size,
-        }, problems)  # fmt: skip
+        parsed = _table(
+            v,
+            (*keypath, "resources"),
+            {
+                "gpus": _want_gpus,
+                "cpus": _want_number(0.0),
+                "memory": parse_size,
+            },
+            problems,
+        )
         return Resources(**parsed)
 
     return {
-        "epochs": _want_int(1), "folds": _want_int(1), "sample": _want_int(1), "batch": _want_int(1),
-        "retries": _want_int(0), "backoff": backoff, "timeout": _want_timeout, "env": _want_env,
-        "optional": _want_bool, "resources": resources, "stall_timeout": _want_timeout,
+        "epochs": _want_int(1),
+        "folds": _want_int(1),
+        "sample": _want_int(1),
+        "batch": _want_int(1),
+        "retries": _want_int(0),
+        "backoff": backoff,
+        "timeout": _want_timeout,
+        "env": _want_env,
+        "optional": _want_bool,
+        "resources": resources,
+        "stall_timeout": _want_timeout,
         "metrics_file": _want_metrics_file,
-    }  # fmt: skip
+    }
 
 
 def _want_metrics_file(v: object) -> str:
@@ -578,22 +607,21 @@ def _fraction(v: object) -> float:
     return x
 
 
-def _job(
-    job_id: str, raw: object, problems: _Problems, keypath: tuple[str, ...] | None = None
-) -> JobConfig | None:
+def _job(job_id: str, raw: object, problems: _Problems, keypath: tuple[str, ...] | None = None) -> JobConfig | None:
     keypath = ("jobs", job_id) if keypath is None else keypath
     if not JOB_ID_RE.fullmatch(job_id):
         problems.add(keypath, "invalid job id (use lowercase letters, digits, '_', '.', '-'; at most 64)")
         return None
     schema: dict[str, Callable[[object], Any]] = dict(_settings_schema(problems, keypath))
-    schema.update(script=_want_str, command=_want_str_list, args=_want_str_list, python=_want_nonempty,
-                  output_dir=_want_nonempty)  # fmt: skip
+    schema.update(
+        script=_want_str, command=_want_str_list, args=_want_str_list, python=_want_nonempty, output_dir=_want_nonempty
+    )
     parsed = _table(raw, keypath, schema, problems)
     script, command = parsed.pop("script", None), parsed.pop("command", None)
     args = parsed.pop("args", ())
     python, output_dir = parsed.pop("python", None), parsed.pop("output_dir", None)
     if isinstance(raw, dict) and "script" not in raw and "command" not in raw:
-        problems.add(keypath, "needs `script = \"path/to/train.py\"` or `command = [...]`")
+        problems.add(keypath, 'needs `script = "path/to/train.py"` or `command = [...]`')
     elif script is not None and command is not None:
         problems.add(keypath, "give either `script` or `command`, not both")
     elif command is not None and not command:
@@ -603,9 +631,14 @@ def _job(
     if python is not None and command is not None:
         problems.add((*keypath, "python"), "only a `script` job has an interpreter; a `command` names its own")
     return JobConfig(
-        id=job_id, script=script, command=command, args=args, settings=JobSettings(**parsed),
-        python=python, output_dir=output_dir,
-    )  # fmt: skip
+        id=job_id,
+        script=script,
+        command=command,
+        args=args,
+        settings=JobSettings(**parsed),
+        python=python,
+        output_dir=output_dir,
+    )
 
 
 def _want_nonempty(v: object) -> str:
@@ -625,9 +658,12 @@ def _want_table(v: object) -> dict[str, Any]:
 
 
 _RAY_SCHEMA: dict[str, Callable[[object], Any]] = {
-    "address": _want_str, "working_dir": _want_str, "excludes": _want_str_list,
-    "runtime_env": _want_table, "python": _want_str,
-}  # fmt: skip
+    "address": _want_str,
+    "working_dir": _want_str,
+    "excludes": _want_str_list,
+    "runtime_env": _want_table,
+    "python": _want_str,
+}
 
 
 def _want_poll_interval(v: object) -> float:
@@ -638,10 +674,14 @@ def _want_poll_interval(v: object) -> float:
 
 
 _SLURM_SCHEMA: dict[str, Callable[[object], Any]] = {
-    "partition": _want_str, "account": _want_str, "qos": _want_str,
-    "sbatch_options": _want_str_list, "output_dir": _want_str,
-    "max_pending": _want_duration, "poll_interval": _want_poll_interval,
-}  # fmt: skip
+    "partition": _want_str,
+    "account": _want_str,
+    "qos": _want_str,
+    "sbatch_options": _want_str_list,
+    "output_dir": _want_str,
+    "max_pending": _want_duration,
+    "poll_interval": _want_poll_interval,
+}
 
 
 @dataclass(frozen=True)
@@ -663,7 +703,7 @@ def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"{name}: TOML syntax error: {e}"]) from None
     if not raw:
-        raise ConfigError([f"{name}: empty ticket (give `job = \"<id>\"` or a `script`/`command`)"])
+        raise ConfigError([f'{name}: empty ticket (give `job = "<id>"` or a `script`/`command`)'])
     if "result" in raw:
         raise ConfigError([f"{name}: result: a new ticket must not carry a [result] table"])
     job = raw.pop("job", None)
@@ -697,8 +737,7 @@ def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
         config = config_or_none or JobConfig(id=ticket_id)
     if problems.items:
         raise ConfigError(problems.items)
-    return Ticket(job=job, label=str(job or label or ticket_id), config=config, priority=priority,
-                  after=tuple(after))  # fmt: skip
+    return Ticket(job=job, label=str(job or label or ticket_id), config=config, priority=priority, after=tuple(after))
 
 
 def parse(text: str, path: Path | None, base_dir: Path) -> Config:
@@ -723,8 +762,14 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
         if isinstance(value, dict):
             problems.add((key,), "unknown table" + _suggest(key, dict.fromkeys(_TOP_SCHEMA)))
         else:
-            home = next((t for t, schema in (("supervisor", _SUPERVISOR_SCHEMA), ("discovery", _DISCOVERY_SCHEMA))
-                         if key in schema), None)  # fmt: skip
+            home = next(
+                (
+                    t
+                    for t, schema in (("supervisor", _SUPERVISOR_SCHEMA), ("discovery", _DISCOVERY_SCHEMA))
+                    if key in schema
+                ),
+                None,
+            )
             hint = f" (it belongs under [{home}])" if home else ""
             problems.add((key,), "unknown top-level key; settings go in tables like [supervisor]" + hint)
 
@@ -733,9 +778,7 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
     logging = _table(raw.get("logging", {}), ("logging",), _LOGGING_SCHEMA, problems)
     ray = _table(raw.get("ray", {}), ("ray",), _RAY_SCHEMA, problems)
     slurm = _table(raw.get("slurm", {}), ("slurm",), _SLURM_SCHEMA, problems)
-    defaults_raw = _table(
-        raw.get("defaults", {}), ("defaults",), _settings_schema(problems, ("defaults",)), problems
-    )
+    defaults_raw = _table(raw.get("defaults", {}), ("defaults",), _settings_schema(problems, ("defaults",)), problems)
     builtin = Config(path=None, base_dir=base_dir).defaults
     defaults = dataclasses.replace(builtin, **defaults_raw)
 

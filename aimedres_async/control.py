@@ -133,8 +133,9 @@ def cancel(spool: Spool, tickets: list[str], every: bool) -> CancelReport:
 # ---------------------------------------------------------------- wait
 
 
-def wait(spool: Spool, tickets: list[str], timeout: float | None,
-         on_final: Callable[[str, str, dict[str, Any]], None]) -> tuple[dict[str, str], list[str]]:  # fmt: skip
+def wait(
+    spool: Spool, tickets: list[str], timeout: float | None, on_final: Callable[[str, str, dict[str, Any]], None]
+) -> tuple[dict[str, str], list[str]]:
     """Until every ticket is filed or `timeout` passes: (outcome per filed ticket, those still open).
     on_final(ticket, state, result) is called once for each, as it is filed."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -256,10 +257,25 @@ def status(spool: Spool, last: int = 10) -> dict[str, Any]:
     for _mtime, state, ticket in sorted(filed, reverse=True)[:last]:
         found = spool.state_of(ticket)
         res = found[1] if found else {}
-        finished.append({"ticket": ticket, "state": state, "status": outcome(state, res),
-                         "exit_code": res.get("exit_code"), "duration_s": res.get("duration_s"),
-                         "finished_at": res.get("finished_at"), "failure": res.get("failure")})  # fmt: skip
+        finished.append(
+            {
+                "ticket": ticket,
+                "state": state,
+                "status": outcome(state, res),
+                "exit_code": res.get("exit_code"),
+                "duration_s": res.get("duration_s"),
+                "finished_at": res.get("finished_at"),
+                "failure": res.get("failure"),
+            }
+        )
     daemons = spool.daemons()
-    return {"spool": str(spool.root), "daemon": daemons[0] if daemons else None, "daemons": daemons,
-            "paused": spool.paused(), "counts": spool.counts(), "queued": queued, "running": running,
-            "finished": finished}  # fmt: skip
+    return {
+        "spool": str(spool.root),
+        "daemon": daemons[0] if daemons else None,
+        "daemons": daemons,
+        "paused": spool.paused(),
+        "counts": spool.counts(),
+        "queued": queued,
+        "running": running,
+        "finished": finished,
+    }

@@ -37,9 +37,15 @@ TMP_SWEEP_INTERVAL = 3600.0  # abandoned staging files in tmp/ are swept hourly 
 
 
 class Daemon:
-    def __init__(self, cfg: Config, console: Console, reload: Callable[[], Config] | None = None,
-                 notifier: Notifier | None = None, executor: Executor | None = None,
-                 signals: CapturedSignals | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cfg: Config,
+        console: Console,
+        reload: Callable[[], Config] | None = None,
+        notifier: Notifier | None = None,
+        executor: Executor | None = None,
+        signals: CapturedSignals | None = None,
+    ) -> None:
         self.executor = executor
         self.signals = signals
         self.cfg = cfg
@@ -74,8 +80,9 @@ class Daemon:
         logs_dir = self.cfg.resolve(self.cfg.supervisor.logs_dir)
         # AIMEDRES_SPOOL with AIMEDRES_JOB_ID=<ticket> lets a restarted daemon find a job that no
         # record names (killed between its spawn and the sidecar), and only this spool's
-        opts = RunOptions(max_workers=self._workers(self.cfg), logs_dir=logs_dir, serve=True,
-                          job_env={SPOOL_ENV: self.spool.identity})  # fmt: skip
+        opts = RunOptions(
+            max_workers=self._workers(self.cfg), logs_dir=logs_dir, serve=True, job_env={SPOOL_ENV: self.spool.identity}
+        )
         try:
             logs_dir.mkdir(parents=True, exist_ok=True)
             self.sup = sup = Supervisor(self.cfg, (), opts, self.console, executor=self.executor)
@@ -192,8 +199,15 @@ class Daemon:
                 self.kick.set()
         # step: how often the watcher thread looks (and checks stop_event); 10 ms keeps the
         # submit -> start latency near 10 ms while the idle daemon stays well under 1% of a core.
-        async for _changes in awatch(*folders, debounce=50, step=10, rust_timeout=500, yield_on_timeout=False,
-                                     recursive=False, stop_event=self.unwatch):  # fmt: skip
+        async for _changes in awatch(
+            *folders,
+            debounce=50,
+            step=10,
+            rust_timeout=500,
+            yield_on_timeout=False,
+            recursive=False,
+            stop_event=self.unwatch,
+        ):
             self.kick.set()
 
     async def _intake(self) -> None:
@@ -318,8 +332,13 @@ class Daemon:
                 waiting.pop(claimed.ticket_id, None)
                 continue
             if blocked is not None:  # a ticket it is `after` failed or was cancelled: it never runs
-                res = {"status": "failed", "failure": "dependency", "error": blocked[1], "attempts": 0,
-                       "finished_at": sinks.timestamp_str()}  # fmt: skip
+                res = {
+                    "status": "failed",
+                    "failure": "dependency",
+                    "error": blocked[1],
+                    "attempts": 0,
+                    "finished_at": sinks.timestamp_str(),
+                }
                 await self._file(claimed, "failed", res)
                 self.sup.log.emit("ticket.failed", ticket=claimed.ticket_id, failure="dependency", error=blocked[1])
                 continue
@@ -361,10 +380,15 @@ class Daemon:
         c = self.claimed.get(job_id)
         if c is not None:
             assert self.sup is not None
-            info = process_identity(pid) | {"ticket": job_id, "job": self.labels.get(job_id),
-                                             "attempt": attempt, "daemon_pid": os.getpid(),
-                                             "started_at": sinks.timestamp_str(), "started": time.time(),
-                                             "log": str(self.sup.log.job_path(job_id))}  # fmt: skip
+            info = process_identity(pid) | {
+                "ticket": job_id,
+                "job": self.labels.get(job_id),
+                "attempt": attempt,
+                "daemon_pid": os.getpid(),
+                "started_at": sinks.timestamp_str(),
+                "started": time.time(),
+                "log": str(self.sup.log.job_path(job_id)),
+            }
             with contextlib.suppress(OSError):
                 self.spool.record_process(c, info)
 
@@ -435,13 +459,19 @@ class Daemon:
             self.notifier.status(text)
         assert self.sup is not None
         info = process_identity(os.getpid()) | {
-            "started": self.started, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "started": self.started,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "version": __version__,
-            "config": str(self.cfg.path.resolve()) if self.cfg.path else None, "uid": os.geteuid(),
-            "host": os.uname().nodename, "run": self.sup.run_id, "logs": str(self.sup.log.dir),
-            "workers": self._workers(self.cfg), "busy": len(self.claimed), "paused": self.paused,
+            "config": str(self.cfg.path.resolve()) if self.cfg.path else None,
+            "uid": os.geteuid(),
+            "host": os.uname().nodename,
+            "run": self.sup.run_id,
+            "logs": str(self.sup.log.dir),
+            "workers": self._workers(self.cfg),
+            "busy": len(self.claimed),
+            "paused": self.paused,
             "status": text,
-        }  # fmt: skip
+        }
         try:
             self.spool.write_daemon(info)
         except OSError as e:
@@ -494,9 +524,7 @@ def ticket_result(entry: dict[str, Any], run_id: str) -> dict[str, Any]:
     return result
 
 
-def serve(
-    cfg: Config, console: Console, reload: Callable[[], Config] | None, executor: Executor | None = None
-) -> int:
+def serve(cfg: Config, console: Console, reload: Callable[[], Config] | None, executor: Executor | None = None) -> int:
     # Captured before the daemon starts and kept past its final sweep: no signal takes its
     # default action in between (a SIGHUP there would kill it, leaving escaped processes).
     with CapturedSignals(linger=True) as signals:

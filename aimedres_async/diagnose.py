@@ -61,8 +61,10 @@ def failure_fields(tail: Iterable[tuple[str, bytes]], python: str | None) -> dic
     fields: dict[str, Any] = {"error": line}
     if python and is_import_error(line):
         fields["interpreter"] = python
-        fields["hint"] = (f"it ran with {python}; choose the Python that has the module with --python PATH, "
-                          "[supervisor] python or [jobs.<id>] python")  # fmt: skip
+        fields["hint"] = (
+            f"it ran with {python}; choose the Python that has the module with --python PATH, "
+            "[supervisor] python or [jobs.<id>] python"
+        )
     return fields
 
 

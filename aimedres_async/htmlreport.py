@@ -255,8 +255,21 @@ def _load_run(m: _Model, d: Path, since: float | None, logs: bool) -> None:
     meta: dict[str, Any] = {"run": run_id, "dir": str(d), "finished": finished}
     summary = _read_summary(d, m)
     if summary:
-        for k in ("started_at", "finished_at", "config", "config_sha256", "git", "host", "python", "platform",
-                  "max_workers", "duration_s", "exit_code", "counts", "stopped_by"):  # fmt: skip
+        for k in (
+            "started_at",
+            "finished_at",
+            "config",
+            "config_sha256",
+            "git",
+            "host",
+            "python",
+            "platform",
+            "max_workers",
+            "duration_s",
+            "exit_code",
+            "counts",
+            "stopped_by",
+        ):
             if k in summary:
                 meta[k] = summary[k]
     if not finished:
@@ -556,12 +569,26 @@ def page_data(m: _Model, title: str, since: float | None = None) -> dict[str, An
             end = a.end if a.end is not None else t_last
             outcome = a.outcome or ("running" if m.in_progress else "unknown")
             kind = "oom" if a.failure in ("oom_killed", "cuda_oom") else outcome
-            attempts.append({
-                "n": a.n, "run": a.run, "s": round(start - t0, 3), "e": round(max(end, start) - t0, 3),
-                "o": outcome, "k": kind, "code": a.exit_code, "sig": a.signal, "fail": a.failure,
-                "err": a.error, "dur": a.duration if a.duration is not None else round(end - start, 3),
-                "peak": a.peak, "pid": a.pid, "gpus": a.gpus, "backoff": a.backoff, "tail": a.tail,
-            })  # fmt: skip
+            attempts.append(
+                {
+                    "n": a.n,
+                    "run": a.run,
+                    "s": round(start - t0, 3),
+                    "e": round(max(end, start) - t0, 3),
+                    "o": outcome,
+                    "k": kind,
+                    "code": a.exit_code,
+                    "sig": a.signal,
+                    "fail": a.failure,
+                    "err": a.error,
+                    "dur": a.duration if a.duration is not None else round(end - start, 3),
+                    "peak": a.peak,
+                    "pid": a.pid,
+                    "gpus": a.gpus,
+                    "backoff": a.backoff,
+                    "tail": a.tail,
+                }
+            )
         peak = max([peaks.get(job.id, 0), *(a.peak for a in job.attempts)])
         status = job.status
         if status is None:
@@ -569,13 +596,23 @@ def page_data(m: _Model, title: str, since: float | None = None) -> dict[str, An
             status = "queued" if last is None else "running" if last.outcome is None else "backoff"
             if not m.in_progress:
                 status = "unknown"
-        jobs.append({
-            "id": job.id, "status": status, "optional": job.optional,
-            "q": round(job.queued - t0, 3) if job.queued is not None else None,
-            "att": attempts, "peak": peak, "final": _final(job.metrics),
-            "cmd": job.argv, "cwd": job.cwd, "sha": job.script_sha256, "reason": job.reason,
-            "curves": curves(job.records), "runs": job.runs,
-        })  # fmt: skip
+        jobs.append(
+            {
+                "id": job.id,
+                "status": status,
+                "optional": job.optional,
+                "q": round(job.queued - t0, 3) if job.queued is not None else None,
+                "att": attempts,
+                "peak": peak,
+                "final": _final(job.metrics),
+                "cmd": job.argv,
+                "cwd": job.cwd,
+                "sha": job.script_sha256,
+                "reason": job.reason,
+                "curves": curves(job.records),
+                "runs": job.runs,
+            }
+        )
     return {
         "title": title,
         "version": __version__,
@@ -654,8 +691,13 @@ def mermaid_gantt(run_dir: Path, limit: int = GANTT_MAX_JOBS) -> str:
     jobs = [j for j in data["jobs"] if j["att"]]
     longest = sorted(jobs, key=lambda j: -sum(a["e"] - a["s"] for a in j["att"]))[:limit]
     keep = {j["id"] for j in longest}
-    lines = ["```mermaid", "gantt", f"    title {_gantt_name('aimedres-async run ' + data['title'])}",
-             "    dateFormat YYYY-MM-DD HH:mm:ss", "    axisFormat %H:%M:%S"]  # fmt: skip
+    lines = [
+        "```mermaid",
+        "gantt",
+        f"    title {_gantt_name('aimedres-async run ' + data['title'])}",
+        "    dateFormat YYYY-MM-DD HH:mm:ss",
+        "    axisFormat %H:%M:%S",
+    ]
     for i, job in enumerate(j for j in jobs if j["id"] in keep):
         lines.append(f"    section {_gantt_name(job['id'])}")
         for a in job["att"]:

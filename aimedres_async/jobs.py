@@ -180,11 +180,7 @@ def scan_flags(source: str | bytes, filename: str = "<script>") -> dict[str, str
     tree = ast.parse(source, filename=filename)
     declared: set[str] = set()
     for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "add_argument"
-        ):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
             for arg in node.args:
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.startswith("-"):
                     declared.add(arg.value)
@@ -326,9 +322,11 @@ def ambiguity(cfg: Config, job_id: str, paths: Sequence[Path]) -> str:
     others = sorted({str(Path(r).parent.as_posix()) for r in rels if r != keep} - {"."})
     glob = f'"{others[0]}/**"' if others else f'"{next(r for r in rels if r != keep)}"'
     where = cfg.path.name if cfg.path else "aimedres.toml"
-    return (f"job id {job_id!r} matches {len(rels)} discovered scripts: {', '.join(rels)}; say which one runs "
-            f'with [jobs.{job_id}] script = "{keep}" in {where}, or skip the others with a [discovery] '
-            f"exclude glob such as {glob}")
+    return (
+        f"job id {job_id!r} matches {len(rels)} discovered scripts: {', '.join(rels)}; say which one runs "
+        f'with [jobs.{job_id}] script = "{keep}" in {where}, or skip the others with a [discovery] '
+        f"exclude glob such as {glob}"
+    )
 
 
 # ---------------------------------------------------------------- building commands
@@ -339,9 +337,7 @@ def _pick(name: str, job: JobSettings, defaults: JobSettings) -> object:
     return getattr(defaults, name) if value is None else value
 
 
-def build_spec(
-    cfg: Config, job: JobConfig, info: ScriptInfo | None, overrides: Overrides, origin: str
-) -> JobSpec:
+def build_spec(cfg: Config, job: JobConfig, info: ScriptInfo | None, overrides: Overrides, origin: str) -> JobSpec:
     """Resolve one job: its argv (flags only where the script accepts them) and its settings."""
     d, s = cfg.defaults, job.settings
     base_out = overrides.output_dir or cfg.resolve(cfg.supervisor.output_dir)
@@ -537,8 +533,9 @@ def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> 
     own = ticket.config
     reserved = sorted(k for k in own.settings.env if k.startswith("AIMEDRES_"))
     if reserved:  # AIMEDRES_SPOOL, _JOB_ID, ... are how the daemon finds its jobs after a crash
-        raise TicketJobError(f"env: {', '.join(reserved)}: AIMEDRES_* variables are set by the daemon; "
-                             "a ticket cannot override them")  # fmt: skip
+        raise TicketJobError(
+            f"env: {', '.join(reserved)}: AIMEDRES_* variables are set by the daemon; a ticket cannot override them"
+        )
     if ticket.job is not None:
         base = known.get(ticket.job)
         if base is None and cfg.discovery.enabled:  # known_jobs leaves out an id with two scripts: say so
@@ -548,9 +545,15 @@ def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> 
                 raise TicketJobError(ambiguity(cfg, ticket.job, paths))
         if base is None:
             raise TicketJobError(f"unknown job {ticket.job!r} (known: {', '.join(sorted(known)) or 'none'})")
-        job = JobConfig(id=own.id, script=base.script, command=base.command, args=(*base.args, *own.args),
-                        settings=_merge(base.settings, own.settings), python=base.python,
-                        output_dir=base.output_dir)  # fmt: skip
+        job = JobConfig(
+            id=own.id,
+            script=base.script,
+            command=base.command,
+            args=(*base.args, *own.args),
+            settings=_merge(base.settings, own.settings),
+            python=base.python,
+            output_dir=base.output_dir,
+        )
     else:
         job = own
     if ticket.job is None and job.script is not None:  # a configured job's script is the admin's choice

@@ -95,14 +95,32 @@ def write_training_summary(folder: Path, run_summary: Path, fallback: Mapping[st
 # ---------------------------------------------------------------- init --from-yaml
 
 _FLAG_KEYS = {"epochs": "epochs", "folds": "folds", "sample": "sample", "batch": "batch", "batch_size": "batch"}
-_KNOWN = {"name", "script", "output", "id", "args", "optional", "use_output_dir", "supports_epochs",
-          "supports_folds", "supports_sample", "supports_batch"}  # fmt: skip
+_KNOWN = {
+    "name",
+    "script",
+    "output",
+    "id",
+    "args",
+    "optional",
+    "use_output_dir",
+    "supports_epochs",
+    "supports_folds",
+    "supports_sample",
+    "supports_batch",
+}
 
 
 def _old_id(name: str) -> str:
     """The old orchestrator's id for a job name, made a valid id here."""
-    text = (name.lower().replace("'", "").replace("(", "").replace(")", "").replace("/", "_")
-            .replace("&", "and").replace(" ", "_"))  # fmt: skip
+    text = (
+        name.lower()
+        .replace("'", "")
+        .replace("(", "")
+        .replace(")", "")
+        .replace("/", "_")
+        .replace("&", "and")
+        .replace(" ", "_")
+    )
     text = re.sub(r"[^a-z0-9_.-]", "_", text).lstrip("_.-")[:64]
     return text
 
@@ -175,8 +193,11 @@ def convert_yaml(path: Path) -> str:
     out.append("")
     out.append("# run_all_training.py also discovered train_*.py scripts; the jobs below win over a discovered")
     out.append("# script with the same id. Add legacy folders to `exclude` if they hold old copies.")
-    out.append(tomli_w.dumps({"discovery": {"enabled": True, "roots": ["."], "include": ["train_*.py"],
-                                            "exclude": []}}).rstrip())  # fmt: skip
+    out.append(
+        tomli_w.dumps(
+            {"discovery": {"enabled": True, "roots": ["."], "include": ["train_*.py"], "exclude": []}}
+        ).rstrip()
+    )
     seen: dict[str, int] = {}
     for n, item in enumerate(items, 1):
         where = f"{path}: jobs[{n}]"
@@ -217,5 +238,6 @@ def convert_yaml(path: Path) -> str:
 
 
 def add_init_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from-yaml", metavar="FILE",
-                        help="convert a run_all_training.py YAML job list into this config")  # fmt: skip
+    parser.add_argument(
+        "--from-yaml", metavar="FILE", help="convert a run_all_training.py YAML job list into this config"
+    )

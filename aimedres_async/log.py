@@ -30,6 +30,7 @@ def _import_structlog() -> Any:
         del sys.modules["rich"]
     return structlog
 
+
 # Control characters (C0 but tab, DEL, C1) shown as \xNN on a terminal: a job's escape sequences
 # must not retitle, clear or rewrite the operator's screen. The JSON-lines logs keep the bytes.
 _VISIBLE = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if c != 0x09}
@@ -42,9 +43,31 @@ def visible(text: str) -> str:
 
 # Fields too bulky for a human line; they are in the JSON-lines logs.
 _LINES = re.compile(r"([^\r\n]*)(\r\n|\r|\n)")
-_HIDDEN = {"ts", "t", "schema", "run", "event", "job", "attempt", "argv", "env_keys", "cwd", "job_ids",
-           "script_sha256", "git", "config_sha256", "python", "host", "counts", "gpus", "started_at",
-           "platform", "supervisor_pid", "supervisor_start_time", "interpreter"}  # fmt: skip
+_HIDDEN = {
+    "ts",
+    "t",
+    "schema",
+    "run",
+    "event",
+    "job",
+    "attempt",
+    "argv",
+    "env_keys",
+    "cwd",
+    "job_ids",
+    "script_sha256",
+    "git",
+    "config_sha256",
+    "python",
+    "host",
+    "counts",
+    "gpus",
+    "started_at",
+    "platform",
+    "supervisor_pid",
+    "supervisor_start_time",
+    "interpreter",
+}
 
 
 def _human(_logger: Any, _name: str, ev: MutableMapping[str, Any]) -> str:
@@ -109,8 +132,9 @@ class _LineBuffer:
 class Console:
     """Lifecycle events for a person (one line each) or a machine (`--log-format json`)."""
 
-    def __init__(self, fmt: str = "console", verbose: bool = False, err: TextIO | None = None,
-                 out: TextIO | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, fmt: str = "console", verbose: bool = False, err: TextIO | None = None, out: TextIO | None = None
+    ) -> None:
         self.json = fmt == "json"
         self.verbose = verbose
         self.err = err or sys.stderr
@@ -125,9 +149,7 @@ class Console:
         (`list`, `--dry-run`) never imports structlog, nor the asyncio that structlog imports."""
         if self._log is None:
             structlog = _import_structlog()
-            processors: list[Any] = (
-                [structlog.processors.JSONRenderer(serializer=_dumps)] if self.json else [_human]
-            )
+            processors: list[Any] = [structlog.processors.JSONRenderer(serializer=_dumps)] if self.json else [_human]
             self._log = structlog.wrap_logger(self.buffer, processors=processors, cache_logger_on_first_use=False)
         return self._log
 

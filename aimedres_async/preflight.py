@@ -27,8 +27,10 @@ def interpreter_problems(specs: Iterable[JobSpec]) -> list[str]:
         else:
             continue
         shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-        problems.append(f"interpreter {python} {why} (jobs: {shown}); choose one with --python PATH, "
-                        f"[supervisor] python or [jobs.<id>] python")  # fmt: skip
+        problems.append(
+            f"interpreter {python} {why} (jobs: {shown}); choose one with --python PATH, "
+            f"[supervisor] python or [jobs.<id>] python"
+        )
     return problems
 
 

@@ -97,15 +97,17 @@ def _usage_watcher() -> Any:
             loop.add_reader(pidfd, self._on_exit, loop, pid, pidfd, callback, args)
 
         @staticmethod
-        def _on_exit(loop: asyncio.AbstractEventLoop, pid: int, pidfd: int, callback: Callable[..., Any],
-                     args: tuple[Any, ...]) -> None:  # fmt: skip
+        def _on_exit(
+            loop: asyncio.AbstractEventLoop, pid: int, pidfd: int, callback: Callable[..., Any], args: tuple[Any, ...]
+        ) -> None:
             loop.remove_reader(pidfd)
             os.close(pidfd)
             callback(pid, _reap_with_usage(pid), *args)
 
         @staticmethod
-        def _wait_thread(loop: asyncio.AbstractEventLoop, pid: int, callback: Callable[..., Any],
-                         args: tuple[Any, ...]) -> None:  # fmt: skip
+        def _wait_thread(
+            loop: asyncio.AbstractEventLoop, pid: int, callback: Callable[..., Any], args: tuple[Any, ...]
+        ) -> None:
             code = _reap_with_usage(pid)
             if not loop.is_closed():
                 loop.call_soon_threadsafe(callback, pid, code, *args)
@@ -279,12 +281,18 @@ def _processes_psutil() -> list[ProcInfo]:
     out = []
     for p in psutil.process_iter(["pid", "ppid", "status", "memory_info"]):
         try:
-            out.append(ProcInfo(p.pid, p.info["ppid"], os.getpgid(p.pid),
-                                "Z" if p.info["status"] == psutil.STATUS_ZOMBIE else "R",
-                                p.info["memory_info"].rss if p.info["memory_info"] else 0))
+            out.append(
+                ProcInfo(
+                    p.pid,
+                    p.info["ppid"],
+                    os.getpgid(p.pid),
+                    "Z" if p.info["status"] == psutil.STATUS_ZOMBIE else "R",
+                    p.info["memory_info"].rss if p.info["memory_info"] else 0,
+                )
+            )
         except (OSError, psutil.Error):
             continue
-    return out  # fmt: skip
+    return out
 
 
 def group_members(pgid: int, snapshot: list[ProcInfo] | None = None) -> list[ProcInfo]:
@@ -472,7 +480,6 @@ def group_peak(pgid: int, snapshot: list[ProcInfo]) -> int:
             hwm = proc_kib(f"/proc/{p.pid}/status", b"VmHWM:")
             total += max(hwm or 0, p.rss_bytes)
     return total
-
 
 
 def kill_run_leftovers(run_id: str, timeout: float = 5.0) -> list[int]:

@@ -27,8 +27,14 @@ SHOWN_METRICS = 4  # per finished-job line
 MIN_LAST = 20  # a running job's last output line keeps at least this many columns
 GAP = 2  # between the columns of a job's row
 MIN_BAR, MAX_BAR = 10, 30  # the overall bar's width, when the header has room for it
-_STATUS_STYLE = {"succeeded": "green", "skipped": "green", "failed": "red", "timed_out": "red",
-                 "spawn_failed": "red", "cancelled": "yellow"}  # fmt: skip
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "skipped": "green",
+    "failed": "red",
+    "timed_out": "red",
+    "spawn_failed": "red",
+    "cancelled": "yellow",
+}
 
 
 class ProgressDisplay:
@@ -39,8 +45,14 @@ class ProgressDisplay:
         self.counts: dict[str, int] = {}
         self.running: dict[str, tuple[int, float]] = {}  # job -> (attempt, started)
         self.tail_of: Callable[[str], Any] | None = None  # job -> its tail deque
-        self.live = Live(console=self.console, get_renderable=self._render, refresh_per_second=4,
-                         transient=True, redirect_stdout=False, redirect_stderr=False)  # fmt: skip
+        self.live = Live(
+            console=self.console,
+            get_renderable=self._render,
+            refresh_per_second=4,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         self._open = False
 
     def start(self) -> None:
@@ -66,8 +78,10 @@ class ProgressDisplay:
         elif ev == "job.exited" and job:
             self.running.pop(job, None)
         elif ev == "job.retrying" and job:
-            self._print(f"[yellow]retry[/] {job} (attempt {rec.get('attempt')} {rec.get('failure') or 'failed'}), "
-                        f"next in {rec.get('delay_s', 0):.1f}s")  # fmt: skip
+            self._print(
+                f"[yellow]retry[/] {job} (attempt {rec.get('attempt')} {rec.get('failure') or 'failed'}), "
+                f"next in {rec.get('delay_s', 0):.1f}s"
+            )
         elif ev == "job.finished" and job:
             status = str(rec.get("status"))
             self.counts[status] = self.counts.get(status, 0) + 1
@@ -78,8 +92,9 @@ class ProgressDisplay:
                 shown += f" +{len(metrics) - SHOWN_METRICS} more"  # all of them: summary.json, `logs`
             if rec.get("error"):  # why it failed, and for an import error which Python ran it
                 shown = escape(visible(str(rec["error"]) + (f" ({rec['hint']})" if rec.get("hint") else "")))
-            self._print(f"[{_STATUS_STYLE.get(status, 'white')}]{status:<9}[/] {job} "
-                        f"(attempts {rec.get('attempts')}) {shown}")  # fmt: skip
+            self._print(
+                f"[{_STATUS_STYLE.get(status, 'white')}]{status:<9}[/] {job} (attempts {rec.get('attempts')}) {shown}"
+            )
         elif ev == "run.finished":
             self.stop()
 
@@ -105,8 +120,10 @@ class ProgressDisplay:
         lines = [self._header(width)]
         now = time.monotonic()
         running = list(self.running.items())[: max(1, self.console.height - 3)]
-        rows = [(job, f"#{attempt}", format_duration(now - since), self._last_line(job))
-                for job, (attempt, since) in running]  # fmt: skip
+        rows = [
+            (job, f"#{attempt}", format_duration(now - since), self._last_line(job))
+            for job, (attempt, since) in running
+        ]
         lines += self._rows(rows, width)
         return Group(*lines)
 

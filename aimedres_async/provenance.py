@@ -15,9 +15,12 @@ from typing import Any
 def _git(cwd: Path, *args: str) -> bytes | None:
     try:
         r = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, timeout=10,
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            timeout=10,
             env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
-        )  # fmt: skip
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return r.stdout if r.returncode == 0 else None

@@ -52,8 +52,9 @@ def render(rec: dict[str, Any]) -> str:
     if event == "job.output":
         err = "!" if rec.get("stream") == "stderr" else " "
         if "data" in rec:
-            body = " ".join(f"{k}={orjson.dumps(v).decode() if not isinstance(v, str) else v}"
-                            for k, v in rec["data"].items())  # fmt: skip
+            body = " ".join(
+                f"{k}={orjson.dumps(v).decode() if not isinstance(v, str) else v}" for k, v in rec["data"].items()
+            )
         else:
             body = rec.get("line", "") + ("…" if rec.get("partial") else "")
         return visible(f"{ts} #{attempt}{err}| {body}")

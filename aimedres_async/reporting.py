@@ -69,8 +69,9 @@ def mark_interrupted(logs_dir: Path, look_back: int = LOOK_BACK) -> list[str]:
                     job["status"] = "interrupted"
                 key = str(job.get("status"))
                 counts[key] = counts.get(key, 0) + 1
-        data.update(interrupted=True, interrupted_found_at=sinks.timestamp_str(), counts=counts,
-                    stopped_by="supervisor died")  # fmt: skip
+        data.update(
+            interrupted=True, interrupted_found_at=sinks.timestamp_str(), counts=counts, stopped_by="supervisor died"
+        )
         procs.kill_run_leftovers(str(data.get("run", name)))
         try:
             sinks.atomic_write(path, orjson.dumps(data, option=orjson.OPT_INDENT_2))
@@ -106,9 +107,15 @@ def write_summary(path: Path, summary: dict[str, Any], final: bool = False) -> s
     return f"could not write {path}: {error.strerror or error}{note}"
 
 
-def write_reports(run_id: str, duration: float, jobs: list[dict[str, Any]], junit_xml: Path | None,
-                  step_summary: Path | None, started_at: str | None = None,
-                  step_extra: str = "") -> list[str]:  # fmt: skip
+def write_reports(
+    run_id: str,
+    duration: float,
+    jobs: list[dict[str, Any]],
+    junit_xml: Path | None,
+    step_summary: Path | None,
+    started_at: str | None = None,
+    step_extra: str = "",
+) -> list[str]:
     """The JUnit file and the step summary (its table, then `step_extra`, e.g. a gantt block) of a
     finished run; one line per problem."""
     problems = []
@@ -144,16 +151,27 @@ def results_table(jobs: list[dict[str, Any]], width: int | None = None) -> str:
         if j.get("failure"):
             status += f" [{j['failure']}]"
         exit_ = j["signal"] or ("" if j["exit_code"] is None else str(j["exit_code"]))
-        rows.append((j["id"], status, str(j["attempts"]), exit_, format_duration(j["duration_s"]),
-                     format_size(j["peak_rss_bytes"]) if j["peak_rss_bytes"] else "",
-                     metrics_text(j["metrics"]) or error_cell(j)))  # fmt: skip
+        rows.append(
+            (
+                j["id"],
+                status,
+                str(j["attempts"]),
+                exit_,
+                format_duration(j["duration_s"]),
+                format_size(j["peak_rss_bytes"]) if j["peak_rss_bytes"] else "",
+                metrics_text(j["metrics"]) or error_cell(j),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     if width is not None:
         room = max(24, width - sum(widths) - 2 * len(widths))
         rows = [(*r[:-1], r[-1] if len(r[-1]) <= room else r[-1][: room - 1] + "…") for r in rows]
-    return "\n".join(
-        ("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip() for r in rows
-    ) + "\n"
+    return (
+        "\n".join(
+            ("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip() for r in rows
+        )
+        + "\n"
+    )
 
 
 def error_cell(job: dict[str, Any]) -> str:
@@ -165,8 +183,12 @@ def error_cell(job: dict[str, Any]) -> str:
 
 
 def markdown_table(run_id: str, jobs: list[dict[str, Any]]) -> str:
-    lines = [f"### aimedres-async run `{run_id}`", "", "| job | status | attempts | duration | final metrics |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"### aimedres-async run `{run_id}`",
+        "",
+        "| job | status | attempts | duration | final metrics |",
+        "|---|---|---|---|---|",
+    ]
     for j in jobs:
         status = j["status"] + (f" ({j['failure']})" if j.get("failure") else "")
         if j.get("optional"):
@@ -200,8 +222,11 @@ def recorded_peaks(logs_dir: Path, job_ids: set[str], runs: int = 5) -> list[int
     for name in names[:runs]:
         try:
             data = orjson.loads((logs_dir / name / "summary.json").read_bytes())
-            peaks += [int(j["peak_rss_bytes"]) for j in data.get("jobs", [])
-                      if j.get("id") in job_ids and j.get("peak_rss_bytes")]  # fmt: skip
+            peaks += [
+                int(j["peak_rss_bytes"])
+                for j in data.get("jobs", [])
+                if j.get("id") in job_ids and j.get("peak_rss_bytes")
+            ]
         except (OSError, orjson.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError):
             continue
     return peaks

@@ -127,9 +127,7 @@ class JobOutput:
 def job_env(spec: JobSpec, ctx: AttemptContext, attempt: int) -> dict[str, str]:
     env = dict(ctx.base_env)
     env.update(spec.env)
-    env.update(
-        AIMEDRES_JOB_ID=spec.id, AIMEDRES_RUN_ID=ctx.run_id, AIMEDRES_ATTEMPT=str(attempt)
-    )
+    env.update(AIMEDRES_JOB_ID=spec.id, AIMEDRES_RUN_ID=ctx.run_id, AIMEDRES_ATTEMPT=str(attempt))
     return env
 
 
@@ -184,8 +182,9 @@ _CUDA_OOM = re.compile(
 NEAR_LIMIT = 0.9  # a SIGKILL at >= 90% of the declared memory is taken for the OOM killer
 
 
-def classify(code: int, peak: int, declared_memory: int, oom_before: int | None, oom_after: int | None,
-             output: JobOutput) -> str | None:  # fmt: skip
+def classify(
+    code: int, peak: int, declared_memory: int, oom_before: int | None, oom_after: int | None, output: JobOutput
+) -> str | None:
     """A closer name for a failure than exit_code/signal: oom_killed or cuda_oom, else None."""
     if code == -signal.SIGKILL:
         if oom_before is not None and oom_after is not None and oom_after > oom_before:

@@ -60,8 +60,14 @@ class Pools:
 
     @classmethod
     def of(cls, gpus: Sequence[str], memory: int | None, cpus: float | None) -> Pools:
-        return cls(gpus={g: 1.0 for g in gpus}, memory=memory, cpus=cpus, total_memory=memory, total_cpus=cpus,
-                   users={g: 0 for g in gpus})  # fmt: skip
+        return cls(
+            gpus={g: 1.0 for g in gpus},
+            memory=memory,
+            cpus=cpus,
+            total_memory=memory,
+            total_cpus=cpus,
+            users={g: 0 for g in gpus},
+        )
 
     def never_fits(self, need: Need) -> str | None:
         """Why this need can never be met on this machine, or None."""
@@ -241,6 +247,8 @@ def auto_workers(peaks: Sequence[int], cpus: int, memory: int) -> tuple[int, str
     peak = max(peaks)
     by_memory = max(1, memory // max(peak, 1))
     n = max(1, min(cpus, by_memory))
-    why = (f"{cpus} CPU(s); largest recorded peak {format_size(peak)} of {format_size(memory)} available "
-           f"allows {by_memory}")  # fmt: skip
+    why = (
+        f"{cpus} CPU(s); largest recorded peak {format_size(peak)} of {format_size(memory)} available "
+        f"allows {by_memory}"
+    )
     return n, why

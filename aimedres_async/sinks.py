@@ -85,9 +85,11 @@ class Framer:
         tail: deque[tuple[str, bytes]],
         redact: Callable[[bytes], bytes] | None = None,
     ) -> None:
-        self._head_parts = (
-            b',"event":"job.output","run":"%s","job":"%s","attempt":%d,"stream":"%s",'
-            % (run.encode(), job.encode(), attempt, stream.encode())
+        self._head_parts = b',"event":"job.output","run":"%s","job":"%s","attempt":%d,"stream":"%s",' % (
+            run.encode(),
+            job.encode(),
+            attempt,
+            stream.encode(),
         )
         self.stream = stream
         self.max_line = max_line
@@ -239,9 +241,7 @@ def last_lines(tail: Iterable[tuple[str, bytes]], n: int = 50) -> list[str]:
             marks += 1
             items.append((True, f"--- attempt {block.decode() or '?'} ---"))
             continue
-        items.extend(
-            (False, x.decode("utf-8", "backslashreplace")) for x in _SPLIT.split(block) if x
-        )
+        items.extend((False, x.decode("utf-8", "backslashreplace")) for x in _SPLIT.split(block) if x)
     if marks < 2:
         return [text for header, text in items if not header][-n:]
     kept: list[tuple[bool, str]] = []
@@ -370,9 +370,12 @@ def junit_xml(run_id: str, duration_s: float, jobs: list[dict[str, Any]], starte
     for job in jobs:
         counts["tests"] += 1
         case = ET.SubElement(
-            suite, "testcase", classname="aimedres.training", name=job["id"],
+            suite,
+            "testcase",
+            classname="aimedres.training",
+            name=job["id"],
             time=f"{job.get('duration_s') or 0:.3f}",
-        )  # fmt: skip
+        )
         status = job["status"]
         detail = f"status={status} attempts={job['attempts']} exit_code={job.get('exit_code')}"
         if job.get("failure"):

@@ -85,8 +85,7 @@ def order_keys(raw: dict[str, Any]) -> tuple[int, tuple[str, ...]]:
     if isinstance(after, str):
         after = (after,)
     ok_after = isinstance(after, list | tuple) and all(isinstance(a, str) for a in after)
-    return (prio if isinstance(prio, int) and not isinstance(prio, bool) else 0,
-            tuple(after) if ok_after else ())  # fmt: skip
+    return (prio if isinstance(prio, int) and not isinstance(prio, bool) else 0, tuple(after) if ok_after else ())
 
 
 def cancelled_result() -> dict[str, Any]:
@@ -149,8 +148,9 @@ class Spool:
                 raise SpoolError(f"{folder} is not a folder (a symlink?)")
             if st.st_mode & 0o022:
                 mode = stat.filemode(st.st_mode)
-                raise SpoolError(f"refusing spool {folder}: writable by other users (mode {mode}); "
-                                 f"run `chmod go-w {folder}`")  # fmt: skip
+                raise SpoolError(
+                    f"refusing spool {folder}: writable by other users (mode {mode}); run `chmod go-w {folder}`"
+                )
             if st.st_uid not in (os.geteuid(), 0):
                 raise SpoolError(f"refusing spool {folder}: owned by uid {st.st_uid}, not by us")
 
@@ -308,8 +308,10 @@ class Spool:
                 _fsync_dir(self.dir("incoming"))
                 return None
             if taken is not None:
-                raise TicketError(f"the name {ticket_id} is taken: a ticket of that name is already in {taken}/ "
-                                  "(ticket names are never reused; give the new ticket a new name)")
+                raise TicketError(
+                    f"the name {ticket_id} is taken: a ticket of that name is already in {taken}/ "
+                    "(ticket names are never reused; give the new ticket a new name)"
+                )
             text = self.read(src)  # hygiene before it is ours
             try:
                 os.link(src, dest, follow_symlinks=False)
@@ -384,12 +386,19 @@ class Spool:
         rejected = self.dir("rejected")
         # The first name whose ticket is free: an .error without its ticket can only be left by a
         # crashed rejection of this same ticket, and is overwritten.
-        free = next(s for s in (stem, *(f"{stem}.{n}" for n in range(1, 1000)))
-                    if not os.path.lexists(rejected / f"{s}{SUFFIX}"))
+        free = next(
+            s
+            for s in (stem, *(f"{stem}.{n}" for n in range(1, 1000)))
+            if not os.path.lexists(rejected / f"{s}{SUFFIX}")
+        )
         # The reason first, whole (temp + fsync + rename): a crash can never leave a rejected
         # ticket without it. Only this daemon writes rejected/, so the free name stays free.
-        atomic.write(rejected / f"{free}.error", f"{name}: {reason}\n".encode(),
-                     tmp=self._staging(f"{free}.error"), fd_hook=self._hand_over)  # fmt: skip
+        atomic.write(
+            rejected / f"{free}.error",
+            f"{name}: {reason}\n".encode(),
+            tmp=self._staging(f"{free}.error"),
+            fd_hook=self._hand_over,
+        )
         return self._move(path, rejected, f"{free}{SUFFIX}")
 
     def recover(self) -> list[str]:

@@ -24,12 +24,17 @@ _ENTRIES: list[tuple[str, str, Any, str, bool]] = [
     ("defaults", "epochs", 10, "passed as --epochs to scripts that declare it", False),
     ("defaults", "folds", 5, "passed as --folds to scripts that declare it", False),
     ("defaults", "retries", 2, "a failed or timed-out attempt is retried this many times", True),
-    ("defaults", "backoff", {"initial": "1s", "factor": 2.0, "max": "5m", "jitter": 0.1},
-     "delay before retry n: min(max, initial * factor**(n-1)), +/- jitter", True),
+    (
+        "defaults",
+        "backoff",
+        {"initial": "1s", "factor": 2.0, "max": "5m", "jitter": 0.1},
+        "delay before retry n: min(max, initial * factor**(n-1)), +/- jitter",
+        True,
+    ),
     ("defaults", "timeout", "6h", "per attempt; 0 = no limit", True),
     ("defaults", "env", {"PYTHONUNBUFFERED": "1"}, "added to every job's environment", True),
     ("logging", "redact", [], 'regexes removed from job output before it is written, e.g. ["MRN\\\\d{6,}"]', True),
-]  # fmt: skip
+]
 
 _EXAMPLE_JOB = """\
 # A job of your own (a discovered script with the same id gets these settings instead):

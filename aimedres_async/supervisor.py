@@ -132,9 +132,16 @@ def new_run_id() -> str:
 
 
 class Supervisor:
-    def __init__(self, cfg: Config, jobs: tuple[JobSpec, ...], opts: RunOptions, console: Console,
-                 pools: Pools | None = None, executor: Executor | None = None,
-                 local_resources: bool | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cfg: Config,
+        jobs: tuple[JobSpec, ...],
+        opts: RunOptions,
+        console: Console,
+        pools: Pools | None = None,
+        executor: Executor | None = None,
+        local_resources: bool | None = None,
+    ) -> None:
         self.cfg = cfg
         self.opts = opts
         self.console = console
@@ -145,8 +152,9 @@ class Supervisor:
         if console.progress is not None:
             console.progress.tail_of = lambda job_id: self._index[job_id].output.tail if job_id in self._index else None
         self.stop = StopRequest()
-        self.log = sinks.RunLog(opts.logs_dir, self.run_id, console.event, opts.log_file,
-                                pointer=DAEMON_POINTER if opts.serve else "latest")  # fmt: skip
+        self.log = sinks.RunLog(
+            opts.logs_dir, self.run_id, console.event, opts.log_file, pointer=DAEMON_POINTER if opts.serve else "latest"
+        )
         self.on_started: Callable[[str, int, int], None] | None = None  # (job id, pid, attempt)
         self.on_slot_free: Callable[[], None] | None = None
         self.ctx = AttemptContext(
@@ -209,8 +217,7 @@ class Supervisor:
             job.pid = None
         self._summary_changed()
 
-    def add(self, spec: JobSpec, on_finished: Callable[[JobRun], None] | None = None,
-            **queued_fields: Any) -> JobRun:  # fmt: skip
+    def add(self, spec: JobSpec, on_finished: Callable[[JobRun], None] | None = None, **queued_fields: Any) -> JobRun:
         """Queue a job while running (the daemon's way in)."""
         job = JobRun(spec, on_finished=on_finished)
         if not self.local_resources:
@@ -263,9 +270,15 @@ class Supervisor:
             if n % QUEUE_BATCH == 0:
                 await anyio.lowlevel.checkpoint()  # thousands of jobs: the loop gets a turn between batches
         for job in resumed:
-            self.log.emit("job.finished", job=job.spec.id, status=job.status, attempts=0,
-                          optional=job.spec.optional, metrics=job.output.metrics,
-                          reason="succeeded in the resumed run with the same command")  # fmt: skip
+            self.log.emit(
+                "job.finished",
+                job=job.spec.id,
+                status=job.status,
+                attempts=0,
+                optional=job.spec.optional,
+                metrics=job.output.metrics,
+                reason="succeeded in the resumed run with the same command",
+            )
         self.started_event.set()
         if not self.opts.serve:
             await self._write_summary()
@@ -283,10 +296,21 @@ class Supervisor:
         for problem in self.log.write_errors():
             self.console.warning(f"could not write log file {problem}")
         extra: dict[str, Any] = {"error": self.error} if self.error else {}
-        self.log.emit("run.finished", counts=counts, duration_s=round(duration, 3), exit_code=code,
-                      stopped_by=self.stop.reason, **extra)  # fmt: skip
-        self._meta.update(finished_at=sinks.timestamp_str(), duration_s=round(duration, 3),
-                          exit_code=code, counts=counts, stopped_by=self.stop.reason)  # fmt: skip
+        self.log.emit(
+            "run.finished",
+            counts=counts,
+            duration_s=round(duration, 3),
+            exit_code=code,
+            stopped_by=self.stop.reason,
+            **extra,
+        )
+        self._meta.update(
+            finished_at=sinks.timestamp_str(),
+            duration_s=round(duration, 3),
+            exit_code=code,
+            counts=counts,
+            stopped_by=self.stop.reason,
+        )
         if not self.opts.serve:
             await self._write_summary(final=True)
             # Every task has ended: the reports (read back from the run's files) take a worker thread.
@@ -451,12 +475,23 @@ class Supervisor:
                 devices = ""  # GPUs are handed out here: a job that asked for none gets none
             job.stop = self.stop.child()
             try:
-                result = await self.run_attempt(job.spec, attempt, replace(self.ctx, stop=job.stop), job.output,
-                                                {"CUDA_VISIBLE_DEVICES": devices} if devices is not None else None)
+                result = await self.run_attempt(
+                    job.spec,
+                    attempt,
+                    replace(self.ctx, stop=job.stop),
+                    job.output,
+                    {"CUDA_VISIBLE_DEVICES": devices} if devices is not None else None,
+                )
             except Exception as e:  # a supervisor bug must not hang or lose the job
                 result = AttemptResult(outcome=Outcome.FAILED, failure="supervisor_error", error=repr(e))
-                self.log.emit("job.exited", job=job.spec.id, attempt=attempt, outcome="failed",
-                              failure="supervisor_error", error=repr(e))  # fmt: skip
+                self.log.emit(
+                    "job.exited",
+                    job=job.spec.id,
+                    attempt=attempt,
+                    outcome="failed",
+                    failure="supervisor_error",
+                    error=repr(e),
+                )
             finally:
                 self.stop.release(job.stop)
                 job.stop = None
@@ -479,17 +514,20 @@ class Supervisor:
         job.peak_rss_bytes = max(job.peak_rss_bytes, result.peak_rss_bytes)
         if result.outcome is Outcome.SUCCEEDED:
             job.output.metrics = metrics_file.final_metrics(
-                job.spec.workdir, job.spec.metrics_file, job.output.metrics,
+                job.spec.workdir,
+                job.spec.metrics_file,
+                job.output.metrics,
                 lambda message: self.console.warning(f"{job.spec.id}: {message}"),
-            )  # fmt: skip
+            )
             self._finish(job, Status.SUCCEEDED)
         elif job.cancelled:
             self._finish(job, Status.CANCELLED)
         elif should_retry(result, job.spec, attempt) and not self.stop.requested.is_set():
             self._after_oom(job, result)
             delay = backoff_delay(job.spec.backoff, attempt)
-            self.log.emit("job.retrying", job=job.spec.id, attempt=attempt,
-                          delay_s=round(delay, 3), next_attempt=attempt + 1)  # fmt: skip
+            self.log.emit(
+                "job.retrying", job=job.spec.id, attempt=attempt, delay_s=round(delay, 3), next_attempt=attempt + 1
+            )
             self._move(job, State.BACKOFF)
             self._backoff[job.spec.id] = asyncio.get_running_loop().call_later(delay, self._requeue, job)
         else:
@@ -522,8 +560,15 @@ class Supervisor:
         why = diagnose.failure_fields(job.output.tail, job.spec.python) if job.failed else {}
         if job.failed and job.last is not None and job.last.error:
             why["error"] = job.last.error
-        self.log.emit("job.finished", job=job.spec.id, status=status.value, attempts=job.attempts,
-                      optional=job.spec.optional, metrics=job.output.metrics, **why)  # fmt: skip
+        self.log.emit(
+            "job.finished",
+            job=job.spec.id,
+            status=status.value,
+            attempts=job.attempts,
+            optional=job.spec.optional,
+            metrics=job.output.metrics,
+            **why,
+        )
         self.log.close_job(job.spec.id)
         if job.on_finished is not None:
             try:
@@ -547,8 +592,10 @@ class Supervisor:
             await asyncio.sleep(SAMPLE_INTERVAL)
             if self.log.check_present() and not self._told_gone:
                 self._told_gone = True
-                self.console.warning(f"the run's logs folder {self.log.dir} was removed while running: recreated "
-                                     "it; what was written in between is lost")  # fmt: skip
+                self.console.warning(
+                    f"the run's logs folder {self.log.dir} was removed while running: recreated "
+                    "it; what was written in between is lost"
+                )
             if not self.ctx.live and not procs.has_children():
                 continue
             snapshot = await asyncio.to_thread(procs.processes)
@@ -647,8 +694,15 @@ class Supervisor:
         for job, run in zip(jobs, self.jobs, strict=True):
             job["last_lines"] = sinks.last_lines(run.output.tail)
         gantt = self._gantt() if self.opts.step_summary is not None else ""
-        problems = write_reports(self.run_id, duration, jobs, self.opts.junit_xml, self.opts.step_summary,
-                                 started_at=self._meta.get("started_at"), step_extra=gantt)  # fmt: skip
+        problems = write_reports(
+            self.run_id,
+            duration,
+            jobs,
+            self.opts.junit_xml,
+            self.opts.step_summary,
+            started_at=self._meta.get("started_at"),
+            step_extra=gantt,
+        )
         for problem in problems:
             self.console.warning(problem)
 

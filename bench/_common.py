@@ -59,8 +59,14 @@ def timed_run(
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     killed = threading.Event()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=cwd,
-                            env=dict(env) if env is not None else None)  # fmt: skip
+    proc = subprocess.Popen(
+        list(cmd),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+    )
 
     def kill() -> None:
         killed.set()
@@ -262,8 +268,7 @@ def run_interleaved(
             series[name].add(t)
             series[name].problems += [f"run {i + 1}: {p}" for p in problems]
             if show:
-                print(f"  run {i + 1}/{runs} {name}: {t.wall_s:.2f}s" + (" (PROBLEM)" if problems else ""),
-                      flush=True)  # fmt: skip
+                print(f"  run {i + 1}/{runs} {name}: {t.wall_s:.2f}s" + (" (PROBLEM)" if problems else ""), flush=True)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

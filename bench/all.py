@@ -70,8 +70,15 @@ def run_script(name: str, args: list[str], timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, str(HERE / f"{name}.py"), *args, "--json"]
     print(f"\n=== {name}: {' '.join([Path(cmd[1]).name, *cmd[2:]])}", flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
     result: dict[str, Any] | None = None
     tail: list[str] = []
 
@@ -128,16 +135,34 @@ def figures_of(name: str, run: dict[str, Any]) -> list[dict[str, Any]]:
         res = r.get("results", {})
         aim = res.get("aimedres-async", {}).get("median_s")
         par = res.get("parallel --line-buffer --tag", {}).get("median_s")
-        figs = [Figure(
-            f"capture: seq {r.get('lines', 0):,} into the job log", "-" if aim is None else f"{aim:.2f} s",
-            "-" if par is None else f"parallel --line-buffer --tag: {par:.2f} s", r.get("ratio_vs_parallel"),
-            f"<= {r.get('target', {}).get('ratio_max', 1.0)}x", str(r.get("verdict", "?")), aim, par, "s",
-        ).as_dict()]  # fmt: skip
+        figs = [
+            Figure(
+                f"capture: seq {r.get('lines', 0):,} into the job log",
+                "-" if aim is None else f"{aim:.2f} s",
+                "-" if par is None else f"parallel --line-buffer --tag: {par:.2f} s",
+                r.get("ratio_vs_parallel"),
+                f"<= {r.get('target', {}).get('ratio_max', 1.0)}x",
+                str(r.get("verdict", "?")),
+                aim,
+                par,
+                "s",
+            ).as_dict()
+        ]
         cached = r.get("bytes_cached_s")
         if cached is not None:
-            figs.append(Figure("  dd writing the same bytes, cache kept", f"{cached:.2f} s",
-                               "-" if par is None else f"parallel: {par:.2f} s", cached / par if par else None,
-                               "-", "INFO", cached, par, "s").as_dict())  # fmt: skip
+            figs.append(
+                Figure(
+                    "  dd writing the same bytes, cache kept",
+                    f"{cached:.2f} s",
+                    "-" if par is None else f"parallel: {par:.2f} s",
+                    cached / par if par else None,
+                    "-",
+                    "INFO",
+                    cached,
+                    par,
+                    "s",
+                ).as_dict()
+            )
         return figs
     if name == "spool":
         out = []
@@ -152,14 +177,34 @@ def figures_of(name: str, run: dict[str, Any]) -> list[dict[str, Any]]:
             if not isinstance(d, dict):
                 continue
             med = (d.get("latency") or d).get("median_ms")
-            out.append(Figure(label, "-" if med is None else f"{med:.1f} ms", "-", None,
-                              f"median <= {target:g} ms" if judged else "none",
-                              str(r.get("verdict", "?")) if judged else "INFO", med, None, "ms").as_dict())  # fmt: skip
+            out.append(
+                Figure(
+                    label,
+                    "-" if med is None else f"{med:.1f} ms",
+                    "-",
+                    None,
+                    f"median <= {target:g} ms" if judged else "none",
+                    str(r.get("verdict", "?")) if judged else "INFO",
+                    med,
+                    None,
+                    "ms",
+                ).as_dict()
+            )
         drain = r.get("drain")
         if isinstance(drain, dict) and drain.get("tickets_per_s") is not None:
-            out.append(Figure(f"  drain {drain.get('tickets', 0):,} tickets", f"{drain['tickets_per_s']:.0f} tickets/s",
-                              "-", None, "none", "INFO" if drain.get("valid", True) else "INVALID",
-                              drain["tickets_per_s"], None, "tickets/s").as_dict())  # fmt: skip
+            out.append(
+                Figure(
+                    f"  drain {drain.get('tickets', 0):,} tickets",
+                    f"{drain['tickets_per_s']:.0f} tickets/s",
+                    "-",
+                    None,
+                    "none",
+                    "INFO" if drain.get("valid", True) else "INVALID",
+                    drain["tickets_per_s"],
+                    None,
+                    "tickets/s",
+                ).as_dict()
+            )
         return out or [Figure("spool", "-", "-", None, "-", str(r.get("verdict", "?"))).as_dict()]
     return [Figure(name, "-", "-", None, "-", str(r.get("verdict", "?"))).as_dict()]
 
@@ -183,8 +228,11 @@ def main(argv: list[str] | None = None) -> int:
 
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    print(f"bench/all.py: {', '.join(names)} ({'full sizes' if a.full else 'reduced sizes'}); "
-          f"{os.cpu_count()} CPUs, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)  # fmt: skip
+    print(
+        f"bench/all.py: {', '.join(names)} ({'full sizes' if a.full else 'reduced sizes'}); "
+        f"{os.cpu_count()} CPUs, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}",
+        flush=True,
+    )
     runs: dict[str, dict[str, Any]] = {}
     # Every script keeps its files in one folder that goes at the very end: on this machine's ext4,
     # creating files soon after thousands were deleted steps over each recently freed inode (perf:
@@ -203,19 +251,36 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         for f in figures_of(name, runs[name]):
             figures.append({"bench": name, **f})
-            rows.append([f.get("figure", name), f.get("aimedres", "-"), f.get("peer", "-"),
-                         fmt_ratio(f.get("ratio")), f.get("target", "-"), f.get("verdict", "?")])  # fmt: skip
+            rows.append(
+                [
+                    f.get("figure", name),
+                    f.get("aimedres", "-"),
+                    f.get("peer", "-"),
+                    fmt_ratio(f.get("ratio")),
+                    f.get("target", "-"),
+                    f.get("verdict", "?"),
+                ]
+            )
     print()
-    print(f"=== combined ({total / 60:.1f} min; load average {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at the end; "
-          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]})")  # fmt: skip
-    print(format_table(["figure", "aimedres-async", "peer / reference", "ratio", "target (SPEC §11)", "verdict"],
-                       rows, [False, True, False, True, False, False]))  # fmt: skip
+    print(
+        f"=== combined ({total / 60:.1f} min; load average {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at the end; "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]})"
+    )
+    print(
+        format_table(
+            ["figure", "aimedres-async", "peer / reference", "ratio", "target (SPEC §11)", "verdict"],
+            rows,
+            [False, True, False, True, False, False],
+        )
+    )
     commits = {
         n: (r["result"].get("versions") or {}).get("git") for n, r in runs.items() if isinstance(r.get("result"), dict)
     }
     if len({c for c in commits.values() if c}) > 1:
-        print("\nNOTE: the checkout's commit changed during the run (figures are from different code): "
-              + ", ".join(f"{n} {c}" for n, c in commits.items()))  # fmt: skip
+        print(
+            "\nNOTE: the checkout's commit changed during the run (figures are from different code): "
+            + ", ".join(f"{n} {c}" for n, c in commits.items())
+        )
     problems = {
         n: r["result"].get("problems") for n, r in runs.items() if r.get("result") and r["result"].get("problems")
     }
@@ -223,18 +288,23 @@ def main(argv: list[str] | None = None) -> int:
         print("\nscripts that reported problems (see their output above): " + ", ".join(problems))
 
     if a.json:
-        print(json.dumps({
-            "bench": "all",
-            "full": a.full,
-            "elapsed_s": total,
-            "loadavg_before": load0,
-            "loadavg_after": load1,
-            "figures": figures,
-            "scripts": runs,
-            "git": git_commit(),
-            "commits": commits,
-            "machine": machine_info(),
-        }, default=str))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "bench": "all",
+                    "full": a.full,
+                    "elapsed_s": total,
+                    "loadavg_before": load0,
+                    "loadavg_after": load1,
+                    "figures": figures,
+                    "scripts": runs,
+                    "git": git_commit(),
+                    "commits": commits,
+                    "machine": machine_info(),
+                },
+                default=str,
+            )
+        )
     return 0
 
 

@@ -181,8 +181,9 @@ class Bench:
         settle()
         size = self.jsonl_size or 0
         cmd = ["dd", "if=/dev/zero", f"of={out_path}", "bs=1M", f"count={size}", "iflag=count_bytes"]
-        t = timed_run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.tmp, env=self.env,
-                      timeout=self.timeout)  # fmt: skip
+        t = timed_run(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.tmp, env=self.env, timeout=self.timeout
+        )
         problems = self._check_exit("dd", t, None)
         written = out_path.stat().st_size if out_path.exists() else 0
         if written != size or not size:
@@ -394,9 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"aimedres-async / seq > file (raw):           {aim.median / raw.median:.2f}x")
     cached = series[BYTES].median
-    print(f"writing its {aim.sizes[-1] / MB if aim.sizes else 0:.0f} MB with dd alone, / parallel:  "
-          + (f"{cached / series['parallel --line-buffer --tag'].median:.2f}x" if parallel else "n/a")
-          + f"  (a plain write of the bytes every record must carry, left in the page cache; {cached:.3f} s)")
+    print(
+        f"writing its {aim.sizes[-1] / MB if aim.sizes else 0:.0f} MB with dd alone, / parallel:  "
+        + (f"{cached / series['parallel --line-buffer --tag'].median:.2f}x" if parallel else "n/a")
+        + f"  (a plain write of the bytes every record must carry, left in the page cache; {cached:.3f} s)"
+    )
     if ratio is not None:
         verdict = "PASS" if ratio <= TARGET_RATIO else "MISS"
         if all_problems:

@@ -127,19 +127,23 @@ PRE = (
 POST = '; rc=$?; echo "end $AIMEDRES_JOB_ID $(date +%s%N) $AIMEDRES_RUN_ID $AIMEDRES_ATTEMPT" >> runs.log; exit $rc'
 BODIES = {
     "ok": "true",
-    "flaky": ('c=$(cat "counters/$AIMEDRES_JOB_ID" 2>/dev/null || echo 0); c=$((c + 1)); '
-              'echo $c > "counters/$AIMEDRES_JOB_ID"; echo "run $c"; [ $c -ge 3 ]'),
+    "flaky": (
+        'c=$(cat "counters/$AIMEDRES_JOB_ID" 2>/dev/null || echo 0); c=$((c + 1)); '
+        'echo $c > "counters/$AIMEDRES_JOB_ID"; echo "run $c"; [ $c -ge 3 ]'
+    ),
     "fail": "echo failing >&2; (exit 3)",
     "timeout": "sleep 5",
     "huge": "head -c 1200000 /dev/zero | tr '\\0' x; echo",
     "binary": "head -c 65536 /dev/urandom",
-    "crflood": ("i=0; while [ $i -lt 2000 ]; do printf 'step %d\\r' $i; i=$((i + 1)); done; "
-                "head -c 200000 /dev/zero | tr '\\0' '\\r'; echo done"),
+    "crflood": (
+        "i=0; while [ $i -lt 2000 ]; do printf 'step %d\\r' $i; i=$((i + 1)); done; "
+        "head -c 200000 /dev/zero | tr '\\0' '\\r'; echo done"
+    ),
     "grandchild": "sleep 2 & echo started",
 }
 JOB_EXTRA = {
-    "flaky": 'retries = 3\n',
-    "fail": 'retries = 1\n',
+    "flaky": "retries = 3\n",
+    "fail": "retries = 1\n",
     "timeout": 'timeout = "300ms"\nretries = 0\n',
 }
 
@@ -207,8 +211,7 @@ def ticket_text(t: Ticket, marker: str) -> bytes:
     if t.kind in BODIES:
         return f'job = "{t.kind}"\n'.encode()
     if t.kind == "okcmd":
-        return (f"command = {json.dumps(job_command('true'))}\n"
-                f'env = {{ CHAOS_MARKER = "{marker}" }}\n').encode()  # fmt: skip
+        return (f'command = {json.dumps(job_command("true"))}\nenv = {{ CHAOS_MARKER = "{marker}" }}\n').encode()
     if t.kind == "bad_toml":
         return b'job = "ok\nepochs = [1,\n'
     if t.kind == "unknown_job":
@@ -308,8 +311,12 @@ class Daemon:
         env["NOTIFY_SOCKET"] = notify_path
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aimedres_async", "--config", str(config), "serve"],
-            cwd=work, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err, env=env,
-        )  # fmt: skip
+            cwd=work,
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=self._err,
+            env=env,
+        )
         self.pid = self.proc.pid
         self.started = time.monotonic()
         self.killed = False
@@ -551,15 +558,17 @@ class Chaos:
         d = Daemon(self.work, self.config, len(self.daemons), self.notify.path)
         self.daemons.append(d)
         if wait_ready and not self.notify.wait_ready(d.pid, 0, 60, d.alive):
-            raise RuntimeError(f"daemon {d.pid} did not send READY=1 within 60 s "
-                               f"(exit {d.proc.poll()}): {d.stderr()[-2000:]}")  # fmt: skip
+            raise RuntimeError(
+                f"daemon {d.pid} did not send READY=1 within 60 s (exit {d.proc.poll()}): {d.stderr()[-2000:]}"
+            )
         return d
 
     def ensure_ready(self) -> None:
         d = self.daemon
         if not self.notify.wait_ready(d.pid, 0, 60, d.alive):
-            raise RuntimeError(f"daemon {d.pid} did not send READY=1 within 60 s "
-                               f"(exit {d.proc.poll()}): {d.stderr()[-2000:]}")  # fmt: skip
+            raise RuntimeError(
+                f"daemon {d.pid} did not send READY=1 within 60 s (exit {d.proc.poll()}): {d.stderr()[-2000:]}"
+            )
 
     def check_daemon_alive(self) -> None:
         d = self.daemon
@@ -579,8 +588,10 @@ class Chaos:
         nd = self.start_daemon(wait_ready=not early_next)
         self.restarts += 1
         final = final_count(self.spool)
-        self.say(f"kill {self.kills}/{self.args.kills}: SIGKILL daemon #{d.n} (pid {d.pid}, {running} tickets in "
-                 f"active/, {final}/{self.args.tickets} final) -> daemon #{nd.n} pid {nd.pid}")  # fmt: skip
+        self.say(
+            f"kill {self.kills}/{self.args.kills}: SIGKILL daemon #{d.n} (pid {d.pid}, {running} tickets in "
+            f"active/, {final}/{self.args.tickets} final) -> daemon #{nd.n} pid {nd.pid}"
+        )
 
     def reload(self) -> None:
         d = self.daemon
@@ -600,8 +611,10 @@ class Chaos:
             write_atomic(self.config, config_text(self.marker, self.workers))  # what a restart reads
         if not ok and d.alive():
             self.problems.append(f"no READY=1 within 20 s of SIGHUP #{self.reloads} (daemon #{d.n})")
-        self.say(f"SIGHUP #{self.reloads} to daemon #{d.n}: " + ("broken config (must be refused)" if broken
-                 else f"max_workers = {self.workers}"))  # fmt: skip
+        self.say(
+            f"SIGHUP #{self.reloads} to daemon #{d.n}: "
+            + ("broken config (must be refused)" if broken else f"max_workers = {self.workers}")
+        )
 
     def run(self) -> dict[str, Any]:
         a = self.args
@@ -630,8 +643,10 @@ class Chaos:
         (self.spool / "tmp").mkdir(parents=True, exist_ok=True)
         time.sleep(1.0)  # the watcher thread, the first status line: then it is "fresh"
         fd_fresh = fd_count(first.pid)
-        self.say(f"daemon #0 pid {first.pid} ready; {fd_fresh} open fds; submitting {a.tickets} tickets, "
-                 f"{a.kills} kills planned")  # fmt: skip
+        self.say(
+            f"daemon #0 pid {first.pid} ready; {fd_fresh} open fds; submitting {a.tickets} tickets, "
+            f"{a.kills} kills planned"
+        )
 
         submitted = 0
         t_submit0 = time.monotonic()
@@ -713,7 +728,9 @@ class Chaos:
         fd_growth = None if fd_fresh is None or fd_final is None else fd_final - fd_fresh
 
         checks = {
-            "every_ticket_final_once": not spool["lost"] and not spool["duplicated"] and not spool["strays"]
+            "every_ticket_final_once": not spool["lost"]
+            and not spool["duplicated"]
+            and not spool["strays"]
             and not any(spool["left_in"].values()),
             "final_state_as_expected": not spool["misfiled"] and not spool["bad_result"] and not spool["bad_error"],
             "no_overlapping_runs": overlaps == 0 and runs["malformed"] == 0,
@@ -795,25 +812,43 @@ class Chaos:
 def report(r: dict[str, Any]) -> str:
     fc, ec = r["final_counts"], r["expected_counts"]
     rows = [
-        ("tickets", f"{r['tickets']:,} (seed {r['seed']}, max_workers {r['workers']}, {r['cpus']} CPUs, "
-                    f"Python {r['python']})"),
-        ("first submit -> all final", f"{r['wall_s']:.1f} s = {r['tickets_per_s']} tickets/s "
-                                      f"(whole chaos run {r['elapsed_s']:.0f} s)"),
+        (
+            "tickets",
+            f"{r['tickets']:,} (seed {r['seed']}, max_workers {r['workers']}, {r['cpus']} CPUs, Python {r['python']})",
+        ),
+        (
+            "first submit -> all final",
+            f"{r['wall_s']:.1f} s = {r['tickets_per_s']} tickets/s (whole chaos run {r['elapsed_s']:.0f} s)",
+        ),
         ("kills (SIGKILL)", f"{r['kills']} ({r['early_kills']} within 0.4 s of a restart)"),
         ("restarts", f"{r['restarts']}"),
-        ("SIGHUP reloads", f"{r['reloads']} ({r['broken_reloads']} with a broken config; refused: "
-                           f"{r['broken_reloads_refused']})"),
+        (
+            "SIGHUP reloads",
+            f"{r['reloads']} ({r['broken_reloads']} with a broken config; refused: {r['broken_reloads_refused']})",
+        ),
         ("recovered tickets", f"{r['recovered_tickets']} (put back from active/ by a restarted daemon)"),
-        ("final: done / failed / rejected", f"{fc['done']} / {fc['failed']} / {fc['rejected']} "
-                                            f"(expected {ec['done']} / {ec['failed']} / {ec['rejected']})"),
-        ("lost / duplicated / misfiled", f"{len(r['lost'])} / {len(r['duplicated'])} / "
-                                         f"{len(r['misfiled']) + len(r['bad_result']) + len(r['bad_error'])}"),
-        ("job runs", f"{r['runs']:,} ({r['tickets_run_more_than_once']} tickets ran more than once: "
-                     "retries and re-runs after a kill)"),
+        (
+            "final: done / failed / rejected",
+            f"{fc['done']} / {fc['failed']} / {fc['rejected']} "
+            f"(expected {ec['done']} / {ec['failed']} / {ec['rejected']})",
+        ),
+        (
+            "lost / duplicated / misfiled",
+            f"{len(r['lost'])} / {len(r['duplicated'])} / "
+            f"{len(r['misfiled']) + len(r['bad_result']) + len(r['bad_error'])}",
+        ),
+        (
+            "job runs",
+            f"{r['runs']:,} ({r['tickets_run_more_than_once']} tickets ran more than once: "
+            "retries and re-runs after a kill)",
+        ),
         ("duplicate-overlap count", f"{r['duplicate_overlaps']} (must be 0)"),
         ("leftover processes", f"{r['leftover_processes']} (must be 0)"),
-        ("daemon open fds", f"fresh {r['fds_fresh']}, final {r['fds_final']} after the drain "
-                            f"(growth {r['fd_growth']}, allowed {r['fd_allowance']})"),
+        (
+            "daemon open fds",
+            f"fresh {r['fds_fresh']}, final {r['fds_final']} after the drain "
+            f"(growth {r['fd_growth']}, allowed {r['fd_allowance']})",
+        ),
         ("Tracebacks / internal errors", f"{r['tracebacks']} / {r['internal_errors']}"),
         ("tmp/ leftovers (informational)", f"{r['tmp_leftovers']}"),
     ]
@@ -822,8 +857,19 @@ def report(r: dict[str, Any]) -> str:
     out += [f"  {k.ljust(width)}  {v}" for k, v in rows]
     failed = [name for name, ok in r["checks"].items() if not ok]
     out.append("  checks: " + ("all hold" if not failed else "FAILED: " + ", ".join(failed)))
-    for key in ("lost", "duplicated", "misfiled", "bad_result", "bad_error", "strays", "flock_overlaps",
-                "interval_overlaps", "ran_but_rejected", "unexpected_exits", "problems"):  # fmt: skip
+    for key in (
+        "lost",
+        "duplicated",
+        "misfiled",
+        "bad_result",
+        "bad_error",
+        "strays",
+        "flock_overlaps",
+        "interval_overlaps",
+        "ran_but_rejected",
+        "unexpected_exits",
+        "problems",
+    ):
         if r.get(key):
             out.append(f"  {key}: {r[key]}")
     if any(r["left_in"].values()):
@@ -832,8 +878,9 @@ def report(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 epilog="See the module docstring (bench/chaos.py) for what is checked.")  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="See the module docstring (bench/chaos.py) for what is checked."
+    )
     ap.add_argument("--tickets", type=int, default=2000, metavar="N", help="tickets to submit (default 2000)")
     ap.add_argument("--kills", type=int, default=10, metavar="N", help="SIGKILLs of the daemon (default 10)")
     ap.add_argument("--seed", type=int, default=1, help="the ticket mix and the kill/reload plan (default 1)")
@@ -871,12 +918,19 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"bench": "chaos", "ok": False, "error": str(e), "verdict": "ERROR"}))
         return 2
     result["verdict"] = "PASS" if result["ok"] else "FAIL"
-    result["figures"] = [{
-        "figure": f"chaos: {result['tickets']:,} tickets, {result['kills']} kills",
-        "aimedres": f"{result['tickets_per_s']} tickets/s",
-        "peer": "-", "ratio": None, "target": "every check holds", "verdict": result["verdict"],
-        "value": result["tickets_per_s"], "peer_value": None, "unit": "tickets/s",
-    }]  # fmt: skip
+    result["figures"] = [
+        {
+            "figure": f"chaos: {result['tickets']:,} tickets, {result['kills']} kills",
+            "aimedres": f"{result['tickets_per_s']} tickets/s",
+            "peer": "-",
+            "ratio": None,
+            "target": "every check holds",
+            "verdict": result["verdict"],
+            "value": result["tickets_per_s"],
+            "peer_value": None,
+            "unit": "tickets/s",
+        }
+    ]
     print(report(result), flush=True)
     if a.keep or not result["ok"]:
         result["kept"] = str(work)

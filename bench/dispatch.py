@@ -84,8 +84,7 @@ class Bench:
         """Time cmd (stdout and stderr to /dev/null; the warm-up keeps stderr in <name>.err)."""
         err_path = self.tmp / f"{name}.err" if warmup else None
         with open(err_path, "wb") if err_path else contextlib.nullcontext(subprocess.DEVNULL) as err:
-            t = timed_run(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=self.tmp, env=self.env,
-                          timeout=self.timeout)  # fmt: skip
+            t = timed_run(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=self.tmp, env=self.env, timeout=self.timeout)
         problems = []
         if t.timed_out:
             problems.append(f"{name}: killed after the {self.timeout:g}s timeout")
@@ -153,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         tools.append((PARALLEL, bench.run_parallel))
     series = {name: Series(name) for name, _ in tools}
 
-    print(f"dispatch: {a.jobs:,} x /bin/true, {a.workers} workers, {a.runs} runs + 1 warm-up per tool, "
-          f"temp dir {tmp}", flush=True)  # fmt: skip
+    print(
+        f"dispatch: {a.jobs:,} x /bin/true, {a.workers} workers, {a.runs} runs + 1 warm-up per tool, temp dir {tmp}",
+        flush=True,
+    )
     try:
         run_interleaved(tools, series, a.runs)
     finally:
@@ -170,13 +171,25 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, _ in tools:
         d = series[name].summary()
-        rows.append([
-            labels[name], f"{d['median_s']:.3f}", f"{d['min_s']:.3f}", f"{d['max_s']:.3f}",
-            f"{a.jobs / d['median_s']:.0f}", f"{d['median_s'] / a.jobs * 1000:.2f}", f"{d['cpu_median_s']:.2f}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                labels[name],
+                f"{d['median_s']:.3f}",
+                f"{d['min_s']:.3f}",
+                f"{d['max_s']:.3f}",
+                f"{a.jobs / d['median_s']:.0f}",
+                f"{d['median_s'] / a.jobs * 1000:.2f}",
+                f"{d['cpu_median_s']:.2f}",
+            ]
+        )
     print()
-    print(format_table(["tool", "median s", "min s", "max s", "jobs/s", "ms/job", "cpu s"], rows,
-                       [False, True, True, True, True, True, True]))  # fmt: skip
+    print(
+        format_table(
+            ["tool", "median s", "min s", "max s", "jobs/s", "ms/job", "cpu s"],
+            rows,
+            [False, True, True, True, True, True, True],
+        )
+    )
     aim = series[AIM].median
     all_problems = [p for s in series.values() for p in s.problems]
     aim_problems = series[AIM].problems
@@ -184,21 +197,43 @@ def main(argv: list[str] | None = None) -> int:
     figures = []
     r_x = aim / series[XARGS].median
     v_x = verdict(r_x, TARGET_VS_XARGS, aim_problems + series[XARGS].problems)
-    figures.append(Figure(f"dispatch {a.jobs:,} x true, {a.workers} workers, vs xargs", f"{aim:.2f} s",
-                          f"xargs -P {a.workers}: {series[XARGS].median:.2f} s", r_x,
-                          f"<= {TARGET_VS_XARGS}x", v_x, aim, series[XARGS].median, "s"))  # fmt: skip
+    figures.append(
+        Figure(
+            f"dispatch {a.jobs:,} x true, {a.workers} workers, vs xargs",
+            f"{aim:.2f} s",
+            f"xargs -P {a.workers}: {series[XARGS].median:.2f} s",
+            r_x,
+            f"<= {TARGET_VS_XARGS}x",
+            v_x,
+            aim,
+            series[XARGS].median,
+            "s",
+        )
+    )
     r_p = None
     if parallel:
         r_p = aim / series[PARALLEL].median
         v_p = verdict(r_p, TARGET_VS_PARALLEL, aim_problems + series[PARALLEL].problems)
-        figures.append(Figure(f"dispatch {a.jobs:,} x true, {a.workers} workers, vs parallel", f"{aim:.2f} s",
-                              f"parallel -j {a.workers}: {series[PARALLEL].median:.2f} s", r_p,
-                              f"<= {TARGET_VS_PARALLEL}x", v_p, aim, series[PARALLEL].median, "s"))  # fmt: skip
+        figures.append(
+            Figure(
+                f"dispatch {a.jobs:,} x true, {a.workers} workers, vs parallel",
+                f"{aim:.2f} s",
+                f"parallel -j {a.workers}: {series[PARALLEL].median:.2f} s",
+                r_p,
+                f"<= {TARGET_VS_PARALLEL}x",
+                v_p,
+                aim,
+                series[PARALLEL].median,
+                "s",
+            )
+        )
     print()
     print(f"aimedres-async / xargs -P {a.workers}:    {fmt_ratio(r_x)}  (SPEC §11 target <= {TARGET_VS_XARGS}x): {v_x}")
     if parallel:
-        print(f"aimedres-async / parallel -j {a.workers}: {fmt_ratio(r_p)}  "
-              f"(SPEC §11 target <= {TARGET_VS_PARALLEL}x): {figures[-1].verdict}")  # fmt: skip
+        print(
+            f"aimedres-async / parallel -j {a.workers}: {fmt_ratio(r_p)}  "
+            f"(SPEC §11 target <= {TARGET_VS_PARALLEL}x): {figures[-1].verdict}"
+        )
     else:
         print("aimedres-async / parallel: n/a — SKIPPED (GNU parallel not installed)")
     if all_problems:

@@ -101,8 +101,7 @@ class Run:
         return self.window_cpu_s / self.window_s * 100
 
 
-def run_supervisor(tmp: Path, config: Path, env: dict[str, str], jobs: int, sleep: float | None,
-                   timeout: float) -> Run:  # fmt: skip
+def run_supervisor(tmp: Path, config: Path, env: dict[str, str], jobs: int, sleep: float | None, timeout: float) -> Run:
     """Run to completion; if sleep is given, measure the supervisor's CPU while the jobs all sleep."""
     r = Run()
     for name in ("logs", "results"):
@@ -110,8 +109,14 @@ def run_supervisor(tmp: Path, config: Path, env: dict[str, str], jobs: int, slee
     settle()
     with open(tmp / "supervisor.out", "wb") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(supervisor_cmd(config, "run", "--log-format", "json"), stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, cwd=tmp, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            supervisor_cmd(config, "run", "--log-format", "json"),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp,
+            env=env,
+        )
         reaped = None
         full_at = w0 = c0 = None
         n0: dict[int, int] = {}
@@ -176,15 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     sleep_cfg = write_jobs_config(tmp / "sleep.toml", a.jobs, ["sleep", f"{a.sleep:g}"], a.jobs)
     true_cfg = write_jobs_config(tmp / "true.toml", a.jobs, ["true"], a.jobs)
 
-    print(f"idle: {a.jobs} x sleep {a.sleep:g}, {a.jobs} workers, {a.runs} runs + 1 warm-up, temp dir {tmp}",
-          flush=True)  # fmt: skip
+    print(
+        f"idle: {a.jobs} x sleep {a.sleep:g}, {a.jobs} workers, {a.runs} runs + 1 warm-up, temp dir {tmp}", flush=True
+    )
     sleeps: list[Run] = []
     trues: list[Run] = []
     try:
         w1 = run_supervisor(tmp, sleep_cfg, env, a.jobs, a.sleep, a.timeout)
         w2 = run_supervisor(tmp, true_cfg, env, a.jobs, None, a.timeout)
-        print(f"  warm-up: {w1.window_pct if w1.window_pct is not None else float('nan'):.2f}% of a core"
-              + (" (PROBLEM)" if w1.problems or w2.problems else ""), flush=True)  # fmt: skip
+        print(
+            f"  warm-up: {w1.window_pct if w1.window_pct is not None else float('nan'):.2f}% of a core"
+            + (" (PROBLEM)" if w1.problems or w2.problems else ""),
+            flush=True,
+        )
         warm_problems = [f"warm-up: {p}" for p in w1.problems + w2.problems]
         for i in range(a.runs):
             s = run_supervisor(tmp, sleep_cfg, env, a.jobs, a.sleep, a.timeout)
@@ -192,9 +201,12 @@ def main(argv: list[str] | None = None) -> int:
             sleeps.append(s)
             trues.append(t)
             pct = s.window_pct
-            print(f"  run {i + 1}/{a.runs}: {'-' if pct is None else f'{pct:.2f}'}% of a core over "
-                  f"{s.window_s or 0:.2f} s; whole life {s.cpu_total_s:.3f} s CPU vs {t.cpu_total_s:.3f} s for "
-                  f"{a.jobs} x true" + (" (PROBLEM)" if s.problems or t.problems else ""), flush=True)  # fmt: skip
+            print(
+                f"  run {i + 1}/{a.runs}: {'-' if pct is None else f'{pct:.2f}'}% of a core over "
+                f"{s.window_s or 0:.2f} s; whole life {s.cpu_total_s:.3f} s CPU vs {t.cpu_total_s:.3f} s for "
+                f"{a.jobs} x true" + (" (PROBLEM)" if s.problems or t.problems else ""),
+                flush=True,
+            )
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -203,33 +215,61 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for i, (s, t) in enumerate(zip(sleeps, trues, strict=True)):
         sub = (s.cpu_total_s - t.cpu_total_s) / a.sleep * 100
-        rows.append([
-            str(i + 1), "-" if s.window_s is None else f"{s.window_s:.2f}",
-            "-" if s.window_cpu_ns_s is None else f"{s.window_cpu_ns_s * 1000:.1f}",
-            "-" if s.window_cpu_s is None else f"{s.window_cpu_s * 1000:.0f}",
-            "-" if s.window_pct is None else f"{s.window_pct:.2f}",
-            f"{s.wall_s:.2f}", f"{s.cpu_total_s:.3f}", f"{t.wall_s:.2f}", f"{t.cpu_total_s:.3f}", f"{sub:.2f}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                str(i + 1),
+                "-" if s.window_s is None else f"{s.window_s:.2f}",
+                "-" if s.window_cpu_ns_s is None else f"{s.window_cpu_ns_s * 1000:.1f}",
+                "-" if s.window_cpu_s is None else f"{s.window_cpu_s * 1000:.0f}",
+                "-" if s.window_pct is None else f"{s.window_pct:.2f}",
+                f"{s.wall_s:.2f}",
+                f"{s.cpu_total_s:.3f}",
+                f"{t.wall_s:.2f}",
+                f"{t.cpu_total_s:.3f}",
+                f"{sub:.2f}",
+            ]
+        )
     print()
-    print(format_table(
-        ["run", "window s", "cpu ms (ns)", "cpu ms (ticks)", "window %", "sleep run wall s", "its cpu s",
-         "true run wall s", "its cpu s", "(cpu diff)/sleep %"],
-        rows, [True] * 10,
-    ))  # fmt: skip
+    print(
+        format_table(
+            [
+                "run",
+                "window s",
+                "cpu ms (ns)",
+                "cpu ms (ticks)",
+                "window %",
+                "sleep run wall s",
+                "its cpu s",
+                "true run wall s",
+                "its cpu s",
+                "(cpu diff)/sleep %",
+            ],
+            rows,
+            [True] * 10,
+        )
+    )
     pcts = [s.window_pct for s in sleeps if s.window_pct is not None]
     median_pct = statistics.median(pcts) if pcts else None
     sub_pct = statistics.median(
         (s.cpu_total_s - t.cpu_total_s) / a.sleep * 100 for s, t in zip(sleeps, trues, strict=True)
     )
-    problems = warm_problems + [f"run {i + 1} ({kind}): {p}" for i, (s, t) in enumerate(zip(sleeps, trues, strict=True))
-                                for kind, r in (("sleep", s), ("true", t)) for p in r.problems]  # fmt: skip
+    problems = warm_problems + [
+        f"run {i + 1} ({kind}): {p}"
+        for i, (s, t) in enumerate(zip(sleeps, trues, strict=True))
+        for kind, r in (("sleep", s), ("true", t))
+        for p in r.problems
+    ]
     v = verdict(median_pct, TARGET_PCT, problems)
     print()
-    print(f"cross-check, (whole-life CPU of sleep run - true run) / {a.sleep:g} s, median: {sub_pct:.2f}% of a core "
-          f"(noisy: start-up CPU varies)")  # fmt: skip
-    print(f"steady-state supervisor CPU while {a.jobs} silent jobs run, median: "
-          f"{'-' if median_pct is None else f'{median_pct:.2f}'}% of one core "
-          f"(SPEC §11 target <= {TARGET_PCT:g}%): {v}")  # fmt: skip
+    print(
+        f"cross-check, (whole-life CPU of sleep run - true run) / {a.sleep:g} s, median: {sub_pct:.2f}% of a core "
+        f"(noisy: start-up CPU varies)"
+    )
+    print(
+        f"steady-state supervisor CPU while {a.jobs} silent jobs run, median: "
+        f"{'-' if median_pct is None else f'{median_pct:.2f}'}% of one core "
+        f"(SPEC §11 target <= {TARGET_PCT:g}%): {v}"
+    )
     if problems:
         print("\nPROBLEMS:")
         for p in problems:
@@ -238,9 +278,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nkept {tmp}")
 
     if a.json:
-        fig = Figure(f"idle: supervisor CPU, {a.jobs} silent jobs", "-" if median_pct is None else f"{median_pct:.2f}%",
-                     f"cross-check (whole-life diff): {sub_pct:.2f}%", None, f"<= {TARGET_PCT:g}% of a core", v,
-                     median_pct, sub_pct, "% of one core")  # fmt: skip
+        fig = Figure(
+            f"idle: supervisor CPU, {a.jobs} silent jobs",
+            "-" if median_pct is None else f"{median_pct:.2f}%",
+            f"cross-check (whole-life diff): {sub_pct:.2f}%",
+            None,
+            f"<= {TARGET_PCT:g}% of a core",
+            v,
+            median_pct,
+            sub_pct,
+            "% of one core",
+        )
         result = {
             "bench": "idle",
             "jobs": a.jobs,

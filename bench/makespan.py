@@ -125,15 +125,22 @@ def main(argv: list[str] | None = None) -> int:
 
     def run_xargs() -> list[str]:
         settle()
-        t = timed_run(["sh", "-c", f"seq {a.jobs} | xargs -P {a.workers} -I{{}} sleep {sleep_arg}"], cwd=tmp, env=env,
-                      timeout=a.timeout)  # fmt: skip
+        t = timed_run(
+            ["sh", "-c", f"seq {a.jobs} | xargs -P {a.workers} -I{{}} sleep {sleep_arg}"],
+            cwd=tmp,
+            env=env,
+            timeout=a.timeout,
+        )
         series[XARGS].add(t)
         if t.timed_out:
             return [f"xargs: killed after the {a.timeout:g}s timeout"]
         return [f"xargs: exit status {t.returncode}"] if t.returncode != 0 else []
 
-    print(f"makespan: {a.jobs} x sleep {sleep_arg}, {a.workers} workers (ideal {ideal:g} s), {a.runs} runs + 1 "
-          f"warm-up per tool, temp dir {tmp}", flush=True)  # fmt: skip
+    print(
+        f"makespan: {a.jobs} x sleep {sleep_arg}, {a.workers} workers (ideal {ideal:g} s), {a.runs} runs + 1 "
+        f"warm-up per tool, temp dir {tmp}",
+        flush=True,
+    )
     problems: list[str] = []
     try:
         for name, fn in ((AIM, run_aimedres), (XARGS, run_xargs)):
@@ -147,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, fn in ((AIM, run_aimedres), (XARGS, run_xargs)):
                 p = fn()
                 problems += [f"run {i + 1}: {x}" for x in p]
-                print(f"  run {i + 1}/{a.runs} {name}: {series[name].walls[-1]:.2f}s" + (" (PROBLEM)" if p else ""),
-                      flush=True)  # fmt: skip
+                print(
+                    f"  run {i + 1}/{a.runs} {name}: {series[name].walls[-1]:.2f}s" + (" (PROBLEM)" if p else ""),
+                    flush=True,
+                )
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -161,25 +170,42 @@ def main(argv: list[str] | None = None) -> int:
     aim, xargs = series[AIM].median, series[XARGS].median
     log_span, max_gap, med_gap = med("makespan_s"), med("max_gap_s"), med("median_gap_s")
     rows = [
-        [f"{AIM}, whole process", f"{aim:.3f}", f"{min(series[AIM].walls):.3f}", f"{max(series[AIM].walls):.3f}",
-         fmt_ratio(aim / ideal)],
-        ["  first job.started -> last job.exited (in-log)", "-" if log_span is None else f"{log_span:.3f}",
-         "-" if log_span is None else f"{min(d['makespan_s'] for d in logged if d['makespan_s'] is not None):.3f}",
-         "-" if log_span is None else f"{max(d['makespan_s'] for d in logged if d['makespan_s'] is not None):.3f}",
-         fmt_ratio(None if log_span is None else log_span / ideal)],
-        [f"seq | xargs -P {a.workers} -I{{}} sleep {sleep_arg}", f"{xargs:.3f}", f"{min(series[XARGS].walls):.3f}",
-         f"{max(series[XARGS].walls):.3f}", fmt_ratio(xargs / ideal)],
+        [
+            f"{AIM}, whole process",
+            f"{aim:.3f}",
+            f"{min(series[AIM].walls):.3f}",
+            f"{max(series[AIM].walls):.3f}",
+            fmt_ratio(aim / ideal),
+        ],
+        [
+            "  first job.started -> last job.exited (in-log)",
+            "-" if log_span is None else f"{log_span:.3f}",
+            "-" if log_span is None else f"{min(d['makespan_s'] for d in logged if d['makespan_s'] is not None):.3f}",
+            "-" if log_span is None else f"{max(d['makespan_s'] for d in logged if d['makespan_s'] is not None):.3f}",
+            fmt_ratio(None if log_span is None else log_span / ideal),
+        ],
+        [
+            f"seq | xargs -P {a.workers} -I{{}} sleep {sleep_arg}",
+            f"{xargs:.3f}",
+            f"{min(series[XARGS].walls):.3f}",
+            f"{max(series[XARGS].walls):.3f}",
+            fmt_ratio(xargs / ideal),
+        ],
         ["ideal: ceil(jobs / workers) x sleep", f"{ideal:.3f}", "", "", "1.00x"],
-    ]  # fmt: skip
+    ]
     print()
     print(format_table(["", "median s", "min s", "max s", "/ ideal"], rows, [False, True, True, True, True]))
     print()
     if max_gap is not None and med_gap is not None:
-        print(f"slot idle gap (job.exited -> next job.started), medians over runs: largest {max_gap * 1000:.1f} ms, "
-              f"typical {med_gap * 1000:.1f} ms")  # fmt: skip
-    print(f"aimedres-async / ideal: {fmt_ratio(aim / ideal)} whole process, "
-          f"{fmt_ratio(None if log_span is None else log_span / ideal)} in-log; aimedres-async / xargs: "
-          f"{fmt_ratio(aim / xargs)}  (no SPEC §11 target: INFO)")  # fmt: skip
+        print(
+            f"slot idle gap (job.exited -> next job.started), medians over runs: largest {max_gap * 1000:.1f} ms, "
+            f"typical {med_gap * 1000:.1f} ms"
+        )
+    print(
+        f"aimedres-async / ideal: {fmt_ratio(aim / ideal)} whole process, "
+        f"{fmt_ratio(None if log_span is None else log_span / ideal)} in-log; aimedres-async / xargs: "
+        f"{fmt_ratio(aim / xargs)}  (no SPEC §11 target: INFO)"
+    )
     v = "INVALID" if problems else "INFO"
     if problems:
         print("\nPROBLEMS:")
@@ -190,13 +216,29 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.json:
         figs = [
-            Figure(f"makespan {a.jobs} x sleep {sleep_arg}, {a.workers} workers", f"{aim:.2f} s",
-                   f"ideal {ideal:g} s; xargs {xargs:.2f} s", aim / ideal, "none (ratio to ideal)", v,
-                   aim, ideal, "s"),
-            Figure("  in-log (first start -> last exit)", "-" if log_span is None else f"{log_span:.2f} s",
-                   f"ideal {ideal:g} s", None if log_span is None else log_span / ideal, "none", v,
-                   log_span, ideal, "s"),
-        ]  # fmt: skip
+            Figure(
+                f"makespan {a.jobs} x sleep {sleep_arg}, {a.workers} workers",
+                f"{aim:.2f} s",
+                f"ideal {ideal:g} s; xargs {xargs:.2f} s",
+                aim / ideal,
+                "none (ratio to ideal)",
+                v,
+                aim,
+                ideal,
+                "s",
+            ),
+            Figure(
+                "  in-log (first start -> last exit)",
+                "-" if log_span is None else f"{log_span:.2f} s",
+                f"ideal {ideal:g} s",
+                None if log_span is None else log_span / ideal,
+                "none",
+                v,
+                log_span,
+                ideal,
+                "s",
+            ),
+        ]
         result = {
             "bench": "makespan",
             "jobs": a.jobs,

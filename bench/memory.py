@@ -96,8 +96,9 @@ class Sampled:
     problems: list[str] = field(default_factory=list)
 
 
-def run_supervisor(tmp: Path, config: Path, env: dict[str, str], workers: int, duration: float | None,
-                   timeout: float, out_name: str) -> Sampled:  # fmt: skip
+def run_supervisor(
+    tmp: Path, config: Path, env: dict[str, str], workers: int, duration: float | None, timeout: float, out_name: str
+) -> Sampled:
     """Run the supervisor, poll its RSS and children; SIGTERM it after `duration` s (None: let it end)."""
     s = Sampled()
     for name in ("logs", "results"):
@@ -105,8 +106,14 @@ def run_supervisor(tmp: Path, config: Path, env: dict[str, str], workers: int, d
     settle()
     with open(tmp / out_name, "wb") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(supervisor_cmd(config, "run", "--log-format", "json"), stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, cwd=tmp, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            supervisor_cmd(config, "run", "--log-format", "json"),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp,
+            env=env,
+        )
         reaped = None
         terminated = False
         while reaped is None:
@@ -193,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     loaded_cfg = write_jobs_config(tmp / "loaded.toml", a.jobs, ["sleep", sleep_arg], a.workers)
     base_cfg = write_jobs_config(tmp / "baseline.toml", 1, ["sleep", sleep_arg], 1)
 
-    print(f"memory: {a.jobs:,} x sleep {sleep_arg}, {a.workers} workers, SIGTERM after {a.duration:g}s; "
-          f"{a.runs} runs + 1 warm-up; temp dir {tmp}", flush=True)  # fmt: skip
+    print(
+        f"memory: {a.jobs:,} x sleep {sleep_arg}, {a.workers} workers, SIGTERM after {a.duration:g}s; "
+        f"{a.runs} runs + 1 warm-up; temp dir {tmp}",
+        flush=True,
+    )
     base: list[Sampled] = []
     loaded: list[Sampled] = []
     try:
@@ -207,8 +217,11 @@ def main(argv: list[str] | None = None) -> int:
             if b.counts != {"succeeded": 1}:
                 b.problems.append(f"baseline: summary.json counts {b.counts!r}, expected {{'succeeded': 1}}")
             base.append(b)
-            print(f"  run {i + 1}/{a.runs} baseline: peak {b.peak_bytes / MIB:.1f} MiB"
-                  + (" (PROBLEM)" if b.problems else ""), flush=True)  # fmt: skip
+            print(
+                f"  run {i + 1}/{a.runs} baseline: peak {b.peak_bytes / MIB:.1f} MiB"
+                + (" (PROBLEM)" if b.problems else ""),
+                flush=True,
+            )
             s = run_supervisor(tmp, loaded_cfg, env, a.workers, a.duration, a.timeout, "loaded.out")
             counts = s.counts or {}
             if sum(counts.values()) != a.jobs or set(counts) - {"succeeded", "cancelled"}:
@@ -216,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
             if s.max_children < a.workers:
                 s.problems.append(f"at most {s.max_children} jobs were seen running at once, expected {a.workers}")
             loaded.append(s)
-            print(f"  run {i + 1}/{a.runs} loaded: peak {s.peak_bytes / MIB:.1f} MiB, {s.started:,} jobs started, "
-                  f"exit {s.returncode}" + (" (PROBLEM)" if s.problems else ""), flush=True)  # fmt: skip
+            print(
+                f"  run {i + 1}/{a.runs} loaded: peak {s.peak_bytes / MIB:.1f} MiB, {s.started:,} jobs started, "
+                f"exit {s.returncode}" + (" (PROBLEM)" if s.problems else ""),
+                flush=True,
+            )
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -229,18 +245,39 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for label, runs in (("baseline: 1 job, 1 worker", base), (f"loaded: {a.jobs:,} jobs, {a.workers} workers", loaded)):
         for i, s in enumerate(runs):
-            rows.append([
-                f"{label} (run {i + 1})", mib(s.peak_bytes), mib(s.sampled_max_bytes),
-                mib(s.at_full_bytes) if runs is loaded else "-", mib(s.at_stop_bytes),
-                "-" if s.full_after_s is None or runs is base else f"{s.full_after_s:.2f}",
-                str(s.max_children), f"{s.started:,}", f"{s.wall_s:.1f}", str(s.returncode),
-            ])  # fmt: skip
+            rows.append(
+                [
+                    f"{label} (run {i + 1})",
+                    mib(s.peak_bytes),
+                    mib(s.sampled_max_bytes),
+                    mib(s.at_full_bytes) if runs is loaded else "-",
+                    mib(s.at_stop_bytes),
+                    "-" if s.full_after_s is None or runs is base else f"{s.full_after_s:.2f}",
+                    str(s.max_children),
+                    f"{s.started:,}",
+                    f"{s.wall_s:.1f}",
+                    str(s.returncode),
+                ]
+            )
     print()
-    print(format_table(
-        ["supervisor", "peak MiB", "sampled max", f"at {a.workers} running", "at SIGTERM", "full after s",
-         "max running", "started", "wall s", "exit"],
-        rows, [False, True, True, True, True, True, True, True, True, True],
-    ))  # fmt: skip
+    print(
+        format_table(
+            [
+                "supervisor",
+                "peak MiB",
+                "sampled max",
+                f"at {a.workers} running",
+                "at SIGTERM",
+                "full after s",
+                "max running",
+                "started",
+                "wall s",
+                "exit",
+            ],
+            rows,
+            [False, True, True, True, True, True, True, True, True, True],
+        )
+    )
     base_peak = statistics.median(s.peak_bytes for s in base)
     peak = statistics.median(s.peak_bytes for s in loaded)
     problems = warm_problems + [f"baseline run {i + 1}: {p}" for i, s in enumerate(base) for p in s.problems]
@@ -259,9 +296,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nkept {tmp}")
 
     if a.json:
-        fig = Figure(f"memory: {a.jobs:,} queued, {a.workers} running", f"{peak / MIB:.1f} MiB",
-                     f"idle start (1 job): {base_peak / MIB:.1f} MiB", None, f"<= {TARGET_MIB:g} MiB", v,
-                     peak / MIB, base_peak / MIB, "MiB")  # fmt: skip
+        fig = Figure(
+            f"memory: {a.jobs:,} queued, {a.workers} running",
+            f"{peak / MIB:.1f} MiB",
+            f"idle start (1 job): {base_peak / MIB:.1f} MiB",
+            None,
+            f"<= {TARGET_MIB:g} MiB",
+            v,
+            peak / MIB,
+            base_peak / MIB,
+            "MiB",
+        )
 
         def d(s: Sampled) -> dict[str, Any]:
             return {k: v for k, v in s.__dict__.items()}

@@ -107,8 +107,14 @@ class Bench:
             remove(self.tmp / name)
         settle()
         with open(self.tmp / "supervisor.out", "wb") as out:
-            t = timed_run(supervisor_cmd(self.config, "run", "--no-progress"), stdout=out,
-                          stderr=subprocess.STDOUT, cwd=self.tmp, env=self.env, timeout=self.timeout)  # fmt: skip
+            t = timed_run(
+                supervisor_cmd(self.config, "run", "--no-progress"),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.tmp,
+                env=self.env,
+                timeout=self.timeout,
+            )
         problems = self._check_exit("supervised", t, self.tmp / "supervisor.out")
         path = latest_job_log(self.logs, JOB)
         if path is None:
@@ -128,8 +134,9 @@ class Bench:
         remove(out_path)
         settle()
         with open(out_path, "wb") as out:
-            t = timed_run(self.job_cmd, stdout=out, stderr=subprocess.DEVNULL, cwd=self.tmp, env=self.env,
-                          timeout=self.timeout)  # fmt: skip
+            t = timed_run(
+                self.job_cmd, stdout=out, stderr=subprocess.DEVNULL, cwd=self.tmp, env=self.env, timeout=self.timeout
+            )
         problems = self._check_exit("direct", t, None)
         n = count_lines(out_path)
         if n != self.lines:
@@ -139,8 +146,14 @@ class Bench:
     def run_floor(self, warmup: bool = False) -> tuple[Timing, list[str]]:
         """What any asyncio supervisor written in Python pays before it can spawn anything."""
         settle()
-        t = timed_run([sys.executable, "-c", "import asyncio"], stdout=subprocess.DEVNULL,
-                      stderr=subprocess.DEVNULL, cwd=self.tmp, env=self.env, timeout=self.timeout)  # fmt: skip
+        t = timed_run(
+            [sys.executable, "-c", "import asyncio"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.tmp,
+            env=self.env,
+            timeout=self.timeout,
+        )
         return t, self._check_exit("floor", t, None)
 
 
@@ -174,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     series = {name: Series(name) for name, _ in tools}
     mode = "PYTHONUNBUFFERED=1" if a.unbuffered else "block-buffered stdout"
-    print(f"overhead: python printing {a.lines:,} lines ({mode}), {a.runs} runs + 1 warm-up per tool, "
-          f"temp dir {tmp}", flush=True)  # fmt: skip
+    print(
+        f"overhead: python printing {a.lines:,} lines ({mode}), {a.runs} runs + 1 warm-up per tool, temp dir {tmp}",
+        flush=True,
+    )
     try:
         run_interleaved(tools, series, a.runs)
     finally:
@@ -187,15 +202,27 @@ def main(argv: list[str] | None = None) -> int:
     for name, _ in tools:
         d = series[name].summary(a.lines)
         rate = "-" if name == FLOOR else f"{d['lines_per_s'] / 1e6:.2f} M"  # the floor prints nothing
-        rows.append([name, f"{d['median_s']:.3f}", f"{d['min_s']:.3f}", f"{d['max_s']:.3f}",
-                     rate, f"{d['cpu_median_s']:.2f}"])  # fmt: skip
+        rows.append(
+            [name, f"{d['median_s']:.3f}", f"{d['min_s']:.3f}", f"{d['max_s']:.3f}", rate, f"{d['cpu_median_s']:.2f}"]
+        )
     job_median = statistics.median(bench.job_durations) if bench.job_durations else None
     if job_median is not None:
-        rows.append(["  the job alone, under supervision", f"{job_median:.3f}", f"{min(bench.job_durations):.3f}",
-                     f"{max(bench.job_durations):.3f}", f"{a.lines / job_median / 1e6:.2f} M", ""])  # fmt: skip
+        rows.append(
+            [
+                "  the job alone, under supervision",
+                f"{job_median:.3f}",
+                f"{min(bench.job_durations):.3f}",
+                f"{max(bench.job_durations):.3f}",
+                f"{a.lines / job_median / 1e6:.2f} M",
+                "",
+            ]
+        )
     print()
-    print(format_table(["", "median s", "min s", "max s", "lines/s", "cpu s"], rows,
-                       [False, True, True, True, True, True]))  # fmt: skip
+    print(
+        format_table(
+            ["", "median s", "min s", "max s", "lines/s", "cpu s"], rows, [False, True, True, True, True, True]
+        )
+    )
     sup, direct, floor = series[SUP].median, series[DIRECT].median, series[FLOOR].median
     ratio = sup / direct
     all_problems = [p for s in series.values() for p in s.problems]
@@ -205,12 +232,18 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if job_median is not None:
         print(f"supervisor start-up + finish (whole process - job, medians): {sup - job_median:.3f} s")
-    print(f"interpreter + asyncio import alone (the floor), / direct:    {fmt_ratio(floor / direct)} "
-          f"(an asyncio supervisor that did nothing else would take {fmt_ratio((floor + direct) / direct)})")
-    print(f"the job under supervision / direct:                         {fmt_ratio(job_ratio)}  "
-          f"(SPEC §11 target <= {TARGET_RATIO}x): {job_v}")  # fmt: skip
-    print(f"supervised / direct (whole process):                         {fmt_ratio(ratio)}  "
-          f"(SPEC §11 target <= {TARGET_RATIO}x): {v}")  # fmt: skip
+    print(
+        f"interpreter + asyncio import alone (the floor), / direct:    {fmt_ratio(floor / direct)} "
+        f"(an asyncio supervisor that did nothing else would take {fmt_ratio((floor + direct) / direct)})"
+    )
+    print(
+        f"the job under supervision / direct:                         {fmt_ratio(job_ratio)}  "
+        f"(SPEC §11 target <= {TARGET_RATIO}x): {job_v}"
+    )
+    print(
+        f"supervised / direct (whole process):                         {fmt_ratio(ratio)}  "
+        f"(SPEC §11 target <= {TARGET_RATIO}x): {v}"
+    )
     if all_problems:
         print("\nPROBLEMS:")
         for p in all_problems:
@@ -220,12 +253,39 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.json:
         what = f"overhead: python printing {a.lines:,} lines" + (" (unbuffered)" if a.unbuffered else "")
-        fig = Figure(f"{what}, whole process", f"{sup:.2f} s", f"stdout > file: {direct:.2f} s", ratio,
-                     f"<= {TARGET_RATIO}x", v, sup, direct, "s")  # fmt: skip
-        job_fig = Figure(f"{what}, the job alone", f"{job_median or 0:.2f} s", f"stdout > file: {direct:.2f} s",
-                         job_ratio, f"<= {TARGET_RATIO}x", job_v, job_median, direct, "s")  # fmt: skip
-        floor_fig = Figure("  floor: python -c 'import asyncio'", f"{floor:.3f} s", f"stdout > file: {direct:.2f} s",
-                           floor / direct, "-", "INFO", floor, direct, "s")  # fmt: skip
+        fig = Figure(
+            f"{what}, whole process",
+            f"{sup:.2f} s",
+            f"stdout > file: {direct:.2f} s",
+            ratio,
+            f"<= {TARGET_RATIO}x",
+            v,
+            sup,
+            direct,
+            "s",
+        )
+        job_fig = Figure(
+            f"{what}, the job alone",
+            f"{job_median or 0:.2f} s",
+            f"stdout > file: {direct:.2f} s",
+            job_ratio,
+            f"<= {TARGET_RATIO}x",
+            job_v,
+            job_median,
+            direct,
+            "s",
+        )
+        floor_fig = Figure(
+            "  floor: python -c 'import asyncio'",
+            f"{floor:.3f} s",
+            f"stdout > file: {direct:.2f} s",
+            floor / direct,
+            "-",
+            "INFO",
+            floor,
+            direct,
+            "s",
+        )
         result = {
             "bench": "overhead",
             "lines": a.lines,

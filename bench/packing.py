@@ -168,8 +168,9 @@ def job_sizes(sizes_mib: list[int], per_size: int) -> dict[str, int]:
     return {f"m{s}-{i}": s for i in range(per_size) for s in sizes_mib}
 
 
-def write_packing_config(path: Path, jobs: dict[str, int], hold: float, marker: str, *, workers: int,
-                         budget_mib: int | None, declare: bool) -> Path:  # fmt: skip
+def write_packing_config(
+    path: Path, jobs: dict[str, int], hold: float, marker: str, *, workers: int, budget_mib: int | None, declare: bool
+) -> Path:
     lines = [
         "[supervisor]",
         "parallel = true",
@@ -233,14 +234,14 @@ def most_running(logs: Path) -> tuple[int, float | None]:
     return most, (max(exits) - min(starts)) if starts and exits else None
 
 
-def run_mode(mode: Mode, tmp: Path, env: dict[str, str], needle: bytes, a: argparse.Namespace, n_jobs: int,
-             budget: int) -> list[str]:  # fmt: skip
+def run_mode(
+    mode: Mode, tmp: Path, env: dict[str, str], needle: bytes, a: argparse.Namespace, n_jobs: int, budget: int
+) -> list[str]:
     for name in ("logs", "results"):
         remove(tmp / name)
     settle()
     with RssSampler(needle, a.interval, budget) as sampler:
-        t = timed_run(supervisor_cmd(mode.config, "run", "--log-format", "json"), cwd=tmp, env=env,
-                      timeout=a.timeout)  # fmt: skip
+        t = timed_run(supervisor_cmd(mode.config, "run", "--log-format", "json"), cwd=tmp, env=env, timeout=a.timeout)
     problems = []
     if t.timed_out:
         problems.append(f"{mode.name}: killed after the {a.timeout:g}s timeout")
@@ -300,8 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     note = None
     if unbounded and available is not None and available < 1.5 * need_all:
         unbounded = False
-        note = (f"NOTE: skipping '{FAST}': it needs ~{need_all / MIB:.0f} MiB at once and only "
-                f"{available / MIB:.0f} MiB is available")  # fmt: skip
+        note = (
+            f"NOTE: skipping '{FAST}': it needs ~{need_all / MIB:.0f} MiB at once and only "
+            f"{available / MIB:.0f} MiB is available"
+        )
     elif a.skip_unbounded:
         note = f"NOTE: '{FAST}' skipped (--skip-unbounded)"
 
@@ -310,21 +313,40 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="aimedres-bench-packing-", dir=a.tmpdir))
     env = supervisor_env(tmp)
     modes = [
-        Mode(PACK, write_packing_config(tmp / "packing.toml", jobs, a.hold, marker, workers=n_jobs,
-                                        budget_mib=a.budget, declare=True), Series(PACK)),
-        Mode(SAFE, write_packing_config(tmp / "safe.toml", jobs, a.hold, marker, workers=a.safe_workers,
-                                        budget_mib=None, declare=False), Series(SAFE)),
-    ]  # fmt: skip
+        Mode(
+            PACK,
+            write_packing_config(
+                tmp / "packing.toml", jobs, a.hold, marker, workers=n_jobs, budget_mib=a.budget, declare=True
+            ),
+            Series(PACK),
+        ),
+        Mode(
+            SAFE,
+            write_packing_config(
+                tmp / "safe.toml", jobs, a.hold, marker, workers=a.safe_workers, budget_mib=None, declare=False
+            ),
+            Series(SAFE),
+        ),
+    ]
     if unbounded:
-        modes.append(Mode(FAST, write_packing_config(tmp / "fast.toml", jobs, a.hold, marker, workers=n_jobs,
-                                                     budget_mib=None, declare=False), Series(FAST)))  # fmt: skip
+        modes.append(
+            Mode(
+                FAST,
+                write_packing_config(
+                    tmp / "fast.toml", jobs, a.hold, marker, workers=n_jobs, budget_mib=None, declare=False
+                ),
+                Series(FAST),
+            )
+        )
     if a.safe_workers != 2:
         modes[1].name = modes[1].series.tool = f"plain max_workers = {a.safe_workers}"
 
     declared = ", ".join(f"{sum(1 for s in jobs.values() if s == size)} x {size} MiB" for size in sizes)
-    print(f"packing: {n_jobs} jobs ({declared}; each allocates {FRACTION:.0%} and sleeps {a.hold:g} s), budget "
-          f"{a.budget} MiB, {a.runs} runs + 1 warm-up, RSS sampled every {a.interval * 1000:g} ms, temp dir {tmp}",
-          flush=True)  # fmt: skip
+    print(
+        f"packing: {n_jobs} jobs ({declared}; each allocates {FRACTION:.0%} and sleeps {a.hold:g} s), budget "
+        f"{a.budget} MiB, {a.runs} runs + 1 warm-up, RSS sampled every {a.interval * 1000:g} ms, temp dir {tmp}",
+        flush=True,
+    )
     if note:
         print(note, flush=True)
     problems: list[str] = []
@@ -337,9 +359,12 @@ def main(argv: list[str] | None = None) -> int:
             for mode in modes:
                 p = run_mode(mode, tmp, env, needle, a, n_jobs, budget)
                 problems += [f"run {i + 1}: {x}" for x in p]
-                print(f"  run {i + 1}/{a.runs} {mode.name}: {mode.series.walls[-1]:.2f}s, jobs' RSS max "
-                      f"{mode.peaks[-1] / MIB:.0f} MiB, {mode.over[-1]} samples over budget"
-                      + (" (PROBLEM)" if p else ""), flush=True)  # fmt: skip
+                print(
+                    f"  run {i + 1}/{a.runs} {mode.name}: {mode.series.walls[-1]:.2f}s, jobs' RSS max "
+                    f"{mode.peaks[-1] / MIB:.0f} MiB, {mode.over[-1]} samples over budget"
+                    + (" (PROBLEM)" if p else ""),
+                    flush=True,
+                )
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -365,31 +390,53 @@ def main(argv: list[str] | None = None) -> int:
             "over_budget_s": over * a.interval,
             "most_running": max(mode.running, default=0),
         }
-        rows.append([
-            mode.name, f"{wall:.2f}", "-" if span is None else f"{span:.2f}", str(max(mode.running, default=0)),
-            f"{peak / MIB:.0f}", f"{peak / budget:.2f}x", str(over), f"{over * a.interval:.2f}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                mode.name,
+                f"{wall:.2f}",
+                "-" if span is None else f"{span:.2f}",
+                str(max(mode.running, default=0)),
+                f"{peak / MIB:.0f}",
+                f"{peak / budget:.2f}x",
+                str(over),
+                f"{over * a.interval:.2f}",
+            ]
+        )
     print()
-    print(format_table(
-        ["mode", "makespan s", "in-log s", "most running", "jobs' RSS max MiB", "/ budget", "samples over",
-         "s over"],
-        rows, [False, True, True, True, True, True, True, True],
-    ))  # fmt: skip
+    print(
+        format_table(
+            [
+                "mode",
+                "makespan s",
+                "in-log s",
+                "most running",
+                "jobs' RSS max MiB",
+                "/ budget",
+                "samples over",
+                "s over",
+            ],
+            rows,
+            [False, True, True, True, True, True, True, True],
+        )
+    )
     pack, safe = modes[0], modes[1]
     ratio = pack.series.median / safe.series.median
     in_log_ratio = (med(pack.in_log) or float("nan")) / (med(safe.in_log) or float("nan"))
     pack_over = sum(pack.over)
     mem_verdict = "INVALID" if problems else ("PASS" if pack_over == 0 else "MISS")
     print()
-    print(f"makespan packing / {safe.name}: {fmt_ratio(ratio)} whole process, {fmt_ratio(in_log_ratio)} in-log "
-          f"(INFO)")  # fmt: skip
-    print(f"packing, jobs' RSS over the {a.budget} MiB budget: {pack_over} samples "
-          f"(max {max(pack.peaks, default=0) / MIB:.0f} MiB): {mem_verdict} (target: never)")
+    print(f"makespan packing / {safe.name}: {fmt_ratio(ratio)} whole process, {fmt_ratio(in_log_ratio)} in-log (INFO)")
+    print(
+        f"packing, jobs' RSS over the {a.budget} MiB budget: {pack_over} samples "
+        f"(max {max(pack.peaks, default=0) / MIB:.0f} MiB): {mem_verdict} (target: never)"
+    )
     if unbounded:
         fast = modes[2]
-        print(f"{fast.name}: {fmt_ratio(fast.series.median / safe.series.median)} of {safe.name}'s makespan, "
-              f"but its jobs' RSS reached {max(fast.peaks, default=0) / MIB:.0f} MiB "
-              f"({max(fast.peaks, default=0) / budget:.2f}x the budget), {sum(fast.over)} samples over")  # fmt: skip
+        print(
+            f"{fast.name}: {fmt_ratio(fast.series.median / safe.series.median)} of {safe.name}'s makespan, "
+            f"but its jobs' RSS reached {max(fast.peaks, default=0) / MIB:.0f} MiB "
+            f"({max(fast.peaks, default=0) / budget:.2f}x the budget), {sum(fast.over)} samples over"
+        )
     if problems:
         print("\nPROBLEMS:")
         for x in problems:
@@ -400,15 +447,29 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         info = "INVALID" if problems else "INFO"
         figs = [
-            Figure(f"packing {n_jobs} jobs in {a.budget} MiB: makespan", f"{pack.series.median:.2f} s",
-                   f"{safe.name}: {safe.series.median:.2f} s", ratio, "none (ratio to the safe worker count)",
-                   info, pack.series.median, safe.series.median, "s"),
-            Figure("  packing: jobs' RSS max vs budget", f"{max(pack.peaks, default=0) / MIB:.0f} MiB",
-                   (f"{FAST}: {max(modes[2].peaks, default=0) / MIB:.0f} MiB" if unbounded else "-"),
-                   max(pack.peaks, default=0) / budget, f"<= 1.0x the {a.budget} MiB budget", mem_verdict,
-                   max(pack.peaks, default=0) / MIB, (max(modes[2].peaks, default=0) / MIB) if unbounded else None,
-                   "MiB"),
-        ]  # fmt: skip
+            Figure(
+                f"packing {n_jobs} jobs in {a.budget} MiB: makespan",
+                f"{pack.series.median:.2f} s",
+                f"{safe.name}: {safe.series.median:.2f} s",
+                ratio,
+                "none (ratio to the safe worker count)",
+                info,
+                pack.series.median,
+                safe.series.median,
+                "s",
+            ),
+            Figure(
+                "  packing: jobs' RSS max vs budget",
+                f"{max(pack.peaks, default=0) / MIB:.0f} MiB",
+                (f"{FAST}: {max(modes[2].peaks, default=0) / MIB:.0f} MiB" if unbounded else "-"),
+                max(pack.peaks, default=0) / budget,
+                f"<= 1.0x the {a.budget} MiB budget",
+                mem_verdict,
+                max(pack.peaks, default=0) / MIB,
+                (max(modes[2].peaks, default=0) / MIB) if unbounded else None,
+                "MiB",
+            ),
+        ]
         result = {
             "bench": "packing",
             "jobs": jobs,

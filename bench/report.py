@@ -44,8 +44,14 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
@@ -73,9 +79,20 @@ def make_run(folder: Path, jobs: int = 1000, epochs: int = 50, workers: int = 8,
         return rec
 
     ids = [f"model-{i:04d}" for i in range(jobs)]
-    ev(T0, "run.started", started_at=_ts(T0), config=str(folder / "aimedres.toml"), config_sha256="ab" * 32,
-       git={"commit": "0123456789abcdef0123456789abcdef01234567", "dirty": True, "diff_sha256": "cd" * 32},
-       host="bench", python="3.11.7", platform="Linux", max_workers=workers, logs_dir=str(d), job_ids=ids)  # fmt: skip
+    ev(
+        T0,
+        "run.started",
+        started_at=_ts(T0),
+        config=str(folder / "aimedres.toml"),
+        config_sha256="ab" * 32,
+        git={"commit": "0123456789abcdef0123456789abcdef01234567", "dirty": True, "diff_sha256": "cd" * 32},
+        host="bench",
+        python="3.11.7",
+        platform="Linux",
+        max_workers=workers,
+        logs_dir=str(d),
+        job_ids=ids,
+    )
     free = [T0 + 0.05] * workers  # when each worker is free next
     queue: list[tuple[float, str, int]] = [(T0 + 0.01, j, 1) for j in ids]
     summary_jobs = []
@@ -105,8 +122,17 @@ def make_run(folder: Path, jobs: int = 1000, epochs: int = 50, workers: int = 8,
         last_end = max(last_end, end)
         out = per_job[job]
         argv = ["python", "train.py", "--model", job, "--epochs", str(epochs)]
-        started = ev(start, "job.started", job=job, attempt=attempt, pid=10000 + qi, cwd=str(folder), gpus=None,
-                     argv=argv, script_sha256="ef" * 32)  # fmt: skip
+        started = ev(
+            start,
+            "job.started",
+            job=job,
+            attempt=attempt,
+            pid=10000 + qi,
+            cwd=str(folder),
+            gpus=None,
+            argv=argv,
+            script_sha256="ef" * 32,
+        )
         out.append(started)
         base = rnd.uniform(300, 3000) * 2**20
         s = start + 1.0
@@ -119,18 +145,49 @@ def make_run(folder: Path, jobs: int = 1000, epochs: int = 50, workers: int = 8,
         for e in range(1, done + 1):
             te = start + dur * e / (epochs + 1)
             loss = 2.0 * math.exp(-e / speed) + rnd.uniform(0.0, 0.05)
-            data = {"epoch": e, "loss": loss, "val_loss": loss * rnd.uniform(1.0, 1.2),
-                    "val_acc": skill - (skill - 0.1) * math.exp(-e / speed) + rnd.uniform(-0.01, 0.01)}  # fmt: skip
-            out.append({"ts": _ts(te), "event": "job.output", "run": run, "job": job, "attempt": attempt,
-                        "stream": "stdout", "data": data})  # fmt: skip
+            data = {
+                "epoch": e,
+                "loss": loss,
+                "val_loss": loss * rnd.uniform(1.0, 1.2),
+                "val_acc": skill - (skill - 0.1) * math.exp(-e / speed) + rnd.uniform(-0.01, 0.01),
+            }
+            out.append(
+                {
+                    "ts": _ts(te),
+                    "event": "job.output",
+                    "run": run,
+                    "job": job,
+                    "attempt": attempt,
+                    "stream": "stdout",
+                    "data": data,
+                }
+            )
         if outcome != "succeeded":
             for line in ("Traceback (most recent call last):", "RuntimeError: synthetic failure"):
-                out.append({"ts": _ts(end), "event": "job.output", "run": run, "job": job, "attempt": attempt,
-                            "stream": "stderr", "line": line})  # fmt: skip
+                out.append(
+                    {
+                        "ts": _ts(end),
+                        "event": "job.output",
+                        "run": run,
+                        "job": job,
+                        "attempt": attempt,
+                        "stream": "stderr",
+                        "line": line,
+                    }
+                )
         final = {"model": job, "accuracy": round(skill, 4), "loss": round(loss, 4), "epochs": epochs}
         if outcome == "succeeded":
-            out.append({"ts": _ts(end), "event": "job.output", "run": run, "job": job, "attempt": attempt,
-                        "stream": "stdout", "data": final})  # fmt: skip
+            out.append(
+                {
+                    "ts": _ts(end),
+                    "event": "job.output",
+                    "run": run,
+                    "job": job,
+                    "attempt": attempt,
+                    "stream": "stdout",
+                    "data": final,
+                }
+            )
         exited: dict[str, Any] = {"outcome": outcome, "duration_s": round(dur, 3), "peak_rss_bytes": int(base)}
         if code is not None:
             exited["exit_code"] = code
@@ -148,9 +205,19 @@ def make_run(folder: Path, jobs: int = 1000, epochs: int = 50, workers: int = 8,
         counts[status] = counts.get(status, 0) + 1
         metrics = final if outcome == "succeeded" else None
         out.append(ev(end, "job.finished", job=job, status=status, attempts=attempt, metrics=metrics))
-        summary_jobs.append({"id": job, "status": status, "optional": False, "attempts": attempt,
-                             "exit_code": code, "duration_s": round(dur, 3), "peak_rss_bytes": int(base),
-                             "command": ["python", "train.py", "--model", job], "metrics": metrics})  # fmt: skip
+        summary_jobs.append(
+            {
+                "id": job,
+                "status": status,
+                "optional": False,
+                "attempts": attempt,
+                "exit_code": code,
+                "duration_s": round(dur, 3),
+                "peak_rss_bytes": int(base),
+                "command": ["python", "train.py", "--model", job],
+                "metrics": metrics,
+            }
+        )
     end_t = last_end + 0.01
     ev(end_t, "run.finished", counts=counts, duration_s=round(end_t - T0, 3), exit_code=1, stopped_by=None)
     events.sort(key=lambda e: (e[0], e[1]))
@@ -162,8 +229,16 @@ def make_run(folder: Path, jobs: int = 1000, epochs: int = 50, workers: int = 8,
         with open(d / "jobs" / f"{job}.jsonl", "w") as f:
             for rec in recs:
                 f.write(json.dumps(rec, separators=(",", ":")) + "\n")
-    summary = {"run": run, "started_at": _ts(T0), "finished_at": _ts(end_t), "duration_s": round(end_t - T0, 3),
-               "exit_code": 1, "counts": counts, "max_workers": workers, "jobs": summary_jobs}  # fmt: skip
+    summary = {
+        "run": run,
+        "started_at": _ts(T0),
+        "finished_at": _ts(end_t),
+        "duration_s": round(end_t - T0, 3),
+        "exit_code": 1,
+        "counts": counts,
+        "max_workers": workers,
+        "jobs": summary_jobs,
+    }
     (d / "summary.json").write_text(json.dumps(summary))
     return d
 
@@ -196,8 +271,13 @@ def measure_page(browser: Any, html: Path, ready: str = "body[data-ready]") -> d
         " window.aimedresDrawAllCurves(); document.body.offsetHeight; return performance.now() - t; }"
     )
     page.close()
-    return {"ready_ms": ready_ms, "wall_s": wall, "all_curves_ms": extra, "errors": errors,
-            "requests": [r for r in requests if r != html.as_uri()]}  # fmt: skip
+    return {
+        "ready_ms": ready_ms,
+        "wall_s": wall,
+        "all_curves_ms": extra,
+        "errors": errors,
+        "requests": [r for r in requests if r != html.as_uri()],
+    }
 
 
 def plotly_page(data: dict[str, Any], out: Path) -> None:
@@ -273,42 +353,84 @@ def cmd_scale(a: argparse.Namespace) -> int:
                     plotly_page(htmlreport.page_data(m, run.name), ppath)
                     measure_page(browser, ppath)
                     pl = [measure_page(browser, ppath) for _ in range(a.runs)]
-                    plotly = {"size": ppath.stat().st_size, "ready_ms": statistics.median(p["ready_ms"] for p in pl),
-                              "errors": pl[0]["errors"]}  # fmt: skip
+                    plotly = {
+                        "size": ppath.stat().st_size,
+                        "ready_ms": statistics.median(p["ready_ms"] for p in pl),
+                        "errors": pl[0]["errors"],
+                    }
         finally:
             browser.close()
             pw.stop()
         ready = statistics.median(p["ready_ms"] for p in pages)
         allc = statistics.median(p["all_curves_ms"] or 0 for p in pages)
-        print(f"synthetic run: {a.jobs} jobs x {a.epochs} epochs, events.jsonl {events_mb:.1f} MB "
-              f"(generated in {gen:.1f} s)")  # fmt: skip
+        print(
+            f"synthetic run: {a.jobs} jobs x {a.epochs} epochs, events.jsonl {events_mb:.1f} MB "
+            f"(generated in {gen:.1f} s)"
+        )
         print(f"aimedres-async report (whole process): median {statistics.median(builds):.2f} s of {a.runs}")
         verdict_size = "PASS" if size < 5e6 else "MISS"
         verdict_time = "PASS" if ready < 2000 else "MISS"
         print(f"file size: {size / 1e6:.2f} MB  (target < 5 MB: {verdict_size})")
-        print(f"render in headless Chromium, navigation start to ready: median {ready:.0f} ms of {a.runs} "
-              f"(target < 2000 ms: {verdict_time}); drawing every per-job chart as well: +{allc:.0f} ms")  # fmt: skip
+        print(
+            f"render in headless Chromium, navigation start to ready: median {ready:.0f} ms of {a.runs} "
+            f"(target < 2000 ms: {verdict_time}); drawing every per-job chart as well: +{allc:.0f} ms"
+        )
         print(f"console errors: {len(pages[0]['errors'])}, network requests: {len(pages[0]['requests'])}")
         if plotly:
-            print(f"Plotly (plotly.js inline) for the same main figures: {plotly['size'] / 1e6:.2f} MB, "
-                  f"ready in {plotly['ready_ms']:.0f} ms (errors: {len(plotly['errors'])})")  # fmt: skip
+            print(
+                f"Plotly (plotly.js inline) for the same main figures: {plotly['size'] / 1e6:.2f} MB, "
+                f"ready in {plotly['ready_ms']:.0f} ms (errors: {len(plotly['errors'])})"
+            )
         if a.json:  # one line for bench/all.py: its combined table's rows
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             from _helpers import Figure
 
             rows = [
-                Figure(f"report: {a.jobs:,} jobs x {a.epochs} epochs, file size", f"{size / 1e6:.2f} MB", "-", None,
-                       "< 5 MB", verdict_size, size / 1e6, None, "MB"),
-                Figure("  ready in headless Chromium (median)", f"{ready:.0f} ms",
-                       f"Plotly: {plotly['ready_ms']:.0f} ms" if plotly else "-",
-                       ready / plotly["ready_ms"] if plotly else None, "< 2000 ms", verdict_time, ready,
-                       plotly["ready_ms"] if plotly else None, "ms"),
-                Figure("  aimedres-async report (whole process)", f"{statistics.median(builds):.2f} s", "-", None,
-                       "none", "INFO", statistics.median(builds), None, "s"),
-            ]  # fmt: skip
-            out = {"bench": "report", "jobs": a.jobs, "epochs": a.epochs, "size_bytes": size, "ready_ms": ready,
-                   "all_curves_ms": allc, "build_s": statistics.median(builds), "plotly": plotly,
-                   "figures": [f.as_dict() for f in rows]}  # fmt: skip
+                Figure(
+                    f"report: {a.jobs:,} jobs x {a.epochs} epochs, file size",
+                    f"{size / 1e6:.2f} MB",
+                    "-",
+                    None,
+                    "< 5 MB",
+                    verdict_size,
+                    size / 1e6,
+                    None,
+                    "MB",
+                ),
+                Figure(
+                    "  ready in headless Chromium (median)",
+                    f"{ready:.0f} ms",
+                    f"Plotly: {plotly['ready_ms']:.0f} ms" if plotly else "-",
+                    ready / plotly["ready_ms"] if plotly else None,
+                    "< 2000 ms",
+                    verdict_time,
+                    ready,
+                    plotly["ready_ms"] if plotly else None,
+                    "ms",
+                ),
+                Figure(
+                    "  aimedres-async report (whole process)",
+                    f"{statistics.median(builds):.2f} s",
+                    "-",
+                    None,
+                    "none",
+                    "INFO",
+                    statistics.median(builds),
+                    None,
+                    "s",
+                ),
+            ]
+            out = {
+                "bench": "report",
+                "jobs": a.jobs,
+                "epochs": a.epochs,
+                "size_bytes": size,
+                "ready_ms": ready,
+                "all_curves_ms": allc,
+                "build_s": statistics.median(builds),
+                "plotly": plotly,
+                "figures": [f.as_dict() for f in rows],
+            }
             print(json.dumps(out))
     finally:
         if a.keep:
@@ -327,8 +449,14 @@ def cmd_screenshot(a: argparse.Namespace) -> int:
         html = work / "report.html"
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         env.pop("GITHUB_STEP_SUMMARY", None)
-        r = subprocess.run([sys.executable, "-m", "aimedres_async", "run", "--no-progress", "--report", str(html)],
-                           cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-m", "aimedres_async", "run", "--no-progress", "--report", str(html)],
+            cwd=work,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         if not html.exists():
             sys.exit(f"bench/report.py: the run wrote no report (exit {r.returncode}): {r.stderr.strip()[-500:]}")
         pw, browser = launch()

@@ -248,19 +248,30 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--tickets", type=int, default=100, metavar="N",
-                    help="latency samples per submit path (default 100)")  # fmt: skip
+    ap.add_argument(
+        "--tickets", type=int, default=100, metavar="N", help="latency samples per submit path (default 100)"
+    )
     ap.add_argument(
         "--drain", type=int, default=1000, metavar="N", help="tickets for the throughput test (default 1,000)"
     )
-    ap.add_argument("--gap", type=float, default=0.0, metavar="S",
-                    help="pause between a job.started and the next latency ticket (default 0: at once)")  # fmt: skip
+    ap.add_argument(
+        "--gap",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="pause between a job.started and the next latency ticket (default 0: at once)",
+    )
     ap.add_argument("--warmup", type=int, default=3, metavar="N", help="uncounted tickets first (default 3)")
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON object (last line)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (spool, logs, daemon output)")
     ap.add_argument("--tmpdir", metavar="DIR", help="make the temp dir here (default: $TMPDIR or /tmp)")
-    ap.add_argument("--timeout", type=float, default=30, metavar="S",
-                    help="longest wait for one job.started (default 30 s; the drain gets 20x)")  # fmt: skip
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=30,
+        metavar="S",
+        help="longest wait for one job.started (default 30 s; the drain gets 20x)",
+    )
     a = ap.parse_args(argv)
     if a.tickets < 1 or a.drain < 0 or a.warmup < 1 or a.gap < 0:
         ap.error("--tickets and --warmup must be >= 1, --drain and --gap >= 0")
@@ -345,8 +356,14 @@ def main(argv: list[str] | None = None) -> int:
             after_return: list[float] = []
             ids: list[str] = []
             # filled in place, so that an aborted phase still reports what it measured
-            samples[name] = {"lat": lat, "calls": calls, "to_queued": to_queued,
-                             "queued_to_started": queued_to_started, "after": after_return, "ids": ids}  # fmt: skip
+            samples[name] = {
+                "lat": lat,
+                "calls": calls,
+                "to_queued": to_queued,
+                "queued_to_started": queued_to_started,
+                "after": after_return,
+                "ids": ids,
+            }
             for i in range(a.tickets):
                 if a.gap:
                     time.sleep(a.gap)
@@ -429,8 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     if daemon.killed:
         problems.append(f"the daemon did not exit within {STOP_GRACE_S:g}s of SIGTERM and was killed")
     elif daemon.exit_code != 0:
-        problems.append(f"the daemon exited {daemon.exit_code} after SIGTERM (SPEC §8: 0); output ends:\n"
-                        f"{daemon.output_tail()}")  # fmt: skip
+        problems.append(
+            f"the daemon exited {daemon.exit_code} after SIGTERM (SPEC §8: 0); output ends:\n{daemon.output_tail()}"
+        )
     if daemon.tail.bad_lines:
         problems.append(f"events.jsonl: {daemon.tail.bad_lines} lines that are not JSON records")
     for name, d in paths.items():
@@ -444,10 +462,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, d in paths.items():
         s_lat = d["latency"]
-        rows.append([
-            f"{name} submit -> job.started", str(s_lat["n"]), f"{s_lat['median_ms']:.1f}",
-            f"{s_lat['p95_ms']:.1f}", f"{s_lat['max_ms']:.1f}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                f"{name} submit -> job.started",
+                str(s_lat["n"]),
+                f"{s_lat['median_ms']:.1f}",
+                f"{s_lat['p95_ms']:.1f}",
+                f"{s_lat['max_ms']:.1f}",
+            ]
+        )
         for key, label in (
             ("submit_to_queued", "  of which submit -> job.queued"),
             ("queued_to_started", "  of which job.queued -> job.started"),
@@ -458,8 +481,15 @@ def main(argv: list[str] | None = None) -> int:
             if s["n"]:
                 rows.append([label, str(s["n"]), f"{s['median_ms']:.1f}", f"{s['p95_ms']:.1f}", f"{s['max_ms']:.1f}"])
     st = stats_ms(startup)
-    rows.append(["python -c pass (interpreter start-up)", str(st["n"]), f"{st['median_ms']:.1f}",
-                 f"{st['p95_ms']:.1f}", f"{st['max_ms']:.1f}"])  # fmt: skip
+    rows.append(
+        [
+            "python -c pass (interpreter start-up)",
+            str(st["n"]),
+            f"{st['median_ms']:.1f}",
+            f"{st['p95_ms']:.1f}",
+            f"{st['max_ms']:.1f}",
+        ]
+    )
     if rows:
         print(format_table(["latency", "n", "median ms", "p95 ms", "max ms"], rows, [False, True, True, True, True]))
     if drain is not None:
@@ -510,8 +540,10 @@ def main(argv: list[str] | None = None) -> int:
             "  interpreter start-up and imports, not the daemon's latency; not judged against the target."
         )
     if drain is not None:
-        print(f"throughput: {drain['tickets_per_s']:.0f} tickets/s drained with {WORKERS} workers"
-              + ("" if drain["valid"] else " — INVALID (not every ticket ended in done/)"))  # fmt: skip
+        print(
+            f"throughput: {drain['tickets_per_s']:.0f} tickets/s drained with {WORKERS} workers"
+            + ("" if drain["valid"] else " — INVALID (not every ticket ended in done/)")
+        )
     if problems:
         print("\nPROBLEMS:")
         for p in problems:

@@ -109,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
 
     bench = Bench(a.timeout)
     tools: list[tuple[str, Callable[..., tuple[Timing, list[str]]]]] = [
-        (HELP, bench.run_help), (LIST, bench.run_list), (PASS_, bench.run_pass), (ASYNCIO, bench.run_asyncio),
-    ]  # fmt: skip
+        (HELP, bench.run_help),
+        (LIST, bench.run_list),
+        (PASS_, bench.run_pass),
+        (ASYNCIO, bench.run_asyncio),
+    ]
     series = {name: Series(name) for name, _ in tools}
     print(f"startup: {a.runs} runs + 1 warm-up per command, from {REPO_ROOT}", flush=True)
     run_interleaved(tools, series, a.runs, show=False)
@@ -118,36 +121,59 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, _ in tools:
         d = series[name].summary()
-        rows.append([name, f"{d['median_s'] * 1000:.1f}", f"{d['min_s'] * 1000:.1f}", f"{d['max_s'] * 1000:.1f}",
-                     f"{TARGET_S * 1000:.0f}" if name in (HELP, LIST) else "-"])  # fmt: skip
+        rows.append(
+            [
+                name,
+                f"{d['median_s'] * 1000:.1f}",
+                f"{d['min_s'] * 1000:.1f}",
+                f"{d['max_s'] * 1000:.1f}",
+                f"{TARGET_S * 1000:.0f}" if name in (HELP, LIST) else "-",
+            ]
+        )
     print()
-    print(format_table(["command", "median ms", "min ms", "max ms", "target ms"], rows,
-                       [False, True, True, True, True]))  # fmt: skip
+    print(
+        format_table(["command", "median ms", "min ms", "max ms", "target ms"], rows, [False, True, True, True, True])
+    )
     print()
     figures = []
     for name in (HELP, LIST):
         s = series[name]
         v = verdict(s.median, TARGET_S, s.problems)
         print(f"{name}: median {s.median * 1000:.0f} ms (target < {TARGET_S * 1000:.0f} ms): {v}")
-        figures.append(Figure(f"start-up: {name}", f"{s.median * 1000:.0f} ms",
-                              f"python -c 'import asyncio': {series[ASYNCIO].median * 1000:.0f} ms", None,
-                              f"< {TARGET_S * 1000:.0f} ms", v, s.median, series[ASYNCIO].median, "s"))  # fmt: skip
+        figures.append(
+            Figure(
+                f"start-up: {name}",
+                f"{s.median * 1000:.0f} ms",
+                f"python -c 'import asyncio': {series[ASYNCIO].median * 1000:.0f} ms",
+                None,
+                f"< {TARGET_S * 1000:.0f} ms",
+                v,
+                s.median,
+                series[ASYNCIO].median,
+                "s",
+            )
+        )
     all_problems = [p for s in series.values() for p in s.problems]
     if all_problems:
         print("\nPROBLEMS:")
         for p in all_problems:
             print(f"  - {p}")
     if a.json:
-        print(json.dumps({
-            "bench": "startup",
-            "runs": a.runs,
-            "target": {"median_s_max": TARGET_S},
-            "figures": [f.as_dict() for f in figures],
-            "results": {name: series[name].summary() for name, _ in tools},
-            "problems": all_problems,
-            "versions": {"aimedres_async": version, "git": git_commit()},
-            "machine": machine_info(),
-        }, default=str))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "bench": "startup",
+                    "runs": a.runs,
+                    "target": {"median_s_max": TARGET_S},
+                    "figures": [f.as_dict() for f in figures],
+                    "results": {name: series[name].summary() for name, _ in tools},
+                    "problems": all_problems,
+                    "versions": {"aimedres_async": version, "git": git_commit()},
+                    "machine": machine_info(),
+                },
+                default=str,
+            )
+        )
     return 0
 
 

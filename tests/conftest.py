@@ -25,18 +25,28 @@ def write_config(folder: Path, body: str) -> Path:
     return path
 
 
-def run_cli(folder: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    folder: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PY, "-m", "aimedres_async", *args], cwd=folder, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+        [PY, "-m", "aimedres_async", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def start_cli(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [PY, "-m", "aimedres_async", *args], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+        [PY, "-m", "aimedres_async", *args],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -188,10 +198,24 @@ def ray_head() -> Iterator[str]:
     started_here = False
     if not _ray_reachable(address):
         subprocess.run(
-            [ray, "start", "--head", "--num-cpus", "2", "--include-dashboard", "true",
-             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(RAY_PORT), "--disable-usage-stats"],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            [
+                ray,
+                "start",
+                "--head",
+                "--num-cpus",
+                "2",
+                "--include-dashboard",
+                "true",
+                "--dashboard-host",
+                "127.0.0.1",
+                "--dashboard-port",
+                str(RAY_PORT),
+                "--disable-usage-stats",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         started_here = True
         wait_for(lambda: _ray_reachable(address), timeout=60, what="the Ray dashboard")
     wait_for(lambda: _ray_job_runs(address), timeout=120, what="a trivial Ray job to succeed")

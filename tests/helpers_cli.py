@@ -17,9 +17,13 @@ def cli(
     """`python -m aimedres_async ARGS` in `cwd`; $AIMEDRES_CONFIG only when the test gives it."""
     base = {k: v for k, v in os.environ.items() if k not in ("AIMEDRES_CONFIG", "GITHUB_STEP_SUMMARY")}
     return subprocess.run(
-        [PY, "-m", "aimedres_async", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [PY, "-m", "aimedres_async", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**base, **(env or {})},
-    )  # fmt: skip
+    )
 
 
 def usage_error(result: subprocess.CompletedProcess[str]) -> str:

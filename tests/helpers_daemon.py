@@ -46,14 +46,21 @@ class Daemon:
         self.folder = folder
         self.out_path = folder / f"{name}.stdout"
         self.err_path = folder / f"{name}.stderr"
-        base = {k: v for k, v in os.environ.items()
-                if k not in ("AIMEDRES_CONFIG", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}  # fmt: skip
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("AIMEDRES_CONFIG", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+        }
         self._out: IO[bytes] = open(self.out_path, "wb")  # noqa: SIM115 - closed in wait()
         self._err: IO[bytes] = open(self.err_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [PY, "-m", "aimedres_async", "serve"], cwd=folder, stdin=subprocess.DEVNULL,
-            stdout=self._out, stderr=self._err, env={**base, **(env or {})},
-        )  # fmt: skip
+            [PY, "-m", "aimedres_async", "serve"],
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=self._err,
+            env={**base, **(env or {})},
+        )
 
     @property
     def pid(self) -> int:
@@ -165,8 +172,9 @@ def result(spool: Path, state: str, ticket: str) -> dict[str, Any]:
 
 def submit(folder: Path, *args: str) -> str:
     """`submit ARGS` as a subprocess; returns the ticket id it printed."""
-    r = subprocess.run([PY, "-m", "aimedres_async", "submit", *args], cwd=folder, capture_output=True, text=True,
-                       timeout=60)  # fmt: skip
+    r = subprocess.run(
+        [PY, "-m", "aimedres_async", "submit", *args], cwd=folder, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     ids = r.stdout.split()
     assert len(ids) == 1, r.stdout
@@ -205,8 +213,9 @@ class NotifyListener:
                 if key in self.messages[i] and (value is None or self.messages[i][key] == value):
                     return i
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {key}={value} after message {after}; "
-                                     f"got {self.messages}")  # fmt: skip
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {key}={value} after message {after}; got {self.messages}"
+                )
             self._pump()
 
     def close(self) -> None:

@@ -120,19 +120,35 @@ def test_redaction_reaches_no_file_and_no_console(tmp_path: Path, marker: str) -
     jobs = "".join(job(name, code) for name, code in REDACT_JOBS.items())
     # the identifier as a command argument (its digits are in the config, and nowhere else)
     jobs += job("arg", "import sys; print('args', sys.argv[1:])", args=("--patient", "MRN" + DIGITS))
-    cfg_path = write(tmp_path, config(marker, jobs, supervisor='max_line_bytes = "1KiB"',
-                                      logging='redact = ["MRN\\\\d{6,}"]'))  # fmt: skip
+    cfg_path = write(
+        tmp_path, config(marker, jobs, supervisor='max_line_bytes = "1KiB"', logging='redact = ["MRN\\\\d{6,}"]')
+    )
     step = tmp_path / "step.md"
-    r = cli(tmp_path, "run", "--log-file", "stream.jsonl", "--junit-xml", "junit.xml", "--verbose",
-            env={"GITHUB_STEP_SUMMARY": str(step)}, timeout=90)  # fmt: skip
+    r = cli(
+        tmp_path,
+        "run",
+        "--log-file",
+        "stream.jsonl",
+        "--junit-xml",
+        "junit.xml",
+        "--verbose",
+        env={"GITHUB_STEP_SUMMARY": str(step)},
+        timeout=90,
+    )
     assert r.returncode == 1, r.stderr  # `fails` is required
     assert "Traceback" not in r.stderr
 
     # Every file the run left behind, whatever its format.
     files = all_files(tmp_path, skip=cfg_path)
     rd = run_dir(tmp_path)
-    expected = {tmp_path / "stream.jsonl", tmp_path / "junit.xml", step, rd / "events.jsonl", rd / "summary.json",
-                *(rd / "jobs" / f"{name}.jsonl" for name in [*REDACT_JOBS, "arg"])}  # fmt: skip
+    expected = {
+        tmp_path / "stream.jsonl",
+        tmp_path / "junit.xml",
+        step,
+        rd / "events.jsonl",
+        rd / "summary.json",
+        *(rd / "jobs" / f"{name}.jsonl" for name in [*REDACT_JOBS, "arg"]),
+    }
     assert expected <= set(files), sorted(map(str, files))
     for path in files:
         data = path.read_bytes()
@@ -213,8 +229,12 @@ def test_redaction_applies_to_parsed_metrics(tmp_path: Path, marker: str) -> Non
 
 
 def test_redaction_applies_to_spawn_errors(tmp_path: Path, marker: str) -> None:
-    write(tmp_path, config(marker, f'[jobs.s]\ncommand = ["/nonexistent/MRN{DIGITS}/train"]\n',
-                           logging='redact = ["MRN\\\\d{6,}"]'))  # fmt: skip
+    write(
+        tmp_path,
+        config(
+            marker, f'[jobs.s]\ncommand = ["/nonexistent/MRN{DIGITS}/train"]\n', logging='redact = ["MRN\\\\d{6,}"]'
+        ),
+    )
     r = cli(tmp_path, "run", "--junit-xml", "junit.xml")
     assert r.returncode == 1
     assert summary(tmp_path)["jobs"][0]["status"] == "spawn_failed"

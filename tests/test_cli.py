@@ -8,8 +8,22 @@ from pathlib import Path
 import pytest
 from helpers_cli import PY, cli, dry_run_commands, usage_error, write_script
 
-OLD_FLAGS = ["--parallel", "--max-workers", "6", "--epochs", "80", "--folds", "5", "--only", "als", "alzheimers",
-             "--dry-run", "--retries", "2", "--verbose"]  # fmt: skip
+OLD_FLAGS = [
+    "--parallel",
+    "--max-workers",
+    "6",
+    "--epochs",
+    "80",
+    "--folds",
+    "5",
+    "--only",
+    "als",
+    "alzheimers",
+    "--dry-run",
+    "--retries",
+    "2",
+    "--verbose",
+]
 
 PROJECT = """\
 [supervisor]
@@ -33,10 +47,12 @@ def project(tmp_path: Path) -> Path:
     `other` is discovered. Each script leaves a file behind when it really runs."""
     write_script(tmp_path, "scripts/train_als.py", "--epochs", "--folds", "--output-dir", body="open('ran-als', 'w')")
     write_script(
-        tmp_path, "scripts/train_alzheimers.py", "--epochs",
+        tmp_path,
+        "scripts/train_alzheimers.py",
+        "--epochs",
         body="# also understands --folds and --output-dir, one day\nprint('--folds', '--output-dir')\n"
-             "open('ran-alzheimers', 'w')",
-    )  # fmt: skip
+        "open('ran-alzheimers', 'w')",
+    )
     write_script(tmp_path, "scripts/train_other.py", "--epochs", body="open('ran-other', 'w')")
     (tmp_path / "aimedres.toml").write_text(PROJECT)
     return tmp_path.resolve()
@@ -87,12 +103,38 @@ def test_without_dry_run_the_same_job_really_runs(tmp_path: Path) -> None:
 def test_cli_extras_batch_base_output_dir_and_discovery_switches(tmp_path: Path) -> None:
     project(tmp_path)
     write_script(tmp_path, "more/train_big.py", "--batch-size", "--output_dir", "--sample")
-    result = cli(tmp_path, "run", "--dry-run", "--discover-root", "more", "--batch", "16", "--sample", "9",
-                 "--base-output-dir", "out", "--extra-arg=--seed=3", "--extra-arg", "x y", "--exclude", "als")  # fmt: skip
+    result = cli(
+        tmp_path,
+        "run",
+        "--dry-run",
+        "--discover-root",
+        "more",
+        "--batch",
+        "16",
+        "--sample",
+        "9",
+        "--base-output-dir",
+        "out",
+        "--extra-arg=--seed=3",
+        "--extra-arg",
+        "x y",
+        "--exclude",
+        "als",
+    )
     assert result.returncode == 0, result.stderr
     out = tmp_path.resolve() / "out"
-    big = [PY, "more/train_big.py", "--output_dir", str(out / "big"), "--sample", "9", "--batch-size", "16",
-           "--seed=3", "x y"]  # fmt: skip
+    big = [
+        PY,
+        "more/train_big.py",
+        "--output_dir",
+        str(out / "big"),
+        "--sample",
+        "9",
+        "--batch-size",
+        "16",
+        "--seed=3",
+        "x y",
+    ]
     assert dry_run_commands(result.stdout) == {
         "alzheimers": [PY, "scripts/train_alzheimers.py", "--epochs", "3", "--seed=3", "x y"],
         "big": big,
@@ -294,9 +336,12 @@ def test_aimedres_config_env_pointing_nowhere_exits_2(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--config", "cfg/custom.toml", "--parallel", "--dry-run"], ["--config=cfg/custom.toml", "--dry-run"],
-     ["--config", "cfg/custom.toml", "run", "--dry-run"]],
-)  # fmt: skip
+    [
+        ["--config", "cfg/custom.toml", "--parallel", "--dry-run"],
+        ["--config=cfg/custom.toml", "--dry-run"],
+        ["--config", "cfg/custom.toml", "run", "--dry-run"],
+    ],
+)
 def test_config_flag_before_old_style_flags(tmp_path: Path, args: list[str]) -> None:
     env_config(tmp_path)
     project(tmp_path)
@@ -350,8 +395,9 @@ def test_quick_commands_import_nothing_heavy(tmp_path: Path, args: list[str]) ->
     (tmp_path / "aimedres.toml").write_text(PROJECT)
     write_script(tmp_path, "scripts/train_als.py", "--epochs")
     write_script(tmp_path, "scripts/train_alzheimers.py", "--epochs")
-    r = subprocess.run([PY, "-c", PROBE_IMPORTS.format(heavy=HEAVY), *args], cwd=tmp_path, capture_output=True,
-                       text=True, timeout=60)  # fmt: skip
+    r = subprocess.run(
+        [PY, "-c", PROBE_IMPORTS.format(heavy=HEAVY), *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     loaded = [line for line in r.stderr.splitlines() if line.startswith("LOADED")]
     assert loaded == ["LOADED"], (loaded, r.stderr[-2000:])
     assert "als" in r.stdout or args == ["--help"], r.stdout

@@ -46,8 +46,9 @@ def ran(folder: Path) -> list[str]:
         (["logs", "one", "--folow"], "'--folow'", "'--follow'", "aimedres-async logs --help"),
     ],
 )
-def test_typos_get_one_line_with_the_nearest_spelling(tmp_path: Path, args: list[str], wrong: str, meant: str,
-                                                      help_of: str) -> None:  # fmt: skip
+def test_typos_get_one_line_with_the_nearest_spelling(
+    tmp_path: Path, args: list[str], wrong: str, meant: str, help_of: str
+) -> None:
     line = usage_error(cli(project(tmp_path), *args))
     assert wrong in line and f"did you mean {meant}?" in line and f"`{help_of}`" in line, line
     assert ran(tmp_path) == []
@@ -58,8 +59,15 @@ def test_a_typo_with_nothing_near_lists_the_commands(tmp_path: Path) -> None:
     assert "unknown command 'xyzzy'" in line and "run, list, validate" in line
 
 
-@pytest.mark.parametrize("args", [["--max-worker", "3", "--dry-run"], ["--epoch", "3", "--dry-run"],
-                                  ["run", "--dry", "--only", "one"], ["submit", "--jo", "one"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--max-worker", "3", "--dry-run"],
+        ["--epoch", "3", "--dry-run"],
+        ["run", "--dry", "--only", "one"],
+        ["submit", "--jo", "one"],
+    ],
+)
 def test_abbreviated_options_are_refused(tmp_path: Path, args: list[str]) -> None:
     """Regression: argparse's allow_abbrev took `--max-worker 3` for `--max-workers 3` silently."""
     line = usage_error(cli(project(tmp_path), *args))

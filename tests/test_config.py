@@ -84,9 +84,31 @@ def test_parse_duration_accepts(text: object, seconds: float) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "10x", "abc", "s", "10s garbage", "garbage 10s", "1h30", "-5s", "-1", -1, -0.5,
-     "5 minutes", "10sec", "nan", "inf", float("inf"), float("nan"), True, None, [10], {"s": 1}],
-)  # fmt: skip
+    [
+        "",
+        "   ",
+        "10x",
+        "abc",
+        "s",
+        "10s garbage",
+        "garbage 10s",
+        "1h30",
+        "-5s",
+        "-1",
+        -1,
+        -0.5,
+        "5 minutes",
+        "10sec",
+        "nan",
+        "inf",
+        float("inf"),
+        float("nan"),
+        True,
+        None,
+        [10],
+        {"s": 1},
+    ],
+)
 def test_parse_duration_rejects(text: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
@@ -185,24 +207,44 @@ def test_every_key_of_every_table_is_parsed(tmp_path: Path) -> None:
     assert cfg.path == path
     assert cfg.base_dir == tmp_path.resolve()
     assert cfg.supervisor == SupervisorConfig(
-        parallel=True, max_workers=6, logs_dir="my-logs", output_dir="out", python="/opt/py/bin/python3",
-        stop_signal="SIGTERM", grace_period=30.0, spool_dir="queue", executor="local", max_line_bytes=2 * MiB,
-    )  # fmt: skip
+        parallel=True,
+        max_workers=6,
+        logs_dir="my-logs",
+        output_dir="out",
+        python="/opt/py/bin/python3",
+        stop_signal="SIGTERM",
+        grace_period=30.0,
+        spool_dir="queue",
+        executor="local",
+        max_line_bytes=2 * MiB,
+    )
     assert cfg.discovery == DiscoveryConfig(
         enabled=False, roots=("a", "b/c"), include=("train_*.py", "fit_*.py"), exclude=("**/legacy/**",)
     )
     assert cfg.defaults == JobSettings(
-        epochs=10, folds=5, sample=1000, batch=64, retries=2,
+        epochs=10,
+        folds=5,
+        sample=1000,
+        batch=64,
+        retries=2,
         backoff=Backoff(initial=1.0, factor=3.0, max=300.0, jitter=0.25),
-        timeout=21600.0, env={"PYTHONUNBUFFERED": "1", "SEED": "7"}, optional=False,
+        timeout=21600.0,
+        env={"PYTHONUNBUFFERED": "1", "SEED": "7"},
+        optional=False,
         resources=Resources(gpus=1.0, memory=512 * MiB, cpus=2.0),
-    )  # fmt: skip
+    )
     als_settings = JobSettings(
-        epochs=80, folds=3, sample=50, batch=16, retries=4,
+        epochs=80,
+        folds=3,
+        sample=50,
+        batch=16,
+        retries=4,
         backoff=Backoff(initial=0.5, factor=1.5, max=60.0, jitter=0.0),
-        timeout=5400.0, env={"CUDA_LAUNCH_BLOCKING": "1"}, optional=True,
+        timeout=5400.0,
+        env={"CUDA_LAUNCH_BLOCKING": "1"},
+        optional=True,
         resources=Resources(gpus=0.5, memory=8 * GiB, cpus=4.0),
-    )  # fmt: skip
+    )
     assert cfg.jobs == (
         JobConfig(
             id="als",
@@ -219,9 +261,16 @@ def test_every_key_of_every_table_is_parsed(tmp_path: Path) -> None:
 
 def test_parsed_config_is_frozen(tmp_path: Path) -> None:
     cfg = load(write(tmp_path, FULL))
-    for obj, attr in [(cfg, "jobs"), (cfg.supervisor, "max_workers"), (cfg.discovery, "roots"),
-                      (cfg.defaults, "epochs"), (cfg.jobs[0], "script"), (cfg.jobs[0].settings, "epochs"),
-                      (cfg.defaults.backoff, "jitter"), (cfg.defaults.resources, "gpus")]:  # fmt: skip
+    for obj, attr in [
+        (cfg, "jobs"),
+        (cfg.supervisor, "max_workers"),
+        (cfg.discovery, "roots"),
+        (cfg.defaults, "epochs"),
+        (cfg.jobs[0], "script"),
+        (cfg.jobs[0].settings, "epochs"),
+        (cfg.defaults.backoff, "jitter"),
+        (cfg.defaults.resources, "gpus"),
+    ]:
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(obj, attr, None)
 
@@ -401,8 +450,10 @@ def test_out_of_range_values(tmp_path: Path, body: str, keypath: str, line: int,
 
 
 def test_minimum_values_are_accepted(tmp_path: Path) -> None:
-    body = ("[supervisor]\nmax_workers = 1\ngrace_period = 0\nmax_line_bytes = 1024\n"
-            "[defaults]\nretries = 0\nepochs = 1\nbackoff = { jitter = 1, factor = 1 }\n")  # fmt: skip
+    body = (
+        "[supervisor]\nmax_workers = 1\ngrace_period = 0\nmax_line_bytes = 1024\n"
+        "[defaults]\nretries = 0\nepochs = 1\nbackoff = { jitter = 1, factor = 1 }\n"
+    )
     cfg = load(write(tmp_path, body))
     assert cfg.supervisor.max_workers == 1
     assert cfg.supervisor.grace_period == 0.0

@@ -250,8 +250,10 @@ def test_nul_bytes_in_a_ticket_are_a_rejection(tmp_path: Path, marker: str, daem
     d = daemons.start(tmp_path)
     for name, text in NUL_TICKETS.items():
         drop(spool.root, f"{name}.toml", text)
-    wait_for(lambda: all(where(spool.root, n) == ["rejected"] for n in NUL_TICKETS) or not d.alive(),
-             what="the NUL tickets handled")  # fmt: skip
+    wait_for(
+        lambda: all(where(spool.root, n) == ["rejected"] for n in NUL_TICKETS) or not d.alive(),
+        what="the NUL tickets handled",
+    )
     assert d.alive(), d.stderr()
     good = submit(tmp_path, "--job", "ok")
     wait_final(spool.root, [good])
@@ -374,8 +376,9 @@ def test_kill_9_mid_job_then_restart_loses_nothing(tmp_path: Path, marker: str, 
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_stop_signal_returns_running_tickets_to_incoming(tmp_path: Path, marker: str, daemons: Daemons,
-                                                          sig: signal.Signals) -> None:  # fmt: skip
+def test_stop_signal_returns_running_tickets_to_incoming(
+    tmp_path: Path, marker: str, daemons: Daemons, sig: signal.Signals
+) -> None:
     spool = _setup(tmp_path, marker, f"[jobs.rec]\ncommand = {_cmd('sh', '-c', RECORDER)}\n", workers=2)
     d = daemons.start(tmp_path)
     tickets = [submit(tmp_path, "--job", "rec") for _ in range(3)]
@@ -429,8 +432,10 @@ def test_two_daemons_on_one_spool_run_each_ticket_once(tmp_path: Path, marker: s
 # ---------------------------------------------------------------- 7. sd_notify
 
 
-ENV_PROBE = ("import json, os; print(json.dumps({k: os.environ.get(k) for k in ('NOTIFY_SOCKET', 'WATCHDOG_USEC', "
-             "'WATCHDOG_PID', 'AIMEDRES_JOB_ID', 'AIMEDRES_SPOOL')}))")
+ENV_PROBE = (
+    "import json, os; print(json.dumps({k: os.environ.get(k) for k in ('NOTIFY_SOCKET', 'WATCHDOG_USEC', "
+    "'WATCHDOG_PID', 'AIMEDRES_JOB_ID', 'AIMEDRES_SPOOL')}))"
+)
 
 
 def test_sd_notify_protocol(tmp_path: Path, marker: str, daemons: Daemons) -> None:
@@ -464,9 +469,15 @@ def test_sd_notify_protocol(tmp_path: Path, marker: str, daemons: Daemons) -> No
     res = result(spool.root, "done", ticket)
     # the service's variables never reach a job; the ticket and the spool do (crash recovery finds
     # a job that no sidecar names by them)
-    assert _log_data(Path(res["log"])) == [{"NOTIFY_SOCKET": None, "WATCHDOG_USEC": None, "WATCHDOG_PID": None,
-                                            "AIMEDRES_JOB_ID": ticket,
-                                            "AIMEDRES_SPOOL": os.path.realpath(spool.root)}]  # fmt: skip
+    assert _log_data(Path(res["log"])) == [
+        {
+            "NOTIFY_SOCKET": None,
+            "WATCHDOG_USEC": None,
+            "WATCHDOG_PID": None,
+            "AIMEDRES_JOB_ID": ticket,
+            "AIMEDRES_SPOOL": os.path.realpath(spool.root),
+        }
+    ]
 
 
 def test_sd_notify_abstract_socket(tmp_path: Path, marker: str, daemons: Daemons) -> None:
@@ -517,8 +528,9 @@ def test_sighup_reloads_workers_and_jobs(tmp_path: Path, marker: str, daemons: D
     wait_final(spool.root, [first, second])
     (tmp_path / "go").unlink()
 
-    write_config(tmp_path, daemon_config(marker, f"[jobs.j]\ncommand = {_cmd('sh', '-c', GATED.format('new'))}\n",
-                                         workers=3))  # fmt: skip
+    write_config(
+        tmp_path, daemon_config(marker, f"[jobs.j]\ncommand = {_cmd('sh', '-c', GATED.format('new'))}\n", workers=3)
+    )
     d.signal(signal.SIGHUP)
     _wait_reloaded(tmp_path, 1)
     tickets = [submit(tmp_path, "--job", "j") for _ in range(3)]
@@ -573,8 +585,13 @@ def test_status_and_logs_while_a_ticket_runs(tmp_path: Path, marker: str, daemon
     assert r.returncode == 0 and ticket in r.stdout and "active 1" in r.stdout
 
     wait_for(lambda: "first line" in run_cli(tmp_path, "logs", ticket).stdout, what="the job's first line in `logs`")
-    follow = subprocess.Popen([PY, "-m", "aimedres_async", "logs", "--follow", ticket], cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    follow = subprocess.Popen(
+        [PY, "-m", "aimedres_async", "logs", "--follow", ticket],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         (tmp_path / "go").touch()
         out, err = follow.communicate(timeout=30)

@@ -62,8 +62,9 @@ def _lines(log: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("first_ends_in", ["done", "failed", "rejected"])
-def test_a_reused_ticket_name_is_rejected_not_dropped(tmp_path: Path, marker: str, daemons: Daemons,
-                                                       first_ends_in: str) -> None:  # fmt: skip
+def test_a_reused_ticket_name_is_rejected_not_dropped(
+    tmp_path: Path, marker: str, daemons: Daemons, first_ends_in: str
+) -> None:
     """Regression: a ticket written with the README's protocol (tmp/, then link into incoming/) under a
     name already in done/, failed/ or rejected/ was deleted by claim() without a word: it never ran,
     was not rejected, and nothing was logged."""
@@ -144,8 +145,11 @@ def test_cancel_queued_all_and_unknown(tmp_path: Path, marker: str, daemons: Dae
     r = run_cli(tmp_path, "cancel", queued[0])
     assert r.returncode == 0 and r.stdout.strip() == f"{queued[0]} cancelled (it was queued)", r
     assert where(spool.root, queued[0]) == ["failed"]
-    assert result(spool.root, "failed", queued[0]) == {**result(spool.root, "failed", queued[0]),
-                                                      "status": "cancelled", "attempts": 0}  # fmt: skip
+    assert result(spool.root, "failed", queued[0]) == {
+        **result(spool.root, "failed", queued[0]),
+        "status": "cancelled",
+        "attempts": 0,
+    }
 
     line = usage_error(run_cli(tmp_path, "cancel", "no-such-ticket"))
     assert "no such ticket" in line and "no-such-ticket" in line
@@ -163,8 +167,9 @@ def test_cancel_queued_all_and_unknown(tmp_path: Path, marker: str, daemons: Dae
     assert d.alive()
 
 
-def test_cancel_of_a_ticket_whose_daemon_is_down_applies_after_recovery(tmp_path: Path, marker: str,
-                                                                         daemons: Daemons) -> None:  # fmt: skip
+def test_cancel_of_a_ticket_whose_daemon_is_down_applies_after_recovery(
+    tmp_path: Path, marker: str, daemons: Daemons
+) -> None:
     spool = _setup(tmp_path, marker, f"[jobs.long]\ncommand = {_cmd('sh', '-c', POLITE)}\n")
     d = daemons.start(tmp_path)
     ticket = submit(tmp_path, "--job", "long")
@@ -183,8 +188,10 @@ def test_cancel_of_a_ticket_whose_daemon_is_down_applies_after_recovery(tmp_path
 
 
 def test_wait_exit_codes(tmp_path: Path, marker: str, daemons: Daemons) -> None:
-    jobs = (f"[jobs.ok]\ncommand = {_cmd('true')}\n[jobs.bad]\ncommand = {_cmd('sh', '-c', 'echo oops >&2; exit 3')}\n"
-            f"[jobs.gate]\ncommand = {_cmd('sh', '-c', GATE)}\n")  # fmt: skip
+    jobs = (
+        f"[jobs.ok]\ncommand = {_cmd('true')}\n[jobs.bad]\ncommand = {_cmd('sh', '-c', 'echo oops >&2; exit 3')}\n"
+        f"[jobs.gate]\ncommand = {_cmd('sh', '-c', GATE)}\n"
+    )
     spool = _setup(tmp_path, marker, jobs)
     daemons.start(tmp_path)
     ok, bad = submit(tmp_path, "--job", "ok"), submit(tmp_path, "--job", "bad")
@@ -211,8 +218,9 @@ def test_wait_exit_codes(tmp_path: Path, marker: str, daemons: Daemons) -> None:
     usage_error(run_cli(tmp_path, "wait", "nosuch"))
 
 
-def test_logs_follow_waits_for_a_queued_ticket_and_exits_like_wait(tmp_path: Path, marker: str,
-                                                                    daemons: Daemons) -> None:  # fmt: skip
+def test_logs_follow_waits_for_a_queued_ticket_and_exits_like_wait(
+    tmp_path: Path, marker: str, daemons: Daemons
+) -> None:
     body = "echo first; while [ ! -e go ]; do sleep 0.05; done; echo last; exit 4"
     spool = _setup(tmp_path, marker, f"[jobs.j]\ncommand = {_cmd('sh', '-c', body)}\n")
     run_cli(tmp_path, "pause")
@@ -250,11 +258,12 @@ def test_status_with_and_without_a_daemon(tmp_path: Path, marker: str, daemons: 
     bad = submit(tmp_path, "--job", "bad")
     wait_final(spool.root, [bad])
     running = submit(tmp_path, "--job", "j")
-    wait_for(lambda: (info := _running(spool, running)) and (tmp_path / "logs").exists() and info,
-             what="running")  # fmt: skip
+    wait_for(lambda: (info := _running(spool, running)) and (tmp_path / "logs").exists() and info, what="running")
     low, high = submit(tmp_path, "--job", "j"), submit(tmp_path, "--job", "j", "--priority", "5")
-    wait_for(lambda: json.loads(run_cli(tmp_path, "status", "--json").stdout)["running"][0]["last_line"] == "epoch 3",
-             what="the last line in status")  # fmt: skip
+    wait_for(
+        lambda: json.loads(run_cli(tmp_path, "status", "--json").stdout)["running"][0]["last_line"] == "epoch 3",
+        what="the last line in status",
+    )
 
     r = run_cli(tmp_path, "status", "--json")
     assert r.returncode == 0, r.stderr
@@ -377,8 +386,13 @@ def test_pause_is_kept_across_a_restart_and_shown(tmp_path: Path, marker: str, d
         listener.close()
 
     d2 = daemons.start(tmp_path, name="restarted")
-    wait_for(lambda: (s := json.loads(run_cli(tmp_path, "status", "--json").stdout))["daemon"]
-             and s["daemon"]["status"].startswith("paused; running 0, waiting 1"), what="the restarted daemon paused")
+    wait_for(
+        lambda: (
+            (s := json.loads(run_cli(tmp_path, "status", "--json").stdout))["daemon"]
+            and s["daemon"]["status"].startswith("paused; running 0, waiting 1")
+        ),
+        what="the restarted daemon paused",
+    )
     assert where(spool.root, ticket) == ["incoming"]
     assert run_cli(tmp_path, "resume").returncode == 0
     wait_final(spool.root, [ticket])
@@ -428,8 +442,14 @@ def test_submit_refuses_a_ticket_the_daemons_user_could_not_read(tmp_path: Path,
             os.chmod(parent, parent.stat().st_mode | 0o011)
         os.chmod(tmp_path, 0o755)
         env = {k: v for k, v in os.environ.items() if k != "AIMEDRES_CONFIG"}
-        r = subprocess.run([*prefix, PY, "-m", "aimedres_async", "submit", "--job", "ok"], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+        r = subprocess.run(
+            [*prefix, PY, "-m", "aimedres_async", "submit", "--job", "ok"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
     finally:
         for parent, mode in opened:
             os.chmod(parent, mode)
@@ -453,8 +473,9 @@ def test_serve_exit_code_is_what_it_logs(tmp_path: Path, marker: str, daemons: D
     wait_for(lambda: json.loads(run_cli(tmp_path, "status", "--json").stdout)["daemon"], what="serving")
     d.signal(sig)
     assert d.wait(30) == code
-    [finished] = [r for r in read_jsonl(tmp_path / "logs" / "latest-daemon" / "events.jsonl")
-                  if r["event"] == "run.finished"]  # fmt: skip
+    [finished] = [
+        r for r in read_jsonl(tmp_path / "logs" / "latest-daemon" / "events.jsonl") if r["event"] == "run.finished"
+    ]
     assert finished["exit_code"] == code
     assert not list((tmp_path / "spool" / "control").glob("daemon.*.json"))  # its status record is gone
 
@@ -495,8 +516,7 @@ def test_root_operating_a_spool_it_does_not_own_hands_its_files_over(tmp_path: P
     assert result(spool.root, "failed", queued)["status"] == "cancelled"
 
 
-def test_logs_follow_keeps_following_a_ticket_a_stop_put_back(tmp_path: Path, marker: str,
-                                                               daemons: Daemons) -> None:  # fmt: skip
+def test_logs_follow_keeps_following_a_ticket_a_stop_put_back(tmp_path: Path, marker: str, daemons: Daemons) -> None:
     body = "echo run by $PPID; while [ ! -e go ]; do sleep 0.05; done; echo finished"
     spool = _setup(tmp_path, marker, f"[jobs.j]\ncommand = {_cmd('sh', '-c', body)}\n")
     d = daemons.start(tmp_path)

@@ -111,9 +111,12 @@ def test_scan_flags_prefers_the_dashed_spelling_when_both_are_declared() -> None
 
 def test_scan_flags_finds_every_injected_flag() -> None:
     assert scan_flags(ALL_FLAGS) == {
-        "output_dir": "--output-dir", "epochs": "--epochs", "folds": "--folds",
-        "sample": "--sample", "batch": "--batch-size",
-    }  # fmt: skip
+        "output_dir": "--output-dir",
+        "epochs": "--epochs",
+        "folds": "--folds",
+        "sample": "--sample",
+        "batch": "--batch-size",
+    }
 
 
 def test_scan_flags_accepts_bytes_and_raises_on_syntax_error() -> None:
@@ -348,7 +351,9 @@ def test_discovery_can_be_disabled_or_redirected(tmp_path: Path) -> None:
 def test_command_has_every_flag_the_script_declares_in_order(tmp_path: Path) -> None:
     (tmp_path / "s").mkdir()
     (tmp_path / "s/train_full.py").write_text(ALL_FLAGS)
-    cfg = config(tmp_path, """\
+    cfg = config(
+        tmp_path,
+        """\
 [discovery]
 enabled = false
 [defaults]
@@ -359,13 +364,28 @@ batch = 32
 [jobs.full]
 script = "s/train_full.py"
 args = ["--dataset", "x y"]
-""")  # fmt: skip
+""",
+    )
     spec = plan(cfg, Overrides(extra_args=("--seed", "7"))).jobs[0]
     out = tmp_path.resolve() / "results" / "full"
     assert spec.argv == (
-        PY, "s/train_full.py", "--output-dir", str(out), "--epochs", "10", "--folds", "5",
-        "--sample", "100", "--batch-size", "32", "--dataset", "x y", "--seed", "7",
-    )  # fmt: skip
+        PY,
+        "s/train_full.py",
+        "--output-dir",
+        str(out),
+        "--epochs",
+        "10",
+        "--folds",
+        "5",
+        "--sample",
+        "100",
+        "--batch-size",
+        "32",
+        "--dataset",
+        "x y",
+        "--seed",
+        "7",
+    )
     assert spec.cwd == tmp_path.resolve()
     assert spec.output_dir == out
     assert spec.script == tmp_path.resolve() / "s/train_full.py"
@@ -381,8 +401,16 @@ def test_flags_only_where_declared_and_a_value_is_known(tmp_path: Path) -> None:
     out = tmp_path.resolve() / "results"
     # --sample is declared but no value is known; --folds has a value but is not declared
     assert by_id(p, "some").argv == (
-        PY, "s/train_some.py", "--output_dir", str(out / "some"), "--epochs", "4", "--batch_size", "8", "--verbose",
-    )  # fmt: skip
+        PY,
+        "s/train_some.py",
+        "--output_dir",
+        str(out / "some"),
+        "--epochs",
+        "4",
+        "--batch_size",
+        "8",
+        "--verbose",
+    )
     none = by_id(p, "none")
     assert none.argv == (PY, "s/train_none.py", "--verbose")
     assert none.output_dir is None and none.accepts == frozenset()
@@ -391,7 +419,9 @@ def test_flags_only_where_declared_and_a_value_is_known(tmp_path: Path) -> None:
 def test_per_job_values_beat_defaults(tmp_path: Path) -> None:
     (tmp_path / "s").mkdir()
     (tmp_path / "s/train_full.py").write_text(ALL_FLAGS)
-    cfg = config(tmp_path, """\
+    cfg = config(
+        tmp_path,
+        """\
 [discovery]
 enabled = false
 [defaults]
@@ -403,7 +433,8 @@ epochs = 3
 [jobs.b]
 script = "s/train_full.py"
 folds = 2
-""")  # fmt: skip
+""",
+    )
     p = plan(cfg)
     a, b = by_id(p, "a").argv, by_id(p, "b").argv
     assert a[a.index("--epochs") + 1] == "3" and a[a.index("--folds") + 1] == "5"
@@ -424,15 +455,20 @@ def test_non_python_script_is_executed_directly(tmp_path: Path) -> None:
     (tmp_path / "run.sh").write_text("#!/bin/sh\n")
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin/go").write_text("#!/bin/sh\n")
-    cfg = config(tmp_path, '[discovery]\nenabled = false\n[defaults]\nepochs = 3\n'
-                           '[jobs.sh]\nscript = "run.sh"\nargs = ["x"]\n[jobs.go]\nscript = "bin/go"\n')  # fmt: skip
+    cfg = config(
+        tmp_path,
+        "[discovery]\nenabled = false\n[defaults]\nepochs = 3\n"
+        '[jobs.sh]\nscript = "run.sh"\nargs = ["x"]\n[jobs.go]\nscript = "bin/go"\n',
+    )
     p = plan(cfg)
     assert by_id(p, "sh").argv == ("./run.sh", "x")
     assert by_id(p, "go").argv == ("bin/go",)
 
 
 def test_command_jobs_get_no_flag_injection(tmp_path: Path) -> None:
-    cfg = config(tmp_path, f"""\
+    cfg = config(
+        tmp_path,
+        f"""\
 [discovery]
 enabled = false
 [defaults]
@@ -443,14 +479,17 @@ batch = 3
 command = ["{PY}", "-c", "import sys; print(sys.argv)", "--epochs"]
 args = ["--x"]
 epochs = 2
-""")  # fmt: skip
+""",
+    )
     spec = plan(cfg, Overrides(extra_args=("--extra",))).jobs[0]
     assert spec.argv == (PY, "-c", "import sys; print(sys.argv)", "--epochs", "--x")
     assert spec.script is None and spec.output_dir is None and spec.accepts == frozenset()
 
 
 def test_settings_inherit_from_defaults_and_overrides_win(tmp_path: Path) -> None:
-    cfg = config(tmp_path, """\
+    cfg = config(
+        tmp_path,
+        """\
 [discovery]
 enabled = false
 [defaults]
@@ -470,7 +509,8 @@ backoff = { initial = "1s" }
 env = { B = "job", C = "3" }
 optional = false
 resources = { cpus = 2 }
-""")  # fmt: skip
+""",
+    )
     p = plan(cfg)
     plain, own = by_id(p, "plain"), by_id(p, "own")
     assert (plain.retries, plain.timeout, plain.optional) == (2, 3600.0, True)
@@ -489,8 +529,10 @@ resources = { cpus = 2 }
 
 
 def test_per_job_timeout_zero_means_no_limit_even_with_a_default(tmp_path: Path) -> None:
-    cfg = config(tmp_path, '[discovery]\nenabled = false\n[defaults]\ntimeout = "6h"\n'
-                           '[jobs.long]\ncommand = ["true"]\ntimeout = 0\n')  # fmt: skip
+    cfg = config(
+        tmp_path,
+        '[discovery]\nenabled = false\n[defaults]\ntimeout = "6h"\n[jobs.long]\ncommand = ["true"]\ntimeout = 0\n',
+    )
     assert plan(cfg).jobs[0].timeout is None
 
 

@@ -29,10 +29,20 @@ GiB = 1 << 30
 
 def spec(job_id: str, retries: int = 0, backoff: Backoff | None = None, memory: int = 0) -> JobSpec:
     return JobSpec(
-        id=job_id, argv=("train", job_id), cwd=Path("."), env={}, output_dir=None, script=None,
-        accepts=frozenset(), retries=retries, backoff=backoff or Backoff(), timeout=None, optional=False,
-        resources=Resources(memory=memory), origin="config",
-    )  # fmt: skip
+        id=job_id,
+        argv=("train", job_id),
+        cwd=Path("."),
+        env={},
+        output_dir=None,
+        script=None,
+        accepts=frozenset(),
+        retries=retries,
+        backoff=backoff or Backoff(),
+        timeout=None,
+        optional=False,
+        resources=Resources(memory=memory),
+        origin="config",
+    )
 
 
 class FakeExecutor:
@@ -54,8 +64,14 @@ class FakeExecutor:
     def end(self, job: str, outcome: Outcome = Outcome.SUCCEEDED, attempt: int = 1) -> None:
         self.gate(job, attempt).set_result(outcome)
 
-    async def __call__(self, s: JobSpec, attempt: int, ctx: AttemptContext, output: JobOutput,
-                       extra_env: Mapping[str, str] | None = None) -> AttemptResult:  # fmt: skip
+    async def __call__(
+        self,
+        s: JobSpec,
+        attempt: int,
+        ctx: AttemptContext,
+        output: JobOutput,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> AttemptResult:
         if s.id in self.fail_with:
             raise self.fail_with[s.id]
         self.started.append((s.id, attempt))
@@ -77,14 +93,16 @@ class FakeExecutor:
         return result
 
 
-def make(tmp_path: Path, jobs: list[JobSpec], workers: int, pools: Pools | None = None,
-         fake: FakeExecutor | None = None) -> tuple[Supervisor, FakeExecutor]:  # fmt: skip
+def make(
+    tmp_path: Path, jobs: list[JobSpec], workers: int, pools: Pools | None = None, fake: FakeExecutor | None = None
+) -> tuple[Supervisor, FakeExecutor]:
     cfg: Config = builtin(tmp_path)
     fake = fake or FakeExecutor()
     console = Console("console", err=io.StringIO(), out=io.StringIO())
     opts = RunOptions(max_workers=workers, logs_dir=tmp_path / "logs")
-    sup = Supervisor(cfg, tuple(jobs), opts, console, pools=pools or Pools.of((), None, None), executor=fake,
-                     local_resources=True)  # fmt: skip
+    sup = Supervisor(
+        cfg, tuple(jobs), opts, console, pools=pools or Pools.of((), None, None), executor=fake, local_resources=True
+    )
     return sup, fake
 
 
@@ -214,8 +232,12 @@ async def test_an_executor_error_fails_that_job_and_the_run_goes_on(tmp_path: Pa
 def test_only_the_state_diagrams_moves_are_allowed() -> None:
     assert transition(State.QUEUED, State.RUNNING) is State.RUNNING
     assert transition(State.BACKOFF, State.QUEUED) is State.QUEUED
-    for bad in [(State.QUEUED, State.BACKOFF), (State.RUNNING, State.QUEUED), (State.FINISHED, State.QUEUED),
-                (State.FINISHED, State.FINISHED)]:  # fmt: skip
+    for bad in [
+        (State.QUEUED, State.BACKOFF),
+        (State.RUNNING, State.QUEUED),
+        (State.FINISHED, State.QUEUED),
+        (State.FINISHED, State.FINISHED),
+    ]:
         with pytest.raises(TransitionError):
             transition(*bad)
 

@@ -25,8 +25,13 @@ TMP_PATH = re.compile("(?<![\\w.~-])" + _SLASH + "tmp" + _SLASH + "[\\w.-]")
 
 def tracked_files() -> list[Path]:
     try:
-        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                             capture_output=True, timeout=30).stdout.decode()  # fmt: skip
+        out = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=30,
+        ).stdout.decode()
     except (OSError, subprocess.CalledProcessError) as e:
         pytest.skip(f"cannot list the repository's files with git: {e}")
     return [ROOT / n for n in out.split("\0") if n and (ROOT / n).is_file()]
@@ -51,7 +56,12 @@ def test_no_absolute_path_of_one_machine_in_the_repository() -> None:
 
 def test_the_path_check_catches_what_it_should() -> None:
     s = _SLASH
-    for bad in (f"python at {s}work{s}venv{s}bin{s}python", f"cd {s}root{s}src", f"{s}home{s}alice{s}x", f"`{s}work{s}x`"):
+    for bad in (
+        f"python at {s}work{s}venv{s}bin{s}python",
+        f"cd {s}root{s}src",
+        f"{s}home{s}alice{s}x",
+        f"`{s}work{s}x`",
+    ):
         assert MACHINE_PATH.search(bad), bad
     for fine in ("/opt/aimedres-async/venv", "not under /home or /root (pyenv)", "~/work/x", "a private /tmp"):
         assert not MACHINE_PATH.search(fine) and not TMP_PATH.search(fine), fine
@@ -108,8 +118,13 @@ def _mkdocs() -> list[str]:
 
 
 def test_mkdocs_build_strict_passes(tmp_path: Path) -> None:
-    r = subprocess.run([*_mkdocs(), "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [*_mkdocs(), "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "site" / "reference" / "log-records" / "index.html").exists()
 

@@ -30,8 +30,21 @@ VAL_KEYS = {"breast_cancer": {"val_accuracy"}, "diabetes": {"val_r2", "val_rmse"
 
 @pytest.mark.parametrize("name", NAMES)
 def test_one_json_object_per_epoch_then_the_final_metrics(tmp_path: Path, name: str) -> None:
-    r = subprocess.run([PY, str(EXAMPLES / f"train_{name}.py"), "--epochs", "2", "--folds", "2",
-                        "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [
+            PY,
+            str(EXAMPLES / f"train_{name}.py"),
+            "--epochs",
+            "2",
+            "--folds",
+            "2",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     objects = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     epochs, final = objects[:-1], objects[-1]
@@ -61,9 +74,13 @@ def _wait_for_epoch_line(proc: subprocess.Popen[str]) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path: Path, name: str) -> None:
     out = tmp_path / "out"
-    proc = subprocess.Popen([PY, str(EXAMPLES / f"train_{name}.py"), "--epochs", "100000", "--folds", "2",
-                             "--output-dir", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    proc = subprocess.Popen(
+        [PY, str(EXAMPLES / f"train_{name}.py"), "--epochs", "100000", "--folds", "2", "--output-dir", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         _wait_for_epoch_line(proc)
         proc.send_signal(signal.SIGINT)
@@ -89,9 +106,13 @@ def _project_copy(tmp_path: Path) -> Path:
 
 def test_ctrl_c_under_the_supervisor_leaves_checkpoints_and_no_traceback(tmp_path: Path) -> None:
     folder = _project_copy(tmp_path)
-    proc = subprocess.Popen([PY, "-m", "aimedres_async", "run", "--only", "breast_cancer", "--epochs", "100000",
-                             "--no-progress"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [PY, "-m", "aimedres_async", "run", "--only", "breast_cancer", "--epochs", "100000", "--no-progress"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         log = folder / "logs" / "latest" / "jobs" / "breast_cancer.jsonl"
         wait_for(lambda: log.exists() and b'"data":{"epoch"' in log.read_bytes(), timeout=60, what="an epoch record")
@@ -122,8 +143,13 @@ def test_readme_table_names_the_metrics_the_examples_print(tmp_path: Path) -> No
         shown[cells[0]] = [kv.split("=")[0] for kv in cells[6:]]
     assert set(shown) == set(NAMES)
     folder = _project_copy(tmp_path)
-    r = subprocess.run([PY, "-m", "aimedres_async", "run", "--epochs", "2", "--folds", "2", "--no-progress"],
-                       cwd=folder, capture_output=True, text=True, timeout=240)  # fmt: skip
+    r = subprocess.run(
+        [PY, "-m", "aimedres_async", "run", "--epochs", "2", "--folds", "2", "--no-progress"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert r.returncode == 0, r.stderr
     for job in summary(folder)["jobs"]:
         assert job["status"] == "succeeded"

@@ -23,8 +23,7 @@ from aimedres_async.sinks import Framer, last_lines
 TS_RE = re.compile(rb"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 TS_FIELD = re.compile(rb'^\{"ts":"[^"]*","t":[0-9.]+,')
 BASE_KEYS = {"ts", "t", "event", "run", "job", "attempt", "stream"}
-PROPERTY = settings(max_examples=400, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+PROPERTY = settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -248,8 +247,13 @@ def test_every_byte_value_frames_to_a_valid_record(monkeypatch: pytest.MonkeyPat
         assert rec["line"] == line.decode("utf-8", "backslashreplace"), f"byte {b:#04x}"
 
 
-@given(st.lists(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E,
-                                               exclude_characters='"\\{'), max_size=30), min_size=1, max_size=20))  # fmt: skip
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\{'), max_size=30),
+        min_size=1,
+        max_size=20,
+    )
+)
 @PROPERTY
 def test_property_fast_and_careful_paths_agree(lines: list[str]) -> None:
     text = "".join(x + "\n" for x in lines).encode()
@@ -280,8 +284,29 @@ def test_careful_path_escapes_and_round_trips(chunk: bytes, expected: str) -> No
 
 # ------------------------------------------------------------------------- the property (hypothesis)
 
-_PIECES = [b"\r", b"\n", b"\r\n", b"\x00", b"\xff", b"\xfe", b'"', b"\\", b"{", b"}", b"a", b"bc", b" ",
-           b"\xc3\xa9", b"\xe2\x82", b"\xac", b'{"a": 1}', b"{}", b"[1]", b"\x1b", b"\t"]  # fmt: skip
+_PIECES = [
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"\x00",
+    b"\xff",
+    b"\xfe",
+    b'"',
+    b"\\",
+    b"{",
+    b"}",
+    b"a",
+    b"bc",
+    b" ",
+    b"\xc3\xa9",
+    b"\xe2\x82",
+    b"\xac",
+    b'{"a": 1}',
+    b"{}",
+    b"[1]",
+    b"\x1b",
+    b"\t",
+]
 _chunk = st.one_of(
     st.binary(min_size=1, max_size=24),
     st.lists(st.sampled_from(_PIECES), min_size=1, max_size=16).map(b"".join),
@@ -367,8 +392,10 @@ def test_property_framing_matches_the_spec(chunks: list[bytes], n: int) -> None:
     _assert_matches_spec(chunks, n)
 
 
-@given(chunks=st.lists(st.lists(st.sampled_from(list(b'ab \r\n{}"')), min_size=1, max_size=40).map(bytes),
-                      max_size=30), n=st.integers(1, 50))  # fmt: skip
+@given(
+    chunks=st.lists(st.lists(st.sampled_from(list(b'ab \r\n{}"')), min_size=1, max_size=40).map(bytes), max_size=30),
+    n=st.integers(1, 50),
+)
 @PROPERTY
 def test_property_parts_never_exceed_max_line(chunks: list[bytes], n: int) -> None:
     f = make_framer(n)
@@ -384,7 +411,11 @@ def test_property_parts_never_exceed_max_line(chunks: list[bytes], n: int) -> No
 
 def test_long_line_is_cut_into_partial_parts_that_join_back() -> None:
     line = bytes(range(0x41, 0x5B)) * 40  # 1040 ASCII bytes
-    for chunks in ([line + b"\n"], [line[:7], line[7:500], line[500:] + b"\n"], [line[i : i + 3] for i in range(0, len(line), 3)] + [b"\n"]):  # fmt: skip
+    for chunks in (
+        [line + b"\n"],
+        [line[:7], line[7:500], line[500:] + b"\n"],
+        [line[i : i + 3] for i in range(0, len(line), 3)] + [b"\n"],
+    ):
         recs = frame(chunks, 100)
         assert all(r.get("partial") is True for r in recs)
         assert all(0 < len(r["line"]) <= 100 for r in recs)
@@ -396,9 +427,11 @@ def test_long_line_between_short_lines() -> None:
     recs = frame([b"short\n" + b"y" * 25 + b"\nafter\n"], 10)
     assert simple(recs) == [
         ("line", "short", False),
-        ("line", "y" * 10, True), ("line", "y" * 10, True), ("line", "y" * 5, True),
+        ("line", "y" * 10, True),
+        ("line", "y" * 10, True),
+        ("line", "y" * 5, True),
         ("line", "after", False),
-    ]  # fmt: skip
+    ]
 
 
 def test_line_of_exactly_max_line_is_framed_the_same_however_it_is_read() -> None:

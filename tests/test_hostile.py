@@ -279,10 +279,16 @@ def test_kill9_of_run_takes_its_jobs_along_and_the_next_run_marks_it_interrupted
     jobs = f"[jobs.napper]\ncommand = {NAPPER}\n[jobs.forker]\ncommand = {FORKER}\n"
     write_config(tmp_path, _config(marker, jobs))
     proc = start_cli(tmp_path, "run", env={"NAP": "60"})
-    first = wait_for(lambda: run_dir(tmp_path) if len(events(tmp_path, "job.started")) == 2 else None,
-                     what="both jobs started")  # fmt: skip
-    wait_for(lambda: all(any(r["event"] == "job.output" for r in read_jsonl(first / "jobs" / f"{j}.jsonl"))
-                         for j in ("napper", "forker")), what="both jobs printed")  # fmt: skip
+    first = wait_for(
+        lambda: run_dir(tmp_path) if len(events(tmp_path, "job.started")) == 2 else None, what="both jobs started"
+    )
+    wait_for(
+        lambda: all(
+            any(r["event"] == "job.output" for r in read_jsonl(first / "jobs" / f"{j}.jsonl"))
+            for j in ("napper", "forker")
+        ),
+        what="both jobs printed",
+    )
     pids = {e["job"]: e["pid"] for e in events(tmp_path, "job.started")}
     proc.kill()
     proc.communicate(timeout=10)

@@ -46,13 +46,18 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("no /usr/bin/python3: install.sh makes the venv with the system Python")
     for tool in ("systemd-sysusers", "systemd-tmpfiles", "systemd-analyze", "setpriv"):
         _need(tool)
-    version = subprocess.run([str(SYSTEM_PYTHON), "-c", "import sys; print(sys.version_info[:2])"],
-                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+    version = subprocess.run(
+        [str(SYSTEM_PYTHON), "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+    ).stdout.strip()
     if version != str(sys.version_info[:2]):
         pytest.skip(f"/usr/bin/python3 is {version}, the tests' Python {sys.version_info[:2]}: wheels would differ")
     wh = tmp_path_factory.mktemp("wheelhouse")
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-build-isolation", "-w", str(wh),
-                        str(ROOT)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-build-isolation", "-w", str(wh), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot build the wheelhouse (network?): {r.stderr.strip().splitlines()[-1:]}")
     return wh
@@ -61,10 +66,20 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _install(wheelhouse: Path, root: Path, shim_dir: Path) -> subprocess.CompletedProcess[str]:
     """install.sh --root, with root's umask 077, and a `python3` shim (pyenv's) first on PATH."""
     [wheel] = wheelhouse.glob("aimedres_async-*.whl")
-    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse),
-           "PATH": f"{shim_dir}:{os.environ['PATH']}", "PYTHONPATH": ""}  # fmt: skip
-    r = subprocess.run(["sh", "-c", 'umask 077; exec "$@"', "sh", str(INSTALL), "--root", str(root),
-                        "--source", str(wheel)], capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    env = {
+        **os.environ,
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheelhouse),
+        "PATH": f"{shim_dir}:{os.environ['PATH']}",
+        "PYTHONPATH": "",
+    }
+    r = subprocess.run(
+        ["sh", "-c", 'umask 077; exec "$@"', "sh", str(INSTALL), "--root", str(root), "--source", str(wheel)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     print(r.stdout, r.stderr)
     return r
 
@@ -103,8 +118,11 @@ def _verify(root: Path) -> subprocess.CompletedProcess[str]:
             stub.parent.mkdir(parents=True, exist_ok=True)
             stub.write_text("#!/bin/sh\nexit 0\n")
             stub.chmod(0o755)
-    return subprocess.run([_need("systemd-analyze"), "verify", f"--root={root}", "--recursive-errors=no",
-                           "aimedres-async.service"], capture_output=True, text=True)  # fmt: skip
+    return subprocess.run(
+        [_need("systemd-analyze"), "verify", f"--root={root}", "--recursive-errors=no", "aimedres-async.service"],
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("users", ["sysusers", "useradd"])
@@ -116,9 +134,15 @@ def test_install_sh_into_a_scratch_root_twice(tmp_path: Path, wheelhouse: Path, 
     else:
         _need("useradd")
         for name in ("passwd", "group", "shadow", "gshadow"):
-            (root / "etc" / name).write_text("root:x:0:0:root:/root:/bin/bash\n" if name == "passwd" else
-                                             "root:x:0:\n" if name == "group" else "root:*::\n" if name == "gshadow"
-                                             else "root:*:19000:0:99999:7:::\n")  # fmt: skip
+            (root / "etc" / name).write_text(
+                "root:x:0:0:root:/root:/bin/bash\n"
+                if name == "passwd"
+                else "root:x:0:\n"
+                if name == "group"
+                else "root:*::\n"
+                if name == "gshadow"
+                else "root:*:19000:0:99999:7:::\n"
+            )
     shim_dir = tmp_path / "shims"
     shim_dir.mkdir()
     (shim_dir / "python3").write_text(f"#!/bin/sh\ntouch {tmp_path}/shim-used\nexit 1\n")
@@ -135,10 +159,21 @@ def test_install_sh_into_a_scratch_root_twice(tmp_path: Path, wheelhouse: Path, 
     assert re.search(r"^home = /usr/bin$", cfg, re.M), cfg
     assert os.path.realpath(root / VENV / "bin/python").startswith("/usr/bin/python3")
     with _reachable(root / VENV):
-        run = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--",
-                              str(root / VENV / "bin/python"), "-c",
-                              "import aimedres_async, orjson, watchfiles; print(aimedres_async.__version__)"],
-                             capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+        run = subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={uid}",
+                f"--regid={gid}",
+                "--clear-groups",
+                "--",
+                str(root / VENV / "bin/python"),
+                "-c",
+                "import aimedres_async, orjson, watchfiles; print(aimedres_async.__version__)",
+            ],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin"},
+        )
     assert run.returncode == 0 and run.stdout.strip(), run.stderr
 
     # config (root:aimedres 0640) and the examples beside it; the CLI of the venv accepts it
@@ -146,8 +181,12 @@ def test_install_sh_into_a_scratch_root_twice(tmp_path: Path, wheelhouse: Path, 
     st = config.stat()
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, gid, 0o640)
     assert (root / "etc/aimedres-async/training").is_dir()
-    val = subprocess.run([str(root / VENV / "bin/python"), "-m", "aimedres_async", "--config", str(config),
-                          "validate"], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    val = subprocess.run(
+        [str(root / VENV / "bin/python"), "-m", "aimedres_async", "--config", str(config), "validate"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert val.returncode == 0 and "breast_cancer" in val.stdout, val.stdout + val.stderr
 
     # state folders and the spool: the service user's, 0750 (the daemon refuses anything looser)
@@ -180,8 +219,20 @@ def test_install_sh_refuses_bad_use(tmp_path: Path) -> None:
     r = subprocess.run(["sh", str(INSTALL), "--root", str(tmp_path / "missing")], capture_output=True, text=True)
     assert r.returncode == 2 and "no such folder" in r.stderr
     if shutil.which("setpriv") and os.geteuid() == 0:
-        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c",
-                            f"sh -s -- --root /nonexistent < {INSTALL}"], capture_output=True, text=True)  # fmt: skip
+        r = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+                "sh",
+                "-c",
+                f"sh -s -- --root /nonexistent < {INSTALL}",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 2 and "run as root" in r.stderr and "sudo is not needed" in r.stderr, r.stderr
     r = subprocess.run(["sh", str(INSTALL), "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--root DIR" in r.stdout

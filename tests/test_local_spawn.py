@@ -34,10 +34,20 @@ ESCAPED = (
 
 def _spec(tmp_path: Path, argv: list[str], marker: str) -> JobSpec:
     return JobSpec(
-        id="escaper", argv=tuple(argv), cwd=tmp_path, env={"TEST_MARKER": marker}, output_dir=None,
-        script=None, accepts=frozenset(), retries=0, backoff=Backoff(), timeout=None, optional=False,
-        resources=Resources(), origin="config",
-    )  # fmt: skip
+        id="escaper",
+        argv=tuple(argv),
+        cwd=tmp_path,
+        env={"TEST_MARKER": marker},
+        output_dir=None,
+        script=None,
+        accepts=frozenset(),
+        retries=0,
+        backoff=Backoff(),
+        timeout=None,
+        optional=False,
+        resources=Resources(),
+        origin="config",
+    )
 
 
 def _kill(pids: list[int]) -> None:
@@ -51,9 +61,13 @@ def _kill(pids: list[int]) -> None:
 @pytest.mark.asyncio
 async def test_attempt_ends_at_exit_and_frees_a_pipe_an_escaped_process_holds(tmp_path: Path, marker: str) -> None:
     lines: list[bytes] = []
-    ctx = AttemptContext(run_id="r", emit=lambda ev, **kw: None,
-                         write_output=lambda job, recs: lines.extend(bytes(r) for r in recs),
-                         stop=StopRequest(), grace_period=0.2)  # fmt: skip
+    ctx = AttemptContext(
+        run_id="r",
+        emit=lambda ev, **kw: None,
+        write_output=lambda job, recs: lines.extend(bytes(r) for r in recs),
+        stop=StopRequest(),
+        grace_period=0.2,
+    )
     spec = _spec(tmp_path, ["sh", "-c", ESCAPED], marker)
     try:
         # the escaped writer would keep the pipe open forever: the attempt must still end, after
@@ -91,8 +105,9 @@ async def test_output_and_exit_arrive_through_the_attempt_protocol(
 
     monkeypatch.setattr(local.AttemptProtocol, "pipe_data_received", data)
     monkeypatch.setattr(local.AttemptProtocol, "process_exited", exited)
-    ctx = AttemptContext(run_id="r", emit=lambda ev, **kw: None, write_output=lambda job, recs: None,
-                         stop=StopRequest())  # fmt: skip
+    ctx = AttemptContext(
+        run_id="r", emit=lambda ev, **kw: None, write_output=lambda job, recs: None, stop=StopRequest()
+    )
     spec = _spec(tmp_path, ["sh", "-c", "echo out; echo err >&2; exit 0"], marker)
     result = await asyncio.wait_for(run_attempt(spec, 1, ctx, JobOutput()), timeout=30)
     assert result.outcome is Outcome.SUCCEEDED
@@ -101,8 +116,9 @@ async def test_output_and_exit_arrive_through_the_attempt_protocol(
 
 @pytest.mark.asyncio
 async def test_a_missing_program_is_spawn_failed_and_leaves_nothing_listed(tmp_path: Path, marker: str) -> None:
-    ctx = AttemptContext(run_id="r", emit=lambda ev, **kw: None, write_output=lambda job, recs: None,
-                         stop=StopRequest())  # fmt: skip
+    ctx = AttemptContext(
+        run_id="r", emit=lambda ev, **kw: None, write_output=lambda job, recs: None, stop=StopRequest()
+    )
     for argv in (["no-such-program-here"], [str(tmp_path)]):
         result = await run_attempt(_spec(tmp_path, argv, marker), 1, ctx, JobOutput())
         assert result.outcome is Outcome.SPAWN_FAILED and result.error, result

@@ -71,16 +71,37 @@ def check_run_folder(folder: Path, run: Path | None = None) -> list[dict[str, An
 def test_the_schema_files_are_valid_and_cover_every_kind() -> None:
     for name, v in VALIDATORS.items():
         assert v.schema["$schema"].startswith("https://json-schema.org/draft/2020-12"), name
-    assert set(RECORD_KINDS) >= {"run.started", "job.queued", "job.started", "job.output", "job.exited",
-                                 "job.retrying", "job.finished", "run.finished"}  # fmt: skip
+    assert set(RECORD_KINDS) >= {
+        "run.started",
+        "job.queued",
+        "job.started",
+        "job.output",
+        "job.exited",
+        "job.retrying",
+        "job.finished",
+        "run.finished",
+    }
 
 
 def test_the_schemas_reject_what_they_should() -> None:
-    good = {"ts": "2026-11-23T11:44:32.018532Z", "t": 1795434272.018532, "event": "job.finished", "run": "r",
-            "job": "a", "status": "failed", "attempts": 2, "optional": True, "metrics": None}  # fmt: skip
+    good = {
+        "ts": "2026-11-23T11:44:32.018532Z",
+        "t": 1795434272.018532,
+        "event": "job.finished",
+        "run": "r",
+        "job": "a",
+        "status": "failed",
+        "attempts": 2,
+        "optional": True,
+        "metrics": None,
+    }
     check_record(good, "good")
-    for broken in ({k: v for k, v in good.items() if k != "optional"}, {**good, "t": "1795434272"},
-                   {**good, "ts": "2026-11-23T11:44:32Z"}, {**good, "status": "weird"}):  # fmt: skip
+    for broken in (
+        {k: v for k, v in good.items() if k != "optional"},
+        {**good, "t": "1795434272"},
+        {**good, "ts": "2026-11-23T11:44:32Z"},
+        {**good, "status": "weird"},
+    ):
         assert list(VALIDATORS["job.finished"].iter_errors(broken)), broken
     output = {**good, "event": "job.output", "attempt": 1, "stream": "stdout"}
     for k in ("status", "attempts", "optional", "metrics"):
@@ -144,8 +165,16 @@ def test_records_of_a_run_with_every_outcome_validate(tmp_path: Path, marker: st
         check_record(rec, f"stream.jsonl:{n}")
     job_records = check_run_folder(tmp_path)
     kinds = {r["event"] for r in stream}
-    assert {"run.started", "job.queued", "job.started", "job.output", "job.exited", "job.retrying",
-            "job.finished", "run.finished"} <= kinds  # fmt: skip
+    assert {
+        "run.started",
+        "job.queued",
+        "job.started",
+        "job.output",
+        "job.exited",
+        "job.retrying",
+        "job.finished",
+        "run.finished",
+    } <= kinds
     outputs = [r for r in job_records if r["event"] == "job.output"]
     assert any(r.get("partial") for r in outputs) and any("data" in r for r in outputs)
     assert any(r["stream"] == "stderr" for r in outputs)
@@ -158,12 +187,21 @@ def test_records_of_a_run_with_every_outcome_validate(tmp_path: Path, marker: st
     assert started["schema"] == SCHEMA_VERSION
     # t is the numeric twin of ts in every record, and time moves forward through a job's log
     for rec in stream:
-        assert abs(time.mktime(time.strptime(rec["ts"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-                   + float("0." + rec["ts"][20:26]) - rec["t"]) < 1e-3, rec  # fmt: skip
+        assert (
+            abs(
+                time.mktime(time.strptime(rec["ts"][:19], "%Y-%m-%dT%H:%M:%S"))
+                - time.timezone
+                + float("0." + rec["ts"][20:26])
+                - rec["t"]
+            )
+            < 1e-3
+        ), rec
 
 
 def test_records_of_a_run_stopped_by_ctrl_c_and_of_its_resume_validate(tmp_path: Path, marker: str) -> None:
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
 [supervisor]
 parallel = true
 max_workers = 1
@@ -178,12 +216,18 @@ command = {json.dumps([PY, "-c", "import json; print(json.dumps({'acc': 1.0}))"]
 command = {json.dumps([PY, "-c", "import time; print('sleeping', flush=True); time.sleep(30)"])}
 [jobs.never]
 command = {json.dumps([PY, "-c", "pass"])}
-""")
+""",
+    )
     proc = start_cli(tmp_path, "run", "--no-progress")
     try:
-        wait_for(lambda: (tmp_path / "logs" / "latest" / "jobs" / "sleeper.jsonl").exists()
-                 and b"sleeping" in (tmp_path / "logs" / "latest" / "jobs" / "sleeper.jsonl").read_bytes(),
-                 timeout=30, what="the sleeper to start")  # fmt: skip
+        wait_for(
+            lambda: (
+                (tmp_path / "logs" / "latest" / "jobs" / "sleeper.jsonl").exists()
+                and b"sleeping" in (tmp_path / "logs" / "latest" / "jobs" / "sleeper.jsonl").read_bytes()
+            ),
+            timeout=30,
+            what="the sleeper to start",
+        )
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
     finally:
@@ -203,8 +247,11 @@ command = {json.dumps([PY, "-c", "pass"])}
     assert r.returncode == 0, r.stderr
     assert run_dir(tmp_path) != first_run
     check_run_folder(tmp_path)
-    resumed = [rec for rec in read_jsonl(run_dir(tmp_path) / "events.jsonl")
-               if rec["event"] == "job.finished" and rec["job"] == "first"]  # fmt: skip
+    resumed = [
+        rec
+        for rec in read_jsonl(run_dir(tmp_path) / "events.jsonl")
+        if rec["event"] == "job.finished" and rec["job"] == "first"
+    ]
     assert resumed[0]["status"] == "skipped" and resumed[0]["metrics"] == {"acc": 1.0}
 
 
@@ -222,10 +269,12 @@ def test_records_of_the_daemon_validate(tmp_path: Path, marker: str) -> None:
         wait_final(spool, ["good", "bad"])
         # the operators' commands: pause/resume, a dependency that fails, a running ticket cancelled
         assert run_cli(tmp_path, "pause").returncode == 0
-        wait_for(lambda: json.loads(run_cli(tmp_path, "status", "--json").stdout)["daemon"]["paused"],
-                 what="the daemon paused")  # fmt: skip
+        wait_for(
+            lambda: json.loads(run_cli(tmp_path, "status", "--json").stdout)["daemon"]["paused"],
+            what="the daemon paused",
+        )
         drop(spool, "after-bad.toml", 'job = "ok"\nafter = "bad"\npriority = 2\n')
-        drop(spool, "long.toml", f'command = {json.dumps([PY, "-c", "import time; time.sleep(60)"])}\n')
+        drop(spool, "long.toml", f"command = {json.dumps([PY, '-c', 'import time; time.sleep(60)'])}\n")
         assert run_cli(tmp_path, "resume").returncode == 0
         wait_for(lambda: (spool / "active" / ".long.json").exists(), what="the long ticket running")
         assert run_cli(tmp_path, "cancel", "long").returncode == 0
@@ -241,8 +290,15 @@ def test_records_of_the_daemon_validate(tmp_path: Path, marker: str) -> None:
     for path in sorted((daemon_dir / "jobs").glob("*.jsonl")):
         for n, rec in enumerate(read_jsonl(path), 1):
             check_record(rec, f"{path.name}:{n}")
-    assert {"ticket.rejected", "daemon.reloaded", "job.finished", "daemon.paused", "daemon.resumed",
-            "ticket.failed", "ticket.cancelling"} <= {r["event"] for r in records}  # fmt: skip
+    assert {
+        "ticket.rejected",
+        "daemon.reloaded",
+        "job.finished",
+        "daemon.paused",
+        "daemon.resumed",
+        "ticket.failed",
+        "ticket.cancelling",
+    } <= {r["event"] for r in records}
 
 
 @pytest.mark.ray
@@ -251,7 +307,9 @@ def test_records_of_a_ray_run_validate(tmp_path: Path, ray_head: str) -> None:
     # No `marker` here: Ray gives a job's env to its own ray::JobSupervisor actor too, which Ray ends
     # on its own schedule after the job; tests/test_ray.py checks that no Ray job is left running.
     address = ray_head
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
 [supervisor]
 executor = "ray"
 parallel = true
@@ -266,7 +324,8 @@ command = {json.dumps([PY, "-c", "import json; print('hi'); print(json.dumps({'a
 [jobs.bad]
 command = {json.dumps([PY, "-c", "import sys; sys.exit(3)"])}
 optional = true
-""")
+""",
+    )
     r = run_cli(tmp_path, "run", "--no-progress", timeout=240)
     assert r.returncode == 0, r.stderr
     check_run_folder(tmp_path)
@@ -274,14 +333,17 @@ optional = true
 
 def test_logs_prints_metrics_and_counts_as_json(tmp_path: Path, marker: str) -> None:
     """Regression: `logs` printed job.finished metrics as a Python dict ({'acc': 0.9})."""
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
 [discovery]
 enabled = false
 [defaults]
 env = {{ TEST_MARKER = "{marker}" }}
 [jobs.ok]
 command = {command("import json; print(json.dumps({'acc': 0.9, 'tag': 'x'}))")}
-""")
+""",
+    )
     assert run_cli(tmp_path, "run", "--no-progress").returncode == 0
     r = run_cli(tmp_path, "logs", "ok")
     assert r.returncode == 0, r.stderr

@@ -137,8 +137,20 @@ def test_an_exclude_glob_resolves_duplicates_and_list_shows_every_script_path(tm
     }
 
 
-@pytest.mark.parametrize("folder", ["build", "dist", ".tox/py311", ".nox/tests", "lib/python3.11/site-packages",
-                                    "node_modules/pkg", "myenv", ".hidden", "venv"])  # fmt: skip
+@pytest.mark.parametrize(
+    "folder",
+    [
+        "build",
+        "dist",
+        ".tox/py311",
+        ".nox/tests",
+        "lib/python3.11/site-packages",
+        "node_modules/pkg",
+        "myenv",
+        ".hidden",
+        "venv",
+    ],
+)
 def test_default_discovery_skips_build_output_installed_packages_and_virtual_envs(tmp_path: Path, folder: str) -> None:
     root = repo(tmp_path, RESOLVED)
     write(root / folder / "train_crash.py", SCRIPT_HEAD)  # would be a second `crash`
@@ -155,9 +167,12 @@ def test_default_discovery_skips_build_output_installed_packages_and_virtual_env
 def test_output_dirs_exist_with_parents_before_the_job_starts(tmp_path: Path, marker: str) -> None:
     """Regression (issue #13, case 2): a script that makes its output dir without parents failed on
     a fresh checkout because results/ did not exist."""
-    root = repo(tmp_path, RESOLVED + '\n[jobs.mkdir]\nscript = "src/medres/training/train_mkdir.py"\n'
-                '[jobs.nested]\nscript = "src/medres/training/train_mkdir.py"\noutput_dir = "deep/er/nested"\n',
-                marker)  # fmt: skip
+    root = repo(
+        tmp_path,
+        RESOLVED + '\n[jobs.mkdir]\nscript = "src/medres/training/train_mkdir.py"\n'
+        '[jobs.nested]\nscript = "src/medres/training/train_mkdir.py"\noutput_dir = "deep/er/nested"\n',
+        marker,
+    )
     assert not (root / "results").exists()
     r = cli(root, "run", "--only", "mkdir", "nested", "--base-output-dir", "fresh/results")
     assert r.returncode == 0, (r.stdout, r.stderr)
@@ -174,8 +189,13 @@ def second_python(tmp_path: Path) -> Path:
     venv = tmp_path / "other-venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     python = venv / "bin" / "python"
-    out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         capture_output=True, text=True, check=True, timeout=30)  # fmt: skip
+    out = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
     write(Path(out.stdout.strip()) / f"{SECOND_VENV_MODULE}.py", "VALUE = 42\n")
     probe = subprocess.run([sys.executable, "-c", f"import {SECOND_VENV_MODULE}"], capture_output=True, timeout=30)
     assert probe.returncode != 0, "the test's own interpreter must not have the module"
@@ -299,8 +319,9 @@ def test_a_crash_shows_its_last_stderr_line_everywhere_and_the_logs_command(tmp_
     hint = r.stdout.strip().splitlines()[-1]
     assert hint == f"why crash failed: aimedres-async logs crash --run {run_id}"
     command = shlex.split(hint.split(": ", 1)[1])
-    shown = subprocess.run([PY, "-m", "aimedres_async", *command[1:]], cwd=root, capture_output=True, text=True,
-                           timeout=30)  # fmt: skip
+    shown = subprocess.run(
+        [PY, "-m", "aimedres_async", *command[1:]], cwd=root, capture_output=True, text=True, timeout=30
+    )
     assert shown.returncode == 0 and error in shown.stdout and "epoch 29" in shown.stdout
     assert "| crash | failed (exit_code) | 1 | " in step.read_text() and f"error: {error} |" in step.read_text()
     junit = (root / "junit.xml").read_text()
@@ -343,9 +364,12 @@ def test_metrics_file_becomes_final_metrics_under_the_printed_line(tmp_path: Pat
     r = cli(root, "run", "--only", "report", "--epochs", "4")
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert job_entry(root, "report")["metrics"] == {
-        "accuracy": 0.85, "epochs": 4,  # printed: wins
-        "cv.f1": 0.77, "cv.auc.macro": 0.9, "model": "rf",  # from the file, flattened
-    }  # fmt: skip
+        "accuracy": 0.85,
+        "epochs": 4,  # printed: wins
+        "cv.f1": 0.77,
+        "cv.auc.macro": 0.9,
+        "model": "rf",  # from the file, flattened
+    }
     row = next(line for line in r.stdout.splitlines() if line.startswith("report "))
     assert "accuracy=0.85" in row and "cv.f1=0.77" in row and "cv.auc.macro=0.9" in row
     assert latest_events(root, "job.finished")[0]["metrics"]["cv.f1"] == 0.77
@@ -353,8 +377,11 @@ def test_metrics_file_becomes_final_metrics_under_the_printed_line(tmp_path: Pat
 
 @pytest.mark.parametrize("content", [None, "{not json", "[1, 2]"])
 def test_a_missing_or_invalid_metrics_file_is_a_warning(tmp_path: Path, marker: str, content: str | None) -> None:
-    root = repo(tmp_path, RESOLVED + '\n[jobs.plain]\nscript = "src/medres/training/train_plain.py"\n'
-                'metrics_file = "report.json"\n', marker)  # fmt: skip
+    root = repo(
+        tmp_path,
+        RESOLVED + '\n[jobs.plain]\nscript = "src/medres/training/train_plain.py"\nmetrics_file = "report.json"\n',
+        marker,
+    )
     body = "print(json.dumps({'loss': 0.5}))\n"
     if content is not None:
         body += f"Path(a.output_dir, 'report.json').write_text({content!r})\n"
@@ -373,18 +400,65 @@ def test_a_missing_or_invalid_metrics_file_is_a_warning(tmp_path: Path, marker: 
 def test_every_old_flag_is_accepted(tmp_path: Path) -> None:
     """The full old command line: every flag of run_all_training.py --help."""
     root = repo(tmp_path, RESOLVED)
-    r = cli(root, "--epochs", "80", "--folds", "5", "--sample", "100", "--batch", "64", "--only", "als",
-            "--exclude", "crash", "--dry-run", "--parallel", "--max-workers", "4", "--retries", "1",
-            "--extra-arg=--seed=3", "--extra-arg=--lr", "--extra-arg", "0.1",
-            "--base-output-dir", "out", "--logs-dir", "oldlogs", "--summary-dir", "sums", "--verbose",
-            "--allow-partial-success", "--discover-root", ".", "--include-pattern", "fit_*.py",
-            "--exclude-regex", "^(files|training)/", "--discovery-limit", "50", "--allow-discovery-overrides",
-            "--no-default-jobs", "--mark-discovered-optional", "--strict-discovery")  # fmt: skip
+    r = cli(
+        root,
+        "--epochs",
+        "80",
+        "--folds",
+        "5",
+        "--sample",
+        "100",
+        "--batch",
+        "64",
+        "--only",
+        "als",
+        "--exclude",
+        "crash",
+        "--dry-run",
+        "--parallel",
+        "--max-workers",
+        "4",
+        "--retries",
+        "1",
+        "--extra-arg=--seed=3",
+        "--extra-arg=--lr",
+        "--extra-arg",
+        "0.1",
+        "--base-output-dir",
+        "out",
+        "--logs-dir",
+        "oldlogs",
+        "--summary-dir",
+        "sums",
+        "--verbose",
+        "--allow-partial-success",
+        "--discover-root",
+        ".",
+        "--include-pattern",
+        "fit_*.py",
+        "--exclude-regex",
+        "^(files|training)/",
+        "--discovery-limit",
+        "50",
+        "--allow-discovery-overrides",
+        "--no-default-jobs",
+        "--mark-discovered-optional",
+        "--strict-discovery",
+    )
     assert r.returncode == 0, r.stderr
     assert dry_run_commands(r.stdout) == {
-        "als": [PY, "src/medres/training/train_als.py", "--output-dir", str(root / "out" / "als"),
-                "--epochs", "80", "--seed=3", "--lr", "0.1"],
-    }  # fmt: skip
+        "als": [
+            PY,
+            "src/medres/training/train_als.py",
+            "--output-dir",
+            str(root / "out" / "als"),
+            "--epochs",
+            "80",
+            "--seed=3",
+            "--lr",
+            "0.1",
+        ],
+    }
 
 
 def test_an_empty_only_or_exclude_selects_every_job_as_before(tmp_path: Path) -> None:
@@ -498,29 +572,44 @@ def test_init_from_yaml_writes_an_equivalent_commented_config(tmp_path: Path, ma
     text = (root / "aimedres.toml").read_text()
     data = tomllib.loads(text)
     assert data["jobs"]["als"] == {
-        "script": "src/medres/training/train_als.py", "output_dir": "als_comprehensive_results",
-        "epochs": 80, "args": ["--dataset-choice", "als-progression", "--use-gpu"],
-    }  # fmt: skip
+        "script": "src/medres/training/train_als.py",
+        "output_dir": "als_comprehensive_results",
+        "epochs": 80,
+        "args": ["--dataset-choice", "als-progression", "--use-gpu"],
+    }
     assert data["jobs"]["alzheimers_disease"] == {
-        "script": "files/training/train_als.py", "output_dir": "alzheimer_comprehensive_results", "optional": True,
-    }  # fmt: skip
+        "script": "files/training/train_als.py",
+        "output_dir": "alzheimer_comprehensive_results",
+        "optional": True,
+    }
     assert data["supervisor"]["parallel"] is False and data["supervisor"]["summary_dir"] == "summaries"
     assert "# ALS (Amyotrophic Lateral Sclerosis)" in text and "# supports_folds: false" in text
     assert cli(root, "validate").returncode == 0
     # the converted config runs the scripts the YAML named, into the output dirs it named
     commands = dry_run_commands(cli(root, "--dry-run", "--only", "als", "alzheimers_disease").stdout)
-    assert commands["als"] == [PY, "src/medres/training/train_als.py", "--output-dir",
-                               str(root / "results" / "als_comprehensive_results"), "--epochs", "80",
-                               "--dataset-choice", "als-progression", "--use-gpu"]  # fmt: skip
+    assert commands["als"] == [
+        PY,
+        "src/medres/training/train_als.py",
+        "--output-dir",
+        str(root / "results" / "als_comprehensive_results"),
+        "--epochs",
+        "80",
+        "--dataset-choice",
+        "als-progression",
+        "--use-gpu",
+    ]
     assert commands["alzheimers_disease"][1] == "files/training/train_als.py"
     assert usage_error(cli(root, "init", "--from-yaml", "jobs.yaml")).endswith("not overwriting it")
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("jobs: [\n", "jobs.yaml:2:1: not valid YAML"),
-    ("jobs: 3\n", "expected `jobs:` holding a list"),
-    ("jobs:\n  - name: x\n", "jobs[1]: needs `script"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("jobs: [\n", "jobs.yaml:2:1: not valid YAML"),
+        ("jobs: 3\n", "expected `jobs:` holding a list"),
+        ("jobs:\n  - name: x\n", "jobs[1]: needs `script"),
+    ],
+)
 def test_init_from_bad_yaml_is_one_line(tmp_path: Path, text: str, expected: str) -> None:
     write(tmp_path / "jobs.yaml", text)
     assert expected in usage_error(cli(tmp_path, "init", "--from-yaml", "jobs.yaml"))
@@ -529,8 +618,10 @@ def test_init_from_bad_yaml_is_one_line(tmp_path: Path, text: str, expected: str
 
 def test_init_from_yaml_without_pyyaml_is_one_line(tmp_path: Path) -> None:
     write(tmp_path / "jobs.yaml", OLD_YAML)
-    code = ("import sys; sys.modules['yaml'] = None\n"  # as if PyYAML were not installed
-            "from aimedres_async.cli import main\nsys.exit(main(['init', '--from-yaml', 'jobs.yaml']))\n")  # fmt: skip
+    code = (
+        "import sys; sys.modules['yaml'] = None\n"  # as if PyYAML were not installed
+        "from aimedres_async.cli import main\nsys.exit(main(['init', '--from-yaml', 'jobs.yaml']))\n"
+    )
     r = subprocess.run([PY, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     line = usage_error(r)
     assert "PyYAML" in line and "aimedres-async[yaml]" in line
@@ -549,8 +640,14 @@ def run_on_pty(folder: Path, *args: str, columns: int = 250) -> tuple[int, str]:
 
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    proc = subprocess.Popen([PY, "-m", "aimedres_async", *args], cwd=folder, stdin=follower, stdout=follower,
-                            stderr=follower, close_fds=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [PY, "-m", "aimedres_async", *args],
+        cwd=folder,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
     os.close(follower)
     out = b""
     while True:
@@ -566,8 +663,12 @@ def run_on_pty(folder: Path, *args: str, columns: int = 250) -> tuple[int, str]:
 
 
 def test_the_live_display_shows_why_a_job_failed_and_which_python_ran_it(tmp_path: Path, marker: str) -> None:
-    root = repo(tmp_path, RESOLVED + '\n[jobs.crash]\nscript = "src/medres/training/train_crash.py"\n'
-                '[jobs.gpu]\nscript = "src/medres/training/train_gpu.py"\n', marker)  # fmt: skip
+    root = repo(
+        tmp_path,
+        RESOLVED + '\n[jobs.crash]\nscript = "src/medres/training/train_crash.py"\n'
+        '[jobs.gpu]\nscript = "src/medres/training/train_gpu.py"\n',
+        marker,
+    )
     write(root / "src/medres/training/train_gpu.py", NEEDS_MODULE)
     code, raw = run_on_pty(root, "run", "--only", "crash", "gpu")
     assert code == 1, raw

@@ -70,8 +70,10 @@ def test_bundled_examples_train_through_ray(tmp_path: Path, ray_head: str) -> No
 
 def test_failing_job_is_retried_with_the_supervisors_backoff(tmp_path: Path, ray_head: str) -> None:
     code = "import sys; print('trying'); sys.exit(3)"
-    jobs = (f"[jobs.flop]\ncommand = {json.dumps([PY, '-c', code])}\nretries = 1\n"
-            'backoff = { initial = "100ms", jitter = 0.0 }\n')  # fmt: skip
+    jobs = (
+        f"[jobs.flop]\ncommand = {json.dumps([PY, '-c', code])}\nretries = 1\n"
+        'backoff = { initial = "100ms", jitter = 0.0 }\n'
+    )
     write_config(tmp_path, _config(ray_head, jobs))
     r = run_cli(tmp_path, "run", timeout=180)
     assert r.returncode == 1, r.stderr[-2000:]
@@ -84,7 +86,7 @@ def test_failing_job_is_retried_with_the_supervisors_backoff(tmp_path: Path, ray
 
 def test_timeout_stops_the_ray_job(tmp_path: Path, ray_head: str) -> None:
     code = "import time; print('up', flush=True); time.sleep(120)"
-    jobs = f"[jobs.slow]\ncommand = {json.dumps([PY, '-c', code])}\ntimeout = \"4s\"\n"
+    jobs = f'[jobs.slow]\ncommand = {json.dumps([PY, "-c", code])}\ntimeout = "4s"\n'
     write_config(tmp_path, _config(ray_head, jobs))
     r = run_cli(tmp_path, "run", timeout=180)
     assert r.returncode == 1
@@ -117,9 +119,11 @@ def test_sigint_leaves_no_ray_job_running(tmp_path: Path, ray_head: str) -> None
 
 
 def test_output_arrives_as_the_same_records_as_locally(tmp_path: Path, ray_head: str) -> None:
-    code = ("import json,sys,time\nfor i in range(3):\n    print(f'epoch {i}', flush=True)\n"
-            "    sys.stdout.write(f'\\r[{\"#\" * i}] {i}/3'); sys.stdout.flush()\n"
-            "print()\nprint(json.dumps({'acc': 0.5, 'model': 'm'}))\n")  # fmt: skip
+    code = (
+        "import json,sys,time\nfor i in range(3):\n    print(f'epoch {i}', flush=True)\n"
+        "    sys.stdout.write(f'\\r[{\"#\" * i}] {i}/3'); sys.stdout.flush()\n"
+        "print()\nprint(json.dumps({'acc': 0.5, 'model': 'm'}))\n"
+    )
     job = f"[jobs.bar]\ncommand = {json.dumps([PY, '-c', code])}\n"
     records = {}
     for executor in ("local", "ray"):

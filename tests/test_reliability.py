@@ -77,10 +77,28 @@ def test_chaos_short_run(tmp_path: Path, marker: str) -> None:
     broken config): every ticket final exactly once and as expected, no overlapping runs, no
     leftover process, no fd growth. TEST_MARKER reaches the daemons and their jobs too."""
     r = subprocess.run(
-        [PY, str(CHAOS), "--tickets", "200", "--kills", "3", "--seed", "3", "--timeout", "80", "--json", "--quiet",
-         "--tmpdir", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=110, env=_clean_env(TEST_MARKER=marker),
-    )  # fmt: skip
+        [
+            PY,
+            str(CHAOS),
+            "--tickets",
+            "200",
+            "--kills",
+            "3",
+            "--seed",
+            "3",
+            "--timeout",
+            "80",
+            "--json",
+            "--quiet",
+            "--tmpdir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        env=_clean_env(TEST_MARKER=marker),
+    )
     lines = r.stdout.strip().splitlines()
     assert lines, (r.returncode, r.stderr)
     data = json.loads(lines[-1])
@@ -89,10 +107,16 @@ def test_chaos_short_run(tmp_path: Path, marker: str) -> None:
     assert r.returncode == 0, report
     assert data["ok"] is True and data["verdict"] == "PASS", report
     assert set(data["checks"]) >= {
-        "every_ticket_final_once", "final_state_as_expected", "no_overlapping_runs", "rejected_never_ran",
-        "no_leftover_processes", "fds_did_not_grow", "kills_and_restarts_done", "broken_reloads_refused",
+        "every_ticket_final_once",
+        "final_state_as_expected",
+        "no_overlapping_runs",
+        "rejected_never_ran",
+        "no_leftover_processes",
+        "fds_did_not_grow",
+        "kills_and_restarts_done",
+        "broken_reloads_refused",
         "daemons_clean",
-    }  # fmt: skip
+    }
     assert all(data["checks"].values()), report
     assert data["kills"] == 3 and data["restarts"] == 3
     assert data["reloads"] >= 2 and data["broken_reloads_refused"] >= data["broken_reloads"] >= 1
@@ -108,37 +132,141 @@ def test_chaos_short_run(tmp_path: Path, marker: str) -> None:
 
 
 FUZZ = settings(
-    max_examples=100, deadline=None, derandomize=True, database=None, print_blob=False,
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=False,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)  # fmt: skip
+)
 
 TOP_KEYS = ["supervisor", "discovery", "defaults", "jobs", "logging", "ray"]
 KEYS = [
-    "parallel", "max_workers", "logs_dir", "output_dir", "python", "stop_signal", "grace_period", "spool_dir",
-    "executor", "max_line_bytes", "gpus", "memory", "cpus",  # [supervisor]
-    "enabled", "roots", "include", "exclude",  # [discovery]
-    "epochs", "folds", "sample", "batch", "retries", "backoff", "timeout", "env", "optional", "resources",
-    "stall_timeout", "script", "command", "args",  # [defaults], [jobs.*], tickets
-    "initial", "factor", "max", "jitter",  # backoff
-    "redact", "replacement", "address", "working_dir", "excludes", "runtime_env",  # [logging], [ray]
-    "job", "id", "result",  # tickets
-]  # fmt: skip
+    "parallel",
+    "max_workers",
+    "logs_dir",
+    "output_dir",
+    "python",
+    "stop_signal",
+    "grace_period",
+    "spool_dir",
+    "executor",
+    "max_line_bytes",
+    "gpus",
+    "memory",
+    "cpus",  # [supervisor]
+    "enabled",
+    "roots",
+    "include",
+    "exclude",  # [discovery]
+    "epochs",
+    "folds",
+    "sample",
+    "batch",
+    "retries",
+    "backoff",
+    "timeout",
+    "env",
+    "optional",
+    "resources",
+    "stall_timeout",
+    "script",
+    "command",
+    "args",  # [defaults], [jobs.*], tickets
+    "initial",
+    "factor",
+    "max",
+    "jitter",  # backoff
+    "redact",
+    "replacement",
+    "address",
+    "working_dir",
+    "excludes",
+    "runtime_env",  # [logging], [ray]
+    "job",
+    "id",
+    "result",  # tickets
+]
 INTERESTING = [
-    "", " ", "auto", "local", "ray", "SIGINT", "SIGKILL", "SIGFOO", "10s", "500ms", "5m", "2h", "1h30m", "-1s",
-    "1e400", "nan", "inf", "0", "8GiB", "512MiB", "1.5G", "-5MiB", "10 XB", "9" * 400 + "TiB", "MRN\\d{6,}",
-    "(", "a|", "(?i)x", "(?L)x", "\\", "[", "é", "\u2028", "a\nb", "train_*.py", "**/legacy/**", "a" * 300,
-    "../outside.py", "/etc/passwd", "train_x.py", "sub/", "true", "false", "no-such-command-xyz",
-    "ok", "als", "Bad Id", "x" * 70, ".hidden", "-dash", "x\x00y",
-]  # fmt: skip
-SETTINGS = ["epochs", "folds", "sample", "batch", "retries", "timeout", "env", "optional", "stall_timeout",
-            "backoff", "backoff.initial", "backoff.factor", "backoff.max", "backoff.jitter",
-            "resources", "resources.gpus", "resources.memory", "resources.cpus"]  # fmt: skip
+    "",
+    " ",
+    "auto",
+    "local",
+    "ray",
+    "SIGINT",
+    "SIGKILL",
+    "SIGFOO",
+    "10s",
+    "500ms",
+    "5m",
+    "2h",
+    "1h30m",
+    "-1s",
+    "1e400",
+    "nan",
+    "inf",
+    "0",
+    "8GiB",
+    "512MiB",
+    "1.5G",
+    "-5MiB",
+    "10 XB",
+    "9" * 400 + "TiB",
+    "MRN\\d{6,}",
+    "(",
+    "a|",
+    "(?i)x",
+    "(?L)x",
+    "\\",
+    "[",
+    "é",
+    "\u2028",
+    "a\nb",
+    "train_*.py",
+    "**/legacy/**",
+    "a" * 300,
+    "../outside.py",
+    "/etc/passwd",
+    "train_x.py",
+    "sub/",
+    "true",
+    "false",
+    "no-such-command-xyz",
+    "ok",
+    "als",
+    "Bad Id",
+    "x" * 70,
+    ".hidden",
+    "-dash",
+    "x\x00y",
+]
+SETTINGS = [
+    "epochs",
+    "folds",
+    "sample",
+    "batch",
+    "retries",
+    "timeout",
+    "env",
+    "optional",
+    "stall_timeout",
+    "backoff",
+    "backoff.initial",
+    "backoff.factor",
+    "backoff.max",
+    "backoff.jitter",
+    "resources",
+    "resources.gpus",
+    "resources.memory",
+    "resources.cpus",
+]
 CONFIG_PATHS = (
-    [f"supervisor.{k}" for k in KEYS[:13]] + [f"discovery.{k}" for k in KEYS[13:17]]
+    [f"supervisor.{k}" for k in KEYS[:13]]
+    + [f"discovery.{k}" for k in KEYS[13:17]]
     + [f"defaults.{k}" for k in SETTINGS]
     + [f"jobs.{j}.{k}" for j in ("ok", "als") for k in [*SETTINGS, "script", "command", "args"]]
     + ["logging.redact", "logging.replacement", "ray.address", "ray.working_dir", "ray.excludes", "ray.runtime_env"]
-)  # fmt: skip
+)
 TICKET_PATHS = ["job", "id", "script", "command", "args", *SETTINGS]
 
 scalars = st.one_of(
@@ -181,19 +309,31 @@ def _build(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 shaped_values = st.one_of(scalars, st.lists(st.one_of(st.sampled_from(INTERESTING), scalars), max_size=3), values)
 config_docs = st.one_of(
     # random shapes: real tables with real and random keys, anything as values
-    st.fixed_dictionaries({}, optional={  # type: ignore[arg-type]
-        "supervisor": tables, "discovery": tables, "defaults": tables, "logging": tables, "ray": tables,
-        "jobs": st.dictionaries(job_ids, st.one_of(tables, values), max_size=3),
-    }),
+    st.fixed_dictionaries(
+        {},
+        optional={  # type: ignore[arg-type]
+            "supervisor": tables,
+            "discovery": tables,
+            "defaults": tables,
+            "logging": tables,
+            "ray": tables,
+            "jobs": st.dictionaries(job_ids, st.one_of(tables, values), max_size=3),
+        },
+    ),
     st.dictionaries(st.one_of(st.sampled_from(TOP_KEYS), keys), values, max_size=5),
     # real key paths with random values
     st.lists(st.tuples(st.sampled_from(CONFIG_PATHS), shaped_values), min_size=1, max_size=6).map(_build),
 )
 ticket_docs = st.one_of(
     st.lists(st.tuples(st.sampled_from(TICKET_PATHS), shaped_values), min_size=1, max_size=5).map(_build),
-    st.fixed_dictionaries({"job": st.sampled_from(["ok", "als", "nope"])}, optional={
-        "epochs": scalars, "args": st.one_of(st.lists(st.text(max_size=5), max_size=3), values), "x": values,
-    }),
+    st.fixed_dictionaries(
+        {"job": st.sampled_from(["ok", "als", "nope"])},
+        optional={
+            "epochs": scalars,
+            "args": st.one_of(st.lists(st.text(max_size=5), max_size=3), values),
+            "x": values,
+        },
+    ),
     tables,
 )
 
@@ -206,11 +346,16 @@ def _damaged(text: str, pos: int, junk: str) -> str:
 def texts_of(docs: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[str]:
     dumped = docs.map(tomli_w.dumps)
     return st.one_of(
-        dumped, dumped,
-        st.builds(_damaged, dumped, st.integers(0, 10**6), st.sampled_from(["[", "]", "=", '"', "\n[[x]]\n", "\x00",
-                                                                              "\n= 1\n", "{", "'''"])),
+        dumped,
+        dumped,
+        st.builds(
+            _damaged,
+            dumped,
+            st.integers(0, 10**6),
+            st.sampled_from(["[", "]", "=", '"', "\n[[x]]\n", "\x00", "\n= 1\n", "{", "'''"]),
+        ),
         st.text(max_size=200),
-    )  # fmt: skip
+    )
 
 
 config_texts = texts_of(config_docs)
@@ -278,9 +423,15 @@ def test_fuzz_config_file_of_random_bytes(fuzz_dir: Path, data: bytes) -> None:
 def _cli_pair(folder: Path, config: Path) -> list[subprocess.CompletedProcess[str]]:
     """`validate` and `run --dry-run` on one config, side by side."""
     procs = [
-        subprocess.Popen([PY, "-m", "aimedres_async", "--config", str(config), *cmd], cwd=folder,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-                         env=_clean_env())
+        subprocess.Popen(
+            [PY, "-m", "aimedres_async", "--config", str(config), *cmd],
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            env=_clean_env(),
+        )
         for cmd in (["validate"], ["run", "--dry-run"])
     ]
     out = []
@@ -373,9 +524,17 @@ def _random_value(rng: random.Random, depth: int = 0) -> Any:
 
 
 SANE = {  # values a ticket may really carry, to mix valid tickets in with the hostile ones
-    "epochs": [1, 3], "folds": [2], "sample": [10], "batch": [8], "timeout": ["10s", 0, "1m"], "optional": [True],
-    "env": [{"A_B": "1"}], "args": [["--seed", "3"], []], "stall_timeout": ["0", "30s"], "resources": [{"cpus": 1}],
-}  # fmt: skip
+    "epochs": [1, 3],
+    "folds": [2],
+    "sample": [10],
+    "batch": [8],
+    "timeout": ["10s", 0, "1m"],
+    "optional": [True],
+    "env": [{"A_B": "1"}],
+    "args": [["--seed", "3"], []],
+    "stall_timeout": ["0", "30s"],
+    "resources": [{"cpus": 1}],
+}
 
 
 def random_ticket(rng: random.Random) -> bytes:
@@ -409,8 +568,9 @@ def random_ticket(rng: random.Random) -> bytes:
     return text.encode()
 
 
-def test_daemon_fed_random_tickets_rejects_the_bad_ones_and_keeps_serving(tmp_path: Path, marker: str,
-                                                                          daemons: Daemons) -> None:  # fmt: skip
+def test_daemon_fed_random_tickets_rejects_the_bad_ones_and_keeps_serving(
+    tmp_path: Path, marker: str, daemons: Daemons
+) -> None:
     """30 random tickets (seeded): exactly those the in-process parser refuses (or that are not
     UTF-8 / empty) go to rejected/ with a `.error`; the rest run; a good ticket after them completes."""
     jobs = '[jobs.ok]\ncommand = ["true"]\n[jobs.als]\nscript = "train_als.py"\n'
@@ -458,8 +618,12 @@ def small_tmpfs(path: Path, size: str = "1m") -> Iterator[Path]:
     """A tmpfs of `size` mounted at path (root only); skips the test, saying why, if it cannot be."""
     path.mkdir(parents=True, exist_ok=True)
     try:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                           capture_output=True, text=True, timeout=30)  # fmt: skip
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         why = None if r.returncode == 0 else (r.stderr or r.stdout).strip() or f"exit {r.returncode}"
     except (OSError, subprocess.SubprocessError) as e:
         why = str(e)
@@ -489,7 +653,9 @@ with open(sys.argv[1], "w") as f:
 
 def _disk_config(tmp_path: Path, marker: str) -> Path:
     (tmp_path / "out").mkdir()
-    return write_config(tmp_path, f"""
+    return write_config(
+        tmp_path,
+        f"""
 [supervisor]
 logs_dir = "small/logs"
 grace_period = "1s"
@@ -499,7 +665,8 @@ enabled = false
 env = {{ TEST_MARKER = "{marker}" }}
 [jobs.loud]
 command = {json.dumps([PY, "-c", LOUD_JOB, str(tmp_path / "out" / "loud.done")])}
-""")
+""",
+    )
 
 
 def test_full_log_disk_does_not_stop_the_job_or_hang_the_run(tmp_path: Path, marker: str) -> None:
@@ -510,8 +677,14 @@ def test_full_log_disk_does_not_stop_the_job_or_hang_the_run(tmp_path: Path, mar
     written its marker: the supervisor kept reading and dropped what it could not write."""
     _disk_config(tmp_path, marker)
     with small_tmpfs(tmp_path / "small"):
-        r = subprocess.run([PY, "-m", "aimedres_async", "run"], cwd=tmp_path, capture_output=True, text=True,
-                           timeout=60, env=_clean_env())  # fmt: skip
+        r = subprocess.run(
+            [PY, "-m", "aimedres_async", "run"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_clean_env(),
+        )
         run_dir = next((tmp_path / "small" / "logs").glob("2*"))
         summary_file = run_dir / "summary.json"  # on the tmpfs: read it before the unmount
         summary_text = summary_file.read_text() if summary_file.exists() else None
@@ -550,7 +723,9 @@ def test_a_disk_filled_during_the_run_still_gets_the_final_summary(tmp_path: Pat
     """The job fills the logs' file system while it runs. The run's first summary.json (jobs
     "queued") is there; the final one cannot be staged, so the supervisor removes the first and
     writes the final one in its place, instead of leaving one that says "queued"."""
-    write_config(tmp_path, f"""
+    write_config(
+        tmp_path,
+        f"""
 [supervisor]
 logs_dir = "small/logs"
 [discovery]
@@ -559,10 +734,17 @@ enabled = false
 env = {{ TEST_MARKER = "{marker}" }}
 [jobs.filler]
 command = {json.dumps([PY, "-c", FILLER_JOB, str(tmp_path / "small" / "filler")])}
-""")
+""",
+    )
     with small_tmpfs(tmp_path / "small"):
-        r = subprocess.run([PY, "-m", "aimedres_async", "run"], cwd=tmp_path, capture_output=True, text=True,
-                           timeout=60, env=_clean_env())  # fmt: skip
+        r = subprocess.run(
+            [PY, "-m", "aimedres_async", "run"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_clean_env(),
+        )
         run_dir = next((tmp_path / "small" / "logs").glob("2*"))
         free = os.statvfs(tmp_path / "small").f_bavail
         summary_text = (run_dir / "summary.json").read_text()
@@ -585,7 +767,9 @@ STOPS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
 def _interrupted_run(folder: Path, marker: str, sig: signal.Signals, delay: float) -> dict[str, Any]:
     run_marker = uuid.uuid4().hex
     folder.mkdir()
-    write_config(folder, f"""
+    write_config(
+        folder,
+        f"""
 [supervisor]
 parallel = true
 max_workers = 2
@@ -600,9 +784,16 @@ command = {GRANDKIDS}
 command = {GRANDKIDS}
 [jobs.c]
 command = {GRANDKIDS}
-""")
-    proc = subprocess.Popen([PY, "-m", "aimedres_async", "run"], cwd=folder, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=_clean_env())  # fmt: skip
+""",
+    )
+    proc = subprocess.Popen(
+        [PY, "-m", "aimedres_async", "run"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_clean_env(),
+    )
     try:
         # the run has begun (its handlers are installed) once its first summary.json is written
         wait_for(lambda: list(folder.glob("logs/2*/summary.json")), 30, "the run to start")
@@ -664,8 +855,14 @@ def test_50_interrupted_runs_end_clean(tmp_path: Path, marker: str) -> None:
 def _validate(folder: Path, toml: str) -> subprocess.CompletedProcess[str]:
     path = folder / "bug.toml"
     path.write_text(toml)
-    return subprocess.run([PY, "-m", "aimedres_async", "--config", str(path), "validate"], cwd=folder,
-                          capture_output=True, text=True, timeout=60, env=_clean_env())  # fmt: skip
+    return subprocess.run(
+        [PY, "-m", "aimedres_async", "--config", str(path), "validate"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_clean_env(),
+    )
 
 
 def _clean_usage_error(r: subprocess.CompletedProcess[str]) -> list[str]:
@@ -707,7 +904,7 @@ def test_bug_a_ticket_cannot_freeze_the_daemon(tmp_path: Path, marker: str) -> N
     write_config(tmp_path, daemon_config(marker, '[jobs.ok]\ncommand = ["true"]\n'))
     spool = Spool(tmp_path / "spool")
     spool.ensure()
-    drop(spool.root, "hostile-1.toml", 'job = "ok"\n' + " " * 200_000 + '\nbogus = 1\n')
+    drop(spool.root, "hostile-1.toml", 'job = "ok"\n' + " " * 200_000 + "\nbogus = 1\n")
     drop(spool.root, "hostile-2.toml", 'job = "ok"\ntimeout = "' + "1" * 200_000 + 'x"\n')
     d = Daemon(tmp_path)
     try:
@@ -733,8 +930,14 @@ def test_bug_an_impossible_discovery_root_is_a_warning(tmp_path: Path) -> None:
 def test_bug_a_full_disk_leaves_only_whole_records(tmp_path: Path, marker: str) -> None:
     _disk_config(tmp_path, marker)
     with small_tmpfs(tmp_path / "small"):
-        r = subprocess.run([PY, "-m", "aimedres_async", "run"], cwd=tmp_path, capture_output=True, text=True,
-                           timeout=60, env=_clean_env())  # fmt: skip
+        r = subprocess.run(
+            [PY, "-m", "aimedres_async", "run"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_clean_env(),
+        )
         assert r.returncode == 0, r.stderr
         log = next((tmp_path / "small" / "logs").glob("2*/jobs/loud.jsonl")).read_bytes()
     assert log.endswith(b"\n"), log[-200:]
@@ -761,8 +964,7 @@ spool.reject(spool.dir("incoming") / "bad.toml", "is empty")
 """
 
 
-def test_a_ticket_rejected_when_the_daemon_dies_keeps_its_reason(tmp_path: Path, marker: str,
-                                                                 daemons: Daemons) -> None:  # fmt: skip
+def test_a_ticket_rejected_when_the_daemon_dies_keeps_its_reason(tmp_path: Path, marker: str, daemons: Daemons) -> None:
     write_config(tmp_path, daemon_config(marker, '[jobs.ok]\ncommand = ["true"]\n'))
     spool = Spool(tmp_path / "spool")
     spool.ensure()
@@ -804,8 +1006,9 @@ else:
 
 
 @pytest.mark.parametrize("state", ["done", "rejected"])
-def test_bug_a_move_cut_by_a_kill_9_is_finished_by_recovery(tmp_path: Path, marker: str, daemons: Daemons,
-                                                           state: str) -> None:  # fmt: skip
+def test_bug_a_move_cut_by_a_kill_9_is_finished_by_recovery(
+    tmp_path: Path, marker: str, daemons: Daemons, state: str
+) -> None:
     write_config(tmp_path, daemon_config(marker, '[jobs.ok]\ncommand = ["sh", "-c", "echo ran >> ran.log"]\n'))
     spool = Spool(tmp_path / "spool")
     spool.ensure()
@@ -817,8 +1020,12 @@ def test_bug_a_move_cut_by_a_kill_9_is_finished_by_recovery(tmp_path: Path, mark
     drop(spool.root, "zz-good.toml", 'job = "ok"\n')
     wait_final(spool.root, ["zz-good"], timeout=30)
     assert d.stop() == 0
-    files = sorted(n for s_ in ("incoming", "active", "done", "failed", "rejected")
-                   for n in os.listdir(spool.root / s_) if n.startswith("t1") and n.endswith(".toml"))  # fmt: skip
+    files = sorted(
+        n
+        for s_ in ("incoming", "active", "done", "failed", "rejected")
+        for n in os.listdir(spool.root / s_)
+        if n.startswith("t1") and n.endswith(".toml")
+    )
     assert files == ["t1.toml"] and where(spool.root, "t1") == [state], files
     assert (tmp_path / "ran.log").read_text().split() == ["ran"]  # zz-good only: t1 had finished
 
@@ -829,8 +1036,9 @@ def _job_pids(marker: str, job: str) -> list[int]:
     return sorted(mine & set(processes_with_env(f"AIMEDRES_JOB_ID={job}".encode())))
 
 
-def test_bug_a_job_spawned_just_before_a_kill_9_is_killed_by_recovery(tmp_path: Path, marker: str,
-                                                                      daemons: Daemons) -> None:  # fmt: skip
+def test_bug_a_job_spawned_just_before_a_kill_9_is_killed_by_recovery(
+    tmp_path: Path, marker: str, daemons: Daemons
+) -> None:
     script = tmp_path / "slow-hash.sh"
     with open(script, "wb") as f:
         f.write(b"#!/bin/sh\nexec sleep 30\n")
@@ -864,9 +1072,25 @@ def test_bug_a_huge_gpu_count_is_a_clean_error(tmp_path: Path) -> None:
     path = tmp_path / "bug.toml"
     path.write_text("[discovery]\nenabled = false\n[supervisor]\ngpus = 1000000000\n")
     # 1 GB of address space: a MemoryError in about a second instead of the whole machine's memory
-    r = subprocess.run(["sh", "-c", 'ulimit -v 1000000 && exec "$@"', "sh", PY, "-m", "aimedres_async",
-                        "--config", str(path), "validate"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=60, env=_clean_env())  # fmt: skip
+    r = subprocess.run(
+        [
+            "sh",
+            "-c",
+            'ulimit -v 1000000 && exec "$@"',
+            "sh",
+            PY,
+            "-m",
+            "aimedres_async",
+            "--config",
+            str(path),
+            "validate",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_clean_env(),
+    )
     _clean_usage_error(r)
 
 
@@ -877,7 +1101,7 @@ def test_inputs_that_once_crashed_are_clean_answers() -> None:
     assert _config_verdict(f'[discovery]\nroots = ["{"a" * 300}"]\n') is None  # BUG 5: a warning
     assert _config_verdict("[supervisor]\ngpus = 1000000000\n") == "ConfigError"  # BUG 9
     assert _config_verdict("[supervisor]\ngpus = 2\n") is None
-    assert _config_verdict('[supervisor]\nmax_workers = 0\n') == "ConfigError"
+    assert _config_verdict("[supervisor]\nmax_workers = 0\n") == "ConfigError"
 
 
 # ================================================================ crash consistency, step by step
@@ -938,8 +1162,13 @@ def test_a_kill_9_at_any_step_of_filing_a_ticket_leaves_it_filed_once(tmp_path: 
         spool = Spool(root)
         spool.ensure()
         spool.submit('job = "nope"\n', "t1")
-        r = subprocess.run([PY, "-c", CRASH_AT_STEP, str(root), action, str(k)], capture_output=True, text=True,
-                           timeout=60, env=_clean_env())  # fmt: skip
+        r = subprocess.run(
+            [PY, "-c", CRASH_AT_STEP, str(root), action, str(k)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_clean_env(),
+        )
         if r.returncode == 0:
             break  # k is past the last step: a crash at every step was tried
         assert r.returncode == -signal.SIGKILL, r.stderr
@@ -958,8 +1187,12 @@ def test_a_kill_9_at_any_step_of_filing_a_ticket_leaves_it_filed_once(tmp_path: 
                 spool.reject_claimed(c, "unknown job 'nope'")
             else:
                 spool.release(c, "done", {"status": "succeeded", "attempts": 2})
-        files = sorted((s, n) for s in ("incoming", "active", "done", "failed", "rejected")
-                       for n in os.listdir(root / s) if n.startswith("t1"))  # fmt: skip
+        files = sorted(
+            (s, n)
+            for s in ("incoming", "active", "done", "failed", "rejected")
+            for n in os.listdir(root / s)
+            if n.startswith("t1")
+        )
         if files != want:
             bad.append((k, files))
         elif action == "reject" and not (root / "rejected" / "t1.error").read_text().strip():
@@ -968,4 +1201,3 @@ def test_a_kill_9_at_any_step_of_filing_a_ticket_leaves_it_filed_once(tmp_path: 
         pytest.fail("the move never completed within 99 steps")
     assert k > 3, r.stdout  # the hooks saw the move's steps
     assert bad == []
-

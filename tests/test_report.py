@@ -28,8 +28,14 @@ from report_project import make_project
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = REPO / "ci-artifacts"
 
 
@@ -136,8 +142,9 @@ def test_job_sample_events_recorded_once_a_second_at_most(demo_run: tuple[Path, 
     # at most one per job per second
     by_job: dict[str, list[float]] = {}
     for s in samples:
-        by_job.setdefault(s["job"], []).append(time.mktime(time.strptime(s["ts"][:19], "%Y-%m-%dT%H:%M:%S"))
-                                               + float(s["ts"][19:-1]))  # fmt: skip
+        by_job.setdefault(s["job"], []).append(
+            time.mktime(time.strptime(s["ts"][:19], "%Y-%m-%dT%H:%M:%S")) + float(s["ts"][19:-1])
+        )
     for times in by_job.values():
         assert all(b - a >= 0.5 for a, b in itertools.pairwise(times)), times
     # between the attempt's start and exit, and in the job's own log too
@@ -157,8 +164,11 @@ def test_job_sample_events_recorded_once_a_second_at_most(demo_run: tuple[Path, 
 
 def test_samples_stay_off_the_console(tmp_path: Path, marker: str) -> None:
     code = "import time; x = bytearray(8 << 20); time.sleep(2.3)"
-    write_config(tmp_path, f'[discovery]\nenabled = false\n[defaults]\nenv = {{ TEST_MARKER = "{marker}" }}\n'
-                           f'[jobs.sleepy]\ncommand = ["{sys.executable}", "-c", "{code}"]\n')  # fmt: skip
+    write_config(
+        tmp_path,
+        f'[discovery]\nenabled = false\n[defaults]\nenv = {{ TEST_MARKER = "{marker}" }}\n'
+        f'[jobs.sleepy]\ncommand = ["{sys.executable}", "-c", "{code}"]\n',
+    )
     r = run_cli(tmp_path, "run", "--no-progress", "--log-file", "stream.jsonl")
     assert r.returncode == 0, r.stderr
     assert "job.sample" not in r.stderr and "job.sample" not in r.stdout
@@ -262,8 +272,11 @@ def test_report_escapes_what_jobs_print(tmp_path: Path, marker: str, browser: Br
     """A job's output must not be able to close the data block and run a script in the page."""
     evil = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
     code = f'import sys; print({evil!r}, file=sys.stderr); print(\'{{"epoch": 1, "loss": 1}}\'); sys.exit(2)'
-    write_config(tmp_path, f'[discovery]\nenabled = false\n[defaults]\nretries = 0\nenv = {{ TEST_MARKER = "{marker}" }}\n'
-                           f"[jobs.evil]\ncommand = {json.dumps([sys.executable, '-c', code])}\n")  # fmt: skip
+    write_config(
+        tmp_path,
+        f'[discovery]\nenabled = false\n[defaults]\nretries = 0\nenv = {{ TEST_MARKER = "{marker}" }}\n'
+        f"[jobs.evil]\ncommand = {json.dumps([sys.executable, '-c', code])}\n",
+    )
     r = run_cli(tmp_path, "run", "--no-progress", "--report", "r.html")
     assert r.returncode == 1, r.stderr
     html = tmp_path / "r.html"
@@ -338,15 +351,23 @@ def test_report_bad_input_is_one_line_exit_2(demo_run: tuple[Path, Path], tmp_pa
 
 def test_run_report_after_ctrl_c(tmp_path: Path, marker: str) -> None:
     code = "import json, time; print(json.dumps({'epoch': 1, 'loss': 0.5}), flush=True); time.sleep(60)"
-    write_config(tmp_path, f'[supervisor]\ngrace_period = "1s"\n[discovery]\nenabled = false\n'
-                           f'[defaults]\nenv = {{ TEST_MARKER = "{marker}" }}\n'
-                           f"[jobs.slow]\ncommand = {json.dumps([sys.executable, '-c', code])}\n"
-                           f"[jobs.later]\ncommand = {json.dumps([sys.executable, '-c', 'pass'])}\n")  # fmt: skip
+    write_config(
+        tmp_path,
+        f'[supervisor]\ngrace_period = "1s"\n[discovery]\nenabled = false\n'
+        f'[defaults]\nenv = {{ TEST_MARKER = "{marker}" }}\n'
+        f"[jobs.slow]\ncommand = {json.dumps([sys.executable, '-c', code])}\n"
+        f"[jobs.later]\ncommand = {json.dumps([sys.executable, '-c', 'pass'])}\n",
+    )
     p = start_cli(tmp_path, "run", "--no-progress", "--report", "stopped.html")
     try:
-        wait_for(lambda: (tmp_path / "logs" / "latest" / "jobs" / "slow.jsonl").exists()
-                 and b'"data"' in (tmp_path / "logs" / "latest" / "jobs" / "slow.jsonl").read_bytes(),
-                 timeout=30, what="the slow job's first record")  # fmt: skip
+        wait_for(
+            lambda: (
+                (tmp_path / "logs" / "latest" / "jobs" / "slow.jsonl").exists()
+                and b'"data"' in (tmp_path / "logs" / "latest" / "jobs" / "slow.jsonl").read_bytes()
+            ),
+            timeout=30,
+            what="the slow job's first record",
+        )
         p.send_signal(signal.SIGINT)
         _out, err = p.communicate(timeout=60)
     finally:
@@ -507,8 +528,12 @@ def test_report_files_ship_in_the_wheel(tmp_path: Path) -> None:
     if importlib.util.find_spec("hatchling") is None:
         print("SKIP reason: hatchling (the build backend) is not installed")
         pytest.skip("hatchling is not installed")
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path),
-                        str(REPO)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     import zipfile
 

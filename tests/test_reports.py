@@ -36,7 +36,9 @@ env = {{ TEST_MARKER = "{marker}" }}
 
 def test_results_table_in_a_pipe_is_never_cut(tmp_path: Path, marker: str) -> None:
     """Regression: the table was cut to 140 columns (with `...`) even when written to a file in CI."""
-    write_config(tmp_path, config(marker, f"[jobs.wide]\ncommand = {command(f'print({json.dumps(json.dumps(MANY))})')}\n"))
+    write_config(
+        tmp_path, config(marker, f"[jobs.wide]\ncommand = {command(f'print({json.dumps(json.dumps(MANY))})')}\n")
+    )
     r = run_cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 0, r.stderr
     row = next(line for line in r.stdout.splitlines() if line.startswith("wide "))
@@ -45,8 +47,19 @@ def test_results_table_in_a_pipe_is_never_cut(tmp_path: Path, marker: str) -> No
 
 
 def test_results_table_on_a_terminal_ends_a_cut_cell_with_an_ellipsis() -> None:
-    jobs = [{"id": "wide", "status": "succeeded", "optional": False, "attempts": 1, "exit_code": 0, "signal": None,
-             "duration_s": 1.0, "peak_rss_bytes": 0, "metrics": MANY}]  # fmt: skip
+    jobs = [
+        {
+            "id": "wide",
+            "status": "succeeded",
+            "optional": False,
+            "attempts": 1,
+            "exit_code": 0,
+            "signal": None,
+            "duration_s": 1.0,
+            "peak_rss_bytes": 0,
+            "metrics": MANY,
+        }
+    ]
     cut = results_table(jobs, width=80).splitlines()
     assert all(len(line) <= 80 for line in cut), cut
     assert cut[1].endswith("…") and "metric_00=0.0" in cut[1]
@@ -58,9 +71,11 @@ FLAKY = "import os, sys; a = os.environ['AIMEDRES_ATTEMPT']; print('line of atte
 
 
 def test_junit_timestamp_is_the_start_and_attempts_are_numbered(tmp_path: Path, marker: str) -> None:
-    jobs = (f"[jobs.req]\ncommand = {command(FLAKY)}\nretries = 2\n"
-            f"[jobs.opt]\ncommand = {command(FLAKY)}\nretries = 1\noptional = true\n"
-            f"[jobs.ok]\ncommand = {command('import time; time.sleep(1.2)')}\n")  # fmt: skip
+    jobs = (
+        f"[jobs.req]\ncommand = {command(FLAKY)}\nretries = 2\n"
+        f"[jobs.opt]\ncommand = {command(FLAKY)}\nretries = 1\noptional = true\n"
+        f"[jobs.ok]\ncommand = {command('import time; time.sleep(1.2)')}\n"
+    )
     write_config(tmp_path, config(marker, jobs))
     step = tmp_path / "step.md"
     r = run_cli(tmp_path, "run", "--no-progress", "--junit-xml", "junit.xml", env={"GITHUB_STEP_SUMMARY": str(step)})
@@ -75,12 +90,19 @@ def test_junit_timestamp_is_the_start_and_attempts_are_numbered(tmp_path: Path, 
     skipped = cases["opt"].find("skipped")
     assert failure is not None and skipped is not None
     assert (failure.text or "").splitlines() == [
-        "--- attempt 1 ---", "line of attempt 1",
-        "--- attempt 2 ---", "line of attempt 2",
-        "--- attempt 3 ---", "line of attempt 3",
-    ]  # fmt: skip
-    assert (skipped.text or "").splitlines() == ["--- attempt 1 ---", "line of attempt 1",
-                                                 "--- attempt 2 ---", "line of attempt 2"]  # fmt: skip
+        "--- attempt 1 ---",
+        "line of attempt 1",
+        "--- attempt 2 ---",
+        "line of attempt 2",
+        "--- attempt 3 ---",
+        "line of attempt 3",
+    ]
+    assert (skipped.text or "").splitlines() == [
+        "--- attempt 1 ---",
+        "line of attempt 1",
+        "--- attempt 2 ---",
+        "line of attempt 2",
+    ]
     # the step summary marks the optional job (it does not fail the run)
     rows = {line.split("|")[1].strip(): line for line in step.read_text().splitlines() if line.startswith("| ")}
     assert "(optional)" in rows["opt"] and "(optional)" not in rows["req"] and "(optional)" not in rows["ok"]
@@ -96,8 +118,12 @@ def test_junit_of_a_single_attempt_has_no_attempt_header(tmp_path: Path, marker:
 def test_junit_keeps_the_header_of_an_attempt_cut_by_the_50_line_limit() -> None:
     from aimedres_async.sinks import ATTEMPT_MARK, last_lines
 
-    tail = [(ATTEMPT_MARK, b"1"), ("stdout", b"".join(b"a%d\n" % i for i in range(60))),
-            (ATTEMPT_MARK, b"2"), ("stdout", b"b1\nb2\n")]  # fmt: skip
+    tail = [
+        (ATTEMPT_MARK, b"1"),
+        ("stdout", b"".join(b"a%d\n" % i for i in range(60))),
+        (ATTEMPT_MARK, b"2"),
+        ("stdout", b"b1\nb2\n"),
+    ]
     lines = last_lines(tail, n=50)
     assert lines[0] == "--- attempt 1 ---" and lines[1] == "a12" and lines[-3:] == ["--- attempt 2 ---", "b1", "b2"]
     assert sum(1 for x in lines if not x.startswith("---")) == 50

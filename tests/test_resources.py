@@ -301,8 +301,7 @@ def test_backfill_by_memory_and_cpus_too() -> None:
     assert (big_mem.bypassed, big_cpu.bypassed) == (1, 1)
 
 
-def _simulate_stream(pools: Pools, first: list[W], big: W, small_need: Need,
-                     steps: int = 200) -> tuple[list[str], int]:  # fmt: skip
+def _simulate_stream(pools: Pools, first: list[W], big: W, small_need: Need, steps: int = 200) -> tuple[list[str], int]:
     """Start what fits; then, each step, the oldest running job ends and one more small job arrives
     (an endless stream). Returns the names in start order, up to and including `big`, and how many
     times a small job would have fitted while the blocked big job held everything back."""
@@ -479,7 +478,7 @@ enabled = false
 [defaults]
 retries = 0
 backoff = {{ initial = "50ms", factor = 1.0, max = "1s", jitter = 0.0 }}
-env = {{ TEST_MARKER = "{marker}", PROBE_LOG = "{tmp_path / 'probe.log'}" }}
+env = {{ TEST_MARKER = "{marker}", PROBE_LOG = "{tmp_path / "probe.log"}" }}
 {jobs}
 """
 
@@ -614,8 +613,12 @@ def test_gpus_are_handed_out_without_double_booking(tmp_path: Path, marker: str)
 
 def test_fractional_and_whole_gpu_jobs_with_one_gpu(tmp_path: Path, marker: str) -> None:
     """One GPU: halves pair up, a whole-GPU job waits until both halves are gone."""
-    jobs = (probe_job("a", 0.5, **{"await": "start:b"}) + probe_job("b", 0.5, **{"await": "start:a"})
-            + probe_job("whole", 1) + probe_job("c", 0.5))  # fmt: skip
+    jobs = (
+        probe_job("a", 0.5, **{"await": "start:b"})
+        + probe_job("b", 0.5, **{"await": "start:a"})
+        + probe_job("whole", 1)
+        + probe_job("c", 0.5)
+    )
     write_config(tmp_path, cfg(marker, tmp_path, jobs, supervisor="gpus = [0]"))
     r = run_cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 0, r.stderr
@@ -680,14 +683,26 @@ def test_a_big_job_behind_a_stream_of_small_ones_is_not_starved(tmp_path: Path, 
 def test_jobs_that_can_never_fit_stop_the_run_before_anything_starts(tmp_path: Path, marker: str) -> None:
     touch = py_job("ok", "open('ok-ran', 'w').close()")
     cases = [
-        ("[jobs.big]\ncommand = [\"true\"]\nresources = { gpus = 4 }\n", 'gpus = [0, 1, 2]',
-         "job big can never run here: it needs 4 GPU(s), the supervisor has 3"),
-        ("[jobs.huge]\ncommand = [\"true\"]\nresources = { memory = \"1TiB\" }\n", 'memory = "auto"',
-         "job huge can never run here: it needs 1.0TiB of memory, the supervisor has "),
-        ("[jobs.wide]\ncommand = [\"true\"]\nresources = { cpus = 3 }\n", "cpus = 2",
-         "job wide can never run here: it needs 3 CPUs, the supervisor has 2"),
-        ("[jobs.half]\ncommand = [\"true\"]\nresources = { gpus = 0.5 }\n", "gpus = 0",
-         "job half can never run here: it needs 0.5 GPU(s), the supervisor has 0"),
+        (
+            '[jobs.big]\ncommand = ["true"]\nresources = { gpus = 4 }\n',
+            "gpus = [0, 1, 2]",
+            "job big can never run here: it needs 4 GPU(s), the supervisor has 3",
+        ),
+        (
+            '[jobs.huge]\ncommand = ["true"]\nresources = { memory = "1TiB" }\n',
+            'memory = "auto"',
+            "job huge can never run here: it needs 1.0TiB of memory, the supervisor has ",
+        ),
+        (
+            '[jobs.wide]\ncommand = ["true"]\nresources = { cpus = 3 }\n',
+            "cpus = 2",
+            "job wide can never run here: it needs 3 CPUs, the supervisor has 2",
+        ),
+        (
+            '[jobs.half]\ncommand = ["true"]\nresources = { gpus = 0.5 }\n',
+            "gpus = 0",
+            "job half can never run here: it needs 0.5 GPU(s), the supervisor has 0",
+        ),
     ]
     for job, supervisor, message in cases:
         write_config(tmp_path, cfg(marker, tmp_path, touch + job, supervisor=supervisor))
@@ -718,9 +733,11 @@ def test_list_fits_is_not_judged_locally_with_the_ray_executor(tmp_path: Path) -
 
 
 def test_two_never_fitting_jobs_are_both_named(tmp_path: Path, marker: str) -> None:
-    jobs = ('[jobs.big]\ncommand = ["true"]\nresources = { gpus = 4 }\n'
-            '[jobs.huge]\ncommand = ["true"]\nresources = { memory = "1TiB" }\n'
-            '[jobs.fine]\ncommand = ["true"]\nresources = { gpus = 3 }\n')  # fmt: skip
+    jobs = (
+        '[jobs.big]\ncommand = ["true"]\nresources = { gpus = 4 }\n'
+        '[jobs.huge]\ncommand = ["true"]\nresources = { memory = "1TiB" }\n'
+        '[jobs.fine]\ncommand = ["true"]\nresources = { gpus = 3 }\n'
+    )
     write_config(tmp_path, cfg(marker, tmp_path, jobs, supervisor="gpus = [0, 1, 2]"))
     r = run_cli(tmp_path, "run")
     assert r.returncode == 2
@@ -758,10 +775,12 @@ sys.exit(kid.wait())
 def test_peak_rss_of_a_job_and_of_its_whole_process_group(tmp_path: Path, marker: str) -> None:
     (tmp_path / "alloc.py").write_text(ALLOC)
     (tmp_path / "family.py").write_text(FAMILY)
-    jobs = (f'[jobs.solo]\ncommand = {json.dumps([PY, "alloc.py", "300000000", "1.5"])}\n'
-            # parent and child hold 150 MB each at the same time for 3 s: only the group sum is
-            # >= 280 MB (the kernel's max-RSS of the parent is the larger of the two, ~160 MB)
-            f'[jobs.family]\ncommand = {json.dumps([PY, "family.py", "150000000", "3"])}\n')  # fmt: skip
+    jobs = (
+        f"[jobs.solo]\ncommand = {json.dumps([PY, 'alloc.py', '300000000', '1.5'])}\n"
+        # parent and child hold 150 MB each at the same time for 3 s: only the group sum is
+        # >= 280 MB (the kernel's max-RSS of the parent is the larger of the two, ~160 MB)
+        f"[jobs.family]\ncommand = {json.dumps([PY, 'family.py', '150000000', '3'])}\n"
+    )
     write_config(tmp_path, cfg(marker, tmp_path, jobs, workers=1))
     r = run_cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 0, r.stderr
@@ -792,13 +811,15 @@ def test_peak_rss_is_trusted_when_a_big_process_started_the_supervisor(tmp_path:
     and threw away every smaller job's wait4 figure: a 150 MB job was recorded as 0 (and a SIGKILL
     near the declared memory was not seen as oom_killed). VmHWM is the supervisor's own."""
     (tmp_path / "alloc.py").write_text(ALLOC)
-    jobs = f'[jobs.mid]\ncommand = {json.dumps([PY, "alloc.py", "150000000", "0"])}\n'
+    jobs = f"[jobs.mid]\ncommand = {json.dumps([PY, 'alloc.py', '150000000', '0'])}\n"
     write_config(tmp_path, cfg(marker, tmp_path, jobs))
-    parent = ("import subprocess, sys\n"
-              "ballast = bytearray(400_000_000)\n"
-              "for i in range(0, len(ballast), 4096): ballast[i] = 1\n"
-              "sys.exit(subprocess.run([sys.executable, '-m', 'aimedres_async', 'run', '--no-progress'],"
-              " capture_output=True).returncode)\n")  # fmt: skip
+    parent = (
+        "import subprocess, sys\n"
+        "ballast = bytearray(400_000_000)\n"
+        "for i in range(0, len(ballast), 4096): ballast[i] = 1\n"
+        "sys.exit(subprocess.run([sys.executable, '-m', 'aimedres_async', 'run', '--no-progress'],"
+        " capture_output=True).returncode)\n"
+    )
     assert subprocess.run([PY, "-c", parent], cwd=tmp_path, timeout=120).returncode == 0
     (ex,) = exited(tmp_path, "mid")
     assert 150_000_000 <= ex["peak_rss_bytes"] < 400_000_000, ex
@@ -817,8 +838,7 @@ OOM = """
 
 
 def test_sigkill_near_the_declared_memory_is_oom_killed_and_retried(tmp_path: Path, marker: str) -> None:
-    jobs = (py_job("oom", OOM, 'resources = { memory = "200MiB" }\nretries = 1\n')
-            + py_job("sig", OOM))  # fmt: skip
+    jobs = py_job("oom", OOM, 'resources = { memory = "200MiB" }\nretries = 1\n') + py_job("sig", OOM)
     write_config(tmp_path, cfg(marker, tmp_path, jobs, workers=2))
     r = run_cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 1
@@ -857,8 +877,9 @@ def test_cuda_oom_retry_waits_until_it_has_the_gpu_to_itself(tmp_path: Path, mar
     """Two halves share GPU 0. `a` fails with CUDA OOM (once `b` is running); its retry may start only
     when `b` has given GPU 0 back. `b` holds on for a while after a's failure (its retry's backoff is
     50 ms), so a retry that ignored this would start while b still runs."""
-    jobs = (probe_job("a", 0.5, 'retries = 1\n', **{"await": "start:b", "cuda_oom_on": "1"})
-            + probe_job("b", 0.5, **{"await": "end:a@1", "hold": "1.5"}))  # fmt: skip
+    jobs = probe_job("a", 0.5, "retries = 1\n", **{"await": "start:b", "cuda_oom_on": "1"}) + probe_job(
+        "b", 0.5, **{"await": "end:a@1", "hold": "1.5"}
+    )
     write_config(tmp_path, cfg(marker, tmp_path, jobs, supervisor="gpus = [0]"))
     r = run_cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 0, r.stderr
@@ -904,14 +925,17 @@ def test_stall_watchdog_stops_and_retries_a_silent_job_but_not_a_chatty_one(tmp_
             print(f"step {i}", flush=True)
             time.sleep(0.3)
     """
-    jobs = (py_job("silent", silent, 'stall_timeout = "1s"\nretries = 1\n')
-            + py_job("chatty", chatty, 'stall_timeout = "1s"\n'))  # fmt: skip
+    jobs = py_job("silent", silent, 'stall_timeout = "1s"\nretries = 1\n') + py_job(
+        "chatty", chatty, 'stall_timeout = "1s"\n'
+    )
     write_config(tmp_path, cfg(marker, tmp_path, jobs, workers=2))
     r = run_cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 1
     ex = exited(tmp_path, "silent")
-    assert [(e["attempt"], e["outcome"], e["failure"]) for e in ex] == [(1, "stalled", "stalled"),
-                                                                         (2, "stalled", "stalled")]
+    assert [(e["attempt"], e["outcome"], e["failure"]) for e in ex] == [
+        (1, "stalled", "stalled"),
+        (2, "stalled", "stalled"),
+    ]
     assert [e["next_attempt"] for e in events(tmp_path, "job.retrying") if e["job"] == "silent"] == [2]
     s = job_summary(tmp_path, "silent")
     assert s["status"] == "stalled" and s["failure"] == "stalled" and s["attempts"] == 2
@@ -930,7 +954,7 @@ AUTO_LINE = re.compile(r"max_workers auto: (\d+) \((.+)\)")
 
 def test_max_workers_auto_uses_recorded_peaks(tmp_path: Path, marker: str) -> None:
     (tmp_path / "alloc.py").write_text(ALLOC)
-    jobs = f'[jobs.big]\ncommand = {json.dumps([PY, "alloc.py", "300000000", "0.2"])}\n'
+    jobs = f"[jobs.big]\ncommand = {json.dumps([PY, 'alloc.py', '300000000', '0.2'])}\n"
     write_config(tmp_path, cfg(marker, tmp_path, jobs, supervisor='memory = "500MiB"'))
     cpus = os.cpu_count() or 1
     # no run recorded yet: one worker per CPU

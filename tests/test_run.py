@@ -56,7 +56,9 @@ def test_success_artifacts_and_metrics(tmp_path: Path, marker: str) -> None:
     recs = read_jsonl(rd / "jobs" / "train.jsonl")
     out = [r for r in recs if r["event"] == "job.output"]
     assert [r.get("line", r.get("data")) for r in out if r["stream"] == "stdout"] == [
-        "epoch 1 loss=0.9", {"acc": 0.5}, {"acc": 0.9}
+        "epoch 1 loss=0.9",
+        {"acc": 0.5},
+        {"acc": 0.9},
     ]
     assert [r["line"] for r in out if r["stream"] == "stderr"] == ["bye"]
     for r in recs:
@@ -79,7 +81,7 @@ def test_success_artifacts_and_metrics(tmp_path: Path, marker: str) -> None:
 
 
 def test_run_id_format_and_provenance(tmp_path: Path, marker: str) -> None:
-    write_config(tmp_path, cfg(marker, "[jobs.a]\ncommand = [\"true\"]\n"))
+    write_config(tmp_path, cfg(marker, '[jobs.a]\ncommand = ["true"]\n'))
     assert run_cli(tmp_path, "run").returncode == 0
     started = events(tmp_path, "run.started")[0]
     import re
@@ -105,10 +107,14 @@ def test_exit_codes_required_optional_partial(tmp_path: Path, marker: str) -> No
 
 def test_flaky_job_succeeds_on_third_attempt_with_growing_delays(tmp_path: Path, marker: str) -> None:
     script = tmp_path / "flaky.sh"
-    script.write_text('n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count\n'
-                      'echo "attempt $n of $AIMEDRES_ATTEMPT"; [ "$n" -ge 3 ]\n')
-    jobs = ('[jobs.flaky]\ncommand = ["sh", "flaky.sh"]\nretries = 4\n'
-            'backoff = { initial = "100ms", factor = 3.0, max = "10s", jitter = 0.0 }\n')
+    script.write_text(
+        "n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count\n"
+        'echo "attempt $n of $AIMEDRES_ATTEMPT"; [ "$n" -ge 3 ]\n'
+    )
+    jobs = (
+        '[jobs.flaky]\ncommand = ["sh", "flaky.sh"]\nretries = 4\n'
+        'backoff = { initial = "100ms", factor = 3.0, max = "10s", jitter = 0.0 }\n'
+    )
     write_config(tmp_path, cfg(marker, jobs))
     assert run_cli(tmp_path, "run").returncode == 0
     retrying = events(tmp_path, "job.retrying")
@@ -118,15 +124,19 @@ def test_flaky_job_succeeds_on_third_attempt_with_growing_delays(tmp_path: Path,
     assert [e["outcome"] for e in exited] == ["failed", "failed", "succeeded"]
     # each attempt's output is tagged with its attempt number
     assert [(r["attempt"], r["line"]) for r in output_records(tmp_path, "flaky")] == [
-        (1, "attempt 1 of 1"), (2, "attempt 2 of 2"), (3, "attempt 3 of 3")
+        (1, "attempt 1 of 1"),
+        (2, "attempt 2 of 2"),
+        (3, "attempt 3 of 3"),
     ]
     s = job_summary(tmp_path, "flaky")
     assert s["status"] == "succeeded" and s["attempts"] == 3
 
 
 def test_jitter_keeps_delay_within_bounds(tmp_path: Path, marker: str) -> None:
-    jobs = ('[jobs.bad]\ncommand = ["false"]\nretries = 3\n'
-            'backoff = { initial = "100ms", factor = 2.0, max = "150ms", jitter = 0.5 }\n')
+    jobs = (
+        '[jobs.bad]\ncommand = ["false"]\nretries = 3\n'
+        'backoff = { initial = "100ms", factor = 2.0, max = "150ms", jitter = 0.5 }\n'
+    )
     write_config(tmp_path, cfg(marker, jobs))
     assert run_cli(tmp_path, "run").returncode == 1
     delays = [e["delay_s"] for e in events(tmp_path, "job.retrying")]
@@ -154,8 +164,10 @@ def test_backoff_delay_spreads_over_the_jitter_range() -> None:
 
 
 def test_spawn_failure_is_not_retried(tmp_path: Path, marker: str) -> None:
-    jobs = ('[jobs.nosuch]\ncommand = ["/nonexistent/trainer"]\nretries = 3\n'
-            '[jobs.missing]\nscript = "train_missing.py"\nretries = 3\n')
+    jobs = (
+        '[jobs.nosuch]\ncommand = ["/nonexistent/trainer"]\nretries = 3\n'
+        '[jobs.missing]\nscript = "train_missing.py"\nretries = 3\n'
+    )
     write_config(tmp_path, cfg(marker, jobs))
     r = run_cli(tmp_path, "run")
     assert r.returncode == 1
@@ -169,8 +181,10 @@ def test_spawn_failure_is_not_retried(tmp_path: Path, marker: str) -> None:
 
 
 def test_timeout_then_retry(tmp_path: Path, marker: str) -> None:
-    jobs = ('[jobs.slow]\ncommand = ["sleep", "30"]\ntimeout = "300ms"\nretries = 1\n'
-            'backoff = { initial = "10ms", jitter = 0.0 }\n')
+    jobs = (
+        '[jobs.slow]\ncommand = ["sleep", "30"]\ntimeout = "300ms"\nretries = 1\n'
+        'backoff = { initial = "10ms", jitter = 0.0 }\n'
+    )
     write_config(tmp_path, cfg(marker, jobs))
     assert run_cli(tmp_path, "run").returncode == 1
     exited = events(tmp_path, "job.exited")
@@ -180,8 +194,9 @@ def test_timeout_then_retry(tmp_path: Path, marker: str) -> None:
 
 
 def test_job_ignoring_stop_signal_is_killed_after_grace(tmp_path: Path, marker: str) -> None:
-    code = ("import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('ready', flush=True); time.sleep(60)")
+    code = (
+        "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    )
     jobs = f'[jobs.stubborn]\ncommand = {py(code)}\ntimeout = "500ms"\n'
     write_config(tmp_path, cfg(marker, jobs, supervisor='stop_signal = "SIGTERM"'))
     assert run_cli(tmp_path, "run").returncode == 1
@@ -192,8 +207,10 @@ def test_job_ignoring_stop_signal_is_killed_after_grace(tmp_path: Path, marker: 
 
 def test_grandchild_holding_stdout_does_not_hang(tmp_path: Path, marker: str) -> None:
     # The background subshell ignores SIGINT (as sh makes background jobs do) and keeps the pipe.
-    jobs = ('[jobs.leaky]\ncommand = ["sh", "-c", "(sleep 60; echo never) & echo main-done"]\n'
-            '[jobs.escaped]\ncommand = ["sh", "-c", "setsid sleep 60 & echo escaped-main-done"]\n')
+    jobs = (
+        '[jobs.leaky]\ncommand = ["sh", "-c", "(sleep 60; echo never) & echo main-done"]\n'
+        '[jobs.escaped]\ncommand = ["sh", "-c", "setsid sleep 60 & echo escaped-main-done"]\n'
+    )
     write_config(tmp_path, cfg(marker, jobs))
     r = run_cli(tmp_path, "run", timeout=30)
     assert r.returncode == 0, r.stderr
@@ -207,8 +224,10 @@ def test_hostile_output(tmp_path: Path, marker: str) -> None:
     bad = "import sys; sys.stdout.buffer.write(b'ok \\xff\\xfe bad\\n')"
     flood = "import sys\nfor i in range(100000): sys.stderr.write(f'\\r{i}')\nsys.stderr.write('\\n')"
     closer = "import os,time; print('bye', flush=True); os.close(1); time.sleep(0.3); print('still here', file=__import__('sys').stderr)"
-    jobs = (f"[jobs.big]\ncommand = {py(big)}\n[jobs.bad]\ncommand = {py(bad)}\n"
-            f"[jobs.flood]\ncommand = {py(flood)}\n[jobs.closer]\ncommand = {py(closer)}\n")
+    jobs = (
+        f"[jobs.big]\ncommand = {py(big)}\n[jobs.bad]\ncommand = {py(bad)}\n"
+        f"[jobs.flood]\ncommand = {py(flood)}\n[jobs.closer]\ncommand = {py(closer)}\n"
+    )
     write_config(tmp_path, cfg(marker, jobs))
     assert run_cli(tmp_path, "run", timeout=60).returncode == 0
     parts = output_records(tmp_path, "big")
@@ -232,7 +251,7 @@ def test_max_line_bytes_is_configurable(tmp_path: Path, marker: str) -> None:
 def test_environment_and_cwd(tmp_path: Path, marker: str) -> None:
     code = "import os,json; print(json.dumps({k: os.environ.get(k) for k in ['AIMEDRES_JOB_ID','AIMEDRES_ATTEMPT','AIMEDRES_RUN_ID','A','B','NOTIFY_SOCKET']} | {'cwd': os.getcwd()}))"
     jobs = f'[jobs.envy]\ncommand = {py(code)}\nenv = {{ B = "job" }}\n'
-    write_config(tmp_path, cfg(marker, jobs).replace('env = {', 'env = { A = "default", B = "default",', 1))
+    write_config(tmp_path, cfg(marker, jobs).replace("env = {", 'env = { A = "default", B = "default",', 1))
     sub = tmp_path / "elsewhere"
     sub.mkdir()
     r = run_cli(sub, "--config", str(tmp_path / "aimedres.toml"), "run", env={"NOTIFY_SOCKET": "/tmp/x"})
@@ -285,7 +304,11 @@ with open('times.log', 'a') as f:
 def test_worker_limit(tmp_path: Path, marker: str, parallel: str, workers: int, expected: int) -> None:
     cmd = json.dumps([PY, "-c", BATCH, str(expected)])
     jobs = "".join(f"[jobs.j{i}]\ncommand = {cmd}\n" for i in range(6))
-    body = cfg(marker, jobs).replace("parallel = true", f"parallel = {parallel}").replace("max_workers = 4", f"max_workers = {workers}")
+    body = (
+        cfg(marker, jobs)
+        .replace("parallel = true", f"parallel = {parallel}")
+        .replace("max_workers = 4", f"max_workers = {workers}")
+    )
     write_config(tmp_path, body)
     assert run_cli(tmp_path, "run").returncode == 0
     iv = _intervals(tmp_path / "times.log")
@@ -303,8 +326,9 @@ def test_cli_max_workers_overrides_config(tmp_path: Path, marker: str) -> None:
 
 
 def test_fail_fast_stops_the_others(tmp_path: Path, marker: str) -> None:
-    jobs = ('[jobs.boom]\ncommand = ["false"]\n[jobs.long]\ncommand = ["sleep", "30"]\n'
-            '[jobs.later]\ncommand = ["true"]\n')
+    jobs = (
+        '[jobs.boom]\ncommand = ["false"]\n[jobs.long]\ncommand = ["sleep", "30"]\n[jobs.later]\ncommand = ["true"]\n'
+    )
     write_config(tmp_path, cfg(marker, jobs).replace("max_workers = 4", "max_workers = 2"))
     r = run_cli(tmp_path, "run", "--fail-fast", timeout=20)
     assert r.returncode == 1
@@ -331,8 +355,10 @@ def test_json_console(tmp_path: Path, marker: str) -> None:
 
 
 def test_resume_skips_succeeded_and_reruns_changed(tmp_path: Path, marker: str) -> None:
-    jobs = ('[jobs.ok]\ncommand = ["sh", "-c", "echo run >> ok.count"]\n'
-            '[jobs.flop]\ncommand = ["sh", "-c", "echo run >> flop.count; test -e fixed"]\n')
+    jobs = (
+        '[jobs.ok]\ncommand = ["sh", "-c", "echo run >> ok.count"]\n'
+        '[jobs.flop]\ncommand = ["sh", "-c", "echo run >> flop.count; test -e fixed"]\n'
+    )
     write_config(tmp_path, cfg(marker, jobs))
     assert run_cli(tmp_path, "run").returncode == 1
     first = summary(tmp_path)["run"]
@@ -353,7 +379,10 @@ def test_resume_skips_succeeded_and_reruns_changed(tmp_path: Path, marker: str) 
 
 
 def test_github_step_summary(tmp_path: Path, marker: str) -> None:
-    write_config(tmp_path, cfg(marker, f"[jobs.m]\ncommand = {py('print(chr(123)+chr(34)+chr(97)+chr(34)+chr(58)+chr(49)+chr(125))')}\n"))
+    write_config(
+        tmp_path,
+        cfg(marker, f"[jobs.m]\ncommand = {py('print(chr(123)+chr(34)+chr(97)+chr(34)+chr(58)+chr(49)+chr(125))')}\n"),
+    )
     step = tmp_path / "step.md"
     step.write_text("earlier step\n")
     assert run_cli(tmp_path, "run", env={"GITHUB_STEP_SUMMARY": str(step)}).returncode == 0
@@ -363,7 +392,7 @@ def test_github_step_summary(tmp_path: Path, marker: str) -> None:
 
 def test_junit_failure_carries_last_lines(tmp_path: Path, marker: str) -> None:
     code = "import sys\nfor i in range(80): print(f'line {i}')\nsys.exit(3)"
-    jobs = f"[jobs.req]\ncommand = {py(code)}\n[jobs.opt]\ncommand = [\"false\"]\noptional = true\n"
+    jobs = f'[jobs.req]\ncommand = {py(code)}\n[jobs.opt]\ncommand = ["false"]\noptional = true\n'
     write_config(tmp_path, cfg(marker, jobs))
     assert run_cli(tmp_path, "run", "--junit-xml", "j.xml").returncode == 1
     suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
@@ -451,8 +480,7 @@ def test_pipes_grow_only_for_jobs_that_fill_them(tmp_path: Path, marker: str) ->
     write_config(tmp_path, cfg(marker, jobs))
     r = run_cli(tmp_path, "run")
     assert r.returncode == 0, r.stderr
-    assert job_summary(tmp_path, "loud")["metrics"] == {"before": 65536, "after": 1 << 20, "stderr": 65536,
-                                                        "stdin": ""}  # fmt: skip
+    assert job_summary(tmp_path, "loud")["metrics"] == {"before": 65536, "after": 1 << 20, "stderr": 65536, "stdin": ""}
     assert job_summary(tmp_path, "quiet")["metrics"] == {"out": 65536, "err": 65536}
     # the 4 MB line is kept whole, in max_line_bytes pieces
     parts = [p for p in output_records(tmp_path, "loud") if "line" in p and p["line"].startswith("x")]
@@ -465,8 +493,10 @@ def test_summary_entries_follow_the_job_through_the_run(tmp_path: Path, marker: 
     its backoff and one queued; at the end, every entry says how its job finished."""
     flaky = json.dumps(["sh", "-c", "test -e flaked || { touch flaked; exit 1; }"])
     gated = "import json,os,time\nwhile not os.path.exists('go'): time.sleep(0.05)\nprint(json.dumps({'done': 1}))"
-    jobs = (f'[jobs.flaky]\ncommand = {flaky}\nretries = 1\nbackoff = {{ initial = "4s", jitter = 0 }}\n'
-            f"[jobs.slow]\ncommand = {py(gated)}\n[jobs.q0]\ncommand = [\"true\"]\n")
+    jobs = (
+        f'[jobs.flaky]\ncommand = {flaky}\nretries = 1\nbackoff = {{ initial = "4s", jitter = 0 }}\n'
+        f'[jobs.slow]\ncommand = {py(gated)}\n[jobs.q0]\ncommand = ["true"]\n'
+    )
     write_config(tmp_path, cfg(marker, jobs).replace("max_workers = 4", "max_workers = 1"))
     proc = start_cli(tmp_path, "run")
 

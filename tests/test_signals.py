@@ -66,16 +66,26 @@ def test_signal_mid_run_leaves_no_process(tmp_path: Path, marker: str, sig: sign
     assert marked_processes(marker) == []
     s = summary(tmp_path)
     assert s["exit_code"] == code and s["stopped_by"] == sig.name
-    assert {j["id"]: j["status"] for j in s["jobs"]} == {"g0": "cancelled", "g1": "cancelled", "g2": "cancelled",
-                                                          "waiting": "cancelled"}  # fmt: skip
+    assert {j["id"]: j["status"] for j in s["jobs"]} == {
+        "g0": "cancelled",
+        "g1": "cancelled",
+        "g2": "cancelled",
+        "waiting": "cancelled",
+    }
     assert {e["outcome"] for e in events(tmp_path, "job.exited")} == {"cancelled"}
     assert events(tmp_path, "run.finished")[0]["exit_code"] == code
     assert "Traceback" not in err
 
 
 def test_second_sigint_skips_the_grace_period(tmp_path: Path, marker: str) -> None:
-    stubborn = json.dumps([PY, "-c", "import signal,time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-                           "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"])
+    stubborn = json.dumps(
+        [
+            PY,
+            "-c",
+            "import signal,time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)",
+        ]
+    )
     write_config(tmp_path, cfg(marker, f"[jobs.stubborn]\ncommand = {stubborn}\n", grace="60s"))
     proc = start_cli(tmp_path, "run")
     wait_for(lambda: _started(tmp_path, 1), what="the stubborn job")
@@ -104,7 +114,7 @@ def test_stop_during_backoff_records_cancelled(tmp_path: Path, marker: str) -> N
 
 
 def test_summary_is_valid_json_throughout(tmp_path: Path, marker: str) -> None:
-    jobs = "".join(f"[jobs.q{i}]\ncommand = [\"sh\", \"-c\", \"sleep 0.{i}\"]\n" for i in range(8))
+    jobs = "".join(f'[jobs.q{i}]\ncommand = ["sh", "-c", "sleep 0.{i}"]\n' for i in range(8))
     write_config(tmp_path, cfg(marker, jobs))
     proc = start_cli(tmp_path, "run")
     seen = 0
@@ -123,10 +133,20 @@ def test_summary_is_valid_json_throughout(tmp_path: Path, marker: str) -> None:
 
 def _spec(tmp_path: Path, argv: list[str], marker: str) -> JobSpec:
     return JobSpec(
-        id="cancel-me", argv=tuple(argv), cwd=tmp_path, env={"TEST_MARKER": marker}, output_dir=None,
-        script=None, accepts=frozenset(), retries=0, backoff=Backoff(), timeout=None, optional=False,
-        resources=Resources(), origin="config",
-    )  # fmt: skip
+        id="cancel-me",
+        argv=tuple(argv),
+        cwd=tmp_path,
+        env={"TEST_MARKER": marker},
+        output_dir=None,
+        script=None,
+        accepts=frozenset(),
+        retries=0,
+        backoff=Backoff(),
+        timeout=None,
+        optional=False,
+        resources=Resources(),
+        origin="config",
+    )
 
 
 @pytest.mark.asyncio
@@ -134,9 +154,12 @@ async def test_cancelling_an_attempt_kills_and_reaps_its_group(tmp_path: Path, m
     emitted: list[tuple[str, dict[str, object]]] = []
     written: list[bytes] = []
     ctx = AttemptContext(
-        run_id="r", emit=lambda ev, **kw: emitted.append((ev, kw)), write_output=lambda job, b: written.append(b),
-        stop=StopRequest(), grace_period=30.0,
-    )  # fmt: skip
+        run_id="r",
+        emit=lambda ev, **kw: emitted.append((ev, kw)),
+        write_output=lambda job, b: written.append(b),
+        stop=StopRequest(),
+        grace_period=30.0,
+    )
     spec = _spec(tmp_path, ["sh", "-c", "sleep 60 & sleep 60 & echo up; wait"], marker)
     task = asyncio.create_task(run_attempt(spec, 1, ctx, JobOutput(tail=deque(maxlen=8))))
     for _ in range(200):
@@ -157,8 +180,9 @@ async def test_cancelling_an_attempt_kills_and_reaps_its_group(tmp_path: Path, m
 @pytest.mark.asyncio
 async def test_exit_is_seen_while_a_grandchild_holds_the_pipe(tmp_path: Path, marker: str) -> None:
     """cpython#119710: the exit must not wait for the pipes; the group is then cleaned up."""
-    ctx = AttemptContext(run_id="r", emit=lambda ev, **kw: None, write_output=lambda job, b: None,
-                         stop=StopRequest(), grace_period=0.2)  # fmt: skip
+    ctx = AttemptContext(
+        run_id="r", emit=lambda ev, **kw: None, write_output=lambda job, b: None, stop=StopRequest(), grace_period=0.2
+    )
     spec = _spec(tmp_path, ["sh", "-c", "(trap '' INT TERM; exec sleep 60) & exit 3"], marker)
     t0 = time.monotonic()
     result = await asyncio.wait_for(run_attempt(spec, 1, ctx, JobOutput()), timeout=20)

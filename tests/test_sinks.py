@@ -315,20 +315,34 @@ def test_point_latest_is_a_relative_symlink_replaced_atomically(tmp_path: Path) 
 
 
 def _job(job_id: str, status: str, **kw: Any) -> dict[str, Any]:
-    return {"id": job_id, "status": status, "attempts": 1, "exit_code": None, "failure": None,
-            "duration_s": 1.5, "optional": False, **kw}  # fmt: skip
+    return {
+        "id": job_id,
+        "status": status,
+        "attempts": 1,
+        "exit_code": None,
+        "failure": None,
+        "duration_s": 1.5,
+        "optional": False,
+        **kw,
+    }
 
 
 JOBS = [
     _job("ok", "succeeded", exit_code=0, metrics={"acc": 0.93, "loss": 0.1}),
-    _job("bad", "failed", attempts=3, exit_code=2, failure="exit_code",
-         last_lines=["epoch 1", "Traceback (most recent call last):", "ValueError: boom"]),
+    _job(
+        "bad",
+        "failed",
+        attempts=3,
+        exit_code=2,
+        failure="exit_code",
+        last_lines=["epoch 1", "Traceback (most recent call last):", "ValueError: boom"],
+    ),
     _job("slow", "timed_out", failure="timeout", last_lines=["epoch 7"]),
     _job("gone", "spawn_failed", failure="spawn_failed"),
     _job("extra", "failed", exit_code=1, failure="exit_code", optional=True, last_lines=["optional went wrong"]),
     _job("stopped", "cancelled"),
     _job("resumed", "skipped", attempts=0, duration_s=None),
-]  # fmt: skip
+]
 
 
 def _parse(xml: bytes) -> ET.Element:
@@ -392,18 +406,32 @@ def test_junit_xml_metrics_in_system_out() -> None:
 
 
 def test_junit_xml_survives_control_and_invalid_characters_in_output() -> None:
-    nasty = ["nul \x00 here", "ansi \x1b[31mred\x1b[0m", "vt \x0b ff \x0c bs \x08", "bad \ufffe \uffff",
-             "lone \ud800 surrogate", "fine: tab\t café 日本 🙂 <tag> & \"q\" 'a' ]]>"]  # fmt: skip
-    jobs = [_job("bad", "failed", failure="exit_code", exit_code=1, last_lines=nasty),
-            _job("opt", "failed", failure="exit_code", optional=True, last_lines=nasty),
-            _job("m", "succeeded", metrics={"note": "x\x01y"})]  # fmt: skip
+    nasty = [
+        "nul \x00 here",
+        "ansi \x1b[31mred\x1b[0m",
+        "vt \x0b ff \x0c bs \x08",
+        "bad \ufffe \uffff",
+        "lone \ud800 surrogate",
+        "fine: tab\t café 日本 🙂 <tag> & \"q\" 'a' ]]>",
+    ]
+    jobs = [
+        _job("bad", "failed", failure="exit_code", exit_code=1, last_lines=nasty),
+        _job("opt", "failed", failure="exit_code", optional=True, last_lines=nasty),
+        _job("m", "succeeded", metrics={"note": "x\x01y"}),
+    ]
     cases = _cases(_parse(junit_xml(RUN, 1.0, jobs)))  # parses
     failure = cases["bad"].find("failure")
     assert failure is not None
-    assert failure.text == "\n".join([
-        "nul \\x00 here", "ansi \\x1b[31mred\\x1b[0m", "vt \\x0b ff \\x0c bs \\x08", "bad \\xfffe \\xffff",
-        "lone \\xd800 surrogate", "fine: tab\t café 日本 🙂 <tag> & \"q\" 'a' ]]>",
-    ])  # fmt: skip
+    assert failure.text == "\n".join(
+        [
+            "nul \\x00 here",
+            "ansi \\x1b[31mred\\x1b[0m",
+            "vt \\x0b ff \\x0c bs \\x08",
+            "bad \\xfffe \\xffff",
+            "lone \\xd800 surrogate",
+            "fine: tab\t café 日本 🙂 <tag> & \"q\" 'a' ]]>",
+        ]
+    )
     skipped = cases["opt"].find("skipped")
     assert skipped is not None and skipped.text == failure.text
     out = cases["m"].find("system-out")
@@ -498,8 +526,15 @@ def test_runlog_routes_lifecycle_and_output_records(tmp_path: Path) -> None:
     assert job_recs[0]["pid"] == 1234
     streamed = read_jsonl(stream)
     assert [r["event"] for r in streamed] == [
-        "run.started", "job.started", "job.output", "job.output", "job.output", "job.exited", "job.finished",
-        "run.finished"]  # fmt: skip
+        "run.started",
+        "job.started",
+        "job.output",
+        "job.output",
+        "job.output",
+        "job.exited",
+        "job.finished",
+        "run.finished",
+    ]
     assert [r["event"] for r in seen] == lifecycle, "the console gets lifecycle records only"
     assert seen[1] == job_recs[0] == streamed[1]
     assert log.write_errors() == []

@@ -123,8 +123,14 @@ def slow_lines(log: Path) -> list[str]:
 def drive(tmp_path: Path, mode: str, *args: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess[str], Path]:
     log = tmp_path / f"asyncio-{mode}.log"
     env = {k: v for k, v in os.environ.items() if k != "AIMEDRES_CONFIG"}
-    proc = subprocess.run([PY, "-c", DRIVER, str(log), mode, *args], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=timeout, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [PY, "-c", DRIVER, str(log), mode, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     return proc, log
 
 
@@ -144,9 +150,12 @@ def test_the_check_catches_a_50ms_blocking_call(tmp_path: Path, marker: str) -> 
     assert all(float(re.findall(r"took (\d+\.\d+) seconds", line)[0]) >= 0.02 for line in found)
 
 
-@pytest.mark.xfail(reason="not there yet: with the spool's work in worker threads, steps of the intake, of a job's "
-                   "end and of the shutdown still take 20-60 ms here (GIL contention with those threads is "
-                   "counted as the loop's own time); see the log this test prints", strict=False)
+@pytest.mark.xfail(
+    reason="not there yet: with the spool's work in worker threads, steps of the intake, of a job's "
+    "end and of the shutdown still take 20-60 ms here (GIL contention with those threads is "
+    "counted as the loop's own time); see the log this test prints",
+    strict=False,
+)
 def test_a_daemon_taking_many_tickets_never_blocks_the_loop(tmp_path: Path, marker: str) -> None:
     spool = tmp_path / "spool"
     write_config(tmp_path, daemon_config(marker, '[jobs.quick]\ncommand = ["true"]\n', workers=8))
@@ -155,16 +164,26 @@ def test_a_daemon_taking_many_tickets_never_blocks_the_loop(tmp_path: Path, mark
     tickets = 200
     # output to files, not pipes: a busy daemon would block on a full pipe nobody reads
     with open(tmp_path / "daemon.out", "wb") as out, open(tmp_path / "daemon.err", "wb") as err:
-        daemon = subprocess.Popen([PY, "-c", DRIVER, str(log), "plain", "serve"], cwd=tmp_path, env=env,
-                                  stdin=subprocess.DEVNULL, stdout=out, stderr=err)  # fmt: skip
+        daemon = subprocess.Popen(
+            [PY, "-c", DRIVER, str(log), "plain", "serve"],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+        )
         try:
             wait_for(lambda: (spool / "incoming").is_dir(), timeout=30, what="the spool")
-            submit = subprocess.run([PY, "-c", SUBMIT, str(tickets)], cwd=tmp_path, capture_output=True,
-                                    text=True, timeout=120, env=env)  # fmt: skip
+            submit = subprocess.run(
+                [PY, "-c", SUBMIT, str(tickets)], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
+            )
             assert submit.returncode == 0, submit.stderr
             done = spool / "done"
-            wait_for(lambda: done.is_dir() and len(list(done.glob("*.toml"))) >= tickets, timeout=240,
-                     what=f"{tickets} tickets done")  # fmt: skip
+            wait_for(
+                lambda: done.is_dir() and len(list(done.glob("*.toml"))) >= tickets,
+                timeout=240,
+                what=f"{tickets} tickets done",
+            )
         finally:
             daemon.send_signal(signal.SIGTERM)
             try:

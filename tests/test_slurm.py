@@ -50,8 +50,9 @@ def slurm_env() -> dict[str, str]:
         _skip(f"no local Slurm cluster: {(CLUSTER_DIR / 'unavailable').read_text().strip()}")
     elif not os.environ.get("SLURM_CONF"):
         _skip("no local Slurm cluster: run .ci/slurm-up first (.ci/run does)")
-    r = subprocess.run(["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=30,
-                       env={**os.environ, **env})  # fmt: skip
+    r = subprocess.run(
+        ["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=30, env={**os.environ, **env}
+    )
     states = r.stdout.split()
     if r.returncode != 0 or not any(s.rstrip("*") in ("idle", "mixed", "allocated") for s in states):
         _skip(f"the Slurm cluster does not answer or has no usable node: {r.stderr.strip() or states}")
@@ -83,17 +84,26 @@ def _job(name: str, code: str, extra: str = "") -> str:
 
 def _squeue(env: dict[str, str], run_id: str) -> list[tuple[str, str]]:
     """(job name, state) of every job of this run that Slurm still has pending or running."""
-    r = subprocess.run(["squeue", "--noheader", "--states=PENDING,RUNNING,COMPLETING,CONFIGURING,SUSPENDED",
-                        "--format=%j|%T"], capture_output=True, text=True, timeout=30,
-                       env={**os.environ, **env})  # fmt: skip
+    r = subprocess.run(
+        ["squeue", "--noheader", "--states=PENDING,RUNNING,COMPLETING,CONFIGURING,SUSPENDED", "--format=%j|%T"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+    )
     assert r.returncode == 0, r.stderr
     rows = [tuple(line.split("|", 1)) for line in r.stdout.splitlines() if "|" in line]
     return [(name, state) for name, state in rows if name.endswith(run_id)]
 
 
 def _job_state(env: dict[str, str], job_id: str) -> str:
-    r = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id], capture_output=True, text=True, timeout=30,
-                       env={**os.environ, **env})  # fmt: skip
+    r = subprocess.run(
+        ["scontrol", "show", "job", "--oneliner", job_id],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+    )
     m = re.search(r"JobState=(\S+)", r.stdout)
     return m.group(1) if m else f"? {r.stderr.strip()}"
 
@@ -121,8 +131,9 @@ def test_bundled_examples_train_on_slurm(tmp_path: Path, slurm_env: dict[str, st
     shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     body = (REPO / "aimedres.toml").read_text().replace("[supervisor]", '[supervisor]\nexecutor = "slurm"')
     write_config(tmp_path, body + '\n[slurm]\npoll_interval = "300ms"\n')
-    r = run_cli(tmp_path, "run", "--epochs", "2", "--folds", "2", "--junit-xml", "junit.xml", timeout=280,
-                env=slurm_env)  # fmt: skip
+    r = run_cli(
+        tmp_path, "run", "--epochs", "2", "--folds", "2", "--junit-xml", "junit.xml", timeout=280, env=slurm_env
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = {j["id"]: j for j in summary(tmp_path)["jobs"]}
     assert len(jobs) == 3 and all(j["status"] == "succeeded" for j in jobs.values()), jobs
@@ -153,9 +164,11 @@ def test_failing_job_is_retried_as_new_slurm_jobs(tmp_path: Path, slurm_env: dic
 
 
 def test_timeout_stops_the_slurm_job_with_the_stop_signal(tmp_path: Path, slurm_env: dict[str, str]) -> None:
-    code = ("import signal, sys, time\n"
-            "signal.signal(signal.SIGINT, lambda s, f: (print('got', s, flush=True), sys.exit(5)))\n"
-            "print('up', flush=True)\ntime.sleep(120)\n")  # fmt: skip
+    code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGINT, lambda s, f: (print('got', s, flush=True), sys.exit(5)))\n"
+        "print('up', flush=True)\ntime.sleep(120)\n"
+    )
     write_config(tmp_path, _config(_job("slow", code, 'timeout = "3s"\n')))
     r = run_cli(tmp_path, "run", timeout=120, env=slurm_env)
     assert r.returncode == 1, r.stderr[-2000:]
@@ -171,8 +184,13 @@ def test_timeout_stops_the_slurm_job_with_the_stop_signal(tmp_path: Path, slurm_
 @pytest.mark.slow
 def test_slurms_own_time_limit_is_timed_out(tmp_path: Path, slurm_env: dict[str, str]) -> None:
     """No timeout of ours; `--time=1` (minute) from sbatch_options: Slurm ends it TIMEOUT (~60-90 s)."""
-    write_config(tmp_path, _config(_job("limit", "import time; print('up', flush=True); time.sleep(600)"),
-                                   slurm='sbatch_options = ["--time=1"]'))  # fmt: skip
+    write_config(
+        tmp_path,
+        _config(
+            _job("limit", "import time; print('up', flush=True); time.sleep(600)"),
+            slurm='sbatch_options = ["--time=1"]',
+        ),
+    )
     r = run_cli(tmp_path, "run", timeout=280, env=slurm_env)
     assert r.returncode == 1, r.stderr[-2000:]
     s = job_summary(tmp_path, "limit")
@@ -181,9 +199,11 @@ def test_slurms_own_time_limit_is_timed_out(tmp_path: Path, slurm_env: dict[str,
 
 
 def test_job_over_its_memory_is_oom_killed(tmp_path: Path, slurm_env: dict[str, str]) -> None:
-    code = ("import time\nx = []\nfor i in range(60):\n"
-            "    x.append(bytearray(20 << 20)); print(f'{20 * (i + 1)} MiB', flush=True); time.sleep(0.1)\n"
-            "time.sleep(30)\n")  # fmt: skip
+    code = (
+        "import time\nx = []\nfor i in range(60):\n"
+        "    x.append(bytearray(20 << 20)); print(f'{20 * (i + 1)} MiB', flush=True); time.sleep(0.1)\n"
+        "time.sleep(30)\n"
+    )
     write_config(tmp_path, _config(_job("hog", code, 'resources = { memory = "100MiB" }\n')))
     r = run_cli(tmp_path, "run", timeout=120, env=slurm_env)
     assert r.returncode == 1, r.stderr[-2000:]
@@ -207,11 +227,22 @@ def test_sigint_leaves_no_job_of_the_run_in_squeue(tmp_path: Path, slurm_env: di
     code = "import time\nfor i in range(600): print(i, flush=True); time.sleep(0.2)"
     # long2 asks for every CPU of the node, so it never runs beside the others: whichever starts
     # first, the run has jobs running and a job waiting in Slurm's queue (Resources) when stopped
-    cpus = max(int(c.rstrip("+")) for c in subprocess.run(
-        ["sinfo", "--noheader", "--format=%c"], capture_output=True, text=True, timeout=30, check=True,
-        env={**os.environ, **slurm_env}).stdout.split())  # fmt: skip
-    jobs = (_job("long0", code, "resources = { cpus = 1 }\n") + _job("long1", code, "resources = { cpus = 1 }\n")
-            + _job("long2", code, f"resources = {{ cpus = {cpus} }}\n"))  # fmt: skip
+    cpus = max(
+        int(c.rstrip("+"))
+        for c in subprocess.run(
+            ["sinfo", "--noheader", "--format=%c"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+            env={**os.environ, **slurm_env},
+        ).stdout.split()
+    )
+    jobs = (
+        _job("long0", code, "resources = { cpus = 1 }\n")
+        + _job("long1", code, "resources = { cpus = 1 }\n")
+        + _job("long2", code, f"resources = {{ cpus = {cpus} }}\n")
+    )
     write_config(tmp_path, _config(jobs, workers=3, marker=marker))
     proc = start_cli(tmp_path, "run", "--no-progress", env=slurm_env)
     try:
@@ -223,8 +254,11 @@ def test_sigint_leaves_no_job_of_the_run_in_squeue(tmp_path: Path, slurm_env: di
             return {"RUNNING", "PENDING"} <= states
 
         wait_for(running_and_pending, timeout=60, what="jobs running and a job pending")
-        wait_for(lambda: any(len(_outputs(tmp_path, f"long{i}")) >= 2 for i in range(3)), timeout=30,
-                 what="output of a running job")  # fmt: skip
+        wait_for(
+            lambda: any(len(_outputs(tmp_path, f"long{i}")) >= 2 for i in range(3)),
+            timeout=30,
+            what="output of a running job",
+        )
         assert running_and_pending()
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=120)
@@ -244,13 +278,15 @@ def _marked(marker: str) -> list[int]:
 
 
 def test_output_arrives_as_the_same_records_as_locally(tmp_path: Path, slurm_env: dict[str, str]) -> None:
-    code = ("import json, os, sys, time\nfor i in range(3):\n    print(f'epoch {i}', flush=True)\n"
-            "    sys.stdout.write(f'\\r[{\"#\" * i}] {i}/3'); sys.stdout.flush(); time.sleep(0.3)\n"
-            "print()\nprint('warn: MRN1234567', file=sys.stderr, flush=True)\n"
-            "print('env', os.environ['AIMEDRES_JOB_ID'], os.environ['AIMEDRES_ATTEMPT'], os.environ['EXTRA'], "
-            "os.getcwd() == os.environ['WANT_CWD'], 'CUDA_VISIBLE_DEVICES' in os.environ, flush=True)\n"
-            "sys.stdout.write('no newline at the end ' + 'x' * 3000)\n"
-            "print(json.dumps({'acc': 0.5, 'model': 'm'}), file=sys.stderr)\n")  # fmt: skip
+    code = (
+        "import json, os, sys, time\nfor i in range(3):\n    print(f'epoch {i}', flush=True)\n"
+        "    sys.stdout.write(f'\\r[{\"#\" * i}] {i}/3'); sys.stdout.flush(); time.sleep(0.3)\n"
+        "print()\nprint('warn: MRN1234567', file=sys.stderr, flush=True)\n"
+        "print('env', os.environ['AIMEDRES_JOB_ID'], os.environ['AIMEDRES_ATTEMPT'], os.environ['EXTRA'], "
+        "os.getcwd() == os.environ['WANT_CWD'], 'CUDA_VISIBLE_DEVICES' in os.environ, flush=True)\n"
+        "sys.stdout.write('no newline at the end ' + 'x' * 3000)\n"
+        "print(json.dumps({'acc': 0.5, 'model': 'm'}), file=sys.stderr)\n"
+    )
     job = _job("bar", code, 'env = { EXTRA = "a b\'c", PYTHONUNBUFFERED = "1" }\n')
     records, started, exited = {}, {}, {}
     for executor in ("local", "slurm"):
@@ -258,14 +294,16 @@ def test_output_arrives_as_the_same_records_as_locally(tmp_path: Path, slurm_env
         folder.mkdir()
         body = _config(job, 'max_line_bytes = 1024\n[logging]\nredact = ["MRN\\\\d{6,}"]\n')
         write_config(folder, body.replace('executor = "slurm"', f'executor = "{executor}"'))
-        r = run_cli(folder, "run", "--log-file", "all.jsonl", timeout=120,
-                    env={**slurm_env, "WANT_CWD": str(folder)})  # fmt: skip
+        r = run_cli(folder, "run", "--log-file", "all.jsonl", timeout=120, env={**slurm_env, "WANT_CWD": str(folder)})
         assert r.returncode == 0, r.stderr[-2000:]
         records[executor] = {
-            stream: [(x.get("line", x.get("data")), x.get("partial", False)) for x in _outputs(folder, "bar")
-                     if x["stream"] == stream]
+            stream: [
+                (x.get("line", x.get("data")), x.get("partial", False))
+                for x in _outputs(folder, "bar")
+                if x["stream"] == stream
+            ]
             for stream in ("stdout", "stderr")
-        }  # fmt: skip
+        }
         full = read_jsonl(folder / "all.jsonl")
         assert [x for x in full if x["event"] == "job.output"] == _outputs(folder, "bar")
         started[executor] = events(folder, "job.started")[0]
@@ -281,8 +319,10 @@ def test_output_arrives_as_the_same_records_as_locally(tmp_path: Path, slurm_env
 
 
 def test_max_pending_fails_with_slurms_reason(tmp_path: Path, slurm_env: dict[str, str]) -> None:
-    write_config(tmp_path, _config(_job("later", "print('ran')"),
-                                   slurm='max_pending = "2s"\nsbatch_options = ["--begin=now+3600"]'))  # fmt: skip
+    write_config(
+        tmp_path,
+        _config(_job("later", "print('ran')"), slurm='max_pending = "2s"\nsbatch_options = ["--begin=now+3600"]'),
+    )
     r = run_cli(tmp_path, "run", timeout=120, env=slurm_env)
     assert r.returncode == 1, r.stderr[-2000:]
     s = job_summary(tmp_path, "later")
@@ -347,8 +387,9 @@ def test_validate_checks_the_partition(tmp_path: Path, slurm_env: dict[str, str]
 
 
 def test_list_says_which_jobs_fit_the_cluster(tmp_path: Path, slurm_env: dict[str, str]) -> None:
-    jobs = (_job("small", "print(1)", "resources = { cpus = 1, memory = \"64MiB\" }\n")
-            + _job("huge", "print(1)", "resources = { cpus = 4096 }\n"))  # fmt: skip
+    jobs = _job("small", "print(1)", 'resources = { cpus = 1, memory = "64MiB" }\n') + _job(
+        "huge", "print(1)", "resources = { cpus = 4096 }\n"
+    )
     write_config(tmp_path, _config(jobs).replace('executor = "slurm"', 'executor = "local"'))
     r = run_cli(tmp_path, "list", "--executor", "slurm", env=slurm_env)
     assert r.returncode == 0, r.stderr
@@ -392,8 +433,11 @@ def test_daemon_runs_a_ticket_as_a_slurm_job_and_stop_scancels(tmp_path: Path, s
         drop(spool, "t2.toml", 'job = "slow"\n')
         wait_for(lambda: (spool / "active" / "t2.toml").exists(), timeout=60, what="t2 claimed")
         log = Path(res["log"]).parent / "t2.jsonl"
-        wait_for(lambda: log.exists() and sum(1 for x in read_jsonl(log) if x["event"] == "job.output") >= 2,
-                 timeout=60, what="t2 running on Slurm")  # fmt: skip
+        wait_for(
+            lambda: log.exists() and sum(1 for x in read_jsonl(log) if x["event"] == "job.output") >= 2,
+            timeout=60,
+            what="t2 running on Slurm",
+        )
         job_id = next(x for x in read_jsonl(log) if x["event"] == "job.started")["slurm_job_id"]
         assert d.stop(timeout=60) == 0, d.stderr()[-2000:]
         assert (spool / "incoming" / "t2.toml").exists()
@@ -407,21 +451,40 @@ def test_daemon_runs_a_ticket_as_a_slurm_job_and_stop_scancels(tmp_path: Path, s
 
 def _spec(tmp_path: Path, code: str, marker: str) -> JobSpec:
     return JobSpec(
-        id="one", argv=(PY, "-c", code), cwd=tmp_path, env={"TEST_MARKER": marker, "PYTHONUNBUFFERED": "1"},
-        output_dir=None, script=None, accepts=frozenset(), retries=0, backoff=Backoff(), timeout=None,
-        optional=False, resources=Resources(), origin="config",
-    )  # fmt: skip
+        id="one",
+        argv=(PY, "-c", code),
+        cwd=tmp_path,
+        env={"TEST_MARKER": marker, "PYTHONUNBUFFERED": "1"},
+        output_dir=None,
+        script=None,
+        accepts=frozenset(),
+        retries=0,
+        backoff=Backoff(),
+        timeout=None,
+        optional=False,
+        resources=Resources(),
+        origin="config",
+    )
 
 
-async def _running(tmp_path: Path, slurm_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, marker: str,
-                   ) -> tuple[asyncio.Task[AttemptResult], AttemptContext, list[tuple[str, dict[str, object]]]]:  # fmt: skip
+async def _running(
+    tmp_path: Path,
+    slurm_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    marker: str,
+) -> tuple[asyncio.Task[AttemptResult], AttemptContext, list[tuple[str, dict[str, object]]]]:
     for k, v in slurm_env.items():
         monkeypatch.setenv(k, v)
     executor = SlurmExecutor(SlurmConfig(poll_interval=0.3), str(tmp_path), str(tmp_path / "logs"))
     emitted: list[tuple[str, dict[str, object]]] = []
     written: list[object] = []
-    ctx = AttemptContext(run_id="r1", emit=lambda ev, **kw: emitted.append((ev, kw)),
-                         write_output=lambda job, b: written.append(b), stop=StopRequest(), grace_period=2.0)  # fmt: skip
+    ctx = AttemptContext(
+        run_id="r1",
+        emit=lambda ev, **kw: emitted.append((ev, kw)),
+        write_output=lambda job, b: written.append(b),
+        stop=StopRequest(),
+        grace_period=2.0,
+    )
     code = "import time\nfor i in range(600): print(i, flush=True); time.sleep(0.2)"
     task = asyncio.create_task(executor.run_attempt(_spec(tmp_path, code, marker), 1, ctx, JobOutput()))
     for _ in range(300):
@@ -433,8 +496,9 @@ async def _running(tmp_path: Path, slurm_env: dict[str, str], monkeypatch: pytes
 
 
 @pytest.mark.asyncio
-async def test_cancelling_an_attempt_scancels_its_slurm_job(tmp_path: Path, slurm_env: dict[str, str],
-                                                           monkeypatch: pytest.MonkeyPatch, marker: str) -> None:  # fmt: skip
+async def test_cancelling_an_attempt_scancels_its_slurm_job(
+    tmp_path: Path, slurm_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, marker: str
+) -> None:
     """The task of an attempt cancelled (as a ticket's cancel or a supervisor error does): its job is
     scancelled before the cancellation propagates."""
     task, _ctx, emitted = await _running(tmp_path, slurm_env, monkeypatch, marker)
@@ -448,8 +512,9 @@ async def test_cancelling_an_attempt_scancels_its_slurm_job(tmp_path: Path, slur
 
 
 @pytest.mark.asyncio
-async def test_stop_request_signals_then_scancels(tmp_path: Path, slurm_env: dict[str, str],
-                                                  monkeypatch: pytest.MonkeyPatch, marker: str) -> None:  # fmt: skip
+async def test_stop_request_signals_then_scancels(
+    tmp_path: Path, slurm_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, marker: str
+) -> None:
     task, ctx, emitted = await _running(tmp_path, slurm_env, monkeypatch, marker)
     ctx.stop.request("SIGTERM")
     result = await asyncio.wait_for(task, 60)
@@ -465,8 +530,13 @@ async def test_end_state_from_the_jobcomp_file_once_scontrol_has_forgotten(
     """After MinJobAge the controller drops a job; its record in the jobcomp file still says how it ended."""
     for k, v in slurm_env.items():
         monkeypatch.setenv(k, v)
-    r = subprocess.run(["sbatch", "--parsable", "--output=/dev/null", "--wrap=exit 4"], capture_output=True, text=True,
-                       timeout=30, check=True)  # fmt: skip
+    r = subprocess.run(
+        ["sbatch", "--parsable", "--output=/dev/null", "--wrap=exit 4"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     job_id = r.stdout.strip().split(";")[0]
     await asyncio.to_thread(wait_for, lambda: _job_state(slurm_env, job_id) == "FAILED", 30, "the job to end")
     executor = SlurmExecutor(SlurmConfig(), str(tmp_path), str(tmp_path / "logs"))
@@ -518,21 +588,25 @@ def test_a_job_no_node_could_run_is_refused_before_anything_starts(tmp_path: Pat
 # ---------------------------------------------------------------- states this one-node cluster cannot produce
 
 
-@pytest.mark.parametrize(("state", "exit_code", "outcome", "failure"), [
-    ("COMPLETED", "0:0", "succeeded", None),
-    ("FAILED", "3:0", "failed", "exit_code"),
-    ("FAILED", "0:11", "failed", "signal"),
-    ("OUT_OF_MEMORY", "0:125", "failed", "oom_killed"),  # cgroup enforcement (not on this node)
-    ("TIMEOUT", "0:15", "timed_out", "timeout"),
-    ("DEADLINE", "0:0", "timed_out", "timeout"),
-    ("CANCELLED", "0:15", "failed", "cancelled_externally"),
-    ("NODE_FAIL", "0:0", "failed", "node_fail"),
-    ("BOOT_FAIL", "0:0", "failed", "node_fail"),
-    ("PREEMPTED", "0:15", "failed", "preempted"),
-    ("UNKNOWN", "", "failed", "slurm_state"),
-])  # fmt: skip
-def test_slurm_states_map_to_outcomes(tmp_path: Path, state: str, exit_code: str, outcome: str,
-                                      failure: str | None) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("state", "exit_code", "outcome", "failure"),
+    [
+        ("COMPLETED", "0:0", "succeeded", None),
+        ("FAILED", "3:0", "failed", "exit_code"),
+        ("FAILED", "0:11", "failed", "signal"),
+        ("OUT_OF_MEMORY", "0:125", "failed", "oom_killed"),  # cgroup enforcement (not on this node)
+        ("TIMEOUT", "0:15", "timed_out", "timeout"),
+        ("DEADLINE", "0:0", "timed_out", "timeout"),
+        ("CANCELLED", "0:15", "failed", "cancelled_externally"),
+        ("NODE_FAIL", "0:0", "failed", "node_fail"),
+        ("BOOT_FAIL", "0:0", "failed", "node_fail"),
+        ("PREEMPTED", "0:15", "failed", "preempted"),
+        ("UNKNOWN", "", "failed", "slurm_state"),
+    ],
+)
+def test_slurm_states_map_to_outcomes(
+    tmp_path: Path, state: str, exit_code: str, outcome: str, failure: str | None
+) -> None:
     from aimedres_async.executors.slurm import _classify, _End, _exit_code
 
     end = _End(state=state, reason=None, info={"ExitCode": exit_code, "NodeList": "n1"})
@@ -560,8 +634,13 @@ async def test_an_sbatch_that_times_out_leaves_no_job_behind(
     monkeypatch.setattr(slurm_executor, "COMMAND_TIMEOUT", 3.0)
     executor = SlurmExecutor(SlurmConfig(poll_interval=0.3), str(tmp_path), str(tmp_path / "logs"))
     emitted: list[tuple[str, dict[str, object]]] = []
-    ctx = AttemptContext(run_id="r2", emit=lambda ev, **kw: emitted.append((ev, kw)),
-                         write_output=lambda job, b: None, stop=StopRequest(), grace_period=2.0)  # fmt: skip
+    ctx = AttemptContext(
+        run_id="r2",
+        emit=lambda ev, **kw: emitted.append((ev, kw)),
+        write_output=lambda job, b: None,
+        stop=StopRequest(),
+        grace_period=2.0,
+    )
     code = "import time; time.sleep(300)"
     result = await executor.run_attempt(_spec(tmp_path, code, marker), 1, ctx, JobOutput())
     assert result.outcome is Outcome.SPAWN_FAILED and "did not answer within 3s" in (result.error or ""), result

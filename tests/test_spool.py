@@ -39,8 +39,9 @@ def spool(tmp_path: Path) -> Spool:
 @pytest.fixture
 def group(marker: str) -> Iterator[subprocess.Popen[bytes]]:
     """A job-like process group: `sh -c "sleep 60 & sleep 60"` in its own session, reaped afterwards."""
-    p = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"], start_new_session=True,
-                         env={**os.environ, "TEST_MARKER": marker})  # fmt: skip
+    p = subprocess.Popen(
+        ["sh", "-c", "sleep 60 & sleep 60"], start_new_session=True, env={**os.environ, "TEST_MARKER": marker}
+    )
     wait_for(lambda: len(group_members(p.pid)) >= 2, what="sh and its background sleep")
     yield p
     try:
@@ -379,8 +380,15 @@ def test_release_appends_a_result_table_and_keeps_the_ticket(spool: Spool, text:
     c = spool.claim("t1.toml")
     assert c is not None
     spool.record_process(c, {"pid": 1, "ticket": "t1"})
-    res = {"status": "succeeded", "attempts": 1, "exit_code": 0, "duration_s": 0.5, "log": "/x/t1.jsonl",
-           "finished_at": "2026-01-01T00:00:00.000000Z", "metrics": {"acc": 0.9, "epochs": 3}}  # fmt: skip
+    res = {
+        "status": "succeeded",
+        "attempts": 1,
+        "exit_code": 0,
+        "duration_s": 0.5,
+        "log": "/x/t1.jsonl",
+        "finished_at": "2026-01-01T00:00:00.000000Z",
+        "metrics": {"acc": 0.9, "epochs": 3},
+    }
     dest = spool.release(c, "done", res)
     assert dest == spool.dir("done") / "t1.toml"
     content = dest.read_text()
@@ -455,8 +463,9 @@ def test_recover_does_not_kill_a_recycled_pid(spool: Spool, group: subprocess.Po
 
 
 def _job_group(marker: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    p = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"], start_new_session=True,
-                         env={**os.environ, "TEST_MARKER": marker, **env})  # fmt: skip
+    p = subprocess.Popen(
+        ["sh", "-c", "sleep 60 & sleep 60"], start_new_session=True, env={**os.environ, "TEST_MARKER": marker, **env}
+    )
     wait_for(lambda: len(group_members(p.pid)) >= 2, what="sh and its background sleep")
     return p
 
@@ -531,8 +540,12 @@ CLAIMER = textwrap.dedent("""
 def test_recover_after_a_real_daemon_is_killed(spool: Spool, marker: str) -> None:
     """A real process claims and starts a job group; alive it keeps its ticket, after kill -9 it loses it."""
     spool.submit(TICKET, "t1")
-    daemon = subprocess.Popen([PY, "-c", CLAIMER, str(spool.root)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "TEST_MARKER": marker})  # fmt: skip
+    daemon = subprocess.Popen(
+        [PY, "-c", CLAIMER, str(spool.root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TEST_MARKER": marker},
+    )
     pgid = 0
     try:
         assert daemon.stdout is not None

@@ -75,8 +75,14 @@ command = {QUICK}
 @pytest.mark.parametrize("where", ["dispatch", "attempt"])
 def test_supervisor_error_stops_running_jobs(tmp_path: Path, marker: str, where: str) -> None:
     write_config(tmp_path, config(marker))
-    proc = subprocess.Popen([PY, "-c", DRIVER, where], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [PY, "-c", DRIVER, where],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:

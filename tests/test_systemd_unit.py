@@ -27,8 +27,7 @@ DOCS = ROOT / "docs"
 
 STATE = "/var/lib/aimedres-async"
 WRITABLE = {f"{STATE}/spool", f"{STATE}/logs", f"{STATE}/results"}
-EXEC_START = ("/opt/aimedres-async/venv/bin/python -m aimedres_async "
-              "--config /etc/aimedres-async/aimedres.toml serve")  # fmt: skip
+EXEC_START = "/opt/aimedres-async/venv/bin/python -m aimedres_async --config /etc/aimedres-async/aimedres.toml serve"
 DEFAULT_GRACE_S = 10.0  # [supervisor] grace_period's default
 FLUSH_S = 20.0  # after the grace: write logs and summaries, move tickets back, exit
 MAX_EXPOSURE = 1.5
@@ -164,8 +163,14 @@ def test_writes_only_to_the_spool_logs_and_results(unit: Unit) -> None:
     writable = {f"/var/lib/{d}" for d in words(unit, "StateDirectory")}
     writable |= {p.lstrip("-") for p in words(unit, "ReadWritePaths")}
     assert writable == WRITABLE
-    for key in ("RuntimeDirectory", "CacheDirectory", "LogsDirectory", "ConfigurationDirectory",
-                "BindPaths", "DynamicUser"):  # fmt: skip
+    for key in (
+        "RuntimeDirectory",
+        "CacheDirectory",
+        "LogsDirectory",
+        "ConfigurationDirectory",
+        "BindPaths",
+        "DynamicUser",
+    ):
         assert not svc.get(key), f"{key}= would add writable places"
     assert int(one(unit, "StateDirectoryMode"), 8) == 0o750
 
@@ -187,9 +192,18 @@ def test_hardening_does_not_break_training(unit: Unit) -> None:
     filters = svc["SystemCallFilter"]
     assert filters[0] == "@system-service"
     assert not any("@resources" in f for f in filters[1:]), "mbind/sched_setaffinity: OpenBLAS, OpenMP"
-    for key in ("ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups",
-                "ProtectClock", "ProtectHostname", "RestrictNamespaces", "RestrictRealtime", "RestrictSUIDSGID",
-                "LockPersonality"):  # fmt: skip
+    for key in (
+        "ProtectKernelTunables",
+        "ProtectKernelModules",
+        "ProtectKernelLogs",
+        "ProtectControlGroups",
+        "ProtectClock",
+        "ProtectHostname",
+        "RestrictNamespaces",
+        "RestrictRealtime",
+        "RestrictSUIDSGID",
+        "LockPersonality",
+    ):
         assert yes(one(unit, key)), key
     assert one(unit, "SystemCallArchitectures") == "native"
     assert one(unit, "ProtectProc") in ("invisible", "noaccess", "ptraceable")
@@ -216,10 +230,13 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
             stub.parent.mkdir(parents=True, exist_ok=True)
             stub.write_text("#!/bin/sh\nexit 0\n")
             stub.chmod(0o755)
-    r = subprocess.run([tool, "verify", f"--root={root}", "--recursive-errors=no", UNIT.name],
-                       capture_output=True, text=True)  # fmt: skip
-    print(f"$ systemd-analyze verify --root=<scratch> --recursive-errors=no {UNIT.name}\n"
-          f"exit {r.returncode}{r.stdout}{r.stderr}")  # fmt: skip
+    r = subprocess.run(
+        [tool, "verify", f"--root={root}", "--recursive-errors=no", UNIT.name], capture_output=True, text=True
+    )
+    print(
+        f"$ systemd-analyze verify --root=<scratch> --recursive-errors=no {UNIT.name}\n"
+        f"exit {r.returncode}{r.stdout}{r.stderr}"
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert (r.stdout + r.stderr).strip() == ""
 
@@ -230,8 +247,9 @@ def test_systemd_analyze_verify_sees_a_missing_binary(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "etc/systemd/system").mkdir(parents=True)
     shutil.copy(UNIT, root / "etc/systemd/system" / UNIT.name)
-    r = subprocess.run([tool, "verify", f"--root={root}", "--recursive-errors=no", UNIT.name],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [tool, "verify", f"--root={root}", "--recursive-errors=no", UNIT.name], capture_output=True, text=True
+    )
     assert r.returncode != 0 and "/opt/aimedres-async/venv/bin/python" in r.stdout + r.stderr
 
 
@@ -283,8 +301,10 @@ def test_sysusers_and_tmpfiles_make_the_user_and_private_state_folders(tmp_path:
 
 def readme_service_section() -> str:
     """The service guides in docs/how-to: install (the config), service (the tickets), operate."""
-    return "\n".join((DOCS / "how-to" / f"{name}.md").read_text()
-                     for name in ("install-the-service", "service", "operate-the-daemon"))  # fmt: skip
+    return "\n".join(
+        (DOCS / "how-to" / f"{name}.md").read_text()
+        for name in ("install-the-service", "service", "operate-the-daemon")
+    )
 
 
 def toml_blocks(section: str) -> list[str]:
@@ -323,8 +343,13 @@ def test_readme_service_config_and_tickets_work(tmp_path: Path) -> None:
         (tmp_path / f"ticket{i}.toml").write_text(ticket)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "aimedres_async", "--config", str(cfg_path), *args],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "aimedres_async", "--config", str(cfg_path), *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     r = cli("validate")
     assert r.returncode == 0 and "breast_cancer" in r.stdout, r.stdout + r.stderr

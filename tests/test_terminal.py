@@ -67,8 +67,18 @@ def write(folder: Path, body: str) -> Path:
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The test's environment minus what would change the console's size, colour or target."""
-    drop = {"COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "GITHUB_STEP_SUMMARY",
-            "AIMEDRES_CONFIG", "JUPYTER_COLUMNS", "JUPYTER_LINES"}  # fmt: skip
+    drop = {
+        "COLUMNS",
+        "LINES",
+        "NO_COLOR",
+        "FORCE_COLOR",
+        "TTY_COMPATIBLE",
+        "TTY_INTERACTIVE",
+        "GITHUB_STEP_SUMMARY",
+        "AIMEDRES_CONFIG",
+        "JUPYTER_COLUMNS",
+        "JUPYTER_LINES",
+    }
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env["TERM"] = "xterm-256color"
     env.update(extra or {})
@@ -83,9 +93,14 @@ class PtyRun:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         try:
             self.proc = subprocess.Popen(
-                [PY, "-m", "aimedres_async", *args], cwd=folder, stdin=slave, stdout=slave, stderr=slave,
-                env=clean_env(), start_new_session=True,
-            )  # fmt: skip
+                [PY, "-m", "aimedres_async", *args],
+                cwd=folder,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=clean_env(),
+                start_new_session=True,
+            )
         finally:
             os.close(slave)
         self.master = master
@@ -161,8 +176,11 @@ LIVE_JOBS = {
     "gamma": "import os, time\ni = 0\n"
     "while i < 20 or not os.path.exists('go'):\n    print(f'step {i}'); time.sleep(0.1); i += 1\n    assert i < 900\n",
 }
-ROW = {"alpha": r"alpha\s+#1\s+\S+\s+epoch \d+", "beta": r"beta\s+#1\s+\S+\s+progress \d+%",
-       "gamma": r"gamma\s+#1\s+\S+\s+step \d+"}  # fmt: skip
+ROW = {
+    "alpha": r"alpha\s+#1\s+\S+\s+epoch \d+",
+    "beta": r"beta\s+#1\s+\S+\s+progress \d+%",
+    "gamma": r"gamma\s+#1\s+\S+\s+step \d+",
+}
 
 
 def live_run(folder: Path, marker: str) -> tuple[int, bytes]:
@@ -500,13 +518,19 @@ def test_logs_follow_streams_a_running_job_until_it_finishes(tmp_path: Path, mar
     )
     write(tmp_path, config(marker, job("f", code), retries=1))
     env = clean_env()
-    run = subprocess.Popen([PY, "-m", "aimedres_async", "run"], cwd=tmp_path, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    run = subprocess.Popen(
+        [PY, "-m", "aimedres_async", "run"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     follow = None
     try:
         wait_for(lambda: (tmp_path / "logs" / "latest" / "jobs" / "f.jsonl").exists(), 30, "the job's log")
-        follow = subprocess.Popen([PY, "-m", "aimedres_async", "logs", "--follow", "f"], cwd=tmp_path, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        follow = subprocess.Popen(
+            [PY, "-m", "aimedres_async", "logs", "--follow", "f"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         assert follow.stdout is not None
         seen = b""
         deadline = time.monotonic() + 60
@@ -539,8 +563,11 @@ def test_logs_follow_streams_a_running_job_until_it_finishes(tmp_path: Path, mar
 
 
 def test_validate_prints_every_problem(tmp_path: Path) -> None:
-    write(tmp_path, '[supervisor]\nmax_wokers = 2\n[defaults]\ntimeout = "soon"\n[logging]\nredact = ["("]\n'
-                    '[jobs.x]\ncommand = ["true"]\nepochs = "ten"\n')  # fmt: skip
+    write(
+        tmp_path,
+        '[supervisor]\nmax_wokers = 2\n[defaults]\ntimeout = "soon"\n[logging]\nredact = ["("]\n'
+        '[jobs.x]\ncommand = ["true"]\nepochs = "ten"\n',
+    )
     r = cli(tmp_path, "validate")
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "ok" not in r.stdout

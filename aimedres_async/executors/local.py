@@ -140,11 +140,16 @@ async def run_attempt(
 
     pgid = live.pgid = pid  # start_new_session: the child leads its own group
     ctx.emit(
-        "job.started", job=spec.id, attempt=attempt, pid=pid, argv=ctx.redact_argv(spec.argv),
-        cwd=str(spec.cwd), gpus=env.get("CUDA_VISIBLE_DEVICES"),
+        "job.started",
+        job=spec.id,
+        attempt=attempt,
+        pid=pid,
+        argv=ctx.redact_argv(spec.argv),
+        cwd=str(spec.cwd),
+        gpus=env.get("CUDA_VISIBLE_DEVICES"),
         script_sha256=script_sha,
         env_keys=sorted(set(spec.env) | {"AIMEDRES_JOB_ID", "AIMEDRES_RUN_ID", "AIMEDRES_ATTEMPT"}),
-    )  # fmt: skip
+    )
     reason: str | None = None
     try:
         reason = await _supervise(proto, pgid, spec, ctx, live)
@@ -192,10 +197,15 @@ async def _spawn(
     with procs.spawning():
         transport, proto = await loop.subprocess_exec(
             lambda: AttemptProtocol(spec.id, ctx, framers, live),
-            *guard, *spec.argv,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=spec.cwd, env=dict(env), start_new_session=True,
-        )  # fmt: skip
+            *guard,
+            *spec.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=spec.cwd,
+            env=dict(env),
+            start_new_session=True,
+        )
         pid = transport.get_pid()
         if not proto.exited.done():  # else already reaped while the spawn was completing
             procs.LEADERS.add(pid)
@@ -304,8 +314,10 @@ def _spawn_failed(spec: JobSpec, attempt: int, ctx: AttemptContext, t0: float, e
     if ctx.redact is not None:
         error = ctx.redact(error.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
     result = AttemptResult(
-        outcome=Outcome.SPAWN_FAILED, failure="spawn_failed",
-        duration_s=round(time.monotonic() - t0, 6), error=error,
-    )  # fmt: skip
+        outcome=Outcome.SPAWN_FAILED,
+        failure="spawn_failed",
+        duration_s=round(time.monotonic() - t0, 6),
+        error=error,
+    )
     emit_exited(spec, attempt, ctx, result)
     return result

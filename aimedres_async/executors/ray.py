@@ -52,14 +52,24 @@ class RayExecutor:
         runtime: dict[str, Any] = dict(self.cfg.runtime_env)
         working_dir = self.cfg.working_dir
         if working_dir:
-            runtime.setdefault("working_dir", working_dir if working_dir.startswith(("/", "s3:", "gs:", "http"))
-                               else f"{self.base_dir}/{working_dir}")  # fmt: skip
+            runtime.setdefault(
+                "working_dir",
+                working_dir
+                if working_dir.startswith(("/", "s3:", "gs:", "http"))
+                else f"{self.base_dir}/{working_dir}",
+            )
             runtime.setdefault("excludes", list(self.cfg.excludes))
         runtime["env_vars"] = {**runtime.get("env_vars", {}), **env}
         return runtime
 
-    async def run_attempt(self, spec: JobSpec, attempt: int, ctx: AttemptContext, output: JobOutput,
-                          extra_env: Mapping[str, str] | None = None) -> AttemptResult:  # fmt: skip
+    async def run_attempt(
+        self,
+        spec: JobSpec,
+        attempt: int,
+        ctx: AttemptContext,
+        output: JobOutput,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> AttemptResult:
         t0 = time.monotonic()
         output.tail.append((ATTEMPT_MARK, b"%d" % attempt))  # JUnit numbers the attempts' lines
         env = {k: v for k, v in job_env(spec, ctx, attempt).items() if k in spec.env or k.startswith("AIMEDRES_")}
@@ -72,19 +82,34 @@ class RayExecutor:
         entrypoint = shlex.join(argv)  # Ray takes a shell string; every argument is quoted
         try:
             await asyncio.to_thread(
-                self.client.submit_job, entrypoint=entrypoint, submission_id=submission_id,
+                self.client.submit_job,
+                entrypoint=entrypoint,
+                submission_id=submission_id,
                 runtime_env=self.runtime_env(env),
-                entrypoint_num_cpus=r.cpus or None, entrypoint_num_gpus=r.gpus or None,
+                entrypoint_num_cpus=r.cpus or None,
+                entrypoint_num_gpus=r.gpus or None,
                 entrypoint_memory=r.memory or None,
-            )  # fmt: skip
+            )
         except Exception as e:
-            result = AttemptResult(outcome=Outcome.SPAWN_FAILED, failure="spawn_failed",
-                                   duration_s=round(time.monotonic() - t0, 6), error=f"Ray refused the job: {e}")
+            result = AttemptResult(
+                outcome=Outcome.SPAWN_FAILED,
+                failure="spawn_failed",
+                duration_s=round(time.monotonic() - t0, 6),
+                error=f"Ray refused the job: {e}",
+            )
             emit_exited(spec, attempt, ctx, result)
             return result
-        ctx.emit("job.started", job=spec.id, attempt=attempt, pid=None, argv=ctx.redact_argv(tuple(argv)),
-                 cwd=self.base_dir, gpus=env.get("CUDA_VISIBLE_DEVICES"), ray_submission_id=submission_id,
-                 ray_address=self.cfg.address)  # fmt: skip
+        ctx.emit(
+            "job.started",
+            job=spec.id,
+            attempt=attempt,
+            pid=None,
+            argv=ctx.redact_argv(tuple(argv)),
+            cwd=self.base_dir,
+            gpus=env.get("CUDA_VISIBLE_DEVICES"),
+            ray_submission_id=submission_id,
+            ray_address=self.cfg.address,
+        )
         framer = Framer(ctx.run_id, spec.id, attempt, "stdout", ctx.max_line_bytes, output.tail, ctx.redact)
         marker = f"Running entrypoint for job {submission_id}: {entrypoint}\n".encode()
         stream = _Stream(framer, spec.id, ctx, marker)
@@ -119,10 +144,12 @@ class RayExecutor:
             outcome = Outcome.TIMED_OUT if reason == "timeout" else Outcome.CANCELLED
             failure = "timeout" if reason == "timeout" else None
         result = AttemptResult(
-            outcome=outcome, exit_code=code if isinstance(code, int) else None, failure=failure,
+            outcome=outcome,
+            exit_code=code if isinstance(code, int) else None,
+            failure=failure,
             duration_s=round(time.monotonic() - t0, 6),
             error=None if outcome in (Outcome.SUCCEEDED, Outcome.CANCELLED) else f"Ray job {status}: {info.message}",
-        )  # fmt: skip
+        )
         emit_exited(spec, attempt, ctx, result)
         return result
 

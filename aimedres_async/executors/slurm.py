@@ -49,8 +49,21 @@ FOLLOW_INTERVAL = 0.5  # at most this long between two reads of the output files
 RSS_INTERVAL = 5.0  # how often sstat is asked for a running job's peak RSS
 MiB = 1 << 20
 QUEUED = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
-TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
-                      "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"})  # fmt: skip
+TERMINAL = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "TIMEOUT",
+        "CANCELLED",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "PREEMPTED",
+        "SPECIAL_EXIT",
+        "REVOKED",
+    }
+)
 TOOLS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
 # slurmstepd's own words when it kills a step for its memory (sampling enforcement, or cgroups)
 _MEMORY_KILL = re.compile(rb"slurmstepd[^:\n]*: error: (?:[^\n]*exceeded memory limit|Detected \d+ oom[-_ ]kill)", re.I)
@@ -63,22 +76,30 @@ class SlurmUnavailable(Exception):
 # ---------------------------------------------------------------- Slurm's commands
 
 
-def _run(argv: Sequence[str], env: Mapping[str, str] | None = None,
-         timeout: float | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def _run(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
     """One Slurm command; a timeout or a missing program is a failed result, not an exception."""
     timeout = COMMAND_TIMEOUT if timeout is None else timeout
     try:
-        return subprocess.run(list(argv), capture_output=True, text=True, errors="backslashreplace",
-                              env=None if env is None else dict(env), timeout=timeout,
-                              stdin=subprocess.DEVNULL)  # fmt: skip
+        return subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            errors="backslashreplace",
+            env=None if env is None else dict(env),
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(list(argv), 124, "", f"{argv[0]} did not answer within {timeout:g}s")
     except OSError as e:
         return subprocess.CompletedProcess(list(argv), 127, "", f"cannot run {argv[0]}: {e.strerror or e}")
 
 
-async def _arun(argv: Sequence[str], env: Mapping[str, str] | None = None,
-                timeout: float | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+async def _arun(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(_run, argv, env, timeout)
 
 
@@ -101,8 +122,10 @@ def check(cfg: SlurmConfig) -> None:
         r = _run(["scontrol", "show", "partition", "--oneliner", cfg.partition], timeout=CHECK_TIMEOUT)
         if r.returncode != 0 or f"PartitionName={cfg.partition} " not in r.stdout + " ":
             known = _run(["sinfo", "--noheader", "--format=%R"], timeout=CHECK_TIMEOUT).stdout.split()
-            raise SlurmUnavailable(f"[slurm] partition = {cfg.partition!r}: Slurm has no such partition "
-                                   f"(it has: {', '.join(sorted(set(known))) or 'none'})")  # fmt: skip
+            raise SlurmUnavailable(
+                f"[slurm] partition = {cfg.partition!r}: Slurm has no such partition "
+                f"(it has: {', '.join(sorted(set(known))) or 'none'})"
+            )
 
 
 def _fields(line: str) -> dict[str, str]:
@@ -130,8 +153,15 @@ def nodes() -> list[Node]:
         if "NodeName" not in f:
             continue
         gpus = sum(int(m.group(1)) for m in re.finditer(r"gpu(?::[^:,(]+)?:(\d+)", f.get("Gres", "")))
-        found.append(Node(f["NodeName"], _int(f.get("CPUTot")), _int(f.get("RealMemory")), gpus,
-                          frozenset(p for p in f.get("Partitions", "").split(",") if p)))  # fmt: skip
+        found.append(
+            Node(
+                f["NodeName"],
+                _int(f.get("CPUTot")),
+                _int(f.get("RealMemory")),
+                gpus,
+                frozenset(p for p in f.get("Partitions", "").split(",") if p),
+            )
+        )
     return found
 
 
@@ -151,8 +181,10 @@ def never_fits(resources: Resources, cluster: Sequence[Node], partition: str = "
     if any(n.cpus >= cpus and n.memory_mib >= mem and n.gpus >= gpus for n in pool):
         return None
     most = max(pool, key=lambda n: (n.gpus, n.memory_mib, n.cpus))
-    return (f"asks for {resources.describe()} and the largest node ({most.name}) has cpus={most.cpus} "
-            f"memory={most.memory_mib}MiB gpus={most.gpus}")  # fmt: skip
+    return (
+        f"asks for {resources.describe()} and the largest node ({most.name}) has cpus={most.cpus} "
+        f"memory={most.memory_mib}MiB gpus={most.gpus}"
+    )
 
 
 # ---------------------------------------------------------------- the executor
@@ -188,9 +220,16 @@ class SlurmExecutor:
         return self.logs_dir / run_id / "slurm"
 
     def sbatch_argv(self, spec: JobSpec, name: str, folder: Path, stem: str, grace: float) -> list[str]:
-        argv = ["sbatch", "--parsable", f"--job-name={name}", f"--chdir={spec.cwd}",
-                f"--output={folder / (stem + '.out')}", f"--error={folder / (stem + '.err')}",
-                "--export=ALL", "--no-requeue"]  # fmt: skip
+        argv = [
+            "sbatch",
+            "--parsable",
+            f"--job-name={name}",
+            f"--chdir={spec.cwd}",
+            f"--output={folder / (stem + '.out')}",
+            f"--error={folder / (stem + '.err')}",
+            "--export=ALL",
+            "--no-requeue",
+        ]
         r = spec.resources
         if r.cpus:
             argv.append(f"--cpus-per-task={math.ceil(r.cpus)}")
@@ -200,16 +239,25 @@ class SlurmExecutor:
             argv.append(f"--gres=gpu:{math.ceil(r.gpus)}")  # a GPU is not shared: a fraction asks for one
         if spec.timeout:
             argv.append(f"--time={math.ceil((spec.timeout + grace) / 60)}")  # minutes; our own timer is first
-        for flag, value in (("--partition", self.cfg.partition), ("--account", self.cfg.account),
-                            ("--qos", self.cfg.qos)):  # fmt: skip
+        for flag, value in (
+            ("--partition", self.cfg.partition),
+            ("--account", self.cfg.account),
+            ("--qos", self.cfg.qos),
+        ):
             if value:
                 argv.append(f"{flag}={value}")
         argv += self.cfg.sbatch_options  # last, so that they win
         argv.append(str(folder / (stem + ".sh")))
         return argv
 
-    async def run_attempt(self, spec: JobSpec, attempt: int, ctx: AttemptContext, output: JobOutput,
-                          extra_env: Mapping[str, str] | None = None) -> AttemptResult:  # fmt: skip
+    async def run_attempt(
+        self,
+        spec: JobSpec,
+        attempt: int,
+        ctx: AttemptContext,
+        output: JobOutput,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> AttemptResult:
         t0 = time.monotonic()
         if spec.script is not None and not spec.script.is_file():
             return _spawn_failed(spec, attempt, ctx, t0, f"script not found: {spec.script}")
@@ -241,15 +289,26 @@ class SlurmExecutor:
             return _spawn_failed(spec, attempt, ctx, t0, f"sbatch refused the job: {_last_line(r.stderr)}")
         submitted = time.monotonic()
         ctx.emit(
-            "job.started", job=spec.id, attempt=attempt, pid=None, argv=ctx.redact_argv(spec.argv),
-            cwd=str(spec.cwd), gpus=None, script_sha256=script_sha,
+            "job.started",
+            job=spec.id,
+            attempt=attempt,
+            pid=None,
+            argv=ctx.redact_argv(spec.argv),
+            cwd=str(spec.cwd),
+            gpus=None,
+            script_sha256=script_sha,
             env_keys=sorted(set(spec.env) | {"AIMEDRES_JOB_ID", "AIMEDRES_RUN_ID", "AIMEDRES_ATTEMPT"}),
-            slurm_job_id=job_id, slurm_job_name=name, slurm_files=str(folder / (stem + ".{sh,out,err}")),
-        )  # fmt: skip
-        framers = {s: Framer(ctx.run_id, spec.id, attempt, s, ctx.max_line_bytes, output.tail, ctx.redact)
-                   for s in ("stdout", "stderr")}  # fmt: skip
-        follower = _Follower({"stdout": folder / (stem + ".out"), "stderr": folder / (stem + ".err")},
-                             framers, ctx, spec.id)  # fmt: skip
+            slurm_job_id=job_id,
+            slurm_job_name=name,
+            slurm_files=str(folder / (stem + ".{sh,out,err}")),
+        )
+        framers = {
+            s: Framer(ctx.run_id, spec.id, attempt, s, ctx.max_line_bytes, output.tail, ctx.redact)
+            for s in ("stdout", "stderr")
+        }
+        follower = _Follower(
+            {"stdout": folder / (stem + ".out"), "stderr": folder / (stem + ".err")}, framers, ctx, spec.id
+        )
         follow_task = asyncio.create_task(follower.run(min(FOLLOW_INTERVAL, self.cfg.poll_interval)))
         try:
             end = await self._wait(job_id, spec, ctx, submitted, follower)
@@ -268,8 +327,9 @@ class SlurmExecutor:
         emit_exited(spec, attempt, ctx, result, slurm_job_id=job_id, **extra)
         return result
 
-    async def _wait(self, job_id: str, spec: JobSpec, ctx: AttemptContext, submitted: float,
-                    follower: _Follower) -> _End:  # fmt: skip
+    async def _wait(
+        self, job_id: str, spec: JobSpec, ctx: AttemptContext, submitted: float, follower: _Follower
+    ) -> _End:
         """Until Slurm says the job is over; stop it on a stop, timeout, silence or a long queue."""
         end = _End(state="UNKNOWN", reason=None, submitted=submitted)
         stop_sent: float | None = None
@@ -396,9 +456,15 @@ class SlurmExecutor:
         duration = round(max(0.0, duration), 6)
         outcome, failure, error = _classify(end, code, sig, spec, output, self.cfg)
         signame = signal.Signals(sig).name if sig in _SIGNUMS else None
-        result = AttemptResult(outcome=outcome, exit_code=code if sig == 0 and code is not None else None,
-                               signal=signame, failure=failure, duration_s=duration, error=error,
-                               peak_rss_bytes=end.peak_rss)  # fmt: skip
+        result = AttemptResult(
+            outcome=outcome,
+            exit_code=code if sig == 0 and code is not None else None,
+            signal=signame,
+            failure=failure,
+            duration_s=duration,
+            error=error,
+            peak_rss_bytes=end.peak_rss,
+        )
         return result, extra
 
 
@@ -410,8 +476,9 @@ _SIZE_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 async def _max_rss(job_id: str) -> int:
     """The batch step's peak RSS so far (sstat, from the node's job accounting); 0 if unknown."""
-    r = await _arun(["sstat", "--noheader", "--parsable2", "--format=MaxRSS", "--jobs", f"{job_id}.batch"],
-                    timeout=CHECK_TIMEOUT)  # fmt: skip
+    r = await _arun(
+        ["sstat", "--noheader", "--parsable2", "--format=MaxRSS", "--jobs", f"{job_id}.batch"], timeout=CHECK_TIMEOUT
+    )
     m = re.match(r"\s*(\d+(?:\.\d+)?)([KMGT]?)", r.stdout) if r.returncode == 0 else None
     return int(float(m.group(1)) * _SIZE_SUFFIX[m.group(2)]) if m else 0
 
@@ -429,8 +496,9 @@ def _exit_code(text: str) -> tuple[int | None, int]:
     return (int(m.group(1)), int(m.group(2))) if m else (None, 0)
 
 
-def _classify(end: _End, code: int | None, sig: int, spec: JobSpec, output: JobOutput,
-              cfg: SlurmConfig) -> tuple[Outcome, str | None, str | None]:  # fmt: skip
+def _classify(
+    end: _End, code: int | None, sig: int, spec: JobSpec, output: JobOutput, cfg: SlurmConfig
+) -> tuple[Outcome, str | None, str | None]:
     """(outcome, failure, error) from what we did to the job and the state Slurm gives."""
     state = end.state
     if end.reason == "timeout":
@@ -470,8 +538,9 @@ def _classify(end: _End, code: int | None, sig: int, spec: JobSpec, output: JobO
 def _spawn_failed(spec: JobSpec, attempt: int, ctx: AttemptContext, t0: float, error: str) -> AttemptResult:
     if ctx.redact is not None:
         error = ctx.redact(error.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
-    result = AttemptResult(outcome=Outcome.SPAWN_FAILED, failure="spawn_failed",
-                           duration_s=round(time.monotonic() - t0, 6), error=error)  # fmt: skip
+    result = AttemptResult(
+        outcome=Outcome.SPAWN_FAILED, failure="spawn_failed", duration_s=round(time.monotonic() - t0, 6), error=error
+    )
     emit_exited(spec, attempt, ctx, result)
     return result
 
@@ -483,8 +552,10 @@ def _write_batch(path: Path, name: str, spec: JobSpec) -> None:
     status is the job's. The environment is not in the script: sbatch exports its own.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = (f"#!/bin/sh\n# {name}: written by aimedres-async; submitted with sbatch --export=ALL\n"
-            f"cd {shlex.quote(str(spec.cwd))} || exit 127\nexec {shlex.join(spec.argv)}\n")  # fmt: skip
+    text = (
+        f"#!/bin/sh\n# {name}: written by aimedres-async; submitted with sbatch --export=ALL\n"
+        f"cd {shlex.quote(str(spec.cwd))} || exit 127\nexec {shlex.join(spec.argv)}\n"
+    )
     path.write_bytes(text.encode("utf-8", "surrogateescape"))
 
 
@@ -538,8 +609,9 @@ class _Queue:
 
     async def _query(self, ids: frozenset[str]) -> None:
         try:
-            r = await _arun(["squeue", "--noheader", "--states=all", f"--jobs={','.join(sorted(ids))}",
-                             "--format=%i|%T|%r"])  # fmt: skip
+            r = await _arun(
+                ["squeue", "--noheader", "--states=all", f"--jobs={','.join(sorted(ids))}", "--format=%i|%T|%r"]
+            )
             rows: dict[str, tuple[str, str]] = {}
             for line in r.stdout.splitlines():
                 parts = line.strip().split("|", 2)

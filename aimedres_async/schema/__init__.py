@@ -14,10 +14,24 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 RECORD_KINDS = (
-    "run.started", "job.queued", "job.started", "job.output", "job.sample", "job.exited", "job.retrying",
-    "job.finished", "run.finished", "daemon.reloaded", "ticket.rejected", "ticket.requeued", "daemon.paused",
-    "daemon.resumed", "ticket.cancelling", "ticket.cancelled", "ticket.failed",
-)  # fmt: skip
+    "run.started",
+    "job.queued",
+    "job.started",
+    "job.output",
+    "job.sample",
+    "job.exited",
+    "job.retrying",
+    "job.finished",
+    "run.finished",
+    "daemon.reloaded",
+    "ticket.rejected",
+    "ticket.requeued",
+    "daemon.paused",
+    "daemon.resumed",
+    "ticket.cancelling",
+    "ticket.cancelled",
+    "ticket.failed",
+)
 
 
 def load(name: str) -> dict[str, Any]:

@@ -262,8 +262,11 @@ def run() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut the save short
         sys.stderr.write("\n")
         path = CHECKPOINT.save()
-        print(f"interrupted: {f'saved a checkpoint to {path}' if path else 'nothing to save yet'}",
-              file=sys.stderr, flush=True)
+        print(
+            f"interrupted: {f'saved a checkpoint to {path}' if path else 'nothing to save yet'}",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(130)
 
 
