@@ -7,7 +7,7 @@ subprocess in a temp dir with this config (discovery off, one job that does noth
     [discovery]   enabled = false
     [jobs.t]      command = ["true"]
 
-The daemon's run log `logs/latest/events.jsonl` (SPEC §7) is tailed; a ticket's `job.queued` and
+The daemon's run log `logs/latest-daemon/events.jsonl` (SPEC §7) is tailed; a ticket's `job.queued` and
 `job.started` records carry the ticket id in their `job` field and their time in `ts` (RFC 3339 UTC,
 microseconds, from the daemon's `time.time()`, the same wall clock this script reads).
 
@@ -154,7 +154,7 @@ class Daemon:
             cwd=tmp,
             env=env,
         )
-        self.tail = EventTail(tmp / "logs" / "latest" / "events.jsonl")
+        self.tail = EventTail(tmp / "logs" / "latest-daemon" / "events.jsonl")
         self.spool_root = tmp / "spool"
         self.exit_code: int | None = None
         self.killed = False

@@ -100,8 +100,12 @@ class AttemptProtocol(asyncio.SubprocessProtocol):
     def _grow(self, fd: int) -> None:
         pipe = self.transport.get_pipe_transport(fd) if self.transport is not None else None
         raw = pipe.get_extra_info("pipe") if pipe is not None else None
-        if raw is not None:
+        if raw is None or pipe is None or pipe.is_closing():
+            return
+        try:
             procs.grow_pipe(raw.fileno())
+        except (ValueError, OSError):  # the transport closed the pipe in this same callback (its EOF)
+            return
 
 
 async def run_attempt(
