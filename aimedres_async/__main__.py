@@ -2,10 +2,13 @@
 
 import sys
 
-from . import startup_signals
+try:
+    from . import startup_signals
 
-startup_signals.hold()  # before the first heavy import: a Ctrl+C cannot cut one in half
+    startup_signals.hold()  # before the first heavy import: a Ctrl+C cannot cut one in half
+except KeyboardInterrupt:  # Ctrl+C before the hold: nothing has started, nothing to tell
+    sys.exit(130)
 
-from .cli import main  # noqa: E402
+from .cli import main
 
 sys.exit(main())
