@@ -150,7 +150,7 @@ class Console:
         if self._log is None:
             structlog = _import_structlog()
             processors: list[Any] = [structlog.processors.JSONRenderer(serializer=_dumps)] if self.json else [_human]
-            self._log = structlog.wrap_logger(self.buffer, processors=processors, cache_logger_on_first_use=False)
+            self._log = structlog.wrap_logger(self.buffer, processors=processors, cache_logger_on_first_use=True)
         return self._log
 
     def prepare(self) -> None:

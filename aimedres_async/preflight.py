@@ -34,14 +34,21 @@ def interpreter_problems(specs: Iterable[JobSpec]) -> list[str]:
     return problems
 
 
+_bases_made: set[Path] = set()
+
+
 def ensure_output_dirs(spec: JobSpec) -> str | None:
     """Make the base output folder and the job's own (parents included), as a script that calls
-    `os.mkdir(output_dir)` or writes into it straight away expects; returns a problem or None."""
+    `os.mkdir(output_dir)` or writes into it straight away expects; returns a problem or None.
+    The base folder, shared by every job, is made once per process; a job's own folder (which
+    makes its parents again) before each of its attempts."""
     for folder in (spec.output_base, spec.output_dir):
-        if folder is None:
+        if folder is None or (folder is spec.output_base and folder in _bases_made and spec.output_dir is None):
             continue
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             return f"{spec.id}: cannot create output folder {folder}: {e.strerror or e}"
+        if folder is spec.output_base:
+            _bases_made.add(folder)
     return None

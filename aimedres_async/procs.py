@@ -1,27 +1,25 @@
-"""Processes on this machine: the spawn guard, process groups, /proc snapshots, adopted orphans.
+"""Processes on this machine: the death watch, process groups, /proc snapshots, adopted orphans.
 
 Jobs are spawned by the local executor (`executors.local`) through asyncio's subprocess API; their
-main processes are reaped by `UsageChildWatcher` (wait4, so the kernel's max-RSS of each is kept),
-never by the reapers of adopted processes here. Everything else
-that becomes our child (orphans we adopt as subreaper) is found, killed and reaped here.
+main processes are reaped by `UsageChildWatcher` (on a pidfd, with wait4, so the kernel's max-RSS
+of each is kept), never by the reapers of adopted processes here. Everything else that becomes
+our child (orphans we adopt as subreaper) is found, killed and reaped here, except the death
+watch (`deathwatch.py`), which must outlive us.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
-import functools
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,47 +182,101 @@ def spawning() -> Iterator[None]:
         _spawns_in_flight -= 1
 
 
+def _spared(pid: int) -> bool:
+    """Children of ours that the adopted-process reapers leave alone: job main processes (asyncio
+    reaps them, with their status) and the death watch."""
+    return pid in LEADERS or pid == _death_watch.pid
+
+
 def _may_reap() -> bool:
     return _spawns_in_flight == 0
 
 
-@functools.cache
-def death_guard() -> tuple[str, ...]:
-    """An argv prefix that makes a job's main process die with the supervisor, even by SIGKILL.
+class _DeathWatch:
+    """The supervisor's end of `deathwatch.py`: the pipe to it, and what has been told."""
 
-    util-linux `setpriv --pdeathsig KILL` sets PR_SET_PDEATHSIG and execs the job (same pid, so
-    nothing else changes). Setting it from Python needs preexec_fn, which turns off vfork and made
-    each spawn about 7x slower here; the extra exec of setpriv costs a fraction of a millisecond
-    and runs in the child, not in the supervisor's loop. Empty where setpriv is missing or too old.
-    """
-    if not sys.platform.startswith("linux"):
-        return ()
-    path = shutil.which("setpriv")
-    if path is None:
-        return ()
-    try:
-        help_text = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    return (path, "--pdeathsig", "KILL", "--") if "--pdeathsig" in help_text else ()
+    def __init__(self) -> None:
+        self.fd = -1
+        self.runs: set[str] = set()
+        self.pid = -1
+        self.pending: list[str] = []
 
+    def start(self) -> bool:
+        if self.fd >= 0:
+            return True
+        script = Path(__file__).with_name("deathwatch.py")
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(script)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl+C on the terminal is for the supervisor, not for it
+            )
+        except OSError:
+            return False
+        assert proc.stdin is not None
+        self.fd = os.dup(proc.stdin.fileno())  # kept open until we exit: its closing is the news
+        os.set_blocking(self.fd, False)
+        proc.stdin.close()
+        self.pid = proc.pid
+        proc.returncode = 0  # never waited for: it outlives us by design
+        return True
 
-def check_executable(name: str, cwd: Path, env: Mapping[str, str]) -> None:
-    """Raise the OSError exec would give for `name` (looked up as execvpe does, in env's PATH)."""
-    if "/" in name:
-        candidates = [os.path.join(cwd, name)]
-    else:
-        candidates = [os.path.join(cwd, d, name) for d in os.get_exec_path(dict(env))]
-    denied = False
-    for path in candidates:
-        if os.path.isfile(path):
-            if os.access(path, os.X_OK):
+    def tell(self, line: str) -> None:
+        """Queue a line; the queue is written once per event-loop iteration (at once without a loop).
+        A group not told yet when we die is still found by the run id in its environment."""
+        if self.fd < 0:
+            return
+        if not self.pending:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:
+                self.pending.append(line)
+                self.flush()
                 return
-            denied = True
-        elif os.path.exists(path):
-            denied = True  # a folder
-    err = errno.EACCES if denied else errno.ENOENT
-    raise OSError(err, os.strerror(err), name)
+        self.pending.append(line)
+
+    def flush(self) -> None:
+        data = "".join(f"{line}\n" for line in self.pending).encode("utf-8", "surrogateescape")
+        self.pending.clear()
+        try:
+            os.write(self.fd, data)
+        except OSError:  # it died, or is stopped with a full pipe: its guard is lost, the run goes on
+            pass
+
+
+_death_watch = _DeathWatch()
+
+
+def death_watch(run_id: str) -> None:
+    """Make sure every process carrying AIMEDRES_RUN_ID=run_id dies with this supervisor, even by
+    SIGKILL: starts `deathwatch.py` on first use (Linux; elsewhere nothing happens)."""
+    if run_id in _death_watch.runs or not sys.platform.startswith("linux"):
+        return
+    if _death_watch.start():
+        _death_watch.runs.add(run_id)
+        _death_watch.tell(f"r {run_id}")
+
+
+def watch_group(pgid: int) -> None:
+    """A job's process group: SIGKILLed at once if the supervisor dies while it runs."""
+    _death_watch.tell(f"+ {pgid}")
+
+
+def unwatch_group(pgid: int) -> None:
+    _death_watch.tell(f"- {pgid}")
+
+
+_devnull = -1
+
+
+def devnull() -> int:
+    """One /dev/null, opened once, that every job gets as its standard input."""
+    global _devnull
+    if _devnull < 0:
+        _devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _devnull
 
 
 def grow_pipe(fd: int) -> None:
@@ -304,7 +356,7 @@ def reap_adopted(members: list[ProcInfo]) -> None:
     me = os.getpid()
     for p in members:
         # a job's main process is reaped by its own watcher, with its status
-        if p.ppid == me and p.state == "Z" and p.pid not in LEADERS and _may_reap():
+        if p.ppid == me and p.state == "Z" and not _spared(p.pid) and _may_reap():
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(p.pid, os.WNOHANG)
 
@@ -349,7 +401,7 @@ def sweep_adopted(timeout: float = 5.0) -> list[int]:
     deadline = time.monotonic() + timeout
     me = os.getpid()
     while has_children() and time.monotonic() < deadline:
-        victims = [p for p in processes() if p.ppid == me and p.pid not in LEADERS]
+        victims = [p for p in processes() if p.ppid == me and not _spared(p.pid)]
         if not victims:
             break
         for p in victims:
@@ -400,7 +452,7 @@ def adopted(snapshot: list[ProcInfo]) -> tuple[list[Adopted], list[int]]:
     live: list[Adopted] = []
     zombies: list[int] = []
     for p in snapshot:
-        if p.ppid != me or p.pid in LEADERS:
+        if p.ppid != me or _spared(p.pid):
             continue
         if p.state == "Z":
             zombies.append(p.pid)
@@ -413,7 +465,7 @@ def adopted(snapshot: list[ProcInfo]) -> tuple[list[Adopted], list[int]]:
 
 def kill_adopted(p: Adopted) -> bool:
     """SIGKILL an adopted process, unless its pid now names another process; True if sent."""
-    if p.pid in LEADERS:  # a job's main process being spawned is spared by its attempt's marks
+    if _spared(p.pid):  # a job's main process being spawned is spared by its attempt's marks
         return False
     try:
         fd = os.pidfd_open(p.pid)
@@ -438,7 +490,7 @@ def kill_adopted(p: Adopted) -> bool:
 def reap_zombies(pids: list[int]) -> None:
     """Reap adopted zombies (never a job's main process: its watcher wants its status)."""
     for pid in pids:
-        if pid not in LEADERS and _may_reap():
+        if not _spared(pid) and _may_reap():
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, os.WNOHANG)
 
@@ -454,7 +506,17 @@ def start_time(pid: int) -> int | None:
 
 
 def has_children() -> bool:
-    """Whether any child of ours exists (running or a zombie): one waitid(2), no /proc scan."""
+    """Whether any child of ours other than the death watch exists (running or a zombie): each of
+    our threads' `children` list in /proc (a few small reads, no scan of every process), else one
+    waitid(2), which cannot leave the death watch out."""
+    try:
+        listed: list[bytes] = []
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+                listed += f.read().split()
+        return any(int(pid) != _death_watch.pid for pid in listed)
+    except (OSError, ValueError):  # no /proc, a kernel without CONFIG_PROC_CHILDREN, a thread that just ended
+        pass
     try:
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:

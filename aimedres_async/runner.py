@@ -106,8 +106,10 @@ class AttemptContext:
     live: dict[str, Live] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # the supervisor's own service variables never reach a job; filtered once, not per spawn
-        self.base_env = {k: v for k, v in self.base_env.items() if k not in SCRUBBED_ENV}
+        # the supervisor's own service variables never reach a job (`replace()` of a context
+        # filters again: cheap when there is nothing left to filter)
+        if any(k in self.base_env for k in SCRUBBED_ENV):
+            self.base_env = {k: v for k, v in self.base_env.items() if k not in SCRUBBED_ENV}
 
     def redact_argv(self, argv: tuple[str, ...]) -> list[str]:
         """A command as it may be recorded: identifiers in arguments are redacted too."""

@@ -104,8 +104,17 @@ class JobRun:
             return self.last.error
         return diagnose.error_line(self.output.tail) if self.failed else None
 
-    def summary(self, log_path: Path, argv: list[str]) -> dict[str, Any]:
+    def summary(self, log_path: Path, argv: list[str], fixed: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The summary.json entry; `fixed` is what an earlier call returned (its command, log
+        path and output folder never change, and are reused rather than formatted again)."""
         last = self.last
+        if fixed is None:
+            fixed = {
+                "command": argv,
+                "command_line": shlex.join(argv),
+                "log": str(log_path),
+                "output_dir": str(self.spec.output_dir) if self.spec.output_dir else None,
+            }
         return {
             "id": self.spec.id,
             "status": self.status.value if self.status else self.state.value,
@@ -119,10 +128,10 @@ class JobRun:
             "error_tail": diagnose.error_tail(self.output.tail) if self.failed else [],
             "duration_s": round(self.duration_s, 3),
             "peak_rss_bytes": self.peak_rss_bytes,
-            "command": argv,
-            "command_line": shlex.join(argv),
-            "log": str(log_path),
-            "output_dir": str(self.spec.output_dir) if self.spec.output_dir else None,
+            "command": fixed["command"],
+            "command_line": fixed["command_line"],
+            "log": fixed["log"],
+            "output_dir": fixed["output_dir"],
             "metrics": self.output.metrics,
         }
 
@@ -600,6 +609,8 @@ class Supervisor:
                 continue
             snapshot = await asyncio.to_thread(procs.processes)
             for job_id, live in list(self.ctx.live.items()):
+                if not live.pgid:  # being spawned: no group yet (pgid 0 is the kernel's threads)
+                    continue
                 rss = procs.group_rss(live.pgid, snapshot)
                 live.peak_rss = max(live.peak_rss, procs.group_peak(live.pgid, snapshot) if rss else 0)
                 job = self._index.get(job_id)
@@ -653,7 +664,10 @@ class Supervisor:
         cached = self._entries.get(job.spec.id)
         if cached is not None and cached[0] == key:
             return cached[1]
-        entry = job.summary(self.log.job_path(job.spec.id), self.ctx.redact_argv(job.spec.argv))
+        if cached is not None:
+            entry = job.summary(self.log.dir, [], fixed=cached[1])
+        else:
+            entry = job.summary(self.log.job_path(job.spec.id), self.ctx.redact_argv(job.spec.argv))
         self._entries[job.spec.id] = (key, entry)
         return entry
 

@@ -273,9 +273,7 @@ NAPPER = json.dumps([PY, "-c", "import os, time; print('up', flush=True); time.s
 FORKER = json.dumps(["sh", "-c", 'sleep "$NAP" & sleep "$NAP" & echo up; wait'])
 
 
-def test_kill9_of_run_takes_its_jobs_along_and_the_next_run_marks_it_interrupted(tmp_path: Path, marker: str) -> None:
-    """Regression: after `kill -9` of `run`, its jobs kept running under PID 1, summary.json said
-    every job was "queued" forever, and neither the next run nor --resume noticed."""
+def _start_two_jobs(tmp_path: Path, marker: str) -> tuple[subprocess.Popen[str], Path, dict[str, int]]:
     jobs = f"[jobs.napper]\ncommand = {NAPPER}\n[jobs.forker]\ncommand = {FORKER}\n"
     write_config(tmp_path, _config(marker, jobs))
     proc = start_cli(tmp_path, "run", env={"NAP": "60"})
@@ -289,25 +287,60 @@ def test_kill9_of_run_takes_its_jobs_along_and_the_next_run_marks_it_interrupted
         ),
         what="both jobs printed",
     )
-    pids = {e["job"]: e["pid"] for e in events(tmp_path, "job.started")}
-    proc.kill()
-    proc.communicate(timeout=10)
-    # the jobs' main processes die with their supervisor (PR_SET_PDEATHSIG)
-    wait_for(lambda: not any(alive(p) for p in pids.values()), timeout=5, what="the jobs to die with run")
-    assert marked_processes(marker), "the forker's sleeps (grandchildren) should still be there"
+    wait_for(lambda: len(marked_processes(marker)) == 4, what="the jobs and the forker's two sleeps")
+    return proc, first, {e["job"]: e["pid"] for e in events(tmp_path, "job.started")}
 
+
+def _death_watch_of(pid: int) -> int:
+    """The death watch process a supervisor started (its child running deathwatch.py)."""
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_bytes()
+                cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(b")") + 2 :].split()[1]) == pid and b"deathwatch.py" in cmdline:
+                return int(name)
+    raise AssertionError(f"no death watch under pid {pid}")
+
+
+def _resume_marks_interrupted(tmp_path: Path, first: Path) -> None:
     r = run_cli(tmp_path, "run", "--resume", env={"NAP": "0"})
     assert r.returncode == 0, r.stderr
     assert f"run {first.name} was cut short" in r.stderr
     dead = json.loads((first / "summary.json").read_text())
     assert dead["interrupted"] is True and dead["stopped_by"] == "supervisor died"
     assert {j["id"]: j["status"] for j in dead["jobs"]} == {"napper": "interrupted", "forker": "interrupted"}
-    # the grandchildren the dead run left behind are gone too
-    assert marked_processes(marker) == []
     # --resume re-ran the interrupted jobs (nothing had succeeded)
     resumed = json.loads((run_dir(tmp_path) / "summary.json").read_text())
     assert resumed["run"] != dead["run"]
     assert {j["id"]: j["status"] for j in resumed["jobs"]} == {"napper": "succeeded", "forker": "succeeded"}
+
+
+def test_kill9_of_run_takes_its_jobs_along_and_the_next_run_marks_it_interrupted(tmp_path: Path, marker: str) -> None:
+    """Regression: after `kill -9` of `run`, its jobs kept running under PID 1, summary.json said
+    every job was "queued" forever, and neither the next run nor --resume noticed."""
+    proc, first, pids = _start_two_jobs(tmp_path, marker)
+    proc.kill()
+    proc.communicate(timeout=10)
+    # the death watch kills the jobs, and the forker's sleeps (its own session's children) too
+    wait_for(lambda: not marked_processes(marker), timeout=10, what="every job process to die with run")
+    assert not any(alive(p) for p in pids.values())
+    _resume_marks_interrupted(tmp_path, first)
+
+
+def test_what_a_dead_run_left_behind_is_killed_by_the_next_run(tmp_path: Path, marker: str) -> None:
+    """Where even the death watch was killed (`kill -9` of both), the next run in the same logs
+    folder kills the dead run's processes, found by the run id in their environment."""
+    proc, first, _pids = _start_two_jobs(tmp_path, marker)
+    os.kill(_death_watch_of(proc.pid), signal.SIGKILL)
+    proc.kill()
+    proc.communicate(timeout=10)
+    time.sleep(0.5)
+    assert len(marked_processes(marker)) == 4, "nothing should have killed the jobs yet"
+    _resume_marks_interrupted(tmp_path, first)
+    assert marked_processes(marker) == []
 
 
 def test_a_live_runs_summary_is_not_marked_interrupted(tmp_path: Path, marker: str) -> None:

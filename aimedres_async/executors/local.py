@@ -169,6 +169,7 @@ async def run_attempt(
             proto.pipe_connection_lost(fd, None)
             deliver_end(ctx, spec.id, framer, output)
         ctx.live.pop(spec.id, None)
+        procs.unwatch_group(pgid)
 
     code = proto.exited.result()
     peak = live.peak_rss
@@ -190,20 +191,17 @@ async def run_attempt(
 async def _spawn(
     spec: JobSpec, ctx: AttemptContext, env: Mapping[str, str], framers: dict[int, Framer], live: Live
 ) -> tuple[AttemptProtocol, int]:
-    """Start argv (never through a shell) under the death guard; raises OSError when it cannot be
+    """Start argv (never through a shell) under the death watch; raises OSError when it cannot be
     executed. The pid is a LEADER (reaped by asyncio's child watcher, with its status) from the
     moment it exists: `procs.spawning()` keeps our own reapers off while its number is not known."""
-    guard = procs.death_guard()
-    if guard:
-        procs.check_executable(spec.argv[0], spec.cwd, env)  # the guard execs it: its errors would come too late
+    procs.death_watch(ctx.run_id)
     procs.install_child_watcher()
     loop = asyncio.get_running_loop()
     with procs.spawning():
         transport, proto = await loop.subprocess_exec(
             lambda: AttemptProtocol(spec.id, ctx, framers, live),
-            *guard,
             *spec.argv,
-            stdin=subprocess.DEVNULL,
+            stdin=procs.devnull(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=spec.cwd,
@@ -213,6 +211,7 @@ async def _spawn(
         pid = transport.get_pid()
         if not proto.exited.done():  # else already reaped while the spawn was completing
             procs.LEADERS.add(pid)
+    procs.watch_group(pid)
     return proto, pid
 
 
