@@ -51,19 +51,45 @@ class StopRequest:
         self.forced = asyncio.Event()
         self.reason: str | None = None  # "SIGINT", "SIGTERM", "fail-fast", "cancelled", ...
         self._children: set[StopRequest] = set()
+        self._futures: dict[asyncio.Event, asyncio.Future[None]] = {}
 
     def request(self, reason: str) -> None:
         if not self.requested.is_set():
             self.reason = reason
             self.requested.set()
+            self._resolve(self.requested)
         for c in self._children:
             c.request(reason)
 
     def force(self) -> None:
         self.requested.set()
         self.forced.set()
+        self._resolve(self.requested)
+        self._resolve(self.forced)
         for c in self._children:
             c.force()
+
+    def when_requested(self) -> asyncio.Future[None]:
+        """A future that is done once a stop is requested: for `asyncio.wait` beside others,
+        without a task per waiter. Shared: never cancel it."""
+        return self._future(self.requested)
+
+    def when_forced(self) -> asyncio.Future[None]:
+        return self._future(self.forced)
+
+    def _future(self, event: asyncio.Event) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        fut = self._futures.get(event)
+        if fut is None or fut.get_loop() is not loop:
+            fut = self._futures[event] = loop.create_future()
+            if event.is_set():
+                fut.set_result(None)
+        return fut
+
+    def _resolve(self, event: asyncio.Event) -> None:
+        fut = self._futures.get(event)
+        if fut is not None and not fut.done() and not fut.get_loop().is_closed():
+            fut.set_result(None)
 
     def child(self) -> StopRequest:
         c = StopRequest()

@@ -439,11 +439,9 @@ class Supervisor:
             await self.slots.acquire()  # free: returns without waiting
             return True
         acquire = asyncio.ensure_future(self.slots.acquire())
-        stop_wait = asyncio.ensure_future(self.stop.requested.wait())
         try:
-            await asyncio.wait({acquire, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({acquire, self.stop.when_requested()}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stop_wait.cancel()
             if not acquire.done():
                 acquire.cancel()
         if acquire.done() and not acquire.cancelled():
@@ -462,12 +460,10 @@ class Supervisor:
         self._attempts.start_soon(self._attempt, job, name=f"job:{job.spec.id}")
 
     async def _until_woken(self) -> None:
-        stop_wait = asyncio.ensure_future(self.stop.requested.wait())
-        wake_wait = asyncio.ensure_future(self._wake.wait())
+        wake_wait: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
         try:
-            await asyncio.wait({stop_wait, wake_wait}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({self.stop.when_requested(), wake_wait}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stop_wait.cancel()
             wake_wait.cancel()
         self._wake.clear()
 

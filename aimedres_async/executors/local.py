@@ -217,31 +217,27 @@ async def _spawn(
 
 async def _supervise(proto: AttemptProtocol, pgid: int, spec: JobSpec, ctx: AttemptContext, live: Live) -> str | None:
     """Wait for exit, timeout, silence or stop: None (exited), "timeout", "stalled" or "cancelled"."""
-    stop_wait = asyncio.ensure_future(ctx.stop.requested.wait())
-    waiters: set[asyncio.Future[Any]] = {proto.exited, stop_wait}
+    waiters: set[asyncio.Future[Any]] = {proto.exited, ctx.stop.when_requested()}
     deadline = live.started + spec.timeout if spec.timeout else math.inf
     reason = None
-    try:
-        while True:
-            now = time.monotonic()
-            silent_until = live.last_output + spec.stall_timeout if spec.stall_timeout else math.inf
-            if now >= deadline:
-                reason = "timeout"
-                break
-            if now >= silent_until:
-                reason = "stalled"
-                break
-            wake = min(deadline, silent_until)
-            await asyncio.wait(
-                waiters, timeout=None if wake == math.inf else wake - now, return_when=asyncio.FIRST_COMPLETED
-            )
-            if proto.exited.done():
-                return None
-            if ctx.stop.requested.is_set():
-                reason = "cancelled"
-                break
-    finally:
-        stop_wait.cancel()
+    while True:
+        now = time.monotonic()
+        silent_until = live.last_output + spec.stall_timeout if spec.stall_timeout else math.inf
+        if now >= deadline:
+            reason = "timeout"
+            break
+        if now >= silent_until:
+            reason = "stalled"
+            break
+        wake = min(deadline, silent_until)
+        await asyncio.wait(
+            waiters, timeout=None if wake == math.inf else wake - now, return_when=asyncio.FIRST_COMPLETED
+        )
+        if proto.exited.done():
+            return None
+        if ctx.stop.requested.is_set():
+            reason = "cancelled"
+            break
     await _terminate(proto, pgid, ctx)
     return reason
 
@@ -250,12 +246,8 @@ async def _terminate(proto: AttemptProtocol, pgid: int, ctx: AttemptContext) -> 
     """stop_signal to the group, up to grace_period for the main process, then SIGKILL."""
     if not ctx.stop.forced.is_set():
         procs.signal_group(pgid, ctx.stop_signal)
-        forced = asyncio.ensure_future(ctx.stop.forced.wait())
-        waiters: set[asyncio.Future[Any]] = {proto.exited, forced}
-        try:
-            await asyncio.wait(waiters, timeout=ctx.grace_period, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            forced.cancel()
+        waiters: set[asyncio.Future[Any]] = {proto.exited, ctx.stop.when_forced()}
+        await asyncio.wait(waiters, timeout=ctx.grace_period, return_when=asyncio.FIRST_COMPLETED)
     if not proto.exited.done():
         procs.signal_group(pgid, signal.SIGKILL)
         await proto.exited
