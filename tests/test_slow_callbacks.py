@@ -16,7 +16,6 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-import pytest
 from conftest import PY, wait_for, write_config
 from helpers_daemon import daemon_config
 
@@ -150,12 +149,6 @@ def test_the_check_catches_a_50ms_blocking_call(tmp_path: Path, marker: str) -> 
     assert all(float(re.findall(r"took (\d+\.\d+) seconds", line)[0]) >= 0.02 for line in found)
 
 
-@pytest.mark.xfail(
-    reason="not there yet: with the spool's work in worker threads, steps of the intake, of a job's "
-    "end and of the shutdown still take 20-60 ms here (GIL contention with those threads is "
-    "counted as the loop's own time); see the log this test prints",
-    strict=False,
-)
 def test_a_daemon_taking_many_tickets_never_blocks_the_loop(tmp_path: Path, marker: str) -> None:
     spool = tmp_path / "spool"
     write_config(tmp_path, daemon_config(marker, '[jobs.quick]\ncommand = ["true"]\n', workers=8))
