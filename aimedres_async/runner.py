@@ -1,6 +1,8 @@
-"""What every executor shares: attempt results, the stop state, the run-wide attempt context, job
-environment, output delivery through the framer, `job.exited`, failure classification and the retry
-policy (`should_retry`, `backoff_delay`; the supervisor only re-queues).
+"""What every executor shares: attempt results, the stop state, the run-wide attempt context, the
+start of an attempt (`begin_attempt`: script check, environment, script hash), output delivery
+through the framer, and `job.exited` (`emit_exited`, `spawn_failed`).
+
+How a failure is named is in `failures`; whether and when it is retried, in `retries`.
 
 The local executor (processes on this machine) is `executors.local.run_attempt`; it is also
 reachable here as `runner.run_attempt`.
@@ -9,18 +11,15 @@ reachable here as `runner.run_attempt`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import os
-import random
-import re
 import signal
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Backoff
 from .jobs import JobSpec, Outcome
 from .sinks import ATTEMPT_MARK, TAIL_BLOCKS, Buffer, Framer
 
@@ -202,79 +201,41 @@ def emit_exited(spec: JobSpec, attempt: int, ctx: AttemptContext, r: AttemptResu
     ctx.emit("job.exited", job=spec.id, attempt=attempt, **fields)
 
 
-# ---------------------------------------------------------------- failure classification
+@dataclass(frozen=True)
+class AttemptStart:
+    """What an executor knows once an attempt may go ahead."""
 
-_CUDA_OOM = re.compile(
-    rb"CUDA out of memory|CUDA error: out of memory|CUBLAS_STATUS_ALLOC_FAILED|OutOfMemoryError: CUDA"
-)
-NEAR_LIMIT = 0.9  # a SIGKILL at >= 90% of the declared memory is taken for the OOM killer
-
-
-def classify(
-    code: int, peak: int, declared_memory: int, oom_before: int | None, oom_after: int | None, output: JobOutput
-) -> str | None:
-    """A closer name for a failure than exit_code/signal: oom_killed or cuda_oom, else None."""
-    if code == -signal.SIGKILL:
-        if oom_before is not None and oom_after is not None and oom_after > oom_before:
-            return "oom_killed"  # the kernel's OOM killer acted in our cgroup meanwhile
-        if declared_memory and peak >= NEAR_LIMIT * declared_memory:
-            return "oom_killed"
-    recent: list[bytes] = []
-    for stream, block in reversed(output.tail):
-        if stream == ATTEMPT_MARK:
-            break
-        recent.append(block)
-    if any(_CUDA_OOM.search(block) for block in recent[:8]):
-        return "cuda_oom"
-    return None
+    t0: float  # time.monotonic() at the attempt's start
+    env: dict[str, str]  # the job's whole environment for this attempt
+    script_sha256: str | None  # of the script about to run (hashed before it runs)
 
 
-def cgroup_oom_kills() -> int | None:
-    """oom_kill count of our cgroup (v2), or None where it cannot be read."""
-    path = _memory_events_path()
-    if path is None:
-        return None
-    try:
-        with open(path, "rb") as f:
-            for line in f:
-                key, _, value = line.partition(b" ")
-                if key == b"oom_kill":
-                    return int(value)
-    except (OSError, ValueError):
-        return None
-    return None
+def begin_attempt(
+    spec: JobSpec, attempt: int, ctx: AttemptContext, output: JobOutput, extra_env: Mapping[str, str] | None
+) -> AttemptStart | AttemptResult:
+    """The start every executor shares: a missing script ends the attempt at once (`spawn_failed`,
+    returned as its result); else the environment, the script's hash, and the attempt's mark in
+    the output tail (classification and JUnit split the output by attempt)."""
+    t0 = time.monotonic()
+    if spec.script is not None and not spec.script.is_file():
+        return spawn_failed(spec, attempt, ctx, t0, f"script not found: {spec.script}")
+    env = job_env(spec, ctx, attempt)
+    env.update(extra_env or {})
+    script_sha = file_sha256(spec.script) if spec.script else None
+    output.tail.append((ATTEMPT_MARK, b"%d" % attempt))
+    return AttemptStart(t0, env, script_sha)
 
 
-@functools.cache
-def _memory_events_path() -> str | None:
-    """Our cgroup's memory.events, looked up once (a process does not change cgroup by itself)."""
-    try:
-        with open("/proc/self/cgroup") as f:
-            cgroup = next((line.split("::", 1)[1].strip() for line in f if line.startswith("0::")), None)
-    except OSError:
-        return None
-    if cgroup is None:
-        return None
-    path = f"/sys/fs/cgroup{cgroup}/memory.events"
-    return path if os.path.exists(path) else None
-
-
-# ---------------------------------------------------------------- retries
-
-
-def should_retry(result: AttemptResult, spec: JobSpec, attempt: int) -> bool:
-    """Failed and timed-out attempts are retried; cancelled and unspawnable ones never are, nor a
-    cluster job someone else cancelled (`scancel` by its user or an admin)."""
-    if result.failure == "cancelled_externally":
-        return False
-    return result.outcome in (Outcome.FAILED, Outcome.TIMED_OUT, Outcome.STALLED) and attempt <= spec.retries
-
-
-def backoff_delay(b: Backoff, retry: int, rng: random.Random | None = None) -> float:
-    """Delay before retry number `retry` (1-based): min(max, initial*factor**(n-1)) +/- jitter."""
-    base = min(b.max, b.initial * b.factor ** (retry - 1))
-    jitter = (rng or random).uniform(1 - b.jitter, 1 + b.jitter) if b.jitter else 1.0
-    return max(0.0, base * jitter)
+def spawn_failed(spec: JobSpec, attempt: int, ctx: AttemptContext, t0: float, error: str) -> AttemptResult:
+    """An attempt that never ran (no script, no executable, refused by the cluster): `job.exited`
+    with the reason, redacted like everything recorded."""
+    if ctx.redact is not None:
+        error = ctx.redact(error.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
+    result = AttemptResult(
+        outcome=Outcome.SPAWN_FAILED, failure="spawn_failed", duration_s=round(time.monotonic() - t0, 6), error=error
+    )
+    emit_exited(spec, attempt, ctx, result)
+    return result
 
 
 def __getattr__(name: str) -> Any:

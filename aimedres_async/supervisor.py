@@ -34,14 +34,8 @@ from .reporting import metrics_text as metrics_text
 from .reporting import recorded_peaks as recorded_peaks
 from .reporting import results_table as results_table
 from .reporting import supervisor_identity, write_reports, write_summary
-from .runner import (
-    AttemptContext,
-    AttemptResult,
-    JobOutput,
-    StopRequest,
-    backoff_delay,
-    should_retry,
-)
+from .retries import backoff_delay, should_retry
+from .runner import AttemptContext, AttemptResult, JobOutput, StopRequest
 from .scheduler import Grant, Need, Pools, Slots, capacity, pick_next
 from .schema import SCHEMA_VERSION
 

@@ -153,7 +153,7 @@ def test_backoff_delay_spreads_over_the_jitter_range() -> None:
     import random
 
     from aimedres_async.config import Backoff
-    from aimedres_async.runner import backoff_delay
+    from aimedres_async.retries import backoff_delay
 
     b = Backoff(initial=1.0, factor=2.0, max=4.0, jitter=0.25)
     rng = random.Random(7)

@@ -30,21 +30,20 @@ from typing import Any, cast
 import anyio
 
 from .. import procs
+from ..failures import cgroup_oom_kills, classify
 from ..jobs import JobSpec, Outcome
 from ..runner import (
     AttemptContext,
     AttemptResult,
     JobOutput,
     Live,
-    cgroup_oom_kills,
-    classify,
+    begin_attempt,
     deliver,
     deliver_end,
     emit_exited,
-    file_sha256,
-    job_env,
+    spawn_failed,
 )
-from ..sinks import ATTEMPT_MARK, Framer
+from ..sinks import Framer
 
 DRAIN_TIMEOUT = 2.0  # after the group is gone, how long a pipe held by an escaped process may stay open
 LEFTOVER_KILL_TIMEOUT = 2.0
@@ -112,16 +111,13 @@ async def run_attempt(
     spec: JobSpec, attempt: int, ctx: AttemptContext, output: JobOutput, extra_env: Mapping[str, str] | None = None
 ) -> AttemptResult:
     """Run one attempt to its end and return how it ended. Never leaves a process behind."""
-    t0 = time.monotonic()
-    if spec.script is not None and not spec.script.is_file():
-        return _spawn_failed(spec, attempt, ctx, t0, f"script not found: {spec.script}")
-    env = job_env(spec, ctx, attempt)
-    env.update(extra_env or {})
-    # Hashed before the spawn (what is about to run), so that job.started, and the daemon's record
-    # of the pid that crash recovery relies on, follow the spawn at once.
-    script_sha = file_sha256(spec.script) if spec.script else None
+    # The script is hashed before the spawn (what is about to run), so that job.started, and the
+    # daemon's record of the pid that crash recovery relies on, follow the spawn at once.
+    start = begin_attempt(spec, attempt, ctx, output, extra_env)
+    if isinstance(start, AttemptResult):
+        return start
+    t0, env = start.t0, start.env
     oom_kills = cgroup_oom_kills()
-    output.tail.append((ATTEMPT_MARK, b"%d" % attempt))  # classify() and JUnit split the output by attempt
     framers = {
         fd: Framer(ctx.run_id, spec.id, attempt, name, ctx.max_line_bytes, output.tail, ctx.redact)
         for fd, name in ((1, "stdout"), (2, "stderr"))
@@ -134,10 +130,10 @@ async def run_attempt(
         proto, pid = await _spawn(spec, ctx, env, framers, live)
     except OSError as e:
         ctx.live.pop(spec.id, None)
-        return _spawn_failed(spec, attempt, ctx, t0, f"cannot execute {spec.argv[0]}: {e.strerror or e}")
+        return spawn_failed(spec, attempt, ctx, t0, f"cannot execute {spec.argv[0]}: {e.strerror or e}")
     except (ValueError, TypeError) as e:  # e.g. a NUL byte in an argument
         ctx.live.pop(spec.id, None)
-        return _spawn_failed(spec, attempt, ctx, t0, f"cannot execute {spec.argv[0]}: {e}")
+        return spawn_failed(spec, attempt, ctx, t0, f"cannot execute {spec.argv[0]}: {e}")
     except BaseException:
         ctx.live.pop(spec.id, None)
         raise
@@ -151,7 +147,7 @@ async def run_attempt(
         argv=ctx.redact_argv(spec.argv),
         cwd=str(spec.cwd),
         gpus=env.get("CUDA_VISIBLE_DEVICES"),
-        script_sha256=script_sha,
+        script_sha256=start.script_sha256,
         env_keys=sorted(set(spec.env) | {"AIMEDRES_JOB_ID", "AIMEDRES_RUN_ID", "AIMEDRES_ATTEMPT"}),
     )
     reason: str | None = None
@@ -303,16 +299,3 @@ def _failure(reason: str | None, code: int) -> str | None:
     if reason == "cancelled" or code == 0:
         return None
     return "signal" if code < 0 else "exit_code"
-
-
-def _spawn_failed(spec: JobSpec, attempt: int, ctx: AttemptContext, t0: float, error: str) -> AttemptResult:
-    if ctx.redact is not None:
-        error = ctx.redact(error.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
-    result = AttemptResult(
-        outcome=Outcome.SPAWN_FAILED,
-        failure="spawn_failed",
-        duration_s=round(time.monotonic() - t0, 6),
-        error=error,
-    )
-    emit_exited(spec, attempt, ctx, result)
-    return result

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import RayConfig
 from ..jobs import JobSpec, Outcome
-from ..runner import AttemptContext, AttemptResult, JobOutput, deliver, deliver_end, emit_exited, job_env
+from ..runner import AttemptContext, AttemptResult, JobOutput, deliver, deliver_end, emit_exited, job_env, spawn_failed
 from ..sinks import ATTEMPT_MARK, Framer
 
 POLL = 0.5
@@ -91,14 +91,7 @@ class RayExecutor:
                 entrypoint_memory=r.memory or None,
             )
         except Exception as e:
-            result = AttemptResult(
-                outcome=Outcome.SPAWN_FAILED,
-                failure="spawn_failed",
-                duration_s=round(time.monotonic() - t0, 6),
-                error=f"Ray refused the job: {e}",
-            )
-            emit_exited(spec, attempt, ctx, result)
-            return result
+            return spawn_failed(spec, attempt, ctx, t0, f"Ray refused the job: {e}")
         ctx.emit(
             "job.started",
             job=spec.id,

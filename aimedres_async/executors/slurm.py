@@ -26,20 +26,20 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Resources, SlurmConfig, format_duration
+from ..failures import classify
 from ..jobs import JobSpec, Outcome
 from ..runner import (
     READ_SIZE,
     AttemptContext,
     AttemptResult,
     JobOutput,
-    classify,
+    begin_attempt,
     deliver,
     deliver_end,
     emit_exited,
-    file_sha256,
-    job_env,
+    spawn_failed,
 )
-from ..sinks import ATTEMPT_MARK, Framer
+from ..sinks import Framer
 
 COMMAND_TIMEOUT = 60.0  # one sbatch/squeue/scontrol call; a busy controller can take a while
 CHECK_TIMEOUT = 20.0  # the start-up check (scontrol ping): a controller that is down fails in this
@@ -258,15 +258,13 @@ class SlurmExecutor:
         output: JobOutput,
         extra_env: Mapping[str, str] | None = None,
     ) -> AttemptResult:
-        t0 = time.monotonic()
-        if spec.script is not None and not spec.script.is_file():
-            return _spawn_failed(spec, attempt, ctx, t0, f"script not found: {spec.script}")
         # The environment of a local attempt, handed to sbatch, which exports it (--export=ALL);
         # CUDA_VISIBLE_DEVICES is Slurm's to set from the GPUs it allocates.
-        env = job_env(spec, ctx, attempt)
-        env.update(extra_env or {})
+        start = begin_attempt(spec, attempt, ctx, output, extra_env)
+        if isinstance(start, AttemptResult):
+            return start
+        t0, env = start.t0, start.env
         env.pop("CUDA_VISIBLE_DEVICES", None)
-        script_sha = file_sha256(spec.script) if spec.script else None
         folder = self.folder(ctx.run_id)
         stem = f"{spec.id}.{attempt}"
         name = f"{spec.id}.{attempt}.{ctx.run_id}"
@@ -274,8 +272,7 @@ class SlurmExecutor:
             await asyncio.to_thread(_write_batch, folder / (stem + ".sh"), name, spec)
         except OSError as e:
             why = f"cannot write the batch script in {folder}: {e.strerror or e}"
-            return _spawn_failed(spec, attempt, ctx, t0, why)
-        output.tail.append((ATTEMPT_MARK, b"%d" % attempt))  # classify() and JUnit split the output by attempt
+            return spawn_failed(spec, attempt, ctx, t0, why)
         submit = asyncio.ensure_future(_arun(self.sbatch_argv(spec, name, folder, stem, ctx.grace_period), env))
         try:
             r = await asyncio.shield(submit)
@@ -286,7 +283,7 @@ class SlurmExecutor:
         if r.returncode == 124:  # sbatch timed out: the controller may have taken the job all the same
             await _cancel_by_name(name)
         if r.returncode != 0 or not job_id.isdigit():
-            return _spawn_failed(spec, attempt, ctx, t0, f"sbatch refused the job: {_last_line(r.stderr)}")
+            return spawn_failed(spec, attempt, ctx, t0, f"sbatch refused the job: {_last_line(r.stderr)}")
         submitted = time.monotonic()
         ctx.emit(
             "job.started",
@@ -296,7 +293,7 @@ class SlurmExecutor:
             argv=ctx.redact_argv(spec.argv),
             cwd=str(spec.cwd),
             gpus=None,
-            script_sha256=script_sha,
+            script_sha256=start.script_sha256,
             env_keys=sorted(set(spec.env) | {"AIMEDRES_JOB_ID", "AIMEDRES_RUN_ID", "AIMEDRES_ATTEMPT"}),
             slurm_job_id=job_id,
             slurm_job_name=name,
@@ -533,16 +530,6 @@ def _classify(
     failure = closer or ("signal" if sig else "exit_code")
     error = None if state == "FAILED" else f"Slurm: {state}"
     return Outcome.FAILED, failure, error
-
-
-def _spawn_failed(spec: JobSpec, attempt: int, ctx: AttemptContext, t0: float, error: str) -> AttemptResult:
-    if ctx.redact is not None:
-        error = ctx.redact(error.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
-    result = AttemptResult(
-        outcome=Outcome.SPAWN_FAILED, failure="spawn_failed", duration_s=round(time.monotonic() - t0, 6), error=error
-    )
-    emit_exited(spec, attempt, ctx, result)
-    return result
 
 
 def _write_batch(path: Path, name: str, spec: JobSpec) -> None:
