@@ -31,6 +31,9 @@ def supervisor_identity() -> dict[str, Any]:
     return {"supervisor_pid": pid, "supervisor_start_time": procs.start_time(pid)}
 
 
+PEEK = 16384
+
+
 def _alive(data: dict[str, Any]) -> bool:
     """Whether the supervisor of this summary may still be running (unknown counts as alive)."""
     pid, started = data.get("supervisor_pid"), data.get("supervisor_start_time")
@@ -40,6 +43,24 @@ def _alive(data: dict[str, Any]) -> bool:
         return True
     now = procs.start_time(pid)
     return now is not None and (started is None or now == started)
+
+
+def _plainly_ended(path: Path) -> bool:
+    """Whether a summary says it is final (or already marked) in its first or last few KiB, so
+    that the whole file (a megabyte for thousands of jobs) need not be parsed at every start. The
+    run's fields come before "jobs", and `interrupted` is added after them."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(PEEK)
+            run_fields = head.split(b'\n  "jobs": [', 1)[0]  # a job's metrics may hold any key
+            if b'\n  "finished_at":' in run_fields:
+                return True
+            if f.seek(0, os.SEEK_END) > PEEK:
+                f.seek(-PEEK, os.SEEK_END)
+                return b'"interrupted": true' in f.read()
+    except OSError:
+        return True  # nothing to mark
+    return False
 
 
 def mark_interrupted(logs_dir: Path, look_back: int = LOOK_BACK) -> list[str]:
@@ -56,6 +77,8 @@ def mark_interrupted(logs_dir: Path, look_back: int = LOOK_BACK) -> list[str]:
     marked = []
     for name in names[:look_back]:
         path = logs_dir / name / "summary.json"
+        if _plainly_ended(path):
+            continue
         try:
             data = orjson.loads(path.read_bytes())
         except (OSError, orjson.JSONDecodeError):

@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import stat
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -443,6 +444,8 @@ class RunLog:
         self._jobs: dict[str, JsonlFile] = {}
         self._failed: list[JsonlFile] = []  # closed job files that had a write error
         self._unopened: dict[str, list[bytes]] = {}  # records of jobs whose file is not open yet
+        self._ready: dict[str, JsonlFile] = {}  # files made ahead of their job's start (make_job_files)
+        self._ready_lock = threading.Lock()
         self._events_buf: list[bytes] = []
         self.pointer = pointer
         point_latest(logs_dir, run_id, pointer)
@@ -450,9 +453,22 @@ class RunLog:
     def job_path(self, job: str) -> Path:
         return self.dir / "jobs" / f"{job}.jsonl"
 
+    def make_job_files(self, jobs: list[str]) -> None:
+        """Create these jobs' files ahead of their start, for `open_job` to take: meant for a worker
+        thread, as creating a file can take the disk half a millisecond, thousands of times."""
+        for job in jobs:
+            with self._ready_lock:
+                if job not in self._ready and job not in self._jobs:
+                    self._ready[job] = JsonlFile(self.job_path(job))
+
+    def has_job_file(self, job: str) -> bool:
+        return job in self._jobs or job in self._ready
+
     def open_job(self, job: str) -> None:
         if job not in self._jobs:
-            f = self._jobs[job] = JsonlFile(self.job_path(job))
+            with self._ready_lock:
+                made = self._ready.pop(job, None)
+            f = self._jobs[job] = made if made is not None else JsonlFile(self.job_path(job))
             for line in self._unopened.pop(job, ()):
                 f.write(line)
 
@@ -528,6 +544,7 @@ class RunLog:
         except OSError:
             return True  # the next tick tries again; the files keep their errors meanwhile
         self.flush_events()
+        self._drop_ready()  # made in the removed folder
         self.events.close()
         self.events = JsonlFile(self.dir / "events.jsonl")
         for job, f in list(self._jobs.items()):
@@ -542,10 +559,17 @@ class RunLog:
         files = [self.events, *self._jobs.values(), *self._failed] + ([self.stream] if self.stream else [])
         return [f"{f.path}: {f.error.strerror or f.error}" for f in files if f.error is not None]
 
+    def _drop_ready(self) -> None:
+        with self._ready_lock:
+            for f in self._ready.values():
+                f.close()
+            self._ready.clear()
+
     def close(self) -> None:
         self.flush_events()
         for job in [*self._unopened, *self._jobs]:
             self.close_job(job)
+        self._drop_ready()
         self.events.close()
         if self.stream is not None:
             self.stream.close()

@@ -8,6 +8,7 @@ attempt through the runner, and marks what never ran as cancelled: every job end
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import secrets
 import shlex
@@ -44,6 +45,7 @@ from .schema import SCHEMA_VERSION
 Executor = Callable[[JobSpec, int, AttemptContext, JobOutput, "Mapping[str, str] | None"], Awaitable[AttemptResult]]
 
 SAMPLE_INTERVAL = 1.0
+FILES_AHEAD = 32  # job log files created ahead of their start, in one worker-thread call
 DAEMON_POINTER = "latest-daemon"  # `serve` leaves logs_dir/latest to `run` (and `logs JOB`)
 ESCAPED_ROUNDS = 50  # kill-and-look-again rounds per tick for chains of escaped processes
 SUMMARY_MIN_INTERVAL = 1.0
@@ -194,6 +196,7 @@ class Supervisor:
         self._last_summary = 0.0
         self._summary_timer: asyncio.TimerHandle | None = None
         self._told_gone = False
+        self._making_files = False
         self.error: str | None = None  # the supervisor error that ended the run, if one did
         self._meta: dict[str, Any] = {}
         self.started = time.time()
@@ -423,6 +426,7 @@ class Supervisor:
                 picked = pick_next(self._waiting, self.pools)
                 if picked is not None:
                     self._start(*picked)
+                    self._make_files_ahead()
                     continue
                 self.slots.release()  # nothing fits until a running job gives its resources back
             await self._until_woken()
@@ -452,6 +456,22 @@ class Supervisor:
         assert self._attempts is not None
         self._running += 1
         self._attempts.start_soon(self._attempt, job, name=f"job:{job.spec.id}")
+
+    def _make_files_ahead(self) -> None:
+        """The log files of the next jobs to start are created in a worker thread, a batch at a
+        time, so that the loop does not wait for the disk at each start."""
+        if self._making_files or self._tasks is None:
+            return
+        ids = [j.spec.id for j in itertools.islice(self._waiting, FILES_AHEAD) if not self.log.has_job_file(j.spec.id)]
+        if len(ids) >= FILES_AHEAD // 2:
+            self._making_files = True
+            self._tasks.start_soon(self._make_files, ids, name="job files")
+
+    async def _make_files(self, ids: list[str]) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.log.make_job_files, ids)
+        finally:
+            self._making_files = False
 
     async def _until_woken(self) -> None:
         wake_wait: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())

@@ -135,6 +135,20 @@ def group_members(pgid: int) -> list[int]:
     return found
 
 
+def death_watch_of(pid: int) -> int:
+    """The death watch process a supervisor started (its child running deathwatch.py)."""
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_bytes()
+                cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(b")") + 2 :].split()[1]) == pid and b"deathwatch.py" in cmdline:
+                return int(name)
+    raise AssertionError(f"no death watch under pid {pid}")
+
+
 def marked_processes(marker: str) -> list[int]:
     """Live (non-zombie) processes whose environment carries the marker: our jobs and their children."""
     return processes_with_env(f"TEST_MARKER={marker}".encode())

@@ -19,6 +19,7 @@ import pytest
 from conftest import (
     PY,
     alive,
+    death_watch_of,
     events,
     marked_processes,
     read_jsonl,
@@ -291,20 +292,6 @@ def _start_two_jobs(tmp_path: Path, marker: str) -> tuple[subprocess.Popen[str],
     return proc, first, {e["job"]: e["pid"] for e in events(tmp_path, "job.started")}
 
 
-def _death_watch_of(pid: int) -> int:
-    """The death watch process a supervisor started (its child running deathwatch.py)."""
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                stat = Path(f"/proc/{name}/stat").read_bytes()
-                cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat[stat.rfind(b")") + 2 :].split()[1]) == pid and b"deathwatch.py" in cmdline:
-                return int(name)
-    raise AssertionError(f"no death watch under pid {pid}")
-
-
 def _resume_marks_interrupted(tmp_path: Path, first: Path) -> None:
     r = run_cli(tmp_path, "run", "--resume", env={"NAP": "0"})
     assert r.returncode == 0, r.stderr
@@ -334,7 +321,7 @@ def test_what_a_dead_run_left_behind_is_killed_by_the_next_run(tmp_path: Path, m
     """Where even the death watch was killed (`kill -9` of both), the next run in the same logs
     folder kills the dead run's processes, found by the run id in their environment."""
     proc, first, _pids = _start_two_jobs(tmp_path, marker)
-    os.kill(_death_watch_of(proc.pid), signal.SIGKILL)
+    os.kill(death_watch_of(proc.pid), signal.SIGKILL)
     proc.kill()
     proc.communicate(timeout=10)
     time.sleep(0.5)
