@@ -52,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 ORDER = ["startup", "capture", "dispatch", "overhead", "memory", "idle", "makespan", "spool"]
 REDUCED: dict[str, list[str]] = {
     "startup": ["--runs", "10"],
-    "dispatch": ["--timeout", "180"],
+    "dispatch": ["--timeout", "180", "--floor"],
     "overhead": ["--timeout", "180"],
     "memory": ["--runs", "1", "--duration", "10"],
     "packing": ["--runs", "1"],

@@ -68,6 +68,7 @@ from _helpers import Figure, check_counts, fmt_ratio, read_summary, verdict, wri
 TARGET_VS_XARGS = 1.5  # SPEC §11: aimedres wall <= 1.5x xargs -P 8 (on Python 3.12)
 TARGET_VS_PARALLEL = 0.35  # SPEC §11: aimedres wall <= 0.35x parallel -j 8
 AIM, XARGS, PARALLEL = "aimedres-async", "xargs -P", "parallel -j"
+FLOOR_ASYNCIO, FLOOR_POPEN = "asyncio floor", "Popen floor"
 
 
 class Bench:
@@ -110,6 +111,16 @@ class Bench:
         cmd = ["sh", "-c", f"seq {self.jobs} | xargs -P {self.workers} -I{{}} /bin/true"]
         return self._run(cmd, "xargs", warmup)
 
+    def run_floor_asyncio(self, warmup: bool = False) -> tuple[Timing, list[str]]:
+        settle()
+        cmd = [sys.executable, str(Path(__file__).with_name("_floor.py")), "asyncio", str(self.jobs), str(self.workers)]
+        return self._run(cmd, "floor-asyncio", warmup)
+
+    def run_floor_popen(self, warmup: bool = False) -> tuple[Timing, list[str]]:
+        settle()
+        cmd = [sys.executable, str(Path(__file__).with_name("_floor.py")), "popen", str(self.jobs), str(self.workers)]
+        return self._run(cmd, "floor-popen", warmup)
+
     def run_parallel(self, warmup: bool = False) -> tuple[Timing, list[str]]:
         settle()
         cmd = ["sh", "-c", f"seq {self.jobs} | parallel -j {self.workers} /bin/true"]
@@ -123,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2000, metavar="N", help="jobs of /bin/true (default 2,000)")
     ap.add_argument("--workers", type=int, default=8, metavar="N", help="max_workers / -P / -j (default 8)")
     ap.add_argument("--runs", type=int, default=5, metavar="N", help="timed runs per tool after a warm-up (default 5)")
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time the spawn shape alone (bench/_floor.py: asyncio subprocess_exec, and Popen + pidfd)",
+    )
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON object (last line)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (config, last run's logs)")
     ap.add_argument("--tmpdir", metavar="DIR", help="make the temp dir here (default: $TMPDIR or /tmp)")
@@ -150,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if parallel:
         tools.append((PARALLEL, bench.run_parallel))
+    if a.floor:
+        tools += [(FLOOR_ASYNCIO, bench.run_floor_asyncio), (FLOOR_POPEN, bench.run_floor_popen)]
     series = {name: Series(name) for name, _ in tools}
 
     print(
@@ -167,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         AIM: "aimedres-async run",
         XARGS: f"seq | xargs -P {a.workers}",
         PARALLEL: f"seq | parallel -j {a.workers}",
+        FLOOR_ASYNCIO: "floor: subprocess_exec",
+        FLOOR_POPEN: "floor: Popen + pidfd",
     }
     rows = []
     for name, _ in tools:
@@ -236,6 +256,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print("aimedres-async / parallel: n/a — SKIPPED (GNU parallel not installed)")
+    floors: dict[str, float] = {}
+    if a.floor:
+        xargs = series[XARGS].median
+        fa, fp = series[FLOOR_ASYNCIO].median, series[FLOOR_POPEN].median
+        floors = {"asyncio_vs_xargs": fa / xargs, "popen_vs_xargs": fp / xargs, "aimedres_vs_asyncio_floor": aim / fa}
+        print(f"floor: subprocess_exec / xargs -P {a.workers}: {fmt_ratio(fa / xargs)}  (the spawn shape alone)")
+        print(f"floor: Popen + pidfd / xargs -P {a.workers}:   {fmt_ratio(fp / xargs)}")
+        print(f"aimedres-async / subprocess_exec floor:      {fmt_ratio(aim / fa)}  (the supervisor's own work)")
     if all_problems:
         print("\nPROBLEMS:")
         for p in all_problems:
@@ -252,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             "target": {"ratio_max_vs_xargs": TARGET_VS_XARGS, "ratio_max_vs_parallel": TARGET_VS_PARALLEL},
             "ratio_vs_xargs": r_x,
             "ratio_vs_parallel": r_p,
+            "floor": floors or None,
             "figures": [f.as_dict() for f in figures],
             "results": {name: series[name].summary() for name, _ in tools},
             "problems": all_problems,
