@@ -31,7 +31,7 @@ from .jobs import SelectionError
 from .legacy import LegacyError
 from .usage import Parser, UsageError
 
-__all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main", "main_exit"]
+__all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main"]
 
 COMMANDS = (
     "run",
@@ -1092,9 +1092,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-
-
-def main_exit() -> None:
-    """Console-script entry point (this module's imports are done: hold signals from here on)."""
-    startup_signals.hold()
-    sys.exit(main())

@@ -28,6 +28,20 @@ def hold() -> None:
     _holding = True
 
 
+def console_script() -> None:
+    """The `aimedres-async` command: the signals are held before the command line's imports (an
+    entry point that named `cli` itself would import it first)."""
+    import sys
+
+    try:
+        hold()
+    except KeyboardInterrupt:  # Ctrl+C before the hold: nothing has started, nothing to tell
+        sys.exit(130)
+    from .cli import main
+
+    sys.exit(main())
+
+
 def take() -> list[signal.Signals]:
     """The signals that arrived while held, oldest first: the caller now owns the handlers too."""
     global _holding

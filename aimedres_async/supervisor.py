@@ -518,6 +518,9 @@ class Supervisor:
                 if job.grant is not None:
                     self.pools.give(job.grant)
                     job.grant = None
+            if result.outcome is Outcome.SUCCEEDED and job.spec.metrics_file:
+                # a report file on a slow or network disk must not hold up the loop
+                job.output.metrics = await self._read_metrics_file(job)
             self._after_attempt(job, attempt, result)
         finally:
             # Counted down before the dispatcher is woken: it must not see a job still "running".
@@ -532,12 +535,6 @@ class Supervisor:
         job.duration_s += result.duration_s
         job.peak_rss_bytes = max(job.peak_rss_bytes, result.peak_rss_bytes)
         if result.outcome is Outcome.SUCCEEDED:
-            job.output.metrics = metrics_file.final_metrics(
-                job.spec.workdir,
-                job.spec.metrics_file,
-                job.output.metrics,
-                lambda message: self.console.warning(f"{job.spec.id}: {message}"),
-            )
             self._finish(job, Status.SUCCEEDED)
         elif job.cancelled:
             self._finish(job, Status.CANCELLED)
@@ -553,6 +550,17 @@ class Supervisor:
             self._finish(job, Status(result.outcome.value))
             if self.opts.fail_fast and not job.status.ok and not job.spec.optional:  # type: ignore[union-attr]
                 self.stop.request("fail-fast")
+
+    async def _read_metrics_file(self, job: JobRun) -> dict[str, Any] | None:
+        """The job's final metrics with its `metrics_file` merged in, read in a worker thread."""
+        problems: list[str] = []
+        spec = job.spec
+        metrics = await anyio.to_thread.run_sync(
+            metrics_file.final_metrics, spec.workdir, spec.metrics_file, job.output.metrics, problems.append
+        )
+        for message in problems:
+            self.console.warning(f"{spec.id}: {message}")
+        return metrics
 
     def _after_oom(self, job: JobRun, result: AttemptResult) -> None:
         """An out-of-memory failure is retried only where it can run without sharing the memory."""

@@ -385,3 +385,37 @@ def test_a_signal_during_the_imports_is_held_not_raised_inside_one() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert r.stdout.split() == ["SIGINT", "SIGINT", "True"], r.stdout
+
+
+CONSOLE_SCRIPT_PROBE = """
+import signal, sys
+from importlib.metadata import entry_points
+
+seen = []
+
+
+class Probe:  # notes the SIGINT handler at the moment the command line's module is imported
+    def find_spec(self, name, path, target=None):
+        if name == "aimedres_async.cli":
+            seen.append(getattr(signal.getsignal(signal.SIGINT), "__name__", "?"))
+        return None
+
+
+sys.meta_path.insert(0, Probe())
+(ep,) = [e for e in entry_points(group="console_scripts") if e.name == "aimedres-async"]
+sys.argv = ["aimedres-async", "--help"]
+try:
+    ep.load()()
+except SystemExit:
+    pass
+print("handler at the cli import:", seen[0], file=sys.stderr)
+"""
+
+
+def test_the_console_script_holds_the_signals_before_the_command_lines_imports() -> None:
+    """Regression: the `aimedres-async` entry point named `cli.main_exit`, so loading it imported
+    the whole command line (orjson, structlog, ...) before the signals were held: a Ctrl+C in
+    that window could land inside a C extension's import, as `python -m` once did."""
+    r = subprocess.run([PY, "-c", CONSOLE_SCRIPT_PROBE], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "handler at the cli import: _record" in r.stderr, r.stderr
