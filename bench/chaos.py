@@ -55,6 +55,10 @@ harmless, reported only).
 
 `--seed` fixes the ticket mix, the batches and the kill/reload plan (the timing of a real daemon
 still varies); `--workers` sets max_workers (default 4); `--timeout` bounds the whole run;
+`--slow-callbacks` runs each daemon through `bench/_slow_callbacks.py`: every event-loop step that
+holds the loop over 20 ms (not counting time spent waiting for a CPU, nor a job's fork/exec) is
+logged, and the check `no_loop_step_over_20ms` is added (SPEC §11, "Event loop").
+
 `--keep` keeps the temp dir (spool, logs, runs.log, daemon-*.err; a run whose checks fail keeps it
 too, to be looked at), `--tmpdir DIR` chooses where it is made. SIGTERM or Ctrl+C stops the daemon,
 kills what is left of its jobs and exits 2. With `--json` the last stdout line is one JSON object
@@ -300,8 +304,11 @@ class NotifyListener:
             os.unlink(self.path)
 
 
+SLOW_STEP = re.compile(r"Executing .* took \d+\.\d+ seconds")
+
+
 class Daemon:
-    def __init__(self, work: Path, config: Path, n: int, notify_path: str) -> None:
+    def __init__(self, work: Path, config: Path, n: int, notify_path: str, timed: bool = False) -> None:
         self.n = n
         self.err_path = work / f"daemon-{n:02d}.err"
         self._out: IO[bytes] = open(work / f"daemon-{n:02d}.out", "wb")  # noqa: SIM115 - closed in reap()
@@ -309,8 +316,10 @@ class Daemon:
         drop = ("AIMEDRES_CONFIG", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CHAOS_MARKER")
         env = {k: v for k, v in os.environ.items() if k not in drop}
         env["NOTIFY_SOCKET"] = notify_path
+        # --slow-callbacks: every event-loop step over 20 ms is logged to asyncio-NN.log
+        timing = [str(Path(__file__).with_name("_slow_callbacks.py")), str(work / f"asyncio-{n:02d}.log"), "plain"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aimedres_async", "--config", str(config), "serve"],
+            [sys.executable, *(timing if timed else ["-m", "aimedres_async"]), "--config", str(config), "serve"],
             cwd=work,
             stdin=subprocess.DEVNULL,
             stdout=self._out,
@@ -555,7 +564,7 @@ class Chaos:
         return self.daemons[-1]
 
     def start_daemon(self, wait_ready: bool) -> Daemon:
-        d = Daemon(self.work, self.config, len(self.daemons), self.notify.path)
+        d = Daemon(self.work, self.config, len(self.daemons), self.notify.path, timed=self.args.slow_callbacks)
         self.daemons.append(d)
         if wait_ready and not self.notify.wait_ready(d.pid, 0, 60, d.alive):
             raise RuntimeError(
@@ -727,6 +736,12 @@ class Chaos:
         leftover = len(set(left_running) | set(left_after))
         fd_growth = None if fd_fresh is None or fd_final is None else fd_final - fd_fresh
 
+        slow = [
+            line
+            for log in sorted(self.work.glob("asyncio-*.log"))
+            for line in log.read_text(errors="replace").splitlines()
+            if SLOW_STEP.search(line)
+        ]
         checks = {
             "every_ticket_final_once": not spool["lost"]
             and not spool["duplicated"]
@@ -742,6 +757,8 @@ class Chaos:
             "daemons_clean": tracebacks == 0 and internal == 0 and not self.unexpected_exits and code == 0,
             "no_other_problems": not self.problems,
         }
+        if a.slow_callbacks:
+            checks["no_loop_step_over_20ms"] = not slow
         return {
             "bench": "chaos",
             "ok": all(checks.values()),
@@ -758,6 +775,8 @@ class Chaos:
             "reloads": self.reloads,
             "broken_reloads": self.broken_reloads,
             "broken_reloads_refused": refused,
+            "slow_loop_steps": slow[:20] if a.slow_callbacks else None,
+            "slow_loop_step_count": len(slow) if a.slow_callbacks else None,
             "recovered_tickets": recovered,
             "final_counts": {s: spool["counts"][s] for s in FINAL_STATES},
             "expected_counts": {s: expected.get(s, 0) for s in FINAL_STATES},
@@ -850,6 +869,10 @@ def report(r: dict[str, Any]) -> str:
             f"(growth {r['fd_growth']}, allowed {r['fd_allowance']})",
         ),
         ("Tracebacks / internal errors", f"{r['tracebacks']} / {r['internal_errors']}"),
+        (
+            "event-loop steps over 20 ms",
+            "not timed (--slow-callbacks)" if r["slow_loop_step_count"] is None else f"{r['slow_loop_step_count']}",
+        ),
         ("tmp/ leftovers (informational)", f"{r['tmp_leftovers']}"),
     ]
     width = max(len(k) for k, _ in rows)
@@ -869,6 +892,7 @@ def report(r: dict[str, Any]) -> str:
         "ran_but_rejected",
         "unexpected_exits",
         "problems",
+        "slow_loop_steps",
     ):
         if r.get(key):
             out.append(f"  {key}: {r[key]}")
@@ -886,6 +910,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1, help="the ticket mix and the kill/reload plan (default 1)")
     ap.add_argument("--workers", type=int, default=4, metavar="N", help="max_workers (default 4)")
     ap.add_argument("--timeout", type=float, default=900, metavar="S", help="give up after S seconds (default 900)")
+    ap.add_argument(
+        "--slow-callbacks",
+        action="store_true",
+        help="time every event-loop step of the daemons (bench/_slow_callbacks.py); a check fails on one over 20 ms",
+    )
     ap.add_argument("--json", action="store_true", help="last stdout line: the results as one JSON object")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")

@@ -2,7 +2,7 @@
 
 A smaller relative of bench/chaos.py: a `run` of a few hundred short jobs, and a `serve` daemon
 fed a few hundred tickets. Every callback and task step is timed as asyncio's debug mode does with
-`slow_callback_duration = 0.02` (see DRIVER for what is not counted and why), and one that held the
+`slow_callback_duration = 0.02` (bench/_slow_callbacks.py says what is not counted and why), and one that held the
 loop longer is logged as debug mode logs it, "Executing <callback> took N seconds", to a file that
 must hold none. The same driver with an injected 50 ms blocking call shows that the check catches one.
 """
@@ -21,81 +21,9 @@ from helpers_daemon import daemon_config
 
 SLOW = re.compile(r"Executing .* took \d+\.\d+ seconds")
 
-# Runs the real command line with every event-loop callback timed the way asyncio's debug mode
-# does (around Handle._run, which runs callbacks and task steps alike), logging any over 20 ms in
-# debug mode's words to asyncio's logger, which goes to a file. What is not counted, to measure the
-# supervisor rather than the machine: the time the thread waited for a CPU (run_delay in
-# /proc/thread-self/schedstat; tests share two cores with other work), and the kernel's fork/exec
-# of a job inside subprocess.Popen, which waits for the child's exec and runs on the loop whatever
-# the spawn API (asyncio's subprocess_exec calls Popen there too); its share is printed. Debug
-# mode's other checks stay off: they record a stack at every call_soon, inside the timed callbacks.
-DRIVER = textwrap.dedent(
-    """
-    import asyncio, asyncio.events, logging, sys, time
-
-    LIMIT = 0.02
-
-    def run_delay():
-        with open("/proc/thread-self/schedstat", "rb") as f:
-            return int(f.read().split()[1]) / 1e9
-
-    handler = logging.FileHandler(sys.argv[1])
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    log = logging.getLogger("asyncio")
-    log.addHandler(handler)
-    log.setLevel(logging.WARNING)
-    log.propagate = False
-    real_run = asyncio.events.Handle._run
-
-    def timed_run(self):
-        t0, d0, s0 = time.monotonic(), run_delay(), spawning[0]
-        try:
-            real_run(self)
-        finally:
-            wall = time.monotonic() - t0
-            if wall > LIMIT:
-                waited, spawned = run_delay() - d0, spawning[0] - s0
-                if wall - waited - spawned > LIMIT:
-                    what = getattr(self._callback, "__self__", self)  # a task step: the task
-                    where = ""
-                    coro = what.get_coro() if isinstance(what, asyncio.Task) else None
-                    while coro is not None and getattr(coro, "cr_frame", None) is not None:  # where it waits now
-                        where += f" {coro.cr_frame.f_code.co_name}:{coro.cr_frame.f_lineno}"
-                        coro = coro.cr_await
-                    log.warning("Executing %r took %.3f seconds (%.3f s more waiting for a CPU, %.3f s in fork/exec)%s",
-                                what, wall - waited - spawned, waited, spawned, f"; now at {where}" if where else "")
-
-    asyncio.events.Handle._run = timed_run
-
-    import subprocess
-    spawning = [0.0]
-    real_exec = subprocess.Popen._execute_child
-
-    def timed_exec(self, *args, **kwargs):
-        t0 = time.monotonic()
-        try:
-            return real_exec(self, *args, **kwargs)
-        finally:
-            spawning[0] += time.monotonic() - t0
-
-    subprocess.Popen._execute_child = timed_exec
-
-    from aimedres_async import cli, supervisor
-
-    if sys.argv[2] == "inject":  # one 50 ms blocking call on the loop, when the first job finishes
-        real = supervisor.Supervisor._finish
-        done = []
-
-        def finish(self, job, status):
-            if not done:
-                done.append(1)
-                time.sleep(0.05)
-            return real(self, job, status)
-
-        supervisor.Supervisor._finish = finish
-    sys.exit(cli.main(sys.argv[3:]))
-    """
-)
+# Runs the real command line with every event-loop step timed; see its docstring for what is not
+# counted and why.
+DRIVER = Path(__file__).resolve().parents[1] / "bench" / "_slow_callbacks.py"
 
 JOBS = 300
 
@@ -123,7 +51,7 @@ def drive(tmp_path: Path, mode: str, *args: str, timeout: float = 300) -> tuple[
     log = tmp_path / f"asyncio-{mode}.log"
     env = {k: v for k, v in os.environ.items() if k != "AIMEDRES_CONFIG"}
     proc = subprocess.run(
-        [PY, "-c", DRIVER, str(log), mode, *args],
+        [PY, str(DRIVER), str(log), mode, *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -158,7 +86,7 @@ def test_a_daemon_taking_many_tickets_never_blocks_the_loop(tmp_path: Path, mark
     # output to files, not pipes: a busy daemon would block on a full pipe nobody reads
     with open(tmp_path / "daemon.out", "wb") as out, open(tmp_path / "daemon.err", "wb") as err:
         daemon = subprocess.Popen(
-            [PY, "-c", DRIVER, str(log), "plain", "serve"],
+            [PY, str(DRIVER), str(log), "plain", "serve"],
             cwd=tmp_path,
             env=env,
             stdin=subprocess.DEVNULL,
