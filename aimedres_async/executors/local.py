@@ -46,6 +46,14 @@ from ..runner import (
 from ..sinks import Framer
 
 DRAIN_TIMEOUT = 2.0  # after the group is gone, how long a pipe held by an escaped process may stay open
+# A chunk is framed a slice at a time: a slice starts at FEED_SLICE_MIN bytes and doubles while
+# slices take under a quarter of FEED_BUDGET (up to FEED_SLICE_MAX), halves when one takes more
+# than half, and holds at most FEED_RECORDS line ends (a flood of bare \r is a record per byte,
+# about a microsecond each); what is left after FEED_BUDGET waits for the loop's next turn.
+FEED_SLICE_MIN = 8 * 1024
+FEED_SLICE_MAX = 256 * 1024
+FEED_RECORDS = 4096
+FEED_BUDGET = 0.008
 LEFTOVER_KILL_TIMEOUT = 2.0
 _SIGNUMS = {s.value for s in signal.Signals}
 
@@ -68,6 +76,8 @@ class AttemptProtocol(asyncio.SubprocessProtocol):
         self.exited: asyncio.Future[int] = loop.create_future()
         self.eof: dict[int, asyncio.Future[None]] = {fd: loop.create_future() for fd in framers}
         self._small = set(framers)  # pipes still at the kernel's default size
+        self._behind: dict[int, bytearray] = {}  # output not framed yet, per pipe (its reading is paused)
+        self._slice = dict.fromkeys(framers, FEED_SLICE_MIN)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.SubprocessTransport, transport)
@@ -77,7 +87,56 @@ class AttemptProtocol(asyncio.SubprocessProtocol):
             self._small.discard(fd)
             self._grow(fd)
         self.live.last_output = time.monotonic()
-        deliver(self.ctx, self.job, self.framers[fd], data)
+        self._feed(fd, data)
+
+    def _feed(self, fd: int, data: bytes) -> None:
+        """Frame a chunk a slice at a time. A slow chunk (thousands of tiny records, bytes that
+        need escaping) that is not done within FEED_BUDGET keeps the rest for the loop's next
+        turn, with the pipe's reading paused meanwhile (so order is kept): no step of the loop
+        frames output for long, whatever a job prints."""
+        began = now = time.perf_counter()
+        start = 0
+        while start < len(data):
+            size = self._slice[fd]
+            piece = data if start == 0 and size >= len(data) else data[start : start + size]
+            ends = piece.count(b"\n") + piece.count(b"\r")
+            if ends > FEED_RECORDS:
+                size = max(1024, size * FEED_RECORDS // ends)
+                piece = data[start : start + size]
+            deliver(self.ctx, self.job, self.framers[fd], piece)
+            start += size
+            t = time.perf_counter()
+            took, now = t - now, t
+            if took > FEED_BUDGET / 2:
+                self._slice[fd] = max(FEED_SLICE_MIN, size // 2)
+            elif took < FEED_BUDGET / 4 and start <= len(data):
+                self._slice[fd] = min(FEED_SLICE_MAX, size * 2)
+            if start < len(data) and now - began > FEED_BUDGET:
+                self._behind[fd] = bytearray(data[start:])
+                self._pipe_reading(fd, False)
+                asyncio.get_running_loop().call_soon(self._catch_up, fd)
+                return
+
+    def _catch_up(self, fd: int) -> None:
+        rest = self._behind.pop(fd, None)
+        if rest is None:
+            return
+        self._feed(fd, bytes(rest))
+        if fd not in self._behind:
+            self._pipe_reading(fd, True)
+
+    def finish_feeding(self) -> None:
+        """Frame whatever is still behind, at once (the attempt is ending)."""
+        for fd in list(self._behind):
+            deliver(self.ctx, self.job, self.framers[fd], bytes(self._behind.pop(fd)))
+
+    def _pipe_reading(self, fd: int, on: bool) -> None:
+        pipe = self.transport.get_pipe_transport(fd) if self.transport is not None else None
+        if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
+            if on:
+                pipe.resume_reading()
+            else:
+                pipe.pause_reading()
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         eof = self.eof.get(fd)
@@ -161,6 +220,7 @@ async def run_attempt(
     finally:
         assert proto.transport is not None
         proto.transport.close()  # frees the pipes, even one an escaped process still holds
+        proto.finish_feeding()
         for fd, framer in framers.items():
             proto.pipe_connection_lost(fd, None)
             deliver_end(ctx, spec.id, framer, output)
