@@ -409,7 +409,9 @@ class Daemon:
             self._filed(c, "incoming", False)
             return
         state = "done" if job.status is not None and job.status.ok else "failed"
-        entry = job.summary(self.sup.log.job_path(job.spec.id), self.sup.ctx.redact_argv(job.spec.argv))
+        entry = job.summary(
+            job.fixed_fields(self.sup.log.job_path(job.spec.id), self.sup.ctx.redact_argv(job.spec.argv))
+        )
         result = ticket_result(entry, self.sup.run_id)
         if self._filing is None:  # not serving (a test driving the hooks): file here and now
             self.spool.release(c, state, result)

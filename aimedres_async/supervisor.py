@@ -100,17 +100,18 @@ class JobRun:
             return self.last.error
         return diagnose.error_line(self.output.tail) if self.failed else None
 
-    def summary(self, log_path: Path, argv: list[str], fixed: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The summary.json entry; `fixed` is what an earlier call returned (its command, log
-        path and output folder never change, and are reused rather than formatted again)."""
+    def fixed_fields(self, log_path: Path, argv: list[str]) -> dict[str, Any]:
+        """The parts of its summary entry that never change: command, log path, output folder."""
+        return {
+            "command": argv,
+            "command_line": shlex.join(argv),
+            "log": str(log_path),
+            "output_dir": str(self.spec.output_dir) if self.spec.output_dir else None,
+        }
+
+    def summary(self, fixed: Mapping[str, Any]) -> dict[str, Any]:
+        """The summary.json entry; `fixed` holds `fixed_fields` (or an earlier entry, which has them)."""
         last = self.last
-        if fixed is None:
-            fixed = {
-                "command": argv,
-                "command_line": shlex.join(argv),
-                "log": str(log_path),
-                "output_dir": str(self.spec.output_dir) if self.spec.output_dir else None,
-            }
         return {
             "id": self.spec.id,
             "status": self.status.value if self.status else self.state.value,
@@ -682,10 +683,12 @@ class Supervisor:
         cached = self._entries.get(job.spec.id)
         if cached is not None and cached[0] == key:
             return cached[1]
-        if cached is not None:
-            entry = job.summary(self.log.dir, [], fixed=cached[1])
-        else:
-            entry = job.summary(self.log.job_path(job.spec.id), self.ctx.redact_argv(job.spec.argv))
+        fixed = (
+            cached[1]
+            if cached is not None
+            else job.fixed_fields(self.log.job_path(job.spec.id), self.ctx.redact_argv(job.spec.argv))
+        )
+        entry = job.summary(fixed)
         self._entries[job.spec.id] = (key, entry)
         return entry
 

@@ -87,6 +87,10 @@ class AttemptProtocol(asyncio.SubprocessProtocol):
             self._small.discard(fd)
             self._grow(fd)
         self.live.last_output = time.monotonic()
+        behind = self._behind.get(fd)
+        if behind is not None:  # its reading could not be paused: keep the order
+            behind += data
+            return
         self._feed(fd, data)
 
     def _feed(self, fd: int, data: bytes) -> None:
