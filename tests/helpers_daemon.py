@@ -158,8 +158,15 @@ def where(spool: Path, ticket: str) -> list[str]:
 
 
 def wait_final(spool: Path, tickets: list[str], timeout: float = 60) -> None:
+    """Until each ticket is filed: in done/, failed/ or rejected/ and nowhere else (filing links the
+    ticket into its final folder, then removes it from active/: in between it is in both)."""
+
+    def filed(ticket: str) -> bool:
+        folders = where(spool, ticket)
+        return len(folders) == 1 and folders[0] in FINAL
+
     def all_final() -> bool:
-        return all(any((spool / s / f"{t}.toml").exists() for s in FINAL) for t in tickets)
+        return all(filed(t) for t in tickets)
 
     wait_for(all_final, timeout, f"{len(tickets)} tickets to reach done/, failed/ or rejected/")
 
