@@ -66,6 +66,19 @@ class Checkpoint:
 
 
 CHECKPOINT = Checkpoint()
+INTERRUPTED: list[int] = []  # the signal, once Ctrl+C has been pressed
+
+
+def interrupt(signum: int, _frame: object) -> None:
+    """Ctrl+C: stop now. Python only prints a KeyboardInterrupt that lands inside a finaliser
+    ("Exception ignored in ..."), so the flag also stops the run at the end of the epoch."""
+    INTERRUPTED.append(signum)
+    raise KeyboardInterrupt
+
+
+def stop_if_interrupted() -> None:
+    if INTERRUPTED:
+        raise KeyboardInterrupt
 
 
 def emit(record: dict[str, object]) -> None:
@@ -173,6 +186,7 @@ def train_epochs(
             clf.partial_fit(Xs[idx], y[idx], classes=classes)
         CHECKPOINT.update(model=pipe, epoch=epoch)
         on_epoch(epoch, pipe)
+        stop_if_interrupted()
     return pipe
 
 
@@ -256,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def run() -> None:
     """main(), except that Ctrl+C (SIGINT) saves a checkpoint and exits 130, without a traceback."""
+    signal.signal(signal.SIGINT, interrupt)
     try:
         main()
     except KeyboardInterrupt:

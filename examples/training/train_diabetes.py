@@ -68,6 +68,19 @@ class Checkpoint:
 
 
 CHECKPOINT = Checkpoint()
+INTERRUPTED: list[int] = []  # the signal, once Ctrl+C has been pressed
+
+
+def interrupt(signum: int, _frame: object) -> None:
+    """Ctrl+C: stop now. Python only prints a KeyboardInterrupt that lands inside a finaliser
+    ("Exception ignored in ..."), so the flag also stops the run at the end of the epoch."""
+    INTERRUPTED.append(signum)
+    raise KeyboardInterrupt
+
+
+def stop_if_interrupted() -> None:
+    if INTERRUPTED:
+        raise KeyboardInterrupt
 
 
 def emit(record: dict[str, object]) -> None:
@@ -196,6 +209,7 @@ def train_epochs(
         # the regressor is still on the standardised target here: keep what maps it back
         CHECKPOINT.update(model={"scaler": scaler, "regressor": reg, "y_mean": y_mean, "y_std": y_std}, epoch=epoch)
         on_epoch(epoch, predict)
+        stop_if_interrupted()
 
     reg.coef_ = reg.coef_ * y_std
     reg.intercept_ = reg.intercept_ * y_std + y_mean
@@ -288,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def run() -> None:
     """main(), except that Ctrl+C (SIGINT) saves a checkpoint and exits 130, without a traceback."""
+    signal.signal(signal.SIGINT, interrupt)
     try:
         main()
     except KeyboardInterrupt:
