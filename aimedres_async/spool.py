@@ -136,7 +136,8 @@ class Spool:
         """Create the folders (mode 0750); refuse a spool other users could write to."""
         try:
             self.root.mkdir(mode=0o750, parents=True, exist_ok=True)
-            for state in STATES:
+            # incoming/ last: a client that sees it finds tmp/ (where tickets are written) there too
+            for state in sorted(STATES, key=lambda s: s == "incoming"):
                 (self.root / state).mkdir(mode=0o750, exist_ok=True)
         except OSError as e:
             raise SpoolError(f"cannot create spool {self.root}: {e.strerror or e}") from None

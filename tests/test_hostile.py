@@ -147,9 +147,26 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_130_cleanly(tmp_path: Path, mark
     RuntimeError with exit 1)."""
     write_config(tmp_path, _config(marker, '[jobs.j]\ncommand = ["sleep", "30"]\n'))
     proc = start_cli(tmp_path, "run")
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=30)
+    try:
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        try:
+            _out, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired as e:
+            # CPython's own start-up, before the package's first line, can swallow it: raised inside
+            # a weakref callback of the import machinery it is only printed ("Exception ignored in
+            # ..."), and the run goes on. That is the one case a second Ctrl+C is needed.
+            early = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+            assert "Exception ignored in" in early and "KeyboardInterrupt" in early, early
+            assert "aimedres_async" not in early.split("config:")[0], early
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=30)
+            assert proc.returncode == 130 and "Traceback" not in err.split("config:")[-1], err
+            return
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     # Before the interpreter has set up its own handler, SIGINT's default action ends it, which a
     # shell reports as 130 too; from then on it must be an orderly exit 130. One window no code of
     # the package can cover is CPython's own start-up (site, runpy finding the package): there it
