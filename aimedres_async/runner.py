@@ -186,6 +186,24 @@ def deliver_end(ctx: AttemptContext, job: str, framer: Framer, output: JobOutput
         output.metrics = framer.last_data
 
 
+def emit_started(
+    spec: JobSpec, attempt: int, ctx: AttemptContext, start: AttemptStart, pid: int | None, **extra: Any
+) -> None:
+    """`job.started` for an attempt of a local or batch executor; `extra` adds its own fields."""
+    ctx.emit(
+        "job.started",
+        job=spec.id,
+        attempt=attempt,
+        pid=pid,
+        argv=ctx.redact_argv(spec.argv),
+        cwd=str(spec.cwd),
+        gpus=extra.pop("gpus", None),
+        script_sha256=start.script_sha256,
+        env_keys=sorted(set(spec.env) | {"AIMEDRES_JOB_ID", "AIMEDRES_RUN_ID", "AIMEDRES_ATTEMPT"}),
+        **extra,
+    )
+
+
 def emit_exited(spec: JobSpec, attempt: int, ctx: AttemptContext, r: AttemptResult, **extra: Any) -> None:
     """`job.exited` for an attempt; `extra` adds an executor's own fields (e.g. Slurm's queued_s)."""
     fields: dict[str, Any] = {"outcome": r.outcome.value}

@@ -41,6 +41,7 @@ from ..runner import (
     deliver,
     deliver_end,
     emit_exited,
+    emit_started,
     spawn_failed,
 )
 from ..sinks import Framer
@@ -202,17 +203,7 @@ async def run_attempt(
         raise
 
     pgid = live.pgid = pid  # start_new_session: the child leads its own group
-    ctx.emit(
-        "job.started",
-        job=spec.id,
-        attempt=attempt,
-        pid=pid,
-        argv=ctx.redact_argv(spec.argv),
-        cwd=str(spec.cwd),
-        gpus=env.get("CUDA_VISIBLE_DEVICES"),
-        script_sha256=start.script_sha256,
-        env_keys=sorted(set(spec.env) | {"AIMEDRES_JOB_ID", "AIMEDRES_RUN_ID", "AIMEDRES_ATTEMPT"}),
-    )
+    emit_started(spec, attempt, ctx, start, pid, gpus=env.get("CUDA_VISIBLE_DEVICES"))
     reason: str | None = None
     try:
         reason = await _supervise(proto, pgid, spec, ctx, live)

@@ -37,6 +37,7 @@ from ..runner import (
     deliver,
     deliver_end,
     emit_exited,
+    emit_started,
     spawn_failed,
 )
 from ..sinks import Framer
@@ -285,16 +286,12 @@ class SlurmExecutor:
         if r.returncode != 0 or not job_id.isdigit():
             return spawn_failed(spec, attempt, ctx, t0, f"sbatch refused the job: {_last_line(r.stderr)}")
         submitted = time.monotonic()
-        ctx.emit(
-            "job.started",
-            job=spec.id,
-            attempt=attempt,
-            pid=None,
-            argv=ctx.redact_argv(spec.argv),
-            cwd=str(spec.cwd),
-            gpus=None,
-            script_sha256=start.script_sha256,
-            env_keys=sorted(set(spec.env) | {"AIMEDRES_JOB_ID", "AIMEDRES_RUN_ID", "AIMEDRES_ATTEMPT"}),
+        emit_started(
+            spec,
+            attempt,
+            ctx,
+            start,
+            None,
             slurm_job_id=job_id,
             slurm_job_name=name,
             slurm_files=str(folder / (stem + ".{sh,out,err}")),
