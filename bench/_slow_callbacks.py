@@ -80,7 +80,7 @@ def install(log_path: str) -> None:
 
 def inject_block() -> None:
     """One 50 ms blocking call on the loop, when the first job finishes."""
-    from aimedres_async import supervisor
+    from aimedres_async.engine import run as supervisor
 
     real = supervisor.Supervisor._finish
     done: list[int] = []
@@ -98,7 +98,7 @@ def main() -> int:
     install(sys.argv[1])
     if sys.argv[2] == "inject":
         inject_block()
-    from aimedres_async import cli
+    from aimedres_async.cli import app as cli
 
     return cli.main(sys.argv[3:])
 

@@ -320,7 +320,7 @@ window.aimedresReadyMs = performance.now(); document.body.setAttribute('data-rea
 
 def cmd_scale(a: argparse.Namespace) -> int:
     sys.path.insert(0, str(REPO_ROOT))
-    from aimedres_async import htmlreport
+    from aimedres_async.report import html as htmlreport
 
     tmp = Path(a.tmpdir or tempfile.mkdtemp(prefix="report-bench-"))
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aimedres_async.config import (
+from aimedres_async.plan.config import (
     Backoff,
     Config,
     ConfigError,
@@ -313,7 +313,7 @@ def test_defaults_table_is_merged_over_builtin_defaults(tmp_path: Path) -> None:
 
 
 def test_defaults_timeout_zero_means_no_limit(tmp_path: Path) -> None:
-    from aimedres_async.jobs import plan
+    from aimedres_async.plan.jobs import plan
 
     cfg = load(write(tmp_path, '[defaults]\ntimeout = 0\n[discovery]\nenabled = false\n[jobs.a]\ncommand = ["true"]\n'))
     assert cfg.defaults.timeout == 0  # kept as "set to no limit", so it can beat an inherited value

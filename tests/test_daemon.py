@@ -34,7 +34,7 @@ from helpers_daemon import (
     where,
 )
 
-from aimedres_async.spool import MAX_TICKET_BYTES, Spool
+from aimedres_async.daemon.spool import MAX_TICKET_BYTES, Spool
 
 
 @pytest.fixture

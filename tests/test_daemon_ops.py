@@ -31,7 +31,7 @@ from helpers_daemon import (
     where,
 )
 
-from aimedres_async.spool import Spool
+from aimedres_async.daemon.spool import Spool
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The death watch (aimedres_async/deathwatch.py) on its own, with real processes: what it kills
+"""The death watch (aimedres_async/system/deathwatch.py) on its own, with real processes: what it kills
 when its supervisor's pipe closes, and what it leaves alone. `run` and `serve` with it are in
 test_hostile.py (kill -9 of run) and test_daemon.py."""
 
@@ -16,7 +16,7 @@ from conftest import alive, wait_for
 
 import aimedres_async
 
-WATCH = Path(aimedres_async.__file__).with_name("deathwatch.py")
+WATCH = Path(aimedres_async.__file__).parent / "system" / "deathwatch.py"
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the death watch reads /proc (Linux)")
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from aimedres_async.config import Backoff, Config, Resources, builtin
-from aimedres_async.jobs import JobSpec, Outcome, State, Status, TransitionError, transition
-from aimedres_async.log import Console
-from aimedres_async.runner import AttemptContext, AttemptResult, JobOutput, emit_exited
-from aimedres_async.scheduler import Pools
-from aimedres_async.supervisor import RunOptions, Supervisor
+from aimedres_async.engine.attempt import AttemptContext, AttemptResult, JobOutput, emit_exited
+from aimedres_async.engine.run import RunOptions, Supervisor
+from aimedres_async.engine.scheduler import Pools
+from aimedres_async.plan.config import Backoff, Config, Resources, builtin
+from aimedres_async.plan.jobs import JobSpec, Outcome, State, Status, TransitionError, transition
+from aimedres_async.records.console import Console
 
 pytestmark = pytest.mark.timeout(10)
 GiB = 1 << 30

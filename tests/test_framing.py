@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from aimedres_async import sinks
-from aimedres_async.sinks import Framer, last_lines
+from aimedres_async.records import sinks
+from aimedres_async.records.sinks import Framer, last_lines
 
 TS_RE = re.compile(rb"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 TS_FIELD = re.compile(rb'^\{"ts":"[^"]*","t":[0-9.]+,')

@@ -32,7 +32,7 @@ from conftest import (
 from helpers_cli import usage_error
 from helpers_daemon import Daemons, daemon_config, submit, wait_final
 
-from aimedres_async.spool import Spool
+from aimedres_async.daemon.spool import Spool
 
 
 def _config(marker: str, jobs: str, workers: int = 2, extra: str = "") -> str:
@@ -396,10 +396,10 @@ def test_a_signal_during_the_imports_is_held_not_raised_inside_one() -> None:
     exited. The entry point holds the signals from before the first heavy import."""
     code = (
         "import os, signal, sys\n"
-        "from aimedres_async import startup_signals\n"
+        "from aimedres_async.system import startup_signals\n"
         "startup_signals.hold()\n"
         "os.kill(os.getpid(), signal.SIGINT)\n"
-        "import orjson, asyncio, aimedres_async.cli\n"  # no KeyboardInterrupt in here
+        "import orjson, asyncio, aimedres_async.cli.app\n"  # no KeyboardInterrupt in here
         "print(','.join(s.name for s in startup_signals.arrived))\n"
         "print(startup_signals.release().name, signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
     )

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 from conftest import marked_processes
 
-from aimedres_async import procs
-from aimedres_async.config import Backoff, Resources
-from aimedres_async.executors import local
-from aimedres_async.jobs import JobSpec, Outcome
-from aimedres_async.runner import AttemptContext, JobOutput, StopRequest, run_attempt
+from aimedres_async.engine.attempt import AttemptContext, JobOutput, StopRequest
+from aimedres_async.engine.executors import local
+from aimedres_async.engine.executors.local import run_attempt
+from aimedres_async.plan.config import Backoff, Resources
+from aimedres_async.plan.jobs import JobSpec, Outcome
+from aimedres_async.system import procs
 
 # The job starts a process in a session of its own (out of reach of the group kill) that keeps
 # writing to the job's stdout, ignoring SIGPIPE, until a write fails: then it leaves a file saying

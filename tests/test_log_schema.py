@@ -17,7 +17,7 @@ import pytest
 from conftest import PY, read_jsonl, run_cli, run_dir, start_cli, wait_for, write_config
 from helpers_daemon import Daemons, daemon_config, drop, wait_final
 
-from aimedres_async.schema import RECORD_KINDS, SCHEMA_VERSION, load
+from aimedres_async.records.schema import RECORD_KINDS, SCHEMA_VERSION, load
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed (pip install -e '.[test]')")
 

@@ -620,7 +620,7 @@ def test_init_from_yaml_without_pyyaml_is_one_line(tmp_path: Path) -> None:
     write(tmp_path / "jobs.yaml", OLD_YAML)
     code = (
         "import sys; sys.modules['yaml'] = None\n"  # as if PyYAML were not installed
-        "from aimedres_async.cli import main\nsys.exit(main(['init', '--from-yaml', 'jobs.yaml']))\n"
+        "from aimedres_async.cli.app import main\nsys.exit(main(['init', '--from-yaml', 'jobs.yaml']))\n"
     )
     r = subprocess.run([PY, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     line = usage_error(r)

@@ -43,10 +43,10 @@ from helpers_daemon import Daemon, Daemons, daemon_config, drop, wait_final, whe
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from aimedres_async.config import Config, ConfigError, load, parse, parse_ticket
-from aimedres_async.jobs import TicketJobError, known_jobs, plan, ticket_spec
-from aimedres_async.scheduler import Need, capacity
-from aimedres_async.spool import Spool
+from aimedres_async.daemon.spool import Spool
+from aimedres_async.engine.scheduler import Need, capacity
+from aimedres_async.plan.config import Config, ConfigError, load, parse, parse_ticket
+from aimedres_async.plan.jobs import TicketJobError, known_jobs, plan, ticket_spec
 
 REPO = Path(__file__).resolve().parent.parent
 CHAOS = REPO / "bench" / "chaos.py"
@@ -1153,7 +1153,7 @@ def test_a_kill_9_at_any_step_of_filing_a_ticket_leaves_it_filed_once(tmp_path: 
     claimed ticket under done/ or rejected/, then what a restarted daemon does (recover(); claim and
     file again what is back in incoming/): the ticket ends filed exactly once, under its own name,
     a rejected one with a non-empty <id>.error, a done one never re-run after it was filed."""
-    from aimedres_async.spool import TicketError
+    from aimedres_async.daemon.spool import TicketError
 
     want = [("done", "t1.toml")] if action == "done" else [("rejected", "t1.error"), ("rejected", "t1.toml")]
     bad: list[tuple[int, Any]] = []

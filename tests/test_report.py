@@ -135,7 +135,7 @@ def test_job_sample_events_recorded_once_a_second_at_most(demo_run: tuple[Path, 
     assert len(hungry) >= 2, "the job holding memory for 2.5 s was sampled"
     import jsonschema
 
-    from aimedres_async.schema import RECORD_KINDS, load
+    from aimedres_async.records.schema import RECORD_KINDS, load
 
     assert "job.sample" in RECORD_KINDS
     schema = load("job.sample")
@@ -481,7 +481,7 @@ def test_step_summary_has_a_mermaid_gantt(demo_run: tuple[Path, Path], tmp_path:
 
 
 def test_gantt_is_capped_to_the_50_longest_jobs(tmp_path: Path) -> None:
-    from aimedres_async.htmlreport import mermaid_gantt
+    from aimedres_async.report.html import mermaid_gantt
 
     run = _bench().make_run(tmp_path, jobs=60, epochs=3)
     block = mermaid_gantt(run)
@@ -498,7 +498,7 @@ def test_gantt_is_capped_to_the_50_longest_jobs(tmp_path: Path) -> None:
 
 
 def test_gantt_names_are_made_safe() -> None:
-    from aimedres_async.htmlreport import _gantt_name
+    from aimedres_async.report.html import _gantt_name
 
     assert _gantt_name("a:b#c;d,e%f\ng") == "a_b_c_d_e_f_g"
 
@@ -543,7 +543,7 @@ def test_report_files_ship_in_the_wheel(tmp_path: Path) -> None:
 
     wheel = next(tmp_path.glob("aimedres_async-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "aimedres_async/report_assets/report.js" in names and "aimedres_async/report_assets/report.css" in names
+    assert "aimedres_async/report/assets/report.js" in names and "aimedres_async/report/assets/report.css" in names
 
 
 def test_gantt_jobs_named_like_mermaid_keywords(tmp_path: Path, marker: str) -> None:
@@ -559,7 +559,7 @@ def test_gantt_jobs_named_like_mermaid_keywords(tmp_path: Path, marker: str) -> 
 
 
 def test_curves_from_metric_records() -> None:
-    from aimedres_async.htmlreport import curves
+    from aimedres_async.report.html import curves
 
     # epoch is the x; one line per fold; the final summary object (no epoch) is not a curve point
     recs = [(1, {"epoch": e, "fold": f, "loss": 1 / e, "val_acc": 0.5 + e / 10}) for f in (1, 2) for e in (1, 2, 3)]

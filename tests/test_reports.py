@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import PY, run_cli, summary, write_config
 
-from aimedres_async.supervisor import results_table
+from aimedres_async.engine.run import results_table
 
 MANY = {f"metric_{i:02d}": round(0.1 * i, 3) for i in range(30)}  # about 400 characters of metrics
 
@@ -116,7 +116,7 @@ def test_junit_of_a_single_attempt_has_no_attempt_header(tmp_path: Path, marker:
 
 
 def test_junit_keeps_the_header_of_an_attempt_cut_by_the_50_line_limit() -> None:
-    from aimedres_async.sinks import ATTEMPT_MARK, last_lines
+    from aimedres_async.records.sinks import ATTEMPT_MARK, last_lines
 
     tail = [
         (ATTEMPT_MARK, b"1"),

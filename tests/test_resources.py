@@ -30,8 +30,7 @@ from typing import Any
 import pytest
 from conftest import PY, events, job_summary, read_jsonl, run_cli, run_dir, summary, write_config
 
-from aimedres_async.config import Resources, load
-from aimedres_async.scheduler import (
+from aimedres_async.engine.scheduler import (
     MAX_BYPASS,
     Grant,
     Need,
@@ -42,6 +41,7 @@ from aimedres_async.scheduler import (
     detect_gpus,
     pick_next,
 )
+from aimedres_async.plan.config import Resources, load
 
 MIB = 1 << 20
 GIB = 1 << 30

@@ -152,8 +152,8 @@ def test_jitter_keeps_delay_within_bounds(tmp_path: Path, marker: str) -> None:
 def test_backoff_delay_spreads_over_the_jitter_range() -> None:
     import random
 
-    from aimedres_async.config import Backoff
-    from aimedres_async.retries import backoff_delay
+    from aimedres_async.engine.retries import backoff_delay
+    from aimedres_async.plan.config import Backoff
 
     b = Backoff(initial=1.0, factor=2.0, max=4.0, jitter=0.25)
     rng = random.Random(7)

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from conftest import PY, events, marked_processes, read_jsonl, run_dir, start_cli, summary, wait_for, write_config
 
-from aimedres_async import procs
-from aimedres_async.config import Backoff, Resources
-from aimedres_async.jobs import JobSpec
-from aimedres_async.runner import AttemptContext, JobOutput, StopRequest, run_attempt
+from aimedres_async.engine.attempt import AttemptContext, JobOutput, StopRequest
+from aimedres_async.engine.executors.local import run_attempt
+from aimedres_async.plan.config import Backoff, Resources
+from aimedres_async.plan.jobs import JobSpec
+from aimedres_async.system import procs
 
 
 def cfg(marker: str, jobs: str, grace: str = "2s", workers: int = 3) -> str:

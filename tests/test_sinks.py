@@ -19,8 +19,8 @@ from xml.etree import ElementTree as ET
 import orjson
 import pytest
 
-from aimedres_async import sinks
-from aimedres_async.sinks import Framer, JsonlFile, RunLog, atomic_write, dumps_line, junit_xml, xml_safe
+from aimedres_async.records import sinks
+from aimedres_async.records.sinks import Framer, JsonlFile, RunLog, atomic_write, dumps_line, junit_xml, xml_safe
 
 RUN = "20260101T000000Z-abcd"
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")

@@ -22,10 +22,10 @@ from conftest import PY, events, job_summary, read_jsonl, run_cli, run_dir, star
 from helpers_daemon import Daemons, drop, result, wait_final
 from test_log_schema import check_run_folder
 
-from aimedres_async.config import Backoff, Resources, SlurmConfig
-from aimedres_async.executors.slurm import SlurmExecutor
-from aimedres_async.jobs import JobSpec, Outcome
-from aimedres_async.runner import AttemptContext, AttemptResult, JobOutput, StopRequest
+from aimedres_async.engine.attempt import AttemptContext, AttemptResult, JobOutput, StopRequest
+from aimedres_async.engine.executors.slurm import SlurmExecutor
+from aimedres_async.plan.config import Backoff, Resources, SlurmConfig
+from aimedres_async.plan.jobs import JobSpec, Outcome
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parent.parent
@@ -607,7 +607,7 @@ def test_a_job_no_node_could_run_is_refused_before_anything_starts(tmp_path: Pat
 def test_slurm_states_map_to_outcomes(
     tmp_path: Path, state: str, exit_code: str, outcome: str, failure: str | None
 ) -> None:
-    from aimedres_async.executors.slurm import _classify, _End, _exit_code
+    from aimedres_async.engine.executors.slurm import _classify, _End, _exit_code
 
     end = _End(state=state, reason=None, info={"ExitCode": exit_code, "NodeList": "n1"})
     code, sig = _exit_code(exit_code)
@@ -621,7 +621,7 @@ async def test_an_sbatch_that_times_out_leaves_no_job_behind(
 ) -> None:
     """A controller too slow to answer sbatch may still have queued the job: it is found by its
     unique name and cancelled, and the attempt is spawn_failed."""
-    import aimedres_async.executors.slurm as slurm_executor
+    import aimedres_async.engine.executors.slurm as slurm_executor
 
     real = shutil.which("sbatch")
     slow = tmp_path / "bin"

@@ -1,4 +1,4 @@
-"""The spool directory protocol (aimedres_async/spool.py), driven in-process on real folders.
+"""The spool directory protocol (aimedres_async/daemon/spool.py), driven in-process on real folders.
 
 Submit, claim, read hygiene, reject, release and crash recovery; real locks, real links, and real
 process groups for recovery (a live "daemon" is a held flock or a real subprocess that holds it).
@@ -23,7 +23,7 @@ import pytest
 from conftest import wait_for
 from helpers_daemon import group_members
 
-from aimedres_async.spool import MAX_TICKET_BYTES, Claimed, Spool, SpoolError, TicketError, process_identity
+from aimedres_async.daemon.spool import MAX_TICKET_BYTES, Claimed, Spool, SpoolError, TicketError, process_identity
 
 PY = sys.executable
 TICKET = 'job = "ok"\nepochs = 3\n'

@@ -1,0 +1,549 @@
+"""`serve`: the spool daemon. Watch incoming/ and control/, claim as many tickets as there are free
+slots (priority first, then arrival; a ticket waits for the tickets it is `after`), run them through
+the same supervisor and runner as `run`, and file each ticket under done/ or failed/.
+
+control/ carries the operators' requests: <ticket>.cancel, and `paused` (claim nothing new).
+SIGTERM: stop claiming, stop the running jobs as `run` does, put their tickets back in incoming/,
+exit 0; SIGINT the same, exit 130. SIGHUP: reload the config (worker count, defaults, jobs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import tomli_w
+from anyio.abc import TaskGroup
+
+from aimedres_async import __version__
+from aimedres_async.daemon.notify import Notifier
+from aimedres_async.daemon.spool import (
+    SPOOL_ENV,
+    Claimed,
+    Queued,
+    Spool,
+    SpoolError,
+    TicketError,
+    cancelled_result,
+    process_identity,
+)
+from aimedres_async.engine.run import Executor, JobRun, RunOptions, Supervisor, default_workers
+from aimedres_async.engine.scheduler import Need
+from aimedres_async.plan.config import Config, ConfigError, JobConfig, parse_ticket
+from aimedres_async.plan.jobs import Status, TicketJobError, known_jobs, ticket_spec
+from aimedres_async.records import sinks
+from aimedres_async.records.console import Console
+from aimedres_async.system import procs
+from aimedres_async.system.signals import CapturedSignals
+
+RESCAN_INTERVAL = 2.0  # a full look at incoming/ even without an inotify event
+TMP_SWEEP_INTERVAL = 3600.0  # abandoned staging files in tmp/ are swept hourly (and at start)
+
+
+class Daemon:
+    def __init__(
+        self,
+        cfg: Config,
+        console: Console,
+        reload: Callable[[], Config] | None = None,
+        notifier: Notifier | None = None,
+        executor: Executor | None = None,
+        signals: CapturedSignals | None = None,
+    ) -> None:
+        self.executor = executor
+        self.signals = signals
+        self.cfg = cfg
+        self.console = console
+        self.reload_config = reload
+        self.notifier = notifier or Notifier()
+        self.spool = Spool(cfg.resolve(cfg.supervisor.spool_dir))
+        self.claimed: dict[str, Claimed] = {}
+        self.known: dict[str, JobConfig] = {}
+        self.kick = asyncio.Event()
+        self.unwatch = asyncio.Event()  # tells the inotify thread to return
+        self.stopping = False
+        self.failed = False  # an internal error stopped the daemon: exit non-zero so systemd restarts it
+        self.waiting_count = 0
+        self.finished = {"done": 0, "failed": 0, "rejected": 0}
+        self.sup: Supervisor | None = None
+        self.cancelling: set[str] = set()  # claimed tickets a `cancel` asked to stop
+        self._filing: TaskGroup | None = None  # files finished tickets while serving
+        self._filings = 0  # tickets being filed now
+        self.labels: dict[str, str] = {}  # claimed ticket -> the job it names (for `status`)
+        self.paused = False
+        self.started = time.time()
+        self._published = ""
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def serve(self) -> int:
+        self.spool.ensure()  # SpoolError: refuse to start (exit 2)
+        for ticket in self.spool.recover():
+            self.console.warning(f"ticket {ticket} was left in active/ by a dead daemon: back in incoming/")
+        self.spool.sweep_daemons()
+        logs_dir = self.cfg.resolve(self.cfg.supervisor.logs_dir)
+        # AIMEDRES_SPOOL with AIMEDRES_JOB_ID=<ticket> lets a restarted daemon find a job that no
+        # record names (killed between its spawn and the sidecar), and only this spool's
+        opts = RunOptions(
+            max_workers=self._workers(self.cfg), logs_dir=logs_dir, serve=True, job_env={SPOOL_ENV: self.spool.identity}
+        )
+        try:
+            logs_dir.mkdir(parents=True, exist_ok=True)
+            self.sup = sup = Supervisor(self.cfg, (), opts, self.console, executor=self.executor)
+        except OSError as e:
+            raise SpoolError(f"cannot write logs under {logs_dir}: {e.strerror or e}") from None
+        sup.on_started = self._on_started
+        sup.on_slot_free = self.kick.set
+        self.known = known_jobs(self.cfg)
+
+        signals = self.signals if self.signals is not None else CapturedSignals()
+        with contextlib.ExitStack() as stack:
+            if self.signals is None:
+                stack.enter_context(signals)
+            stack.enter_context(signals.dispatch_to(self._on_signal))
+            return await self._serve(sup)
+
+    async def _serve(self, sup: Supervisor) -> int:
+        """The supervisor's run and the daemon's helpers (watch, intake, watchdog) in one task
+        group. A helper's error stops the daemon as a signal does (running tickets go back to
+        incoming/) and fails it; an error of the run itself ends it at once (see Supervisor.run)."""
+        self.paused = self.spool.paused()
+        if self.paused:
+            self.console.warning("the spool is paused: no ticket is claimed until `resume`")
+            sup.log.emit("daemon.paused")
+        code = 1
+        try:
+            async with anyio.create_task_group() as filing, anyio.create_task_group() as helpers:
+                self._filing = filing  # outlives the helpers: every finished ticket is filed
+                helpers.start_soon(self._helper, self._watch, name="watch")
+                helpers.start_soon(self._helper, self._intake, name="intake")
+                if self.notifier.watchdog_interval:
+                    helpers.start_soon(self._helper, self._watchdog, self.notifier.watchdog_interval, name="watchdog")
+                self._publish(force=True)
+                self.notifier.ready(self._status_text())
+                code = await sup.run()
+                self.unwatch.set()
+                helpers.cancel_scope.cancel()
+        finally:
+            self._filing = None
+            with contextlib.suppress(OSError):
+                self.spool.remove_daemon()
+            self.unwatch.set()
+            for c in list(self.claimed.values()):  # should be none: every job finished
+                self.spool.release(c, "incoming", None)
+            self.notifier.close()
+        if sup.error is not None:
+            self.console.warning(f"internal error: {sup.error}; every running job was stopped")
+        return 1 if self.failed else code
+
+    async def _helper(self, work: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """A daemon that silently stopped claiming would be worse than one that exits: stop, fail."""
+        try:
+            await work(*args)
+        except Exception as e:
+            if self.sup is None:
+                raise
+            self.console.warning(f"internal error in {work.__qualname__}: {e!r}; stopping")
+            self.failed = True
+            self.stopping = True
+            self.sup.stop.request("error")
+
+    def _workers(self, cfg: Config) -> int:
+        return default_workers(True, cfg.supervisor.max_workers)
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        if signum == signal.SIGHUP:
+            self._on_reload()
+        else:
+            self._on_stop(signum)
+
+    def _on_stop(self, signum: signal.Signals) -> None:
+        assert self.sup is not None
+        if self.stopping:
+            self.console.warning(f"{signum.name} again: killing every job now")
+            self.sup.stop.force()
+            return
+        self.stopping = True
+        self.notifier.stopping()
+        self.console.warning(f"{signum.name}: stopping; running tickets go back to incoming/")
+        self.sup.stop.request(signum.name)
+        self.kick.set()
+
+    def _on_reload(self) -> None:
+        assert self.sup is not None
+        self.notifier.reloading()
+        if self.reload_config is not None:
+            try:
+                cfg = self.reload_config()
+            except ConfigError as e:
+                for p in e.problems:
+                    self.console.warning(f"reload failed, keeping the old config: {p}")
+                self.notifier.ready(self._status_text())
+                return
+            self.cfg = self.sup.cfg = cfg
+            self.known = known_jobs(cfg)
+            self.sup.set_max_workers(self._workers(cfg))
+            self.sup.ctx.grace_period = cfg.supervisor.grace_period
+            self.sup.ctx.stop_signal = cfg.stop_signum
+        self.sup.log.emit("daemon.reloaded", max_workers=self._workers(self.cfg), jobs=sorted(self.known))
+        self._publish(force=True)
+        self.notifier.ready(self._status_text())
+        self.kick.set()
+
+    # ------------------------------------------------------------ intake
+
+    async def _watch(self) -> None:
+        """Kick the intake on every change in incoming/ or control/ (inotify); poll if watchfiles is missing."""
+        folders = [str(self.spool.dir("incoming")), str(self.spool.dir("control"))]
+        try:
+            from watchfiles import awatch
+        except ImportError:
+            while True:
+                await asyncio.sleep(0.25)
+                self.kick.set()
+        # step: how often the watcher thread looks (and checks stop_event); 10 ms keeps the
+        # submit -> start latency near 10 ms while the idle daemon stays well under 1% of a core.
+        async for _changes in awatch(
+            *folders,
+            debounce=50,
+            step=10,
+            rust_timeout=500,
+            yield_on_timeout=False,
+            recursive=False,
+            stop_event=self.unwatch,
+        ):
+            self.kick.set()
+
+    async def _intake(self) -> None:
+        next_sweep = time.monotonic() + TMP_SWEEP_INTERVAL  # the first sweep ran in recover()
+        assert self.sup is not None
+        await self.sup.started_event.wait()  # run.started comes before the first ticket's job.queued
+        while not self.stopping:
+            await self._apply_requests()
+            await self._claim_some()
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + TMP_SWEEP_INTERVAL
+                with contextlib.suppress(OSError):
+                    await anyio.to_thread.run_sync(self.spool.sweep_tmp)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.kick.wait(), RESCAN_INTERVAL)
+            self.kick.clear()
+
+    async def _apply_requests(self) -> None:
+        """`cancel`: stop a ticket this daemon runs; file a waiting one as cancelled. A request stays
+        in control/ until its ticket is filed (a crash in between is not a lost cancel)."""
+        assert self.sup is not None
+        paused = self.spool.paused()
+        if paused != self.paused:
+            self.paused = paused
+            self.sup.log.emit("daemon.paused" if paused else "daemon.resumed")
+        for ticket in self.spool.cancel_requests():
+            if ticket in self.claimed:
+                if ticket not in self.cancelling:
+                    self.cancelling.add(ticket)
+                    self.sup.log.emit("ticket.cancelling", ticket=ticket)
+                    self.sup.cancel(ticket)
+                continue
+            state = self.spool.state_of(ticket)
+            if state is not None and state[0] == "incoming":
+                try:
+                    filed = await anyio.to_thread.run_sync(self.spool.cancel_waiting, ticket, cancelled_result())
+                except OSError as e:
+                    self.console.warning(f"cannot cancel {ticket}: {e}")
+                    continue
+                if filed is not None:
+                    self.finished["failed"] += 1
+                    self.sup.log.emit("ticket.cancelled", ticket=ticket, ran=False)
+                    self.spool.drop_request(ticket)
+            elif state is None or state[0] != "active":  # filed (or never was): nothing left to do
+                self.spool.drop_request(ticket)
+            # active/ but not ours: another daemon's (it applies the request), or a dead daemon's
+            # (recovered into incoming/ at the next start, then cancelled before it is claimed)
+
+    def _blocked(self, q: Queued, waiting: dict[str, tuple[str, ...]]) -> tuple[str, str] | None:
+        """Why a ticket may not start yet: ("wait", ...) while a ticket it is `after` is not final,
+        ("failed", why) when one failed or was cancelled, ("reject", why) for no such ticket or
+        a cycle of waiting tickets (none of which could ever start)."""
+        cycle = _cycle(q.ticket_id, waiting)
+        if cycle:
+            return "reject", f"after: {' -> '.join(cycle)} is a cycle: none of them could ever start"
+        for dep in q.after:
+            if dep == q.ticket_id:
+                return None  # the parser rejects it
+            state = self.spool.state_of(dep)
+            if state is None:
+                return "reject", f"after: there is no ticket {dep} in this spool"
+            where, res = state
+            if where in ("incoming", "active"):
+                return "wait", dep
+            if where == "rejected":
+                return "failed", f"ticket {dep} (after) was rejected"
+            if where == "failed":
+                status = res.get("status", "failed")
+                how = "was cancelled" if status == "cancelled" else f"ended {status}"
+                return "failed", f"ticket {dep} (after) {how}"
+        return None
+
+    async def _claim_some(self) -> None:
+        """Claim what fits in the free slots, in queue order; the spool's file-system work (reads,
+        flock, links, fsyncs) runs in worker threads."""
+        assert self.sup is not None
+        free = self.sup.free_slots()
+        if self._filings:
+            # A ticket being filed still looks unfinished in the spool: the next claim waits for
+            # it, so that a ticket `after` it sees it done (the filing kicks the intake).
+            free = 0
+        if free <= 0 or self.paused:
+            if self.paused:
+                self.waiting_count = len(self.spool.waiting())
+            self._publish()
+            return
+        queue = await anyio.to_thread.run_sync(self.spool.queue)
+        self.waiting_count = len(queue)
+        waiting = {q.ticket_id: q.after for q in queue if q.after}
+        for q in queue:
+            if free <= 0 or self.stopping:
+                break
+            blocked = self._blocked(q, waiting) if q.after else None
+            if blocked is not None and blocked[0] == "wait":
+                continue
+            name = f"{q.ticket_id}.toml"
+            path = self.spool.dir("incoming") / name
+            try:
+                claimed = await anyio.to_thread.run_sync(self.spool.claim, name)
+            except TicketError as e:
+                await self._reject(path, str(e))
+                continue
+            except OSError as e:
+                self.console.warning(f"cannot claim {name}: {e}")
+                continue
+            if claimed is None:
+                continue
+            try:
+                ticket = parse_ticket(claimed.text, claimed.ticket_id, f"incoming/{name}")
+                spec = ticket_spec(self.cfg, ticket, self.known)
+            except ConfigError as e:
+                await self._reject(claimed, "; ".join(e.problems))
+                continue
+            except (TicketJobError, ValueError, OSError) as e:
+                await self._reject(claimed, str(e))
+                continue
+            except Exception as e:  # a parser bug must not stop the intake: this ticket alone fails
+                await self._reject(claimed, f"could not read the ticket ({type(e).__name__}: {e})")
+                continue
+            if blocked is not None and blocked[0] == "reject":
+                await self._reject(claimed, blocked[1])
+                waiting.pop(claimed.ticket_id, None)
+                continue
+            if blocked is not None:  # a ticket it is `after` failed or was cancelled: it never runs
+                res = {
+                    "status": "failed",
+                    "failure": "dependency",
+                    "error": blocked[1],
+                    "attempts": 0,
+                    "finished_at": sinks.timestamp_str(),
+                }
+                await self._file(claimed, "failed", res)
+                self.sup.log.emit("ticket.failed", ticket=claimed.ticket_id, failure="dependency", error=blocked[1])
+                continue
+            unfit = self.sup.local_resources and self.sup.pools.never_fits(Need.of(spec.resources))
+            if unfit:
+                await self._reject(claimed, f"can never run here: it {unfit}")
+                continue
+            self.claimed[claimed.ticket_id] = claimed
+            self.labels[claimed.ticket_id] = ticket.label
+            self.sup.add(spec, self._on_finished, ticket_job=ticket.label, priority=ticket.priority)
+            self.waiting_count -= 1
+            free -= 1
+        self._publish()
+
+    async def _file(self, c: Claimed, state: str, res: dict[str, Any]) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.spool.release, c, state, res)
+        except OSError as e:
+            self.console.warning(f"cannot file {c.ticket_id} under {state}/: {e}")
+            return
+        self.finished[state] += 1
+
+    async def _reject(self, what: Path | Claimed, reason: str) -> None:
+        assert self.sup is not None
+        try:
+            if isinstance(what, Claimed):
+                dest = await anyio.to_thread.run_sync(self.spool.reject_claimed, what, reason)
+            else:
+                dest = await anyio.to_thread.run_sync(self.spool.reject, what, reason)
+        except OSError as e:
+            self.console.warning(f"cannot reject {what}: {e}")
+            return
+        self.finished["rejected"] += 1
+        self.sup.log.emit("ticket.rejected", ticket=dest.stem, reason=reason)
+
+    # ------------------------------------------------------------ job hooks
+
+    def _on_started(self, job_id: str, pid: int, attempt: int) -> None:
+        c = self.claimed.get(job_id)
+        if c is not None:
+            assert self.sup is not None
+            info = process_identity(pid) | {
+                "ticket": job_id,
+                "job": self.labels.get(job_id),
+                "attempt": attempt,
+                "daemon_pid": os.getpid(),
+                "started_at": sinks.timestamp_str(),
+                "started": time.time(),
+                "log": str(self.sup.log.job_path(job_id)),
+            }
+            with contextlib.suppress(OSError):
+                self.spool.record_process(c, info)
+
+    def _on_finished(self, job: JobRun) -> None:
+        """A ticket's job ended: file the ticket under done/ or failed/ in a worker thread, under
+        the daemon's filing task group (or back to incoming/ when the daemon stops)."""
+        assert self.sup is not None
+        c = self.claimed.pop(job.spec.id, None)
+        self.labels.pop(job.spec.id, None)
+        if c is None:
+            return
+        cancelled = job.spec.id in self.cancelling
+        self.cancelling.discard(job.spec.id)
+        if job.status is Status.CANCELLED and self.stopping and not cancelled:
+            # The daemon is stopping: back to incoming/ here and now, so that ticket.requeued is
+            # logged before the supervisor's run.finished.
+            self.spool.release(c, "incoming", None)
+            self._filed(c, "incoming", False)
+            return
+        state = "done" if job.status is not None and job.status.ok else "failed"
+        entry = job.summary(
+            job.fixed_fields(self.sup.log.job_path(job.spec.id), self.sup.ctx.redact_argv(job.spec.argv))
+        )
+        result = ticket_result(entry, self.sup.run_id)
+        if self._filing is None:  # not serving (a test driving the hooks): file here and now
+            self.spool.release(c, state, result)
+            self._filed(c, state, cancelled)
+        else:
+            self._filings += 1
+            self._filing.start_soon(self._file_finished, c, state, result, cancelled)
+
+    async def _file_finished(self, c: Claimed, state: str, result: dict[str, Any], cancelled: bool) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.spool.release, c, state, result)
+            if cancelled:
+                await anyio.to_thread.run_sync(self.spool.drop_request, c.ticket_id)
+        except Exception as e:  # the daemon's bookkeeping must not kill the loop
+            self.console.warning(f"{c.ticket_id}: finishing failed: {e!r}")
+            return
+        finally:
+            self._filings -= 1
+            self.kick.set()
+        self._filed(c, state, False)
+
+    def _filed(self, c: Claimed, state: str, cancelled: bool) -> None:
+        assert self.sup is not None
+        if state == "incoming":
+            self.sup.log.emit("ticket.requeued", ticket=c.ticket_id)
+            return
+        self.finished[state] += 1
+        if cancelled:
+            self.spool.drop_request(c.ticket_id)
+        self._publish()
+        self.kick.set()
+
+    def _status_text(self) -> str:
+        running = len(self.claimed)
+        waiting = self.waiting_count  # as of the last look at incoming/ (listing it per job is O(n))
+        f = self.finished
+        text = f"running {running}, waiting {waiting}, done {f['done']}, failed {f['failed']}, rejected {f['rejected']}"
+        return ("paused; " + text) if self.paused else text
+
+    def _publish(self, force: bool = False) -> None:
+        """STATUS= for systemd and control/daemon.<pid>.json for `status`, when they changed."""
+        text = self._status_text()
+        if text == self._published and not force:
+            return
+        self._published = text
+        if self.notifier.address:
+            self.notifier.status(text)
+        assert self.sup is not None
+        info = process_identity(os.getpid()) | {
+            "started": self.started,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "version": __version__,
+            "config": str(self.cfg.path.resolve()) if self.cfg.path else None,
+            "uid": os.geteuid(),
+            "host": os.uname().nodename,
+            "run": self.sup.run_id,
+            "logs": str(self.sup.log.dir),
+            "workers": self._workers(self.cfg),
+            "busy": len(self.claimed),
+            "paused": self.paused,
+            "status": text,
+        }
+        try:
+            self.spool.write_daemon(info)
+        except OSError as e:
+            self.console.warning(f"cannot write the daemon's record for `status`: {e}")
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+
+_RESULT_KEYS = ("status", "attempts", "exit_code", "signal", "failure", "error", "duration_s", "peak_rss_bytes", "log")
+
+
+def _cycle(start: str, waiting: dict[str, tuple[str, ...]]) -> list[str] | None:
+    """A chain of waiting tickets, each `after` the next, that leads back to `start`, else None."""
+    path, seen = [start], {start}
+
+    def walk(ticket: str) -> bool:
+        for dep in waiting.get(ticket, ()):
+            if dep == start:
+                path.append(dep)
+                return True
+            if dep in seen:
+                continue
+            seen.add(dep)
+            path.append(dep)
+            if walk(dep):
+                return True
+            path.pop()
+        return False
+
+    return path if walk(start) else None
+
+
+def ticket_result(entry: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The [result] table of a finished ticket: its summary entry, less what the ticket already says.
+
+    TOML has no null, so absent values are left out; metrics TOML cannot express stay in the log.
+    """
+    result = {k: entry[k] for k in _RESULT_KEYS if entry.get(k) is not None}
+    result.update(run=run_id, finished_at=sinks.timestamp_str())
+    metrics = entry.get("metrics")
+    if metrics:
+        try:
+            tomli_w.dumps({"metrics": metrics})
+            result["metrics"] = metrics
+        except (TypeError, ValueError):
+            pass  # not expressible in TOML (nulls, mixed arrays): it is in the job's log
+    return result
+
+
+def serve(cfg: Config, console: Console, reload: Callable[[], Config] | None, executor: Executor | None = None) -> int:
+    # Captured before the daemon starts and kept past its final sweep: no signal takes its
+    # default action in between (a SIGHUP there would kill it, leaving escaped processes).
+    with CapturedSignals(linger=True) as signals:
+        procs.become_subreaper()
+        console.prepare()
+        code = asyncio.run(Daemon(cfg, console, reload, executor=executor, signals=signals).serve())
+        console.buffer.flush()
+        procs.sweep_adopted()
+    return code

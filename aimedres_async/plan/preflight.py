@@ -1,0 +1,54 @@
+"""Checks and preparations before jobs start: their interpreters exist, their output folders do."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from aimedres_async.plan.jobs import JobSpec
+
+
+def interpreter_problems(specs: Iterable[JobSpec]) -> list[str]:
+    """One line per interpreter that is missing or not executable, naming the jobs that need it."""
+    users: dict[str, list[str]] = {}
+    for spec in specs:
+        if spec.python is not None:
+            users.setdefault(spec.python, []).append(spec.id)
+    problems = []
+    for python, ids in users.items():
+        path = Path(python)
+        if not path.is_absolute():
+            why = "is not found in PATH"
+        elif not path.exists():
+            why = "does not exist"
+        elif path.is_dir() or not os.access(path, os.X_OK):
+            why = "is not an executable file"
+        else:
+            continue
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        problems.append(
+            f"interpreter {python} {why} (jobs: {shown}); choose one with --python PATH, "
+            f"[supervisor] python or [jobs.<id>] python"
+        )
+    return problems
+
+
+_bases_made: set[Path] = set()
+
+
+def ensure_output_dirs(spec: JobSpec) -> str | None:
+    """Make the base output folder and the job's own (parents included), as a script that calls
+    `os.mkdir(output_dir)` or writes into it straight away expects; returns a problem or None.
+    The base folder, shared by every job, is made once per process; a job's own folder (which
+    makes its parents again) before each of its attempts."""
+    for folder in (spec.output_base, spec.output_dir):
+        if folder is None or (folder is spec.output_base and folder in _bases_made and spec.output_dir is None):
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            return f"{spec.id}: cannot create output folder {folder}: {e.strerror or e}"
+        if folder is spec.output_base:
+            _bases_made.add(folder)
+    return None
