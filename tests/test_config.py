@@ -13,17 +13,16 @@ import pytest
 from aimedres_async.plan.config import (
     Backoff,
     Config,
-    ConfigError,
     DiscoveryConfig,
     JobConfig,
     JobSettings,
     Resources,
     SupervisorConfig,
     builtin,
-    load,
-    parse_duration,
-    parse_size,
 )
+from aimedres_async.plan.config_errors import ConfigError
+from aimedres_async.plan.config_load import load
+from aimedres_async.plan.units import parse_duration, parse_size
 
 MiB = 1024**2
 GiB = 1024**3

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from aimedres_async.plan.config import Backoff, Config, Resources, load, parse_ticket
+from aimedres_async.plan.config import Backoff, Config, Resources
+from aimedres_async.plan.config_load import load, parse_ticket
 from aimedres_async.plan.jobs import (
     AmbiguousJobs,
     JobSpec,

@@ -45,7 +45,9 @@ from hypothesis import strategies as st
 
 from aimedres_async.daemon.spool import Spool
 from aimedres_async.engine.scheduler import Need, capacity
-from aimedres_async.plan.config import Config, ConfigError, load, parse, parse_ticket
+from aimedres_async.plan.config import Config
+from aimedres_async.plan.config_errors import ConfigError
+from aimedres_async.plan.config_load import load, parse, parse_ticket
 from aimedres_async.plan.jobs import TicketJobError, known_jobs, plan, ticket_spec
 
 REPO = Path(__file__).resolve().parent.parent

@@ -41,7 +41,8 @@ from aimedres_async.engine.scheduler import (
     detect_gpus,
     pick_next,
 )
-from aimedres_async.plan.config import Resources, load
+from aimedres_async.plan.config import Resources
+from aimedres_async.plan.config_load import load
 
 MIB = 1 << 20
 GIB = 1 << 30

@@ -18,19 +18,12 @@ from typing import Any
 from aimedres_async import __version__
 from aimedres_async.cli.usage import Parser, UsageError
 from aimedres_async.plan import legacy
-from aimedres_async.plan.config import (
-    EXECUTORS,
-    MAX_INT,
-    MAX_WORKERS,
-    Config,
-    ConfigError,
-    builtin,
-    find_config,
-    load,
-    parse_duration,
-)
+from aimedres_async.plan.config import EXECUTORS, MAX_WORKERS, Config, builtin
+from aimedres_async.plan.config_errors import ConfigError
+from aimedres_async.plan.config_load import find_config, load
 from aimedres_async.plan.jobs import SelectionError
 from aimedres_async.plan.legacy import LegacyError
+from aimedres_async.plan.units import MAX_INT, parse_duration
 from aimedres_async.system import startup_signals
 
 __all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main"]
@@ -776,7 +769,7 @@ def cmd_submit(cfg: Config, a: argparse.Namespace) -> int:
 
     from aimedres_async.daemon.control import ticket_owner, user_name
     from aimedres_async.daemon.spool import SpoolError, TicketError, new_ticket_id
-    from aimedres_async.plan.config import parse_ticket
+    from aimedres_async.plan.config_load import parse_ticket
     from aimedres_async.plan.jobs import TicketJobError, known_jobs, ticket_spec
 
     ordering: dict[str, Any] = {}  # --priority / --after: ticket keys
@@ -869,7 +862,7 @@ def cmd_status(cfg: Config, a: argparse.Namespace) -> int:
     import orjson
 
     from aimedres_async.daemon.control import status
-    from aimedres_async.plan.config import format_duration
+    from aimedres_async.plan.units import format_duration
 
     spool = _spool(cfg)
     state = status(spool, a.last)
@@ -1028,7 +1021,7 @@ def cmd_init(a: argparse.Namespace) -> int:
 
     path = Path(a.path)
     if a.from_yaml:
-        from aimedres_async.plan.config import parse
+        from aimedres_async.plan.config_load import parse
 
         text = legacy.convert_yaml(Path(a.from_yaml))
         try:

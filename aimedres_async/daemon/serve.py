@@ -36,7 +36,9 @@ from aimedres_async.daemon.spool import (
 )
 from aimedres_async.engine.run import Executor, JobRun, RunOptions, Supervisor, default_workers
 from aimedres_async.engine.scheduler import Need
-from aimedres_async.plan.config import Config, ConfigError, JobConfig, parse_ticket
+from aimedres_async.plan.config import Config, JobConfig
+from aimedres_async.plan.config_errors import ConfigError
+from aimedres_async.plan.config_load import parse_ticket
 from aimedres_async.plan.jobs import Status, TicketJobError, known_jobs, ticket_spec
 from aimedres_async.records import sinks
 from aimedres_async.records.console import Console

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 if TYPE_CHECKING:
     import asyncio
 
-from aimedres_async.plan.config import Config, Resources, format_size
+from aimedres_async.plan.config import Config, Resources
+from aimedres_async.plan.units import format_size
 from aimedres_async.system.procfs import proc_kib
 
 MAX_BYPASS = 8

@@ -17,16 +17,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aimedres_async.plan.config import (
-    JOB_ID_RE,
-    Backoff,
-    Config,
-    ConfigError,
-    JobConfig,
-    JobSettings,
-    Resources,
-    Ticket,
-)
+from aimedres_async.plan.config import JOB_ID_RE, Backoff, Config, JobConfig, JobSettings, Resources, Ticket
+from aimedres_async.plan.config_errors import ConfigError
 
 
 class Outcome(enum.StrEnum):

@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
 
-from aimedres_async.plan.config import format_duration
+from aimedres_async.plan.units import format_duration
 from aimedres_async.records.sinks import ATTEMPT_MARK
 from aimedres_async.records.terminal import visible
 

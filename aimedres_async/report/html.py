@@ -63,7 +63,7 @@ def find_run(logs_dir: Path, run: str | None) -> Path:
 def parse_since(text: str, now: float | None = None) -> float:
     """`--since`: a duration back from now ("12h", "90m", "2d") or a UTC date/time
     ("2026-11-27", "2026-11-27T08:00", "2026-11-27 08:00:00Z"); returns Unix seconds."""
-    from aimedres_async.plan.config import parse_duration
+    from aimedres_async.plan.units import parse_duration
 
     now = time.time() if now is None else now
     try:

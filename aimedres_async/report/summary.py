@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from aimedres_async.plan.config import format_duration, format_size
+from aimedres_async.plan.units import format_duration, format_size
 from aimedres_async.records import sinks
 from aimedres_async.system import procs
 

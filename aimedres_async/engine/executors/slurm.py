@@ -38,8 +38,9 @@ from aimedres_async.engine.attempt import (
     spawn_failed,
 )
 from aimedres_async.engine.failures import classify
-from aimedres_async.plan.config import Resources, SlurmConfig, format_duration
+from aimedres_async.plan.config import Resources, SlurmConfig
 from aimedres_async.plan.jobs import JobSpec, Outcome
+from aimedres_async.plan.units import format_duration
 from aimedres_async.records.sinks import Framer
 
 COMMAND_TIMEOUT = 60.0  # one sbatch/squeue/scontrol call; a busy controller can take a while

@@ -1,0 +1,368 @@
+"""Reading `aimedres.toml` (or a spool ticket) and checking every key into the frozen settings of
+config.py; every problem is collected and raised at once as one ConfigError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aimedres_async.plan.config import (
+    EXECUTORS,
+    JOB_ID_RE,
+    STOP_SIGNALS,
+    Backoff,
+    Config,
+    DiscoveryConfig,
+    JobConfig,
+    JobSettings,
+    LoggingConfig,
+    RayConfig,
+    Resources,
+    SlurmConfig,
+    SupervisorConfig,
+    Ticket,
+)
+from aimedres_async.plan.config_errors import ConfigError, Problems, suggest, syntax_error
+from aimedres_async.plan.config_values import (
+    want_bool,
+    want_capacity_cpus,
+    want_capacity_size,
+    want_choice,
+    want_duration,
+    want_env,
+    want_fraction,
+    want_gpu_capacity,
+    want_gpus,
+    want_int,
+    want_metrics_file,
+    want_min_size,
+    want_nonempty,
+    want_number,
+    want_patterns,
+    want_poll_interval,
+    want_str,
+    want_str_list,
+    want_table,
+    want_timeout,
+    want_workers,
+)
+from aimedres_async.plan.units import format_size, parse_size
+
+CONFIG_NAME = "aimedres.toml"
+MAX_CONFIG_BYTES = 16 << 20
+
+_TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs", "logging", "ray", "slurm")
+
+_SUPERVISOR_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "parallel": want_bool,
+    "max_workers": want_workers,
+    "logs_dir": want_str,
+    "output_dir": want_str,
+    "summary_dir": want_str,
+    "python": want_str,
+    "stop_signal": want_choice(STOP_SIGNALS),
+    "grace_period": want_duration,
+    "spool_dir": want_str,
+    "executor": want_choice(EXECUTORS),
+    "max_line_bytes": lambda v: want_min_size(v, 1024),
+    "gpus": want_gpu_capacity,
+    "memory": want_capacity_size,
+    "cpus": want_capacity_cpus,
+}
+
+
+_DISCOVERY_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "enabled": want_bool,
+    "roots": want_str_list,
+    "include": want_str_list,
+    "exclude": want_str_list,
+}
+
+
+_LOGGING_SCHEMA: dict[str, Callable[[object], Any]] = {"redact": want_patterns, "replacement": want_str}
+
+
+_RAY_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "address": want_str,
+    "working_dir": want_str,
+    "excludes": want_str_list,
+    "runtime_env": want_table,
+    "python": want_str,
+}
+
+
+_SLURM_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "partition": want_str,
+    "account": want_str,
+    "qos": want_str,
+    "sbatch_options": want_str_list,
+    "output_dir": want_str,
+    "max_pending": want_duration,
+    "poll_interval": want_poll_interval,
+}
+
+
+def _settings_schema(problems: Problems, keypath: tuple[str, ...]) -> dict[str, Callable[[object], Any]]:
+    def backoff(v: object) -> Backoff:
+        parsed = _table(
+            v,
+            (*keypath, "backoff"),
+            {
+                "initial": want_duration,
+                "max": want_duration,
+                "factor": want_number(1.0),
+                "jitter": lambda x: want_fraction(x),
+            },
+            problems,
+        )
+        return Backoff(**parsed)
+
+    def resources(v: object) -> Resources:
+        parsed = _table(
+            v,
+            (*keypath, "resources"),
+            {
+                "gpus": want_gpus,
+                "cpus": want_number(0.0),
+                "memory": parse_size,
+            },
+            problems,
+        )
+        return Resources(**parsed)
+
+    return {
+        "epochs": want_int(1),
+        "folds": want_int(1),
+        "sample": want_int(1),
+        "batch": want_int(1),
+        "retries": want_int(0),
+        "backoff": backoff,
+        "timeout": want_timeout,
+        "env": want_env,
+        "optional": want_bool,
+        "resources": resources,
+        "stall_timeout": want_timeout,
+        "metrics_file": want_metrics_file,
+    }
+
+
+def _table(
+    raw: object,
+    keypath: tuple[str, ...],
+    schema: Mapping[str, Callable[[object], Any]],
+    problems: Problems,
+) -> dict[str, Any]:
+    """Validate one table against its schema; returns the parsed values that were valid."""
+    if not isinstance(raw, dict):
+        problems.add(keypath, "expected a table")
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        parse = schema.get(key)
+        if parse is None:
+            problems.add((*keypath, key), "unknown key" + suggest(key, schema))
+            continue
+        try:
+            out[key] = parse(value)
+        except ValueError as e:
+            problems.add((*keypath, key), str(e))
+    return out
+
+
+def _job(job_id: str, raw: object, problems: Problems, keypath: tuple[str, ...] | None = None) -> JobConfig | None:
+    keypath = ("jobs", job_id) if keypath is None else keypath
+    if not JOB_ID_RE.fullmatch(job_id):
+        problems.add(keypath, "invalid job id (use lowercase letters, digits, '_', '.', '-'; at most 64)")
+        return None
+    schema: dict[str, Callable[[object], Any]] = dict(_settings_schema(problems, keypath))
+    schema.update(
+        script=want_str, command=want_str_list, args=want_str_list, python=want_nonempty, output_dir=want_nonempty
+    )
+    parsed = _table(raw, keypath, schema, problems)
+    script, command = parsed.pop("script", None), parsed.pop("command", None)
+    args = parsed.pop("args", ())
+    python, output_dir = parsed.pop("python", None), parsed.pop("output_dir", None)
+    if isinstance(raw, dict) and "script" not in raw and "command" not in raw:
+        problems.add(keypath, 'needs `script = "path/to/train.py"` or `command = [...]`')
+    elif script is not None and command is not None:
+        problems.add(keypath, "give either `script` or `command`, not both")
+    elif command is not None and not command:
+        problems.add((*keypath, "command"), "must not be empty")
+    elif script is not None and not script.strip():
+        problems.add((*keypath, "script"), "must not be empty")
+    if python is not None and command is not None:
+        problems.add((*keypath, "python"), "only a `script` job has an interpreter; a `command` names its own")
+    return JobConfig(
+        id=job_id,
+        script=script,
+        command=command,
+        args=args,
+        settings=JobSettings(**parsed),
+        python=python,
+        output_dir=output_dir,
+    )
+
+
+def parse(text: str, path: Path | None, base_dir: Path) -> Config:
+    """Parse config text; raises ConfigError listing every problem."""
+    problems = Problems(path, text)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise syntax_error(e, problems.name, text) from None
+
+    _check_top_level(raw, problems)
+
+    sup = _table(raw.get("supervisor", {}), ("supervisor",), _SUPERVISOR_SCHEMA, problems)
+    disc = _table(raw.get("discovery", {}), ("discovery",), _DISCOVERY_SCHEMA, problems)
+    logging = _table(raw.get("logging", {}), ("logging",), _LOGGING_SCHEMA, problems)
+    ray = _table(raw.get("ray", {}), ("ray",), _RAY_SCHEMA, problems)
+    slurm = _table(raw.get("slurm", {}), ("slurm",), _SLURM_SCHEMA, problems)
+    defaults_raw = _table(raw.get("defaults", {}), ("defaults",), _settings_schema(problems, ("defaults",)), problems)
+    builtin = Config(path=None, base_dir=base_dir).defaults
+    defaults = dataclasses.replace(builtin, **defaults_raw)
+
+    jobs = _jobs(raw.get("jobs", {}), problems)
+
+    if problems.items:
+        raise ConfigError(problems.items)
+    return Config(
+        path=path,
+        base_dir=base_dir,
+        supervisor=SupervisorConfig(**sup),
+        discovery=DiscoveryConfig(**disc),
+        defaults=defaults,
+        jobs=tuple(jobs),
+        logging=LoggingConfig(**logging),
+        ray=RayConfig(**ray),
+        slurm=SlurmConfig(**slurm),
+    )
+
+
+def _check_top_level(raw: Mapping[str, Any], problems: Problems) -> None:
+    """Anything at the top but the known tables is a problem; a stray setting is told its table."""
+    for key, value in raw.items():
+        if key in _TOP_SCHEMA:
+            continue
+        if isinstance(value, dict):
+            problems.add((key,), "unknown table" + suggest(key, dict.fromkeys(_TOP_SCHEMA)))
+        else:
+            home = next(
+                (
+                    t
+                    for t, schema in (("supervisor", _SUPERVISOR_SCHEMA), ("discovery", _DISCOVERY_SCHEMA))
+                    if key in schema
+                ),
+                None,
+            )
+            hint = f" (it belongs under [{home}])" if home else ""
+            problems.add((key,), "unknown top-level key; settings go in tables like [supervisor]" + hint)
+
+
+def _jobs(jobs_raw: object, problems: Problems) -> list[JobConfig]:
+    jobs: list[JobConfig] = []
+    if not isinstance(jobs_raw, dict):
+        problems.add(("jobs",), "expected tables like [jobs.<id>]")
+    else:
+        for job_id, job_raw in jobs_raw.items():
+            job = _job(job_id, job_raw, problems)
+            if job is not None:
+                jobs.append(job)
+    return jobs
+
+
+def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
+    """Validate a ticket's TOML with the same rules as `[jobs.*]`; raises ConfigError."""
+    problems = Problems(Path(name), text)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{name}: TOML syntax error: {e}"]) from None
+    if not raw:
+        raise ConfigError([f'{name}: empty ticket (give `job = "<id>"` or a `script`/`command`)'])
+    if "result" in raw:
+        raise ConfigError([f"{name}: result: a new ticket must not carry a [result] table"])
+    job = raw.pop("job", None)
+    label = raw.pop("id", None)
+    priority = raw.pop("priority", 0)
+    after = raw.pop("after", [])
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        problems.add(("priority",), "expected a whole number (higher runs first)")
+        priority = 0
+    if isinstance(after, str):
+        after = [after]
+    if not isinstance(after, list) or not all(isinstance(a, str) and JOB_ID_RE.fullmatch(a) for a in after):
+        problems.add(("after",), "expected a ticket id or a list of ticket ids")
+        after = []
+    elif ticket_id in after:
+        problems.add(("after",), "a ticket cannot wait for itself")
+    if job is not None and (not isinstance(job, str) or not JOB_ID_RE.fullmatch(job)):
+        problems.add(("job",), "expected the id of a configured job")
+    if label is not None and (not isinstance(label, str) or not JOB_ID_RE.fullmatch(label)):
+        problems.add(("id",), "invalid id (use lowercase letters, digits, '_', '.', '-'; at most 64)")
+    if job is not None and ("script" in raw or "command" in raw):
+        problems.add(("job",), "a ticket names a configured job or gives `script`/`command`, not both")
+    if job is not None:
+        schema: dict[str, Callable[[object], Any]] = dict(_settings_schema(problems, ()))
+        schema["args"] = want_str_list
+        parsed = _table(raw, (), schema, problems)
+        args = parsed.pop("args", ())
+        config = JobConfig(id=ticket_id, args=args, settings=JobSettings(**parsed))
+    else:
+        config_or_none = _job(ticket_id, raw, problems, keypath=())
+        config = config_or_none or JobConfig(id=ticket_id)
+    if problems.items:
+        raise ConfigError(problems.items)
+    return Ticket(job=job, label=str(job or label or ticket_id), config=config, priority=priority, after=tuple(after))
+
+
+def load(path: Path) -> Config:
+    """Read and parse a config file; its folder becomes the base for relative paths."""
+    try:
+        data = read_regular_file(path, MAX_CONFIG_BYTES)
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read config: {e.strerror or e}"]) from None
+    except ValueError as e:
+        raise ConfigError([f"{path}: cannot read config: {e}"]) from None
+    try:
+        text = data.decode("utf-8-sig")  # editors on Windows like to add a BOM
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: config is not UTF-8 text (byte {e.start})"]) from None
+    return parse(text, path, path.resolve().parent)
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most `limit` of them; ValueError for anything else.
+
+    Opened non-blocking, so a FIFO cannot hang the open, and refused unless it is a regular
+    file: /dev/zero or a pipe would otherwise be read without end.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {format_size(limit)}")
+    return data
+
+
+def find_config(start: Path) -> tuple[Path | None, Path]:
+    """`aimedres.toml` in `start` or the nearest parent, looking no higher than the repository root
+    (a folder holding `.git`) or `/`, as git looks for `.git`. Returns (the file or None, the last
+    folder looked in)."""
+    folder = start
+    while True:
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate, folder
+        if (folder / ".git").exists() or folder.parent == folder:
+            return None, folder
+        folder = folder.parent

@@ -1,0 +1,188 @@
+"""One check per kind of config value: each takes what TOML gave and returns the typed value, or
+raises ValueError with the message the user sees after the key's path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aimedres_async.plan.config import MAX_GPUS, MAX_WORKERS
+from aimedres_async.plan.units import MAX_INT, format_size, parse_duration, parse_size
+
+
+def want_bool(v: object) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("expected true or false")
+    return v
+
+
+def want_str(v: object) -> str:
+    if not isinstance(v, str):
+        raise ValueError("expected a string")
+    if "\0" in v:  # no path, argument or variable can hold one
+        raise ValueError("must not contain a NUL character")
+    return v
+
+
+def want_int(lo: int) -> Callable[[object], int]:
+    def check(v: object) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError("expected an integer")
+        if v < lo:
+            raise ValueError(f"must be >= {lo}")
+        if v > MAX_INT:  # every figure ends up in a JSON log, whose integers are 64-bit
+            raise ValueError(f"must be <= {MAX_INT}")
+        return v
+
+    return check
+
+
+def want_number(lo: float) -> Callable[[object], float]:
+    def check(v: object) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError("expected a number")
+        if not v >= lo or v == float("inf"):
+            raise ValueError(f"must be a finite number >= {lo:g}")
+        return float(v)
+
+    return check
+
+
+def want_str_list(v: object) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError("expected a list of strings")
+    return tuple(want_str(x) for x in v)
+
+
+def want_choice(choices: tuple[str, ...]) -> Callable[[object], str]:
+    def check(v: object) -> str:
+        if v not in choices:
+            raise ValueError(f"expected one of {', '.join(repr(c) for c in choices)}")
+        return str(v)
+
+    return check
+
+
+def want_nonempty(v: object) -> str:
+    text = want_str(v)
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+def want_table(v: object) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise ValueError("expected a table")
+    return v
+
+
+def want_workers(v: object) -> int | None:
+    if v == "auto":
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_WORKERS:
+        raise ValueError(f'expected an integer from 1 to {MAX_WORKERS}, or "auto"')
+    return v
+
+
+def want_env(v: object) -> dict[str, str]:
+    if not isinstance(v, dict):
+        raise ValueError('expected a table of NAME = "value"')
+    out: dict[str, str] = {}
+    for k, val in v.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+            raise ValueError(f"{k!r} is not a valid environment variable name")
+        if isinstance(val, bool) or not isinstance(val, str | int | float):
+            raise ValueError(f"{k}: expected a string value")
+        if "\0" in str(val):
+            raise ValueError(f"{k}: must not contain a NUL character")
+        out[k] = str(val)
+    return out
+
+
+def want_duration(v: object) -> float:
+    return parse_duration(v)
+
+
+def want_timeout(v: object) -> float:
+    return parse_duration(v)  # 0 means "no time limit" (and, set on a job, beats a default)
+
+
+def want_poll_interval(v: object) -> float:
+    seconds = parse_duration(v)
+    if seconds < 0.1:
+        raise ValueError("must be at least 100ms")
+    return seconds
+
+
+def want_min_size(v: object, lo: int) -> int:
+    n = parse_size(v)
+    if n < lo:
+        raise ValueError(f"must be at least {format_size(lo)}")
+    return n
+
+
+def want_fraction(v: object) -> float:
+    x = want_number(0.0)(v)
+    if x > 1:
+        raise ValueError("must be between 0 and 1")
+    return x
+
+
+def want_gpus(v: object) -> float:
+    n = want_number(0.0)(v)
+    if n > 1 and n != int(n):
+        raise ValueError("a fraction of a GPU must be below 1 (e.g. 0.5); above 1, whole GPUs only")
+    return n
+
+
+def want_gpu_capacity(v: object) -> tuple[str, ...] | None:
+    """[supervisor] gpus: "auto" (None), a count, or a list of device ids."""
+    if v == "auto":
+        return None
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        if v > MAX_GPUS:
+            raise ValueError(f"{v} GPUs? at most {MAX_GPUS} (did you mean a list of ids?)")
+        return tuple(str(i) for i in range(v))
+    if isinstance(v, list) and all(isinstance(x, int | str) and not isinstance(x, bool) for x in v):
+        ids = tuple(str(x) for x in v)
+        if len(set(ids)) != len(ids):
+            raise ValueError("a GPU is listed twice")
+        return ids
+    raise ValueError('expected "auto", a number of GPUs, or a list of device ids like [0, 1]')
+
+
+def want_capacity_size(v: object) -> int | None:
+    return None if v == "auto" else want_min_size(v, 1)
+
+
+def want_capacity_cpus(v: object) -> float | None:
+    if v == "auto":
+        return None
+    n = want_number(0.0)(v)
+    if n <= 0:
+        raise ValueError('must be > 0, or "auto"')
+    return n
+
+
+def want_patterns(v: object) -> tuple[str, ...]:
+    patterns = want_str_list(v)
+    for p in patterns:
+        try:
+            compiled = re.compile(p.encode())  # redaction matches bytes: check it as bytes
+        except (re.error, UnicodeEncodeError, OverflowError, RecursionError) as e:
+            raise ValueError(f"{p!r} is not a valid regular expression: {e}") from None
+        if compiled.fullmatch(b""):
+            raise ValueError(f"{p!r} matches the empty string: it would redact between every character")
+    return patterns
+
+
+def want_metrics_file(v: object) -> str:
+    text = want_str(v)
+    if not text.strip():
+        raise ValueError("must not be empty")
+    if text.startswith("/") or ".." in Path(text).parts:
+        raise ValueError("must be a path or glob inside the job's output folder (relative, no '..')")
+    return text
