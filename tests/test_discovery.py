@@ -1,5 +1,5 @@
-"""jobs.py: flags read with `ast`, discovery of training scripts, and how each job's argv is built
-(SPEC §4, §5). Real files in tmp_path; nothing here runs a script."""
+"""plan/discovery.py and plan/jobs.py: flags read with `ast`, discovery of training scripts, and how
+each job's argv is built (SPEC §4, §5). Real files in tmp_path; nothing here runs a script."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from aimedres_async.plan.config import Backoff, Config, Resources
 from aimedres_async.plan.config_load import load, parse_ticket
+from aimedres_async.plan.discovery import discover, glob_regex, read_script, scan_flags
 from aimedres_async.plan.jobs import (
     AmbiguousJobs,
     JobSpec,
@@ -18,12 +19,8 @@ from aimedres_async.plan.jobs import (
     SelectionError,
     Status,
     TicketJobError,
-    discover,
-    glob_regex,
     known_jobs,
     plan,
-    read_script,
-    scan_flags,
     ticket_spec,
 )
 

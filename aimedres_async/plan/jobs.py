@@ -1,11 +1,9 @@
-"""Jobs: what to run and how its command is built, discovery of training scripts, outcomes.
-
-No I/O here except reading scripts, which discovery parses with `ast` (never runs them).
+"""Jobs: what to run and how its command is built (from the config, discovery or a ticket),
+which jobs a command line selects, and how attempts and jobs end.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import enum
 import os
@@ -13,12 +11,13 @@ import re
 import shlex
 import shutil
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aimedres_async.plan.config import JOB_ID_RE, Backoff, Config, JobConfig, JobSettings, Resources, Ticket
+from aimedres_async.plan.config import Backoff, Config, JobConfig, JobSettings, Resources, Ticket
 from aimedres_async.plan.config_errors import ConfigError
+from aimedres_async.plan.discovery import FLAG_SPELLINGS, ScriptInfo, ambiguity, config_relative, discover, read_script
 
 
 class Outcome(enum.StrEnum):
@@ -82,24 +81,7 @@ def transition(current: State, new: State) -> State:
     return new
 
 
-# Which flags a script may accept, by what we inject; the first spelling the script declares is used.
-FLAG_SPELLINGS: dict[str, tuple[str, ...]] = {
-    "output_dir": ("--output-dir", "--output_dir"),
-    "epochs": ("--epochs",),
-    "folds": ("--folds",),
-    "sample": ("--sample",),
-    "batch": ("--batch-size", "--batch_size", "--batch"),
-}
-INJECTED = tuple(FLAG_SPELLINGS)
-
-
-@dataclass(frozen=True)
-class ScriptInfo:
-    """What discovery learned from a script's source without running it."""
-
-    path: Path
-    flags: Mapping[str, str] = field(default_factory=dict)  # logical name -> declared spelling
-    error: str | None = None  # why the script could not be read or parsed
+INJECTED = tuple(FLAG_SPELLINGS)  # the flags a job's command may be given, by logical name
 
 
 @dataclass(frozen=True)
@@ -168,166 +150,6 @@ class SelectionError(ValueError):
 
 class AmbiguousJobs(ConfigError):
     """Discovery found two or more scripts for one job id and nothing says which one to run."""
-
-
-# ---------------------------------------------------------------- reading scripts
-
-
-def scan_flags(source: str | bytes, filename: str = "<script>") -> dict[str, str]:
-    """Flags a script declares through `add_argument("--flag", ...)` calls, found with `ast`.
-
-    A flag mentioned only in a comment, a help string or any other expression does not count.
-    """
-    tree = ast.parse(source, filename=filename)
-    declared: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
-            for arg in node.args:
-                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.startswith("-"):
-                    declared.add(arg.value)
-    found: dict[str, str] = {}
-    for name, spellings in FLAG_SPELLINGS.items():
-        for spelling in spellings:
-            if spelling in declared:
-                found[name] = spelling
-                break
-    return found
-
-
-def read_script(path: Path) -> ScriptInfo:
-    if path.suffix != ".py":
-        return ScriptInfo(path)
-    try:
-        source = path.read_bytes()
-    except OSError as e:
-        return ScriptInfo(path, error=f"cannot read: {e.strerror or e}")
-    try:
-        return ScriptInfo(path, flags=scan_flags(source, str(path)))
-    except SyntaxError as e:
-        return ScriptInfo(path, error=f"does not parse: {e.msg} (line {e.lineno})")
-    except ValueError as e:  # e.g. NUL bytes
-        return ScriptInfo(path, error=f"does not parse: {e}")
-
-
-# ---------------------------------------------------------------- discovery
-
-# Never training code of the repository: caches, build output, installed packages, virtual envs.
-# Hidden folders (.git, .tox, .nox, .venv, ...) and any folder holding pyvenv.cfg are skipped too.
-_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "build", "dist", "venv", "env", "virtualenv"}
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """Translate a path glob with `**` (any number of folders), `*` and `?` into a regex."""
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out))
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    try:
-        entries = sorted(root.iterdir())
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            if entry.name in _SKIP_DIRS or (entry / "pyvenv.cfg").exists():
-                continue
-            yield from _walk(entry)
-        elif entry.is_file():
-            yield entry
-
-
-def discover(
-    base_dir: Path,
-    roots: Iterable[str | Path],
-    include: Sequence[str],
-    exclude: Sequence[str],
-    exclude_regex: re.Pattern[str] | None = None,
-    limit: int | None = None,
-) -> tuple[list[tuple[str, ScriptInfo]], list[str]]:
-    """Find training scripts under `roots`; returns (job id, script) pairs and warnings.
-
-    Every script found is returned, two or more for one id included: which of them runs is
-    decided by the caller (see `plan`), never by the order of the walk.
-    """
-    inc = [(glob_regex(p), "/" in p) for p in include]
-    exc = [glob_regex(p) for p in exclude]
-    found: list[tuple[str, ScriptInfo]] = []
-    seen: set[Path] = set()
-    warnings: list[str] = []
-    for root_name in roots:
-        root = base_dir / root_name
-        try:
-            usable = root.is_dir()
-        except OSError as e:  # e.g. a name too long for the filesystem
-            warnings.append(f"discovery root {str(root)[:200]}: {e.strerror or e}; skipped")
-            continue
-        if not usable:
-            warnings.append(f"discovery root {root} is not a folder; skipped")
-            continue
-        for path in _walk(root):
-            rel = path.relative_to(base_dir).as_posix() if path.is_relative_to(base_dir) else path.as_posix()
-            if not any(r.fullmatch(rel if has_dir else path.name) for r, has_dir in inc):
-                continue
-            if any(r.fullmatch(rel) or r.fullmatch(path.name) for r in exc):
-                continue
-            if exclude_regex is not None and exclude_regex.search(rel):
-                continue
-            if path in seen:  # overlapping roots
-                continue
-            seen.add(path)
-            stem = path.stem.removeprefix("train_").lower()
-            if not JOB_ID_RE.fullmatch(stem):
-                warnings.append(f"{rel}: {stem!r} is not a valid job id; skipped")
-                continue
-            found.append((stem, read_script(path)))
-            if limit is not None and len(found) >= limit:
-                return found, warnings
-    return found, warnings
-
-
-def _rel(cfg: Config, path: Path) -> Path:
-    return path.relative_to(cfg.base_dir) if path.is_relative_to(cfg.base_dir) else path
-
-
-_OLD_COPY_PARTS = {"legacy", "old", "files", "backup", "backups", "archive", "deprecated", "copy", "tmp"}
-
-
-def ambiguity(cfg: Config, job_id: str, paths: Sequence[Path]) -> str:
-    """One line: every script found for `job_id`, and the two ways to choose one. The example
-    picks the copy that looks canonical (under src/, not in a legacy-looking folder); the user decides."""
-    rels = [_rel(cfg, p).as_posix() for p in paths]
-
-    def rank(rel: str) -> tuple[bool, bool, int]:
-        parts = rel.lower().split("/")[:-1]
-        return (any(p in _OLD_COPY_PARTS for p in parts), "src" not in parts, -len(parts))
-
-    keep = min(rels, key=rank)
-    others = sorted({str(Path(r).parent.as_posix()) for r in rels if r != keep} - {"."})
-    glob = f'"{others[0]}/**"' if others else f'"{next(r for r in rels if r != keep)}"'
-    where = cfg.path.name if cfg.path else "aimedres.toml"
-    return (
-        f"job id {job_id!r} matches {len(rels)} discovered scripts: {', '.join(rels)}; say which one runs "
-        f'with [jobs.{job_id}] script = "{keep}" in {where}, or skip the others with a [discovery] '
-        f"exclude glob such as {glob}"
-    )
 
 
 # ---------------------------------------------------------------- building commands
@@ -416,54 +238,70 @@ def plan(
     Raises AmbiguousJobs when a selected id has two or more discovered scripts and the config
     does not name one, SelectionError when --only/--exclude name no job.
     """
-    jobs: dict[str, JobConfig] = {j.id: j for j in cfg.jobs}
-    origin = dict.fromkeys(jobs, "config")
-    infos: dict[str, ScriptInfo] = {}
-    skipped: list[ScriptInfo] = []
-    warnings: list[str] = []
-    ambiguous: dict[str, list[Path]] = {}
+    found = _Found(jobs={j.id: j for j in cfg.jobs})
+    found.origin.update(dict.fromkeys(found.jobs, "config"))
     enabled = cfg.discovery.enabled if discover_enabled is None else discover_enabled
     if enabled:
-        try:
-            regex = re.compile(discovery.exclude_regex) if discovery.exclude_regex is not None else None
-        except re.error as e:
-            raise SelectionError(f"--exclude-regex {discovery.exclude_regex!r}: {e}") from None
-        found, warnings = discover(
-            cfg.base_dir,
-            roots if roots is not None else cfg.discovery.roots,
-            (*cfg.discovery.include, *discovery.include),
-            cfg.discovery.exclude,
-            regex,
-            discovery.limit,
-        )
-        by_id: dict[str, list[ScriptInfo]] = {}
-        for job_id, info in found:
-            by_id.setdefault(job_id, []).append(info)
-        for job_id, found_infos in by_id.items():
-            if origin.get(job_id) == "config" and not discovery.allow_overrides:
-                continue  # the config's own definition wins (and says which script, if several)
-            if len(found_infos) > 1:
-                ambiguous[job_id] = [i.path for i in found_infos]
-            info = found_infos[0]
-            if info.error and job_id not in ambiguous:  # (an unreadable copy must not hide the choice)
-                warnings.append(f"{info.path}: {info.error}; skipped")
-                skipped.append(info)
-                continue
-            base = jobs.get(job_id, JobConfig(id=job_id))
-            settings = base.settings
-            if discovery.optional:
-                settings = dataclasses.replace(settings, optional=True)
-            jobs[job_id] = dataclasses.replace(base, script=str(_rel(cfg, info.path)), command=None, settings=settings)
-            origin[job_id] = "discovered"
-            infos[job_id] = info
+        _add_discovered(cfg, found, roots, discovery)
 
-    only, exclude, notes = match_ids(only, exclude, list(jobs))
-    chosen = [j for j in jobs.values() if (not only or j.id in set(only)) and j.id not in set(exclude)]
-    problems = [ambiguity(cfg, j.id, ambiguous[j.id]) for j in chosen if j.id in ambiguous]
+    only, exclude, notes = match_ids(only, exclude, list(found.jobs))
+    chosen = [j for j in found.jobs.values() if (not only or j.id in set(only)) and j.id not in set(exclude)]
+    problems = [ambiguity(cfg, j.id, found.ambiguous[j.id]) for j in chosen if j.id in found.ambiguous]
     if problems:
         raise AmbiguousJobs(problems)
-    specs = [build_spec(cfg, j, infos.get(j.id), overrides, origin[j.id]) for j in chosen]
-    return Plan(tuple(specs), tuple(skipped), tuple(warnings), tuple(notes))
+    specs = [build_spec(cfg, j, found.infos.get(j.id), overrides, found.origin[j.id]) for j in chosen]
+    return Plan(tuple(specs), tuple(found.skipped), tuple(found.warnings), tuple(notes))
+
+
+@dataclass
+class _Found:
+    """The jobs a plan is gathering, and what discovery said about them."""
+
+    jobs: dict[str, JobConfig]
+    origin: dict[str, str] = field(default_factory=dict)
+    infos: dict[str, ScriptInfo] = field(default_factory=dict)
+    skipped: list[ScriptInfo] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    ambiguous: dict[str, list[Path]] = field(default_factory=dict)
+
+
+def _add_discovered(
+    cfg: Config, found: _Found, roots: Sequence[str | Path] | None, discovery: DiscoveryOverrides
+) -> None:
+    """Discovered scripts join the plan; a configured id keeps its own definition unless told not to."""
+    try:
+        regex = re.compile(discovery.exclude_regex) if discovery.exclude_regex is not None else None
+    except re.error as e:
+        raise SelectionError(f"--exclude-regex {discovery.exclude_regex!r}: {e}") from None
+    scripts, found.warnings = discover(
+        cfg.base_dir,
+        roots if roots is not None else cfg.discovery.roots,
+        (*cfg.discovery.include, *discovery.include),
+        cfg.discovery.exclude,
+        regex,
+        discovery.limit,
+    )
+    by_id: dict[str, list[ScriptInfo]] = {}
+    for job_id, info in scripts:
+        by_id.setdefault(job_id, []).append(info)
+    for job_id, found_infos in by_id.items():
+        if found.origin.get(job_id) == "config" and not discovery.allow_overrides:
+            continue  # the config's own definition wins (and says which script, if several)
+        if len(found_infos) > 1:
+            found.ambiguous[job_id] = [i.path for i in found_infos]
+        info = found_infos[0]
+        if info.error and job_id not in found.ambiguous:  # (an unreadable copy must not hide the choice)
+            found.warnings.append(f"{info.path}: {info.error}; skipped")
+            found.skipped.append(info)
+            continue
+        base = found.jobs.get(job_id, JobConfig(id=job_id))
+        settings = base.settings
+        if discovery.optional:
+            settings = dataclasses.replace(settings, optional=True)
+        script = str(config_relative(cfg, info.path))
+        found.jobs[job_id] = dataclasses.replace(base, script=script, command=None, settings=settings)
+        found.origin[job_id] = "discovered"
+        found.infos[job_id] = info
 
 
 def match_ids(
@@ -516,7 +354,7 @@ def known_jobs(cfg: Config) -> dict[str, JobConfig]:
         for job_id, info in found:
             # an id with two scripts is no job until the config says which one: never guess
             if job_id not in known and info.error is None and counts[job_id] == 1:
-                known[job_id] = JobConfig(id=job_id, script=str(_rel(cfg, info.path)))
+                known[job_id] = JobConfig(id=job_id, script=str(config_relative(cfg, info.path)))
     return known
 
 

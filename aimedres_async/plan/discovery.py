@@ -1,0 +1,187 @@
+"""Discovery: training scripts found under the configured roots, and the flags each one declares,
+read from its `add_argument(...)` calls with `ast` (a script is never run).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aimedres_async.plan.config import JOB_ID_RE, Config
+
+# Which flags a script may accept, by what we inject; the first spelling the script declares is used.
+FLAG_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "output_dir": ("--output-dir", "--output_dir"),
+    "epochs": ("--epochs",),
+    "folds": ("--folds",),
+    "sample": ("--sample",),
+    "batch": ("--batch-size", "--batch_size", "--batch"),
+}
+
+
+@dataclass(frozen=True)
+class ScriptInfo:
+    """What discovery learned from a script's source without running it."""
+
+    path: Path
+    flags: Mapping[str, str] = field(default_factory=dict)  # logical name -> declared spelling
+    error: str | None = None  # why the script could not be read or parsed
+
+
+def scan_flags(source: str | bytes, filename: str = "<script>") -> dict[str, str]:
+    """Flags a script declares through `add_argument("--flag", ...)` calls, found with `ast`.
+
+    A flag mentioned only in a comment, a help string or any other expression does not count.
+    """
+    tree = ast.parse(source, filename=filename)
+    declared: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
+            for arg in node.args:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.startswith("-"):
+                    declared.add(arg.value)
+    found: dict[str, str] = {}
+    for name, spellings in FLAG_SPELLINGS.items():
+        for spelling in spellings:
+            if spelling in declared:
+                found[name] = spelling
+                break
+    return found
+
+
+def read_script(path: Path) -> ScriptInfo:
+    if path.suffix != ".py":
+        return ScriptInfo(path)
+    try:
+        source = path.read_bytes()
+    except OSError as e:
+        return ScriptInfo(path, error=f"cannot read: {e.strerror or e}")
+    try:
+        return ScriptInfo(path, flags=scan_flags(source, str(path)))
+    except SyntaxError as e:
+        return ScriptInfo(path, error=f"does not parse: {e.msg} (line {e.lineno})")
+    except ValueError as e:  # e.g. NUL bytes
+        return ScriptInfo(path, error=f"does not parse: {e}")
+
+
+# Never training code of the repository: caches, build output, installed packages, virtual envs.
+# Hidden folders (.git, .tox, .nox, .venv, ...) and any folder holding pyvenv.cfg are skipped too.
+_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "build", "dist", "venv", "env", "virtualenv"}
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Translate a path glob with `**` (any number of folders), `*` and `?` into a regex."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            if entry.name in _SKIP_DIRS or (entry / "pyvenv.cfg").exists():
+                continue
+            yield from _walk(entry)
+        elif entry.is_file():
+            yield entry
+
+
+def discover(
+    base_dir: Path,
+    roots: Iterable[str | Path],
+    include: Sequence[str],
+    exclude: Sequence[str],
+    exclude_regex: re.Pattern[str] | None = None,
+    limit: int | None = None,
+) -> tuple[list[tuple[str, ScriptInfo]], list[str]]:
+    """Find training scripts under `roots`; returns (job id, script) pairs and warnings.
+
+    Every script found is returned, two or more for one id included: which of them runs is
+    decided by the caller (see `plan`), never by the order of the walk.
+    """
+    inc = [(glob_regex(p), "/" in p) for p in include]
+    exc = [glob_regex(p) for p in exclude]
+    found: list[tuple[str, ScriptInfo]] = []
+    seen: set[Path] = set()
+    warnings: list[str] = []
+    for root_name in roots:
+        root = base_dir / root_name
+        try:
+            usable = root.is_dir()
+        except OSError as e:  # e.g. a name too long for the filesystem
+            warnings.append(f"discovery root {str(root)[:200]}: {e.strerror or e}; skipped")
+            continue
+        if not usable:
+            warnings.append(f"discovery root {root} is not a folder; skipped")
+            continue
+        for path in _walk(root):
+            rel = path.relative_to(base_dir).as_posix() if path.is_relative_to(base_dir) else path.as_posix()
+            if not any(r.fullmatch(rel if has_dir else path.name) for r, has_dir in inc):
+                continue
+            if any(r.fullmatch(rel) or r.fullmatch(path.name) for r in exc):
+                continue
+            if exclude_regex is not None and exclude_regex.search(rel):
+                continue
+            if path in seen:  # overlapping roots
+                continue
+            seen.add(path)
+            stem = path.stem.removeprefix("train_").lower()
+            if not JOB_ID_RE.fullmatch(stem):
+                warnings.append(f"{rel}: {stem!r} is not a valid job id; skipped")
+                continue
+            found.append((stem, read_script(path)))
+            if limit is not None and len(found) >= limit:
+                return found, warnings
+    return found, warnings
+
+
+def config_relative(cfg: Config, path: Path) -> Path:
+    """A path relative to the config's folder when it lies inside it, else as it is."""
+    return path.relative_to(cfg.base_dir) if path.is_relative_to(cfg.base_dir) else path
+
+
+_OLD_COPY_PARTS = {"legacy", "old", "files", "backup", "backups", "archive", "deprecated", "copy", "tmp"}
+
+
+def ambiguity(cfg: Config, job_id: str, paths: Sequence[Path]) -> str:
+    """One line: every script found for `job_id`, and the two ways to choose one. The example
+    picks the copy that looks canonical (under src/, not in a legacy-looking folder); the user decides."""
+    rels = [config_relative(cfg, p).as_posix() for p in paths]
+
+    def rank(rel: str) -> tuple[bool, bool, int]:
+        parts = rel.lower().split("/")[:-1]
+        return (any(p in _OLD_COPY_PARTS for p in parts), "src" not in parts, -len(parts))
+
+    keep = min(rels, key=rank)
+    others = sorted({str(Path(r).parent.as_posix()) for r in rels if r != keep} - {"."})
+    glob = f'"{others[0]}/**"' if others else f'"{next(r for r in rels if r != keep)}"'
+    where = cfg.path.name if cfg.path else "aimedres.toml"
+    return (
+        f"job id {job_id!r} matches {len(rels)} discovered scripts: {', '.join(rels)}; say which one runs "
+        f'with [jobs.{job_id}] script = "{keep}" in {where}, or skip the others with a [discovery] '
+        f"exclude glob such as {glob}"
+    )
