@@ -80,18 +80,18 @@ def install(log_path: str) -> None:
 
 def inject_block() -> None:
     """One 50 ms blocking call on the loop, when the first job finishes."""
-    from aimedres_async.engine import run as supervisor
+    from aimedres_async.engine.recorder import Recorder
 
-    real = supervisor.Supervisor._finish
+    real = Recorder._finished
     done: list[int] = []
 
-    def finish(self: Any, job: Any, status: Any) -> None:
+    def finished(self: Any, change: Any, job: Any) -> None:
         if not done:
             done.append(1)
             time.sleep(0.05)
-        real(self, job, status)
+        real(self, change, job)
 
-    supervisor.Supervisor._finish = finish  # type: ignore[method-assign]
+    Recorder._finished = finished  # type: ignore[method-assign]
 
 
 def main() -> int:

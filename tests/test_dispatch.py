@@ -19,8 +19,9 @@ import pytest
 from aimedres_async.engine.attempt import AttemptContext, AttemptResult, JobOutput, emit_exited
 from aimedres_async.engine.run import RunOptions, Supervisor
 from aimedres_async.engine.scheduler import Pools
+from aimedres_async.engine.state import State
 from aimedres_async.plan.config import Backoff, Config, Resources, builtin
-from aimedres_async.plan.jobs import JobSpec, Outcome, State, Status, TransitionError, transition
+from aimedres_async.plan.jobs import JobSpec, Outcome, Status
 from aimedres_async.records.console import Console
 
 pytestmark = pytest.mark.timeout(10)
@@ -227,19 +228,6 @@ async def test_an_executor_error_fails_that_job_and_the_run_goes_on(tmp_path: Pa
     by_id = {j.spec.id: j for j in sup.jobs}
     assert by_id["broken"].status is Status.FAILED and by_id["fine"].status is Status.SUCCEEDED
     assert by_id["broken"].last is not None and by_id["broken"].last.failure == "supervisor_error"
-
-
-def test_only_the_state_diagrams_moves_are_allowed() -> None:
-    assert transition(State.QUEUED, State.RUNNING) is State.RUNNING
-    assert transition(State.BACKOFF, State.QUEUED) is State.QUEUED
-    for bad in [
-        (State.QUEUED, State.BACKOFF),
-        (State.RUNNING, State.QUEUED),
-        (State.FINISHED, State.QUEUED),
-        (State.FINISHED, State.FINISHED),
-    ]:
-        with pytest.raises(TransitionError):
-            transition(*bad)
 
 
 def _events(sup: Supervisor) -> list[dict[str, Any]]:

@@ -143,7 +143,7 @@ def test_a_daemon_taking_many_tickets_never_blocks_the_loop(tmp_path: Path, mark
 SUBMIT = textwrap.dedent(
     """
     import contextlib, io, sys
-    from aimedres_async.cli import main
+    from aimedres_async.cli.app import main
 
     for i in range(int(sys.argv[1])):
         with contextlib.redirect_stdout(io.StringIO()):

@@ -527,7 +527,7 @@ def test_recover_drops_a_sidecar_whose_ticket_has_finished(spool: Spool) -> None
 CLAIMER = textwrap.dedent("""
     import os, subprocess, sys, time
     from pathlib import Path
-    from aimedres_async.spool import Spool, process_identity
+    from aimedres_async.daemon.spool import Spool, process_identity
     spool = Spool(Path(sys.argv[1]))
     c = spool.claim("t1.toml")
     job = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"], start_new_session=True)
@@ -578,7 +578,7 @@ def test_recover_after_a_real_daemon_is_killed(spool: Spool, marker: str) -> Non
 STAGER = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from aimedres_async.spool import Spool
+    from aimedres_async.daemon.spool import Spool
     tmp = Spool(Path(sys.argv[1]))._staging(sys.argv[2])
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     os.write(fd, b'job = "ok"\\n')

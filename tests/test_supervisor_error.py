@@ -24,11 +24,12 @@ QUICK = json.dumps(["true"])
 DRIVER = textwrap.dedent(
     """
     import sys
-    from aimedres_async import cli, supervisor
+    from aimedres_async.cli import app as cli
+    from aimedres_async.engine import dispatch
 
     where = sys.argv[1]
     if where == "dispatch":  # the dispatcher's third pick raises
-        real = supervisor.pick_next
+        real = dispatch.pick_next
         calls = []
 
         def pick_next(*args, **kwargs):
@@ -37,16 +38,16 @@ DRIVER = textwrap.dedent(
                 raise RuntimeError("dispatcher bug")
             return real(*args, **kwargs)
 
-        supervisor.pick_next = pick_next
+        dispatch.pick_next = pick_next
     else:  # recording the ready job's attempt raises, inside its attempt task
-        real_after = supervisor.Supervisor._after_attempt
+        real_after = dispatch.Dispatcher._after_attempt
 
         def after(self, job, attempt, result):
             if job.spec.id == "ready":
                 raise RuntimeError("bookkeeping bug")
             return real_after(self, job, attempt, result)
 
-        supervisor.Supervisor._after_attempt = after
+        dispatch.Dispatcher._after_attempt = after
     sys.exit(cli.main(["run"]))
     """
 )

@@ -11,7 +11,7 @@ import math
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -176,7 +176,7 @@ class Waiting(Protocol):
 T = TypeVar("T", bound=Waiting)
 
 
-def pick_next(waiting: Sequence[T], pools: Pools) -> tuple[T, Grant] | None:
+def pick_next(waiting: Iterable[T], pools: Pools) -> tuple[T, Grant] | None:
     """The first waiting job that fits (taking its resources), honouring the bypass limit."""
     skipped: list[T] = []
     for job in waiting:

@@ -48,39 +48,6 @@ class Status(enum.StrEnum):
         return self in (Status.SUCCEEDED, Status.SKIPPED)
 
 
-class State(enum.StrEnum):
-    """Where a job is in a run. Only `transition` says which moves are allowed:
-
-    queued -> running (a slot and its resources were free) | finished (cancelled before it ran,
-    or skipped by --resume); running -> backoff (failed, will be retried) | finished;
-    backoff -> queued (its delay is over) | finished (the run stopped). finished is final.
-    """
-
-    QUEUED = "queued"  # waiting for a slot and its resources
-    RUNNING = "running"  # an attempt is under way
-    BACKOFF = "backoff"  # a failed attempt will be retried after its delay; holds no slot
-    FINISHED = "finished"  # final: its Status says how it ended
-
-
-_MOVES: dict[State, frozenset[State]] = {
-    State.QUEUED: frozenset({State.RUNNING, State.FINISHED}),
-    State.RUNNING: frozenset({State.BACKOFF, State.FINISHED}),
-    State.BACKOFF: frozenset({State.QUEUED, State.FINISHED}),
-    State.FINISHED: frozenset(),
-}
-
-
-class TransitionError(RuntimeError):
-    """A move the state diagram does not allow: a supervisor bug, never a user's mistake."""
-
-
-def transition(current: State, new: State) -> State:
-    """The one check of a job's state change; returns the new state or raises TransitionError."""
-    if new not in _MOVES[current]:
-        raise TransitionError(f"a job cannot go from {current.value} to {new.value}")
-    return new
-
-
 INJECTED = tuple(FLAG_SPELLINGS)  # the flags a job's command may be given, by logical name
 
 
