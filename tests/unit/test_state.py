@@ -198,6 +198,7 @@ class RunStateMachine(RuleBasedStateMachine):
         job = self.added[pick % len(self.added)]
         self.state.cancel(job)
 
+    @precondition(lambda self: self.state.running_count() + self.state.backoff_count() > 0)
     @rule()
     def stop(self) -> None:
         for change in self.state.stop():
@@ -247,6 +248,19 @@ class RunStateMachine(RuleBasedStateMachine):
             expect[key] = expect.get(key, 0) + 1
         assert self.state.counts() == expect
         assert self.state.idle() == all(self.state[j].state is State.FINISHED for j in self.added if j in self.state)
+
+    def teardown(self) -> None:
+        """However the run got here, a stop and the end of the running attempts finish every job,
+        each exactly once."""
+        if not hasattr(self, "state"):
+            return
+        self.state.stop()
+        running = [j for j in self.added if j in self.state and self.state[j].state is State.RUNNING]
+        for job in running:
+            self.state.attempt_ended(job, Outcome.FAILED, self.now, retry_in=1.0)
+        assert self.state.idle()
+        finished = [c.job for c in self.changes if c.new is State.FINISHED]
+        assert sorted(finished) == sorted(self.added), "a job was lost or finished twice"
 
 
 RunStateMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
