@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers_cli import PY, cli, dry_run_commands, usage_error
 
-from aimedres_async.cli.app import build_parser
+from aimedres_async.cli.parser import build_parser
 
 
 def leaves(name: str) -> str:

@@ -126,7 +126,7 @@ def test_unit_is_a_notify_service_that_systemd_can_supervise(unit: Unit) -> None
 
 
 def test_exec_start_is_a_command_line_the_cli_accepts(unit: Unit) -> None:
-    from aimedres_async.cli.app import build_parser
+    from aimedres_async.cli.parser import build_parser
 
     argv = shlex.split(one(unit, "ExecStart"))
     assert argv[1:3] == ["-m", "aimedres_async"]

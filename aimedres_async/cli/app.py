@@ -11,328 +11,24 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aimedres_async import __version__
-from aimedres_async.cli.usage import Parser, UsageError
+from aimedres_async.cli.parser import parse
+from aimedres_async.cli.usage import UsageError
 from aimedres_async.plan import legacy
-from aimedres_async.plan.config import EXECUTORS, MAX_WORKERS, Config, builtin
+from aimedres_async.plan.config import Config, builtin
 from aimedres_async.plan.config_errors import ConfigError
 from aimedres_async.plan.config_load import find_config, load
 from aimedres_async.plan.jobs import SelectionError
 from aimedres_async.plan.legacy import LegacyError
-from aimedres_async.plan.units import MAX_INT, parse_duration
 from aimedres_async.system import startup_signals
 
-__all__ = ["EXIT_USAGE", "UsageError", "build_parser", "main"]
+__all__ = ["EXIT_USAGE", "UsageError", "main"]
 
-COMMANDS = (
-    "run",
-    "list",
-    "validate",
-    "serve",
-    "submit",
-    "status",
-    "logs",
-    "init",
-    "cancel",
-    "wait",
-    "pause",
-    "resume",
-    "report",
-)
 EXIT_USAGE = 2
 EXIT_DISCOVERY = 3  # --strict-discovery, as run_all_training.py
-
-
-def _int_at_least(lo: int, hi: int = MAX_INT) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:40]!r}") from None
-        if n < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {n}")
-        if n > hi:
-            raise argparse.ArgumentTypeError(f"must be <= {hi}")
-        return n
-
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_count = _int_at_least(0)
-
-
-def _workers(text: str) -> int | None:
-    return None if text == "auto" else _int_at_least(1, MAX_WORKERS)(text)
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-DESCRIPTIONS = {
-    "run": "Run the selected jobs and exit. The exit code says whether every required job succeeded "
-    "(0), one failed (1), the command line or config is wrong (2), or a signal stopped it (130, 143).",
-    "list": "Show the jobs the config defines and discovery finds: id, script, which of "
-    "output-dir/epochs/folds/sample/batch it accepts, resources, whether they fit here, optional.",
-    "validate": "Check the config and the jobs it makes; print every problem (exit 2) or one OK line. "
-    "It reports what `run` would refuse: no jobs, a job that can never fit the resources.",
-    "serve": "The spool daemon: run the job tickets dropped into spool_dir/incoming with the same "
-    "supervisor as `run`, and file each under done/, failed/ or rejected/. Meant for systemd. "
-    "Exits 0 on SIGTERM, 130 on SIGINT (running tickets go back to incoming/), 2 on a config or "
-    "spool error, 1 on an internal error.",
-    "submit": "Validate tickets and enqueue them into the spool atomically; prints each ticket id. "
-    "Either ticket files, or --job ID with overrides.",
-    "status": "Whether a daemon serves the spool (pid, since, version, config, workers, paused; exit 3 "
-    "if none), the queued tickets in run order, the running ones (job, attempt, pid, elapsed, "
-    "last line) and the last finished.",
-    "cancel": "Cancel tickets: a queued one goes to failed/ as cancelled at once; a running one gets "
-    "stop_signal, then SIGKILL after grace_period, is not retried, and is filed as cancelled. "
-    "Exit 0, or 2 naming an unknown ticket.",
-    "wait": "Block until every ticket is filed. Exit 0 if all succeeded, 1 if any failed, 130 if any "
-    "was cancelled, 124 on timeout, 2 for an unknown ticket.",
-    "pause": "Daemons on this spool claim no new ticket until `resume`; running tickets go on. Kept in "
-    "the spool (control/paused), so a restarted daemon stays paused.",
-    "resume": "Undo `pause`: daemons on this spool claim tickets again.",
-    "logs": "A job's or ticket's JSON-lines log rendered for people: timestamps, attempt separators, "
-    "'!' for stderr, printed JSON objects as JSON.",
-    "init": "Write a commented starter aimedres.toml (never overwrites a file).",
-    "report": "Write one self-contained HTML file (no network, opens from disk) that draws a run: a timeline "
-    "of every attempt, metric curves from the jobs' JSON records, final metrics side by side, "
-    "memory, provenance. Default: the latest run, into its folder as report.html.",
-}
-EPILOG = """With no command, `run` is meant: `aimedres-async --parallel -j 4 --epochs 3` is
-`aimedres-async run --parallel -j 4 --epochs 3`, and `aimedres-async` alone runs every job of the
-config, as run_all_training.py did. `aimedres-async COMMAND --help` describes a command."""
-
-
-def _subcommand(sub: Any, name: str, help: str) -> Parser:
-    parser: Parser = sub.add_parser(name, help=help, description=DESCRIPTIONS[name])
-    return parser
-
-
-def _selection_options(sp: Parser) -> Any:
-    g = sp.add_argument_group("job selection")
-    # nargs="*": an empty `--only` selects every job, as run_all_training.py did (a CI input left blank)
-    g.add_argument(
-        "--only",
-        nargs="*",
-        action="extend",
-        metavar="ID",
-        default=[],
-        help="run only these jobs (also old ids: train_als, ALS)",
-    )
-    g.add_argument("--exclude", nargs="*", action="extend", metavar="ID", default=[], help="skip these jobs")
-    g.add_argument("--no-auto-discover", action="store_true", help="only the jobs in [jobs.*], no discovery")
-    g.add_argument(
-        "--discover-root",
-        nargs="+",
-        metavar="DIR",
-        help="discover scripts under these folders instead of [discovery] roots",
-    )
-    legacy.add_discovery_flags(sp.add_argument_group("discovery (run_all_training.py flags)"), _positive_int)
-    return g
-
-
-def build_parser() -> Parser:
-    p = Parser(
-        prog="aimedres-async",
-        description="Train a folder of ML training scripts in parallel, unattended.",
-        epilog=EPILOG,
-    )
-    p.add_argument("--config", metavar="PATH", help="config file (default: $AIMEDRES_CONFIG, else ./aimedres.toml)")
-    p.add_argument("--version", action="version", version=f"aimedres-async {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-
-    run = _subcommand(sub, "run", "run the selected jobs and exit (the default command)")
-    lst = _subcommand(sub, "list", "show the jobs: script, accepted flags, resources")
-    val = _subcommand(sub, "validate", "check the config and print every problem")
-    srv = _subcommand(sub, "serve", "the spool daemon: run the tickets dropped into spool_dir/incoming")
-    smt = _subcommand(sub, "submit", "enqueue tickets into the spool atomically; prints each ticket id")
-    smt.add_argument("tickets", nargs="*", metavar="TICKET.toml", help="ticket files to submit (or use --job)")
-    smt.add_argument("--job", metavar="ID", help="a ticket naming this configured (or discovered) job")
-    smt.add_argument("--epochs", type=_positive_int, metavar="N", help="the ticket's epochs (passed as --epochs)")
-    smt.add_argument("--folds", type=_positive_int, metavar="N", help="the ticket's folds (passed as --folds)")
-    smt.add_argument("--sample", type=_positive_int, metavar="N", help="passed as --sample")
-    smt.add_argument("--batch", type=_positive_int, metavar="N", help="passed as --batch-size")
-    smt.add_argument("--retries", type=_count, metavar="N", help="retries for the ticket's job")
-    smt.add_argument("--timeout", metavar="DURATION", help="per attempt, e.g. 30m (0 = none)")
-    smt.add_argument(
-        "--arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="append ARG to the job's command (repeatable; --arg=--seed for dashes)",
-    )
-    smt.add_argument(
-        "--priority",
-        type=int,
-        metavar="N",
-        help="higher runs first (default 0; FIFO within a priority); ticket key `priority`",
-    )
-    smt.add_argument(
-        "--after",
-        action="append",
-        default=[],
-        metavar="TICKET",
-        help="start only once TICKET succeeded; if it fails or is cancelled this one fails "
-        'with failure = "dependency" (repeatable); ticket key `after`',
-    )
-    sts = _subcommand(sub, "status", "what the spool daemon is doing")
-    sts.add_argument("--json", action="store_true", help="one JSON object, for machines")
-    sts.add_argument("--last", type=_count, default=10, metavar="N", help="finished tickets to list (default 10)")
-    lgs = _subcommand(sub, "logs", "a job's or ticket's log, for humans")
-    lgs.add_argument("target", metavar="JOB|TICKET", help="a job id of a run, or a ticket id")
-    lgs.add_argument("--run", metavar="RUN_ID", help="which run (default: the ticket's, else the latest)")
-    lgs.add_argument(
-        "--follow",
-        "-f",
-        action="store_true",
-        help="keep printing until the job finishes; a queued ticket is waited for, and the exit code is `wait`'s",
-    )
-    cnc = _subcommand(sub, "cancel", "cancel queued or running tickets")
-    cnc.add_argument("tickets", nargs="*", metavar="TICKET", help="ticket ids to cancel")
-    cnc.add_argument("--all", action="store_true", help="cancel every queued and running ticket")
-    cnc.add_argument("--no-wait", action="store_true", help="do not wait for running tickets to stop")
-    wat = _subcommand(sub, "wait", "wait until tickets have finished")
-    wat.add_argument("tickets", nargs="+", metavar="TICKET", help="ticket ids to wait for")
-    wat.add_argument("--timeout", type=_duration, metavar="DURATION", help="give up after this long (exit 124)")
-    pse = _subcommand(sub, "pause", "stop claiming new tickets (running ones go on)")
-    rsm = _subcommand(sub, "resume", "claim tickets again after `pause`")
-    rep = _subcommand(sub, "report", "write one self-contained HTML report of a run (default: the latest)")
-    rep.add_argument("run", nargs="?", metavar="RUN", help="a run id or a run folder (default: the latest run)")
-    rep.add_argument(
-        "-o",
-        "--output",
-        metavar="FILE",
-        help="where to write it (default: report.html in the run folder; with --since, ./report.html)",
-    )
-    rep.add_argument(
-        "--since",
-        metavar="T",
-        help="instead of one run: every job with a record since T (12h, 2d, 2026-11-27T08:00 UTC), "
-        "e.g. the spool daemon's tickets over a window",
-    )
-    rep.add_argument("--logs-dir", metavar="DIR", help="where run folders are (default: [supervisor] logs_dir)")
-    ini = _subcommand(sub, "init", "write a commented starter aimedres.toml (never overwrites)")
-    ini.add_argument("path", nargs="?", default="aimedres.toml", help="where to write it (default: ./aimedres.toml)")
-    legacy.add_init_flags(ini)
-    for sp in (run, lst, val, srv, smt, sts, lgs, cnc, wat, pse, rsm, rep):  # `run --config X` too
-        sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    for sp in (run, lst, val, srv):
-        sp.add_argument(
-            "--executor",
-            choices=EXECUTORS,
-            default=None,
-            help="where attempts run: local processes, Ray or Slurm (wins over [supervisor] executor)",
-        )
-
-    _selection_options(run).add_argument(
-        "--list", action="store_true", help="list the jobs and exit (the `list` command)"
-    )
-    _selection_options(lst)
-    # `list` shows what it would run; these change nothing it shows, but `run --list` accepts them.
-    lst.set_defaults(
-        epochs=None,
-        folds=None,
-        sample=None,
-        batch=None,
-        extra_arg=[],
-        base_output_dir=None,
-        parallel=None,
-        retries=None,
-        timeout=None,
-        summary_dir=None,
-    )
-    for sp in (run, lst, val):
-        sp.add_argument(
-            "--python", metavar="PATH", help="interpreter for .py scripts (default: [supervisor] python, else this one)"
-        )
-
-    g = run.add_argument_group("passed to the scripts (a job's own config value wins)")
-    g.add_argument("--epochs", type=_positive_int, metavar="N", help="passed as --epochs to scripts that accept it")
-    g.add_argument("--folds", type=_positive_int, metavar="N", help="passed as --folds to scripts that accept it")
-    g.add_argument("--sample", type=_positive_int, metavar="N", help="passed as --sample to scripts that accept it")
-    g.add_argument("--batch", type=_positive_int, metavar="N", help="passed as --batch-size to scripts that accept it")
-    g.add_argument(
-        "--extra-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="append ARG to every script's command (repeatable; --extra-arg=--flag)",
-    )
-    g.add_argument("--base-output-dir", metavar="DIR", help="each job writes to DIR/<id> (passed as --output-dir)")
-
-    g = run.add_argument_group("execution")
-    g.add_argument("--parallel", action="store_true", default=None, help="run jobs in parallel (parallel = true)")
-    g.add_argument(
-        "-j",
-        "--max-workers",
-        type=_workers,
-        metavar="N|auto",
-        default=argparse.SUPPRESS,
-        help="at most N jobs at once; auto = one per CPU, fitted to recorded memory peaks",
-    )
-    g.add_argument("--retries", type=_count, metavar="N", help="retries per job (wins over the config)")
-    g.add_argument("--timeout", type=_duration, metavar="DURATION", help="per attempt, e.g. 30m (0 = none)")
-    g.add_argument("--fail-fast", action="store_true", help="stop everything at the first required failure")
-    g.add_argument("--allow-partial-success", action="store_true", help="exit 0 even if a required job failed")
-    g.add_argument(
-        "--resume",
-        nargs="?",
-        const="latest",
-        metavar="RUN_ID",
-        help="skip jobs that succeeded in RUN_ID (default: the latest run) with the same command",
-    )
-    g.add_argument(
-        "--dry-run", action="store_true", help="print each job's exact command and check what run would; run nothing"
-    )
-
-    g = run.add_argument_group("output")
-    g.add_argument("--verbose", action="store_true", help="also stream every output line, prefixed by job id")
-    g.add_argument("--no-progress", action="store_true", help="plain lines even on a terminal")
-    g.add_argument(
-        "--log-format",
-        choices=("auto", "console", "json"),
-        default="auto",
-        help="lifecycle lines on stderr: human (auto: live display on a terminal) or JSON",
-    )
-    g.add_argument("--logs-dir", metavar="DIR", help="where run folders go (default: [supervisor] logs_dir)")
-    g.add_argument("--log-file", metavar="PATH", help="also write the complete JSON-lines stream here")
-    g.add_argument("--junit-xml", metavar="PATH", help="write a JUnit report, one testcase per job")
-    g.add_argument(
-        "--report",
-        metavar="FILE",
-        help="at the end (also after Ctrl+C) write the run's self-contained HTML report to FILE",
-    )
-    legacy.add_summary_flag(g)
-    return p
-
-
-def _with_default_command(argv: list[str]) -> list[str]:
-    """`aimedres-async --parallel ...` (the old run_all_training.py way) means `run --parallel ...`."""
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--config":
-            if i + 1 >= len(argv):
-                return argv  # let argparse say the value is missing
-            i += 2
-            continue
-        if a.startswith("--config="):
-            i += 1
-            continue
-        if a in ("-h", "--help", "--version") or a in COMMANDS or not a.startswith("-"):
-            return argv  # a word that is no command: argparse names it, with the nearest command
-        return [*argv[:i], "run", *argv[i:]]
-    return [*argv, "run"] if not argv or argv[-1] != "--help" else argv
 
 
 def _find_config(arg: str | None) -> tuple[Config, str]:
@@ -768,7 +464,8 @@ def cmd_submit(cfg: Config, a: argparse.Namespace) -> int:
     import tomli_w
 
     from aimedres_async.daemon.control import ticket_owner, user_name
-    from aimedres_async.daemon.spool import SpoolError, TicketError, new_ticket_id
+    from aimedres_async.daemon.spool import SpoolError
+    from aimedres_async.daemon.tickets import TicketError, new_ticket_id
     from aimedres_async.plan.config_load import parse_ticket
     from aimedres_async.plan.jobs import TicketJobError, known_jobs, ticket_spec
 
@@ -1046,7 +743,7 @@ def cmd_init(a: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        a = build_parser().parse_args(_with_default_command(args))
+        a = parse(args)
         if a.command == "init":
             return cmd_init(a)
         cfg, a.config_line = _find_config(a.config)
