@@ -94,18 +94,7 @@ class Supervisor:
             opts.logs_dir, self.run_id, console.event, opts.log_file, pointer=DAEMON_POINTER if opts.serve else "latest"
         )
         self.on_started: Callable[[str, int, int], None] | None = None  # (job id, pid, attempt)
-        self.ctx = AttemptContext(
-            run_id=self.run_id,
-            emit=self._emit,
-            write_output=self.log.write_output,
-            stop=StopRequest(),
-            stop_signal=cfg.stop_signum,
-            grace_period=cfg.supervisor.grace_period,
-            max_line_bytes=cfg.supervisor.max_line_bytes,
-            echo=console.echo if opts.verbose else None,
-            redact=cfg.logging.redactor(),
-            base_env={**os.environ, **opts.job_env},
-        )
+        self.ctx = self._attempt_context()
         self.stop = self.ctx.stop
         self.pools = pools or capacity(cfg)
         # Only the local executor's jobs are children of ours; other executors run helper commands
@@ -134,6 +123,22 @@ class Supervisor:
         self.started_event = anyio.Event()  # set once run.started is logged and the plan queued
         self.error: str | None = None  # the supervisor error that ended the run, if one did
         self.started = time.time()
+
+    def _attempt_context(self) -> AttemptContext:
+        """What every attempt of the run shares: its records' way out, the stop, the settings."""
+        cfg, opts = self.cfg, self.opts
+        return AttemptContext(
+            run_id=self.run_id,
+            emit=self._emit,
+            write_output=self.log.write_output,
+            stop=StopRequest(),
+            stop_signal=cfg.stop_signum,
+            grace_period=cfg.supervisor.grace_period,
+            max_line_bytes=cfg.supervisor.max_line_bytes,
+            echo=self.console.echo if opts.verbose else None,
+            redact=cfg.logging.redactor(),
+            base_env={**os.environ, **opts.job_env},
+        )
 
     # ------------------------------------------------------------ what the daemon and signals use
 

@@ -222,12 +222,20 @@ async def run_attempt(
         ctx.live.pop(spec.id, None)
         procs.unwatch_group(pgid)
 
-    code = proto.exited.result()
-    peak = live.peak_rss
+    result = _result(spec, proto.exited.result(), reason, live.peak_rss, oom_kills, output, t0)
+    emit_exited(spec, attempt, ctx, result)
+    return result
+
+
+def _result(
+    spec: JobSpec, code: int, reason: str | None, peak: int, oom_kills: int | None, output: JobOutput, t0: float
+) -> AttemptResult:
+    """How the attempt ended: its exit code or signal, and the failure named as closely as the
+    exit, the memory peak, the cgroup's OOM kills and the output allow."""
     failure = _failure(reason, code)
     if failure is not None and reason is None:
         failure = classify(code, peak, spec.resources.memory, oom_kills, cgroup_oom_kills(), output) or failure
-    result = AttemptResult(
+    return AttemptResult(
         outcome=_outcome(reason, code),
         exit_code=code if code >= 0 else None,
         signal=signal.Signals(-code).name if code < 0 and -code in _SIGNUMS else None,
@@ -235,8 +243,6 @@ async def run_attempt(
         duration_s=round(time.monotonic() - t0, 6),
         peak_rss_bytes=peak,
     )
-    emit_exited(spec, attempt, ctx, result)
-    return result
 
 
 async def _spawn(
