@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     if version is None:
         return 2
     sys.path.insert(0, str(REPO_ROOT))
-    from aimedres_async.daemon.spool import Spool, TicketError, new_ticket_id
+    from aimedres_async.daemon.spool import Spool
+    from aimedres_async.daemon.tickets import TicketError, new_ticket_id
 
     tmp = Path(tempfile.mkdtemp(prefix="aimedres-bench-spool-", dir=a.tmpdir))
     env = supervisor_env(tmp)

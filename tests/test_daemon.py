@@ -34,7 +34,8 @@ from helpers_daemon import (
     where,
 )
 
-from aimedres_async.daemon.spool import MAX_TICKET_BYTES, Spool
+from aimedres_async.daemon.spool import Spool
+from aimedres_async.daemon.tickets import MAX_TICKET_BYTES
 
 
 @pytest.fixture

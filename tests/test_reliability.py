@@ -950,7 +950,7 @@ def test_bug_a_full_disk_leaves_only_whole_records(tmp_path: Path, marker: str) 
 CRASH_IN_REJECT = """\
 import os, signal, sys
 from pathlib import Path
-from aimedres_async.spool import Spool
+from aimedres_async.daemon.spool import Spool
 
 spool = Spool(Path(sys.argv[1]))
 incoming = str(spool.dir("incoming") / "bad.toml")
@@ -986,7 +986,7 @@ def test_a_ticket_rejected_when_the_daemon_dies_keeps_its_reason(tmp_path: Path,
 CRASH_IN_MOVE = """\
 import os, signal, sys
 from pathlib import Path
-from aimedres_async.spool import Spool
+from aimedres_async.daemon.spool import Spool
 
 spool = Spool(Path(sys.argv[1]))
 state = sys.argv[2]
@@ -1111,7 +1111,7 @@ def test_inputs_that_once_crashed_are_clean_answers() -> None:
 CRASH_AT_STEP = """\
 import os, pathlib, signal, sys
 from pathlib import Path
-from aimedres_async.spool import Spool
+from aimedres_async.daemon.spool import Spool
 
 spool = Spool(Path(sys.argv[1]))
 action, k = sys.argv[2], int(sys.argv[3])
@@ -1155,7 +1155,7 @@ def test_a_kill_9_at_any_step_of_filing_a_ticket_leaves_it_filed_once(tmp_path: 
     claimed ticket under done/ or rejected/, then what a restarted daemon does (recover(); claim and
     file again what is back in incoming/): the ticket ends filed exactly once, under its own name,
     a rejected one with a non-empty <id>.error, a done one never re-run after it was filed."""
-    from aimedres_async.daemon.spool import TicketError
+    from aimedres_async.daemon.tickets import TicketError
 
     want = [("done", "t1.toml")] if action == "done" else [("rejected", "t1.error"), ("rejected", "t1.toml")]
     bad: list[tuple[int, Any]] = []

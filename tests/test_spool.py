@@ -23,7 +23,9 @@ import pytest
 from conftest import wait_for
 from helpers_daemon import group_members
 
-from aimedres_async.daemon.spool import MAX_TICKET_BYTES, Claimed, Spool, SpoolError, TicketError, process_identity
+from aimedres_async.daemon.orphans import process_identity
+from aimedres_async.daemon.spool import Claimed, Spool, SpoolError
+from aimedres_async.daemon.tickets import MAX_TICKET_BYTES, TicketError, read_ticket
 
 PY = sys.executable
 TICKET = 'job = "ok"\nepochs = 3\n'
@@ -109,7 +111,7 @@ def test_submit_stages_and_links_into_incoming(spool: Spool) -> None:
     assert st.st_nlink == 1  # the staged name in tmp/ is gone
     assert st.st_mode & 0o022 == 0
     assert _files(spool.dir("tmp")) == []
-    assert spool.read(path) == TICKET  # what submit writes passes the daemon's hygiene
+    assert read_ticket(path) == TICKET  # what submit writes passes the daemon's hygiene
 
 
 def test_submit_never_replaces_an_existing_ticket(spool: Spool) -> None:
@@ -279,7 +281,7 @@ def test_read_refuses_hostile_files(spool: Spool, kind: str) -> None:
 
     def read() -> None:  # in a thread: a FIFO opened without O_NONBLOCK would block forever
         try:
-            outcome.append(spool.read(path))
+            outcome.append(read_ticket(path))
         except TicketError as e:
             outcome.append(e)
 
@@ -297,14 +299,14 @@ def test_read_refuses_a_ticket_owned_by_someone_else(spool: Spool) -> None:
     _regular(path, TICKET.encode())
     os.chown(path, 4242, 4242)
     with pytest.raises(TicketError, match="owned by uid 4242"):
-        spool.read(path)
+        read_ticket(path)
 
 
 def test_read_accepts_exactly_the_size_limit(spool: Spool) -> None:
     path = spool.dir("incoming") / "x.toml"
     body = TICKET.encode()
     _regular(path, body + b"#" * (MAX_TICKET_BYTES - len(body)))
-    assert len(spool.read(path).encode()) == MAX_TICKET_BYTES
+    assert len(read_ticket(path).encode()) == MAX_TICKET_BYTES
 
 
 def test_waiting_ignores_hidden_and_foreign_names(spool: Spool) -> None:
@@ -342,7 +344,7 @@ def test_reject_moves_what_cannot_be_hard_linked(spool: Spool) -> None:
     """Regression: _move() used only link(2); a directory named x.toml (EPERM) could never be rejected."""
     (spool.dir("incoming") / "d.toml").mkdir(mode=0o750)
     with pytest.raises(TicketError, match="not a regular file") as e:
-        spool.read(spool.dir("incoming") / "d.toml")
+        read_ticket(spool.dir("incoming") / "d.toml")
     dest = spool.reject(spool.dir("incoming") / "d.toml", str(e.value))
     assert dest == spool.dir("rejected") / "d.toml" and dest.is_dir()
     assert (spool.dir("rejected") / "d.error").read_text() == "d.toml: is not a regular file\n"
@@ -407,7 +409,7 @@ def test_release_back_to_incoming_keeps_the_text_unchanged(spool: Spool) -> None
     dest = spool.release(c, "incoming", None)
     assert dest == spool.dir("incoming") / "t1.toml"
     assert dest.read_text() == TICKET
-    assert spool.read(dest) == TICKET  # and it can be claimed again
+    assert read_ticket(dest) == TICKET  # and it can be claimed again
     again = spool.claim("t1.toml")
     assert again is not None
     os.close(again.lock_fd)
@@ -527,7 +529,8 @@ def test_recover_drops_a_sidecar_whose_ticket_has_finished(spool: Spool) -> None
 CLAIMER = textwrap.dedent("""
     import os, subprocess, sys, time
     from pathlib import Path
-    from aimedres_async.daemon.spool import Spool, process_identity
+    from aimedres_async.daemon.orphans import process_identity
+    from aimedres_async.daemon.spool import Spool
     spool = Spool(Path(sys.argv[1]))
     c = spool.claim("t1.toml")
     job = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"], start_new_session=True)

@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from aimedres_async.daemon.spool import SUFFIX, Spool, cancelled_result
+from aimedres_async.daemon.spool import Spool
+from aimedres_async.daemon.tickets import SUFFIX, cancelled_result
 
 FINAL = ("done", "failed", "rejected")
 EXIT_FAILED = 1

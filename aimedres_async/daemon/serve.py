@@ -19,27 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import tomli_w
 from anyio.abc import TaskGroup
 
 from aimedres_async import __version__
+from aimedres_async.daemon.dependencies import blocked
 from aimedres_async.daemon.notify import Notifier
-from aimedres_async.daemon.spool import (
-    SPOOL_ENV,
-    Claimed,
-    Queued,
-    Spool,
-    SpoolError,
-    TicketError,
-    cancelled_result,
-    process_identity,
-)
+from aimedres_async.daemon.orphans import SPOOL_ENV, process_identity
+from aimedres_async.daemon.spool import Claimed, Queued, Spool, SpoolError
+from aimedres_async.daemon.tickets import TicketError, cancelled_result, dependency_result, ticket_result
 from aimedres_async.engine.run import Executor, JobRun, RunOptions, Supervisor, default_workers
 from aimedres_async.engine.scheduler import Need
-from aimedres_async.plan.config import Config, JobConfig
+from aimedres_async.plan.config import Config, JobConfig, Ticket
 from aimedres_async.plan.config_errors import ConfigError
 from aimedres_async.plan.config_load import parse_ticket
-from aimedres_async.plan.jobs import Status, TicketJobError, known_jobs, ticket_spec
+from aimedres_async.plan.jobs import JobSpec, Status, TicketJobError, known_jobs, ticket_spec
 from aimedres_async.records import sinks
 from aimedres_async.records.console import Console
 from aimedres_async.system import procs
@@ -269,30 +262,6 @@ class Daemon:
             # active/ but not ours: another daemon's (it applies the request), or a dead daemon's
             # (recovered into incoming/ at the next start, then cancelled before it is claimed)
 
-    def _blocked(self, q: Queued, waiting: dict[str, tuple[str, ...]]) -> tuple[str, str] | None:
-        """Why a ticket may not start yet: ("wait", ...) while a ticket it is `after` is not final,
-        ("failed", why) when one failed or was cancelled, ("reject", why) for no such ticket or
-        a cycle of waiting tickets (none of which could ever start)."""
-        cycle = _cycle(q.ticket_id, waiting)
-        if cycle:
-            return "reject", f"after: {' -> '.join(cycle)} is a cycle: none of them could ever start"
-        for dep in q.after:
-            if dep == q.ticket_id:
-                return None  # the parser rejects it
-            state = self.spool.state_of(dep)
-            if state is None:
-                return "reject", f"after: there is no ticket {dep} in this spool"
-            where, res = state
-            if where in ("incoming", "active"):
-                return "wait", dep
-            if where == "rejected":
-                return "failed", f"ticket {dep} (after) was rejected"
-            if where == "failed":
-                status = res.get("status", "failed")
-                how = "was cancelled" if status == "cancelled" else f"ended {status}"
-                return "failed", f"ticket {dep} (after) {how}"
-        return None
-
     async def _claim_some(self) -> None:
         """Claim what fits in the free slots, in queue order; the spool's file-system work (reads,
         flock, links, fsyncs) runs in worker threads."""
@@ -313,58 +282,63 @@ class Daemon:
         for q in queue:
             if free <= 0 or self.stopping:
                 break
-            blocked = self._blocked(q, waiting) if q.after else None
-            if blocked is not None and blocked[0] == "wait":
-                continue
-            name = f"{q.ticket_id}.toml"
-            path = self.spool.dir("incoming") / name
-            try:
-                claimed = await anyio.to_thread.run_sync(self.spool.claim, name)
-            except TicketError as e:
-                await self._reject(path, str(e))
-                continue
-            except OSError as e:
-                self.console.warning(f"cannot claim {name}: {e}")
-                continue
-            if claimed is None:
-                continue
-            try:
-                ticket = parse_ticket(claimed.text, claimed.ticket_id, f"incoming/{name}")
-                spec = ticket_spec(self.cfg, ticket, self.known)
-            except ConfigError as e:
-                await self._reject(claimed, "; ".join(e.problems))
-                continue
-            except (TicketJobError, ValueError, OSError) as e:
-                await self._reject(claimed, str(e))
-                continue
-            except Exception as e:  # a parser bug must not stop the intake: this ticket alone fails
-                await self._reject(claimed, f"could not read the ticket ({type(e).__name__}: {e})")
-                continue
-            if blocked is not None and blocked[0] == "reject":
-                await self._reject(claimed, blocked[1])
-                waiting.pop(claimed.ticket_id, None)
-                continue
-            if blocked is not None:  # a ticket it is `after` failed or was cancelled: it never runs
-                res = {
-                    "status": "failed",
-                    "failure": "dependency",
-                    "error": blocked[1],
-                    "attempts": 0,
-                    "finished_at": sinks.timestamp_str(),
-                }
-                await self._file(claimed, "failed", res)
-                self.sup.log.emit("ticket.failed", ticket=claimed.ticket_id, failure="dependency", error=blocked[1])
-                continue
-            unfit = self.sup.local_resources and self.sup.pools.never_fits(Need.of(spec.resources))
-            if unfit:
-                await self._reject(claimed, f"can never run here: it {unfit}")
-                continue
-            self.claimed[claimed.ticket_id] = claimed
-            self.labels[claimed.ticket_id] = ticket.label
-            self.sup.add(spec, self._on_finished, ticket_job=ticket.label, priority=ticket.priority)
-            self.waiting_count -= 1
-            free -= 1
+            if await self._claim_one(q, waiting):
+                self.waiting_count -= 1
+                free -= 1
         self._publish()
+
+    async def _claim_one(self, q: Queued, waiting: dict[str, tuple[str, ...]]) -> bool:
+        """Claim one waiting ticket and add its job to the run. False: it was not added (it waits
+        for a ticket it is `after`, another daemon took it, or it was rejected or filed as failed)."""
+        assert self.sup is not None
+        why = blocked(self.spool, q, waiting) if q.after else None
+        if why is not None and why[0] == "wait":
+            return False
+        name = f"{q.ticket_id}.toml"
+        try:
+            claimed = await anyio.to_thread.run_sync(self.spool.claim, name)
+        except TicketError as e:
+            await self._reject(self.spool.dir("incoming") / name, str(e))
+            return False
+        except OSError as e:
+            self.console.warning(f"cannot claim {name}: {e}")
+            return False
+        if claimed is None:
+            return False
+        parsed = await self._parse(claimed, name)
+        if parsed is None:
+            return False
+        ticket, spec = parsed
+        if why is not None and why[0] == "reject":
+            await self._reject(claimed, why[1])
+            waiting.pop(claimed.ticket_id, None)
+            return False
+        if why is not None:  # a ticket it is `after` failed or was cancelled: it never runs
+            await self._file(claimed, "failed", dependency_result(why[1]))
+            self.sup.log.emit("ticket.failed", ticket=claimed.ticket_id, failure="dependency", error=why[1])
+            return False
+        unfit = self.sup.local_resources and self.sup.pools.never_fits(Need.of(spec.resources))
+        if unfit:
+            await self._reject(claimed, f"can never run here: it {unfit}")
+            return False
+        self.claimed[claimed.ticket_id] = claimed
+        self.labels[claimed.ticket_id] = ticket.label
+        self.sup.add(spec, self._on_finished, ticket_job=ticket.label, priority=ticket.priority)
+        return True
+
+    async def _parse(self, claimed: Claimed, name: str) -> tuple[Ticket, JobSpec] | None:
+        """A claimed ticket as a job, or None once it is rejected with the reason."""
+        try:
+            ticket = parse_ticket(claimed.text, claimed.ticket_id, f"incoming/{name}")
+            return ticket, ticket_spec(self.cfg, ticket, self.known)
+        except ConfigError as e:
+            reason = "; ".join(e.problems)
+        except (TicketJobError, ValueError, OSError) as e:
+            reason = str(e)
+        except Exception as e:  # a parser bug must not stop the intake: this ticket alone fails
+            reason = f"could not read the ticket ({type(e).__name__}: {e})"
+        await self._reject(claimed, reason)
+        return None
 
     async def _file(self, c: Claimed, state: str, res: dict[str, Any]) -> None:
         try:
@@ -496,47 +470,6 @@ class Daemon:
         while True:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
-
-
-_RESULT_KEYS = ("status", "attempts", "exit_code", "signal", "failure", "error", "duration_s", "peak_rss_bytes", "log")
-
-
-def _cycle(start: str, waiting: dict[str, tuple[str, ...]]) -> list[str] | None:
-    """A chain of waiting tickets, each `after` the next, that leads back to `start`, else None."""
-    path, seen = [start], {start}
-
-    def walk(ticket: str) -> bool:
-        for dep in waiting.get(ticket, ()):
-            if dep == start:
-                path.append(dep)
-                return True
-            if dep in seen:
-                continue
-            seen.add(dep)
-            path.append(dep)
-            if walk(dep):
-                return True
-            path.pop()
-        return False
-
-    return path if walk(start) else None
-
-
-def ticket_result(entry: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """The [result] table of a finished ticket: its summary entry, less what the ticket already says.
-
-    TOML has no null, so absent values are left out; metrics TOML cannot express stay in the log.
-    """
-    result = {k: entry[k] for k in _RESULT_KEYS if entry.get(k) is not None}
-    result.update(run=run_id, finished_at=sinks.timestamp_str())
-    metrics = entry.get("metrics")
-    if metrics:
-        try:
-            tomli_w.dumps({"metrics": metrics})
-            result["metrics"] = metrics
-        except (TypeError, ValueError):
-            pass  # not expressible in TOML (nulls, mixed arrays): it is in the job's log
-    return result
 
 
 def serve(cfg: Config, console: Console, reload: Callable[[], Config] | None, executor: Executor | None = None) -> int:

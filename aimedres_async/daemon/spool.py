@@ -1,4 +1,4 @@
-"""The spool directory protocol: submit, claim, complete, reject, recover. One file: shared rules.
+"""The spool directory protocol: submit, claim, file, reject, recover; the folders and their rules.
 
     spool/tmp/       writers stage a ticket here, fsync it, then link it into incoming/
     spool/incoming/  waiting tickets <ticket_id>.toml
@@ -11,40 +11,43 @@
 Every move is link(2) + unlink(2), so no ticket ever replaces another, followed by an fsync of
 both folders, so a power cut cannot lose or resurrect one. A staging file in tmp/ is named
 `.<name>.<writer pid>.<random>`; one whose writer is gone, or any file there older than 36 hours
-(Maildir's rule, for other programs' staging files), is garbage and is swept. Tickets are read
-as cron and OpenSSH read their files: O_NOFOLLOW, fstat of the open descriptor, a regular file
-with one link, owned by us (or root), not group/world-writable, not empty, at most 1 MiB.
+(Maildir's rule, for other programs' staging files), is garbage and is swept. A ticket's own file
+(how it is read, its [result]) is tickets.py's; the jobs a dead daemon left behind are orphans.py's.
+One class keeps every rule about the folders (the lock, the moves, recovery, control/) in one
+place, which makes this module a little longer than 500 lines.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
-import hashlib
 import os
 import re
 import secrets
-import signal
 import stat
 import time
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-import tomli_w
 
+from aimedres_async.daemon.orphans import job_groups, kill_groups, kill_recorded, pid_alive, start_time
+from aimedres_async.daemon.tickets import (
+    SUFFIX,
+    TicketError,
+    filed_result,
+    read_order,
+    read_ticket,
+    read_to_cancel,
+    safe_name,
+    with_result,
+)
 from aimedres_async.plan.config import JOB_ID_RE
-from aimedres_async.records.sinks import timestamp_str
-from aimedres_async.system import atomic, procs
+from aimedres_async.system import atomic
 
 STATES = ("incoming", "active", "done", "failed", "rejected", "tmp", "control")
-MAX_TICKET_BYTES = 1 << 20
-SUFFIX = ".toml"
-SPOOL_ENV = "AIMEDRES_SPOOL"  # in every daemon job's environment: the spool it came from
 STALE_TMP_S = 36 * 3600  # any file in tmp/ this old is abandoned (Maildir's rule)
 DEAD_WRITER_TMP_S = 10.0  # ... and one of ours this old whose writer pid is gone
 _STAGED = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}")
@@ -52,10 +55,6 @@ _STAGED = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}")
 
 class SpoolError(Exception):
     """The spool cannot be used (insecure, not a folder, ...): a one-line reason."""
-
-
-class TicketError(Exception):
-    """This ticket is bad: the reason goes into rejected/<name>.error."""
 
 
 @dataclass(frozen=True)
@@ -78,33 +77,7 @@ class Queued:
     mtime_ns: int  # when its writer wrote it: kept by the link into incoming/ and by recovery
 
 
-def order_keys(raw: dict[str, Any]) -> tuple[int, tuple[str, ...]]:
-    """A ticket's `priority` and `after`, leniently: a bad value is the ticket parser's to report."""
-    prio = raw.get("priority", 0)
-    after = raw.get("after", ())
-    if isinstance(after, str):
-        after = (after,)
-    ok_after = isinstance(after, list | tuple) and all(isinstance(a, str) for a in after)
-    return (prio if isinstance(prio, int) and not isinstance(prio, bool) else 0, tuple(after) if ok_after else ())
-
-
-def cancelled_result() -> dict[str, Any]:
-    """The [result] of a ticket cancelled before it ran."""
-    return {"status": "cancelled", "attempts": 0, "finished_at": timestamp_str()}
-
-
-def new_ticket_id(job: str) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return f"{stamp}-{secrets.token_hex(3)}-{job}"[:64]
-
-
 _fsync_dir = atomic.fsync_dir
-
-
-def _safe_name(name: str) -> str:
-    """A file name for something we reject whose own name is not a valid ticket id."""
-    stem = re.sub(r"[^a-z0-9_.-]", "_", name.lower()).lstrip("._-")[:40] or "ticket"
-    return f"{stem}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
 class Spool:
@@ -192,7 +165,7 @@ class Spool:
             except FileNotFoundError:
                 continue
             m = _STAGED.fullmatch(name)
-            writer_gone = m is not None and age >= DEAD_WRITER_TMP_S and not _pid_alive(int(m.group(1)))
+            writer_gone = m is not None and age >= DEAD_WRITER_TMP_S and not pid_alive(int(m.group(1)))
             if writer_gone or age >= STALE_TMP_S:
                 with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
                     os.unlink(path)
@@ -239,42 +212,6 @@ class Spool:
             return []
         return sorted(n for n in names if n.endswith(SUFFIX) and not n.startswith("."))
 
-    def read(self, path: Path) -> str:
-        """Read a ticket with the hygiene rules; raises TicketError with the reason."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise TicketError("is a symbolic link") from None
-            raise TicketError(f"cannot open: {e.strerror}") from None
-        try:
-            return self._read_fd(fd)
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _read_fd(fd: int) -> str:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise TicketError("is not a regular file")
-        if st.st_nlink != 1:
-            raise TicketError(f"has {st.st_nlink} hard links (a ticket must have exactly one)")
-        if st.st_uid not in (os.geteuid(), 0):
-            raise TicketError(f"is owned by uid {st.st_uid}, not by the daemon's user ({os.geteuid()}) or root")
-        if st.st_mode & 0o022:
-            raise TicketError(f"is group- or world-writable (mode {stat.filemode(st.st_mode)})")
-        if st.st_size > MAX_TICKET_BYTES:
-            raise TicketError(f"is {st.st_size} bytes, over the {MAX_TICKET_BYTES} byte limit")
-        data = os.read(fd, MAX_TICKET_BYTES + 1)
-        if len(data) > MAX_TICKET_BYTES:
-            raise TicketError(f"is over the {MAX_TICKET_BYTES} byte limit")
-        if not data.strip():
-            raise TicketError("is empty")
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise TicketError(f"is not UTF-8 text (byte {e.start})") from None
-
     # ------------------------------------------------------------ the daemon's side
 
     @contextlib.contextmanager
@@ -313,7 +250,7 @@ class Spool:
                     f"the name {ticket_id} is taken: a ticket of that name is already in {taken}/ "
                     "(ticket names are never reused; give the new ticket a new name)"
                 )
-            text = self.read(src)  # hygiene before it is ours
+            text = read_ticket(src)  # hygiene before it is ours
             try:
                 os.link(src, dest, follow_symlinks=False)
             except FileExistsError:
@@ -367,9 +304,7 @@ class Spool:
         if state == "incoming":
             dest = self._move(c.path, self.dir("incoming"), c.path.name)
         else:
-            text = c.text if c.text.endswith("\n") else c.text + "\n"
-            content = (text + "\n" + tomli_w.dumps({"result": result or {}})).encode()
-            dest = self._move(c.path, self.dir(state), c.path.name, content)
+            dest = self._move(c.path, self.dir(state), c.path.name, with_result(c.text, result or {}))
         os.close(c.lock_fd)
         return dest
 
@@ -383,7 +318,7 @@ class Spool:
         name = path.name
         stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
         if not JOB_ID_RE.fullmatch(stem):
-            stem = _safe_name(stem)
+            stem = safe_name(stem)
         rejected = self.dir("rejected")
         # The first name whose ticket is free: an .error without its ticket can only be left by a
         # crashed rejection of this same ticket, and is overwritten.
@@ -436,10 +371,10 @@ class Spool:
                 os.close(fd)
                 continue  # a live daemon runs it
             ticket_id = name[: -len(SUFFIX)]
-            _kill_recorded(self._sidecar(ticket_id))
+            kill_recorded(self._sidecar(ticket_id))
             if unrecorded is None:  # one /proc scan for all the tickets recovered here
-                unrecorded = _job_groups(self.identity)
-            _kill_groups(unrecorded.get(ticket_id, set()))
+                unrecorded = job_groups(self.identity)
+            kill_groups(unrecorded.get(ticket_id, set()))
             incoming = self.dir("incoming") / name
             # Ticket ids are unique across states, so a copy in a final folder means the ticket was
             # filed and only the unlink of active/ was lost to the crash: finish that, never re-run.
@@ -493,31 +428,18 @@ class Spool:
                 mtime_ns = 0
                 try:
                     mtime_ns = os.lstat(path).st_mtime_ns
-                    raw = tomllib.loads(self._peek(path))
+                    keys = read_order(path)
                 except FileNotFoundError:
                     continue
-                except (OSError, TicketError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-                    raw = {}  # claim() rejects it in its turn
-                cached = self._order[name] = (mtime_ns, *order_keys(raw))
+                except OSError:
+                    keys = (0, ())  # claim() rejects it in its turn
+                cached = self._order[name] = (mtime_ns, *keys)
             out.append(Queued(name[: -len(SUFFIX)], cached[1], cached[2], cached[0]))
         if len(self._order) > len(out):
             live = {f"{q.ticket_id}{SUFFIX}" for q in out}
             self._order = {n: v for n, v in self._order.items() if n in live}
         out.sort(key=lambda q: (-q.priority, q.mtime_ns, q.ticket_id))
         return out
-
-    @staticmethod
-    def _peek(path: Path) -> str:
-        """A waiting ticket's text for ordering only: a regular file, not followed, size-capped, but
-        whoever owns it (`status` may run as root; claim() applies the ownership rules)."""
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_TICKET_BYTES:
-                raise TicketError("not a ticket")
-            return os.read(fd, MAX_TICKET_BYTES).decode("utf-8")
-        finally:
-            os.close(fd)
 
     def state_of(self, ticket_id: str) -> tuple[str, dict[str, Any]] | None:
         """Where a ticket is ("incoming", "active", "done", "failed", "rejected") and, once filed,
@@ -527,11 +449,7 @@ class Spool:
             if not os.path.lexists(path):
                 continue
             if state in ("done", "failed"):
-                try:
-                    res = tomllib.loads(path.read_text(encoding="utf-8", errors="replace")).get("result", {})
-                except (OSError, tomllib.TOMLDecodeError):
-                    res = {}
-                return state, res if isinstance(res, dict) else {}
+                return state, filed_result(path)
             if state == "rejected":
                 try:
                     reason = (self.dir(state) / f"{ticket_id}.error").read_text(errors="replace").strip()
@@ -586,20 +504,12 @@ class Spool:
         with self._spool_lock():
             if not os.path.lexists(src):
                 return None
-            try:  # its text, to keep above the result: no ownership rule, it will never run
-                fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-                try:
-                    if not stat.S_ISREG(os.fstat(fd).st_mode):
-                        raise TicketError("is not a regular file")
-                    text = os.read(fd, MAX_TICKET_BYTES + 1).decode("utf-8", "replace")
-                finally:
-                    os.close(fd)
+            try:
+                text = read_to_cancel(src)
             except (OSError, TicketError) as e:
                 reason = e.strerror if isinstance(e, OSError) else str(e)
                 return self.reject(src, f"cancelled before it ran; it was not a valid ticket: {reason}")
-            text = text if text.endswith("\n") else text + "\n"
-            content = (text + "\n" + tomli_w.dumps({"result": result})).encode()
-            return self._move(src, self.dir("failed"), name, content)
+            return self._move(src, self.dir("failed"), name, with_result(text, result))
 
     def write_daemon(self, info: dict[str, Any]) -> None:
         """This daemon's record for `status` (pid, start time, version, config, workers, ...)."""
@@ -627,7 +537,7 @@ class Spool:
                 pid = int(info["pid"])
             except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue
-            if _pid_alive(pid) and _start_time(pid) == info.get("start_time"):
+            if pid_alive(pid) and start_time(pid) == info.get("start_time"):
                 out.append(info)
         return sorted(out, key=lambda i: float(i.get("started", 0)))
 
@@ -646,84 +556,3 @@ class Spool:
             if path.exists():
                 return state, path
         return None
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        pass
-    return True
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-        return int(raw[raw.rfind(b")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def process_identity(pid: int) -> dict[str, Any]:
-    """pid plus its start time, so a recycled pid is never mistaken for our job."""
-    return {"pid": pid, "pgid": pid, "start_time": _start_time(pid)}
-
-
-def _kill_recorded(sidecar: Path) -> None:
-    try:
-        info = orjson.loads(sidecar.read_bytes())
-        pgid, started = int(info["pgid"]), info.get("start_time")
-    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return
-    # The leader may be gone while its group lives on; only trust the pgid if the leader is the
-    # same process we started, or is gone (then no new process can have taken that group id
-    # while group members remain, since a pgid is not reused while the group exists).
-    now = _start_time(pgid)
-    if now is not None and started is not None and now != started:
-        return  # the pid was recycled by an unrelated process
-    _kill_groups({pgid})
-
-
-def _job_groups(spool: str) -> dict[str, set[int]]:
-    """The process groups of this spool's jobs that are alive, by ticket id, found by environment.
-
-    A daemon killed between a spawn and the write of its sidecar (a few hundred microseconds), or
-    between a retry's spawn and the sidecar's update, leaves a job that no record names. Every
-    daemon job carries AIMEDRES_JOB_ID=<ticket id> and AIMEDRES_SPOOL=<this spool> in its
-    environment, and its children inherit both, so /proc/<pid>/environ finds them; the spool keeps
-    a same-named ticket of another spool's daemon safe.
-    """
-    groups: dict[str, set[int]] = {}
-    if not os.path.isdir("/proc/self"):
-        return groups
-    spool_var = f"{SPOOL_ENV}={spool}".encode("utf-8", "surrogateescape")
-    ours = {os.getpid(), os.getpgrp()}
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) in ours:
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                env = f.read().split(b"\0")
-            if spool_var not in env:
-                continue
-            job = next((v[len(b"AIMEDRES_JOB_ID=") :] for v in env if v.startswith(b"AIMEDRES_JOB_ID=")), None)
-            pgid = os.getpgid(int(name))
-        except OSError:  # gone, or not ours
-            continue
-        if job is not None and pgid not in ours:
-            groups.setdefault(job.decode("utf-8", "surrogateescape"), set()).add(pgid)
-    return groups
-
-
-def _kill_groups(pgids: set[int]) -> None:
-    for pgid in pgids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0  # gone before the ticket can run again
-    while any(procs.live_members(pgid) for pgid in pgids) and time.monotonic() < deadline:
-        time.sleep(0.02)

@@ -1,0 +1,174 @@
+"""A ticket file on its own: its name, reading it as cron and OpenSSH read their files, the keys that
+order the queue, and the [result] table appended when it is filed. The folders are spool.py's.
+
+A ticket the daemon runs is read with O_NOFOLLOW and checked on the open descriptor (fstat): a
+regular file with one link, owned by us (or root), not group/world-writable, not empty, at most 1 MiB.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import secrets
+import stat
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from aimedres_async.records.sinks import timestamp_str
+
+SUFFIX = ".toml"
+MAX_TICKET_BYTES = 1 << 20
+_RESULT_KEYS = ("status", "attempts", "exit_code", "signal", "failure", "error", "duration_s", "peak_rss_bytes", "log")
+
+
+class TicketError(Exception):
+    """This ticket is bad: the reason goes into rejected/<name>.error."""
+
+
+def new_ticket_id(job: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{stamp}-{secrets.token_hex(3)}-{job}"[:64]
+
+
+def safe_name(name: str) -> str:
+    """A file name for something we reject whose own name is not a valid ticket id."""
+    stem = re.sub(r"[^a-z0-9_.-]", "_", name.lower()).lstrip("._-")[:40] or "ticket"
+    return f"{stem}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_ticket(path: Path) -> str:
+    """Read a ticket with the hygiene rules; raises TicketError with the reason."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise TicketError("is a symbolic link") from None
+        raise TicketError(f"cannot open: {e.strerror}") from None
+    try:
+        return _read_checked(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_checked(fd: int) -> str:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise TicketError("is not a regular file")
+    if st.st_nlink != 1:
+        raise TicketError(f"has {st.st_nlink} hard links (a ticket must have exactly one)")
+    if st.st_uid not in (os.geteuid(), 0):
+        raise TicketError(f"is owned by uid {st.st_uid}, not by the daemon's user ({os.geteuid()}) or root")
+    if st.st_mode & 0o022:
+        raise TicketError(f"is group- or world-writable (mode {stat.filemode(st.st_mode)})")
+    if st.st_size > MAX_TICKET_BYTES:
+        raise TicketError(f"is {st.st_size} bytes, over the {MAX_TICKET_BYTES} byte limit")
+    data = os.read(fd, MAX_TICKET_BYTES + 1)
+    if len(data) > MAX_TICKET_BYTES:
+        raise TicketError(f"is over the {MAX_TICKET_BYTES} byte limit")
+    if not data.strip():
+        raise TicketError("is empty")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TicketError(f"is not UTF-8 text (byte {e.start})") from None
+
+
+def read_to_cancel(path: Path) -> str:
+    """A waiting ticket's text to keep above its [result] when it is cancelled: no ownership rule
+    (it will never run), a regular file not followed; raises OSError or TicketError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TicketError("is not a regular file")
+        return os.read(fd, MAX_TICKET_BYTES + 1).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
+def read_order(path: Path) -> tuple[int, tuple[str, ...]]:
+    """A waiting ticket's `priority` and `after`, leniently: a ticket that cannot be read or parsed
+    sorts as (0, ()), and claim() rejects it in its turn. FileNotFoundError: it is gone."""
+    try:
+        raw = tomllib.loads(_peek(path))
+    except FileNotFoundError:
+        raise
+    except (OSError, TicketError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        raw = {}
+    return _order_keys(raw)
+
+
+def _peek(path: Path) -> str:
+    """A waiting ticket's text for ordering only: a regular file, not followed, size-capped, but
+    whoever owns it (`status` may run as root; claim() applies the ownership rules)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_TICKET_BYTES:
+            raise TicketError("not a ticket")
+        return os.read(fd, MAX_TICKET_BYTES).decode("utf-8")
+    finally:
+        os.close(fd)
+
+
+def _order_keys(raw: dict[str, Any]) -> tuple[int, tuple[str, ...]]:
+    """A ticket's `priority` and `after`, leniently: a bad value is the ticket parser's to report."""
+    prio = raw.get("priority", 0)
+    after = raw.get("after", ())
+    if isinstance(after, str):
+        after = (after,)
+    ok_after = isinstance(after, list | tuple) and all(isinstance(a, str) for a in after)
+    return (prio if isinstance(prio, int) and not isinstance(prio, bool) else 0, tuple(after) if ok_after else ())
+
+
+def filed_result(path: Path) -> dict[str, Any]:
+    """The [result] table of a ticket filed under done/ or failed/ ({} when it cannot be read)."""
+    try:
+        res = tomllib.loads(path.read_text(encoding="utf-8", errors="replace")).get("result", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        res = {}
+    return res if isinstance(res, dict) else {}
+
+
+# ---------------------------------------------------------------- results
+
+
+def with_result(text: str, result: dict[str, Any]) -> bytes:
+    """A ticket's text with its [result] table appended: what is filed under done/ or failed/."""
+    text = text if text.endswith("\n") else text + "\n"
+    return (text + "\n" + tomli_w.dumps({"result": result})).encode()
+
+
+def ticket_result(entry: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The [result] table of a finished ticket: its summary entry, less what the ticket already says.
+
+    TOML has no null, so absent values are left out; metrics TOML cannot express stay in the log.
+    """
+    result = {k: entry[k] for k in _RESULT_KEYS if entry.get(k) is not None}
+    result.update(run=run_id, finished_at=timestamp_str())
+    metrics = entry.get("metrics")
+    if metrics:
+        try:
+            tomli_w.dumps({"metrics": metrics})
+            result["metrics"] = metrics
+        except (TypeError, ValueError):
+            pass  # not expressible in TOML (nulls, mixed arrays): it is in the job's log
+    return result
+
+
+def cancelled_result() -> dict[str, Any]:
+    """The [result] of a ticket cancelled before it ran."""
+    return {"status": "cancelled", "attempts": 0, "finished_at": timestamp_str()}
+
+
+def dependency_result(why: str) -> dict[str, Any]:
+    """The [result] of a ticket that never runs because a ticket it is `after` did not succeed."""
+    return {"status": "failed", "failure": "dependency", "error": why, "attempts": 0, "finished_at": timestamp_str()}
