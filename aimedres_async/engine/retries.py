@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from aimedres_async.engine.attempt import AttemptResult
@@ -21,6 +22,10 @@ def should_retry(result: AttemptResult, spec: JobSpec, attempt: int) -> bool:
 
 def backoff_delay(b: Backoff, retry: int, rng: random.Random | None = None) -> float:
     """Delay before retry number `retry` (1-based): min(max, initial*factor**(n-1)) +/- jitter."""
-    base = min(b.max, b.initial * b.factor ** (retry - 1))
+    try:
+        grown = b.initial * b.factor ** (retry - 1)
+    except OverflowError:  # a late retry of many (the config allows retries up to 2**63 - 1)
+        grown = math.inf
+    base = min(b.max, grown)
     jitter = (rng or random).uniform(1 - b.jitter, 1 + b.jitter) if b.jitter else 1.0
     return max(0.0, base * jitter)

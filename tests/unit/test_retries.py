@@ -145,11 +145,5 @@ def test_without_jitter_the_delay_never_shrinks_from_one_retry_to_the_next(
     assert backoff_delay(b, retry) <= backoff_delay(b, retry + 1) <= 600.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="known bug, reported: factor ** (retry - 1) overflows a float past retry 1024 (factor 2), "
-    "and the config allows retries up to 2**63 - 1",
-)
 def test_a_very_late_retry_waits_the_max() -> None:
     assert backoff_delay(Backoff(initial=1.0, factor=2.0, max=300.0, jitter=0.0), 1025) == 300.0
