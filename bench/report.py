@@ -320,7 +320,8 @@ window.aimedresReadyMs = performance.now(); document.body.setAttribute('data-rea
 
 def cmd_scale(a: argparse.Namespace) -> int:
     sys.path.insert(0, str(REPO_ROOT))
-    from aimedres_async.report import html as htmlreport
+    from aimedres_async.report.chart_data import page_data
+    from aimedres_async.report.run_model import load
 
     tmp = Path(a.tmpdir or tempfile.mkdtemp(prefix="report-bench-"))
     try:
@@ -348,9 +349,9 @@ def cmd_scale(a: argparse.Namespace) -> int:
                 except ImportError:
                     print("--plotly: plotly is not installed (pip install plotly); skipped")
                 else:
-                    m = htmlreport.load([run])
+                    m = load([run])
                     ppath = tmp / "plotly.html"
-                    plotly_page(htmlreport.page_data(m, run.name), ppath)
+                    plotly_page(page_data(m, run.name), ppath)
                     measure_page(browser, ppath)
                     pl = [measure_page(browser, ppath) for _ in range(a.runs)]
                     plotly = {

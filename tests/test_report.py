@@ -481,7 +481,7 @@ def test_step_summary_has_a_mermaid_gantt(demo_run: tuple[Path, Path], tmp_path:
 
 
 def test_gantt_is_capped_to_the_50_longest_jobs(tmp_path: Path) -> None:
-    from aimedres_async.report.html import mermaid_gantt
+    from aimedres_async.report.gantt import mermaid_gantt
 
     run = _bench().make_run(tmp_path, jobs=60, epochs=3)
     block = mermaid_gantt(run)
@@ -498,7 +498,7 @@ def test_gantt_is_capped_to_the_50_longest_jobs(tmp_path: Path) -> None:
 
 
 def test_gantt_names_are_made_safe() -> None:
-    from aimedres_async.report.html import _gantt_name
+    from aimedres_async.report.gantt import _gantt_name
 
     assert _gantt_name("a:b#c;d,e%f\ng") == "a_b_c_d_e_f_g"
 
@@ -559,7 +559,7 @@ def test_gantt_jobs_named_like_mermaid_keywords(tmp_path: Path, marker: str) -> 
 
 
 def test_curves_from_metric_records() -> None:
-    from aimedres_async.report.html import curves
+    from aimedres_async.report.chart_data import curves
 
     # epoch is the x; one line per fold; the final summary object (no epoch) is not a curve point
     recs = [(1, {"epoch": e, "fold": f, "loss": 1 / e, "val_acc": 0.5 + e / 10}) for f in (1, 2) for e in (1, 2, 3)]

@@ -364,7 +364,8 @@ def _check_runnable(cfg: Config, p: Any, logs_dir: Path, resume_arg: str | None)
 
 def _write_run_report(run_dir: Path, out: Path) -> None:
     """`run --report`: the run's HTML report; a problem is a warning, never the run's exit code."""
-    from aimedres_async.report.html import ReportError, write_report
+    from aimedres_async.report.html import write_report
+    from aimedres_async.report.run_model import ReportError
 
     try:
         write_report([run_dir], out)
@@ -375,7 +376,8 @@ def _write_run_report(run_dir: Path, out: Path) -> None:
 
 
 def cmd_report(cfg: Config, a: argparse.Namespace) -> int:
-    from aimedres_async.report.html import ReportError, find_run, parse_since, runs_since, write_report
+    from aimedres_async.report.html import write_report
+    from aimedres_async.report.run_model import ReportError, find_run, parse_since, runs_since
 
     logs_dir = Path(a.logs_dir).resolve() if a.logs_dir else cfg.resolve(cfg.supervisor.logs_dir)
     try:

@@ -387,7 +387,8 @@ class Supervisor:
 
     def _gantt(self) -> str:
         """The run's attempts as a Mermaid gantt block (GitHub draws it), read from events.jsonl."""
-        from aimedres_async.report.html import ReportError, mermaid_gantt
+        from aimedres_async.report.gantt import mermaid_gantt
+        from aimedres_async.report.run_model import ReportError
 
         self.log.flush_events()
         try:
