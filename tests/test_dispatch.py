@@ -230,6 +230,54 @@ async def test_an_executor_error_fails_that_job_and_the_run_goes_on(tmp_path: Pa
     assert by_id["broken"].last is not None and by_id["broken"].last.failure == "supervisor_error"
 
 
+class DeafExecutor(FakeExecutor):
+    """Attempts that ignore the stop (a hung cluster call, an executor bug) and end only when
+    cancelled; `cleaned` records that the cancellation reached them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cleaned: list[str] = []
+
+    async def __call__(
+        self,
+        s: JobSpec,
+        attempt: int,
+        ctx: AttemptContext,
+        output: JobOutput,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> AttemptResult:
+        self.started.append((s.id, attempt))
+        try:
+            await asyncio.get_running_loop().create_future()  # never done
+        finally:
+            self.cleaned.append(s.id)
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("signal_name", "forced", "code"), [("SIGTERM", False, 143), ("SIGINT", True, 130)])
+async def test_a_stop_ends_the_run_in_bounded_time_even_if_an_attempt_ignores_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signal_name: str, forced: bool, code: int
+) -> None:
+    """The attempts' cancel scope gets a deadline at the stop (grace_period + STOP_MARGIN; a
+    forced stop skips the grace): an attempt that does not end by then is cancelled."""
+    from aimedres_async.engine import run as run_module
+
+    monkeypatch.setattr(run_module, "STOP_MARGIN", 0.2)
+    sup, fake = make(tmp_path, [spec("deaf"), spec("later")], workers=1, fake=DeafExecutor())
+    sup.ctx.grace_period = 60.0 if forced else 0.1
+    task = asyncio.create_task(sup.run())
+    await until(lambda: fake.started == [("deaf", 1)])
+    t0 = time.monotonic()
+    sup.stop.request(signal_name)
+    if forced:
+        sup.stop.force()
+    assert await asyncio.wait_for(task, 5) == code
+    assert time.monotonic() - t0 < 2.0  # the margin (and the grace), not the 60 s grace nor forever
+    assert fake.cleaned == ["deaf"] and fake.started == [("deaf", 1)]
+    assert [j.status for j in sup.jobs] == [Status.CANCELLED, Status.CANCELLED]
+
+
 def _events(sup: Supervisor) -> list[dict[str, Any]]:
     import json
 

@@ -8,6 +8,7 @@ through the executor, and marks what never ran as cancelled: every job ends reco
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import time
@@ -44,6 +45,9 @@ __all__ = ["Executor", "JobRun", "RunOptions", "Supervisor", "default_workers", 
 
 DAEMON_POINTER = "latest-daemon"  # `serve` leaves logs_dir/latest to `run` (and `logs JOB`)
 QUEUE_BATCH = 100  # jobs queued at the start between two turns of the event loop
+# How long after its grace period a stopped attempt may take to end before it is cancelled (its
+# group killed, shielded): covers the drain of its pipes, and a cluster's scancel/stop_job round trips.
+STOP_MARGIN = 30.0
 
 
 @dataclass(frozen=True)
@@ -250,17 +254,34 @@ class Supervisor:
         """The run's task tree: the sampler and the summary writer beside the dispatcher, and every
         attempt in a task group of its own. An error in any of them cancels the others: a running
         attempt is cancelled, and its executor kills its process group (shielded) before it
-        returns."""
+        returns.
+
+        A stop asks every attempt to end (stop_signal, grace_period, SIGKILL: the executor's
+        graceful path); the attempts' cancel scope is the backstop: it gets a deadline of
+        grace_period + STOP_MARGIN, so a stop ends the run in bounded time whatever an executor
+        (or a cluster) does, each cancelled attempt killing its group in a shielded finally."""
         sampler = Sampler(self.ctx, self.log, self.console, self._index, self.local_processes)
         async with anyio.create_task_group() as helpers:
             helpers.start_soon(sampler.run, name="sampler")
             helpers.start_soon(self.recorder.keep_summary, self.jobs, name="summary")
             try:
                 async with anyio.create_task_group() as attempts:
+                    self._bound_the_stop(attempts.cancel_scope)
                     await self.dispatcher.run(attempts, helpers)
                     self.state.stop()  # what never started; the running attempts end on their own
             finally:
                 helpers.cancel_scope.cancel()  # the sampler, the summary writer (a write under way completes)
+
+    def _bound_the_stop(self, scope: anyio.CancelScope) -> None:
+        """From the stop request on, `scope` (the attempts') ends by grace_period + STOP_MARGIN;
+        a forced stop (a second Ctrl+C) skips the grace."""
+
+        def bound(grace: float) -> None:  # a future's callback: no task to ask anyio's clock from
+            deadline = asyncio.get_running_loop().time() + grace + STOP_MARGIN
+            scope.deadline = min(scope.deadline, deadline)
+
+        self.stop.when_requested().add_done_callback(lambda _f: bound(self.ctx.grace_period))
+        self.stop.when_forced().add_done_callback(lambda _f: bound(0.0))
 
     def _failed(self, error: Exception) -> None:
         """A supervisor error ended the run: `error` says which, in one line (run.finished too)."""
