@@ -85,6 +85,14 @@ def test_a_cr_at_the_end_of_a_chunk_waits_to_see_if_a_newline_follows() -> None:
     assert lines([b"a\r", b"\r\n", b"b\r"]) == lines([b"a\r\r\nb\r"]) == ["a", "", "b"]  # a blank CRLF line
 
 
+def test_a_line_ended_by_a_cr_is_written_as_soon_as_the_next_chunk_shows_it_is_no_crlf() -> None:
+    """A progress bar's redraws appear as they come, not when the bar finally prints a newline."""
+    f = framer()
+    assert raw_records(f, [b"10%\r"], flush=False) == []  # a \r\n may still be on its way
+    assert content(raw_records(f, [b"20%"], flush=False)) == [("line", "10%", False)]
+    assert content(raw_records(f, [b"\r30%\r"], flush=False)) == [("line", "20%", False)]
+
+
 def test_a_line_split_across_chunks_is_one_record() -> None:
     assert lines([b"hel", b"lo wor", b"ld\nnext", b"\n"]) == ["hello world", "next"]
 
@@ -179,9 +187,9 @@ def test_lines_that_only_look_like_json_objects_stay_lines() -> None:
     assert f.last_data is None
 
 
-def test_a_cut_json_object_is_not_data() -> None:
-    recs = raw_records(framer(max_line=8), [b'{"key": "a long value"}\n'])
-    assert all("line" in r and r["partial"] for r in recs)
+def test_a_part_of_a_cut_line_is_never_data_even_when_it_parses() -> None:
+    recs = raw_records(framer(max_line=7), [b'{"a":1}{"b":2}\n'])  # each 7-byte part is a JSON object
+    assert content(recs) == [("line", '{"a":1}', True), ("line", '{"b":2}', True)]
 
 
 def test_the_last_data_is_the_latest_object() -> None:
