@@ -1,4 +1,5 @@
-"""Shared helpers: write a config, run the real CLI as a subprocess, read its logs, find survivors."""
+"""Shared helpers: write a config, start the real CLI as a subprocess (`start_cli`; a run to its end is
+helpers_cli.cli), read its logs, find survivors."""
 
 from __future__ import annotations
 
@@ -23,19 +24,6 @@ def write_config(folder: Path, body: str) -> Path:
     path = folder / "aimedres.toml"
     path.write_text(body)
     return path
-
-
-def run_cli(
-    folder: Path, *args: str, timeout: float = 60, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PY, "-m", "aimedres_async", *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def start_cli(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

@@ -1,4 +1,5 @@
-"""Helpers for driving the real command line as a subprocess (tests/test_cli.py)."""
+"""Helpers for driving the real command line as a subprocess, to its end (`cli`), and for reading
+what it said."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ PY = sys.executable
 
 
 def cli(
-    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """`python -m aimedres_async ARGS` in `cwd`; $AIMEDRES_CONFIG only when the test gives it."""
     base = {k: v for k, v in os.environ.items() if k not in ("AIMEDRES_CONFIG", "GITHUB_STEP_SUMMARY")}

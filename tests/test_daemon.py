@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PY, death_watch_of, marked_processes, read_jsonl, run_cli, wait_for, write_config
-from helpers_cli import usage_error
+from conftest import PY, death_watch_of, marked_processes, read_jsonl, wait_for, write_config
+from helpers_cli import cli, usage_error
 from helpers_daemon import (
     Daemons,
     NotifyListener,
@@ -577,7 +577,7 @@ def test_status_and_logs_while_a_ticket_runs(tmp_path: Path, marker: str, daemon
     ticket = submit(tmp_path, "--job", "j")
     wait_for(lambda: list(spool.running()), what="the ticket running")
 
-    r = run_cli(tmp_path, "status", "--json")
+    r = cli(tmp_path, "status", "--json")
     assert r.returncode == 0, r.stderr
     state = json.loads(r.stdout)
     assert state["counts"]["active"] == 1 and state["counts"]["done"] == 0
@@ -585,10 +585,10 @@ def test_status_and_logs_while_a_ticket_runs(tmp_path: Path, marker: str, daemon
     assert running["ticket"] == ticket and running["attempt"] == 1 and alive(running["pid"])
     assert running["elapsed_s"] >= 0
 
-    r = run_cli(tmp_path, "status")
+    r = cli(tmp_path, "status")
     assert r.returncode == 0 and ticket in r.stdout and "active 1" in r.stdout
 
-    wait_for(lambda: "first line" in run_cli(tmp_path, "logs", ticket).stdout, what="the job's first line in `logs`")
+    wait_for(lambda: "first line" in cli(tmp_path, "logs", ticket).stdout, what="the job's first line in `logs`")
     follow = subprocess.Popen(
         [PY, "-m", "aimedres_async", "logs", "--follow", ticket],
         cwd=tmp_path,
@@ -606,20 +606,20 @@ def test_status_and_logs_while_a_ticket_runs(tmp_path: Path, marker: str, daemon
     assert follow.returncode == 0, err
     assert "first line" in out and "last line" in out and "job.finished" in out
     wait_final(spool.root, [ticket])
-    r = run_cli(tmp_path, "logs", ticket)  # from the [result] of the finished ticket
+    r = cli(tmp_path, "logs", ticket)  # from the [result] of the finished ticket
     assert r.returncode == 0 and "last line" in r.stdout
-    state = json.loads(run_cli(tmp_path, "status", "--json").stdout)
+    state = json.loads(cli(tmp_path, "status", "--json").stdout)
     assert state["running"] == [] and state["counts"]["done"] == 1
 
 
 def test_logs_of_a_waiting_or_unknown_ticket(tmp_path: Path, marker: str) -> None:
     spool = _setup(tmp_path, marker, f"[jobs.j]\ncommand = {_cmd('true')}\n")
     drop(spool.root, "waits.toml", 'job = "j"\n')  # no daemon: it stays in incoming/
-    line = usage_error(run_cli(tmp_path, "logs", "waits"))
+    line = usage_error(cli(tmp_path, "logs", "waits"))
     assert "incoming" in line
-    line = usage_error(run_cli(tmp_path, "logs", "nosuch"))
+    line = usage_error(cli(tmp_path, "logs", "nosuch"))
     assert "no log for 'nosuch'" in line
-    usage_error(run_cli(tmp_path, "logs", "../etc/passwd"))
+    usage_error(cli(tmp_path, "logs", "../etc/passwd"))
 
 
 # ---------------------------------------------------------------- 10. bad input, refusal to start
@@ -627,14 +627,14 @@ def test_logs_of_a_waiting_or_unknown_ticket(tmp_path: Path, marker: str) -> Non
 
 def test_submit_with_bad_input(tmp_path: Path, marker: str) -> None:
     spool = _setup(tmp_path, marker, f"[jobs.ok]\ncommand = {_cmd('true')}\n")
-    line = usage_error(run_cli(tmp_path, "submit", "--job", "nosuch"))
+    line = usage_error(cli(tmp_path, "submit", "--job", "nosuch"))
     assert "nosuch" in line and "unknown job" in line
-    line = usage_error(run_cli(tmp_path, "submit", "missing.toml"))
+    line = usage_error(cli(tmp_path, "submit", "missing.toml"))
     assert "missing.toml" in line
     (tmp_path / "broken.toml").write_text('job = "ok\n')
-    assert "TOML syntax error" in usage_error(run_cli(tmp_path, "submit", "broken.toml"))
-    usage_error(run_cli(tmp_path, "submit"))
-    usage_error(run_cli(tmp_path, "submit", "--job", "ok", "--epochs", "0"))
+    assert "TOML syntax error" in usage_error(cli(tmp_path, "submit", "broken.toml"))
+    usage_error(cli(tmp_path, "submit"))
+    usage_error(cli(tmp_path, "submit", "--job", "ok", "--epochs", "0"))
     assert os.listdir(spool.root / "incoming") == [] and os.listdir(spool.root / "tmp") == []
 
 
@@ -643,7 +643,7 @@ def test_submit_a_ticket_with_a_nul_byte_in_its_script(tmp_path: Path, marker: s
     `script` raised ValueError from Path.resolve and ended in a traceback."""
     spool = _setup(tmp_path, marker, "")
     (tmp_path / "nul.toml").write_text('script = "train.py\\u0000"\n')
-    assert "NUL" in usage_error(run_cli(tmp_path, "submit", "nul.toml"))
+    assert "NUL" in usage_error(cli(tmp_path, "submit", "nul.toml"))
     assert os.listdir(spool.root / "incoming") == []
 
 
@@ -651,5 +651,5 @@ def test_submit_a_ticket_with_a_nul_byte_in_its_script(tmp_path: Path, marker: s
 def test_serve_refuses_a_spool_others_can_write(tmp_path: Path, marker: str, where_: str, mode: int) -> None:
     spool = _setup(tmp_path, marker, f"[jobs.ok]\ncommand = {_cmd('true')}\n")
     os.chmod(spool.root / where_, mode)
-    line = usage_error(run_cli(tmp_path, "serve", timeout=60))
+    line = usage_error(cli(tmp_path, "serve", timeout=60))
     assert "writable by other users" in line and "chmod go-w" in line

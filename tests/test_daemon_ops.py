@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PY, read_jsonl, run_cli, start_cli, wait_for, write_config
-from helpers_cli import usage_error
+from conftest import PY, read_jsonl, start_cli, wait_for, write_config
+from helpers_cli import cli, usage_error
 from helpers_daemon import (
     Daemons,
     NotifyListener,
@@ -117,7 +117,7 @@ def test_cancel_a_running_ticket_stops_its_group_and_files_it_cancelled(
     pgid = int(info["pgid"])  # type: ignore[call-overload]
     wait_for(lambda: len(group_members(pgid)) == 2, what="the job and its background sleep")
 
-    r = run_cli(tmp_path, "cancel", ticket)
+    r = cli(tmp_path, "cancel", ticket)
     assert r.returncode == 0, r.stderr
     assert f"{ticket} cancelled" in r.stdout  # it waited for the daemon to file it
     assert where(spool.root, ticket) == ["failed"]
@@ -142,7 +142,7 @@ def test_cancel_queued_all_and_unknown(tmp_path: Path, marker: str, daemons: Dae
     wait_for(lambda: _running(spool, running), what="the first ticket running")
     queued = [submit(tmp_path, "--job", "gate") for _ in range(3)]
 
-    r = run_cli(tmp_path, "cancel", queued[0])
+    r = cli(tmp_path, "cancel", queued[0])
     assert r.returncode == 0 and r.stdout.strip() == f"{queued[0]} cancelled (it was queued)", r
     assert where(spool.root, queued[0]) == ["failed"]
     assert result(spool.root, "failed", queued[0]) == {
@@ -151,14 +151,14 @@ def test_cancel_queued_all_and_unknown(tmp_path: Path, marker: str, daemons: Dae
         "attempts": 0,
     }
 
-    line = usage_error(run_cli(tmp_path, "cancel", "no-such-ticket"))
+    line = usage_error(cli(tmp_path, "cancel", "no-such-ticket"))
     assert "no such ticket" in line and "no-such-ticket" in line
-    usage_error(run_cli(tmp_path, "cancel"))
-    usage_error(run_cli(tmp_path, "cancel", "../x"))
-    r = run_cli(tmp_path, "cancel", queued[0])  # again: already finished, not an error
+    usage_error(cli(tmp_path, "cancel"))
+    usage_error(cli(tmp_path, "cancel", "../x"))
+    r = cli(tmp_path, "cancel", queued[0])  # again: already finished, not an error
     assert r.returncode == 0 and "already finished: cancelled" in r.stdout
 
-    r = run_cli(tmp_path, "cancel", "--all")
+    r = cli(tmp_path, "cancel", "--all")
     assert r.returncode == 0, r.stderr
     for t in [running, *queued]:
         assert where(spool.root, t) == ["failed"], t
@@ -175,7 +175,7 @@ def test_cancel_of_a_ticket_whose_daemon_is_down_applies_after_recovery(
     ticket = submit(tmp_path, "--job", "long")
     wait_for(lambda: _running(spool, ticket), what="the ticket running")
     d.kill9()
-    r = run_cli(tmp_path, "cancel", ticket)
+    r = cli(tmp_path, "cancel", ticket)
     assert r.returncode == 0 and "will be cancelled when a daemon serves" in r.stdout, r
     d2 = daemons.start(tmp_path, name="restarted")
     wait_final(spool.root, [ticket])
@@ -195,19 +195,19 @@ def test_wait_exit_codes(tmp_path: Path, marker: str, daemons: Daemons) -> None:
     spool = _setup(tmp_path, marker, jobs)
     daemons.start(tmp_path)
     ok, bad = submit(tmp_path, "--job", "ok"), submit(tmp_path, "--job", "bad")
-    r = run_cli(tmp_path, "wait", ok)
+    r = cli(tmp_path, "wait", ok)
     assert r.returncode == 0 and r.stdout.startswith(f"{ok} succeeded"), r
-    r = run_cli(tmp_path, "wait", ok, bad)
+    r = cli(tmp_path, "wait", ok, bad)
     assert r.returncode == 1, r
     assert f"{bad} failed (exit 3, " in r.stdout
 
     gated = submit(tmp_path, "--job", "gate")
-    r = run_cli(tmp_path, "wait", gated, "--timeout", "300ms")
+    r = cli(tmp_path, "wait", gated, "--timeout", "300ms")
     assert r.returncode == 124 and gated in r.stderr, r
     waiter = start_cli(tmp_path, "wait", ok, gated)
     try:
         wait_for(lambda: _running(spool, gated), what="the gated ticket running")
-        assert run_cli(tmp_path, "cancel", "--no-wait", gated).returncode == 0
+        assert cli(tmp_path, "cancel", "--no-wait", gated).returncode == 0
         out, err = waiter.communicate(timeout=60)
     finally:
         if waiter.poll() is None:
@@ -215,7 +215,7 @@ def test_wait_exit_codes(tmp_path: Path, marker: str, daemons: Daemons) -> None:
             waiter.communicate()
     assert waiter.returncode == 130, (out, err)
     assert f"{gated} cancelled" in out
-    usage_error(run_cli(tmp_path, "wait", "nosuch"))
+    usage_error(cli(tmp_path, "wait", "nosuch"))
 
 
 def test_logs_follow_waits_for_a_queued_ticket_and_exits_like_wait(
@@ -223,7 +223,7 @@ def test_logs_follow_waits_for_a_queued_ticket_and_exits_like_wait(
 ) -> None:
     body = "echo first; while [ ! -e go ]; do sleep 0.05; done; echo last; exit 4"
     spool = _setup(tmp_path, marker, f"[jobs.j]\ncommand = {_cmd('sh', '-c', body)}\n")
-    run_cli(tmp_path, "pause")
+    cli(tmp_path, "pause")
     daemons.start(tmp_path)
     ticket = submit(tmp_path, "--job", "j")
     follower = start_cli(tmp_path, "logs", "-f", ticket)
@@ -232,7 +232,7 @@ def test_logs_follow_waits_for_a_queued_ticket_and_exits_like_wait(
         first = follower.stderr.readline()  # it waits instead of failing at once
         assert first.strip() == f"{ticket} is queued; waiting for it to start"
         assert where(spool.root, ticket) == ["incoming"]
-        run_cli(tmp_path, "resume")
+        cli(tmp_path, "resume")
         wait_for(lambda: _running(spool, ticket), what="the ticket running")
         (tmp_path / "go").touch()
         out, err = follower.communicate(timeout=60)
@@ -252,7 +252,7 @@ def test_status_with_and_without_a_daemon(tmp_path: Path, marker: str, daemons: 
     body = "echo warming up; echo epoch 3; while [ ! -e go ]; do sleep 0.05; done"
     jobs = f"[jobs.j]\ncommand = {_cmd('sh', '-c', body)}\n[jobs.bad]\ncommand = {_cmd('false')}\n"
     spool = _setup(tmp_path, marker, jobs, workers=1)
-    r = run_cli(tmp_path, "status")
+    r = cli(tmp_path, "status")
     assert r.returncode == 3 and "none is serving" in r.stdout, r
     d = daemons.start(tmp_path)
     bad = submit(tmp_path, "--job", "bad")
@@ -261,11 +261,11 @@ def test_status_with_and_without_a_daemon(tmp_path: Path, marker: str, daemons: 
     wait_for(lambda: (info := _running(spool, running)) and (tmp_path / "logs").exists() and info, what="running")
     low, high = submit(tmp_path, "--job", "j"), submit(tmp_path, "--job", "j", "--priority", "5")
     wait_for(
-        lambda: json.loads(run_cli(tmp_path, "status", "--json").stdout)["running"][0]["last_line"] == "epoch 3",
+        lambda: json.loads(cli(tmp_path, "status", "--json").stdout)["running"][0]["last_line"] == "epoch 3",
         what="the last line in status",
     )
 
-    r = run_cli(tmp_path, "status", "--json")
+    r = cli(tmp_path, "status", "--json")
     assert r.returncode == 0, r.stderr
     state = json.loads(r.stdout)
     daemon = state["daemon"]
@@ -280,14 +280,14 @@ def test_status_with_and_without_a_daemon(tmp_path: Path, marker: str, daemons: 
     assert fin["ticket"] == bad and fin["status"] == "failed" and fin["exit_code"] == 1
     assert fin["duration_s"] >= 0
 
-    r = run_cli(tmp_path, "status")
+    r = cli(tmp_path, "status")
     assert r.returncode == 0
     out = r.stdout
     assert f"pid {d.pid}" in out and "workers 1/1 busy" in out and "active 1" in out
     assert out.index(high) < out.index(low) and "epoch 3" in out and bad in out
 
     assert d.stop() == 0
-    r = run_cli(tmp_path, "status", "--json")
+    r = cli(tmp_path, "status", "--json")
     assert r.returncode == 3 and json.loads(r.stdout)["daemon"] is None
 
 
@@ -298,7 +298,7 @@ def test_priority_fifo_and_after(tmp_path: Path, marker: str, daemons: Daemons) 
     jobs = f"[jobs.rec]\ncommand = {_cmd('sh', '-c', 'echo $AIMEDRES_JOB_ID >> order.txt')}\n"
     jobs += f"[jobs.bad]\ncommand = {_cmd('sh', '-c', 'echo $AIMEDRES_JOB_ID >> order.txt; exit 1')}\n"
     spool = _setup(tmp_path, marker, jobs, workers=1)
-    assert run_cli(tmp_path, "pause").returncode == 0
+    assert cli(tmp_path, "pause").returncode == 0
     daemons.start(tmp_path)
     a = submit(tmp_path, "--job", "rec")
     b = submit(tmp_path, "--job", "rec")
@@ -311,7 +311,7 @@ def test_priority_fifo_and_after(tmp_path: Path, marker: str, daemons: Daemons) 
     dep = submit(tmp_path, "--job", "rec", "--after", bad, "--priority", "9")  # waits for bad, then fails
     drop(spool.root, "direct.toml", f'job = "rec"\nafter = ["{a}", "{b}"]\npriority = 1\n')  # ticket keys
     drop(spool.root, "orphan.toml", 'job = "rec"\nafter = "no-such-ticket"\n')
-    assert run_cli(tmp_path, "resume").returncode == 0
+    assert cli(tmp_path, "resume").returncode == 0
     wait_final(spool.root, [a, b, c, d, e, low, bad, dep, "direct", "orphan"])
 
     order = (tmp_path / "order.txt").read_text().split()
@@ -325,12 +325,12 @@ def test_priority_fifo_and_after(tmp_path: Path, marker: str, daemons: Daemons) 
 
 def test_a_cycle_of_after_is_rejected_not_left_waiting(tmp_path: Path, marker: str, daemons: Daemons) -> None:
     spool = _setup(tmp_path, marker, f"[jobs.rec]\ncommand = {_cmd('true')}\n")
-    run_cli(tmp_path, "pause")
+    cli(tmp_path, "pause")
     daemons.start(tmp_path)
     drop(spool.root, "one.toml", 'job = "rec"\nafter = "two"\n')
     drop(spool.root, "two.toml", 'job = "rec"\nafter = "three"\n')
     drop(spool.root, "three.toml", 'job = "rec"\nafter = "one"\n')
-    run_cli(tmp_path, "resume")
+    cli(tmp_path, "resume")
     wait_final(spool.root, ["one", "two", "three"])
     [first] = names(spool.root, "rejected")  # the first in line; the others then depend on a rejected ticket
     assert "is a cycle: none of them could ever start" in (spool.root / "rejected" / f"{first}.error").read_text()
@@ -340,25 +340,25 @@ def test_a_cycle_of_after_is_rejected_not_left_waiting(tmp_path: Path, marker: s
 
 def test_a_cancelled_dependency_fails_its_dependent(tmp_path: Path, marker: str, daemons: Daemons) -> None:
     spool = _setup(tmp_path, marker, f"[jobs.rec]\ncommand = {_cmd('true')}\n")
-    run_cli(tmp_path, "pause")
+    cli(tmp_path, "pause")
     daemons.start(tmp_path)
     first = submit(tmp_path, "--job", "rec")
     then = submit(tmp_path, "--job", "rec", "--after", first)
-    assert run_cli(tmp_path, "cancel", first).returncode == 0
-    run_cli(tmp_path, "resume")
-    r = run_cli(tmp_path, "wait", then)
+    assert cli(tmp_path, "cancel", first).returncode == 0
+    cli(tmp_path, "resume")
+    r = cli(tmp_path, "wait", then)
     assert r.returncode == 1 and "dependency" in r.stdout, r
     assert f"ticket {first} (after) was cancelled" in result(spool.root, "failed", then)["error"]
 
 
 def test_submit_checks_priority_and_after(tmp_path: Path, marker: str) -> None:
     spool = _setup(tmp_path, marker, f"[jobs.rec]\ncommand = {_cmd('true')}\n")
-    assert "no ticket nosuch" in usage_error(run_cli(tmp_path, "submit", "--job", "rec", "--after", "nosuch"))
-    usage_error(run_cli(tmp_path, "submit", "--job", "rec", "--priority", "high"))
+    assert "no ticket nosuch" in usage_error(cli(tmp_path, "submit", "--job", "rec", "--after", "nosuch"))
+    usage_error(cli(tmp_path, "submit", "--job", "rec", "--priority", "high"))
     (tmp_path / "t.toml").write_text('job = "rec"\npriority = 2\n')
-    assert "sets priority itself" in usage_error(run_cli(tmp_path, "submit", "t.toml", "--priority", "3"))
+    assert "sets priority itself" in usage_error(cli(tmp_path, "submit", "t.toml", "--priority", "3"))
     (tmp_path / "u.toml").write_text('job = "rec"\npriority = "high"\n')
-    assert "priority" in usage_error(run_cli(tmp_path, "submit", "u.toml"))
+    assert "priority" in usage_error(cli(tmp_path, "submit", "u.toml"))
     assert names(spool.root, "incoming") == []
 
 
@@ -372,15 +372,15 @@ def test_pause_is_kept_across_a_restart_and_shown(tmp_path: Path, marker: str, d
     try:
         d = daemons.start(tmp_path, env={"NOTIFY_SOCKET": str(sock)})
         ready = listener.wait("READY", "1")
-        r = run_cli(tmp_path, "pause")
+        r = cli(tmp_path, "pause")
         assert r.returncode == 0 and "paused" in r.stdout
         ticket = submit(tmp_path, "--job", "ok")
         # the daemon saw the ticket while paused, and did not claim it
         listener.wait("STATUS", "paused; running 0, waiting 1, done 0, failed 0, rejected 0", after=ready)
         assert where(spool.root, ticket) == ["incoming"]
-        state = json.loads(run_cli(tmp_path, "status", "--json").stdout)
+        state = json.loads(cli(tmp_path, "status", "--json").stdout)
         assert state["paused"] is True and state["daemon"]["paused"] is True
-        assert "PAUSED" in run_cli(tmp_path, "status").stdout
+        assert "PAUSED" in cli(tmp_path, "status").stdout
         assert d.stop() == 0
     finally:
         listener.close()
@@ -388,13 +388,13 @@ def test_pause_is_kept_across_a_restart_and_shown(tmp_path: Path, marker: str, d
     d2 = daemons.start(tmp_path, name="restarted")
     wait_for(
         lambda: (
-            (s := json.loads(run_cli(tmp_path, "status", "--json").stdout))["daemon"]
+            (s := json.loads(cli(tmp_path, "status", "--json").stdout))["daemon"]
             and s["daemon"]["status"].startswith("paused; running 0, waiting 1")
         ),
         what="the restarted daemon paused",
     )
     assert where(spool.root, ticket) == ["incoming"]
-    assert run_cli(tmp_path, "resume").returncode == 0
+    assert cli(tmp_path, "resume").returncode == 0
     wait_final(spool.root, [ticket])
     assert where(spool.root, ticket) == ["done"] and d2.alive()
     events = read_jsonl(tmp_path / "logs" / "latest-daemon" / "events.jsonl")
@@ -407,7 +407,7 @@ def test_pause_is_kept_across_a_restart_and_shown(tmp_path: Path, marker: str, d
 def test_a_ticket_cannot_override_the_daemons_variables(tmp_path: Path, marker: str, daemons: Daemons) -> None:
     spool = _setup(tmp_path, marker, f"[jobs.ok]\ncommand = {_cmd('true')}\n")
     (tmp_path / "t.toml").write_text('job = "ok"\nenv = { AIMEDRES_SPOOL = "/elsewhere" }\n')
-    line = usage_error(run_cli(tmp_path, "submit", "t.toml"))
+    line = usage_error(cli(tmp_path, "submit", "t.toml"))
     assert "AIMEDRES_SPOOL" in line and "cannot override" in line
     d = daemons.start(tmp_path)
     drop(spool.root, "sneaky.toml", 'job = "ok"\nenv = { AIMEDRES_JOB_ID = "other", OK = "1" }\n')
@@ -470,7 +470,7 @@ def test_submit_refuses_a_ticket_the_daemons_user_could_not_read(tmp_path: Path,
 def test_serve_exit_code_is_what_it_logs(tmp_path: Path, marker: str, daemons: Daemons, sig: int, code: int) -> None:
     _setup(tmp_path, marker, f"[jobs.ok]\ncommand = {_cmd('true')}\n")
     d = daemons.start(tmp_path)
-    wait_for(lambda: json.loads(run_cli(tmp_path, "status", "--json").stdout)["daemon"], what="serving")
+    wait_for(lambda: json.loads(cli(tmp_path, "status", "--json").stdout)["daemon"], what="serving")
     d.signal(sig)
     assert d.wait(30) == code
     [finished] = [
@@ -484,13 +484,13 @@ def test_serve_leaves_logs_latest_to_run(tmp_path: Path, marker: str, daemons: D
     """Regression: starting `serve` moved logs/latest, so `logs <job>` no longer found a job of the
     earlier `run`."""
     _setup(tmp_path, marker, f"[jobs.ok]\ncommand = {_cmd('sh', '-c', 'echo from-run')}\n")
-    assert run_cli(tmp_path, "run").returncode == 0
+    assert cli(tmp_path, "run").returncode == 0
     latest = os.readlink(tmp_path / "logs" / "latest")
     daemons.start(tmp_path)
     wait_for(lambda: (tmp_path / "logs" / "latest-daemon").exists(), what="the daemon's pointer")
     assert os.readlink(tmp_path / "logs" / "latest") == latest
     assert os.readlink(tmp_path / "logs" / "latest-daemon") != latest
-    r = run_cli(tmp_path, "logs", "ok")
+    r = cli(tmp_path, "logs", "ok")
     assert r.returncode == 0 and "from-run" in r.stdout, r
 
 
@@ -505,10 +505,10 @@ def test_root_operating_a_spool_it_does_not_own_hands_its_files_over(tmp_path: P
         os.chown(folder, 4242, 4242)
     queued = submit(tmp_path, "--job", "ok")
     urgent = submit(tmp_path, "--job", "ok", "--priority", "7")
-    state = json.loads(run_cli(tmp_path, "status", "--json").stdout)  # root reads the user's tickets
+    state = json.loads(cli(tmp_path, "status", "--json").stdout)  # root reads the user's tickets
     assert [(q["ticket"], q["priority"]) for q in state["queued"]] == [(urgent, 7), (queued, 0)]
-    assert run_cli(tmp_path, "pause").returncode == 0
-    r = run_cli(tmp_path, "cancel", queued)
+    assert cli(tmp_path, "pause").returncode == 0
+    r = cli(tmp_path, "cancel", queued)
     assert r.returncode == 0 and f"{queued} cancelled (it was queued)" in r.stdout, r
     made = [spool.root / "failed" / f"{queued}.toml", spool.root / "control" / "paused", spool.root / ".lock"]
     for path in made:
@@ -544,7 +544,7 @@ def test_wait_and_logs_follow_on_a_rejected_ticket(tmp_path: Path, marker: str, 
     spool = _setup(tmp_path, marker, f"[jobs.ok]\ncommand = {_cmd('true')}\n")
     daemons.start(tmp_path)
     drop(spool.root, "bad.toml", 'job = "nosuch"\n')
-    r = run_cli(tmp_path, "wait", "bad")
+    r = cli(tmp_path, "wait", "bad")
     assert r.returncode == 1 and r.stdout.startswith("bad rejected"), r
-    r = run_cli(tmp_path, "logs", "-f", "bad")
+    r = cli(tmp_path, "logs", "-f", "bad")
     assert r.returncode == 1 and "bad was rejected: bad.toml: unknown job 'nosuch'" in r.stderr, r

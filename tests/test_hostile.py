@@ -23,13 +23,12 @@ from conftest import (
     events,
     marked_processes,
     read_jsonl,
-    run_cli,
     run_dir,
     start_cli,
     wait_for,
     write_config,
 )
-from helpers_cli import usage_error
+from helpers_cli import cli, usage_error
 from helpers_daemon import Daemons, daemon_config, submit, wait_final
 
 from aimedres_async.daemon.spool import Spool
@@ -72,7 +71,7 @@ def test_escaped_chain_dies_with_the_run(tmp_path: Path, marker: str) -> None:
     """Regression: the final sweep took one /proc snapshot; children of a killed escaped process,
     re-parented after it, survived the run."""
     write_config(tmp_path, _config(marker, f"[jobs.chain]\ncommand = {ESCAPING_CHAIN}\n"))
-    r = run_cli(tmp_path, "run", timeout=60)
+    r = cli(tmp_path, "run", timeout=60)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     # the marker fixture's teardown asserts the same; here it is the point of the test
@@ -99,7 +98,7 @@ def test_a_running_jobs_escaped_process_is_left_alone(tmp_path: Path, marker: st
     """The other side of the rule: while its attempt runs, a job's daemonized helper lives."""
     body = "setsid sh -c 'echo $$ > helper.pid; sleep 60' & sleep 3; kill -0 $(cat helper.pid) && echo helper-alive"
     write_config(tmp_path, _config(marker, f"[jobs.j]\ncommand = {json.dumps(['sh', '-c', body])}\n"))
-    r = run_cli(tmp_path, "run", timeout=60)
+    r = cli(tmp_path, "run", timeout=60)
     assert r.returncode == 0, r.stderr
     lines = [x.get("line") for x in read_jsonl(run_dir(tmp_path) / "jobs" / "j.jsonl")]
     assert "helper-alive" in lines
@@ -189,10 +188,10 @@ def test_huge_max_workers_is_refused_by_validate_and_run(tmp_path: Path, marker:
     """Regression: passed `validate`, then `run` crashed with a traceback (orjson's 64-bit range)."""
     write_config(tmp_path, _config(marker, '[jobs.j]\ncommand = ["true"]\n', workers=HUGE))  # type: ignore[arg-type]
     for args in (("validate",), ("run",)):
-        line = usage_error(run_cli(tmp_path, *args))
+        line = usage_error(cli(tmp_path, *args))
         assert "max_workers" in line
     write_config(tmp_path, _config(marker, '[jobs.j]\ncommand = ["true"]\n'))
-    line = usage_error(run_cli(tmp_path, "run", "--max-workers", str(HUGE)))
+    line = usage_error(cli(tmp_path, "run", "--max-workers", str(HUGE)))
     assert "--max-workers" in line
 
 
@@ -230,14 +229,14 @@ def _unwritable(tmp_path: Path) -> Path:
 def test_unwritable_logs_dir_is_one_line_exit_2(tmp_path: Path, marker: str) -> None:
     """Regression: a logs_dir that is read-only or not writable gave a traceback and exit 1."""
     write_config(tmp_path, _config(marker, '[jobs.j]\ncommand = ["true"]\n'))
-    line = usage_error(run_cli(tmp_path, "run", "--logs-dir", str(_unwritable(tmp_path))))
+    line = usage_error(cli(tmp_path, "run", "--logs-dir", str(_unwritable(tmp_path))))
     assert "cannot write logs" in line
 
 
 def test_unwritable_logs_dir_is_one_line_exit_2_for_serve(tmp_path: Path, marker: str) -> None:
     logs = _unwritable(tmp_path)
     write_config(tmp_path, daemon_config(marker, '[jobs.j]\ncommand = ["true"]\n', extra=f'logs_dir = "{logs}"'))
-    line = usage_error(run_cli(tmp_path, "serve", timeout=30))
+    line = usage_error(cli(tmp_path, "serve", timeout=30))
     assert "cannot write logs" in line
 
 
@@ -251,7 +250,7 @@ def test_config_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str)
         os.mkfifo(path)
     else:
         path = tmp_path
-    line = usage_error(run_cli(tmp_path, "--config", str(path), "validate", timeout=10))
+    line = usage_error(cli(tmp_path, "--config", str(path), "validate", timeout=10))
     assert "cannot read config" in line
 
 
@@ -259,7 +258,7 @@ def test_oversized_config_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "big.toml"
     with open(path, "wb") as f:
         f.write(b"# " + b"x" * (17 << 20) + b"\n")
-    line = usage_error(run_cli(tmp_path, "--config", str(path), "validate", timeout=10))
+    line = usage_error(cli(tmp_path, "--config", str(path), "validate", timeout=10))
     assert "larger than" in line
 
 
@@ -310,7 +309,7 @@ def _start_two_jobs(tmp_path: Path, marker: str) -> tuple[subprocess.Popen[str],
 
 
 def _resume_marks_interrupted(tmp_path: Path, first: Path) -> None:
-    r = run_cli(tmp_path, "run", "--resume", env={"NAP": "0"})
+    r = cli(tmp_path, "run", "--resume", env={"NAP": "0"})
     assert r.returncode == 0, r.stderr
     assert f"run {first.name} was cut short" in r.stderr
     dead = json.loads((first / "summary.json").read_text())
@@ -358,7 +357,7 @@ def test_a_live_runs_summary_is_not_marked_interrupted(tmp_path: Path, marker: s
     other = tmp_path / "other"
     other.mkdir()
     write_config(other, _config(marker, '[jobs.quick]\ncommand = ["true"]\n'))
-    r = run_cli(other, "run", "--logs-dir", str(tmp_path / "logs"))
+    r = cli(other, "run", "--logs-dir", str(tmp_path / "logs"))
     assert r.returncode == 0 and "cut short" not in r.stderr, r.stderr
     assert "interrupted" not in json.loads((first / "summary.json").read_text())
     proc.send_signal(signal.SIGTERM)

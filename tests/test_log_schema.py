@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PY, read_jsonl, run_cli, run_dir, start_cli, wait_for, write_config
+from conftest import PY, read_jsonl, run_dir, start_cli, wait_for, write_config
+from helpers_cli import cli
 from helpers_daemon import Daemons, daemon_config, drop, wait_final
 
 from aimedres_async.records.schema import RECORD_KINDS, SCHEMA_VERSION, load
@@ -158,7 +159,7 @@ optional = true
 
 def test_records_of_a_run_with_every_outcome_validate(tmp_path: Path, marker: str) -> None:
     write_config(tmp_path, JOBS.replace("[defaults]", f'[defaults]\nenv = {{ TEST_MARKER = "{marker}" }}'))
-    r = run_cli(tmp_path, "run", "--log-file", "stream.jsonl", timeout=90)
+    r = cli(tmp_path, "run", "--log-file", "stream.jsonl", timeout=90)
     assert r.returncode == 1, r.stderr  # slow timed out, and it is required
     stream = read_jsonl(tmp_path / "stream.jsonl")
     for n, rec in enumerate(stream, 1):
@@ -243,7 +244,7 @@ command = {json.dumps([PY, "-c", "pass"])}
     # the resume skips `first`; make the sleeper quick so that it ends
     text = (tmp_path / "aimedres.toml").read_text().replace("time.sleep(30)", "time.sleep(0)")
     (tmp_path / "aimedres.toml").write_text(text)
-    r = run_cli(tmp_path, "run", "--resume", "--no-progress", timeout=60)
+    r = cli(tmp_path, "run", "--resume", "--no-progress", timeout=60)
     assert r.returncode == 0, r.stderr
     assert run_dir(tmp_path) != first_run
     check_run_folder(tmp_path)
@@ -268,16 +269,16 @@ def test_records_of_the_daemon_validate(tmp_path: Path, marker: str) -> None:
         drop(spool, "bad.toml", 'job = "nope"\n')
         wait_final(spool, ["good", "bad"])
         # the operators' commands: pause/resume, a dependency that fails, a running ticket cancelled
-        assert run_cli(tmp_path, "pause").returncode == 0
+        assert cli(tmp_path, "pause").returncode == 0
         wait_for(
-            lambda: json.loads(run_cli(tmp_path, "status", "--json").stdout)["daemon"]["paused"],
+            lambda: json.loads(cli(tmp_path, "status", "--json").stdout)["daemon"]["paused"],
             what="the daemon paused",
         )
         drop(spool, "after-bad.toml", 'job = "ok"\nafter = "bad"\npriority = 2\n')
         drop(spool, "long.toml", f"command = {json.dumps([PY, '-c', 'import time; time.sleep(60)'])}\n")
-        assert run_cli(tmp_path, "resume").returncode == 0
+        assert cli(tmp_path, "resume").returncode == 0
         wait_for(lambda: (spool / "active" / ".long.json").exists(), what="the long ticket running")
-        assert run_cli(tmp_path, "cancel", "long").returncode == 0
+        assert cli(tmp_path, "cancel", "long").returncode == 0
         wait_final(spool, ["after-bad", "long"])
         d.signal(signal.SIGHUP)
         wait_for(lambda: "daemon.reloaded" in (daemon_dir / "events.jsonl").read_text(), what="the reload")
@@ -326,7 +327,7 @@ command = {json.dumps([PY, "-c", "import sys; sys.exit(3)"])}
 optional = true
 """,
     )
-    r = run_cli(tmp_path, "run", "--no-progress", timeout=240)
+    r = cli(tmp_path, "run", "--no-progress", timeout=240)
     assert r.returncode == 0, r.stderr
     check_run_folder(tmp_path)
 
@@ -344,8 +345,8 @@ env = {{ TEST_MARKER = "{marker}" }}
 command = {command("import json; print(json.dumps({'acc': 0.9, 'tag': 'x'}))")}
 """,
     )
-    assert run_cli(tmp_path, "run", "--no-progress").returncode == 0
-    r = run_cli(tmp_path, "logs", "ok")
+    assert cli(tmp_path, "run", "--no-progress").returncode == 0
+    r = cli(tmp_path, "logs", "ok")
     assert r.returncode == 0, r.stderr
     finished = next(line for line in r.stdout.splitlines() if "job.finished" in line)
     assert 'metrics={"acc":0.9,"tag":"x"}' in finished and "'acc'" not in r.stdout, finished

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PY, events, job_summary, read_jsonl, run_cli, run_dir, start_cli, summary, wait_for, write_config
+from conftest import PY, events, job_summary, read_jsonl, run_dir, start_cli, summary, wait_for, write_config
+from helpers_cli import cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parent.parent
@@ -58,7 +59,7 @@ def test_bundled_examples_train_through_ray(tmp_path: Path, ray_head: str) -> No
     shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     body = (REPO / "aimedres.toml").read_text().replace("[supervisor]", '[supervisor]\nexecutor = "ray"')
     write_config(tmp_path, body + f'\n[ray]\naddress = "{ray_head}"\n')
-    r = run_cli(tmp_path, "run", "--epochs", "2", "--folds", "2", timeout=240)
+    r = cli(tmp_path, "run", "--epochs", "2", "--folds", "2", timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = {j["id"]: j for j in summary(tmp_path)["jobs"]}
     assert len(jobs) == 3 and all(j["status"] == "succeeded" for j in jobs.values())
@@ -75,7 +76,7 @@ def test_failing_job_is_retried_with_the_supervisors_backoff(tmp_path: Path, ray
         'backoff = { initial = "100ms", jitter = 0.0 }\n'
     )
     write_config(tmp_path, _config(ray_head, jobs))
-    r = run_cli(tmp_path, "run", timeout=180)
+    r = cli(tmp_path, "run", timeout=180)
     assert r.returncode == 1, r.stderr[-2000:]
     s = job_summary(tmp_path, "flop")
     assert s["status"] == "failed" and s["attempts"] == 2 and s["exit_code"] == 3
@@ -88,7 +89,7 @@ def test_timeout_stops_the_ray_job(tmp_path: Path, ray_head: str) -> None:
     code = "import time; print('up', flush=True); time.sleep(120)"
     jobs = f'[jobs.slow]\ncommand = {json.dumps([PY, "-c", code])}\ntimeout = "4s"\n'
     write_config(tmp_path, _config(ray_head, jobs))
-    r = run_cli(tmp_path, "run", timeout=180)
+    r = cli(tmp_path, "run", timeout=180)
     assert r.returncode == 1
     s = job_summary(tmp_path, "slow")
     assert s["status"] == "timed_out" and s["failure"] == "timeout"
@@ -130,7 +131,7 @@ def test_output_arrives_as_the_same_records_as_locally(tmp_path: Path, ray_head:
         folder = tmp_path / executor
         folder.mkdir()
         write_config(folder, _config(ray_head, job).replace('executor = "ray"', f'executor = "{executor}"'))
-        r = run_cli(folder, "run", timeout=180)
+        r = cli(folder, "run", timeout=180)
         assert r.returncode == 0, r.stderr[-2000:]
         recs = read_jsonl(run_dir(folder) / "jobs" / "bar.jsonl")
         records[executor] = [x.get("line", x.get("data")) for x in recs if x["event"] == "job.output"]
@@ -142,6 +143,6 @@ def test_output_arrives_as_the_same_records_as_locally(tmp_path: Path, ray_head:
 
 def test_unreachable_cluster_is_a_usage_error(tmp_path: Path, ray_head: str) -> None:
     write_config(tmp_path, _config("http://127.0.0.1:1", '[jobs.a]\ncommand = ["true"]\n'))
-    r = run_cli(tmp_path, "run", timeout=60)
+    r = cli(tmp_path, "run", timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "cannot reach the Ray cluster" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import read_jsonl, run_cli, run_dir, start_cli, wait_for, write_config
-from helpers_cli import usage_error
+from conftest import read_jsonl, run_dir, start_cli, wait_for, write_config
+from helpers_cli import cli, usage_error
 from helpers_daemon import Daemons, daemon_config, submit, wait_final
 from report_project import make_project
 
@@ -115,7 +115,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("demo")
     make_project(folder, marker="report-demo")
     html = folder / "out" / "report.html"
-    r = run_cli(folder, "run", "--no-progress", "--report", str(html), timeout=120)
+    r = cli(folder, "run", "--no-progress", "--report", str(html), timeout=120)
     assert r.returncode == 0, r.stderr  # the failing job is optional
     assert f"report: {html}" in r.stderr
     return folder, html
@@ -158,7 +158,7 @@ def test_job_sample_events_recorded_once_a_second_at_most(demo_run: tuple[Path, 
     first, last = kinds.index("job.sample"), len(kinds) - 1 - kinds[::-1].index("job.sample")
     assert kinds.index("job.started") < first and last < kinds.index("job.exited")
     # `logs` shows a job's log for reading: the samples are left out
-    shown = run_cli(folder, "logs", "hungry")
+    shown = cli(folder, "logs", "hungry")
     assert shown.returncode == 0 and "job.exited" in shown.stdout and "job.sample" not in shown.stdout
     # the summary's peak is at least the largest sample
     summary = json.loads((rd / "summary.json").read_text())
@@ -173,12 +173,12 @@ def test_samples_stay_off_the_console(tmp_path: Path, marker: str) -> None:
         f'[discovery]\nenabled = false\n[defaults]\nenv = {{ TEST_MARKER = "{marker}" }}\n'
         f'[jobs.sleepy]\ncommand = ["{sys.executable}", "-c", "{code}"]\n',
     )
-    r = run_cli(tmp_path, "run", "--no-progress", "--log-file", "stream.jsonl")
+    r = cli(tmp_path, "run", "--no-progress", "--log-file", "stream.jsonl")
     assert r.returncode == 0, r.stderr
     assert "job.sample" not in r.stderr and "job.sample" not in r.stdout
     stream = read_jsonl(tmp_path / "stream.jsonl")
     assert any(x["event"] == "job.sample" for x in stream), "the --log-file stream is complete"
-    r = run_cli(tmp_path, "run", "--log-format", "json")
+    r = cli(tmp_path, "run", "--log-format", "json")
     assert r.returncode == 0 and "job.sample" not in r.stderr
 
 
@@ -254,9 +254,9 @@ def test_report_of_a_real_run_in_chromium(demo_run: tuple[Path, Path], browser: 
 
 def test_report_of_one_job(tmp_path: Path, marker: str, browser: Browser) -> None:
     make_project(tmp_path, marker)
-    r = run_cli(tmp_path, "run", "--no-progress", "--only", "cnn")
+    r = cli(tmp_path, "run", "--no-progress", "--only", "cnn")
     assert r.returncode == 0, r.stderr
-    r = run_cli(tmp_path, "report")
+    r = cli(tmp_path, "report")
     assert r.returncode == 0, r.stderr
     html = run_dir(tmp_path) / "report.html"  # the default: in the run folder
     assert r.stdout.strip() == f"wrote {html}"
@@ -281,7 +281,7 @@ def test_report_escapes_what_jobs_print(tmp_path: Path, marker: str, browser: Br
         f'[discovery]\nenabled = false\n[defaults]\nretries = 0\nenv = {{ TEST_MARKER = "{marker}" }}\n'
         f"[jobs.evil]\ncommand = {json.dumps([sys.executable, '-c', code])}\n",
     )
-    r = run_cli(tmp_path, "run", "--no-progress", "--report", "r.html")
+    r = cli(tmp_path, "run", "--no-progress", "--report", "r.html")
     assert r.returncode == 1, r.stderr
     html = tmp_path / "r.html"
     assert "</script><script>alert" not in html.read_text()
@@ -305,7 +305,7 @@ def test_report_of_a_run_in_progress(demo_run: tuple[Path, Path], tmp_path: Path
     cut = next(i for i, line in enumerate(lines) if b'"job.exited"' in line and b'"hungry"' in line)
     kept = [line for line in lines[:cut] if b'"run.finished"' not in line]
     (rd / "events.jsonl").write_bytes(b"".join(kept) + b'{"ts":"2026-11-27T17:46:17.1')  # cut short
-    r = run_cli(tmp_path, "report", str(rd), "-o", "p.html")
+    r = cli(tmp_path, "report", str(rd), "-o", "p.html")
     assert r.returncode == 0, r.stderr
     html = tmp_path / "p.html"
     data = page_data(html)
@@ -326,31 +326,31 @@ def test_report_bad_input_is_one_line_exit_2(demo_run: tuple[Path, Path], tmp_pa
     folder, _html = demo_run
     # no run at all
     (tmp_path / "empty").mkdir()
-    line = usage_error(run_cli(tmp_path / "empty", "report"))
+    line = usage_error(cli(tmp_path / "empty", "report"))
     assert "no run found" in line
     # a run id that is not there, a path that is not a run folder, a RUN that is neither
-    assert "no run 20200101T000000Z-abcd" in usage_error(run_cli(folder, "report", "20200101T000000Z-abcd"))
-    assert "not a run folder" in usage_error(run_cli(folder, "report", str(tmp_path / "empty")))
-    assert "neither a run id" in usage_error(run_cli(folder, "report", "nope"))
+    assert "no run 20200101T000000Z-abcd" in usage_error(cli(folder, "report", "20200101T000000Z-abcd"))
+    assert "not a run folder" in usage_error(cli(folder, "report", str(tmp_path / "empty")))
+    assert "neither a run id" in usage_error(cli(folder, "report", "nope"))
     # a finished run whose events file was cut short, or damaged in the middle
     rd = tmp_path / "cut"
     shutil.copytree(run_dir(folder), rd)
     data = (rd / "events.jsonl").read_bytes()
     (rd / "events.jsonl").write_bytes(data + b'{"ts":"2026-11-27T17:46:17.1')
-    assert "truncated" in usage_error(run_cli(folder, "report", str(rd)))
+    assert "truncated" in usage_error(cli(folder, "report", str(rd)))
     lines = data.splitlines(keepends=True)
     lines[2] = lines[2][:20] + b"\n"
     (rd / "events.jsonl").write_bytes(b"".join(lines))
-    assert "line 3 is not a whole JSON record" in usage_error(run_cli(folder, "report", str(rd)))
+    assert "line 3 is not a whole JSON record" in usage_error(cli(folder, "report", str(rd)))
     (rd / "events.jsonl").write_bytes(b"")
-    assert "holds no records" in usage_error(run_cli(folder, "report", str(rd)))
+    assert "holds no records" in usage_error(cli(folder, "report", str(rd)))
     # --since: a bad time, both RUN and --since, nothing in the window
-    assert "--since" in usage_error(run_cli(folder, "report", "--since", "yesterday-ish"))
-    assert "not both" in usage_error(run_cli(folder, "report", "latest", "--since", "1h"))
-    assert "recorded anything since" in usage_error(run_cli(folder, "report", "--since", "2099-01-01"))
+    assert "--since" in usage_error(cli(folder, "report", "--since", "yesterday-ish"))
+    assert "not both" in usage_error(cli(folder, "report", "latest", "--since", "1h"))
+    assert "recorded anything since" in usage_error(cli(folder, "report", "--since", "2099-01-01"))
     # an output file that cannot be written
     (tmp_path / "afile").write_text("")
-    assert "cannot write" in usage_error(run_cli(folder, "report", "-o", str(tmp_path / "afile" / "r.html")))
+    assert "cannot write" in usage_error(cli(folder, "report", "-o", str(tmp_path / "afile" / "r.html")))
 
 
 def test_run_report_after_ctrl_c(tmp_path: Path, marker: str) -> None:
@@ -393,7 +393,7 @@ def test_report_since_covers_a_daemons_tickets(tmp_path: Path, marker: str) -> N
     code = "import json; [print(json.dumps({'epoch': e, 'acc': e / 10})) for e in range(1, 4)]"
     jobs = f"[jobs.train]\ncommand = {json.dumps([sys.executable, '-c', code])}\n"
     write_config(tmp_path, daemon_config(marker, jobs))
-    r = run_cli(tmp_path, "run", "--no-progress")  # a one-shot run first
+    r = cli(tmp_path, "run", "--no-progress")  # a one-shot run first
     assert r.returncode == 0, r.stderr
     one_shot = run_dir(tmp_path).name
     daemons = Daemons()
@@ -403,7 +403,7 @@ def test_report_since_covers_a_daemons_tickets(tmp_path: Path, marker: str) -> N
         wait_final(tmp_path / "spool", tickets)
     finally:
         daemons.close()
-    r = run_cli(tmp_path, "report", "--since", "1h", "-o", "window.html")
+    r = cli(tmp_path, "report", "--since", "1h", "-o", "window.html")
     assert r.returncode == 0, r.stderr
     data = page_data(tmp_path / "window.html")
     ids = {j["id"] for j in data["jobs"]}
@@ -466,7 +466,7 @@ def test_step_summary_has_a_mermaid_gantt(demo_run: tuple[Path, Path], tmp_path:
     make_project(tmp_path, marker)
     summary = tmp_path / "step-summary.md"
     summary.write_text("# earlier step\n")
-    r = run_cli(tmp_path, "run", "--no-progress", "--only", "cnn", "flaky", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    r = cli(tmp_path, "run", "--no-progress", "--only", "cnn", "flaky", env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert r.returncode == 0, r.stderr
     text = summary.read_text()
     assert text.startswith("# earlier step\n") and "| cnn |" in text
@@ -508,7 +508,7 @@ def test_gantt_names_are_made_safe() -> None:
 
 def test_synthetic_big_run_renders(tmp_path: Path, browser: Browser) -> None:
     run = _bench().make_run(tmp_path, jobs=60, epochs=50)
-    r = run_cli(tmp_path, "report", str(run), "-o", "big.html")
+    r = cli(tmp_path, "report", str(run), "-o", "big.html")
     assert r.returncode == 0, r.stderr
     html = tmp_path / "big.html"
     data = page_data(html)
@@ -552,7 +552,7 @@ def test_gantt_jobs_named_like_mermaid_keywords(tmp_path: Path, marker: str) -> 
     jobs = "".join(f'[jobs.{name}]\ncommand = ["{sys.executable}", "-c", "pass"]\n' for name in ("title", "section"))
     write_config(tmp_path, f'[discovery]\nenabled = false\n[defaults]\nenv = {{ TEST_MARKER = "{marker}" }}\n{jobs}')
     step = tmp_path / "step.md"
-    r = run_cli(tmp_path, "run", "--no-progress", env={"GITHUB_STEP_SUMMARY": str(step)})
+    r = cli(tmp_path, "run", "--no-progress", env={"GITHUB_STEP_SUMMARY": str(step)})
     assert r.returncode == 0, r.stderr
     sections = check_gantt(gantt_blocks(step.read_text())[0])
     assert sections == {"title": ["attempt 1 succeeded"], "section": ["attempt 1 succeeded"]}
@@ -600,7 +600,7 @@ def test_compared_curves_on_different_scales_get_a_log_axis(tmp_path: Path, mark
         + job("regression", 3000)
         + job("classifier", 0.7),
     )
-    r = run_cli(tmp_path, "run", "--no-progress", "--report", "r.html")
+    r = cli(tmp_path, "run", "--no-progress", "--report", "r.html")
     assert r.returncode == 0, r.stderr
     page = browser.open(tmp_path / "r.html")
     try:

@@ -9,7 +9,8 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from conftest import PY, run_cli, summary, write_config
+from conftest import PY, summary, write_config
+from helpers_cli import cli
 
 from aimedres_async.engine.run import results_table
 
@@ -39,7 +40,7 @@ def test_results_table_in_a_pipe_is_never_cut(tmp_path: Path, marker: str) -> No
     write_config(
         tmp_path, config(marker, f"[jobs.wide]\ncommand = {command(f'print({json.dumps(json.dumps(MANY))})')}\n")
     )
-    r = run_cli(tmp_path, "run", "--no-progress")
+    r = cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 0, r.stderr
     row = next(line for line in r.stdout.splitlines() if line.startswith("wide "))
     assert row.endswith("metric_29=2.9") and "…" not in row and "..." not in row, row
@@ -78,7 +79,7 @@ def test_junit_timestamp_is_the_start_and_attempts_are_numbered(tmp_path: Path, 
     )
     write_config(tmp_path, config(marker, jobs))
     step = tmp_path / "step.md"
-    r = run_cli(tmp_path, "run", "--no-progress", "--junit-xml", "junit.xml", env={"GITHUB_STEP_SUMMARY": str(step)})
+    r = cli(tmp_path, "run", "--no-progress", "--junit-xml", "junit.xml", env={"GITHUB_STEP_SUMMARY": str(step)})
     assert r.returncode == 1, r.stderr
     s = summary(tmp_path)
     suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
@@ -110,7 +111,7 @@ def test_junit_timestamp_is_the_start_and_attempts_are_numbered(tmp_path: Path, 
 
 def test_junit_of_a_single_attempt_has_no_attempt_header(tmp_path: Path, marker: str) -> None:
     write_config(tmp_path, config(marker, f"[jobs.once]\ncommand = {command(FLAKY)}\n"))
-    assert run_cli(tmp_path, "run", "--no-progress", "--junit-xml", "junit.xml").returncode == 1
+    assert cli(tmp_path, "run", "--no-progress", "--junit-xml", "junit.xml").returncode == 1
     failure = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite/testcase/failure")
     assert failure is not None and (failure.text or "").splitlines() == ["line of attempt 1"]
 

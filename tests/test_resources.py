@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PY, events, job_summary, read_jsonl, run_cli, run_dir, summary, write_config
+from conftest import PY, events, job_summary, read_jsonl, run_dir, summary, write_config
+from helpers_cli import cli
 
 from aimedres_async.engine.scheduler import (
     MAX_BYPASS,
@@ -577,7 +578,7 @@ def test_gpus_are_handed_out_without_double_booking(tmp_path: Path, marker: str)
     ]
     jobs = "".join(probe_job(name, gpus, **args) for name, gpus, args in plan)
     write_config(tmp_path, cfg(marker, tmp_path, jobs, supervisor="gpus = [0, 1, 2]"))
-    r = run_cli(tmp_path, "run", "--no-progress")
+    r = cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 0, r.stderr + r.stdout
     shares = {name: float(gpus or 0) for name, gpus, _ in plan}
     lines = probe_lines(tmp_path)
@@ -621,7 +622,7 @@ def test_fractional_and_whole_gpu_jobs_with_one_gpu(tmp_path: Path, marker: str)
         + probe_job("c", 0.5)
     )
     write_config(tmp_path, cfg(marker, tmp_path, jobs, supervisor="gpus = [0]"))
-    r = run_cli(tmp_path, "run", "--no-progress")
+    r = cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 0, r.stderr
     lines = probe_lines(tmp_path)
     sweep(file_order(lines), {"a": 0.5, "b": 0.5, "c": 0.5, "whole": 1.0})
@@ -637,7 +638,7 @@ def test_memory_and_cpu_budgets_limit_what_runs_at_once(tmp_path: Path, marker: 
     jobs += "".join(probe_job(j, None, f"resources = {{ cpus = {c} }}\n") for j, c in cpu.items())
     jobs += probe_job("free", None)  # declares nothing: only needs a slot
     write_config(tmp_path, cfg(marker, tmp_path, jobs, supervisor='memory = "1GiB"\ncpus = 2'))
-    r = run_cli(tmp_path, "run", "--no-progress")
+    r = cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 0, r.stderr
     for order in (file_order(probe_lines(tmp_path)), event_order(tmp_path)):
         running: set[str] = set()
@@ -662,7 +663,7 @@ def test_a_big_job_behind_a_stream_of_small_ones_is_not_starved(tmp_path: Path, 
     jobs += probe_job("big", 3)
     jobs += "".join(probe_job(f"s{i}", 1, hold="0.3") for i in range(3, n_small))
     write_config(tmp_path, cfg(marker, tmp_path, jobs, supervisor="gpus = [0, 1, 2]"))
-    r = run_cli(tmp_path, "run", "--no-progress", timeout=120)
+    r = cli(tmp_path, "run", "--no-progress", timeout=120)
     assert r.returncode == 0, r.stderr
     big = job_summary(tmp_path, "big")
     assert big["status"] == "succeeded" and big["attempts"] == 1
@@ -707,14 +708,14 @@ def test_jobs_that_can_never_fit_stop_the_run_before_anything_starts(tmp_path: P
     ]
     for job, supervisor, message in cases:
         write_config(tmp_path, cfg(marker, tmp_path, touch + job, supervisor=supervisor))
-        r = run_cli(tmp_path, "run", "--no-progress")
+        r = cli(tmp_path, "run", "--no-progress")
         assert r.returncode == 2, (job, r.stdout, r.stderr)
         err = r.stderr.strip().splitlines()
         assert len(err) == 1 and message in err[0] and "Traceback" not in r.stderr, err
         assert not (tmp_path / "logs").exists()  # no run folder, no events: nothing started
         assert not (tmp_path / "ok-ran").exists()
         # `list` still works and points at it
-        lst = run_cli(tmp_path, "list")
+        lst = cli(tmp_path, "list")
         assert lst.returncode == 0, lst.stderr
         rows = {line.split()[0]: line.split() for line in lst.stdout.splitlines()}
         header = rows["ID"]
@@ -727,7 +728,7 @@ def test_jobs_that_can_never_fit_stop_the_run_before_anything_starts(tmp_path: P
 def test_list_fits_is_not_judged_locally_with_the_ray_executor(tmp_path: Path) -> None:
     jobs = '[jobs.g]\ncommand = ["true"]\nresources = { gpus = 1 }\n'
     write_config(tmp_path, f'[supervisor]\nexecutor = "ray"\ngpus = 0\n[discovery]\nenabled = false\n{jobs}')
-    lst = run_cli(tmp_path, "list")
+    lst = cli(tmp_path, "list")
     assert lst.returncode == 0, lst.stderr
     header, row = (line.split() for line in lst.stdout.splitlines()[:2])
     assert row[header.index("FITS") - len(header)] != "NO", lst.stdout
@@ -740,7 +741,7 @@ def test_two_never_fitting_jobs_are_both_named(tmp_path: Path, marker: str) -> N
         '[jobs.fine]\ncommand = ["true"]\nresources = { gpus = 3 }\n'
     )
     write_config(tmp_path, cfg(marker, tmp_path, jobs, supervisor="gpus = [0, 1, 2]"))
-    r = run_cli(tmp_path, "run")
+    r = cli(tmp_path, "run")
     assert r.returncode == 2
     assert "job big can never run here" in r.stderr and "job huge can never run here" in r.stderr
     assert "fine" not in r.stderr and not (tmp_path / "logs").exists()
@@ -783,7 +784,7 @@ def test_peak_rss_of_a_job_and_of_its_whole_process_group(tmp_path: Path, marker
         f"[jobs.family]\ncommand = {json.dumps([PY, 'family.py', '150000000', '3'])}\n"
     )
     write_config(tmp_path, cfg(marker, tmp_path, jobs, workers=1))
-    r = run_cli(tmp_path, "run", "--no-progress")
+    r = cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 0, r.stderr
     for job in ("solo", "family"):
         (ex,) = exited(tmp_path, job)
@@ -798,7 +799,7 @@ def test_peak_rss_of_a_small_job_is_its_own_not_the_supervisors(tmp_path: Path, 
     (not measured); long enough for the 1 s sampler, it is its own ~1 MiB."""
     jobs = '[jobs.tiny]\ncommand = ["sleep", "0.2"]\n[jobs.sampled]\ncommand = ["sleep", "3"]\n'
     write_config(tmp_path, cfg(marker, tmp_path, jobs))
-    assert run_cli(tmp_path, "run", "--no-progress").returncode == 0
+    assert cli(tmp_path, "run", "--no-progress").returncode == 0
     (tiny,) = exited(tmp_path, "tiny")
     assert 0 <= tiny["peak_rss_bytes"] < 10 * MIB, tiny
     (sampled,) = exited(tmp_path, "sampled")
@@ -841,7 +842,7 @@ OOM = """
 def test_sigkill_near_the_declared_memory_is_oom_killed_and_retried(tmp_path: Path, marker: str) -> None:
     jobs = py_job("oom", OOM, 'resources = { memory = "200MiB" }\nretries = 1\n') + py_job("sig", OOM)
     write_config(tmp_path, cfg(marker, tmp_path, jobs, workers=2))
-    r = run_cli(tmp_path, "run", "--no-progress")
+    r = cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 1
     oom = exited(tmp_path, "oom")
     assert [e["failure"] for e in oom] == ["oom_killed", "oom_killed"]
@@ -866,7 +867,7 @@ CUDA_OOM = """
 
 def test_cuda_out_of_memory_is_classified(tmp_path: Path, marker: str) -> None:
     write_config(tmp_path, cfg(marker, tmp_path, py_job("gpu", CUDA_OOM) + py_job("plain", "import sys; sys.exit(1)")))
-    r = run_cli(tmp_path, "run", "--no-progress")
+    r = cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 1
     (ex,) = exited(tmp_path, "gpu")
     assert ex["failure"] == "cuda_oom" and ex["exit_code"] == 1
@@ -882,7 +883,7 @@ def test_cuda_oom_retry_waits_until_it_has_the_gpu_to_itself(tmp_path: Path, mar
         "b", 0.5, **{"await": "end:a@1", "hold": "1.5"}
     )
     write_config(tmp_path, cfg(marker, tmp_path, jobs, supervisor="gpus = [0]"))
-    r = run_cli(tmp_path, "run", "--no-progress")
+    r = cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 0, r.stderr
     a = exited(tmp_path, "a")
     assert [(e["attempt"], e.get("failure")) for e in a] == [(1, "cuda_oom"), (2, None)]
@@ -910,7 +911,7 @@ def test_cuda_oom_of_an_earlier_attempt_does_not_label_the_next_failure(tmp_path
         sys.exit(3)
     """
     write_config(tmp_path, cfg(marker, tmp_path, py_job("gpu", code, "retries = 1\n")))
-    assert run_cli(tmp_path, "run", "--no-progress").returncode == 1
+    assert cli(tmp_path, "run", "--no-progress").returncode == 1
     assert [(e["exit_code"], e["failure"]) for e in exited(tmp_path, "gpu")] == [(1, "cuda_oom"), (3, "exit_code")]
 
 
@@ -930,7 +931,7 @@ def test_stall_watchdog_stops_and_retries_a_silent_job_but_not_a_chatty_one(tmp_
         "chatty", chatty, 'stall_timeout = "1s"\n'
     )
     write_config(tmp_path, cfg(marker, tmp_path, jobs, workers=2))
-    r = run_cli(tmp_path, "run", "--no-progress")
+    r = cli(tmp_path, "run", "--no-progress")
     assert r.returncode == 1
     ex = exited(tmp_path, "silent")
     assert [(e["attempt"], e["outcome"], e["failure"]) for e in ex] == [
@@ -959,7 +960,7 @@ def test_max_workers_auto_uses_recorded_peaks(tmp_path: Path, marker: str) -> No
     write_config(tmp_path, cfg(marker, tmp_path, jobs, supervisor='memory = "500MiB"'))
     cpus = os.cpu_count() or 1
     # no run recorded yet: one worker per CPU
-    first = run_cli(tmp_path, "run", "--no-progress", "--max-workers", "auto")
+    first = cli(tmp_path, "run", "--no-progress", "--max-workers", "auto")
     assert first.returncode == 0, first.stderr
     m = AUTO_LINE.search(first.stderr)
     assert m is not None, first.stderr
@@ -968,7 +969,7 @@ def test_max_workers_auto_uses_recorded_peaks(tmp_path: Path, marker: str) -> No
     peak = job_summary(tmp_path, "big")["peak_rss_bytes"]
     assert peak >= 280_000_000
     # now a ~300 MB peak is on record: 500 MiB holds one such job
-    second = run_cli(tmp_path, "run", "--no-progress", "--max-workers", "auto")
+    second = cli(tmp_path, "run", "--no-progress", "--max-workers", "auto")
     assert second.returncode == 0, second.stderr
     m = AUTO_LINE.search(second.stderr)
     assert m is not None, second.stderr
@@ -977,7 +978,7 @@ def test_max_workers_auto_uses_recorded_peaks(tmp_path: Path, marker: str) -> No
     assert "largest recorded peak" in m.group(2) and "500.0MiB" in m.group(2)
     assert events(tmp_path, "run.started")[0]["max_workers"] == n
     # an explicit count is taken as given, with no such line
-    third = run_cli(tmp_path, "run", "--no-progress", "--max-workers", "3")
+    third = cli(tmp_path, "run", "--no-progress", "--max-workers", "3")
     assert third.returncode == 0 and "max_workers auto" not in third.stderr
     assert events(tmp_path, "run.started")[0]["max_workers"] == 3
     assert summary(tmp_path)["max_workers"] == 3

@@ -8,7 +8,8 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
-from conftest import PY, events, job_summary, read_jsonl, run_cli, run_dir, start_cli, summary, wait_for, write_config
+from conftest import PY, events, job_summary, read_jsonl, run_dir, start_cli, summary, wait_for, write_config
+from helpers_cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,7 +43,7 @@ def output_records(folder: Path, job: str) -> list[dict]:
 def test_success_artifacts_and_metrics(tmp_path: Path, marker: str) -> None:
     code = "import json,sys,time; print('epoch 1 loss=0.9'); print(json.dumps({'acc': 0.5})); print(json.dumps({'acc': 0.9})); print('bye', file=sys.stderr); sys.stdout.flush(); time.sleep(1.5)"
     write_config(tmp_path, cfg(marker, f"[jobs.train]\ncommand = {py(code)}\n"))
-    proc = run_cli(tmp_path, "run", "--log-file", "stream.jsonl", "--junit-xml", "junit.xml")
+    proc = cli(tmp_path, "run", "--log-file", "stream.jsonl", "--junit-xml", "junit.xml")
     assert proc.returncode == 0, proc.stderr
     rd = run_dir(tmp_path)
     assert (tmp_path / "logs" / "latest").is_symlink()
@@ -82,7 +83,7 @@ def test_success_artifacts_and_metrics(tmp_path: Path, marker: str) -> None:
 
 def test_run_id_format_and_provenance(tmp_path: Path, marker: str) -> None:
     write_config(tmp_path, cfg(marker, '[jobs.a]\ncommand = ["true"]\n'))
-    assert run_cli(tmp_path, "run").returncode == 0
+    assert cli(tmp_path, "run").returncode == 0
     started = events(tmp_path, "run.started")[0]
     import re
 
@@ -97,12 +98,12 @@ def test_run_id_format_and_provenance(tmp_path: Path, marker: str) -> None:
 def test_exit_codes_required_optional_partial(tmp_path: Path, marker: str) -> None:
     jobs = '[jobs.good]\ncommand = ["true"]\n[jobs.bad]\ncommand = ["false"]\n'
     write_config(tmp_path, cfg(marker, jobs))
-    r = run_cli(tmp_path, "run")
+    r = cli(tmp_path, "run")
     assert r.returncode == 1
     assert job_summary(tmp_path, "bad")["failure"] == "exit_code"
-    assert run_cli(tmp_path, "run", "--allow-partial-success").returncode == 0
+    assert cli(tmp_path, "run", "--allow-partial-success").returncode == 0
     write_config(tmp_path, cfg(marker, jobs + "optional = true\n"))
-    assert run_cli(tmp_path, "run").returncode == 0
+    assert cli(tmp_path, "run").returncode == 0
 
 
 def test_flaky_job_succeeds_on_third_attempt_with_growing_delays(tmp_path: Path, marker: str) -> None:
@@ -116,7 +117,7 @@ def test_flaky_job_succeeds_on_third_attempt_with_growing_delays(tmp_path: Path,
         'backoff = { initial = "100ms", factor = 3.0, max = "10s", jitter = 0.0 }\n'
     )
     write_config(tmp_path, cfg(marker, jobs))
-    assert run_cli(tmp_path, "run").returncode == 0
+    assert cli(tmp_path, "run").returncode == 0
     retrying = events(tmp_path, "job.retrying")
     assert [e["delay_s"] for e in retrying] == [0.1, 0.3]
     assert [e["next_attempt"] for e in retrying] == [2, 3]
@@ -138,7 +139,7 @@ def test_jitter_keeps_delay_within_bounds(tmp_path: Path, marker: str) -> None:
         'backoff = { initial = "100ms", factor = 2.0, max = "150ms", jitter = 0.5 }\n'
     )
     write_config(tmp_path, cfg(marker, jobs))
-    assert run_cli(tmp_path, "run").returncode == 1
+    assert cli(tmp_path, "run").returncode == 1
     delays = [e["delay_s"] for e in events(tmp_path, "job.retrying")]
     assert len(delays) == 3
     for base, d in zip([0.1, 0.15, 0.15], delays, strict=True):  # capped at max
@@ -169,7 +170,7 @@ def test_spawn_failure_is_not_retried(tmp_path: Path, marker: str) -> None:
         '[jobs.missing]\nscript = "train_missing.py"\nretries = 3\n'
     )
     write_config(tmp_path, cfg(marker, jobs))
-    r = run_cli(tmp_path, "run")
+    r = cli(tmp_path, "run")
     assert r.returncode == 1
     for job in ("nosuch", "missing"):
         s = job_summary(tmp_path, job)
@@ -186,7 +187,7 @@ def test_timeout_then_retry(tmp_path: Path, marker: str) -> None:
         'backoff = { initial = "10ms", jitter = 0.0 }\n'
     )
     write_config(tmp_path, cfg(marker, jobs))
-    assert run_cli(tmp_path, "run").returncode == 1
+    assert cli(tmp_path, "run").returncode == 1
     exited = events(tmp_path, "job.exited")
     assert [e["outcome"] for e in exited] == ["timed_out", "timed_out"]
     assert all(e["failure"] == "timeout" and e["signal"] == "SIGINT" for e in exited)
@@ -199,7 +200,7 @@ def test_job_ignoring_stop_signal_is_killed_after_grace(tmp_path: Path, marker: 
     )
     jobs = f'[jobs.stubborn]\ncommand = {py(code)}\ntimeout = "500ms"\n'
     write_config(tmp_path, cfg(marker, jobs, supervisor='stop_signal = "SIGTERM"'))
-    assert run_cli(tmp_path, "run").returncode == 1
+    assert cli(tmp_path, "run").returncode == 1
     (exited,) = events(tmp_path, "job.exited")
     assert exited["outcome"] == "timed_out" and exited["signal"] == "SIGKILL"
     assert exited["duration_s"] >= 1.4  # timeout + the whole grace period before SIGKILL
@@ -212,7 +213,7 @@ def test_grandchild_holding_stdout_does_not_hang(tmp_path: Path, marker: str) ->
         '[jobs.escaped]\ncommand = ["sh", "-c", "setsid sleep 60 & echo escaped-main-done"]\n'
     )
     write_config(tmp_path, cfg(marker, jobs))
-    r = run_cli(tmp_path, "run", timeout=30)
+    r = cli(tmp_path, "run", timeout=30)
     assert r.returncode == 0, r.stderr
     assert [x["line"] for x in output_records(tmp_path, "leaky")] == ["main-done"]
     assert [x["line"] for x in output_records(tmp_path, "escaped")] == ["escaped-main-done"]
@@ -229,7 +230,7 @@ def test_hostile_output(tmp_path: Path, marker: str) -> None:
         f"[jobs.flood]\ncommand = {py(flood)}\n[jobs.closer]\ncommand = {py(closer)}\n"
     )
     write_config(tmp_path, cfg(marker, jobs))
-    assert run_cli(tmp_path, "run", timeout=60).returncode == 0
+    assert cli(tmp_path, "run", timeout=60).returncode == 0
     parts = output_records(tmp_path, "big")
     assert all(p["partial"] for p in parts) and len(parts) == 5
     assert "".join(p["line"] for p in parts) == "x" * 5_000_000
@@ -243,7 +244,7 @@ def test_hostile_output(tmp_path: Path, marker: str) -> None:
 def test_max_line_bytes_is_configurable(tmp_path: Path, marker: str) -> None:
     code = "print('a' * 3000)"
     write_config(tmp_path, cfg(marker, f"[jobs.j]\ncommand = {py(code)}\n", supervisor='max_line_bytes = "1KiB"'))
-    assert run_cli(tmp_path, "run").returncode == 0
+    assert cli(tmp_path, "run").returncode == 0
     parts = output_records(tmp_path, "j")
     assert [len(p["line"]) for p in parts] == [1024, 1024, 952] and all(p["partial"] for p in parts)
 
@@ -254,7 +255,7 @@ def test_environment_and_cwd(tmp_path: Path, marker: str) -> None:
     write_config(tmp_path, cfg(marker, jobs).replace("env = {", 'env = { A = "default", B = "default",', 1))
     sub = tmp_path / "elsewhere"
     sub.mkdir()
-    r = run_cli(sub, "--config", str(tmp_path / "aimedres.toml"), "run", env={"NOTIFY_SOCKET": "/tmp/x"})
+    r = cli(sub, "--config", str(tmp_path / "aimedres.toml"), "run", env={"NOTIFY_SOCKET": "/tmp/x"})
     assert r.returncode == 0, r.stderr
     m = job_summary(tmp_path, "envy")["metrics"]
     assert m["AIMEDRES_JOB_ID"] == "envy" and m["AIMEDRES_ATTEMPT"] == "1"
@@ -310,7 +311,7 @@ def test_worker_limit(tmp_path: Path, marker: str, parallel: str, workers: int, 
         .replace("max_workers = 4", f"max_workers = {workers}")
     )
     write_config(tmp_path, body)
-    assert run_cli(tmp_path, "run").returncode == 0
+    assert cli(tmp_path, "run").returncode == 0
     iv = _intervals(tmp_path / "times.log")
     assert len(iv) == 6
     assert _max_overlap(iv) == expected  # never more than the limit; its batch always overlaps
@@ -321,7 +322,7 @@ def test_worker_limit(tmp_path: Path, marker: str, parallel: str, workers: int, 
 
 def test_cli_max_workers_overrides_config(tmp_path: Path, marker: str) -> None:
     write_config(tmp_path, cfg(marker, '[jobs.a]\ncommand = ["true"]\n'))
-    assert run_cli(tmp_path, "run", "--max-workers", "7").returncode == 0
+    assert cli(tmp_path, "run", "--max-workers", "7").returncode == 0
     assert events(tmp_path, "run.started")[0]["max_workers"] == 7
 
 
@@ -330,7 +331,7 @@ def test_fail_fast_stops_the_others(tmp_path: Path, marker: str) -> None:
         '[jobs.boom]\ncommand = ["false"]\n[jobs.long]\ncommand = ["sleep", "30"]\n[jobs.later]\ncommand = ["true"]\n'
     )
     write_config(tmp_path, cfg(marker, jobs).replace("max_workers = 4", "max_workers = 2"))
-    r = run_cli(tmp_path, "run", "--fail-fast", timeout=20)
+    r = cli(tmp_path, "run", "--fail-fast", timeout=20)
     assert r.returncode == 1
     st = {j["id"]: j["status"] for j in summary(tmp_path)["jobs"]}
     assert st == {"boom": "failed", "long": "cancelled", "later": "cancelled"}
@@ -340,14 +341,14 @@ def test_fail_fast_stops_the_others(tmp_path: Path, marker: str) -> None:
 def test_verbose_prefixes_output(tmp_path: Path, marker: str) -> None:
     jobs = f"[jobs.talk]\ncommand = {py('import sys; print(1); print(2); print(3, file=sys.stderr)')}\n"
     write_config(tmp_path, cfg(marker, jobs))
-    r = run_cli(tmp_path, "run", "--verbose")
+    r = cli(tmp_path, "run", "--verbose")
     assert r.returncode == 0
     assert "[talk] 1\n[talk] 2\n" in r.stdout and "[talk:err] 3\n" in r.stdout
 
 
 def test_json_console(tmp_path: Path, marker: str) -> None:
     write_config(tmp_path, cfg(marker, '[jobs.a]\ncommand = ["true"]\n'))
-    r = run_cli(tmp_path, "run", "--log-format", "json")
+    r = cli(tmp_path, "run", "--log-format", "json")
     assert r.returncode == 0
     lines = [json.loads(x) for x in r.stderr.splitlines()]
     assert next(x["event"] for x in lines) == "run.started" and lines[-1]["event"] == "run.finished"
@@ -360,21 +361,21 @@ def test_resume_skips_succeeded_and_reruns_changed(tmp_path: Path, marker: str) 
         '[jobs.flop]\ncommand = ["sh", "-c", "echo run >> flop.count; test -e fixed"]\n'
     )
     write_config(tmp_path, cfg(marker, jobs))
-    assert run_cli(tmp_path, "run").returncode == 1
+    assert cli(tmp_path, "run").returncode == 1
     first = summary(tmp_path)["run"]
     (tmp_path / "fixed").touch()
-    assert run_cli(tmp_path, "run", "--resume").returncode == 0
+    assert cli(tmp_path, "run", "--resume").returncode == 0
     st = {j["id"]: j["status"] for j in summary(tmp_path)["jobs"]}
     assert st == {"ok": "skipped", "flop": "succeeded"}
     assert (tmp_path / "ok.count").read_text().count("run") == 1
     assert (tmp_path / "flop.count").read_text().count("run") == 2
     # a changed command is re-run even though it succeeded before
     write_config(tmp_path, cfg(marker, jobs.replace("echo run", "echo  run")))
-    assert run_cli(tmp_path, "run", "--resume", first).returncode == 0
+    assert cli(tmp_path, "run", "--resume", first).returncode == 0
     assert (tmp_path / "ok.count").read_text().count("run") == 2
-    r = run_cli(tmp_path, "run", "--resume", "20000101T000000Z-ffff")
+    r = cli(tmp_path, "run", "--resume", "20000101T000000Z-ffff")
     assert r.returncode == 2 and "no run to resume" in r.stderr
-    r = run_cli(tmp_path, "run", "--resume", "../../etc")
+    r = cli(tmp_path, "run", "--resume", "../../etc")
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
@@ -385,7 +386,7 @@ def test_github_step_summary(tmp_path: Path, marker: str) -> None:
     )
     step = tmp_path / "step.md"
     step.write_text("earlier step\n")
-    assert run_cli(tmp_path, "run", env={"GITHUB_STEP_SUMMARY": str(step)}).returncode == 0
+    assert cli(tmp_path, "run", env={"GITHUB_STEP_SUMMARY": str(step)}).returncode == 0
     text = step.read_text()
     assert text.startswith("earlier step\n") and "| m | succeeded | 1 |" in text and "a=1" in text
 
@@ -394,7 +395,7 @@ def test_junit_failure_carries_last_lines(tmp_path: Path, marker: str) -> None:
     code = "import sys\nfor i in range(80): print(f'line {i}')\nsys.exit(3)"
     jobs = f'[jobs.req]\ncommand = {py(code)}\n[jobs.opt]\ncommand = ["false"]\noptional = true\n'
     write_config(tmp_path, cfg(marker, jobs))
-    assert run_cli(tmp_path, "run", "--junit-xml", "j.xml").returncode == 1
+    assert cli(tmp_path, "run", "--junit-xml", "j.xml").returncode == 1
     suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
     assert suite is not None
     cases = {c.get("name"): c for c in suite.findall("testcase")}
@@ -413,7 +414,7 @@ def test_bundled_examples_train(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(REPO / "examples", repo / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "aimedres.toml", repo / "aimedres.toml")
-    r = run_cli(repo, "run", "--epochs", "2", "--folds", "2", "--junit-xml", "junit.xml", timeout=120)
+    r = cli(repo, "run", "--epochs", "2", "--folds", "2", "--junit-xml", "junit.xml", timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     jobs = {j["id"]: j for j in summary(repo)["jobs"]}
     assert len(jobs) >= 3 and all(j["status"] == "succeeded" for j in jobs.values())
@@ -429,13 +430,13 @@ def test_bundled_examples_train(tmp_path: Path) -> None:
 def test_no_traceback_on_unwritable_logs_dir(tmp_path: Path, marker: str) -> None:
     (tmp_path / "blocker").write_text("a file, not a folder")
     write_config(tmp_path, cfg(marker, '[jobs.a]\ncommand = ["true"]\n', supervisor='logs_dir = "blocker/logs"'))
-    r = run_cli(tmp_path, "run")
+    r = cli(tmp_path, "run")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "blocker" in r.stderr
 
 
 def test_dry_run_is_shell_quoted(tmp_path: Path) -> None:
     write_config(tmp_path, '[discovery]\nenabled = false\n[jobs.q]\ncommand = ["echo", "two words", "it\'s"]\n')
-    r = run_cli(tmp_path, "run", "--dry-run")
+    r = cli(tmp_path, "run", "--dry-run")
     assert r.returncode == 0
     assert "echo 'two words' 'it'\"'\"'s'" in r.stdout
     assert not (tmp_path / "logs").exists()
@@ -447,7 +448,7 @@ def test_discovered_script_gets_its_flags(tmp_path: Path, marker: str) -> None:
         "p.add_argument('--output-dir')\na = p.parse_args()\nprint(json.dumps({'epochs': a.epochs, 'out': a.output_dir}))\n"
     )
     write_config(tmp_path, cfg(marker, "").replace("[discovery]\nenabled = false", '[discovery]\nroots = ["."]'))
-    r = run_cli(tmp_path, "run", "--epochs", "7", "--folds", "3")
+    r = cli(tmp_path, "run", "--epochs", "7", "--folds", "3")
     assert r.returncode == 0, r.stderr
     m = job_summary(tmp_path, "x")["metrics"]
     assert m == {"epochs": 7, "out": str(tmp_path / "results" / "x")}  # --folds: not declared, not passed
@@ -459,7 +460,7 @@ def test_many_short_jobs_all_finish_and_the_run_exits(tmp_path: Path, marker: st
     jobs = "".join(f'[jobs.t{i}]\ncommand = ["true"]\n' for i in range(600))
     write_config(tmp_path, cfg(marker, jobs).replace("max_workers = 4", "max_workers = 8"))
     for _ in range(2):
-        r = run_cli(tmp_path, "run", "--log-format", "json", timeout=120)
+        r = cli(tmp_path, "run", "--log-format", "json", timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
         assert summary(tmp_path)["counts"] == {"succeeded": 600}
 
@@ -478,7 +479,7 @@ def test_pipes_grow_only_for_jobs_that_fill_them(tmp_path: Path, marker: str) ->
     quiet = "import fcntl,json; print(json.dumps({'out': fcntl.fcntl(1, 1032), 'err': fcntl.fcntl(2, 1032)}))"
     jobs = f"[jobs.loud]\ncommand = {py(code)}\n[jobs.quiet]\ncommand = {py(quiet)}\n"
     write_config(tmp_path, cfg(marker, jobs))
-    r = run_cli(tmp_path, "run")
+    r = cli(tmp_path, "run")
     assert r.returncode == 0, r.stderr
     assert job_summary(tmp_path, "loud")["metrics"] == {"before": 65536, "after": 1 << 20, "stderr": 65536, "stdin": ""}
     assert job_summary(tmp_path, "quiet")["metrics"] == {"out": 65536, "err": 65536}

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PY, events, job_summary, read_jsonl, run_cli, run_dir, start_cli, summary, wait_for, write_config
+from conftest import PY, events, job_summary, read_jsonl, run_dir, start_cli, summary, wait_for, write_config
+from helpers_cli import cli
 from helpers_daemon import Daemons, drop, result, wait_final
 from test_log_schema import check_run_folder
 
@@ -131,9 +132,7 @@ def test_bundled_examples_train_on_slurm(tmp_path: Path, slurm_env: dict[str, st
     shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     body = (REPO / "aimedres.toml").read_text().replace("[supervisor]", '[supervisor]\nexecutor = "slurm"')
     write_config(tmp_path, body + '\n[slurm]\npoll_interval = "300ms"\n')
-    r = run_cli(
-        tmp_path, "run", "--epochs", "2", "--folds", "2", "--junit-xml", "junit.xml", timeout=280, env=slurm_env
-    )
+    r = cli(tmp_path, "run", "--epochs", "2", "--folds", "2", "--junit-xml", "junit.xml", timeout=280, env=slurm_env)
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = {j["id"]: j for j in summary(tmp_path)["jobs"]}
     assert len(jobs) == 3 and all(j["status"] == "succeeded" for j in jobs.values()), jobs
@@ -150,7 +149,7 @@ def test_bundled_examples_train_on_slurm(tmp_path: Path, slurm_env: dict[str, st
 def test_failing_job_is_retried_as_new_slurm_jobs(tmp_path: Path, slurm_env: dict[str, str]) -> None:
     code = "import sys; print('trying'); sys.exit(3)"
     write_config(tmp_path, _config(_job("flop", code, 'retries = 1\nbackoff = { initial = "100ms", jitter = 0.0 }\n')))
-    r = run_cli(tmp_path, "run", timeout=120, env=slurm_env)
+    r = cli(tmp_path, "run", timeout=120, env=slurm_env)
     assert r.returncode == 1, r.stderr[-2000:]
     s = job_summary(tmp_path, "flop")
     assert s["status"] == "failed" and s["attempts"] == 2 and s["exit_code"] == 3 and s["failure"] == "exit_code"
@@ -170,7 +169,7 @@ def test_timeout_stops_the_slurm_job_with_the_stop_signal(tmp_path: Path, slurm_
         "print('up', flush=True)\ntime.sleep(120)\n"
     )
     write_config(tmp_path, _config(_job("slow", code, 'timeout = "3s"\n')))
-    r = run_cli(tmp_path, "run", timeout=120, env=slurm_env)
+    r = cli(tmp_path, "run", timeout=120, env=slurm_env)
     assert r.returncode == 1, r.stderr[-2000:]
     s = job_summary(tmp_path, "slow")
     assert s["status"] == "timed_out" and s["failure"] == "timeout"
@@ -191,7 +190,7 @@ def test_slurms_own_time_limit_is_timed_out(tmp_path: Path, slurm_env: dict[str,
             slurm='sbatch_options = ["--time=1"]',
         ),
     )
-    r = run_cli(tmp_path, "run", timeout=280, env=slurm_env)
+    r = cli(tmp_path, "run", timeout=280, env=slurm_env)
     assert r.returncode == 1, r.stderr[-2000:]
     s = job_summary(tmp_path, "limit")
     assert s["status"] == "timed_out" and s["failure"] == "timeout" and "TIMEOUT" in s["error"]
@@ -205,7 +204,7 @@ def test_job_over_its_memory_is_oom_killed(tmp_path: Path, slurm_env: dict[str, 
         "time.sleep(30)\n"
     )
     write_config(tmp_path, _config(_job("hog", code, 'resources = { memory = "100MiB" }\n')))
-    r = run_cli(tmp_path, "run", timeout=120, env=slurm_env)
+    r = cli(tmp_path, "run", timeout=120, env=slurm_env)
     assert r.returncode == 1, r.stderr[-2000:]
     s = job_summary(tmp_path, "hog")
     assert s["status"] == "failed" and s["failure"] == "oom_killed", s
@@ -217,7 +216,7 @@ def test_job_over_its_memory_is_oom_killed(tmp_path: Path, slurm_env: dict[str, 
 def test_peak_rss_comes_from_sstat(tmp_path: Path, slurm_env: dict[str, str]) -> None:
     code = "import time\nx = bytearray(300 << 20)\nfor i in range(len(x) // 4096): x[i * 4096] = 1\ntime.sleep(8)\n"
     write_config(tmp_path, _config(_job("big", code)))
-    r = run_cli(tmp_path, "run", timeout=120, env=slurm_env)
+    r = cli(tmp_path, "run", timeout=120, env=slurm_env)
     assert r.returncode == 0, r.stderr[-2000:]
     peak = job_summary(tmp_path, "big")["peak_rss_bytes"]
     assert 300 << 20 <= peak < 2 << 30, peak
@@ -294,7 +293,7 @@ def test_output_arrives_as_the_same_records_as_locally(tmp_path: Path, slurm_env
         folder.mkdir()
         body = _config(job, 'max_line_bytes = 1024\n[logging]\nredact = ["MRN\\\\d{6,}"]\n')
         write_config(folder, body.replace('executor = "slurm"', f'executor = "{executor}"'))
-        r = run_cli(folder, "run", "--log-file", "all.jsonl", timeout=120, env={**slurm_env, "WANT_CWD": str(folder)})
+        r = cli(folder, "run", "--log-file", "all.jsonl", timeout=120, env={**slurm_env, "WANT_CWD": str(folder)})
         assert r.returncode == 0, r.stderr[-2000:]
         records[executor] = {
             stream: [
@@ -323,7 +322,7 @@ def test_max_pending_fails_with_slurms_reason(tmp_path: Path, slurm_env: dict[st
         tmp_path,
         _config(_job("later", "print('ran')"), slurm='max_pending = "2s"\nsbatch_options = ["--begin=now+3600"]'),
     )
-    r = run_cli(tmp_path, "run", timeout=120, env=slurm_env)
+    r = cli(tmp_path, "run", timeout=120, env=slurm_env)
     assert r.returncode == 1, r.stderr[-2000:]
     s = job_summary(tmp_path, "later")
     assert s["status"] == "failed" and s["failure"] == "max_pending" and "BeginTime" in s["error"], s
@@ -357,7 +356,7 @@ def test_no_slurm_on_path_is_one_line_exit_2(tmp_path: Path, slurm_env: dict[str
     write_config(tmp_path, _config(_job("a", "print(1)")))
     empty = tmp_path / "bin"
     empty.mkdir()
-    r = run_cli(tmp_path, "run", timeout=60, env={**slurm_env, "PATH": str(empty)})
+    r = cli(tmp_path, "run", timeout=60, env={**slurm_env, "PATH": str(empty)})
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "not found: sbatch" in lines[0], lines
@@ -370,7 +369,7 @@ def test_controller_down_is_one_line_exit_2(tmp_path: Path, slurm_env: dict[str,
         re.sub(r"SlurmctldPort=\d+", "SlurmctldPort=1", conf).replace("MessageTimeout=10", "MessageTimeout=2")
     )
     write_config(tmp_path, _config(_job("a", "print(1)")))
-    r = run_cli(tmp_path, "run", timeout=120, env={"SLURM_CONF": str(down)})
+    r = cli(tmp_path, "run", timeout=120, env={"SLURM_CONF": str(down)})
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Slurm controller does not answer" in lines[0], lines
@@ -378,10 +377,10 @@ def test_controller_down_is_one_line_exit_2(tmp_path: Path, slurm_env: dict[str,
 
 def test_validate_checks_the_partition(tmp_path: Path, slurm_env: dict[str, str]) -> None:
     write_config(tmp_path, _config(_job("a", "print(1)")))
-    ok = run_cli(tmp_path, "validate", env=slurm_env)
+    ok = cli(tmp_path, "validate", env=slurm_env)
     assert ok.returncode == 0 and "ok" in ok.stdout, ok.stderr
     write_config(tmp_path, _config(_job("a", "print(1)"), slurm='partition = "nosuch"'))
-    bad = run_cli(tmp_path, "validate", env=slurm_env)
+    bad = cli(tmp_path, "validate", env=slurm_env)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "no such partition" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
@@ -391,7 +390,7 @@ def test_list_says_which_jobs_fit_the_cluster(tmp_path: Path, slurm_env: dict[st
         "huge", "print(1)", "resources = { cpus = 4096 }\n"
     )
     write_config(tmp_path, _config(jobs).replace('executor = "slurm"', 'executor = "local"'))
-    r = run_cli(tmp_path, "list", "--executor", "slurm", env=slurm_env)
+    r = cli(tmp_path, "list", "--executor", "slurm", env=slurm_env)
     assert r.returncode == 0, r.stderr
     header, *rows = r.stdout.splitlines()
     col = header.index("FITS")
@@ -402,7 +401,7 @@ def test_list_says_which_jobs_fit_the_cluster(tmp_path: Path, slurm_env: dict[st
 def test_slurm_table_is_validated_strictly(tmp_path: Path) -> None:
     body = _config(_job("a", "print(1)"), slurm='partiton = "gpu"\nmax_pending = "soon"\nsbatch_options = "-N 2"')
     write_config(tmp_path, body.replace('poll_interval = "300ms"', 'poll_interval = "1ms"'))
-    r = run_cli(tmp_path, "validate")
+    r = cli(tmp_path, "validate")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "slurm.partiton: unknown key (did you mean 'partition'?)" in r.stderr
     assert "slurm.poll_interval: must be at least 100ms" in r.stderr
@@ -549,7 +548,7 @@ def test_fail_fast_scancels_the_other_jobs(tmp_path: Path, slurm_env: dict[str, 
     long = "import time\nfor i in range(600): print(i, flush=True); time.sleep(0.2)"
     jobs = _job("long", long) + _job("boom", "import time, sys; time.sleep(2); sys.exit(9)")
     write_config(tmp_path, _config(jobs))
-    r = run_cli(tmp_path, "run", "--fail-fast", timeout=120, env=slurm_env)
+    r = cli(tmp_path, "run", "--fail-fast", timeout=120, env=slurm_env)
     assert r.returncode == 1, r.stderr[-2000:]
     statuses = {j["id"]: (j["status"], j["failure"]) for j in summary(tmp_path)["jobs"]}
     assert statuses == {"boom": ("failed", "exit_code"), "long": ("cancelled", None)}, statuses
@@ -559,7 +558,7 @@ def test_fail_fast_scancels_the_other_jobs(tmp_path: Path, slurm_env: dict[str, 
 def test_stall_timeout_stops_a_silent_slurm_job(tmp_path: Path, slurm_env: dict[str, str]) -> None:
     code = "import time; print('loading', flush=True); time.sleep(120)"
     write_config(tmp_path, _config(_job("hung", code, 'stall_timeout = "3s"\n')))
-    r = run_cli(tmp_path, "run", timeout=120, env=slurm_env)
+    r = cli(tmp_path, "run", timeout=120, env=slurm_env)
     assert r.returncode == 1, r.stderr[-2000:]
     s = job_summary(tmp_path, "hung")
     assert s["status"] == "stalled" and s["failure"] == "stalled", s
@@ -568,7 +567,7 @@ def test_stall_timeout_stops_a_silent_slurm_job(tmp_path: Path, slurm_env: dict[
 
 def test_a_job_sbatch_refuses_is_spawn_failed_with_its_message(tmp_path: Path, slurm_env: dict[str, str]) -> None:
     write_config(tmp_path, _config(_job("odd", "print(1)", "retries = 2\n"), slurm='sbatch_options = ["--time=bogus"]'))
-    r = run_cli(tmp_path, "run", timeout=60, env=slurm_env)
+    r = cli(tmp_path, "run", timeout=60, env=slurm_env)
     assert r.returncode == 1, r.stderr[-2000:]
     s = job_summary(tmp_path, "odd")
     assert s["status"] == "spawn_failed" and s["attempts"] == 1, s
@@ -578,7 +577,7 @@ def test_a_job_sbatch_refuses_is_spawn_failed_with_its_message(tmp_path: Path, s
 def test_a_job_no_node_could_run_is_refused_before_anything_starts(tmp_path: Path, slurm_env: dict[str, str]) -> None:
     jobs = _job("fine", "print(1)") + _job("huge", "print(1)", "resources = { cpus = 4096 }\n")
     write_config(tmp_path, _config(jobs))
-    r = run_cli(tmp_path, "run", timeout=60, env=slurm_env)
+    r = cli(tmp_path, "run", timeout=60, env=slurm_env)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "job huge can never run on the Slurm cluster: it asks for cpus=4096" in lines[0], lines
