@@ -17,8 +17,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from aimedres_async.records import sinks
-from aimedres_async.records.sinks import Framer, last_lines
+from aimedres_async.records import framing, sinks
+from aimedres_async.records.framing import Framer
+from aimedres_async.records.sinks import last_lines
 
 TS_RE = re.compile(rb"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 TS_FIELD = re.compile(rb'^\{"ts":"[^"]*","t":[0-9.]+,')
@@ -121,7 +122,7 @@ def test_run_job_attempt_and_stream_come_from_the_framer() -> None:
 
 def test_timestamp_is_rfc3339_utc_with_microseconds() -> None:
     for _ in range(200):
-        assert TS_RE.match(sinks.timestamp())
+        assert TS_RE.match(framing.timestamp())
     assert sinks.timestamp_str().endswith("Z") and len(sinks.timestamp_str()) == len("2026-11-23T11:33:47.123456Z")
 
 
@@ -192,7 +193,7 @@ def test_crlf_split_after_a_nonempty_line_keeps_later_blank_lines() -> None:
 
 
 class _Spy:
-    """Wraps sinks._LINE to see whether the careful (line-by-line) path ran."""
+    """Wraps framing._LINE to see whether the careful (line-by-line) path ran."""
 
     def __init__(self, pattern: re.Pattern[bytes]) -> None:
         self.pattern = pattern
@@ -209,12 +210,12 @@ def _strip_ts(raw: bytes) -> list[bytes]:
 
 def _fast_and_careful(monkeypatch: pytest.MonkeyPatch, text: bytes) -> tuple[bytes, bytes]:
     """Frame the same complete lines once on the fast path and once on the careful one."""
-    spy = _Spy(sinks._LINE)
-    monkeypatch.setattr(sinks, "_LINE", spy)
+    spy = _Spy(framing._LINE)
+    monkeypatch.setattr(framing, "_LINE", spy)
     fast = feed(make_framer(1 << 20), text)[0]
     assert spy.calls == 0, "plain ASCII lines in one chunk take the bytes.replace path"
     # the same chunk, with the framer told that every byte needs care
-    monkeypatch.setattr(sinks, "_PLAIN", b"")
+    monkeypatch.setattr(framing, "_PLAIN", b"")
     careful = feed(make_framer(1 << 20), text)[0]
     assert spy.calls == 1, "the careful path ran"
     return fast, careful
@@ -233,8 +234,8 @@ def test_fast_and_careful_paths_give_identical_records(monkeypatch: pytest.Monke
 def test_every_byte_value_frames_to_a_valid_record(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each of the 256 byte values inside a line: the fast path takes only bytes that need no
     escaping (printable ASCII but `"`, `\\` and `{`), and every record is valid JSON that keeps it."""
-    spy = _Spy(sinks._LINE)
-    monkeypatch.setattr(sinks, "_LINE", spy)
+    spy = _Spy(framing._LINE)
+    monkeypatch.setattr(framing, "_LINE", spy)
     plain = set(range(0x20, 0x7F)) - set(b'"\\{')
     for b in range(256):
         if b in b"\r\n":
@@ -622,5 +623,5 @@ def test_tail_block_is_bounded() -> None:
     tail: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=8)
     f = make_framer(tail=tail)
     f.feed(b"z" * 100_000 + b"\nlast\n")
-    assert all(len(block) <= sinks.TAIL_BYTES for _s, block in tail)
+    assert all(len(block) <= framing.TAIL_BYTES for _s, block in tail)
     assert last_lines(tail, 1) == ["last"]

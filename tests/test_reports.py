@@ -117,7 +117,8 @@ def test_junit_of_a_single_attempt_has_no_attempt_header(tmp_path: Path, marker:
 
 
 def test_junit_keeps_the_header_of_an_attempt_cut_by_the_50_line_limit() -> None:
-    from aimedres_async.records.sinks import ATTEMPT_MARK, last_lines
+    from aimedres_async.records.framing import ATTEMPT_MARK
+    from aimedres_async.records.sinks import last_lines
 
     tail = [
         (ATTEMPT_MARK, b"1"),

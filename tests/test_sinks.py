@@ -20,7 +20,9 @@ import orjson
 import pytest
 
 from aimedres_async.records import sinks
-from aimedres_async.records.sinks import Framer, JsonlFile, RunLog, atomic_write, dumps_line, junit_xml, xml_safe
+from aimedres_async.records.framing import Framer
+from aimedres_async.records.sinks import JsonlFile, RunLog, atomic_write, dumps_line
+from aimedres_async.report.junit import junit_xml, xml_safe
 
 RUN = "20260101T000000Z-abcd"
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")

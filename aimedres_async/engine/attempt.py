@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aimedres_async.plan.jobs import JobSpec, Outcome
-from aimedres_async.records.sinks import ATTEMPT_MARK, TAIL_BLOCKS, Buffer, Framer
+from aimedres_async.records.framing import ATTEMPT_MARK, TAIL_BLOCKS, Buffer, Framer
 
 READ_SIZE = 1 << 20  # how much an executor reads from a log stream at once
 SCRUBBED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")

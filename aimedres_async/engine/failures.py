@@ -11,7 +11,7 @@ import re
 import signal
 
 from aimedres_async.engine.attempt import JobOutput
-from aimedres_async.records.sinks import ATTEMPT_MARK
+from aimedres_async.records.framing import ATTEMPT_MARK
 
 _CUDA_OOM = re.compile(
     rb"CUDA out of memory|CUDA error: out of memory|CUBLAS_STATUS_ALLOC_FAILED|OutOfMemoryError: CUDA"

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from aimedres_async.plan.units import format_duration
-from aimedres_async.records.sinks import ATTEMPT_MARK
+from aimedres_async.records.framing import ATTEMPT_MARK
 from aimedres_async.records.terminal import visible
 
 _LAST_LINE = re.compile(rb"[^\r\n]+")

@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aimedres_async.records.sinks import _SPLIT, ATTEMPT_MARK
+from aimedres_async.records.framing import ATTEMPT_MARK, LINE_BREAK
 
 ERROR_TAIL_LINES = 20
 _IMPORT_ERROR = re.compile(r"\b(ModuleNotFoundError|ImportError)\b")
@@ -26,7 +26,7 @@ def _last_attempt(tail: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
 
 
 def _lines(block: bytes) -> list[str]:
-    return [x.decode("utf-8", "backslashreplace") for x in _SPLIT.split(block)]
+    return [x.decode("utf-8", "backslashreplace") for x in LINE_BREAK.split(block)]
 
 
 def error_line(tail: Iterable[tuple[str, bytes]]) -> str | None:

@@ -19,6 +19,7 @@ import orjson
 
 from aimedres_async.plan.units import format_duration, format_size
 from aimedres_async.records import sinks
+from aimedres_async.report import junit
 from aimedres_async.system import procs
 
 RUN_DIR_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{4}")
@@ -145,7 +146,7 @@ def write_reports(
     problems = []
     if junit_xml is not None:
         try:
-            sinks.atomic_write(junit_xml, sinks.junit_xml(run_id, duration, jobs, started_at=started_at))
+            sinks.atomic_write(junit_xml, junit.junit_xml(run_id, duration, jobs, started_at=started_at))
         except OSError as e:
             problems.append(f"could not write {junit_xml}: {e.strerror or e}")
     if step_summary is not None:

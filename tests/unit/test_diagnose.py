@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 
-from aimedres_async.records.sinks import ATTEMPT_MARK
+from aimedres_async.records.framing import ATTEMPT_MARK
 from aimedres_async.report.diagnose import error_line, error_tail, failure_fields, is_import_error, logs_hint
 
 TRACEBACK = b'Traceback (most recent call last):\n  File "train.py", line 3, in <module>\nValueError: bad label 7\n'

@@ -10,7 +10,7 @@ import pytest
 
 from aimedres_async.engine.attempt import JobOutput
 from aimedres_async.engine.failures import NEAR_LIMIT, cgroup_oom_kills, classify
-from aimedres_async.records.sinks import ATTEMPT_MARK
+from aimedres_async.records.framing import ATTEMPT_MARK
 
 GiB = 1 << 30
 KILL = -signal.SIGKILL

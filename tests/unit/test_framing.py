@@ -14,7 +14,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aimedres_async.records.sinks import ATTEMPT_MARK, Framer, last_lines
+from aimedres_async.records.framing import ATTEMPT_MARK, Framer
+from aimedres_async.records.sinks import last_lines
 
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 Redact = Callable[[bytes], bytes]

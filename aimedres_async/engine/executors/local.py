@@ -43,7 +43,7 @@ from aimedres_async.engine.attempt import (
 )
 from aimedres_async.engine.failures import cgroup_oom_kills, classify
 from aimedres_async.plan.jobs import JobSpec, Outcome
-from aimedres_async.records.sinks import Framer
+from aimedres_async.records.framing import Framer
 from aimedres_async.system import procs
 
 DRAIN_TIMEOUT = 2.0  # after the group is gone, how long a pipe held by an escaped process may stay open

@@ -29,7 +29,7 @@ from aimedres_async.engine.attempt import (
 )
 from aimedres_async.plan.config import RayConfig
 from aimedres_async.plan.jobs import JobSpec, Outcome
-from aimedres_async.records.sinks import ATTEMPT_MARK, Framer
+from aimedres_async.records.framing import ATTEMPT_MARK, Framer
 
 POLL = 0.5
 _TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}

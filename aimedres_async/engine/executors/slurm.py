@@ -41,7 +41,7 @@ from aimedres_async.engine.failures import classify
 from aimedres_async.plan.config import Resources, SlurmConfig
 from aimedres_async.plan.jobs import JobSpec, Outcome
 from aimedres_async.plan.units import format_duration
-from aimedres_async.records.sinks import Framer
+from aimedres_async.records.framing import Framer
 
 COMMAND_TIMEOUT = 60.0  # one sbatch/squeue/scontrol call; a busy controller can take a while
 CHECK_TIMEOUT = 20.0  # the start-up check (scontrol ping): a controller that is down fails in this
