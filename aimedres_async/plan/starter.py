@@ -1,7 +1,9 @@
-"""`init`: a commented starter aimedres.toml, its values written by tomli-w so they always parse."""
+"""`init`: a commented starter aimedres.toml, its values written by tomli-w so they always parse
+(or, with --from-yaml, an old YAML job list converted)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import tomli_w
@@ -71,3 +73,20 @@ def starter_text() -> str:
         out.append(f"{'' if active else '# '}{line:<40} # {comment}")
     out += ["", _EXAMPLE_JOB]
     return "\n".join(out)
+
+
+def init_text(path: Path, from_yaml: str | None) -> str:
+    """What `init` writes to `path`: the starter, or an old YAML job list converted (LegacyError
+    when what it converts to would not load)."""
+    if not from_yaml:
+        return starter_text()
+    from aimedres_async.plan import legacy
+    from aimedres_async.plan.config_errors import ConfigError
+    from aimedres_async.plan.config_load import parse
+
+    text = legacy.convert_yaml(Path(from_yaml))
+    try:
+        parse(text, path, path.absolute().parent)  # what is written must load
+    except ConfigError as e:
+        raise legacy.LegacyError(f"{from_yaml}: converts to an invalid config: {e.problems[0]}") from None
+    return text

@@ -1,0 +1,77 @@
+"""The project's own commands: `init` writes a config, `validate` checks one, `report` draws a run
+that is over; none of them runs a job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from aimedres_async.cli.usage import UsageError
+from aimedres_async.plan.config import Config
+from aimedres_async.plan.config_errors import ConfigError
+from aimedres_async.plan.invocation import check_interpreters, override
+
+
+def cmd_init(a: argparse.Namespace) -> int:
+    from aimedres_async.plan.starter import init_text
+
+    path = Path(a.path)
+    text = init_text(path, a.from_yaml)
+    if path.exists():
+        raise UsageError(f"{path} already exists; not overwriting it")
+    try:
+        with open(path, "x", encoding="utf-8") as f:  # "x": refuse to overwrite
+            f.write(text)
+    except FileExistsError:
+        raise UsageError(f"{path} already exists; not overwriting it") from None
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    print(f"wrote {path}; check it with `aimedres-async --config {path} validate`")
+    return 0
+
+
+def cmd_validate(cfg: Config, a: argparse.Namespace) -> int:
+    from aimedres_async.engine.admission import Refused, job_problems
+    from aimedres_async.plan.jobs import plan
+
+    cfg = override(cfg, python=a.python)
+    p = plan(cfg)
+    check_interpreters(cfg, p)
+    try:
+        problems, _pools = job_problems(cfg, p.jobs)
+    except Refused as e:
+        raise UsageError(str(e)) from None
+    if not problems:  # first, unless the answer is an error (then one line per problem)
+        print(a.config_line, file=sys.stderr)
+    for w in p.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if problems:
+        raise ConfigError([f"{cfg.path or 'built-in defaults'}: {problem}" for problem in problems])
+    where = cfg.path or "built-in defaults"
+    print(f"{where}: ok ({len(p.jobs)} jobs: {', '.join(s.id for s in p.jobs) or 'none'})")
+    return 0
+
+
+def cmd_report(cfg: Config, a: argparse.Namespace) -> int:
+    from aimedres_async.report.html import write_report
+    from aimedres_async.report.run_model import ReportError, find_run, parse_since, runs_since
+
+    logs_dir = Path(a.logs_dir).resolve() if a.logs_dir else cfg.resolve(cfg.supervisor.logs_dir)
+    try:
+        if a.since is not None:
+            if a.run is not None:
+                raise UsageError("give a RUN or --since, not both")
+            since = parse_since(a.since)
+            dirs = runs_since(logs_dir, since)
+            out = Path(a.output) if a.output else Path("report.html")
+        else:
+            since = None
+            dirs = [find_run(logs_dir, a.run)]
+            out = Path(a.output) if a.output else dirs[0] / "report.html"
+        write_report(dirs, out, since)
+    except ReportError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,123 @@
+"""`submit` below the command line: tickets built from options or read from files, each checked as
+the daemon will check it, then enqueued atomically under the user the daemon reads tickets from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from aimedres_async.daemon.control import ticket_owner, user_name
+from aimedres_async.daemon.spool import Spool, SpoolError
+from aimedres_async.daemon.tickets import TicketError, new_ticket_id
+from aimedres_async.plan.config import Config
+from aimedres_async.plan.config_errors import ConfigError
+from aimedres_async.plan.config_load import parse_ticket
+from aimedres_async.plan.jobs import TicketJobError, known_jobs, ticket_spec
+
+# (label for the ticket id, ticket text)
+Draft = tuple[str, str]
+
+
+class SubmitError(Exception):
+    """One line: why nothing (or nothing more) was submitted (exit 2)."""
+
+
+def ordering(priority: int | None, after: Sequence[str]) -> dict[str, Any]:
+    """`--priority` and `--after` as the ticket keys they stand for."""
+    keys: dict[str, Any] = {}
+    if priority is not None:
+        keys["priority"] = priority
+    if after:
+        keys["after"] = list(after)
+    return keys
+
+
+def from_options(job: str, values: Mapping[str, Any], args: Sequence[str], keys: Mapping[str, Any]) -> Draft:
+    """A ticket naming a configured (or discovered) job; `values` left None are not written."""
+    table: dict[str, Any] = {"job": job}
+    table |= {name: value for name, value in values.items() if value is not None}
+    if args:
+        table["args"] = list(args)
+    return job, tomli_w.dumps(table | dict(keys))
+
+
+def from_files(names: Sequence[str], keys: Mapping[str, Any]) -> list[Draft]:
+    """Ticket files as they are, with the ordering keys put in front; a key a file sets itself is
+    not overridden but refused, so the option never silently loses."""
+    drafts = []
+    for name in names:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SubmitError(f"{name}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+        if keys:  # top-level keys go before the first table
+            try:
+                own = tomllib.loads(text)
+            except tomllib.TOMLDecodeError:
+                own = {}  # prepare() says what is wrong
+            clash = sorted(k for k in keys if k in own)
+            if clash:
+                raise SubmitError(f"{name} sets {', '.join(clash)} itself; drop the option or edit the file")
+            text = tomli_w.dumps(dict(keys)) + text
+        drafts.append((Path(name).stem, text))
+    return drafts
+
+
+def prepare(cfg: Config, spool: Spool, drafts: Sequence[Draft]) -> list[tuple[str, str]]:
+    """(ticket id, text) for each draft, once every one of them would be accepted by the daemon:
+    valid, naming a job it knows, after tickets that exist (or come earlier in this batch)."""
+    known = known_jobs(cfg)
+    prepared: list[tuple[str, str]] = []
+    for label, text in drafts:
+        safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in label.lower())[:40] or "ticket"
+        ticket_id = new_ticket_id(safe)
+        try:
+            ticket = parse_ticket(text, ticket_id, label)
+            ticket_spec(cfg, ticket, known)
+        except ConfigError as e:
+            raise SubmitError("; ".join(e.problems)) from None
+        except (TicketJobError, ValueError) as e:
+            raise SubmitError(f"{label}: {e}") from None
+        earlier = {t for t, _ in prepared}
+        for dep in ticket.after:
+            if dep not in earlier and spool.state_of(dep) is None:
+                raise SubmitError(f"{label}: after: there is no ticket {dep} in spool {spool.root}")
+        prepared.append((ticket_id, text))
+    return prepared
+
+
+def owner_for(spool: Spool) -> tuple[int, int] | None:
+    """Whom the tickets must belong to: None for the submitting user. The daemon reads only tickets
+    owned by its user (or root) and not writable by others: refuse now what it would reject later,
+    or, as root, hand the ticket to its user."""
+    owner = ticket_owner(spool)
+    if owner is None or owner[0] in (0, os.geteuid()):
+        return None
+    if os.geteuid() != 0:
+        raise SubmitError(
+            f"the daemon's user {user_name(owner[0])} could not read a ticket of yours "
+            f"({user_name(os.geteuid())}): submit as that user, e.g. "
+            f"`runuser -u {user_name(owner[0]).split()[0]} -- python -m aimedres_async submit ...`"
+        )
+    return owner
+
+
+def enqueue(
+    spool: Spool, prepared: Sequence[tuple[str, str]], owner: tuple[int, int] | None, done: Callable[[str], None]
+) -> None:
+    """Drop each ticket into incoming/ atomically, calling `done(ticket_id)` after each."""
+    try:
+        spool.ensure(check_secure=False)
+        for ticket_id, text in prepared:
+            spool.submit(text, ticket_id, owner=owner)
+            done(ticket_id)
+    except (SpoolError, TicketError) as e:
+        raise SubmitError(str(e)) from None
+    except OSError as e:
+        raise SubmitError(f"cannot write to spool {spool.root}: {e.strerror or e}") from None
