@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import PY, summary, write_config
 from helpers_cli import cli
 
-from aimedres_async.engine.run import results_table
+from aimedres_async.report.summary import results_table
 
 MANY = {f"metric_{i:02d}": round(0.1 * i, 3) for i in range(30)}  # about 400 characters of metrics
 

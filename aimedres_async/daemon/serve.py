@@ -27,7 +27,9 @@ from aimedres_async.daemon.notify import Notifier
 from aimedres_async.daemon.orphans import SPOOL_ENV, process_identity
 from aimedres_async.daemon.spool import Claimed, Queued, Spool, SpoolError
 from aimedres_async.daemon.tickets import TicketError, cancelled_result, dependency_result, ticket_result
-from aimedres_async.engine.run import Executor, JobRun, RunOptions, Supervisor, default_workers
+from aimedres_async.engine.dispatch import Executor
+from aimedres_async.engine.jobrun import JobRun
+from aimedres_async.engine.run import RunOptions, Supervisor, default_workers
 from aimedres_async.engine.scheduler import Need
 from aimedres_async.plan.config import Config, JobConfig, Ticket
 from aimedres_async.plan.config_errors import ConfigError

@@ -33,15 +33,8 @@ from aimedres_async.plan.jobs import JobSpec, Status, resolve_python
 from aimedres_async.records import sinks
 from aimedres_async.records.console import Console
 from aimedres_async.records.schema import SCHEMA_VERSION
-from aimedres_async.report.summary import load_summary as load_summary
-from aimedres_async.report.summary import markdown_table as markdown_table
-from aimedres_async.report.summary import metrics_text as metrics_text
-from aimedres_async.report.summary import recorded_peaks as recorded_peaks
-from aimedres_async.report.summary import results_table as results_table
 from aimedres_async.report.summary import supervisor_identity, write_reports
 from aimedres_async.system.provenance import bytes_sha256, git_info, host_info
-
-__all__ = ["Executor", "JobRun", "RunOptions", "Supervisor", "default_workers", "make_executor", "new_run_id"]
 
 DAEMON_POINTER = "latest-daemon"  # `serve` leaves logs_dir/latest to `run` (and `logs JOB`)
 QUEUE_BATCH = 100  # jobs queued at the start between two turns of the event loop
