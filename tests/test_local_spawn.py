@@ -22,7 +22,7 @@ from aimedres_async.engine.executors import local
 from aimedres_async.engine.executors.local import run_attempt
 from aimedres_async.plan.config import Backoff, Resources
 from aimedres_async.plan.jobs import JobSpec, Outcome
-from aimedres_async.system import procs
+from aimedres_async.system import children
 
 # The job starts a process in a session of its own (out of reach of the group kill) that keeps
 # writing to the job's stdout, ignoring SIGPIPE, until a write fails: then it leaves a file saying
@@ -76,7 +76,7 @@ async def test_attempt_ends_at_exit_and_frees_a_pipe_an_escaped_process_holds(tm
         result = await asyncio.wait_for(run_attempt(spec, 1, ctx, JobOutput(tail=deque(maxlen=8))), timeout=30)
         assert result.outcome is Outcome.FAILED and result.exit_code == 4 and result.failure == "exit_code"
         assert b'"line":"main-done"}' in b"".join(lines)
-        assert "escaper" not in ctx.live and not procs.LEADERS
+        assert "escaper" not in ctx.live and not children.LEADERS
         # our read end was closed when the attempt ended: the escaped writer's next write fails
         for _ in range(200):
             if (tmp_path / "pipe-closed").exists():
@@ -123,4 +123,4 @@ async def test_a_missing_program_is_spawn_failed_and_leaves_nothing_listed(tmp_p
     for argv in (["no-such-program-here"], [str(tmp_path)]):
         result = await run_attempt(_spec(tmp_path, argv, marker), 1, ctx, JobOutput())
         assert result.outcome is Outcome.SPAWN_FAILED and result.error, result
-    assert ctx.live == {} and not procs.LEADERS
+    assert ctx.live == {} and not children.LEADERS

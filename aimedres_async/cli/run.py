@@ -230,9 +230,9 @@ def _run_loop(cfg: Config, a: argparse.Namespace, sup: Any, console: Console, si
     the run ended in an exception."""
     import asyncio
 
-    from aimedres_async.system import procs
+    from aimedres_async.system import children, procs
 
-    procs.become_subreaper()
+    children.become_subreaper()
 
     async def main() -> int:
         with signals.dispatch_to(_on_signal(cfg, sup, console)):

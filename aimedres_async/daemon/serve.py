@@ -37,7 +37,7 @@ from aimedres_async.plan.config_load import parse_ticket
 from aimedres_async.plan.jobs import JobSpec, Status, TicketJobError, known_jobs, ticket_spec
 from aimedres_async.records import sinks
 from aimedres_async.records.console import Console
-from aimedres_async.system import procs
+from aimedres_async.system import children, procs
 from aimedres_async.system.signals import CapturedSignals
 
 RESCAN_INTERVAL = 2.0  # a full look at incoming/ even without an inotify event
@@ -478,7 +478,7 @@ def serve(cfg: Config, console: Console, reload: Callable[[], Config] | None, ex
     # Captured before the daemon starts and kept past its final sweep: no signal takes its
     # default action in between (a SIGHUP there would kill it, leaving escaped processes).
     with CapturedSignals(linger=True) as signals:
-        procs.become_subreaper()
+        children.become_subreaper()
         console.prepare()
         code = asyncio.run(Daemon(cfg, console, reload, executor=executor, signals=signals).serve())
         console.buffer.flush()

@@ -1,7 +1,7 @@
 """The death watch: one small process per supervisor that kills its jobs if the supervisor dies.
 
-`run` and `serve` start it (through `procs.death_watch`) before their first local job. It reads
-its standard input, a pipe whose only writer is the supervisor, one line at a time:
+`run` and `serve` start it (through `deathwatch_link.death_watch`) before their first local job.
+It reads its standard input, a pipe whose only writer is the supervisor, one line at a time:
 
     r RUN_ID    every process whose environment carries AIMEDRES_RUN_ID=RUN_ID belongs to us
     + PGID      a job's process group started

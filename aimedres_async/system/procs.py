@@ -1,271 +1,26 @@
-"""Processes on this machine: the death watch, process groups, /proc snapshots, adopted orphans.
+"""Processes on this machine: process groups, /proc snapshots, signalling, and the orphans we
+adopt as subreaper (found by the attempt marks in their environment, killed and reaped here).
 
-Jobs are spawned by the local executor (`executors.local`) through asyncio's subprocess API; their
-main processes are reaped by `UsageChildWatcher` (on a pidfd, with wait4, so the kernel's max-RSS
-of each is kept), never by the reapers of adopted processes here. Everything else that becomes
-our child (orphans we adopt as subreaper) is found, killed and reaped here, except the death
-watch (`deathwatch.py`), which must outlive us.
+Our spawned jobs' main processes and the death watch are spared (`children.spared`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
+from aimedres_async.system.children import may_reap, spared
+from aimedres_async.system.deathwatch_link import watch_pid
 from aimedres_async.system.procfs import proc_kib
 
 PIPE_SIZE = 1 << 20  # what a pipe is enlarged to once a job fills one
 DEFAULT_PIPE_SIZE = 1 << 16  # Linux: a new pipe holds 16 pages
 _F_SETPIPE_SZ = 1031
-_PR_SET_CHILD_SUBREAPER = 36
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def own_peak_rss() -> int:
-    """This process's high-water RSS (VmHWM), 0 where unknown.
-
-    Not getrusage(RUSAGE_SELF): its ru_maxrss also carries the peak of the process we were
-    vforked from (exec records the old mm's mark), e.g. a large test runner or shell.
-    """
-    return proc_kib("/proc/self/status", b"VmHWM:") or 0
-
-
-_own_peak_seen = 0
-
-
-def exceeds_own_peak(child_max_rss: int) -> bool:
-    """Whether a child's wait4 ru_maxrss says anything about the child.
-
-    A child's ru_maxrss starts from the mm it was vforked from, i.e. ours, so a figure not above
-    our own high-water mark says nothing. The mark only grows, so /proc is read again only
-    when a figure is above the last reading (not once per job).
-    """
-    global _own_peak_seen
-    if child_max_rss <= _own_peak_seen:
-        return False
-    _own_peak_seen = own_peak_rss()
-    return child_max_rss > _own_peak_seen
-
-
-# ---------------------------------------------------------------- reaping spawned jobs
-
-# ru_maxrss (bytes) of job main processes reaped by UsageChildWatcher, until their attempt takes it
-EXIT_RSS: dict[int, int] = {}
-
-
-def _reap_with_usage(pid: int) -> int:
-    """Reap a spawned child with wait4: its return code; its ru_maxrss is kept in EXIT_RSS."""
-    try:
-        _, status, usage = os.wait4(pid, 0)
-    except ChildProcessError:
-        return 255  # reaped elsewhere: the status is lost
-    if pid in LEADERS or _spawns_in_flight:
-        EXIT_RSS[pid] = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    return os.waitstatus_to_exitcode(status)
-
-
-def _usage_watcher() -> Any:
-    """A child watcher for asyncio's subprocess transports that reaps with wait4 (keeping the
-    kernel's max-RSS of the child) on a pidfd, or in a thread per child where there is none.
-    None where asyncio no longer has pluggable watchers (3.14): its own watcher is used then."""
-    base = getattr(asyncio, "AbstractChildWatcher", None)
-    if base is None:
-        return None
-
-    class UsageChildWatcher(base):  # type: ignore[misc, valid-type]
-        def add_child_handler(self, pid: int, callback: Callable[..., Any], *args: Any) -> None:
-            loop = asyncio.get_running_loop()
-            try:
-                pidfd = os.pidfd_open(pid)
-            except (AttributeError, OSError):
-                threading.Thread(target=self._wait_thread, args=(loop, pid, callback, args), daemon=True).start()
-                return
-            loop.add_reader(pidfd, self._on_exit, loop, pid, pidfd, callback, args)
-
-        @staticmethod
-        def _on_exit(
-            loop: asyncio.AbstractEventLoop, pid: int, pidfd: int, callback: Callable[..., Any], args: tuple[Any, ...]
-        ) -> None:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-            callback(pid, _reap_with_usage(pid), *args)
-
-        @staticmethod
-        def _wait_thread(
-            loop: asyncio.AbstractEventLoop, pid: int, callback: Callable[..., Any], args: tuple[Any, ...]
-        ) -> None:
-            code = _reap_with_usage(pid)
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(callback, pid, code, *args)
-
-        def remove_child_handler(self, pid: int) -> bool:
-            return True  # asyncio never calls it
-
-        def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-        def is_active(self) -> bool:
-            return True
-
-        def __enter__(self) -> Any:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-    return UsageChildWatcher()
-
-
-_watcher_installed = False
-
-
-def install_child_watcher() -> None:
-    """Make asyncio's subprocess transports reap through UsageChildWatcher (once per process)."""
-    global _watcher_installed
-    if _watcher_installed:
-        return
-    _watcher_installed = True
-    with warnings.catch_warnings():  # the watcher API is deprecated from 3.12 on (still used by it)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        watcher = _usage_watcher()
-        if watcher is not None:
-            asyncio.get_event_loop_policy().set_child_watcher(watcher)
-
-
-def become_subreaper() -> bool:
-    """Adopt orphaned grandchildren (Linux), so they can be found, killed and reaped by us.
-
-    Without this, a grandchild whose parent died is re-parented to PID 1, which in many
-    containers never reaps it.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes  # only here: a few ms of start-up for one prctl
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        return False
-
-
-# Pids of job main processes we spawned and asyncio has not reaped yet: its child watcher reaps
-# them (with their status); every other child of ours is a process we adopted as subreaper.
-LEADERS: set[int] = set()
-_spawns_in_flight = 0
-
-
-@contextlib.contextmanager
-def spawning() -> Iterator[None]:
-    """Around a spawn: until its pid is in LEADERS, a new child of ours may be a job's main
-    process, so adopted zombies are not reaped meanwhile (they are on the next pass)."""
-    global _spawns_in_flight
-    _spawns_in_flight += 1
-    try:
-        yield
-    finally:
-        _spawns_in_flight -= 1
-
-
-def _spared(pid: int) -> bool:
-    """Children of ours that the adopted-process reapers leave alone: job main processes (asyncio
-    reaps them, with their status) and the death watch."""
-    return pid in LEADERS or pid == _death_watch.pid
-
-
-def _may_reap() -> bool:
-    return _spawns_in_flight == 0
-
-
-class _DeathWatch:
-    """The supervisor's end of `deathwatch.py`: the pipe to it, and what has been told."""
-
-    def __init__(self) -> None:
-        self.fd = -1
-        self.runs: set[str] = set()
-        self.pid = -1
-        self.pending: list[str] = []
-
-    def start(self) -> bool:
-        if self.fd >= 0:
-            return True
-        script = Path(__file__).with_name("deathwatch.py")
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(script)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,  # a Ctrl+C on the terminal is for the supervisor, not for it
-            )
-        except OSError:
-            return False
-        assert proc.stdin is not None
-        self.fd = os.dup(proc.stdin.fileno())  # kept open until we exit: its closing is the news
-        os.set_blocking(self.fd, False)
-        proc.stdin.close()
-        self.pid = proc.pid
-        proc.returncode = 0  # never waited for: it outlives us by design
-        return True
-
-    def tell(self, line: str) -> None:
-        """Queue a line; the queue is written once per event-loop iteration (at once without a loop).
-        A group not told yet when we die is still found by the run id in its environment."""
-        if self.fd < 0:
-            return
-        if not self.pending:
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:
-                self.pending.append(line)
-                self.flush()
-                return
-        self.pending.append(line)
-
-    def flush(self) -> None:
-        data = "".join(f"{line}\n" for line in self.pending).encode("utf-8", "surrogateescape")
-        self.pending.clear()
-        try:
-            os.write(self.fd, data)
-        except OSError:  # it died, or is stopped with a full pipe: its guard is lost, the run goes on
-            pass
-
-
-_death_watch = _DeathWatch()
-
-
-def death_watch(run_id: str) -> None:
-    """Make sure every process carrying AIMEDRES_RUN_ID=run_id dies with this supervisor, even by
-    SIGKILL: starts `deathwatch.py` on first use (Linux; elsewhere nothing happens)."""
-    if run_id in _death_watch.runs or not sys.platform.startswith("linux"):
-        return
-    if _death_watch.start():
-        _death_watch.runs.add(run_id)
-        _death_watch.tell(f"r {run_id}")
-
-
-def watch_group(pgid: int) -> None:
-    """A job's process group: SIGKILLed at once if the supervisor dies while it runs."""
-    _death_watch.tell(f"+ {pgid}")
-
-
-def unwatch_group(pgid: int) -> None:
-    _death_watch.tell(f"- {pgid}")
 
 
 _devnull = -1
@@ -356,7 +111,7 @@ def reap_adopted(members: list[ProcInfo]) -> None:
     me = os.getpid()
     for p in members:
         # a job's main process is reaped by its own watcher, with its status
-        if p.ppid == me and p.state == "Z" and not _spared(p.pid) and _may_reap():
+        if p.ppid == me and p.state == "Z" and not spared(p.pid) and may_reap():
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(p.pid, os.WNOHANG)
 
@@ -375,6 +130,8 @@ def live_members(pgid: int) -> list[ProcInfo]:
 
 async def wait_group_gone(pgid: int, timeout: float, poll: float = 0.02) -> bool:
     """Wait until no live process is left in the group; True if it emptied in time."""
+    import asyncio  # here: `status` and the spool read processes without an event loop
+
     deadline = time.monotonic() + timeout
     while True:
         if not live_members(pgid):
@@ -401,7 +158,7 @@ def sweep_adopted(timeout: float = 5.0) -> list[int]:
     deadline = time.monotonic() + timeout
     me = os.getpid()
     while has_children() and time.monotonic() < deadline:
-        victims = [p for p in processes() if p.ppid == me and not _spared(p.pid)]
+        victims = [p for p in processes() if p.ppid == me and not spared(p.pid)]
         if not victims:
             break
         for p in victims:
@@ -452,7 +209,7 @@ def adopted(snapshot: list[ProcInfo]) -> tuple[list[Adopted], list[int]]:
     live: list[Adopted] = []
     zombies: list[int] = []
     for p in snapshot:
-        if p.ppid != me or _spared(p.pid):
+        if p.ppid != me or spared(p.pid):
             continue
         if p.state == "Z":
             zombies.append(p.pid)
@@ -465,7 +222,7 @@ def adopted(snapshot: list[ProcInfo]) -> tuple[list[Adopted], list[int]]:
 
 def kill_adopted(p: Adopted) -> bool:
     """SIGKILL an adopted process, unless its pid now names another process; True if sent."""
-    if _spared(p.pid):  # a job's main process being spawned is spared by its attempt's marks
+    if spared(p.pid):  # a job's main process being spawned is spared by its attempt's marks
         return False
     try:
         fd = os.pidfd_open(p.pid)
@@ -490,7 +247,7 @@ def kill_adopted(p: Adopted) -> bool:
 def reap_zombies(pids: list[int]) -> None:
     """Reap adopted zombies (never a job's main process: its watcher wants its status)."""
     for pid in pids:
-        if not _spared(pid) and _may_reap():
+        if not spared(pid) and may_reap():
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, os.WNOHANG)
 
@@ -514,7 +271,7 @@ def has_children() -> bool:
         for tid in os.listdir("/proc/self/task"):
             with open(f"/proc/self/task/{tid}/children", "rb") as f:
                 listed += f.read().split()
-        return any(int(pid) != _death_watch.pid for pid in listed)
+        return any(int(pid) != watch_pid() for pid in listed)
     except (OSError, ValueError):  # no /proc, a kernel without CONFIG_PROC_CHILDREN, a thread that just ended
         pass
     try:

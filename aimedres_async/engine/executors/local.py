@@ -44,7 +44,7 @@ from aimedres_async.engine.attempt import (
 from aimedres_async.engine.failures import cgroup_oom_kills, classify
 from aimedres_async.plan.jobs import JobSpec, Outcome
 from aimedres_async.records.framing import Framer
-from aimedres_async.system import procs
+from aimedres_async.system import children, deathwatch_link, procs
 
 DRAIN_TIMEOUT = 2.0  # after the group is gone, how long a pipe held by an escaped process may stay open
 # A chunk is framed a slice at a time: a slice starts at FEED_SLICE_MIN bytes and doubles while
@@ -152,10 +152,10 @@ class AttemptProtocol(asyncio.SubprocessProtocol):
         assert self.transport is not None
         code = self.transport.get_returncode()
         pid = self.transport.get_pid()
-        procs.LEADERS.discard(pid)
-        max_rss = procs.EXIT_RSS.pop(pid, 0)
+        children.LEADERS.discard(pid)
+        max_rss = children.EXIT_RSS.pop(pid, 0)
         # ru_maxrss counts from our own memory (inherited through vfork/exec): only trust it above that
-        if procs.exceeds_own_peak(max_rss):
+        if children.exceeds_own_peak(max_rss):
             self.live.peak_rss = max(self.live.peak_rss, max_rss)
         if not self.exited.done():
             self.exited.set_result(code if code is not None else 255)
@@ -220,7 +220,7 @@ async def run_attempt(
             proto.pipe_connection_lost(fd, None)
             deliver_end(ctx, spec.id, framer, output)
         ctx.live.pop(spec.id, None)
-        procs.unwatch_group(pgid)
+        deathwatch_link.unwatch_group(pgid)
 
     result = _result(spec, proto.exited.result(), reason, live.peak_rss, oom_kills, output, t0)
     emit_exited(spec, attempt, ctx, result)
@@ -250,11 +250,11 @@ async def _spawn(
 ) -> tuple[AttemptProtocol, int]:
     """Start argv (never through a shell) under the death watch; raises OSError when it cannot be
     executed. The pid is a LEADER (reaped by asyncio's child watcher, with its status) from the
-    moment it exists: `procs.spawning()` keeps our own reapers off while its number is not known."""
-    procs.death_watch(ctx.run_id)
-    procs.install_child_watcher()
+    moment it exists: `children.spawning()` keeps our own reapers off while its number is not known."""
+    deathwatch_link.death_watch(ctx.run_id)
+    children.install_child_watcher()
     loop = asyncio.get_running_loop()
-    with procs.spawning():
+    with children.spawning():
         transport, proto = await loop.subprocess_exec(
             lambda: AttemptProtocol(spec.id, ctx, framers, live),
             *spec.argv,
@@ -267,8 +267,8 @@ async def _spawn(
         )
         pid = transport.get_pid()
         if not proto.exited.done():  # else already reaped while the spawn was completing
-            procs.LEADERS.add(pid)
-    procs.watch_group(pid)
+            children.LEADERS.add(pid)
+    deathwatch_link.watch_group(pid)
     return proto, pid
 
 
