@@ -14,16 +14,17 @@ from aimedres_async.engine.state import Change, State
 from aimedres_async.records.console import Console
 from aimedres_async.records.sinks import RunLog
 from aimedres_async.report import diagnose
-from aimedres_async.report.summary import write_summary
+from aimedres_async.report.summary import entry_bytes, summary_bytes, write_summary
 
 SUMMARY_MIN_INTERVAL = 1.0
 RESUMED = "succeeded in the resumed run with the same command"
 
 
 class Recorder:
-    """Records what the run state tells (`record`), and keeps summary.json up to date: each job's
-    entry is rebuilt only when the job changed, and the file is written by one task
-    (`keep_summary`), at most once per SUMMARY_MIN_INTERVAL; a change is deferred, never dropped."""
+    """Records what the run state tells (`record`), and keeps summary.json up to date: an entry is
+    rebuilt and serialized only when its job changed, and the file, assembled from those bytes,
+    is written by one task (`keep_summary`), at most once per interval; a change is deferred,
+    never dropped. The interval grows with the file: a write takes at most a tenth of the time."""
 
     def __init__(
         self, log: RunLog, console: Console, redact_argv: Callable[[tuple[str, ...]], list[str]], serve: bool
@@ -33,10 +34,29 @@ class Recorder:
         self.redact_argv = redact_argv
         self.serve = serve  # the daemon's tickets hold the results: no summary.json
         self.meta: dict[str, Any] = {}  # run metadata: summary.json without its jobs
-        self._entries: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        self._entries: dict[str, dict[str, Any]] = {}  # job id -> its entry as of its last change
+        self._where: dict[str, int] = {}  # job id -> its place in summary.json's list
+        self._slots: list[bytes] = []  # each job's entry, serialized (report.summary.entry_bytes)
+        self._stale: dict[str, JobRun] = {}  # jobs changed since their entry was built
         self._lock = anyio.Lock()  # one summary.json write at a time, in order
         self._dirty: anyio.Event | None = None
         self._last_write = 0.0
+        self._interval = SUMMARY_MIN_INTERVAL
+
+    def plan(self, jobs: Iterable[JobRun]) -> None:
+        """The jobs summary.json lists, in its order."""
+        if self.serve:
+            return
+        for job in jobs:
+            self._where[job.spec.id] = len(self._slots)
+            self._slots.append(b"")
+            self._stale[job.spec.id] = job
+
+    def touch(self, job: JobRun) -> None:
+        """Something in a job's entry changed (its state, its pid)."""
+        if job.spec.id in self._where:
+            self._stale[job.spec.id] = job
+            self.changed()
 
     def record(self, change: Change, job: JobRun) -> None:
         """A job moved: its record, if the move has one, and a summary that needs writing."""
@@ -53,7 +73,7 @@ class Recorder:
             )
         elif change.new is State.FINISHED:
             self._finished(change, job)
-        self.changed()
+        self.touch(job)
 
     def _finished(self, change: Change, job: JobRun) -> None:
         assert change.status is not None
@@ -75,36 +95,30 @@ class Recorder:
         )
         self.log.close_job(job.spec.id)
 
-    def forget(self, job_id: str) -> None:
-        self._entries.pop(job_id, None)
-
     # ------------------------------------------------------------ summary.json
 
-    def summary(self, jobs: Iterable[JobRun]) -> dict[str, Any]:
-        return {**self.meta, "jobs": [self._entry(j) for j in jobs]}
+    def _refresh(self) -> None:
+        """Rebuild the entries of the jobs that changed since the last look, and only those."""
+        for job_id, job in self._stale.items():
+            old = self._entries.get(job_id)
+            fixed = (
+                old if old is not None else job.fixed_fields(self.log.job_path(job_id), self.redact_argv(job.spec.argv))
+            )
+            entry = self._entries[job_id] = job.summary(fixed)
+            self._slots[self._where[job_id]] = entry_bytes(entry)
+        self._stale.clear()
 
-    def _entry(self, job: JobRun) -> dict[str, Any]:
-        """A job's summary entry, rebuilt only when its attempts, status or last result changed
-        (summary.json is rewritten while thousands of jobs wait or have finished)."""
-        key = (job.attempts, job.state, job.status, job.pid, id(job.last))
-        cached = self._entries.get(job.spec.id)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        fixed = (
-            cached[1]
-            if cached is not None
-            else job.fixed_fields(self.log.job_path(job.spec.id), self.redact_argv(job.spec.argv))
-        )
-        entry = job.summary(fixed)
-        self._entries[job.spec.id] = (key, entry)
-        return entry
+    def summary(self, jobs: Iterable[JobRun]) -> dict[str, Any]:
+        """summary.json's content as it stands (for the final table and the reports)."""
+        self._refresh()
+        return {**self.meta, "jobs": [self._entries[j.spec.id] for j in jobs]}
 
     def changed(self) -> None:
         """Something in the summary changed: `keep_summary` writes it (no-op before it runs)."""
         if self._dirty is not None:
             self._dirty.set()
 
-    async def keep_summary(self, jobs: Iterable[JobRun]) -> None:
+    async def keep_summary(self) -> None:
         """The run's summary writer (a task of the run): waits for a change, then for the rest of
         the interval since the last write, then writes. Cancelled at the end of the run."""
         if self.serve:
@@ -112,19 +126,25 @@ class Recorder:
         self._dirty = anyio.Event()
         while True:
             await self._dirty.wait()
-            await anyio.sleep(max(0.0, self._last_write + SUMMARY_MIN_INTERVAL - time.monotonic()))
-            await self.write_summary(jobs)
+            await anyio.sleep(max(0.0, self._last_write + self._interval - time.monotonic()))
+            await self.write_summary()
 
-    async def write_summary(self, jobs: Iterable[JobRun], final: bool = False) -> None:
-        """summary.json, whole (atomic.write), in a worker thread. When the final one finds the disk
-        full, the out-of-date one from earlier in the run is removed and the write tried once
-        more: its space is usually enough, and else no summary is better than one that says
-        "queued"."""
+    async def write_summary(self, final: bool = False) -> None:
+        """summary.json, assembled from the entries' bytes and written whole (atomic.write) in a
+        worker thread; see report.summary.write_summary for a full disk."""
+        if self.serve:
+            return
         async with self._lock:  # the state as of this write, written after the one before
-            self._last_write = time.monotonic()
             if self._dirty is not None and self._dirty.is_set():
                 self._dirty = anyio.Event()  # this write covers the change
-            data = self.summary(jobs)
-            problem = await anyio.to_thread.run_sync(write_summary, self.log.dir / "summary.json", data, final)
+            self._refresh()
+            meta, slots = dict(self.meta), list(self._slots)
+            t0 = time.monotonic()
+            problem = await anyio.to_thread.run_sync(self._write, meta, slots, final)
+            self._last_write = time.monotonic()
+            self._interval = max(SUMMARY_MIN_INTERVAL, 10 * (self._last_write - t0))
         if problem is not None:
             self.console.warning(problem)
+
+    def _write(self, meta: dict[str, Any], slots: list[bytes], final: bool) -> str | None:
+        return write_summary(self.log.dir / "summary.json", summary_bytes(meta, slots), final)

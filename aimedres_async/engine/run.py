@@ -188,7 +188,7 @@ class Supervisor:
         if event == "job.started":
             if job is not None:
                 job.pid = fields["pid"]
-                self.recorder.changed()
+                self.recorder.touch(job)
             if self.on_started is not None:
                 self.on_started(fields["job"], fields["pid"], fields["attempt"])
         return record
@@ -210,7 +210,6 @@ class Supervisor:
             self.jobs.remove(job)
             del self._index[job.spec.id]
             self.state.forget(job.spec.id)
-            self.recorder.forget(job.spec.id)
 
     # ------------------------------------------------------------ the run
 
@@ -222,7 +221,7 @@ class Supervisor:
         await self._queue(planned)
         self.started_event.set()
         if not self.opts.serve:
-            await self.recorder.write_summary(self.jobs)
+            await self.recorder.write_summary()
         try:
             await self._run_tasks()
         except Exception as e:  # a supervisor bug: every attempt was stopped (its group killed)
@@ -233,6 +232,7 @@ class Supervisor:
     async def _queue(self, planned: list[JobRun]) -> None:
         """The plan into the run state, in order; --resume's skipped jobs after it."""
         skipped = self._resumed(planned)
+        self.recorder.plan(planned)
         for n, job in enumerate(planned, 1):
             if job.spec.id not in skipped:
                 self.state.add(job.track)
@@ -256,7 +256,7 @@ class Supervisor:
         sampler = Sampler(self.ctx, self.log, self.console, self._index, self.local_processes)
         async with anyio.create_task_group() as helpers:
             helpers.start_soon(sampler.run, name="sampler")
-            helpers.start_soon(self.recorder.keep_summary, self.jobs, name="summary")
+            helpers.start_soon(self.recorder.keep_summary, name="summary")
             try:
                 async with anyio.create_task_group() as attempts:
                     self._bound_the_stop(attempts.cancel_scope)
@@ -308,7 +308,7 @@ class Supervisor:
             stopped_by=self.stop.reason,
         )
         if not self.opts.serve:
-            await self.recorder.write_summary(self.jobs, final=True)
+            await self.recorder.write_summary(final=True)
             # Every task has ended: the reports (read back from the run's files) take a worker thread.
             await anyio.to_thread.run_sync(self._write_reports, duration)
         self.log.close()

@@ -20,7 +20,7 @@ import orjson
 from aimedres_async.plan.units import format_duration, format_size
 from aimedres_async.records import sinks
 from aimedres_async.report import junit
-from aimedres_async.system import procs
+from aimedres_async.system import atomic, procs
 
 RUN_DIR_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{4}")
 UNFINISHED = ("queued", "running", "backoff")
@@ -106,16 +106,34 @@ def mark_interrupted(logs_dir: Path, look_back: int = LOOK_BACK) -> list[str]:
     return marked
 
 
-def write_summary(path: Path, summary: dict[str, Any], final: bool = False) -> str | None:
+def entry_bytes(entry: dict[str, Any]) -> bytes:
+    """One job's entry as it stands in summary.json's "jobs" list (indented as a whole
+    `orjson.dumps(summary, option=OPT_INDENT_2)` would put it): serialized once per change."""
+    return b"    " + orjson.dumps(entry, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n    ")
+
+
+def summary_bytes(meta: dict[str, Any], entries: list[bytes]) -> bytes:
+    """summary.json from the run's metadata and its jobs' `entry_bytes`: the same bytes as
+    `orjson.dumps({**meta, "jobs": [...]}, option=OPT_INDENT_2)`, without serializing the
+    entries again (JSON strings hold no raw newline, so re-indenting them is safe)."""
+    head = orjson.dumps({**meta, "jobs": []}, option=orjson.OPT_INDENT_2)
+    if not entries:
+        return head
+    return head[: -len(b"[]\n}")] + b"[\n" + b",\n".join(entries) + b"\n  ]\n}"
+
+
+def write_summary(path: Path, data: bytes, final: bool = False) -> str | None:
     """summary.json, whole (temp + rename); a one-line problem, or None.
 
-    When the final one finds the disk full, the out-of-date one from earlier in the run is removed
+    Only the final one is fsynced: one written while the run goes on is replaced within seconds,
+    and the rename alone keeps it whole for readers and across a crash of the supervisor. When
+    the final one finds the disk full, the out-of-date one from earlier in the run is removed
     and the write tried once more: its space is usually enough, and else no summary is better
     than one that says "queued".
     """
-    data = orjson.dumps(summary, option=orjson.OPT_INDENT_2)
     try:
-        sinks.atomic_write(path, data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write(path, data, durable=final)
         return None
     except OSError as e:
         error = e
@@ -124,7 +142,7 @@ def write_summary(path: Path, summary: dict[str, Any], final: bool = False) -> s
         with contextlib.suppress(OSError):
             path.unlink()
         try:
-            sinks.atomic_write(path, data)
+            atomic.write(path, data)
             return None
         except OSError as e:
             error = e
