@@ -620,7 +620,7 @@ async def test_an_sbatch_that_times_out_leaves_no_job_behind(
 ) -> None:
     """A controller too slow to answer sbatch may still have queued the job: it is found by its
     unique name and cancelled, and the attempt is spawn_failed."""
-    import aimedres_async.engine.executors.slurm as slurm_executor
+    import aimedres_async.engine.executors.slurm_cluster as slurm_cluster
 
     real = shutil.which("sbatch")
     slow = tmp_path / "bin"
@@ -630,7 +630,7 @@ async def test_an_sbatch_that_times_out_leaves_no_job_behind(
     for k, v in slurm_env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("PATH", f"{slow}:{os.environ['PATH']}")
-    monkeypatch.setattr(slurm_executor, "COMMAND_TIMEOUT", 3.0)
+    monkeypatch.setattr(slurm_cluster, "COMMAND_TIMEOUT", 3.0)
     executor = SlurmExecutor(SlurmConfig(poll_interval=0.3), str(tmp_path), str(tmp_path / "logs"))
     emitted: list[tuple[str, dict[str, object]]] = []
     ctx = AttemptContext(
@@ -647,3 +647,36 @@ async def test_an_sbatch_that_times_out_leaves_no_job_behind(
     # the job sbatch did submit is cancelled: at most COMPLETING now, and soon gone
     assert {st for _n, st in _squeue(slurm_env, "r2")} <= {"COMPLETING"}
     await asyncio.to_thread(wait_for, lambda: _squeue(slurm_env, "r2") == [], 30, "the job to end")
+
+
+@pytest.mark.asyncio
+async def test_an_attempt_cancelled_during_sbatch_leaves_no_job_behind(
+    tmp_path: Path, slurm_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, marker: str
+) -> None:
+    """sbatch runs shielded: an attempt cancelled (its cancel scope) while sbatch is still answering
+    waits for the answer, cancels the job it submitted, then ends cancelled."""
+    import anyio
+
+    real = shutil.which("sbatch")
+    slow = tmp_path / "bin"
+    slow.mkdir()
+    (slow / "sbatch").write_text(f'#!/bin/sh\n{real} "$@"\nexec sleep 2\n')  # submits, then answers late
+    (slow / "sbatch").chmod(0o755)
+    for k, v in slurm_env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("PATH", f"{slow}:{os.environ['PATH']}")
+    executor = SlurmExecutor(SlurmConfig(poll_interval=0.3), str(tmp_path), str(tmp_path / "logs"))
+    emitted: list[str] = []
+    ctx = AttemptContext(
+        run_id="r3",
+        emit=lambda ev, **kw: emitted.append(ev),
+        write_output=lambda job, b: None,
+        stop=StopRequest(),
+        grace_period=2.0,
+    )
+    code = "import time; time.sleep(300)"
+    with anyio.move_on_after(0.5) as scope:
+        await executor.run_attempt(_spec(tmp_path, code, marker), 1, ctx, JobOutput())
+    assert scope.cancelled_caught and emitted == []
+    assert {st for _n, st in _squeue(slurm_env, "r3")} <= {"COMPLETING"}
+    await asyncio.to_thread(wait_for, lambda: _squeue(slurm_env, "r3") == [], 30, "the job to end")

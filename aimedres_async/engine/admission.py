@@ -42,7 +42,7 @@ def job_problems(cfg: Config, jobs: Sequence[JobSpec]) -> tuple[list[str], Pools
 def _slurm_unfit(cfg: Config, jobs: Sequence[JobSpec]) -> list[str]:
     """Jobs no node of the partition could ever run (Slurm would keep them pending for good);
     Refused when Slurm is missing, the controller down or the partition unknown."""
-    from aimedres_async.engine.executors.slurm import SlurmUnavailable, check, never_fits, nodes
+    from aimedres_async.engine.executors.slurm_cluster import SlurmUnavailable, check, never_fits, nodes
 
     try:
         check(cfg.slurm)
@@ -79,7 +79,7 @@ def fits(cfg: Config, jobs: Sequence[JobSpec]) -> tuple[list[str], str | None]:
     """`list`'s FITS column, one cell per job (yes, NO, "-" where the cluster decides, "?" where
     Slurm cannot be asked), and a warning when it cannot."""
     if cfg.supervisor.executor == "slurm":
-        from aimedres_async.engine.executors.slurm import SlurmUnavailable, never_fits, nodes
+        from aimedres_async.engine.executors.slurm_cluster import SlurmUnavailable, never_fits, nodes
 
         try:
             cluster = nodes()

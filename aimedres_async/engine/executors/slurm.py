@@ -11,19 +11,16 @@ summary and exit codes. The end of an attempt comes from Slurm's job state (sque
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
-import math
 import re
-import shlex
-import shutil
 import signal
-import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from aimedres_async.engine.attempt import (
     READ_SIZE,
@@ -37,19 +34,30 @@ from aimedres_async.engine.attempt import (
     emit_started,
     spawn_failed,
 )
+from aimedres_async.engine.executors.slurm_cluster import (
+    SCANCEL_TIMEOUT,
+    MiB,
+    Squeue,
+    arun_cmd,
+    cancel_by_name,
+    check,
+    last_line,
+    max_rss,
+    oneliner_fields,
+    run_cmd,
+    sbatch_argv,
+    submit,
+    write_batch,
+)
 from aimedres_async.engine.failures import classify
-from aimedres_async.plan.config import Resources, SlurmConfig
+from aimedres_async.plan.config import SlurmConfig
 from aimedres_async.plan.jobs import JobSpec, Outcome
 from aimedres_async.plan.units import format_duration
 from aimedres_async.records.framing import Framer
 
-COMMAND_TIMEOUT = 60.0  # one sbatch/squeue/scontrol call; a busy controller can take a while
-CHECK_TIMEOUT = 20.0  # the start-up check (scontrol ping): a controller that is down fails in this
-SCANCEL_TIMEOUT = 15.0
 KILL_CONFIRM = 120.0  # after the last scancel, how long Slurm may take to report the job ended
 FOLLOW_INTERVAL = 0.5  # at most this long between two reads of the output files
 RSS_INTERVAL = 5.0  # how often sstat is asked for a running job's peak RSS
-MiB = 1 << 20
 QUEUED = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"})
 TERMINAL = frozenset(
     {
@@ -66,127 +74,8 @@ TERMINAL = frozenset(
         "REVOKED",
     }
 )
-TOOLS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
 # slurmstepd's own words when it kills a step for its memory (sampling enforcement, or cgroups)
 _MEMORY_KILL = re.compile(rb"slurmstepd[^:\n]*: error: (?:[^\n]*exceeded memory limit|Detected \d+ oom[-_ ]kill)", re.I)
-
-
-class SlurmUnavailable(Exception):
-    """Slurm's commands are missing, the controller does not answer, or the partition is unknown."""
-
-
-# ---------------------------------------------------------------- Slurm's commands
-
-
-def _run(
-    argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float | None = None
-) -> subprocess.CompletedProcess[str]:
-    """One Slurm command; a timeout or a missing program is a failed result, not an exception."""
-    timeout = COMMAND_TIMEOUT if timeout is None else timeout
-    try:
-        return subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            errors="backslashreplace",
-            env=None if env is None else dict(env),
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(list(argv), 124, "", f"{argv[0]} did not answer within {timeout:g}s")
-    except OSError as e:
-        return subprocess.CompletedProcess(list(argv), 127, "", f"cannot run {argv[0]}: {e.strerror or e}")
-
-
-async def _arun(
-    argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float | None = None
-) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(_run, argv, env, timeout)
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no message"
-
-
-def check(cfg: SlurmConfig) -> None:
-    """Slurm's commands are on PATH, the controller answers and the partition exists, or
-    SlurmUnavailable with a one-line reason."""
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        raise SlurmUnavailable(f'executor = "slurm" needs Slurm\'s commands on PATH; not found: {", ".join(missing)}')
-    r = _run(["scontrol", "ping"], timeout=CHECK_TIMEOUT)
-    if r.returncode != 0 or " is UP" not in r.stdout:
-        why = _last_line(r.stdout if " is DOWN" in r.stdout else r.stderr or r.stdout)
-        raise SlurmUnavailable(f"the Slurm controller does not answer (scontrol ping: {why})")
-    if cfg.partition:
-        r = _run(["scontrol", "show", "partition", "--oneliner", cfg.partition], timeout=CHECK_TIMEOUT)
-        if r.returncode != 0 or f"PartitionName={cfg.partition} " not in r.stdout + " ":
-            known = _run(["sinfo", "--noheader", "--format=%R"], timeout=CHECK_TIMEOUT).stdout.split()
-            raise SlurmUnavailable(
-                f"[slurm] partition = {cfg.partition!r}: Slurm has no such partition "
-                f"(it has: {', '.join(sorted(set(known))) or 'none'})"
-            )
-
-
-def _fields(line: str) -> dict[str, str]:
-    """`scontrol show ... --oneliner` as a dict (values with spaces are cut at the first one)."""
-    return {m.group(1): m.group(2) for m in re.finditer(r"(?:^|\s)([A-Za-z][\w:/]*)=(\S*)", line)}
-
-
-@dataclass(frozen=True)
-class Node:
-    name: str
-    cpus: int
-    memory_mib: int
-    gpus: int
-    partitions: frozenset[str]
-
-
-def nodes() -> list[Node]:
-    """The cluster's nodes (`scontrol show node`); SlurmUnavailable when it does not answer."""
-    r = _run(["scontrol", "show", "node", "--oneliner"], timeout=CHECK_TIMEOUT)
-    if r.returncode != 0:
-        raise SlurmUnavailable(f"scontrol show node: {_last_line(r.stderr)}")
-    found = []
-    for line in r.stdout.splitlines():
-        f = _fields(line)
-        if "NodeName" not in f:
-            continue
-        gpus = sum(int(m.group(1)) for m in re.finditer(r"gpu(?::[^:,(]+)?:(\d+)", f.get("Gres", "")))
-        found.append(
-            Node(
-                f["NodeName"],
-                _int(f.get("CPUTot")),
-                _int(f.get("RealMemory")),
-                gpus,
-                frozenset(p for p in f.get("Partitions", "").split(",") if p),
-            )
-        )
-    return found
-
-
-def _int(text: str | None) -> int:
-    try:
-        return int(text or 0)
-    except ValueError:
-        return 0
-
-
-def never_fits(resources: Resources, cluster: Sequence[Node], partition: str = "") -> str | None:
-    """Why no node of the partition (or of the cluster) could ever run a job asking for this."""
-    pool = [n for n in cluster if not partition or partition in n.partitions]
-    if not pool:
-        return f"finds no node in partition {partition!r}" if partition else "finds no node in the cluster"
-    cpus, mem, gpus = math.ceil(resources.cpus), math.ceil(resources.memory / MiB), math.ceil(resources.gpus)
-    if any(n.cpus >= cpus and n.memory_mib >= mem and n.gpus >= gpus for n in pool):
-        return None
-    most = max(pool, key=lambda n: (n.gpus, n.memory_mib, n.cpus))
-    return (
-        f"asks for {resources.describe()} and the largest node ({most.name}) has cpus={most.cpus} "
-        f"memory={most.memory_mib}MiB gpus={most.gpus}"
-    )
 
 
 # ---------------------------------------------------------------- the executor
@@ -212,7 +101,7 @@ class SlurmExecutor:
         self.cfg = cfg
         self.base_dir = Path(base_dir)
         self.logs_dir = Path(logs_dir)
-        self.queue = _Queue(cfg.poll_interval)
+        self.queue = Squeue(cfg.poll_interval)
         self._jobcomp: Path | bool | None = False  # False: not looked up yet
 
     def folder(self, run_id: str) -> Path:
@@ -220,37 +109,6 @@ class SlurmExecutor:
         if self.cfg.output_dir:
             return self.base_dir / self.cfg.output_dir / run_id
         return self.logs_dir / run_id / "slurm"
-
-    def sbatch_argv(self, spec: JobSpec, name: str, folder: Path, stem: str, grace: float) -> list[str]:
-        argv = [
-            "sbatch",
-            "--parsable",
-            f"--job-name={name}",
-            f"--chdir={spec.cwd}",
-            f"--output={folder / (stem + '.out')}",
-            f"--error={folder / (stem + '.err')}",
-            "--export=ALL",
-            "--no-requeue",
-        ]
-        r = spec.resources
-        if r.cpus:
-            argv.append(f"--cpus-per-task={math.ceil(r.cpus)}")
-        if r.memory:
-            argv.append(f"--mem={math.ceil(r.memory / MiB)}M")
-        if r.gpus:
-            argv.append(f"--gres=gpu:{math.ceil(r.gpus)}")  # a GPU is not shared: a fraction asks for one
-        if spec.timeout:
-            argv.append(f"--time={math.ceil((spec.timeout + grace) / 60)}")  # minutes; our own timer is first
-        for flag, value in (
-            ("--partition", self.cfg.partition),
-            ("--account", self.cfg.account),
-            ("--qos", self.cfg.qos),
-        ):
-            if value:
-                argv.append(f"{flag}={value}")
-        argv += self.cfg.sbatch_options  # last, so that they win
-        argv.append(str(folder / (stem + ".sh")))
-        return argv
 
     async def run_attempt(
         self,
@@ -271,21 +129,16 @@ class SlurmExecutor:
         stem = f"{spec.id}.{attempt}"
         name = f"{spec.id}.{attempt}.{ctx.run_id}"
         try:
-            await asyncio.to_thread(_write_batch, folder / (stem + ".sh"), name, spec)
+            await asyncio.to_thread(write_batch, folder / (stem + ".sh"), name, spec)
         except OSError as e:
             why = f"cannot write the batch script in {folder}: {e.strerror or e}"
             return spawn_failed(spec, attempt, ctx, t0, why)
-        submit = asyncio.ensure_future(_arun(self.sbatch_argv(spec, name, folder, stem, ctx.grace_period), env))
-        try:
-            r = await asyncio.shield(submit)
-        except BaseException:
-            submit.add_done_callback(_cancel_when_submitted)  # the job may be submitted all the same
-            raise
+        r = await submit(sbatch_argv(self.cfg, spec, name, folder, stem, ctx.grace_period), env)
         job_id = r.stdout.strip().split(";")[0]
         if r.returncode == 124:  # sbatch timed out: the controller may have taken the job all the same
-            await _cancel_by_name(name)
+            await cancel_by_name(name)
         if r.returncode != 0 or not job_id.isdigit():
-            return spawn_failed(spec, attempt, ctx, t0, f"sbatch refused the job: {_last_line(r.stderr)}")
+            return spawn_failed(spec, attempt, ctx, t0, f"sbatch refused the job: {last_line(r.stderr)}")
         submitted = time.monotonic()
         emit_started(
             spec,
@@ -304,23 +157,32 @@ class SlurmExecutor:
         follower = _Follower(
             {"stdout": folder / (stem + ".out"), "stderr": folder / (stem + ".err")}, framers, ctx, spec.id
         )
-        follow_task = asyncio.create_task(follower.run(min(FOLLOW_INTERVAL, self.cfg.poll_interval)))
-        try:
-            end = await self._wait(job_id, spec, ctx, submitted, follower)
-        except BaseException:
-            _run(["scancel", job_id], timeout=SCANCEL_TIMEOUT)  # synchronous: nothing can interrupt it
-            raise
-        finally:
-            follow_task.cancel()
-            with contextlib.suppress(BaseException):
-                await follow_task
-            self.queue.forget(job_id)
+        end = await self._follow_and_wait(job_id, spec, ctx, submitted, follower)
         await follower.read_rest()  # whatever the follower had not read yet
         for framer in framers.values():
             deliver_end(ctx, spec.id, framer, output)
         result, extra = self._result(spec, end, output)
         emit_exited(spec, attempt, ctx, result, slurm_job_id=job_id, **extra)
         return result
+
+    async def _follow_and_wait(
+        self, job_id: str, spec: JobSpec, ctx: AttemptContext, submitted: float, follower: _Follower
+    ) -> _End:
+        """`_wait`, with the follower reading the output files beside it in one task group. On any
+        failure or cancellation the job is cancelled (scancel) and the error raised as it is."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follower.run, min(FOLLOW_INTERVAL, self.cfg.poll_interval))
+                end = await self._wait(job_id, spec, ctx, submitted, follower)
+                tg.cancel_scope.cancel()  # the follower; read_rest() reads what it had not yet
+        except BaseException as e:
+            run_cmd(["scancel", job_id], timeout=SCANCEL_TIMEOUT)  # synchronous: nothing can interrupt it
+            if isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
+                raise e.exceptions[0] from None  # one task's error, not wrapped in the group's
+            raise
+        finally:
+            self.queue.forget(job_id)
+        return end
 
     async def _wait(
         self, job_id: str, spec: JobSpec, ctx: AttemptContext, submitted: float, follower: _Follower
@@ -339,7 +201,7 @@ class SlurmExecutor:
                 missing += 1  # twice, so that a job submitted just before the poll is not missed
                 if missing >= 2:
                     break
-            elif row is not _Queue.NO_ANSWER:
+            elif row is not Squeue.NO_ANSWER:
                 missing = 0
                 state, why = row
                 if state in TERMINAL:
@@ -353,7 +215,7 @@ class SlurmExecutor:
                         follower.last_output = now  # the stall watchdog counts from the start of the run
                     if now >= next_rss:
                         next_rss = now + RSS_INTERVAL
-                        end.peak_rss = max(end.peak_rss, await _max_rss(job_id))
+                        end.peak_rss = max(end.peak_rss, await max_rss(job_id))
             if end.reason is None:
                 end.reason = self._why_stop(spec, ctx, end, follower, now)
                 if end.reason is not None:
@@ -400,26 +262,26 @@ class SlurmExecutor:
         event = ctx.stop.forced if end.reason is not None else ctx.stop.requested
         if event.is_set():
             event = asyncio.Event()  # already acted on: sleep until the next poll
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), max(0.0, wake - now))
+        with anyio.move_on_after(max(0.0, wake - now)):
+            await event.wait()
 
     async def _scancel(self, job_id: str, signum: int | None = None) -> None:
         argv = ["scancel", job_id]
-        if signum is not None:  # --full: the batch step too, which is the job's program (see _write_batch)
+        if signum is not None:  # --full: the batch step too, which is the job's program (see write_batch)
             argv[1:1] = ["--full", f"--signal={signal.Signals(signum).name}"]
-        await _arun(argv, timeout=SCANCEL_TIMEOUT)
+        await arun_cmd(argv, timeout=SCANCEL_TIMEOUT)
 
     async def _final_info(self, job_id: str) -> dict[str, str]:
         """scontrol's record of the job; the jobcomp file's once the controller has let it go."""
-        r = await _arun(["scontrol", "show", "job", "--oneliner", job_id])
+        r = await arun_cmd(["scontrol", "show", "job", "--oneliner", job_id])
         if r.returncode == 0 and "JobId=" in r.stdout:
-            return _fields(r.stdout.splitlines()[0])
+            return oneliner_fields(r.stdout.splitlines()[0])
         return await asyncio.to_thread(self._jobcomp_record, job_id)
 
     def _jobcomp_record(self, job_id: str) -> dict[str, str]:
         if self._jobcomp is False:
             self._jobcomp = None
-            r = _run(["scontrol", "show", "config"])
+            r = run_cmd(["scontrol", "show", "config"])
             conf = dict(re.findall(r"^(\w+)\s*=\s*(.*?)\s*$", r.stdout, re.M))
             if conf.get("JobCompType", "").endswith("filetxt") and conf.get("JobCompLoc"):
                 self._jobcomp = Path(conf["JobCompLoc"])
@@ -433,7 +295,7 @@ class SlurmExecutor:
         except OSError:
             return {}
         found = [line for line in text.splitlines() if line.startswith(f"JobId={job_id} ")]
-        return _fields(found[-1]) if found else {}
+        return oneliner_fields(found[-1]) if found else {}
 
     def _result(self, spec: JobSpec, end: _End, output: JobOutput) -> tuple[AttemptResult, dict[str, Any]]:
         info = end.info
@@ -464,18 +326,6 @@ class SlurmExecutor:
 
 
 _SIGNUMS = {s.value for s in signal.Signals}
-
-
-_SIZE_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-async def _max_rss(job_id: str) -> int:
-    """The batch step's peak RSS so far (sstat, from the node's job accounting); 0 if unknown."""
-    r = await _arun(
-        ["sstat", "--noheader", "--parsable2", "--format=MaxRSS", "--jobs", f"{job_id}.batch"], timeout=CHECK_TIMEOUT
-    )
-    m = re.match(r"\s*(\d+(?:\.\d+)?)([KMGT]?)", r.stdout) if r.returncode == 0 else None
-    return int(float(m.group(1)) * _SIZE_SUFFIX[m.group(2)]) if m else 0
 
 
 def _timestamp(text: str) -> float | None:
@@ -530,85 +380,6 @@ def _classify(
     return Outcome.FAILED, failure, error
 
 
-def _write_batch(path: Path, name: str, spec: JobSpec) -> None:
-    """The batch script: cd to the job's folder, then exec its argv, every argument quoted for sh.
-
-    exec makes the job's program the batch step itself: scancel's signals reach it, and its exit
-    status is the job's. The environment is not in the script: sbatch exports its own.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = (
-        f"#!/bin/sh\n# {name}: written by aimedres-async; submitted with sbatch --export=ALL\n"
-        f"cd {shlex.quote(str(spec.cwd))} || exit 127\nexec {shlex.join(spec.argv)}\n"
-    )
-    path.write_bytes(text.encode("utf-8", "surrogateescape"))
-
-
-async def _cancel_by_name(name: str) -> None:
-    """Cancel whatever job carries this attempt's (unique) name: one sbatch gave no id for."""
-    r = await _arun(["squeue", "--noheader", f"--name={name}", "--format=%i"])
-    ids = [i for i in r.stdout.split() if i.isdigit()]
-    if ids:
-        await _arun(["scancel", *ids], timeout=SCANCEL_TIMEOUT)
-
-
-def _cancel_when_submitted(fut: asyncio.Future[subprocess.CompletedProcess[str]]) -> None:
-    """An sbatch call whose attempt was cancelled meanwhile: cancel the job it submitted."""
-    if fut.cancelled() or fut.exception() is not None:
-        return
-    job_id = fut.result().stdout.strip().split(";")[0]
-    if fut.result().returncode == 0 and job_id.isdigit():
-        _run(["scancel", job_id], timeout=SCANCEL_TIMEOUT)
-
-
-class _Queue:
-    """Job states from one `squeue` call per poll for every job being waited on, not one each."""
-
-    NO_ANSWER: tuple[str, str] = ("?", "")  # squeue failed (controller busy or restarting): no news
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.watched: set[str] = set()
-        self._rows: dict[str, tuple[str, str]] = {}
-        self._asked: frozenset[str] = frozenset()
-        self._answered = False
-        self._at = -math.inf
-        self._inflight: asyncio.Future[None] | None = None
-
-    def forget(self, job_id: str) -> None:
-        self.watched.discard(job_id)
-
-    async def state(self, job_id: str) -> tuple[str, str] | None:
-        """(state, reason) as of at most half a poll interval ago; None if squeue does not list it."""
-        self.watched.add(job_id)
-        fresh = time.monotonic() - self._at < self.interval / 2
-        if self._inflight is None and not (fresh and job_id in self._asked):
-            self._inflight = asyncio.ensure_future(self._query(frozenset(self.watched)))
-        if self._inflight is not None:
-            await asyncio.shield(self._inflight)  # one waiter's cancellation must not cancel the others'
-            if job_id not in self._asked:  # it was added after that query had left
-                return await self.state(job_id)
-        if not self._answered:
-            return self.NO_ANSWER
-        return self._rows.get(job_id)
-
-    async def _query(self, ids: frozenset[str]) -> None:
-        try:
-            r = await _arun(
-                ["squeue", "--noheader", "--states=all", f"--jobs={','.join(sorted(ids))}", "--format=%i|%T|%r"]
-            )
-            rows: dict[str, tuple[str, str]] = {}
-            for line in r.stdout.splitlines():
-                parts = line.strip().split("|", 2)
-                if len(parts) == 3:
-                    rows[parts[0]] = (parts[1], parts[2])
-            # squeue exits 1 when none of the ids is known any more: that is an answer too
-            self._answered = r.returncode == 0 or "Invalid job id" in r.stderr
-            self._rows, self._asked, self._at = rows, ids, time.monotonic()
-        finally:
-            self._inflight = None
-
-
 class _Follower:
     """Reads the job's output files as they grow and feeds them to the framers."""
 
@@ -621,6 +392,7 @@ class _Follower:
         self.last_output = time.monotonic()
 
     async def run(self, interval: float) -> None:
+        """Read the files every `interval` until cancelled."""
         while True:
             await asyncio.sleep(interval)
             await self._read_once()
