@@ -17,6 +17,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
+
 from aimedres_async.engine.attempt import (
     AttemptContext,
     AttemptResult,
@@ -115,45 +117,41 @@ class RayExecutor:
         framer = Framer(ctx.run_id, spec.id, attempt, "stdout", ctx.max_line_bytes, output.tail, ctx.redact)
         marker = f"Running entrypoint for job {submission_id}: {entrypoint}\n".encode()
         stream = _Stream(framer, spec.id, ctx, marker)
-        tail_task = asyncio.create_task(stream.follow(self.client, submission_id))
-        reason = None
+        reason = await self._follow_and_wait(submission_id, spec, ctx, t0, stream)
+        await self._read_rest(submission_id, stream)
+        deliver_end(ctx, spec.id, framer, output)
+        info = await asyncio.to_thread(self.client.get_job_info, submission_id)
+        result = _result(info, reason, t0)
+        emit_exited(spec, attempt, ctx, result)
+        return result
+
+    async def _follow_and_wait(
+        self, sid: str, spec: JobSpec, ctx: AttemptContext, t0: float, stream: _Stream
+    ) -> str | None:
+        """`_wait`, with the job's log streamed beside it in one task group. On any failure or
+        cancellation the job is stopped (stop_job) and the error raised as it is."""
         try:
-            reason = await self._wait(submission_id, spec, ctx, t0)
-        except BaseException:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stream.follow, self.client, sid)
+                reason = await self._wait(sid, spec, ctx, t0)
+                tg.cancel_scope.cancel()  # the stream; _read_rest() fetches what it missed
+        except BaseException as e:
             with contextlib.suppress(Exception):
-                self.client.stop_job(submission_id)  # synchronous: nothing can interrupt it
+                self.client.stop_job(sid)  # synchronous: nothing can interrupt it
+            if isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
+                raise e.exceptions[0] from None  # one task's error, not wrapped in the group's
             raise
-        finally:
-            tail_task.cancel()
-            with contextlib.suppress(BaseException):
-                await tail_task
-        # The log stream may have ended early or been cut off: fetch whatever it did not deliver.
+        return reason
+
+    async def _read_rest(self, sid: str, stream: _Stream) -> None:
+        """The log stream may have ended early or been cut off: fetch whatever it did not deliver."""
         with contextlib.suppress(Exception):
-            logs = await asyncio.to_thread(self.client.get_job_logs, submission_id)
+            logs = await asyncio.to_thread(self.client.get_job_logs, sid)
             stream.feed_rest(logs.encode())
         held = stream.head
         if held:  # the log ended before the preamble did: give back what was held
             stream.head = None
             stream._feed(held)
-        deliver_end(ctx, spec.id, framer, output)
-        info = await asyncio.to_thread(self.client.get_job_info, submission_id)
-        status = str(getattr(info.status, "value", info.status))
-        code = getattr(info, "driver_exit_code", None)
-        if reason is None:
-            outcome = Outcome.SUCCEEDED if status == "SUCCEEDED" else Outcome.FAILED
-            failure = None if outcome is Outcome.SUCCEEDED else "exit_code"
-        else:
-            outcome = Outcome.TIMED_OUT if reason == "timeout" else Outcome.CANCELLED
-            failure = "timeout" if reason == "timeout" else None
-        result = AttemptResult(
-            outcome=outcome,
-            exit_code=code if isinstance(code, int) else None,
-            failure=failure,
-            duration_s=round(time.monotonic() - t0, 6),
-            error=None if outcome in (Outcome.SUCCEEDED, Outcome.CANCELLED) else f"Ray job {status}: {info.message}",
-        )
-        emit_exited(spec, attempt, ctx, result)
-        return result
 
     async def _wait(self, sid: str, spec: JobSpec, ctx: AttemptContext, t0: float) -> str | None:
         """Until Ray says the job is over; stop it on timeout or a stop. None, "timeout" or "cancelled"."""
@@ -171,8 +169,28 @@ class RayExecutor:
                 stop_sent = time.monotonic()
             elif reason is not None and time.monotonic() - stop_sent > ctx.grace_period + 30:
                 return reason  # Ray did not confirm the stop; it has been asked, we move on
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ctx.stop.requested.wait(), POLL)
+            with anyio.move_on_after(POLL):
+                await ctx.stop.requested.wait()
+
+
+def _result(info: Any, reason: str | None, t0: float) -> AttemptResult:
+    """The attempt's result from Ray's last word on the job and what we did to it (`reason`)."""
+    status = str(getattr(info.status, "value", info.status))
+    code = getattr(info, "driver_exit_code", None)
+    if reason is None:
+        outcome = Outcome.SUCCEEDED if status == "SUCCEEDED" else Outcome.FAILED
+        failure = None if outcome is Outcome.SUCCEEDED else "exit_code"
+    else:
+        outcome = Outcome.TIMED_OUT if reason == "timeout" else Outcome.CANCELLED
+        failure = "timeout" if reason == "timeout" else None
+    result = AttemptResult(
+        outcome=outcome,
+        exit_code=code if isinstance(code, int) else None,
+        failure=failure,
+        duration_s=round(time.monotonic() - t0, 6),
+        error=None if outcome in (Outcome.SUCCEEDED, Outcome.CANCELLED) else f"Ray job {status}: {info.message}",
+    )
+    return result
 
 
 class _Stream:
@@ -189,10 +207,13 @@ class _Stream:
         self.head: bytes | None = b""  # bytes held until the preamble has passed; None after
 
     async def follow(self, client: Any, sid: str) -> None:
-        async for text in client.tail_job_logs(sid):
-            data = text.encode()
-            self.seen += len(data)
-            self._feed(data)
+        """Feed the log as Ray streams it. A stream that breaks off (the connection, preemption) is
+        no error of the attempt: `feed_rest` gets what it missed once the job is over."""
+        with contextlib.suppress(Exception):
+            async for text in client.tail_job_logs(sid):
+                data = text.encode()
+                self.seen += len(data)
+                self._feed(data)
 
     def feed_rest(self, full: bytes) -> None:
         if len(full) > self.seen:
