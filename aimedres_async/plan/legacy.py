@@ -173,12 +173,21 @@ def _args(raw: object, where: str, job: dict[str, Any], notes: list[str]) -> lis
 
 def convert_yaml(path: Path) -> str:
     """The old YAML job list as the text of an equivalent, commented aimedres.toml."""
-    import tomli_w
-
     raw = _load_yaml(path)
     items = raw.get("jobs") if isinstance(raw, dict) else raw
     if not isinstance(items, list) or not items:
         raise LegacyError(f"{path}: expected `jobs:` holding a list of jobs (name, script, output, args, ...)")
+    out = _header(path)
+    seen: dict[str, int] = {}
+    for n, item in enumerate(items, 1):
+        out += _job_block(path, n, item, seen)
+    return "\n".join(out) + "\n"
+
+
+def _header(path: Path) -> list[str]:
+    """The converted config's [supervisor] and [discovery], as run_all_training.py behaved."""
+    import tomli_w
+
     out = [
         f"# aimedres-async configuration, converted from {path.name} (a run_all_training.py job list)",
         "# by `aimedres-async init --from-yaml`. Check it with `aimedres-async validate`; see",
@@ -198,43 +207,48 @@ def convert_yaml(path: Path) -> str:
             {"discovery": {"enabled": True, "roots": ["."], "include": ["train_*.py"], "exclude": []}}
         ).rstrip()
     )
-    seen: dict[str, int] = {}
-    for n, item in enumerate(items, 1):
-        where = f"{path}: jobs[{n}]"
-        if not isinstance(item, dict):
-            raise LegacyError(f"{where}: expected a mapping with name, script, output, ...")
-        script = item.get("script")
-        if not isinstance(script, str) or not script.strip():
-            raise LegacyError(f"{where}: needs `script: path/to/train_x.py`")
-        name = str(item.get("name") or "")
-        job_id = _old_id(str(item.get("id") or name or Path(script).stem.removeprefix("train_")))
-        if not JOB_ID_RE.fullmatch(job_id):
-            job_id = _old_id(Path(script).stem.removeprefix("train_")) or f"job{n}"
-        notes: list[str] = []
-        if job_id in seen:
-            seen[job_id] += 1
-            notes.append(f"id {job_id!r} was used by an earlier job; renamed")
-            job_id = f"{job_id}-{seen[job_id]}"
-        seen.setdefault(job_id, 1)
-        job: dict[str, Any] = {"script": script}
-        if isinstance(item.get("output"), str) and item["output"].strip():
-            job["output_dir"] = item["output"]
-        argv = _args(item.get("args"), where, job, notes)
-        if argv:
-            job["args"] = argv
-        if item.get("optional") is True:
-            job["optional"] = True
-        for key in ("use_output_dir", "supports_epochs", "supports_folds", "supports_sample", "supports_batch"):
-            if item.get(key) is False:
-                flag = {"use_output_dir": "--output-dir"}.get(key, "--" + key.removeprefix("supports_"))
-                notes.append(f"{key}: false: {flag} is passed only to scripts that declare it with add_argument")
-        notes += [f"{key}: not used here" for key in item if key not in _KNOWN]
-        out.append("")
-        if name:
-            out.append(f"# {name}")
-        out += [f"# {note}" for note in notes]
-        out.append(tomli_w.dumps({"jobs": {job_id: job}}).rstrip())
-    return "\n".join(out) + "\n"
+    return out
+
+
+def _job_block(path: Path, n: int, item: object, seen: dict[str, int]) -> list[str]:
+    """One old job (the n-th) as a commented [jobs.<id>] table; `seen` counts the ids used so far."""
+    import tomli_w
+
+    where = f"{path}: jobs[{n}]"
+    if not isinstance(item, dict):
+        raise LegacyError(f"{where}: expected a mapping with name, script, output, ...")
+    script = item.get("script")
+    if not isinstance(script, str) or not script.strip():
+        raise LegacyError(f"{where}: needs `script: path/to/train_x.py`")
+    name = str(item.get("name") or "")
+    job_id = _old_id(str(item.get("id") or name or Path(script).stem.removeprefix("train_")))
+    if not JOB_ID_RE.fullmatch(job_id):
+        job_id = _old_id(Path(script).stem.removeprefix("train_")) or f"job{n}"
+    notes: list[str] = []
+    if job_id in seen:
+        seen[job_id] += 1
+        notes.append(f"id {job_id!r} was used by an earlier job; renamed")
+        job_id = f"{job_id}-{seen[job_id]}"
+    seen.setdefault(job_id, 1)
+    job: dict[str, Any] = {"script": script}
+    if isinstance(item.get("output"), str) and item["output"].strip():
+        job["output_dir"] = item["output"]
+    argv = _args(item.get("args"), where, job, notes)
+    if argv:
+        job["args"] = argv
+    if item.get("optional") is True:
+        job["optional"] = True
+    for key in ("use_output_dir", "supports_epochs", "supports_folds", "supports_sample", "supports_batch"):
+        if item.get(key) is False:
+            flag = {"use_output_dir": "--output-dir"}.get(key, "--" + key.removeprefix("supports_"))
+            notes.append(f"{key}: false: {flag} is passed only to scripts that declare it with add_argument")
+    notes += [f"{key}: not used here" for key in item if key not in _KNOWN]
+    out = [""]
+    if name:
+        out.append(f"# {name}")
+    out += [f"# {note}" for note in notes]
+    out.append(tomli_w.dumps({"jobs": {job_id: job}}).rstrip())
+    return out
 
 
 def add_init_flags(parser: argparse.ArgumentParser) -> None:
