@@ -475,7 +475,7 @@ def test_xml_safe(text: str, expected: str) -> None:
 def _runlog(tmp_path: Path, **kw: Any) -> tuple[RunLog, list[dict[str, Any]], Path]:
     seen: list[dict[str, Any]] = []
     stream = tmp_path / "stream.jsonl"
-    log = RunLog(tmp_path / "logs", RUN, console=seen.append, stream_path=stream, **kw)
+    log = RunLog(tmp_path / "logs", RUN, console=lambda record, _line: seen.append(record), stream_path=stream, **kw)
     return log, seen, stream
 
 

@@ -162,11 +162,16 @@ class Console:
             self.progress.stop()
         self.buffer.flush()
 
-    def event(self, record: dict[str, Any]) -> None:
+    def event(self, record: dict[str, Any], line: bytes | None = None) -> None:
+        """A lifecycle record; `line` is its JSON line as the logs have it, which the JSON console
+        writes as it is (a record is serialized once, whatever reads it)."""
         if record.get("event") == "job.sample":  # a measurement, not a lifecycle step: logs only
             return
         if self.progress is not None:
             self.progress.event(record)
+            return
+        if self.json and line is not None:
+            self.buffer.msg(line[:-1].decode("utf-8", "surrogateescape"))
             return
         fields = dict(record)
         name = fields.pop("event")

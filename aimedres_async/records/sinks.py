@@ -170,7 +170,7 @@ class RunLog:
         self,
         logs_dir: Path,
         run_id: str,
-        console: Callable[[dict[str, Any]], None] | None = None,
+        console: Callable[[dict[str, Any], bytes], None] | None = None,  # (record, its JSON line)
         stream_path: Path | None = None,
         pointer: str = "latest",  # the symlink in logs_dir to move here (`serve` has its own)
     ) -> None:
@@ -240,7 +240,7 @@ class RunLog:
         if self.stream is not None:
             self.stream.write(line)
         if self.console is not None:
-            self.console(record)
+            self.console(record, line)
         return record
 
     def _queue_event(self, line: bytes) -> None:
