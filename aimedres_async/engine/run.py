@@ -415,7 +415,7 @@ class Supervisor:
 def make_executor(cfg: Config, logs_dir: Path | None = None) -> Executor | None:
     """The attempt runner for `[supervisor] executor`: None = local processes.
 
-    Raises executors.ray.RayUnavailable or executors.slurm.SlurmUnavailable (a one-line reason)
+    Raises executors.ray.RayUnavailable or executors.slurm_cluster.SlurmUnavailable (a one-line reason)
     when the cluster's software is missing or the cluster does not answer.
     """
     if cfg.supervisor.executor == "slurm":

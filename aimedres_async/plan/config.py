@@ -110,13 +110,32 @@ class LoggingConfig:
     replacement: str = "[REDACTED]"
 
     def redactor(self) -> Callable[[bytes], bytes] | None:
-        """One compiled bytes regex for all patterns, or None when there is nothing to redact."""
+        """A function that redacts every pattern's matches in bytes, or None when there is nothing
+        to redact. Patterns without groups are joined into one compiled regex (one pass over the
+        output); a pattern with groups keeps a regex of its own, since joined its backreferences
+        would name another pattern's group, and two patterns may name a group alike."""
         if not self.redact:
             return None
-        pattern = re.compile(b"|".join(b"(?:" + p.encode() + b")" for p in self.redact))
         replacement = self.replacement.encode()
-        # An empty match (\b, a lookahead) hides nothing: it must not insert the replacement.
-        return lambda data: pattern.sub(lambda m: replacement if m.end() > m.start() else b"", data)
+
+        def hide(m: re.Match[bytes]) -> bytes:
+            # An empty match (\b, a lookahead) hides nothing: it must not insert the replacement.
+            return replacement if m.end() > m.start() else b""
+
+        compiled = [re.compile(p.encode()) for p in self.redact]
+        plain = [c.pattern for c in compiled if not c.groups]
+        passes = [re.compile(b"|".join(b"(?:" + p + b")" for p in plain))] if plain else []
+        passes += [c for c in compiled if c.groups]
+        if len(passes) == 1:
+            only = passes[0]
+            return lambda data: only.sub(hide, data)
+
+        def redact(data: bytes) -> bytes:
+            for pattern in passes:
+                data = pattern.sub(hide, data)
+            return data
+
+        return redact
 
 
 @dataclass(frozen=True)
