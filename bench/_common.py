@@ -106,9 +106,10 @@ def remove(path: Path) -> None:
 # --- aimedres-async ---------------------------------------------------------------------------
 
 
-def supervisor_cmd(config: Path, *args: str) -> list[str]:
-    """`python -m aimedres_async --config CONFIG ARGS…` with the interpreter running the bench."""
-    return [sys.executable, "-m", "aimedres_async", "--config", str(config), *args]
+def supervisor_cmd(config: Path, *args: str, python: str | None = None) -> list[str]:
+    """`python -m aimedres_async --config CONFIG ARGS…` with `python` (default: the interpreter
+    running the bench)."""
+    return [python or sys.executable, "-m", "aimedres_async", "--config", str(config), *args]
 
 
 def supervisor_env(tmpdir: Path | None = None) -> dict[str, str]:
@@ -123,10 +124,12 @@ def supervisor_env(tmpdir: Path | None = None) -> dict[str, str]:
     return env
 
 
-def check_supervisor_importable(env: Mapping[str, str]) -> str | None:
-    """The package version if `sys.executable -m aimedres_async` can run; None (after a message) if not."""
+def check_supervisor_importable(env: Mapping[str, str], python: str | None = None) -> str | None:
+    """The package version if `python -m aimedres_async` can run (default: the interpreter running
+    the bench); None (after a message) if not."""
+    python = python or sys.executable
     proc = subprocess.run(
-        [sys.executable, "-c", "import aimedres_async, orjson; print(aimedres_async.__version__)"],
+        [python, "-c", "import aimedres_async, orjson; print(aimedres_async.__version__)"],
         env=dict(env),
         capture_output=True,
         text=True,
@@ -134,13 +137,30 @@ def check_supervisor_importable(env: Mapping[str, str]) -> str | None:
     )
     if proc.returncode != 0:
         print(
-            f"error: {sys.executable} cannot import aimedres_async (and its dependencies):\n"
+            f"error: {python} cannot import aimedres_async (and its dependencies):\n"
             f"{proc.stderr.strip()}\n"
-            "Run the benchmark with the project's venv active (python bench/capture.py)",
+            "Run the benchmark with the project's venv active (python bench/capture.py), and give\n"
+            "--python an interpreter of a venv with the project installed (pip install -e .)",
             file=sys.stderr,
         )
         return None
     return proc.stdout.strip()
+
+
+def interpreter_version(python: str) -> str | None:
+    """`python`'s version ('3.12.1'), or None if it cannot run."""
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print(sys.version.split()[0])"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.strip() or None
 
 
 def toml_str(s: str) -> str:
