@@ -4,17 +4,18 @@ Each script (startup, capture, dispatch, overhead, memory, idle, makespan, spool
 `bench/*.py` not starting with `_`: chaos, packing) runs as a subprocess of this interpreter with
 `--json`; its own output is shown as it goes, and its last stdout line (one JSON object) is
 collected. The ratio figures keep each script's 5 runs after a warm-up; a few sizes are reduced so
-that the whole set finishes in about 4-5 minutes on a 2-core machine:
+that the whole set finishes in about 6-7 minutes on a 2-core machine:
 
-    startup   --runs 10                       (--help and run --list; default 20 runs)
+    startup   --runs 10                       (run --list, status, --help; default 20 runs)
     memory    --runs 1 --duration 10          (10,000 jobs, 64 workers: the SPEC size; a peak)
     packing   --runs 1                        (INFO: no SPEC target for its makespan)
     spool     --tickets 30 --drain 200        (defaults 100 and 1,000)
 
-Capture (5,000,000 lines), dispatch (2,000 jobs, 8 workers), overhead (1,000,000 lines), idle,
-makespan and chaos run at their defaults. Every script's files go into one temp folder (under
-`--tmpdir`), deleted only at the end, so that no script pays for the deletion of another's
-thousands of log files. `--full`
+Capture (5,000,000 lines), dispatch (2,000 and 8,000 jobs beside the asyncio floor, 8 workers; its
+Popen floor is left out), overhead (1,000,000 lines), idle, makespan and chaos run at their
+defaults. `scale` (100,000 jobs, minutes) runs only with `--full` or when `--only` names it. Every
+script's files go into one temp folder (under `--tmpdir`), deleted only at the end, so that no
+script pays for the deletion of another's thousands of log files. `--full`
 runs every script with its own defaults (the SPEC sizes and more runs: longer). The combined table
 has one row per figure: what aimedres-async measured, the peer (or reference) in the same
 invocation, the ratio, the SPEC §11 target and the verdict (PASS, MISS, INVALID when a run failed
@@ -23,7 +24,7 @@ load average before and after is printed: on a shared machine the figures are no
 ratios within one script's run are what to compare. The exit status is 0 whatever the verdicts
 (2 only for bad usage).
 
-    python bench/all.py                     # reduced sizes, ~4-5 min
+    python bench/all.py                     # reduced sizes, ~6-7 min
     python bench/all.py --only dispatch idle
     python bench/all.py --full --json       # last stdout line: everything as JSON
 """
@@ -49,10 +50,12 @@ from _common import format_table, git_commit, machine_info
 from _helpers import Figure, fmt_ratio
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["startup", "capture", "dispatch", "overhead", "memory", "idle", "makespan", "spool"]
+ORDER = ["startup", "capture", "dispatch", "scale", "overhead", "memory", "idle", "makespan", "spool"]
+FULL_ONLY = {"scale"}  # minutes at its SPEC size: only with --full, or when --only names it
+MIN_TIMEOUT_S = {"dispatch": 1800, "scale": 3600}  # whatever --timeout says (scale: ~10-15 min)
 REDUCED: dict[str, list[str]] = {
     "startup": ["--runs", "10"],
-    "dispatch": ["--timeout", "180", "--floor"],
+    "dispatch": ["--timeout", "180"],
     "overhead": ["--timeout", "180"],
     "memory": ["--runs", "1", "--duration", "10"],
     "packing": ["--runs", "1"],
@@ -213,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--full", action="store_true", help="each script's own defaults (SPEC sizes; much longer)")
+    ap.add_argument(
+        "--full", action="store_true", help="each script's own defaults (SPEC sizes; much longer), and scale"
+    )
     ap.add_argument("--only", nargs="+", metavar="NAME", default=[], help="run only these scripts")
     ap.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="do not run these scripts")
     ap.add_argument("--tmpdir", metavar="DIR", help="where the scripts' files go (a folder deleted at the end)")
@@ -224,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in a.only + a.skip if n not in available]
     if unknown:
         ap.error(f"no such benchmark: {', '.join(unknown)} (have: {', '.join(available)})")
-    names = [n for n in available if (not a.only or n in a.only) and n not in a.skip]
+    names = [n for n in available if (n in a.only if a.only else a.full or n not in FULL_ONLY) and n not in a.skip]
 
     load0 = os.getloadavg()
     t0 = time.perf_counter()
@@ -241,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             args = [] if a.full else list(REDUCED.get(name, []))
-            runs[name] = run_script(name, [*args, "--tmpdir", str(root), "--keep"], a.timeout)
+            timeout = max(a.timeout, MIN_TIMEOUT_S.get(name, 0))
+            runs[name] = run_script(name, [*args, "--tmpdir", str(root), "--keep"], timeout)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     total = time.perf_counter() - t0
