@@ -11,7 +11,7 @@ API (asyncio's subprocess_exec calls Popen there too). Debug mode's other checks
 record a stack at every call_soon, inside the timed callbacks. `inject` adds one 50 ms blocking call
 when the first job finishes, to show that the check catches one.
 
-Used by tests/test_slow_callbacks.py and by `bench/chaos.py --slow-callbacks`.
+Used by tests/engine/test_slow_callbacks.py and by `bench/chaos.py --slow-callbacks`.
 """
 
 from __future__ import annotations

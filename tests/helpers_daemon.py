@@ -1,4 +1,4 @@
-"""Helpers for driving the real spool daemon (`serve`) as a subprocess (tests/test_daemon.py, test_spool.py).
+"""Helpers for driving the real spool daemon (`serve`) as a subprocess (tests/daemon/test_daemon.py, test_spool.py).
 
 The daemon's stdout/stderr go to files, not pipes: a busy daemon writes one line per lifecycle event
 and would block on a full pipe nobody reads.

@@ -240,7 +240,7 @@ def test_framed_whole_or_in_pieces_the_records_are_the_same(data: bytes, cuts: l
     whole = content(raw_records(framer(max_line=max_line), [data]))
     split = content(raw_records(framer(max_line=max_line), pieces))
     # A line of exactly k*max_line bytes may end with an empty partial part when its line end came
-    # in a later read (documented in tests/test_framing.py): it adds nothing to the joined line.
+    # in a later read (documented in tests/records/test_framing.py): it adds nothing to the joined line.
     empty_part = ("line", "", True)
     assert [r for r in split if r != empty_part] == [r for r in whole if r != empty_part]
 

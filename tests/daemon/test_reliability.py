@@ -50,7 +50,7 @@ from aimedres_async.plan.config_errors import ConfigError
 from aimedres_async.plan.config_load import load, parse, parse_ticket
 from aimedres_async.plan.jobs import TicketJobError, known_jobs, plan, ticket_spec
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CHAOS = REPO / "bench" / "chaos.py"
 ERROR_PREFIX = "aimedres-async: error: "
 LINE_BREAK = re.compile(r"\r\n|\r|\n")

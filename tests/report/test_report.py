@@ -26,7 +26,7 @@ from helpers_cli import cli, usage_error
 from helpers_daemon import Daemons, daemon_config, submit, wait_final
 from report_project import make_project
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -18,7 +18,7 @@ from conftest import PY, events, job_summary, read_jsonl, run_dir, start_cli, su
 from helpers_cli import cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

@@ -30,7 +30,7 @@ from conftest import read_jsonl, run_dir, summary, wait_for
 from helpers_cli import cli, usage_error
 
 PY = sys.executable
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COLS, ROWS = 100, 30
 HIDE_CURSOR, SHOW_CURSOR = b"\x1b[?25l", b"\x1b[?25h"
 ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")

@@ -11,7 +11,7 @@ import pytest
 from conftest import PY, events, job_summary, read_jsonl, run_dir, start_cli, summary, wait_for, write_config
 from helpers_cli import cli
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def cfg(marker: str, jobs: str, supervisor: str = "", defaults: str = "") -> str:

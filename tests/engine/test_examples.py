@@ -22,7 +22,7 @@ from conftest import read_jsonl, run_dir, summary, wait_for
 pytest.importorskip("sklearn", reason="the examples need scikit-learn (pip install -e '.[examples]')")
 
 PY = sys.executable
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "training"
 NAMES = ("breast_cancer", "diabetes", "digits")
 VAL_KEYS = {"breast_cancer": {"val_accuracy"}, "diabetes": {"val_r2", "val_rmse"}, "digits": {"val_accuracy"}}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INSTALL = ROOT / "systemd" / "install.sh"
 UNIT = ROOT / "systemd" / "aimedres-async.service"
 DOC = ROOT / "docs" / "how-to" / "install-the-service.md"

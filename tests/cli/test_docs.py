@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHECK = ROOT / ".ci" / "docs_check.py"
 
 # Paths that only exist on one machine. Built from pieces so that this file does not match itself.

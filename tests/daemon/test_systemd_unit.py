@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "aimedres-async.service"
 SYSUSERS = ROOT / "systemd" / "aimedres-async.sysusers.conf"
 TMPFILES = ROOT / "systemd" / "aimedres-async.tmpfiles.conf"

@@ -21,7 +21,7 @@ import pytest
 from conftest import PY, events, job_summary, read_jsonl, run_dir, start_cli, summary, wait_for, write_config
 from helpers_cli import cli
 from helpers_daemon import Daemons, drop, result, wait_final
-from test_log_schema import check_run_folder
+from helpers_schema import check_run_folder
 
 from aimedres_async.engine.attempt import AttemptContext, AttemptResult, JobOutput, StopRequest
 from aimedres_async.engine.executors.slurm import SlurmExecutor
@@ -29,12 +29,12 @@ from aimedres_async.plan.config import Backoff, Resources, SlurmConfig
 from aimedres_async.plan.jobs import JobSpec, Outcome
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER_DIR = Path(os.environ.get("AIMEDRES_SLURM_DIR", REPO / ".ci-slurm"))
 
 
 def _skip(reason: str) -> None:
-    print(f"\nSKIP tests/test_slurm.py: {reason}", file=sys.stderr)
+    print(f"\nSKIP tests/engine/test_slurm.py: {reason}", file=sys.stderr)
     pytest.skip(reason)
 
 

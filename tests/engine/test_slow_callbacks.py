@@ -24,7 +24,7 @@ SLOW = re.compile(r"Executing .* took \d+\.\d+ seconds")
 
 # Runs the real command line with every event-loop step timed; see its docstring for what is not
 # counted and why.
-DRIVER = Path(__file__).resolve().parents[1] / "bench" / "_slow_callbacks.py"
+DRIVER = Path(__file__).resolve().parents[2] / "bench" / "_slow_callbacks.py"
 
 JOBS = 300
 
