@@ -187,7 +187,7 @@ def _supervise(
 ) -> int:
     """Run the jobs under the supervisor, signals captured from before it exists until its final
     sweep is done; then the results, the summaries and the report."""
-    # imported only now: --list and --dry-run never need asyncio, the supervisor, runner or sinks
+    # imported only now: --list and --dry-run never need asyncio, the engine or the run's log files
     from aimedres_async.engine.admission import worker_count
     from aimedres_async.engine.run import RunOptions, Supervisor
 

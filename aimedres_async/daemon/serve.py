@@ -1,6 +1,6 @@
 """`serve`: the spool daemon. Watch incoming/ and control/, claim as many tickets as there are free
 slots (priority first, then arrival; a ticket waits for the tickets it is `after`), run them through
-the same supervisor and runner as `run`, and file each ticket under done/ or failed/.
+the same engine as `run`, and file each ticket under done/ or failed/.
 
 control/ carries the operators' requests: <ticket>.cancel, and `paused` (claim nothing new).
 SIGTERM: stop claiming, stop the running jobs as `run` does, put their tickets back in incoming/,

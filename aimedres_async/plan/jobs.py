@@ -53,7 +53,7 @@ INJECTED = tuple(FLAG_SPELLINGS)  # the flags a job's command may be given, by l
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A fully resolved job: the exact argv and everything the runner needs."""
+    """A fully resolved job: the exact argv and everything an executor needs."""
 
     id: str
     argv: tuple[str, ...]

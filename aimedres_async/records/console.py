@@ -1,4 +1,5 @@
-"""The supervisor's own console: structlog renders lifecycle events as human lines or JSON.
+"""The supervisor's own console: lifecycle events as human lines (rendered by structlog) or as JSON
+(the log's own line, serialized once in records.sinks.RunLog).
 
 Job output never goes through structlog (one call per line would dominate the hot path);
 `--verbose` echoes it straight to stdout, prefixed with the job id.

@@ -2,7 +2,7 @@
 
 A Ctrl+C that raises KeyboardInterrupt inside an import can leave a C extension half-initialised
 (the interpreter then crashes as it exits), so the entry points hold SIGINT, SIGTERM and SIGHUP
-from before the first import: `run` and `serve` hand what arrived to `shutdown.CapturedSignals`,
+from before the first import: `run` and `serve` hand what arrived to `system.signals.CapturedSignals`,
 every other command gets the default behaviour back once it is parsed. No asyncio here.
 """
 

@@ -5,7 +5,7 @@ our own `asyncio.SubprocessProtocol`, in a new session (its pid is its process g
 /dev/null and both output streams on pipes. The protocol is what makes the API safe here:
 
 - `pipe_data_received` hands each chunk the pipe transport read straight to the stream's `Framer`
-  (`runner.deliver`): no StreamReader, no line splitting in asyncio;
+  (`attempt.deliver`): no StreamReader, no line splitting in asyncio;
 - `process_exited` fires when the main process has been reaped, whoever still holds the pipes.
   `Process.wait()` is never used: it returns only once every pipe has closed as well
   (cpython#119710), so a grandchild that keeps stdout open would hang it;

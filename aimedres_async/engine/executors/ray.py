@@ -1,6 +1,6 @@
 """The Ray executor: one attempt = one Ray job, through the Ray Jobs API.
 
-Same interface as the local runner (`run_attempt`), so everything above it is unchanged: the same
+Same interface as the local executor (`run_attempt`), so everything above it is unchanged: the same
 events, per-job JSONL (output streamed with `tail_job_logs` through the same Framer), retries,
 backoff and timeouts (the supervisor's; Ray does not retry jobs), summary and exit codes. A stop
 or timeout calls `stop_job`. The job's end is taken from its Ray status, never from the end of the

@@ -1,6 +1,6 @@
 """The Slurm executor: one attempt = one Slurm batch job, submitted with `sbatch --parsable`.
 
-Same interface as the local runner (`run_attempt`), so everything above it is unchanged: the same
+Same interface as the local executor (`run_attempt`), so everything above it is unchanged: the same
 events, per-job JSONL (the job's stdout and stderr files are followed as they grow, through the
 same Framer), retries, backoff and timeouts (the supervisor's; jobs go in with --no-requeue),
 summary and exit codes. The end of an attempt comes from Slurm's job state (squeue, then
