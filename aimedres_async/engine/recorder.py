@@ -17,6 +17,7 @@ from aimedres_async.report import diagnose
 from aimedres_async.report.summary import entry_bytes, summary_bytes, write_summary
 
 SUMMARY_MIN_INTERVAL = 1.0
+REFRESH_BATCH = 100  # summary entries rebuilt between two turns of the event loop
 RESUMED = "succeeded in the resumed run with the same command"
 
 
@@ -97,16 +98,16 @@ class Recorder:
 
     # ------------------------------------------------------------ summary.json
 
-    def _refresh(self) -> None:
-        """Rebuild the entries of the jobs that changed since the last look, and only those."""
-        for job_id, job in self._stale.items():
-            old = self._entries.get(job_id)
-            fixed = (
-                old if old is not None else job.fixed_fields(self.log.job_path(job_id), self.redact_argv(job.spec.argv))
-            )
+    def _refresh(self, limit: int | None = None) -> None:
+        """Rebuild the entries of the jobs that changed since the last look, and only those (at
+        most `limit` of them)."""
+        for _ in range(len(self._stale) if limit is None else min(limit, len(self._stale))):
+            job_id, job = self._stale.popitem()
+            fixed = self._entries.get(job_id)
+            if fixed is None:
+                fixed = job.fixed_fields(self.log.job_path(job_id), self.redact_argv(job.spec.argv))
             entry = self._entries[job_id] = job.summary(fixed)
             self._slots[self._where[job_id]] = entry_bytes(entry)
-        self._stale.clear()
 
     def summary(self, jobs: Iterable[JobRun]) -> dict[str, Any]:
         """summary.json's content as it stands (for the final table and the reports)."""
@@ -137,7 +138,9 @@ class Recorder:
         async with self._lock:  # the state as of this write, written after the one before
             if self._dirty is not None and self._dirty.is_set():
                 self._dirty = anyio.Event()  # this write covers the change
-            self._refresh()
+            while self._stale:  # thousands at the start: the loop gets a turn between batches
+                self._refresh(REFRESH_BATCH)
+                await anyio.lowlevel.checkpoint()
             meta, slots = dict(self.meta), list(self._slots)
             t0 = time.monotonic()
             problem = await anyio.to_thread.run_sync(self._write, meta, slots, final)

@@ -232,12 +232,13 @@ class Supervisor:
     async def _queue(self, planned: list[JobRun]) -> None:
         """The plan into the run state, in order; --resume's skipped jobs after it."""
         skipped = self._resumed(planned)
-        self.recorder.plan(planned)
-        for n, job in enumerate(planned, 1):
-            if job.spec.id not in skipped:
-                self.state.add(job.track)
-            if n % QUEUE_BATCH == 0:
-                await anyio.lowlevel.checkpoint()  # thousands of jobs: the loop gets a turn between batches
+        for start in range(0, len(planned), QUEUE_BATCH):
+            batch = planned[start : start + QUEUE_BATCH]
+            self.recorder.plan(batch)
+            for job in batch:
+                if job.spec.id not in skipped:
+                    self.state.add(job.track)
+            await anyio.lowlevel.checkpoint()  # thousands of jobs: the loop gets a turn between batches
         for job_id, metrics in skipped.items():
             job = self._index[job_id]
             job.output.metrics = metrics
