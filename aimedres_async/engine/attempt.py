@@ -128,6 +128,9 @@ class AttemptContext:
     redact: Callable[[bytes], bytes] | None = None  # [logging] redact, applied before any write
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     live: dict[str, Live] = field(default_factory=dict)
+    # each script's sha256, hashed once per run (in a worker thread, before its first attempt);
+    # shared by every copy of the context (`replace()` keeps the same dict)
+    script_hashes: dict[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # the supervisor's own service variables never reach a job (`replace()` of a context
@@ -238,7 +241,13 @@ def begin_attempt(
         return spawn_failed(spec, attempt, ctx, t0, f"script not found: {spec.script}")
     env = job_env(spec, ctx, attempt)
     env.update(extra_env or {})
-    script_sha = file_sha256(spec.script) if spec.script else None
+    script_sha = None
+    if spec.script is not None:
+        key = str(spec.script)
+        if key in ctx.script_hashes:
+            script_sha = ctx.script_hashes[key]
+        else:  # an executor driven without the dispatcher (tests)
+            script_sha = ctx.script_hashes[key] = file_sha256(key)
     output.tail.append((ATTEMPT_MARK, b"%d" % attempt))
     return AttemptStart(t0, env, script_sha)
 

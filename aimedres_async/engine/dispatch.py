@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from aimedres_async.engine.attempt import AttemptContext, AttemptResult, JobOutput, StopRequest
+from aimedres_async.engine.attempt import AttemptContext, AttemptResult, JobOutput, StopRequest, file_sha256
 from aimedres_async.engine.jobrun import JobRun
 from aimedres_async.engine.retries import backoff_delay, should_retry
 from aimedres_async.engine.scheduler import Grant, Pools, Slots, pick_next
@@ -69,6 +69,7 @@ class Dispatcher:
         self.on_slot_free: Callable[[], None] | None = None
         self._wake: asyncio.Future[None] | None = None
         self._making_files = False
+        self._hashing: dict[str, anyio.Event] = {}  # scripts being hashed
 
     def kick(self) -> None:
         if self._wake is not None and not self._wake.done():
@@ -131,6 +132,8 @@ class Dispatcher:
 
     async def _attempt(self, job: JobRun) -> None:
         attempt = job.attempts
+        if job.spec.script is not None:
+            await self._hash_script(str(job.spec.script))
         self.log.open_job(job.spec.id)
         problem = preflight.ensure_output_dirs(job.spec)
         if problem is not None:
@@ -146,6 +149,22 @@ class Dispatcher:
             self.kick()
             if self.on_slot_free is not None:
                 self.on_slot_free()
+
+    async def _hash_script(self, script: str) -> None:
+        """A script's sha256 for job.started, once per script per run, in a worker thread; an
+        attempt whose script is being hashed for another waits for that."""
+        if script in self.ctx.script_hashes:
+            return
+        pending = self._hashing.get(script)
+        if pending is not None:
+            await pending.wait()
+            return
+        self._hashing[script] = done = anyio.Event()
+        try:
+            self.ctx.script_hashes[script] = await anyio.to_thread.run_sync(file_sha256, script)
+        finally:
+            del self._hashing[script]
+            done.set()
 
     async def _run_attempt(self, job: JobRun, attempt: int) -> AttemptResult:
         """The executor's attempt with the job's own stop; the slot and resources are given back

@@ -278,6 +278,43 @@ async def test_a_stop_ends_the_run_in_bounded_time_even_if_an_attempt_ignores_it
     assert [j.status for j in sup.jobs] == [Status.CANCELLED, Status.CANCELLED]
 
 
+@pytest.mark.asyncio
+async def test_each_script_is_hashed_once_per_run_in_a_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import hashlib
+    import threading
+
+    from aimedres_async.engine import dispatch
+
+    script = tmp_path / "train.py"
+    script.write_text("print('hi')\n")
+    calls: list[bool] = []
+    real = dispatch.file_sha256
+
+    def counting(path: Any) -> str | None:
+        calls.append(threading.current_thread() is threading.main_thread())
+        return real(path)
+
+    monkeypatch.setattr(dispatch, "file_sha256", counting)
+    jobs = [
+        dataclasses.replace(spec(f"j{i}", retries=1, backoff=Backoff(initial=0.0, jitter=0.0)), script=script)
+        for i in range(3)
+    ]
+    sup, fake = make(tmp_path, jobs, workers=2)
+    task = asyncio.create_task(sup.run())
+    await until(lambda: len(fake.started) == 2)
+    fake.end("j0", Outcome.FAILED)  # its retry is a second attempt of the same script
+    fake.end("j1")
+    await until(lambda: ("j0", 2) in fake.started and ("j2", 1) in fake.started)
+    fake.end("j0", attempt=2)
+    fake.end("j2")
+    assert await task == 0
+    assert calls == [False]  # once, off the event loop's thread
+    assert sup.ctx.script_hashes == {str(script): hashlib.sha256(script.read_bytes()).hexdigest()}
+
+
 def _events(sup: Supervisor) -> list[dict[str, Any]]:
     import json
 
