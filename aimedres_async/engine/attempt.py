@@ -131,6 +131,9 @@ class AttemptContext:
     # each script's sha256, hashed once per run (in a worker thread, before its first attempt);
     # shared by every copy of the context (`replace()` keeps the same dict)
     script_hashes: dict[str, str | None] = field(default_factory=dict)
+    # the cgroup's OOM-kill count as last read off the loop (at the start, then by the sampler once
+    # a tick); an attempt compares it with a fresh read when it ends killed (failures.classify)
+    oom_kills: int | None = None
 
     def __post_init__(self) -> None:
         # the supervisor's own service variables never reach a job (`replace()` of a context

@@ -23,6 +23,7 @@ import anyio._backends._asyncio  # else imported on first use, blocking the loop
 from aimedres_async.engine.attempt import AttemptContext, StopRequest
 from aimedres_async.engine.dispatch import Dispatcher, Executor
 from aimedres_async.engine.executors.local import run_attempt
+from aimedres_async.engine.failures import cgroup_oom_kills
 from aimedres_async.engine.jobrun import JobRun
 from aimedres_async.engine.recorder import Recorder
 from aimedres_async.engine.sampler import Sampler
@@ -218,6 +219,7 @@ class Supervisor:
         t0 = time.monotonic()
         planned = list(self.jobs)  # add() may queue more while run.started is being prepared
         self.recorder.meta = self._run_started(await anyio.to_thread.run_sync(self._provenance))
+        self.ctx.oom_kills = await anyio.to_thread.run_sync(cgroup_oom_kills)
         await self._queue(planned)
         self.started_event.set()
         if not self.opts.serve:

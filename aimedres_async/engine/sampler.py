@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import anyio
 
 from aimedres_async.engine.attempt import AttemptContext
+from aimedres_async.engine.failures import cgroup_oom_kills
 from aimedres_async.engine.jobrun import JobRun
 from aimedres_async.records.console import Console
 from aimedres_async.records.sinks import RunLog
@@ -15,6 +16,10 @@ from aimedres_async.system import procs
 
 SAMPLE_INTERVAL = 1.0
 ESCAPED_ROUNDS = 50  # kill-and-look-again rounds per tick for chains of escaped processes
+
+
+def _scan() -> tuple[list[procs.ProcInfo], int | None]:
+    return procs.processes(), cgroup_oom_kills()
 
 
 class Sampler:
@@ -38,7 +43,7 @@ class Sampler:
             self._check_logs_folder()
             if not self.ctx.live and not procs.has_children():
                 continue
-            snapshot = await anyio.to_thread.run_sync(procs.processes)
+            snapshot, self.ctx.oom_kills = await anyio.to_thread.run_sync(_scan)
             for job_id, live in list(self.ctx.live.items()):
                 if not live.pgid:  # being spawned: no group yet (pgid 0 is the kernel's threads)
                     continue

@@ -181,7 +181,7 @@ async def run_attempt(
     if isinstance(start, AttemptResult):
         return start
     t0, env = start.t0, start.env
-    oom_kills = cgroup_oom_kills()
+    oom_kills = ctx.oom_kills  # as last read, off the loop (the sampler, once a tick)
     framers = {
         fd: Framer(ctx.run_id, spec.id, attempt, name, ctx.max_line_bytes, output.tail, ctx.redact)
         for fd, name in ((1, "stdout"), (2, "stderr"))
@@ -222,19 +222,29 @@ async def run_attempt(
         ctx.live.pop(spec.id, None)
         deathwatch_link.unwatch_group(pgid)
 
-    result = _result(spec, proto.exited.result(), reason, live.peak_rss, oom_kills, output, t0)
+    code = proto.exited.result()
+    oom_now = None
+    if reason is None and code == -signal.SIGKILL:  # killed: was it the kernel's OOM killer?
+        oom_now = ctx.oom_kills = await anyio.to_thread.run_sync(cgroup_oom_kills)
+    result = _result(spec, code, reason, live.peak_rss, (oom_kills, oom_now), output, t0)
     emit_exited(spec, attempt, ctx, result)
     return result
 
 
 def _result(
-    spec: JobSpec, code: int, reason: str | None, peak: int, oom_kills: int | None, output: JobOutput, t0: float
+    spec: JobSpec,
+    code: int,
+    reason: str | None,
+    peak: int,
+    oom_kills: tuple[int | None, int | None],
+    output: JobOutput,
+    t0: float,
 ) -> AttemptResult:
     """How the attempt ended: its exit code or signal, and the failure named as closely as the
-    exit, the memory peak, the cgroup's OOM kills and the output allow."""
+    exit, the memory peak, the cgroup's OOM-kill count (before, after) and the output allow."""
     failure = _failure(reason, code)
     if failure is not None and reason is None:
-        failure = classify(code, peak, spec.resources.memory, oom_kills, cgroup_oom_kills(), output) or failure
+        failure = classify(code, peak, spec.resources.memory, *oom_kills, output) or failure
     return AttemptResult(
         outcome=_outcome(reason, code),
         exit_code=code if code >= 0 else None,
