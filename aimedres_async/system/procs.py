@@ -116,29 +116,39 @@ def reap_adopted(members: list[ProcInfo]) -> None:
                 os.waitpid(p.pid, os.WNOHANG)
 
 
-def live_members(pgid: int) -> list[ProcInfo]:
+def group_exists(pgid: int) -> bool:
+    """Whether any process (a zombie too) is in the group: one kill(2), no /proc scan."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
-        return []  # the group is empty: no need to scan /proc
+        return False
     except PermissionError:
         pass
+    return True
+
+
+def live_members(pgid: int) -> list[ProcInfo]:
+    """The group's processes that are not zombies (reaping the zombies we adopted): a scan of
+    /proc unless the group is empty."""
+    if not group_exists(pgid):
+        return []
     members = group_members(pgid)
     reap_adopted(members)
     return [p for p in members if p.state != "Z"]
 
 
 async def wait_group_gone(pgid: int, timeout: float, poll: float = 0.02) -> bool:
-    """Wait until no live process is left in the group; True if it emptied in time."""
-    import asyncio  # here: `status` and the spool read processes without an event loop
+    """Wait until no live process is left in the group; True if it emptied in time. The /proc
+    scans run in worker threads: the event loop only sleeps between them."""
+    import anyio  # here: `status` and the spool read processes without an event loop
 
     deadline = time.monotonic() + timeout
     while True:
-        if not live_members(pgid):
+        if not group_exists(pgid) or not await anyio.to_thread.run_sync(live_members, pgid):
             return True
         if time.monotonic() >= deadline:
             return False
-        await asyncio.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        await anyio.sleep(min(poll, max(0.0, deadline - time.monotonic())))
         poll = min(poll * 1.5, 0.25)
 
 

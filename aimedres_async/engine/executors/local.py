@@ -322,7 +322,7 @@ async def _terminate(proto: AttemptProtocol, pgid: int, ctx: AttemptContext) -> 
 
 async def _end_group(pgid: int, ctx: AttemptContext, graceful: bool) -> None:
     """The main process has exited: signal and reap whatever is left in its group."""
-    if not procs.live_members(pgid):
+    if not procs.group_exists(pgid) or not await anyio.to_thread.run_sync(procs.live_members, pgid):
         return
     if graceful and not ctx.stop.forced.is_set():
         procs.signal_group(pgid, ctx.stop_signal)
@@ -335,16 +335,17 @@ async def _end_group(pgid: int, ctx: AttemptContext, graceful: bool) -> None:
 async def _kill_shielded(proto: AttemptProtocol, pgid: int) -> None:
     """Last-resort cleanup on cancellation or error: SIGKILL to the group at once, then up to
     LEFTOVER_KILL_TIMEOUT to see it gone, in a shielded cancel scope (the cancellation that
-    brought us here cannot cut it short). Whatever is left then is killed synchronously; the
-    child watcher reaps the main process."""
+    brought us here cannot cut it short). Whatever is left then is killed again and waited for
+    in a worker thread, still shielded; the child watcher reaps the main process."""
     procs.signal_group(pgid, signal.SIGKILL)
-    try:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(LEFTOVER_KILL_TIMEOUT):
-            await asyncio.wait({proto.exited})  # never cancels the future itself
-            await procs.wait_group_gone(pgid, LEFTOVER_KILL_TIMEOUT)
-    finally:
-        if procs.live_members(pgid):
-            procs.kill_group_now(pgid)
+    with anyio.CancelScope(shield=True):
+        try:
+            with anyio.move_on_after(LEFTOVER_KILL_TIMEOUT):
+                await asyncio.wait({proto.exited})  # never cancels the future itself
+                await procs.wait_group_gone(pgid, LEFTOVER_KILL_TIMEOUT)
+        finally:
+            if procs.group_exists(pgid):  # what is left: killed and waited for in a worker thread
+                await anyio.to_thread.run_sync(procs.kill_group_now, pgid)
 
 
 async def _drain(proto: AttemptProtocol) -> None:
