@@ -6,43 +6,51 @@ Every usage or config mistake ends as one line per problem on stderr and exit co
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from aimedres_async.cli import project, queue, run
 from aimedres_async.cli.parser import parse
 from aimedres_async.cli.usage import UsageError
 from aimedres_async.plan.config import Config
-from aimedres_async.plan.config_errors import ConfigError
+from aimedres_async.plan.config_errors import ConfigError, InputError
 from aimedres_async.plan.invocation import locate_config, override
-from aimedres_async.plan.jobs import SelectionError
-from aimedres_async.plan.legacy import LegacyError
 from aimedres_async.system import startup_signals
 
 __all__ = ["EXIT_USAGE", "main"]
 
 EXIT_USAGE = 2
 
-HANDLERS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
-    "run": run.cmd_run,
-    "list": run.cmd_list,
-    "validate": project.cmd_validate,
-    "serve": queue.cmd_serve,
-    "submit": queue.cmd_submit,
-    "status": queue.cmd_status,
-    "logs": queue.cmd_logs,
-    "cancel": queue.cmd_cancel,
-    "wait": queue.cmd_wait,
-    "pause": queue.cmd_pause,
-    "resume": queue.cmd_resume,
-    "report": project.cmd_report,
+# command -> (module of aimedres_async.cli, function): a command imports only its own module, so
+# `status` never loads the job planner and `list` never loads the daemon's client.
+HANDLERS: dict[str, tuple[str, str]] = {
+    "run": ("run", "cmd_run"),
+    "list": ("run", "cmd_list"),
+    "validate": ("project", "cmd_validate"),
+    "serve": ("queue", "cmd_serve"),
+    "submit": ("queue", "cmd_submit"),
+    "status": ("queue", "cmd_status"),
+    "logs": ("queue", "cmd_logs"),
+    "cancel": ("queue", "cmd_cancel"),
+    "wait": ("queue", "cmd_wait"),
+    "pause": ("queue", "cmd_pause"),
+    "resume": ("queue", "cmd_resume"),
+    "report": ("project", "cmd_report"),
 }
+
+
+def handler(command: str) -> Callable[[Config, argparse.Namespace], int]:
+    module, function = HANDLERS[command]
+    found: Callable[[Config, argparse.Namespace], int] = getattr(
+        importlib.import_module(f"aimedres_async.cli.{module}"), function
+    )
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(list(sys.argv[1:] if argv is None else argv))
-    except (ConfigError, UsageError, SelectionError, LegacyError) as e:
+    except (ConfigError, UsageError, InputError) as e:
         for problem in e.problems if isinstance(e, ConfigError) else [str(e)]:
             print(f"aimedres-async: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
@@ -55,13 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: list[str]) -> int:
     a = parse(args)
     if a.command == "init":
-        return project.cmd_init(a)
+        from aimedres_async.cli.project import cmd_init
+
+        return cmd_init(a)
     cfg, a.config_line = locate_config(a.config)
     cfg = override(cfg, executor=getattr(a, "executor", None))
     if a.command not in ("run", "serve"):  # they hand held signals to signals.CapturedSignals
         held = startup_signals.release()
         if held is not None:
             return 128 + held
-    code = HANDLERS[a.command](cfg, a)
+    code = handler(a.command)(cfg, a)
     held = startup_signals.release()  # run --list/--dry-run, or a usage error before the capture
     return 128 + held if held is not None else code

@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any
 
 
+class InputError(ValueError):
+    """A one-line problem with what the user gave on the command line (exit 2): a selection that
+    matches no job, an old orchestrator's flag or job list."""
+
+
 class ConfigError(Exception):
     """One or more problems in a config file; each is a complete one-line message."""
 

@@ -8,13 +8,14 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aimedres_async.plan import legacy
 from aimedres_async.plan.config import Config, builtin
 from aimedres_async.plan.config_errors import ConfigError
 from aimedres_async.plan.config_load import find_config, load
-from aimedres_async.plan.jobs import DiscoveryOverrides, Overrides, Plan, plan
+
+if TYPE_CHECKING:  # imported where used: `status` and the spool's commands need no job planning
+    from aimedres_async.plan.jobs import DiscoveryOverrides, Overrides, Plan
 
 
 class _Keep:
@@ -28,6 +29,8 @@ def locate_config(arg: str | None) -> tuple[Config, str]:
     """The config and a line saying which one is used (or that none was found, and where we looked)."""
     explicit = arg or os.environ.get("AIMEDRES_CONFIG")
     if explicit:
+        from aimedres_async.plan import legacy
+
         legacy.check_config_path(explicit)
         how = "--config" if arg else "$AIMEDRES_CONFIG"
         return load(Path(explicit)), f"config: {Path(explicit).absolute()} (from {how})"
@@ -86,6 +89,8 @@ def select_jobs(
 ) -> Plan:
     """The jobs to run: `--discover-root` folders (relative to here) replace [discovery] roots and
     turn discovery on; `auto_discover=False` turns it off. ConfigError when an interpreter is missing."""
+    from aimedres_async.plan.jobs import plan
+
     resolved = [str(Path(r).resolve()) for r in roots] if roots else None
     p = plan(
         cfg,

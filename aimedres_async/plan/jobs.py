@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aimedres_async.plan.config import Backoff, Config, JobConfig, JobSettings, Resources, Ticket
-from aimedres_async.plan.config_errors import ConfigError
+from aimedres_async.plan.config_errors import ConfigError, InputError
 from aimedres_async.plan.discovery import FLAG_SPELLINGS, ScriptInfo, ambiguity, config_relative, discover, read_script
 
 
@@ -111,7 +111,7 @@ class Plan:
     notes: tuple[str, ...] = ()  # things the user should know that are not problems
 
 
-class SelectionError(ValueError):
+class SelectionError(InputError):
     """--only/--exclude named ids that match no job."""
 
 

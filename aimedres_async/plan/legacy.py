@@ -13,11 +13,12 @@ from typing import Any
 import orjson
 
 from aimedres_async.plan.config import JOB_ID_RE
+from aimedres_async.plan.config_errors import InputError
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
-class LegacyError(ValueError):
+class LegacyError(InputError):
     """A one-line problem with an old command line or YAML job list (exit 2)."""
 
 

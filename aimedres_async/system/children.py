@@ -7,7 +7,6 @@ reaped by `UsageChildWatcher` (on a pidfd), never by the reapers of adopted proc
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import sys
@@ -69,6 +68,8 @@ def _usage_watcher() -> Any:
     """A child watcher for asyncio's subprocess transports that reaps with wait4 (keeping the
     kernel's max-RSS of the child) on a pidfd, or in a thread per child where there is none.
     None where asyncio no longer has pluggable watchers (3.14): its own watcher is used then."""
+    import asyncio  # here: `status` and the spool's readers of processes never start an event loop
+
     base = getattr(asyncio, "AbstractChildWatcher", None)
     if base is None:
         return None
@@ -125,6 +126,8 @@ _watcher_installed = False
 
 def install_child_watcher() -> None:
     """Make asyncio's subprocess transports reap through UsageChildWatcher (once per process)."""
+    import asyncio
+
     global _watcher_installed
     if _watcher_installed:
         return

@@ -3,7 +3,6 @@ process groups to kill should the supervisor die, SIGKILL included."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -47,7 +46,11 @@ class _DeathWatch:
         if self.fd < 0:
             return
         if not self.pending:
+            # without asyncio imported no loop can be running: `status` and the spool never load it
+            asyncio = sys.modules.get("asyncio")
             try:
+                if asyncio is None:
+                    raise RuntimeError("no event loop")
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:
                 self.pending.append(line)
