@@ -2,7 +2,8 @@
 timestamps, and the tail of recent output each job keeps (for JUnit, the console and diagnoses).
 
 A chunk whose complete lines hold no byte JSON must escape becomes its records with one
-`bytes.replace`; other chunks are framed line by line with orjson.
+`bytes.replace`; other chunks are framed line by line with orjson. The records are the job's file's
+(schema 2: no `run`, no `job`, which its path names); `with_run_job` makes the `--log-file` form.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _PLAIN = bytes(b for b in range(0x20, 0x7F) if b not in b'"\\{') + b"\n"
 TAIL_BYTES = 8 * 1024
 TAIL_BLOCKS = 64  # enough blocks for the last 50 lines even when streams interleave
 ATTEMPT_MARK = "attempt"  # a tail entry (ATTEMPT_MARK, b"<n>") where attempt n's output starts
+_EVENT = b',"event":"job.output",'  # in every record's head, after its time
 _sec_cache: tuple[int, bytes] = (0, b"")
 
 
@@ -53,11 +55,68 @@ def record_head() -> bytes:
     return b'{"ts":"%s.%06dZ","t":%d.%06d' % (_sec_cache[1], usec, sec, usec)
 
 
+class Records(list[Buffer]):
+    """Record pieces to write in order, led by a chunk of plain lines framed with one
+    `bytes.replace` (`plain`, each line ending in \\n, and the `start` of each of its records):
+    `with_run_job` frames them again for the `--log-file` stream the same way."""
+
+    __slots__ = ("plain", "start")
+    plain: bytes
+    start: bytes
+
+
+def _replace_frame(plain: bytes, start: bytes) -> list[Buffer]:
+    """Plain lines (nothing to escape, each ending in \\n) as records that begin with `start`."""
+    records = plain.replace(b"\n", b'"}\n' + start)
+    # plain ends with \n, whose replacement carries one `start` too many: cut it off with a view
+    # instead of copying the whole buffer.
+    return [start, memoryview(records)[: len(records) - len(start)]]
+
+
+def with_run_job(records: list[Buffer], run: str, job: str) -> list[Buffer]:
+    """A `Framer`'s records as the `--log-file` stream writes them, where one file holds every job's
+    output: `"run"` and `"job"` follow `"event"` (schema 1's order, which the stream keeps).
+
+    Plain lines (`Records`) are framed again with the ids in their start: one more `bytes.replace`.
+    Other records get them inserted into their head; see `_add_ids`.
+    """
+    ids = b'"run":"%s","job":"%s",' % (run.encode(), job.encode())
+    if not isinstance(records, Records):
+        return _add_ids(records, ids)
+    at = records.start.index(_EVENT) + len(_EVENT)
+    out = _replace_frame(records.plain, records.start[:at] + ids + records.start[at:])
+    rest = records[2:]  # the parts of a line cut meanwhile
+    return out + _add_ids(rest, ids) if rest else out
+
+
+def _add_ids(records: list[Buffer], ids: bytes) -> list[Buffer]:
+    """`ids` inserted after `"event"` in each record. The records a `Framer` returns at once share
+    their head (time, attempt, stream) but for the parts of a line cut meanwhile: one
+    `bytes.replace` then does them all, else each is done alone. A \\n followed by the head can only
+    start a record (JSON escapes a newline in any value), and a record's own `"event"` comes before
+    anything the job printed."""
+    buf = b"".join(records)
+    cut = buf.find(_EVENT) + len(_EVENT)
+    if cut < len(_EVENT):
+        return records
+    head = b"\n" + buf[:cut]
+    if buf.count(head) == buf.count(b"\n") - 1:  # every record after the first starts with it
+        full = buf.replace(head, head + ids)
+        return [full[:cut], ids, memoryview(full)[cut:]]
+    out: list[bytes] = []
+    for record in buf.split(b"\n")[:-1]:
+        at = record.find(_EVENT) + len(_EVENT)
+        out += (record[:at], ids, record[at:], b"\n")
+    return [b"".join(out)]
+
+
 class Framer:
     """Turns one stream's raw chunks into `job.output` records (bytes, ready to write).
 
     Records end at \\n, \\r\\n or a lone \\r. A record longer than `max_line` is cut into parts
-    marked `"partial": true`, so memory stays bounded whatever the child prints.
+    marked `"partial": true`, so memory stays bounded whatever the child prints. The records go
+    to `logs/<run>/jobs/<job>.jsonl`, whose path names `run` and `job`: they are not written
+    (`with_run_job` adds them for the `--log-file` stream).
     """
 
     def __init__(
@@ -70,12 +129,8 @@ class Framer:
         tail: deque[tuple[str, bytes]],
         redact: Callable[[bytes], bytes] | None = None,
     ) -> None:
-        self._head_parts = b',"event":"job.output","run":"%s","job":"%s","attempt":%d,"stream":"%s",' % (
-            run.encode(),
-            job.encode(),
-            attempt,
-            stream.encode(),
-        )
+        self._head_parts = _EVENT + b'"attempt":%d,"stream":"%s",' % (attempt, stream.encode())
+        self._line_start = self._head_parts + b'"line":"'
         self.stream = stream
         self.max_line = max_line
         self.tail = tail
@@ -163,12 +218,10 @@ class Framer:
         """Plain lines (nothing to escape, no \r): all records from one `bytes.replace`."""
         if complete.translate(None, _PLAIN):
             return None
-        start = record_head() + self._head_parts + b'"line":"'
-        sep = b'"}\n' + start
-        # complete ends with \n, whose replacement carries one `start` too many: cut it off
-        # with a view instead of copying the whole buffer.
-        records = complete.replace(b"\n", sep)
-        return [start, memoryview(records)[: len(records) - len(start)]]
+        start = record_head() + self._line_start
+        out = Records(_replace_frame(complete, start))
+        out.plain, out.start = complete, start  # set here: a Python __init__ costs 0.3 us a chunk
+        return out
 
     def _frame(self, complete: bytes, first_partial: bool) -> bytes:
         """Line by line: escaping, \r, JSON-object lines, over-long lines cut into parts."""

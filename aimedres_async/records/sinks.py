@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from aimedres_async.records.framing import ATTEMPT_MARK, LINE_BREAK, Buffer, timestamp
+from aimedres_async.records.framing import ATTEMPT_MARK, LINE_BREAK, Buffer, timestamp, with_run_job
 from aimedres_async.system import atomic
 
 RELEASE_STEP = 8 << 20  # a big log's page cache (JsonlFile): write-back starts every 8 MiB written,
@@ -163,7 +163,8 @@ class RunLog:
     """The files of one run under `logs_dir/<run_id>/`, plus `--log-file` and the console.
 
     Lifecycle records go to events.jsonl, the job's own file, the `--log-file` stream and the
-    console; output records go to the job's file and the stream only.
+    console, the same bytes everywhere; output records go to the job's file (without `run` and
+    `job`, which its path names) and the stream (with them) only.
     """
 
     def __init__(
@@ -262,11 +263,13 @@ class RunLog:
             self.events.write(data)
 
     def write_output(self, job: str, records: list[Buffer]) -> None:
+        """A `Framer`'s records into the job's file as they are, and into the `--log-file` stream
+        with `run` and `job` added (one file holds every job's output there)."""
         f = self._jobs.get(job)
         if f is not None:
             f.writev(records)
         if self.stream is not None:
-            self.stream.writev(records)
+            self.stream.writev(with_run_job(records, self.run_id, job))
 
     def check_present(self) -> bool:
         """Whether the run's folder had been removed (rm -rf of a running run): if so, recreate it

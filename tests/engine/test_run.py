@@ -62,8 +62,9 @@ def test_success_artifacts_and_metrics(tmp_path: Path, marker: str) -> None:
         {"acc": 0.9},
     ]
     assert [r["line"] for r in out if r["stream"] == "stderr"] == ["bye"]
-    for r in recs:
-        assert r["run"] == rd.name and r["job"] == "train" and r["ts"].endswith("Z")
+    for r in recs:  # output records leave run and job to the file's path (log schema 2)
+        ids = (r.get("run"), r.get("job"))
+        assert ids == ((None, None) if r["event"] == "job.output" else (rd.name, "train")) and r["ts"].endswith("Z")
     # summary: the final metrics are the last data object
     s = job_summary(tmp_path, "train")
     assert s["status"] == "succeeded" and s["attempts"] == 1 and s["exit_code"] == 0
@@ -72,7 +73,7 @@ def test_success_artifacts_and_metrics(tmp_path: Path, marker: str) -> None:
     assert summary(tmp_path)["exit_code"] == 0
     # --log-file: the complete stream (lifecycle and output)
     stream = read_jsonl(tmp_path / "stream.jsonl")
-    assert [r for r in stream if r["event"] == "job.output"] == out
+    assert [{**r, "run": rd.name, "job": "train"} for r in out] == [r for r in stream if r["event"] == "job.output"]
     assert {"run.started", "run.finished"} <= {r["event"] for r in stream}
     # junit
     suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")

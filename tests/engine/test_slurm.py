@@ -304,7 +304,8 @@ def test_output_arrives_as_the_same_records_as_locally(tmp_path: Path, slurm_env
             for stream in ("stdout", "stderr")
         }
         full = read_jsonl(folder / "all.jsonl")
-        assert [x for x in full if x["event"] == "job.output"] == _outputs(folder, "bar")
+        named = [{**x, "run": run_dir(folder).name, "job": "bar"} for x in _outputs(folder, "bar")]
+        assert [x for x in full if x["event"] == "job.output"] == named  # the stream names run and job
         started[executor] = events(folder, "job.started")[0]
         exited[executor] = events(folder, "job.exited")[0]
     assert records["slurm"] == records["local"]

@@ -23,7 +23,7 @@ from aimedres_async.records.sinks import last_lines
 
 TS_RE = re.compile(rb"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 TS_FIELD = re.compile(rb'^\{"ts":"[^"]*","t":[0-9.]+,')
-BASE_KEYS = {"ts", "t", "event", "run", "job", "attempt", "stream"}
+BASE_KEYS = {"ts", "t", "event", "attempt", "stream"}  # log schema 2: the file's path names run and job
 PROPERTY = settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -50,7 +50,7 @@ def check_records(raw: bytes) -> list[dict[str, Any]]:
         # t is the same moment in Unix seconds (a number jq and pandas take as it is)
         assert isinstance(rec["t"], float) and abs(when.replace(tzinfo=UTC).timestamp() - rec["t"]) < 1e-5
         assert rec["event"] == "job.output"
-        assert (rec["run"], rec["job"], rec["attempt"], rec["stream"]) == ("r1", "j", 1, "stdout")
+        assert (rec["attempt"], rec["stream"]) == (1, "stdout")
         extra = set(rec) - BASE_KEYS
         assert extra in ({"line"}, {"data"}, {"line", "partial"}), rec
         if "line" in rec:
@@ -113,11 +113,12 @@ def test_record_is_one_json_object_per_line_with_all_fields() -> None:
     assert all("partial" not in r for r in recs)
 
 
-def test_run_job_attempt_and_stream_come_from_the_framer() -> None:
+def test_attempt_and_stream_come_from_the_framer_and_run_and_job_are_left_to_the_path() -> None:
     f = Framer("20260101T000000Z-abcd", "train-1", 3, "stderr", 1 << 20, collections.deque(maxlen=8))
     rec = orjson.loads(feed(f, b"x\n")[0])
-    assert (rec["run"], rec["job"], rec["attempt"], rec["stream"]) == ("20260101T000000Z-abcd", "train-1", 3, "stderr")
+    assert (rec["attempt"], rec["stream"]) == (3, "stderr")
     assert rec["attempt"] == 3 and isinstance(rec["attempt"], int)
+    assert "run" not in rec and "job" not in rec
 
 
 def test_timestamp_is_rfc3339_utc_with_microseconds() -> None:

@@ -63,6 +63,21 @@ def test_the_schemas_reject_what_they_should() -> None:
     assert not list(VALIDATORS["job.output"].iter_errors({**output, "line": "x"}))
 
 
+def test_the_output_schema_takes_a_job_files_records_of_either_schema_and_the_streams() -> None:
+    """Schema 2: a job's file leaves run and job to its path; the --log-file stream and files
+    written with schema 1 have them. All three validate, and none has an undeclared field."""
+    lean = {"ts": "2026-11-23T11:44:32.018532Z", "t": 1795434272.018532, "event": "job.output"}
+    lean |= {"attempt": 1, "stream": "stdout", "line": "epoch 1"}
+    named = {**lean, "run": "20261123T114430Z-b31a", "job": "digits"}
+    data = {k: v for k, v in named.items() if k != "line"} | {"data": {"acc": 1}}
+    for rec in (lean, named, {**lean, "partial": True}, data):
+        check_record(rec, "by hand")
+    for k in ("attempt", "stream", "ts", "t"):
+        assert list(VALIDATORS["job.output"].iter_errors({x: v for x, v in named.items() if x != k})), k
+    with pytest.raises(AssertionError, match="does not declare"):
+        check_record({**lean, "rank": 0}, "by hand")  # still strict about fields nobody declared
+
+
 OK_CODE = (
     "import json, sys\n"
     "print('epoch 1 loss=0.5')\n"
@@ -130,6 +145,10 @@ def test_records_of_a_run_with_every_outcome_validate(tmp_path: Path, marker: st
     } <= kinds
     outputs = [r for r in job_records if r["event"] == "job.output"]
     assert any(r.get("partial") for r in outputs) and any("data" in r for r in outputs)
+    # schema 2: the job's files leave run and job to their paths, the stream names them
+    assert not any("run" in r or "job" in r for r in outputs)
+    streamed = [r for r in stream if r["event"] == "job.output"]
+    assert len(streamed) == len(outputs) and all(r["run"] and r["job"] for r in streamed)
     assert any(r["stream"] == "stderr" for r in outputs)
     finished = {r["job"]: r for r in stream if r["event"] == "job.finished"}
     assert finished["bad"]["optional"] is True and finished["ok"]["optional"] is False

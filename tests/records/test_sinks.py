@@ -523,7 +523,9 @@ def test_runlog_routes_lifecycle_and_output_records(tmp_path: Path) -> None:
     ]
     outputs = [r for r in job_recs if r["event"] == "job.output"]
     assert [r.get("line", r.get("data")) for r in outputs] == ["epoch 1", {"loss": 0.5}, 'say "hi"']
-    assert all(r["job"] == "a" and r["run"] == RUN for r in job_recs)
+    # log schema 2: output records leave run and job to the file's path; lifecycle records keep them
+    assert all("run" not in r and "job" not in r for r in outputs)
+    assert all(r["job"] == "a" and r["run"] == RUN for r in job_recs if r["event"] != "job.output")
     assert all(r["attempt"] == 1 for r in job_recs[:-1])  # job.finished was emitted without an attempt
     assert job_recs[0]["pid"] == 1234
     streamed = read_jsonl(stream)
@@ -537,6 +539,10 @@ def test_runlog_routes_lifecycle_and_output_records(tmp_path: Path) -> None:
         "job.finished",
         "run.finished",
     ]
+    # the stream holds every job's output: there, output records name run and job after event
+    for mine, theirs in zip(outputs, streamed[2:5], strict=True):
+        items = list(mine.items())
+        assert list(theirs.items()) == [*items[:3], ("run", RUN), ("job", "a"), *items[3:]]
     assert [r["event"] for r in seen] == lifecycle, "the console gets lifecycle records only"
     assert seen[1] == job_recs[0] == streamed[1]
     assert log.write_errors() == []

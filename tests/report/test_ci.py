@@ -589,8 +589,11 @@ def test_log_file_stream_is_complete_and_ordered_per_job(tmp_path: Path, marker:
     assert [x for x in stream if x["event"] != "job.output"] == read_jsonl(rd / "events.jsonl")
     for name in ("one", "two", "flaky"):
         mine = [x for x in stream if x.get("job") == name]
-        # exactly the job's own file (lifecycle and every output record), in the same order
-        assert mine == read_jsonl(rd / "jobs" / f"{name}.jsonl")
+        # exactly the job's own file (lifecycle and every output record), in the same order; its
+        # output records leave run and job to the file's path (log schema 2), the stream names them
+        own = read_jsonl(rd / "jobs" / f"{name}.jsonl")
+        assert all("run" not in x and "job" not in x for x in own if x["event"] == "job.output")
+        assert mine == [{**x, "run": rd.name, "job": name} if x["event"] == "job.output" else x for x in own]
         # in sequence: queued, then per attempt started / output... / exited (/ retrying), then finished
         events = [x["event"] for x in mine]
         attempts = 2 if name == "flaky" else 1

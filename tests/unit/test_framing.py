@@ -14,7 +14,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aimedres_async.records.framing import ATTEMPT_MARK, Framer
+from aimedres_async.records.framing import ATTEMPT_MARK, Framer, Records, with_run_job
 from aimedres_async.records.sinks import last_lines
 
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -51,11 +51,11 @@ def lines(chunks: Sequence[bytes], **kw: Any) -> list[str]:
 # ---------------------------------------------------------------- the record
 
 
-def test_a_record_carries_the_run_job_attempt_stream_and_time() -> None:
+def test_a_record_carries_the_attempt_stream_and_time_and_leaves_run_and_job_to_its_path() -> None:
     (rec,) = raw_records(framer(stream="stderr"), [b"hello\n"])
-    assert list(rec) == ["ts", "t", "event", "run", "job", "attempt", "stream", "line"]
-    assert rec["event"] == "job.output" and rec["run"] == "20261123T113347Z-b31a"
-    assert (rec["job"], rec["attempt"], rec["stream"], rec["line"]) == ("als", 2, "stderr", "hello")
+    assert list(rec) == ["ts", "t", "event", "attempt", "stream", "line"]  # log schema 2
+    assert rec["event"] == "job.output"
+    assert (rec["attempt"], rec["stream"], rec["line"]) == (2, "stderr", "hello")
     assert TS.fullmatch(rec["ts"]) and isinstance(rec["t"], float)
 
 
@@ -291,3 +291,97 @@ def test_last_lines_names_each_attempt_when_they_span_several() -> None:
     raw_records(Framer("r", "j", 2, "stdout", 100, tail), [b"a\nb\n"])
     assert last_lines(tail) == ["--- attempt 1 ---", "boom 1", "--- attempt 2 ---", "a", "b"]
     assert last_lines(tail, n=1) == ["--- attempt 2 ---", "b"]
+
+
+# ---------------------------------------------------------------- the --log-file stream's form
+
+RUN, JOB = "20261123T113347Z-b31a", "als"
+
+
+def streamed(pieces: list[Any]) -> list[dict[str, Any]]:
+    """What the --log-file stream gets for these record pieces, parsed; checks the key order."""
+    data = b"".join(bytes(p) for p in with_run_job(pieces, RUN, JOB))
+    assert data == b"" or data.endswith(b"\n")
+    recs = [orjson.loads(line) for line in data.split(b"\n")[:-1]]
+    for rec in recs:
+        assert list(rec)[:7] == ["ts", "t", "event", "run", "job", "attempt", "stream"], rec
+        assert (rec["run"], rec["job"]) == (RUN, JOB)
+    return recs
+
+
+def as_streamed(pieces: list[Any]) -> list[dict[str, Any]]:
+    """The job file's records with run and job put back after event, as schema 1 wrote them."""
+    recs = [orjson.loads(x) for x in b"".join(bytes(p) for p in pieces).splitlines()]
+    out = []
+    for rec in recs:
+        items = list(rec.items())
+        out.append(dict([*items[:3], ("run", RUN), ("job", JOB), *items[3:]]))
+    return out
+
+
+def test_the_stream_form_of_plain_lines_is_one_more_replace_with_run_and_job_after_event() -> None:
+    pieces, _ = framer().feed(PLAIN * 3)
+    assert isinstance(pieces, Records)  # the fast path says what it framed
+    assert streamed(pieces) == as_streamed(pieces)
+    assert [r["line"] for r in streamed(pieces)][:2] == [
+        "epoch 1/10 loss=0.25 acc=0.875",
+        "step 200 lr=3e-4 [#####     ] 50%",
+    ]
+
+
+def test_the_stream_form_of_careful_records_keeps_what_the_job_printed() -> None:
+    # a data object and a line that spell the head of a record must not get ids of their own
+    chunk = b'{"event":"job.output","attempt":1,"x":1}\nsay ,"event":"job.output", "q"\n\xff\n'
+    pieces, _ = framer().feed(chunk)
+    assert not isinstance(pieces, Records)
+    recs = streamed(pieces)
+    assert recs == as_streamed(pieces)
+    assert recs[0]["data"] == {"event": "job.output", "attempt": 1, "x": 1}
+    assert recs[1]["line"] == 'say ,"event":"job.output", "q"'
+
+
+def test_the_stream_form_of_a_chunk_and_the_parts_of_a_line_cut_meanwhile() -> None:
+    f = framer(max_line=8)
+    pieces, _ = f.feed(b'"a"\n' + b"x" * 20)  # a line, then an unterminated one cut in parts
+    assert streamed(pieces) == as_streamed(pieces)
+    tail = f.flush()
+    assert streamed([tail]) == as_streamed([tail])  # the end of the stream: one record on its own
+    assert [(r.get("line"), r.get("partial", False)) for r in streamed([*pieces, tail])] == [
+        ('"a"', False),
+        ("xxxxxxxx", True),
+        ("xxxxxxxx", True),
+        ("xxxx", True),
+    ]
+
+
+def test_records_appended_to_plain_lines_get_run_and_job_too() -> None:
+    pieces, _ = framer().feed(b"a\nb\n")
+    assert isinstance(pieces, Records)
+    more, _ = framer().feed(b'"c"\n')
+    pieces += more  # as feed appends what it cut from a long line
+    assert isinstance(pieces, Records) and streamed(pieces) == as_streamed(pieces)
+
+
+def test_records_of_different_times_each_get_run_and_job() -> None:
+    one, _ = framer().feed(b'"q1"\n')
+    two, _ = framer().feed(b'"q2"\n"q3"\n')
+    pieces = [*one, *two]
+    assert streamed(pieces) == as_streamed(pieces)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(_ALPHABET, max_size=120).map(b"".join),
+    st.lists(st.integers(0, 120), max_size=8),
+    st.integers(1, 40),
+)
+def test_the_stream_form_is_the_job_files_records_with_run_and_job(data: bytes, cuts: list[int], max_line: int) -> None:
+    points = sorted({c for c in cuts if 0 < c < len(data)})
+    f = framer(max_line=max_line)
+    for a, b in zip([0, *points], [*points, len(data)], strict=True):
+        pieces, _ = f.feed(data[a:b])
+        if pieces:
+            assert streamed(pieces) == as_streamed(pieces)
+    tail = f.flush()
+    if tail:
+        assert streamed([tail]) == as_streamed([tail])

@@ -11,7 +11,7 @@ import json
 from importlib import resources
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 RECORD_KINDS = (
     "run.started",
