@@ -9,7 +9,6 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from aimedres_async.cli.run import console_for, executor_for
 from aimedres_async.cli.usage import UsageError
 from aimedres_async.plan.config import Config
 
@@ -26,6 +25,7 @@ def spool_of(cfg: Config) -> Spool:
 
 
 def cmd_serve(cfg: Config, a: argparse.Namespace) -> int:
+    from aimedres_async.cli.run import console_for, executor_for
     from aimedres_async.daemon.serve import serve
     from aimedres_async.daemon.spool import SpoolError
     from aimedres_async.plan.config_load import load

@@ -10,8 +10,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from aimedres_async.plan.config import JOB_ID_RE
 from aimedres_async.plan.config_errors import InputError
 
@@ -81,6 +79,8 @@ def write_training_summary(folder: Path, run_summary: Path, fallback: Mapping[st
     try:
         data = run_summary.read_bytes()
     except OSError:
+        import orjson  # here: the command line's parser reads this module's flags at every start
+
         data = orjson.dumps(fallback, option=orjson.OPT_INDENT_2)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime())
