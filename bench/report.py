@@ -60,8 +60,11 @@ def _ts(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{int((t - sec) * 1e6):06d}Z"
 
 
-def make_run(folder: Path, jobs: int = 1000, epochs: int = 50, workers: int = 8, seed: int = 0) -> Path:
-    """A synthetic finished run folder under folder/logs/; returns its path."""
+def make_run(
+    folder: Path, jobs: int = 1000, epochs: int = 50, workers: int = 8, seed: int = 0, schema: int = 2
+) -> Path:
+    """A synthetic finished run folder under folder/logs/; returns its path. With schema=1 the
+    jobs' `job.output` records name their run and job, as log schema 1 wrote them."""
     rnd = random.Random(seed)
     run = "20260101T000000Z-beef"
     d = folder / "logs" / run
@@ -121,6 +124,7 @@ def make_run(folder: Path, jobs: int = 1000, epochs: int = 50, workers: int = 8,
         free[w] = end
         last_end = max(last_end, end)
         out = per_job[job]
+        ids = {"run": run, "job": job} if schema == 1 else {}  # schema 2 leaves them to the path
         argv = ["python", "train.py", "--model", job, "--epochs", str(epochs)]
         started = ev(
             start,
@@ -155,8 +159,7 @@ def make_run(folder: Path, jobs: int = 1000, epochs: int = 50, workers: int = 8,
                 {
                     "ts": _ts(te),
                     "event": "job.output",
-                    "run": run,
-                    "job": job,
+                    **ids,
                     "attempt": attempt,
                     "stream": "stdout",
                     "data": data,
@@ -168,8 +171,7 @@ def make_run(folder: Path, jobs: int = 1000, epochs: int = 50, workers: int = 8,
                     {
                         "ts": _ts(end),
                         "event": "job.output",
-                        "run": run,
-                        "job": job,
+                        **ids,
                         "attempt": attempt,
                         "stream": "stderr",
                         "line": line,
@@ -181,8 +183,7 @@ def make_run(folder: Path, jobs: int = 1000, epochs: int = 50, workers: int = 8,
                 {
                     "ts": _ts(end),
                     "event": "job.output",
-                    "run": run,
-                    "job": job,
+                    **ids,
                     "attempt": attempt,
                     "stream": "stdout",
                     "data": final,
