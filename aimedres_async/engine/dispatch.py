@@ -31,7 +31,7 @@ from aimedres_async.records.sinks import RunLog
 # SlurmExecutor.run_attempt.
 Executor = Callable[[JobSpec, int, AttemptContext, JobOutput, "Mapping[str, str] | None"], Awaitable[AttemptResult]]
 
-FILES_AHEAD = 32  # job log files created ahead of their start, in one worker-thread call
+FILES_AHEAD = 128  # job log files created ahead of their start, in one worker-thread call
 
 
 class Dispatcher:

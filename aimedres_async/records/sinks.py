@@ -198,8 +198,14 @@ class RunLog:
         thread, as creating a file can take the disk half a millisecond, thousands of times."""
         for job in jobs:
             with self._ready_lock:
-                if job not in self._ready and job not in self._jobs:
-                    self._ready[job] = JsonlFile(self.job_path(job))
+                if job in self._ready or job in self._jobs:
+                    continue
+            made = JsonlFile(self.job_path(job))  # outside the lock: open_job never waits for a disk
+            with self._ready_lock:
+                if job in self._ready or job in self._jobs:  # opened on the loop meanwhile
+                    made.close()
+                else:
+                    self._ready[job] = made
 
     def has_job_file(self, job: str) -> bool:
         return job in self._jobs or job in self._ready
