@@ -187,6 +187,7 @@ class RunLog:
         self._ready: dict[str, JsonlFile] = {}  # files made ahead of their job's start (make_job_files)
         self._ready_lock = threading.Lock()
         self._events_buf: list[bytes] = []
+        self._job_lines: dict[str, list[Buffer]] = {}  # lifecycle lines for open job files, this iteration
         self.pointer = pointer
         point_latest(logs_dir, run_id, pointer)
 
@@ -222,7 +223,10 @@ class RunLog:
         if job in self._unopened:  # it never ran: its file gets its few records now
             self.open_job(job)
         f = self._jobs.pop(job, None)
+        held = self._job_lines.pop(job, None)
         if f is not None:
+            if held:
+                f.writev(held)
             f.close()
             if f.error is not None:
                 self._failed.append(f)
@@ -236,12 +240,14 @@ class RunLog:
             record["attempt"] = attempt
         record.update(fields)
         line = dumps_line(record)
-        self._queue_event(line)
+        held = self._queue_event(line)
         if job is not None:
             f = self._jobs.get(job)
             if f is None:  # not started yet: kept until its file opens (one open per job)
                 # a compact copy: an orjson result keeps its whole (oversized) output buffer
                 self._unopened.setdefault(job, []).append(bytes(memoryview(line)))
+            elif held:  # written with events.jsonl's, at the end of this event-loop iteration
+                self._job_lines.setdefault(job, []).append(line)
             else:
                 f.write(line)
         if self.stream is not None:
@@ -250,30 +256,39 @@ class RunLog:
             self.console(record, line)
         return record
 
-    def _queue_event(self, line: bytes) -> None:
+    def _queue_event(self, line: bytes) -> bool:
+        """Hold the line for flush_events (True), or write it now where no event loop runs."""
         if not self._events_buf:
             try:
                 asyncio.get_running_loop().call_soon(self.flush_events)
             except RuntimeError:  # no event loop: write now
                 self.events.write(line)
-                return
+                return False
         self._events_buf.append(line)
         if len(self._events_buf) >= EVENTS_BATCH:  # e.g. 10,000 job.queued at once: bounded memory
             self.flush_events()
+        return True
 
     def flush_events(self) -> None:
-        """events.jsonl gets one write per event-loop iteration (whole lines only)."""
+        """events.jsonl and each job's file get one write per event-loop iteration (whole lines)."""
         if self._events_buf:
             data = b"".join(self._events_buf)
             self._events_buf.clear()
             self.events.write(data)
+        if self._job_lines:
+            held, self._job_lines = self._job_lines, {}
+            for job, lines in held.items():
+                f = self._jobs.get(job)
+                if f is not None:
+                    f.writev(lines)
 
     def write_output(self, job: str, records: list[Buffer]) -> None:
         """A `Framer`'s records into the job's file as they are, and into the `--log-file` stream
         with `run` and `job` added (one file holds every job's output there)."""
         f = self._jobs.get(job)
         if f is not None:
-            f.writev(records)
+            held = self._job_lines.pop(job, None)  # its lifecycle lines come first: one writev
+            f.writev(held + records if held else records)
         if self.stream is not None:
             self.stream.writev(with_run_job(records, self.run_id, job))
 

@@ -602,3 +602,25 @@ def test_runlog_survives_a_vanished_run_folder(tmp_path: Path) -> None:
         log.close()
     assert [r["event"] for r in read_jsonl(stream)] == ["run.started", "job.queued", "job.started"]
     assert log.write_errors(), "the lost files are reported"
+
+
+@pytest.mark.asyncio
+async def test_a_jobs_lifecycle_lines_are_written_once_per_loop_iteration_and_before_its_output(
+    tmp_path: Path,
+) -> None:
+    """Inside the event loop a job's lifecycle lines wait for the end of the iteration (one write
+    with events.jsonl's), and output that comes first takes them along, in order, in one writev."""
+    import asyncio
+
+    log = RunLog(tmp_path / "logs", RUN)
+    log.open_job("a")
+    path = log.job_path("a")
+    log.emit("job.started", job="a", attempt=1)
+    assert path.read_bytes() == b""  # held until the loop turns
+    log.write_output("a", [b'{"event":"job.output","line":"x"}\n'])
+    log.emit("job.exited", job="a", attempt=1, outcome="succeeded")
+    log.emit("job.finished", job="a", status="succeeded")
+    await asyncio.sleep(0)
+    events = [json.loads(line)["event"] for line in path.read_bytes().splitlines()]
+    assert events == ["job.started", "job.output", "job.exited", "job.finished"]
+    log.close()
