@@ -69,6 +69,7 @@ class Dispatcher:
         self.on_slot_free: Callable[[], None] | None = None
         self._wake: asyncio.Future[None] | None = None
         self._making_files = False
+        self._starts_since_look = FILES_AHEAD  # the first start looks
         self._hashing: dict[str, anyio.Event] = {}  # scripts being hashed
 
     def kick(self) -> None:
@@ -114,8 +115,10 @@ class Dispatcher:
     def _make_files_ahead(self, helpers: TaskGroup) -> None:
         """The log files of the next jobs to start are created in a worker thread, a batch at a
         time, so that the loop does not wait for the disk at each start."""
-        if self._making_files:
-            return
+        self._starts_since_look += 1
+        if self._making_files or self._starts_since_look < FILES_AHEAD // 8:
+            return  # a look walks FILES_AHEAD queued jobs: not at every start
+        self._starts_since_look = 0
         upcoming = itertools.islice(self.state.queued(), FILES_AHEAD)
         ids = [j for j in upcoming if not self.log.has_job_file(j)]
         if len(ids) >= FILES_AHEAD // 2:
