@@ -121,8 +121,6 @@ class Framer:
 
     def __init__(
         self,
-        run: str,
-        job: str,
         attempt: int,
         stream: str,
         max_line: int,

@@ -31,7 +31,7 @@ PROPERTY = settings(max_examples=400, deadline=None, database=None, suppress_hea
 
 
 def make_framer(max_line: int = 1 << 20, tail: collections.deque[tuple[str, bytes]] | None = None) -> Framer:
-    return Framer("r1", "j", 1, "stdout", max_line, tail if tail is not None else collections.deque(maxlen=8))
+    return Framer(1, "stdout", max_line, tail if tail is not None else collections.deque(maxlen=8))
 
 
 def check_records(raw: bytes) -> list[dict[str, Any]]:
@@ -114,7 +114,7 @@ def test_record_is_one_json_object_per_line_with_all_fields() -> None:
 
 
 def test_attempt_and_stream_come_from_the_framer_and_run_and_job_are_left_to_the_path() -> None:
-    f = Framer("20260101T000000Z-abcd", "train-1", 3, "stderr", 1 << 20, collections.deque(maxlen=8))
+    f = Framer(3, "stderr", 1 << 20, collections.deque(maxlen=8))
     rec = orjson.loads(feed(f, b"x\n")[0])
     assert (rec["attempt"], rec["stream"]) == (3, "stderr")
     assert rec["attempt"] == 3 and isinstance(rec["attempt"], int)
@@ -597,7 +597,7 @@ def test_last_lines_returns_the_last_50_across_tail_blocks() -> None:
 def test_last_lines_splits_cr_and_crlf_skips_blanks_and_decodes() -> None:
     tail: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=8)
     out = make_framer(tail=tail)
-    err = Framer("r1", "j", 1, "stderr", 1 << 20, tail)
+    err = Framer(1, "stderr", 1 << 20, tail)
     out.feed(b"a\r\nb\n\n")
     err.feed(b"E\xff\r")
     out.feed(b"\rp 10%\rp 20%\n")

@@ -442,7 +442,7 @@ def test_junit_xml_survives_control_and_invalid_characters_in_output() -> None:
 
 def test_junit_xml_of_a_framed_job_uses_its_last_lines() -> None:
     tail: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=8)
-    framer = Framer(RUN, "bad", 1, "stdout", 1 << 20, tail)
+    framer = Framer(1, "stdout", 1 << 20, tail)
     framer.feed(b"".join(b"line %d \x00\xff\n" % i for i in range(80)))
     lines = sinks.last_lines(tail, 50)
     cases = _cases(_parse(junit_xml(RUN, 1.0, [_job("bad", "failed", failure="exit_code", last_lines=lines)])))
@@ -498,7 +498,7 @@ def test_runlog_routes_lifecycle_and_output_records(tmp_path: Path) -> None:
     started = log.emit("run.started", jobs=["a"])
     log.open_job("a")
     log.emit("job.started", job="a", attempt=1, pid=1234)
-    framer = Framer(RUN, "a", 1, "stdout", 1 << 20, collections.deque(maxlen=8))
+    framer = Framer(1, "stdout", 1 << 20, collections.deque(maxlen=8))
     records, _lines = framer.feed(b'epoch 1\n{"loss": 0.5}\nsay "hi"\n')
     log.write_output("a", records)  # as the runner passes them
     log.emit("job.exited", job="a", attempt=1, outcome="succeeded", exit_code=0)
@@ -570,7 +570,7 @@ def test_runlog_reports_a_job_file_that_cannot_be_written(tmp_path: Path) -> Non
     os.symlink("/dev/full", log.job_path("a"))  # the job's log is on a full disk
     log.open_job("a")
     log.emit("job.started", job="a", attempt=1)  # must not raise
-    framer = Framer(RUN, "a", 1, "stdout", 1 << 20, collections.deque(maxlen=8))
+    framer = Framer(1, "stdout", 1 << 20, collections.deque(maxlen=8))
     log.write_output("a", framer.feed(b"x\n")[0])
     errors = log.write_errors()
     assert len(errors) == 1 and str(log.job_path("a")) in errors[0] and "No space left" in errors[0]

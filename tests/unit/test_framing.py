@@ -22,7 +22,7 @@ Redact = Callable[[bytes], bytes]
 
 
 def framer(max_line: int = 1 << 20, redact: Redact | None = None, stream: str = "stdout") -> Framer:
-    return Framer("20261123T113347Z-b31a", "als", 2, stream, max_line, deque(maxlen=64), redact)
+    return Framer(2, stream, max_line, deque(maxlen=64), redact)
 
 
 def raw_records(f: Framer, chunks: Sequence[bytes], flush: bool = True) -> list[dict[str, Any]]:
@@ -286,9 +286,9 @@ def test_the_tail_holds_redacted_lines_for_reports() -> None:
 def test_last_lines_names_each_attempt_when_they_span_several() -> None:
     tail: deque[tuple[str, bytes]] = deque(maxlen=64)
     tail.append((ATTEMPT_MARK, b"1"))
-    raw_records(Framer("r", "j", 1, "stderr", 100, tail), [b"boom 1\n"])
+    raw_records(Framer(1, "stderr", 100, tail), [b"boom 1\n"])
     tail.append((ATTEMPT_MARK, b"2"))
-    raw_records(Framer("r", "j", 2, "stdout", 100, tail), [b"a\nb\n"])
+    raw_records(Framer(2, "stdout", 100, tail), [b"a\nb\n"])
     assert last_lines(tail) == ["--- attempt 1 ---", "boom 1", "--- attempt 2 ---", "a", "b"]
     assert last_lines(tail, n=1) == ["--- attempt 2 ---", "b"]
 

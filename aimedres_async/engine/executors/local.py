@@ -183,7 +183,7 @@ async def run_attempt(
     t0, env = start.t0, start.env
     oom_kills = ctx.oom_kills  # as last read, off the loop (the sampler, once a tick)
     framers = {
-        fd: Framer(ctx.run_id, spec.id, attempt, name, ctx.max_line_bytes, output.tail, ctx.redact)
+        fd: Framer(attempt, name, ctx.max_line_bytes, output.tail, ctx.redact)
         for fd, name in ((1, "stdout"), (2, "stderr"))
     }
     # Listed as running before the spawn: the escaped-process sweep spares the attempt's processes
@@ -225,7 +225,7 @@ async def run_attempt(
     code = proto.exited.result()
     oom_now = None
     if reason is None and code == -signal.SIGKILL:  # killed: was it the kernel's OOM killer?
-        oom_now = ctx.oom_kills = await anyio.to_thread.run_sync(cgroup_oom_kills)
+        oom_now = await anyio.to_thread.run_sync(cgroup_oom_kills)
     result = _result(spec, code, reason, live.peak_rss, (oom_kills, oom_now), output, t0)
     emit_exited(spec, attempt, ctx, result)
     return result

@@ -114,7 +114,7 @@ class RayExecutor:
             ray_submission_id=submission_id,
             ray_address=self.cfg.address,
         )
-        framer = Framer(ctx.run_id, spec.id, attempt, "stdout", ctx.max_line_bytes, output.tail, ctx.redact)
+        framer = Framer(attempt, "stdout", ctx.max_line_bytes, output.tail, ctx.redact)
         marker = f"Running entrypoint for job {submission_id}: {entrypoint}\n".encode()
         stream = _Stream(framer, spec.id, ctx, marker)
         reason = await self._follow_and_wait(submission_id, spec, ctx, t0, stream)

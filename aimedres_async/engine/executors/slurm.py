@@ -150,10 +150,7 @@ class SlurmExecutor:
             slurm_job_name=name,
             slurm_files=str(folder / (stem + ".{sh,out,err}")),
         )
-        framers = {
-            s: Framer(ctx.run_id, spec.id, attempt, s, ctx.max_line_bytes, output.tail, ctx.redact)
-            for s in ("stdout", "stderr")
-        }
+        framers = {s: Framer(attempt, s, ctx.max_line_bytes, output.tail, ctx.redact) for s in ("stdout", "stderr")}
         follower = _Follower(
             {"stdout": folder / (stem + ".out"), "stderr": folder / (stem + ".err")}, framers, ctx, spec.id
         )
