@@ -9,7 +9,12 @@ What is measured — whole-process wall time, `perf_counter()` from spawn to rea
    served by no daemon: `status` says so and exits 3, which is what is expected here (another exit
    status is a problem);
 3. `python -m aimedres_async --help` (argument parsing only; issue #4's target, < 300 ms);
-4. `python -c pass` (the bare interpreter) and `python -c "import asyncio"`, as references (INFO).
+4. `python -c pass` (the bare interpreter) and `python -c "import asyncio"`, as references (INFO);
+5. `run --list` as the first start after an install (INFO): no bytecode cache to read or write, so
+   every module of the package is compiled from source.
+
+Every other command reads the bytecode cache the warm-up wrote, as a user's interpreter does
+(PYTHONDONTWRITEBYTECODE is dropped from the environment the bench passes on).
 
 Each command runs once as a warm-up, then `--runs` times, interleaved. The table shows the median,
 min and max. Targets: median <= 100 ms for `run --list` and for `status`, < 300 ms for `--help`
@@ -58,6 +63,7 @@ from _common import (
 from _helpers import Figure, verdict
 
 LIST, STATUS, HELP = "run --list (bundled examples)", "status (no daemon, empty spool)", "--help"
+COLD = "run --list, no bytecode cache"
 PASS_, ASYNCIO = "python -c pass", "python -c 'import asyncio'"
 TARGETS_S = {LIST: 0.1, STATUS: 0.1, HELP: 0.3}  # SPEC §11 (list, status); issue #4 (--help)
 EXAMPLES = ("breast_cancer", "diabetes", "digits")
@@ -68,6 +74,9 @@ class Bench:
     def __init__(self, tmp: Path, timeout: float) -> None:
         self.timeout = timeout
         self.env = supervisor_env()
+        # COLD: the first start after an install, compiling every module (an empty pycache prefix
+        # to look in, and nothing written to it).
+        self.cold_env = {**self.env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(tmp / "no-pycache")}
         self.status_config = write_config(tmp / "aimedres.toml", {}, supervisor={"spool_dir": "spool"})
         (tmp / "spool").mkdir()
 
@@ -76,6 +85,7 @@ class Bench:
         py = [sys.executable, "-m", "aimedres_async"]
         return {
             LIST: [*py, "--config", "aimedres.toml", "run", "--list"],
+            COLD: [*py, "--config", "aimedres.toml", "run", "--list"],
             STATUS: [*py, "--config", str(self.status_config), "status"],
             HELP: [*py, "--help"],
             PASS_: [sys.executable, "-c", "pass"],
@@ -87,7 +97,8 @@ class Bench:
 
     def run(self, name: str) -> tuple[Timing, list[str]]:
         with tempfile.TemporaryFile() as out:  # stdout kept for the check, read after the timing
-            t = timed_run(self.argv(name), stdout=out, cwd=self.cwd(name), env=self.env, timeout=self.timeout)
+            env = self.cold_env if name == COLD else self.env
+            t = timed_run(self.argv(name), stdout=out, cwd=self.cwd(name), env=env, timeout=self.timeout)
             out.seek(0)
             text = out.read().decode("utf-8", "replace")
         expected = 3 if name == STATUS else 0
@@ -116,7 +127,7 @@ class Bench:
 
 def check_output(name: str, text: str) -> str | None:
     """Why the output of name is not what it should be, or None."""
-    if name == LIST:
+    if name in (LIST, COLD):
         missing = [e for e in EXAMPLES if e not in text]
         return f"the list lacks {', '.join(missing)}" if missing else None
     if name == STATUS and "none is serving" not in text:
@@ -162,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="aimedres-bench-startup-", dir=a.tmpdir))
     try:
         bench = Bench(tmp, a.timeout)
-        names = [LIST, STATUS, HELP, PASS_, ASYNCIO]
+        names = [LIST, STATUS, HELP, COLD, PASS_, ASYNCIO]
         series = {name: Series(name) for name in names}
         print(f"startup: {a.runs} runs + 1 warm-up per command, from {REPO_ROOT}", flush=True)
         run_interleaved([(name, bench.tool(name)) for name in names], series, a.runs, show=False)

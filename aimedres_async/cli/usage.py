@@ -7,7 +7,6 @@ nearest command or option (difflib) and points at the `--help` of the command th
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -22,6 +21,8 @@ class UsageError(Exception):
 
 def closest(word: str, candidates: Sequence[str]) -> str | None:
     """The candidate `word` was most likely meant to be, if any is close enough."""
+    import difflib  # only for a mistyped word: every command loads this module
+
     found = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return found[0] if found else None
 

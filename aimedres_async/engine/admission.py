@@ -88,7 +88,7 @@ def fits(cfg: Config, jobs: Sequence[JobSpec]) -> tuple[list[str], str | None]:
         return ["NO" if never_fits(s.resources, cluster, cfg.slurm.partition) else "yes" for s in jobs], None
     if cfg.supervisor.executor != "local":  # Ray: the cluster decides
         return ["-" for _ in jobs], None
-    pools = capacity(cfg)
+    pools = capacity(cfg, look_for_gpus=any(s.resources.gpus for s in jobs))
     return ["NO" if pools.never_fits(Need.of(s.resources)) else "yes" for s in jobs], None
 
 

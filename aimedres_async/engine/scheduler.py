@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -210,6 +208,9 @@ def detect_gpus() -> tuple[str, ...]:
             pynvml.nvmlShutdown()
     except Exception:  # not installed, no driver: try the command line tool
         pass
+    import shutil  # `list` and `validate` load this module; only a GPU lookup needs these
+    import subprocess
+
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
@@ -233,9 +234,11 @@ def available_memory() -> int:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-def capacity(cfg: Config) -> Pools:
+def capacity(cfg: Config, look_for_gpus: bool = True) -> Pools:
+    """What the supervisor may hand out. `look_for_gpus=False` skips the GPU lookup (NVML or a run
+    of `nvidia-smi`) for a question no GPU can change: whether jobs that ask for none fit."""
     sup = cfg.supervisor
-    gpus = sup.gpus if sup.gpus is not None else detect_gpus()
+    gpus = sup.gpus if sup.gpus is not None else detect_gpus() if look_for_gpus else ()
     memory = sup.memory if sup.memory is not None else available_memory()
     cpus = sup.cpus if sup.cpus is not None else float(os.cpu_count() or 1)
     return Pools.of(gpus, memory, cpus)

@@ -4,7 +4,6 @@ turns a key path into one line naming the file, the line (found in the TOML text
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import tomllib
@@ -90,6 +89,8 @@ def _locate(lines: list[str], keypath: tuple[str, ...]) -> int | None:
 
 def suggest(key: str, allowed: Mapping[str, Any]) -> str:
     """What an unknown key probably meant, or the keys allowed where it stands."""
+    import difflib  # only when a key is wrong: every command loads this module
+
     close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
 

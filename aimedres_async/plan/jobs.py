@@ -9,7 +9,6 @@ import enum
 import os
 import re
 import shlex
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -187,6 +186,8 @@ def resolve_python(value: str | None, base_dir: Path) -> str:
     if "/" in value:
         path = Path(value).expanduser()
         return os.path.normpath(path if path.is_absolute() else base_dir / path)
+    import shutil  # bz2, lzma, fnmatch: only for an interpreter named without a folder
+
     return shutil.which(value) or value
 
 

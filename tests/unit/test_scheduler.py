@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aimedres_async.engine.admission import fits
 from aimedres_async.engine.scheduler import (
     MAX_BYPASS,
     Grant,
@@ -21,6 +24,8 @@ from aimedres_async.engine.scheduler import (
     detect_gpus,
     pick_next,
 )
+from aimedres_async.plan.config import Backoff, Resources, builtin
+from aimedres_async.plan.jobs import JobSpec
 
 GiB = 1 << 30
 
@@ -425,3 +430,40 @@ def test_cuda_visible_devices_decides_the_gpus(
 ) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     assert detect_gpus() == ids  # and no nvidia-smi: the guard fails a test that starts one
+
+
+# ---------------------------------------------------------------- `list`'s FITS column and the GPU lookup
+
+
+def _job(gpus: float) -> JobSpec:
+    return JobSpec(
+        id="j",
+        argv=("true",),
+        cwd=Path("/"),
+        env={},
+        output_dir=None,
+        script=None,
+        accepts=frozenset(),
+        retries=0,
+        backoff=Backoff(),
+        timeout=None,
+        optional=False,
+        resources=Resources(gpus=gpus),
+        origin="config",
+    )
+
+
+@pytest.fixture
+def nvidia_smi_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `nvidia-smi` the GPU lookup would run (a process start fails a test in this tier)."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: fake'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # NVML absent: the lookup falls back to the tool
+
+
+def test_fits_of_jobs_that_ask_for_no_gpu_looks_for_none(nvidia_smi_on_path: None, tmp_path: Path) -> None:
+    """`run --list` on CPU-only jobs must not run `nvidia-smi` (up to seconds with a driver loaded)."""
+    assert fits(builtin(tmp_path), [_job(0.0), _job(0.0)]) == (["yes", "yes"], None)
