@@ -12,6 +12,7 @@ from aimedres_async import __version__
 from aimedres_async.cli.usage import Parser
 from aimedres_async.plan import legacy
 from aimedres_async.plan.config import EXECUTORS, MAX_WORKERS
+from aimedres_async.plan.sweeps import Value, parse_matrix_option, parse_seeds_option
 from aimedres_async.plan.units import MAX_INT, parse_duration
 
 COMMANDS = (
@@ -52,6 +53,20 @@ _count = _int_at_least(0)
 
 def _workers(text: str) -> int | None:
     return None if text == "auto" else _int_at_least(1, MAX_WORKERS)(text)
+
+
+def _matrix(text: str) -> tuple[str, tuple[Value, ...]]:
+    try:
+        return parse_matrix_option(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return parse_seeds_option(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _duration(text: str) -> float:
@@ -162,6 +177,12 @@ def _run_commands(run: Parser, lst: Parser, val: Parser, srv: Parser) -> None:
         "--list", action="store_true", help="list the jobs and exit (the `list` command)"
     )
     _selection_options(lst)
+    _sweep_options(run).add_argument(
+        "--yes",
+        action="store_true",
+        help="run the sweeps even if they expand beyond [supervisor] max_jobs (default 1000)",
+    )
+    _sweep_options(lst)
     # `list` shows what it would run; these change nothing it shows, but `run --list` accepts them.
     lst.set_defaults(
         epochs=None,
@@ -174,6 +195,7 @@ def _run_commands(run: Parser, lst: Parser, val: Parser, srv: Parser) -> None:
         retries=None,
         timeout=None,
         summary_dir=None,
+        yes=False,
     )
     for sp in (run, lst, val):
         sp.add_argument(
@@ -193,9 +215,17 @@ def _selection_options(sp: Parser) -> Any:
         action="extend",
         metavar="ID",
         default=[],
-        help="run only these jobs (also old ids: train_als, ALS)",
+        help="run only these jobs (also old ids: train_als, ALS); a swept job's id selects all its "
+        "combinations, a full id one: 'train[lr=0.1,seed=0]' (quoted: brackets are shell patterns)",
     )
-    g.add_argument("--exclude", nargs="*", action="extend", metavar="ID", default=[], help="skip these jobs")
+    g.add_argument(
+        "--exclude",
+        nargs="*",
+        action="extend",
+        metavar="ID",
+        default=[],
+        help="skip these jobs (a swept job's id: all its combinations; a full id: one)",
+    )
     g.add_argument("--no-auto-discover", action="store_true", help="only the jobs in [jobs.*], no discovery")
     g.add_argument(
         "--discover-root",
@@ -204,6 +234,26 @@ def _selection_options(sp: Parser) -> Any:
         help="discover scripts under these folders instead of [discovery] roots",
     )
     legacy.add_discovery_flags(sp.add_argument_group("discovery (run_all_training.py flags)"), _positive_int)
+    return g
+
+
+def _sweep_options(sp: Parser) -> Any:
+    g = sp.add_argument_group("sweeps (one job per combination; see [jobs.<id>] matrix)")
+    g.add_argument(
+        "--matrix",
+        type=_matrix,
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="sweep KEY over these values in every selected job, replacing its matrix's KEY or "
+        "adding one (repeatable); passed as --KEY V to the scripts",
+    )
+    g.add_argument(
+        "--seeds",
+        type=_seeds,
+        metavar="0-4|0,3",
+        help="the seed axis of every selected job (replaces seeds/repeat); passed as --seed S",
+    )
     return g
 
 

@@ -14,6 +14,7 @@ import orjson
 
 from aimedres_async.daemon.spool import Spool
 from aimedres_async.plan.config import JOB_ID_RE, Config
+from aimedres_async.plan.sweeps import file_stem
 from aimedres_async.records.terminal import visible
 
 RUN_ID_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{4}")
@@ -21,7 +22,8 @@ RUN_ID_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{4}")
 
 def find_log(cfg: Config, spool: Spool, target: str, run: str | None) -> Path:
     """The log of a ticket (from its [result] or the running daemon) or of a job in a run."""
-    if not JOB_ID_RE.fullmatch(target):
+    base, bracket, params = target.partition("[")  # a swept job: base[k=v,...]
+    if not JOB_ID_RE.fullmatch(base) or (bracket and not params.endswith("]")):
         raise ValueError(f"{target!r} is not a job or ticket id")
     if run is not None and not RUN_ID_RE.fullmatch(run):
         raise ValueError(f"{run!r} is not a run id (like 20261123T114430Z-b31a)")
@@ -39,7 +41,7 @@ def find_log(cfg: Config, spool: Spool, target: str, run: str | None) -> Path:
                     return Path(info["log"])
             if state in ("incoming", "rejected"):
                 raise ValueError(f"ticket {target} is {state}: it has no log yet")
-    path = logs_dir / (run or "latest") / "jobs" / f"{target}.jsonl"
+    path = logs_dir / (run or "latest") / "jobs" / f"{file_stem(target)}.jsonl"
     if not path.exists():
         raise ValueError(f"no log for {target!r} in {path.parent.parent}")
     return path

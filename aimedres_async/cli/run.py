@@ -18,6 +18,7 @@ from aimedres_async.plan import legacy
 from aimedres_async.plan.config import Config
 from aimedres_async.plan.invocation import KEEP, override, select_jobs
 from aimedres_async.plan.jobs import DiscoveryOverrides, JobSpec, Overrides, Plan
+from aimedres_async.plan.sweeps import SweepOverrides
 
 if TYPE_CHECKING:
     from aimedres_async.engine.scheduler import Pools
@@ -121,6 +122,12 @@ def _selection(cfg: Config, a: argparse.Namespace) -> Plan:
         exclude=a.exclude,
         roots=a.discover_root,
         auto_discover=not a.no_auto_discover,
+        sweeps=SweepOverrides(
+            matrix=tuple(a.matrix),
+            seeds=a.seeds,
+            yes=a.yes,
+            limit=not a.list,  # `list` shows any expansion; run and --dry-run refuse a large one
+        ),
     )
 
 

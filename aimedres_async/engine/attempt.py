@@ -195,6 +195,8 @@ def emit_started(
     spec: JobSpec, attempt: int, ctx: AttemptContext, start: AttemptStart, pid: int | None, **extra: Any
 ) -> None:
     """`job.started` for an attempt of a local or batch executor; `extra` adds its own fields."""
+    if spec.params is not None:  # a sweep's combination (SPEC §18)
+        extra["params"] = spec.params
     ctx.emit(
         "job.started",
         job=spec.id,

@@ -74,6 +74,7 @@ class JobRun:
         last = self.last
         return {
             "id": self.spec.id,
+            **({"params": self.spec.params} if self.spec.params is not None else {}),  # a sweep's combination
             "status": self.status.value if self.status else self.state.value,
             "optional": self.spec.optional,
             "attempts": self.attempts,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aimedres_async.plan.sweeps import DEFAULT_MAX_JOBS, Sweep
 from aimedres_async.plan.units import format_size
 
 JOB_ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -76,6 +77,7 @@ class JobConfig:
     settings: JobSettings = field(default_factory=JobSettings)
     python: str | None = None  # interpreter for this job's .py script (beats [supervisor] python)
     output_dir: str | None = None  # its output folder, relative to [supervisor] output_dir (default: the id)
+    sweep: Sweep | None = None  # matrix, matrix_include/exclude, seeds/repeat (plan.sweeps)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class SupervisorConfig:
     gpus: tuple[str, ...] | None = None  # None = "auto": CUDA_VISIBLE_DEVICES, NVML or nvidia-smi
     memory: int | None = None  # None = "auto": the memory available at start
     cpus: float | None = None  # None = "auto": os.cpu_count()
+    max_jobs: int = DEFAULT_MAX_JOBS  # a run whose sweeps expand beyond this needs --yes
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    seeds: tuple[int, ...] | None = None  # [defaults] seeds or repeat: every job's seed axis unless it sets one
 
     @property
     def stop_signum(self) -> signal.Signals:

@@ -52,6 +52,7 @@ from aimedres_async.plan.config_values import (
     want_timeout,
     want_workers,
 )
+from aimedres_async.plan.sweeps import Sweep, want_entries, want_matrix, want_repeat, want_seeds
 from aimedres_async.plan.units import format_size, parse_size
 
 CONFIG_NAME = "aimedres.toml"
@@ -74,6 +75,15 @@ _SUPERVISOR_SCHEMA: dict[str, Callable[[object], Any]] = {
     "gpus": want_gpu_capacity,
     "memory": want_capacity_size,
     "cpus": want_capacity_cpus,
+    "max_jobs": want_int(1),
+}
+
+_SEED_SCHEMA: dict[str, Callable[[object], Any]] = {"seeds": want_seeds, "repeat": want_repeat}
+_SWEEP_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "matrix": want_matrix,
+    "matrix_include": want_entries,
+    "matrix_exclude": want_entries,
+    **_SEED_SCHEMA,
 }
 
 
@@ -184,7 +194,9 @@ def _job(job_id: str, raw: object, problems: Problems, keypath: tuple[str, ...] 
     schema.update(
         script=want_str, command=want_str_list, args=want_str_list, python=want_nonempty, output_dir=want_nonempty
     )
+    schema.update(_SWEEP_SCHEMA)
     parsed = _table(raw, keypath, schema, problems)
+    sweep = _sweep(parsed, keypath, problems)
     script, command = parsed.pop("script", None), parsed.pop("command", None)
     args = parsed.pop("args", ())
     python, output_dir = parsed.pop("python", None), parsed.pop("output_dir", None)
@@ -206,6 +218,29 @@ def _job(job_id: str, raw: object, problems: Problems, keypath: tuple[str, ...] 
         settings=JobSettings(**parsed),
         python=python,
         output_dir=output_dir,
+        sweep=sweep,
+    )
+
+
+def _sweep(parsed: dict[str, Any], keypath: tuple[str, ...], problems: Problems) -> Sweep | None:
+    """The sweep keys popped from a parsed table, checked together (plan.sweeps checks each)."""
+    got = {key: parsed.pop(key) for key in _SWEEP_SCHEMA if key in parsed}
+    if not got:
+        return None
+    if "seeds" in got and "repeat" in got:
+        problems.add(keypath, "give `seeds` or `repeat`, not both")
+    matrix = got.get("matrix", ())
+    keys = {k: None for k, _v in matrix}
+    for entry in got.get("matrix_exclude", ()):
+        for key, _value in entry:
+            if key not in keys:
+                hint = suggest(key, keys) if keys else " (there is no `matrix` to exclude from)"
+                problems.add((*keypath, "matrix_exclude"), f"{key}: not a matrix key" + hint)
+    return Sweep(
+        matrix=matrix,
+        include=got.get("matrix_include", ()),
+        exclude=got.get("matrix_exclude", ()),
+        seeds=got.get("seeds", got.get("repeat")),
     )
 
 
@@ -224,7 +259,9 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
     logging = _table(raw.get("logging", {}), ("logging",), _LOGGING_SCHEMA, problems)
     ray = _table(raw.get("ray", {}), ("ray",), _RAY_SCHEMA, problems)
     slurm = _table(raw.get("slurm", {}), ("slurm",), _SLURM_SCHEMA, problems)
-    defaults_raw = _table(raw.get("defaults", {}), ("defaults",), _settings_schema(problems, ("defaults",)), problems)
+    defaults_schema = {**_settings_schema(problems, ("defaults",)), **_SEED_SCHEMA}
+    defaults_raw = _table(raw.get("defaults", {}), ("defaults",), defaults_schema, problems)
+    default_sweep = _sweep(defaults_raw, ("defaults",), problems)
     builtin = Config(path=None, base_dir=base_dir).defaults
     defaults = dataclasses.replace(builtin, **defaults_raw)
 
@@ -242,6 +279,7 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
         logging=LoggingConfig(**logging),
         ray=RayConfig(**ray),
         slurm=SlurmConfig(**slurm),
+        seeds=default_sweep.seeds if default_sweep else None,
     )
 
 
@@ -308,6 +346,11 @@ def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
         problems.add(("id",), "invalid id (use lowercase letters, digits, '_', '.', '-'; at most 64)")
     if job is not None and ("script" in raw or "command" in raw):
         problems.add(("job",), "a ticket names a configured job or gives `script`/`command`, not both")
+    swept = sorted(set(raw) & set(_SWEEP_SCHEMA))
+    if swept:  # a ticket is one job: `run` expands sweeps, the daemon runs what it is given
+        problems.add((swept[0],), "a ticket is one job; sweeps belong in the config's [jobs.<id>]")
+        for key in swept:
+            raw.pop(key)
     if job is not None:
         schema: dict[str, Callable[[object], Any]] = dict(_settings_schema(problems, ()))
         schema["args"] = want_str_list

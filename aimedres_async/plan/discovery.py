@@ -28,6 +28,7 @@ class ScriptInfo:
 
     path: Path
     flags: Mapping[str, str] = field(default_factory=dict)  # logical name -> declared spelling
+    options: Mapping[str, str] | None = None  # every declared option -> its kind (scan_options); None: unknown
     error: str | None = None  # why the script could not be read or parsed
 
 
@@ -36,13 +37,10 @@ def scan_flags(source: str | bytes, filename: str = "<script>") -> dict[str, str
 
     A flag mentioned only in a comment, a help string or any other expression does not count.
     """
-    tree = ast.parse(source, filename=filename)
-    declared: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
-            for arg in node.args:
-                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.startswith("-"):
-                    declared.add(arg.value)
+    return _injectable(_declared(ast.parse(source, filename=filename))[0])
+
+
+def _injectable(declared: Mapping[str, str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, spellings in FLAG_SPELLINGS.items():
         for spelling in spellings:
@@ -50,6 +48,43 @@ def scan_flags(source: str | bytes, filename: str = "<script>") -> dict[str, str
                 found[name] = spelling
                 break
     return found
+
+
+_SWITCHES = {"store_true": "switch", "store_const": "switch", "count": "switch", "store_false": "negated"}
+
+
+def scan_options(source: str | bytes, filename: str = "<script>") -> dict[str, str] | None:
+    """Every option a script's `add_argument` calls declare, with how it takes a value ("value",
+    "switch", "negated" for store_false, "boolean_optional"); None when its options cannot be
+    read: no `add_argument` call at all (click, sys.argv, ...) or one whose names are not written
+    out (`add_argument(*names)`)."""
+    options, readable = _declared(ast.parse(source, filename=filename))
+    return options if readable else None
+
+
+def _declared(tree: ast.AST) -> tuple[dict[str, str], bool]:
+    """The options of every `add_argument` call, and whether every call could be read."""
+    options: dict[str, str] = {}
+    calls, readable = 0, True
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr != "add_argument":
+            continue
+        calls += 1
+        names = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        readable = readable and bool(node.args) and len(names) == len(node.args)
+        kind = next((_kind(kw.value) for kw in node.keywords if kw.arg == "action"), "value")
+        options.update((name, kind) for name in names if name.startswith("-"))
+    return options, readable and calls > 0
+
+
+def _kind(action: ast.expr) -> str:
+    if isinstance(action, ast.Constant) and isinstance(action.value, str):
+        return _SWITCHES.get(action.value, "value")
+    if isinstance(action, ast.Attribute | ast.Name) and ast.unparse(action).endswith("BooleanOptionalAction"):
+        return "boolean_optional"
+    return "value"
 
 
 def read_script(path: Path) -> ScriptInfo:
@@ -60,7 +95,8 @@ def read_script(path: Path) -> ScriptInfo:
     except OSError as e:
         return ScriptInfo(path, error=f"cannot read: {e.strerror or e}")
     try:
-        return ScriptInfo(path, flags=scan_flags(source, str(path)))
+        options, readable = _declared(ast.parse(source, filename=str(path)))
+        return ScriptInfo(path, flags=_injectable(options), options=options if readable else None)
     except SyntaxError as e:
         return ScriptInfo(path, error=f"does not parse: {e.msg} (line {e.lineno})")
     except ValueError as e:  # e.g. NUL bytes

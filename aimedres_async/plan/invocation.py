@@ -16,6 +16,7 @@ from aimedres_async.plan.config_load import find_config, load
 
 if TYPE_CHECKING:  # imported where used: `status` and the spool's commands need no job planning
     from aimedres_async.plan.jobs import DiscoveryOverrides, Overrides, Plan
+    from aimedres_async.plan.sweeps import SweepOverrides
 
 
 class _Keep:
@@ -86,10 +87,13 @@ def select_jobs(
     exclude: Sequence[str] = (),
     roots: Sequence[str] | None = None,
     auto_discover: bool = True,
+    sweeps: SweepOverrides | None = None,
 ) -> Plan:
     """The jobs to run: `--discover-root` folders (relative to here) replace [discovery] roots and
-    turn discovery on; `auto_discover=False` turns it off. ConfigError when an interpreter is missing."""
+    turn discovery on; `auto_discover=False` turns it off; `sweeps`: --matrix, --seeds, --yes.
+    ConfigError when an interpreter is missing."""
     from aimedres_async.plan.jobs import plan
+    from aimedres_async.plan.sweeps import NO_SWEEP_OVERRIDES
 
     resolved = [str(Path(r).resolve()) for r in roots] if roots else None
     p = plan(
@@ -100,6 +104,7 @@ def select_jobs(
         only=only,
         exclude=exclude,
         discovery=discovery,
+        sweeps=sweeps or NO_SWEEP_OVERRIDES,
     )
     check_interpreters(cfg, p)
     return p

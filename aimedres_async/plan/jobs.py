@@ -17,6 +17,22 @@ from pathlib import Path
 from aimedres_async.plan.config import Backoff, Config, JobConfig, JobSettings, Resources, Ticket
 from aimedres_async.plan.config_errors import ConfigError, InputError
 from aimedres_async.plan.discovery import FLAG_SPELLINGS, ScriptInfo, ambiguity, config_relative, discover, read_script
+from aimedres_async.plan.sweeps import (
+    HARD_LIMIT,
+    NO_SWEEP_OVERRIDES,
+    Params,
+    SweepError,
+    SweepOverrides,
+    Value,
+    base_of,
+    check_unique,
+    effective,
+    expand,
+    file_stem,
+    option_args,
+    split_ids,
+    swept_id,
+)
 
 
 class Outcome(enum.StrEnum):
@@ -71,6 +87,7 @@ class JobSpec:
     python: str | None = None  # the interpreter of a .py script (argv[0]); None for other commands
     output_base: Path | None = None  # the base output folder, made (with parents) before every attempt
     metrics_file: str | None = None  # path or glob under the job's output folder, read after success
+    params: Mapping[str, Value] | None = None  # a sweep's combination (seed last); None: not swept
 
     @property
     def workdir(self) -> Path:
@@ -126,16 +143,27 @@ def _pick(name: str, job: JobSettings, defaults: JobSettings) -> object:
     return getattr(defaults, name) if value is None else value
 
 
-def build_spec(cfg: Config, job: JobConfig, info: ScriptInfo | None, overrides: Overrides, origin: str) -> JobSpec:
-    """Resolve one job: its argv (flags only where the script accepts them) and its settings."""
+def build_spec(
+    cfg: Config,
+    job: JobConfig,
+    info: ScriptInfo | None,
+    overrides: Overrides,
+    origin: str,
+    swept: Swept | None = None,
+) -> JobSpec:
+    """Resolve one job: its argv (flags only where the script accepts them) and its settings;
+    `swept`: one combination of its sweep, whose id and options it takes."""
     d, s = cfg.defaults, job.settings
     base_out = overrides.output_dir or cfg.resolve(cfg.supervisor.output_dir)
-    output_dir = base_out / (job.output_dir or job.id)  # an absolute per-job output_dir stays as it is
+    folder = job.output_dir or job.id
+    if swept is not None:  # each combination its own folder: the id's file-name form, `@` and on
+        folder += file_stem(swept.id)[len(job.id) :]
+    output_dir = base_out / folder  # an absolute per-job output_dir stays as it is
     python: str | None = None
     accepts: frozenset[str] = frozenset()
     script_path: Path | None = None
     if job.command is not None:
-        argv = [*job.command, *job.args]
+        argv = [*job.command, *job.args, *(swept.args if swept else ())]
     else:
         assert job.script is not None
         script_path = cfg.resolve(job.script)
@@ -150,14 +178,15 @@ def build_spec(cfg: Config, job: JobConfig, info: ScriptInfo | None, overrides: 
         values: dict[str, object] = {"output_dir": output_dir}
         for name in ("epochs", "folds", "sample", "batch"):
             values[name] = _pick(name, s, d)
+        given = set(swept.args) if swept else set()  # a swept --epochs replaces the injected one
         for name in INJECTED:
-            if name in info.flags and values[name] is not None:
+            if name in info.flags and values[name] is not None and info.flags[name] not in given:
                 argv += [info.flags[name], str(values[name])]
-        argv += [*job.args, *overrides.extra_args]
+        argv += [*job.args, *(swept.args if swept else ()), *overrides.extra_args]
     retries = overrides.retries if overrides.retries is not None else _pick("retries", s, d)
     timeout = overrides.timeout if overrides.timeout is not None else _pick("timeout", s, d)
     return JobSpec(
-        id=job.id,
+        id=swept.id if swept else job.id,
         argv=tuple(argv),
         cwd=cfg.base_dir,
         env={**d.env, **s.env},
@@ -174,6 +203,7 @@ def build_spec(cfg: Config, job: JobConfig, info: ScriptInfo | None, overrides: 
         python=python,
         output_base=base_out,
         metrics_file=_pick("metrics_file", s, d),  # type: ignore[arg-type]
+        params=swept.params if swept else None,
     )
 
 
@@ -200,11 +230,14 @@ def plan(
     only: Sequence[str] = (),
     exclude: Sequence[str] = (),
     discovery: DiscoveryOverrides = DiscoveryOverrides(),
+    sweeps: SweepOverrides = NO_SWEEP_OVERRIDES,
 ) -> Plan:
-    """Every job to run, in config order then discovery order, after --only/--exclude.
+    """Every job to run, in config order then discovery order, each sweep expanded in place,
+    after --only/--exclude (a plain id: the job and all its combinations; a full id: one).
 
     Raises AmbiguousJobs when a selected id has two or more discovered scripts and the config
-    does not name one, SelectionError when --only/--exclude name no job.
+    does not name one, SelectionError when --only/--exclude name no job, TooManyJobs beyond
+    max_jobs, ConfigError for a sweep its script cannot take.
     """
     found = _Found(jobs={j.id: j for j in cfg.jobs})
     found.origin.update(dict.fromkeys(found.jobs, "config"))
@@ -212,13 +245,122 @@ def plan(
     if enabled:
         _add_discovered(cfg, found, roots, discovery)
 
-    only, exclude, notes = match_ids(only, exclude, list(found.jobs))
-    chosen = [j for j in found.jobs.values() if (not only or j.id in set(only)) and j.id not in set(exclude)]
+    (only_plain, only_full), (exclude_plain, exclude_full) = split_ids(only), split_ids(exclude)
+    whole, excluded, notes = match_ids(only_plain, exclude_plain, list(found.jobs))
+    unknown = [i for i in (*only_full, *exclude_full) if base_of(i) not in found.jobs]
+    if unknown:
+        raise SelectionError(f"unknown job id{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
+    selected = {*whole, *map(base_of, only_full)}
+    chosen = [j for j in found.jobs.values() if (not only or j.id in selected) and j.id not in set(excluded)]
     problems = [ambiguity(cfg, j.id, found.ambiguous[j.id]) for j in chosen if j.id in found.ambiguous]
     if problems:
         raise AmbiguousJobs(problems)
-    specs = [build_spec(cfg, j, found.infos.get(j.id), overrides, found.origin[j.id]) for j in chosen]
+    picks = _Picks(whole=set(whole), only=set(only_full), exclude=set(exclude_full))
+    specs = _build_all(cfg, chosen, found, overrides, sweeps, picks)
     return Plan(tuple(specs), tuple(found.skipped), tuple(found.warnings), tuple(notes))
+
+
+class TooManyJobs(InputError):
+    """The sweeps expand beyond [supervisor] max_jobs (and --yes was not given)."""
+
+
+@dataclass(frozen=True)
+class Swept:
+    """One combination of a job's sweep: its id, its parameters, and their options for its command."""
+
+    id: str
+    params: Mapping[str, Value]
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Picks:
+    """--only/--exclude as they concern sweeps: plain ids selected whole, full ids of one combination."""
+
+    whole: set[str]
+    only: set[str]
+    exclude: set[str]
+
+
+def _build_all(
+    cfg: Config,
+    chosen: Sequence[JobConfig],
+    found: _Found,
+    overrides: Overrides,
+    sweeps: SweepOverrides,
+    picks: _Picks,
+) -> list[JobSpec]:
+    """The specs of the chosen jobs: a job without a sweep as it is, a swept one as its combinations."""
+    expanded: list[tuple[JobConfig, list[tuple[str, Params]] | None]] = []
+    problems: list[str] = []
+    produced: set[str] = set()
+    where = cfg.path or "built-in defaults"
+    for job in chosen:
+        sweep = effective(job.sweep, cfg.seeds, sweeps)
+        if sweep is None:
+            expanded.append((job, None))
+            continue
+        try:
+            combos = expand(sweep)
+            check_unique(job.id, combos)
+        except SweepError as e:
+            problems.append(f"{where}: job {job.id}: {e}")
+            continue
+        named = [(swept_id(job.id, c), c) for c in combos]
+        produced.update(i for i, _c in named)
+        if not named:
+            problems.append(f"{where}: job {job.id}: its sweep expands to no combination (all excluded)")
+        mine = {i for i in picks.only if base_of(i) == job.id}
+        if mine and job.id not in picks.whole:
+            named = [(i, c) for i, c in named if i in mine]
+        expanded.append((job, [(i, c) for i, c in named if i not in picks.exclude]))
+    if problems:
+        raise ConfigError(problems)
+    _check_picks(produced, picks)
+    _check_size(cfg, expanded, sweeps)
+    specs: list[JobSpec] = []
+    for job, named_combos in expanded:
+        info = found.infos.get(job.id)
+        if named_combos is None:
+            specs.append(build_spec(cfg, job, info, overrides, found.origin[job.id]))
+            continue
+        if info is None and job.script is not None:
+            info = read_script(cfg.resolve(job.script))  # once per job, not once per combination
+        options = info.options if info is not None and job.command is None else None
+        told: dict[str, None] = {}
+        for name, params in named_combos:
+            args, wrong = option_args(params, options)
+            told.update((f"{where}: job {job.id}: {w}", None) for w in wrong)
+            swept = Swept(name, params, tuple(args))
+            specs.append(build_spec(cfg, job, info, overrides, found.origin[job.id], swept))
+        problems += told
+    if problems:
+        raise ConfigError(problems)
+    return specs
+
+
+def _check_picks(produced: set[str], picks: _Picks) -> None:
+    """A full id in --only/--exclude that names no combination of its job is an error, as an unknown id."""
+    missing = sorted((picks.only | picks.exclude) - produced)
+    if missing:
+        raise SelectionError(
+            f"no such combination: {', '.join(missing)} (`list --only {base_of(missing[0])}` shows the ids)"
+        )
+
+
+def _check_size(
+    cfg: Config, expanded: Sequence[tuple[JobConfig, list[tuple[str, Params]] | None]], sweeps: SweepOverrides
+) -> None:
+    if not sweeps.limit or all(named is None for _job, named in expanded):
+        return
+    total = sum(len(named) if named is not None else 1 for _job, named in expanded)
+    limit = HARD_LIMIT if sweeps.yes else cfg.supervisor.max_jobs
+    if total > limit:
+        how = "" if sweeps.yes else "; run with --yes to run them all, or "
+        raise TooManyJobs(
+            f"the sweeps expand to {total:,} jobs, more than max_jobs = {limit:,} ([supervisor])"
+            + (how + "narrow them with --only, --matrix or --seeds" if how else "")
+        )
 
 
 @dataclass

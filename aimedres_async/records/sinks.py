@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from aimedres_async.plan.sweeps import file_stem
 from aimedres_async.records.framing import ATTEMPT_MARK, LINE_BREAK, Buffer, timestamp, with_run_job
 from aimedres_async.system import atomic
 
@@ -192,7 +193,7 @@ class RunLog:
         point_latest(logs_dir, run_id, pointer)
 
     def job_path(self, job: str) -> Path:
-        return self.dir / "jobs" / f"{job}.jsonl"
+        return self.dir / "jobs" / f"{file_stem(job)}.jsonl"  # a swept id's brackets: plan.sweeps
 
     def make_job_files(self, jobs: list[str]) -> None:
         """Create these jobs' files ahead of their start, for `open_job` to take: meant for a worker

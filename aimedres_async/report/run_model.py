@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from aimedres_async.plan.sweeps import file_stem
+
 RUN_ID_RE = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{4}")
 TAIL_LINES = 20  # last output lines kept per failed attempt
 TAIL_CHARS = 400  # per line
@@ -271,7 +273,7 @@ def _load_run(m: RunModel, d: Path, since: float | None, logs: bool) -> None:
     _add_summary_jobs(m, summary)
     m.runs.append(meta)
     for job_id in run_jobs if logs else ():
-        _read_job_log(m, m.jobs[job_id], d / "jobs" / f"{job_id}.jsonl", run_id)
+        _read_job_log(m, m.jobs[job_id], d / "jobs" / f"{file_stem(job_id)}.jsonl", run_id)
 
 
 def _wanted(records: list[dict[str, Any]], since: float | None) -> set[str] | None:
@@ -315,7 +317,7 @@ def _read_records(
         if job_id not in run_jobs:
             run_jobs.add(job_id)
             job.runs.append(run_id)
-            job.log = d / "jobs" / f"{job_id}.jsonl"
+            job.log = d / "jobs" / f"{file_stem(job_id)}.jsonl"
         m.seen(t)
         _job_event(job, ev, rec, t, run_id)
     if math.isfinite(last_sample):

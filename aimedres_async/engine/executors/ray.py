@@ -31,6 +31,7 @@ from aimedres_async.engine.attempt import (
 )
 from aimedres_async.plan.config import RayConfig
 from aimedres_async.plan.jobs import JobSpec, Outcome
+from aimedres_async.plan.sweeps import file_stem
 from aimedres_async.records.framing import ATTEMPT_MARK, Framer
 
 POLL = 0.5
@@ -89,7 +90,7 @@ class RayExecutor:
         if spec.script is not None and spec.script.suffix == ".py" and self.cfg.python:
             argv[0] = self.cfg.python
         r = spec.resources
-        submission_id = f"{ctx.run_id}-{spec.id}-{attempt}".lower()
+        submission_id = f"{ctx.run_id}-{_submission_name(spec.id)}-{attempt}".lower()
         entrypoint = shlex.join(argv)  # Ray takes a shell string; every argument is quoted
         try:
             await asyncio.to_thread(
@@ -113,6 +114,7 @@ class RayExecutor:
             gpus=env.get("CUDA_VISIBLE_DEVICES"),
             ray_submission_id=submission_id,
             ray_address=self.cfg.address,
+            **({"params": spec.params} if spec.params is not None else {}),
         )
         framer = Framer(attempt, "stdout", ctx.max_line_bytes, output.tail, ctx.redact)
         marker = f"Running entrypoint for job {submission_id}: {entrypoint}\n".encode()
@@ -232,3 +234,14 @@ class _Stream:
             else:
                 return
         deliver(self.ctx, self.job, self.framer, data)
+
+
+def _submission_name(job: str) -> str:
+    """A job's part of its Ray submission id, which is lowercased: the file-name form of a swept
+    id, with a hash of the id where lowercasing would merge two (a value "A" and a value "a")."""
+    stem = file_stem(job)
+    if stem == stem.lower():
+        return stem
+    import hashlib
+
+    return f"{stem}-{hashlib.sha256(job.encode()).hexdigest()[:8]}"

@@ -52,6 +52,7 @@ from aimedres_async.engine.executors.slurm_cluster import (
 from aimedres_async.engine.failures import classify
 from aimedres_async.plan.config import SlurmConfig
 from aimedres_async.plan.jobs import JobSpec, Outcome
+from aimedres_async.plan.sweeps import file_stem
 from aimedres_async.plan.units import format_duration
 from aimedres_async.records.framing import Framer
 
@@ -126,8 +127,8 @@ class SlurmExecutor:
         t0, env = start.t0, start.env
         env.pop("CUDA_VISIBLE_DEVICES", None)
         folder = self.folder(ctx.run_id)
-        stem = f"{spec.id}.{attempt}"
-        name = f"{spec.id}.{attempt}.{ctx.run_id}"
+        stem = f"{file_stem(spec.id)}.{attempt}"  # a swept id's brackets and values: its file-name form
+        name = f"{file_stem(spec.id)}.{attempt}.{ctx.run_id}"
         try:
             await asyncio.to_thread(write_batch, folder / (stem + ".sh"), name, spec)
         except OSError as e:
