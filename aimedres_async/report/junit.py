@@ -16,7 +16,9 @@ def junit_xml(run_id: str, duration_s: float, jobs: list[dict[str, Any]], starte
     numbered header per attempt when it had several. The suite's timestamp is the run's start.
 
     An optional job that failed is reported as skipped (with the reason), since it does not
-    fail the run; a job that never ran because the run was stopped is skipped too.
+    fail the run; a job that never ran because the run was stopped is skipped too. A swept job's
+    parameters are its testcase's <properties> (which junit-10.xsd, unlike pytest and Surefire,
+    does not foresee: a job without parameters has none).
     """
     suite = ET.Element("testsuite", name="aimedres-async", timestamp=started_at or timestamp_str())
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
@@ -29,6 +31,10 @@ def junit_xml(run_id: str, duration_s: float, jobs: list[dict[str, Any]], starte
             name=job["id"],
             time=f"{job.get('duration_s') or 0:.3f}",
         )
+        if job.get("params"):  # a sweep's combination, as pytest's record_property writes them
+            props = ET.SubElement(case, "properties")
+            for key, value in job["params"].items():
+                ET.SubElement(props, "property", name=str(key), value=xml_safe(_shown(value)))
         status = job["status"]
         detail = f"status={status} attempts={job['attempts']} exit_code={job.get('exit_code')}"
         if job.get("failure"):
@@ -62,6 +68,11 @@ def junit_xml(run_id: str, duration_s: float, jobs: list[dict[str, Any]], starte
             suites.set(k, str(v))
     ET.indent(suites)
     return bytes(ET.tostring(suites, encoding="utf-8", xml_declaration=True)) + b"\n"
+
+
+def _shown(value: Any) -> str:
+    """A parameter as the job's id shows it (true, 0.1, mlp)."""
+    return "true" if value is True else "false" if value is False else str(value)
 
 
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
