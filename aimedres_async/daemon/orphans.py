@@ -13,8 +13,6 @@ from typing import Any
 
 import orjson
 
-from aimedres_async.system import procs
-
 SPOOL_ENV = "AIMEDRES_SPOOL"  # in every daemon job's environment: the spool it came from
 
 
@@ -95,5 +93,7 @@ def kill_groups(pgids: set[int]) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
     deadline = time.monotonic() + 5.0  # gone before the ticket can run again
+    from aimedres_async.system import procs  # the death watch and subprocess: only to kill
+
     while any(procs.live_members(pgid) for pgid in pgids) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -35,8 +35,8 @@ from aimedres_async.plan.config import Config, JobConfig, Ticket
 from aimedres_async.plan.config_errors import ConfigError
 from aimedres_async.plan.config_load import parse_ticket
 from aimedres_async.plan.jobs import JobSpec, Status, TicketJobError, known_jobs, ticket_spec
-from aimedres_async.records import sinks
 from aimedres_async.records.console import Console
+from aimedres_async.records.framing import timestamp_str
 from aimedres_async.system import children, procs
 from aimedres_async.system.signals import CapturedSignals
 
@@ -374,7 +374,7 @@ class Daemon:
                 "job": self.labels.get(job_id),
                 "attempt": attempt,
                 "daemon_pid": os.getpid(),
-                "started_at": sinks.timestamp_str(),
+                "started_at": timestamp_str(),
                 "started": time.time(),
                 "log": str(self.sup.log.job_path(job_id)),
             }

@@ -23,7 +23,6 @@ import contextlib
 import fcntl
 import os
 import re
-import secrets
 import stat
 import time
 from collections.abc import Iterator
@@ -146,7 +145,7 @@ class Spool:
 
     def _staging(self, name: str) -> Path:
         """A fresh staging path in tmp/ that names its writer, so a sweep can tell it is abandoned."""
-        return self.dir("tmp") / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+        return self.dir("tmp") / f".{name}.{os.getpid()}.{os.urandom(4).hex()}"
 
     def sweep_tmp(self, now: float | None = None) -> list[str]:
         """Remove abandoned staging files: ours whose writer process is gone (a submit or a daemon

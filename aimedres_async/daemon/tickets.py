@@ -11,16 +11,13 @@ import errno
 import hashlib
 import os
 import re
-import secrets
 import stat
 import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
-from aimedres_async.records.sinks import timestamp_str
+from aimedres_async.records.framing import timestamp_str
 
 SUFFIX = ".toml"
 MAX_TICKET_BYTES = 1 << 20
@@ -33,7 +30,7 @@ class TicketError(Exception):
 
 def new_ticket_id(job: str) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return f"{stamp}-{secrets.token_hex(3)}-{job}"[:64]
+    return f"{stamp}-{os.urandom(3).hex()}-{job}"[:64]
 
 
 def safe_name(name: str) -> str:
@@ -144,6 +141,8 @@ def filed_result(path: Path) -> dict[str, Any]:
 def with_result(text: str, result: dict[str, Any]) -> bytes:
     """A ticket's text with its [result] table appended: what is filed under done/ or failed/."""
     text = text if text.endswith("\n") else text + "\n"
+    import tomli_w  # writing a ticket; `status` and the other readers do without it
+
     return (text + "\n" + tomli_w.dumps({"result": result})).encode()
 
 
@@ -156,6 +155,8 @@ def ticket_result(entry: dict[str, Any], run_id: str) -> dict[str, Any]:
     result.update(run=run_id, finished_at=timestamp_str())
     metrics = entry.get("metrics")
     if metrics:
+        import tomli_w
+
         try:
             tomli_w.dumps({"metrics": metrics})
             result["metrics"] = metrics

@@ -34,6 +34,7 @@ from aimedres_async.plan.config import Config
 from aimedres_async.plan.jobs import JobSpec, Status, resolve_python
 from aimedres_async.records import sinks
 from aimedres_async.records.console import Console
+from aimedres_async.records.framing import timestamp_str
 from aimedres_async.records.schema import SCHEMA_VERSION
 from aimedres_async.report.summary import supervisor_identity, write_reports
 from aimedres_async.system.provenance import bytes_sha256, git_info, host_info
@@ -313,7 +314,7 @@ class Supervisor:
             **extra,
         )
         self.recorder.meta.update(
-            finished_at=sinks.timestamp_str(),
+            finished_at=timestamp_str(),
             duration_s=round(duration, 3),
             exit_code=code,
             counts=counts,
@@ -351,7 +352,7 @@ class Supervisor:
         meta: dict[str, Any] = {
             "schema": SCHEMA_VERSION,  # docs/reference/log-records.md: additive changes keep it
             "run": self.run_id,
-            "started_at": sinks.timestamp_str(),
+            "started_at": timestamp_str(),
             **provenance,
             "max_workers": self.opts.max_workers,
             "logs_dir": str(self.log.dir),

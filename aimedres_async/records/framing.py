@@ -43,6 +43,11 @@ def timestamp(now: float | None = None) -> bytes:
     return b"%s.%06dZ" % (_sec_cache[1], int((now - sec) * 1_000_000))
 
 
+def timestamp_str(now: float | None = None) -> str:
+    """`timestamp` as text, e.g. 2026-11-23T11:33:47.123456Z."""
+    return timestamp(now).decode()
+
+
 def record_head() -> bytes:
     """The start of a record: `{"ts":"<RFC 3339>","t":<Unix seconds>` for one moment. The hot path
     calls it once per chunk, so the records of a chunk share their time."""

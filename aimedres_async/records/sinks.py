@@ -1,8 +1,8 @@
 """Where records go: the run's files, each written with whole records per `write(2)`, so a crash
 leaves only valid lines behind; summaries are written to a temp file and renamed.
 
-How a job's output becomes records is framing.py's; `timestamp_str` and `last_lines` here are the
-text forms of its timestamps and output tail that the run's files and reports write.
+How a job's output becomes records is framing.py's; `last_lines` here is the text form of its
+output tail that the run's reports write.
 """
 
 from __future__ import annotations
@@ -20,17 +20,12 @@ from typing import Any
 import orjson
 
 from aimedres_async.plan.sweeps import file_stem
-from aimedres_async.records.framing import ATTEMPT_MARK, LINE_BREAK, Buffer, timestamp, with_run_job
+from aimedres_async.records.framing import ATTEMPT_MARK, LINE_BREAK, Buffer, timestamp_str, with_run_job
 from aimedres_async.system import atomic
 
 RELEASE_STEP = 8 << 20  # a big log's page cache (JsonlFile): write-back starts every 8 MiB written,
 RELEASE_WINDOW = 64 << 20  # and pages up to 64 MiB further back are dropped once written back
 EVENTS_BATCH = 256  # lifecycle lines held before one write (each pins orjson's output buffer)
-
-
-def timestamp_str(now: float | None = None) -> str:
-    """`timestamp` as text, e.g. 2026-11-23T11:33:47.123456Z."""
-    return timestamp(now).decode()
 
 
 def last_lines(tail: Iterable[tuple[str, bytes]], n: int = 50) -> list[str]:

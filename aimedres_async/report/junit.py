@@ -8,7 +8,7 @@ from xml.etree import ElementTree as ET
 
 import orjson
 
-from aimedres_async.records.sinks import timestamp_str
+from aimedres_async.records.framing import timestamp_str
 
 
 def junit_xml(run_id: str, duration_s: float, jobs: list[dict[str, Any]], started_at: str | None = None) -> bytes:

@@ -19,6 +19,7 @@ import orjson
 
 from aimedres_async.plan.units import format_duration, format_size
 from aimedres_async.records import sinks
+from aimedres_async.records.framing import timestamp_str
 from aimedres_async.report import junit
 from aimedres_async.system import atomic, procs
 
@@ -94,9 +95,7 @@ def mark_interrupted(logs_dir: Path, look_back: int = LOOK_BACK) -> list[str]:
                     job["status"] = "interrupted"
                 key = str(job.get("status"))
                 counts[key] = counts.get(key, 0) + 1
-        data.update(
-            interrupted=True, interrupted_found_at=sinks.timestamp_str(), counts=counts, stopped_by="supervisor died"
-        )
+        data.update(interrupted=True, interrupted_found_at=timestamp_str(), counts=counts, stopped_by="supervisor died")
         procs.kill_run_leftovers(str(data.get("run", name)))
         try:
             sinks.atomic_write(path, orjson.dumps(data, option=orjson.OPT_INDENT_2))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,7 +33,7 @@ def fsync_dir(path: Path) -> None:
 def temp_path(path: Path, tmp_dir: Path | None = None) -> Path:
     """A fresh temp name for `path`, in `tmp_dir` (same file system) or beside it; it names its
     writer's pid, so a sweep can tell an abandoned one."""
-    return (tmp_dir or path.parent) / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
+    return (tmp_dir or path.parent) / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
 
 
 def _stage(tmp: Path, data: bytes, mode: int, fd_hook: FdHook | None, durable: bool = True) -> None:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from aimedres_async.records import framing, sinks
+from aimedres_async.records import framing
 from aimedres_async.records.framing import Framer
 from aimedres_async.records.sinks import last_lines
 
@@ -124,7 +124,7 @@ def test_attempt_and_stream_come_from_the_framer_and_run_and_job_are_left_to_the
 def test_timestamp_is_rfc3339_utc_with_microseconds() -> None:
     for _ in range(200):
         assert TS_RE.match(framing.timestamp())
-    assert sinks.timestamp_str().endswith("Z") and len(sinks.timestamp_str()) == len("2026-11-23T11:33:47.123456Z")
+    assert framing.timestamp_str().endswith("Z") and len(framing.timestamp_str()) == len("2026-11-23T11:33:47.123456Z")
 
 
 # --------------------------------------------------------------------------------------- splitting
