@@ -36,6 +36,8 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "pause": ("queue", "cmd_pause"),
     "resume": ("queue", "cmd_resume"),
     "report": ("project", "cmd_report"),
+    "leaderboard": ("experiments", "cmd_leaderboard"),
+    "compare": ("experiments", "cmd_compare"),
 }
 
 

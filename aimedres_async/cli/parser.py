@@ -29,6 +29,8 @@ COMMANDS = (
     "pause",
     "resume",
     "report",
+    "leaderboard",
+    "compare",
 )
 
 
@@ -106,6 +108,14 @@ DESCRIPTIONS = {
     "report": "Write one self-contained HTML file (no network, opens from disk) that draws a run: a timeline "
     "of every attempt, metric curves from the jobs' JSON records, final metrics side by side, "
     "memory, provenance. Default: the latest run, into its folder as report.html.",
+    "leaderboard": "Rank the job groups of one or more runs (default: the latest). A group is a base job id "
+    "with one combination of parameters; its seeds (and the same group in other runs) fold into mean ± std "
+    "(sample std, n-1) of every final metric, with n = the jobs that succeeded. Failed jobs are not in the "
+    "statistics; a group without a success is listed last, unranked.",
+    "compare": "Compare two runs group by group: each final metric's change NEW - BASE of the means, with the "
+    "pooled std across seeds when both sides have two or more (a smaller change is 'within noise'), groups "
+    "added or removed, jobs whose outcome changed. Exit 1 when a --fail-if gate fails or, with --exact, "
+    "anything differs; 2 for a bad expression or a missing run.",
 }
 EPILOG = """With no command, `run` is meant: `aimedres-async --parallel -j 4 --epochs 3` is
 `aimedres-async run --parallel -j 4 --epochs 3`, and `aimedres-async` alone runs every job of the
@@ -153,7 +163,8 @@ def build_parser() -> Parser:
     srv = _subcommand(sub, "serve", "the spool daemon: run the tickets dropped into spool_dir/incoming")
     queue = (_submit_command(sub), *_queue_commands(sub))
     rep = _project_commands(sub)
-    for sp in (run, lst, val, srv, *queue, rep):  # `run --config X` too
+    experiments = _experiment_commands(sub)
+    for sp in (run, lst, val, srv, *queue, rep, *experiments):  # `run --config X` too
         sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     _run_commands(run, lst, val, srv)
     return p
@@ -402,3 +413,37 @@ def _project_commands(sub: Any) -> Parser:
     ini.add_argument("path", nargs="?", default="aimedres.toml", help="where to write it (default: ./aimedres.toml)")
     legacy.add_init_flags(ini)
     return rep
+
+
+def _experiment_commands(sub: Any) -> tuple[Parser, Parser]:
+    """`leaderboard` and `compare`: job groups of finished runs ranked, or two runs compared."""
+    run_help = "a run id, a run folder or a summary.json file"
+    lbd = _subcommand(sub, "leaderboard", "rank job groups by their final metrics (mean ± std over seeds)")
+    lbd.add_argument("runs", nargs="*", metavar="RUN", help=f"{run_help} (default: the latest run); several merge")
+    lbd.add_argument(
+        "--sort",
+        metavar="METRIC[:desc|asc],...",
+        help="sort keys in order (default: the first metric; direction default desc, asc for loss/error-like names)",
+    )
+    lbd.add_argument("--csv", metavar="FILE", help="also write the leaderboard as CSV to FILE")
+    lbd.add_argument("--json", action="store_true", help="print the leaderboard as JSON (a list of groups)")
+    cmp = _subcommand(sub, "compare", "compare two runs' final metrics group by group; gate on regressions")
+    cmp.add_argument("base", metavar="BASE", help=run_help)
+    cmp.add_argument("new", metavar="NEW", help=run_help)
+    cmp.add_argument(
+        "--fail-if",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help='exit 1 when a group\'s change NEW - BASE satisfies EXPR, e.g. "accuracy < -0.01" or '
+        '"rmse > 0.5" (repeatable; OP is <, <=, >, >=)',
+    )
+    cmp.add_argument(
+        "--exact", action="store_true", help="list every final metric or outcome that differs at all; exit 1 on any"
+    )
+    fmt = cmp.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    fmt.add_argument("--markdown", action="store_true", help="print the comparison as Markdown (a PR comment)")
+    for sp in (lbd, cmp):
+        sp.add_argument("--logs-dir", metavar="DIR", help="where run folders are (default: [supervisor] logs_dir)")
+    return lbd, cmp

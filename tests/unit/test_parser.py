@@ -391,7 +391,7 @@ def test_help_lists_every_command_in_order(capsys: pytest.CaptureFixture[str]) -
     assert e.value.code == 0 and out.startswith("usage: aimedres-async [-h] [--config PATH] [--version] COMMAND")
     listed = [line.split()[0] for line in out.split("  COMMAND\n", 1)[1].split("\n\n", 1)[0].splitlines()]
     order = ["run", "list", "validate", "serve", "submit", "status", "logs", "cancel", "wait", "pause", "resume"]
-    assert listed == [*order, "report", "init"]
+    assert listed == [*order, "report", "init", "leaderboard", "compare"]
     assert "With no command, `run` is meant" in out
 
 

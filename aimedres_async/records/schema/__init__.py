@@ -34,9 +34,14 @@ RECORD_KINDS = (
 )
 
 
+# the JSON that commands print (`leaderboard --json`, `compare --json`)
+OUTPUTS = ("leaderboard", "compare")
+
+
 def load(name: str) -> dict[str, Any]:
-    """The JSON Schema of a record kind (`"job.output"`) or of `"summary"`."""
-    if name not in RECORD_KINDS and name != "summary":
+    """The JSON Schema of a record kind (`"job.output"`), of `"summary"`, or of a command's JSON
+    output (`"leaderboard"`, `"compare"`)."""
+    if name not in RECORD_KINDS and name != "summary" and name not in OUTPUTS:
         raise KeyError(f"no schema named {name!r}")
     text = resources.files(__package__).joinpath(f"{name}.json").read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
