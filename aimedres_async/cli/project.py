@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aimedres_async.cli.usage import UsageError
 from aimedres_async.plan.config import Config
 from aimedres_async.plan.config_errors import ConfigError
 from aimedres_async.plan.invocation import check_interpreters, override
+
+if TYPE_CHECKING:
+    from aimedres_async.plan.jobs import JobSpec
 
 
 def cmd_init(a: argparse.Namespace) -> int:
@@ -47,11 +52,27 @@ def cmd_validate(cfg: Config, a: argparse.Namespace) -> int:
         print(a.config_line, file=sys.stderr)
     for w in p.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    swept = any(s.params is not None for s in p.jobs)
+    if swept and len(p.jobs) > cfg.supervisor.max_jobs:
+        print(
+            f"warning: the sweeps expand to {len(p.jobs):,} jobs, more than max_jobs = "
+            f"{cfg.supervisor.max_jobs:,} ([supervisor]): `run` needs --yes",
+            file=sys.stderr,
+        )
     if problems:
         raise ConfigError([f"{cfg.path or 'built-in defaults'}: {problem}" for problem in problems])
     where = cfg.path or "built-in defaults"
-    print(f"{where}: ok ({len(p.jobs)} jobs: {', '.join(s.id for s in p.jobs) or 'none'})")
+    print(f"{where}: ok ({len(p.jobs)} jobs: {', '.join(_names(p.jobs)) or 'none'})")
     return 0
+
+
+def _names(jobs: Sequence[JobSpec]) -> list[str]:
+    """Job ids, a sweep's combinations counted under their job (`mlp (12 combinations)`)."""
+    counts: dict[str, int] = {}
+    for spec in jobs:
+        name = spec.id.partition("[")[0] if spec.params is not None else spec.id
+        counts[name] = counts.get(name, 0) + (1 if spec.params is not None else 0)
+    return [f"{name} ({n} combination{'s' if n > 1 else ''})" if n else name for name, n in counts.items()]
 
 
 def cmd_report(cfg: Config, a: argparse.Namespace) -> int:

@@ -151,7 +151,7 @@ def _job_data(job: Job, in_progress: bool, sampled_peak: int, t0: float, t_last:
         status = "queued" if last is None else "running" if last.outcome is None else "backoff"
         if not in_progress:
             status = "unknown"
-    return {
+    data = {
         "id": job.id,
         "status": status,
         "optional": job.optional,
@@ -166,6 +166,9 @@ def _job_data(job: Job, in_progress: bool, sampled_peak: int, t0: float, t_last:
         "curves": curves(job.records),
         "runs": job.runs,
     }
+    if job.params is not None:  # a sweep's combination; absent otherwise (the page stays as small)
+        data["params"] = job.params
+    return data
 
 
 def _attempt_data(a: Attempt, in_progress: bool, t0: float, t_last: float) -> dict[str, Any]:

@@ -198,6 +198,7 @@ class Job:
     log: Path | None = None
     runs: list[str] = field(default_factory=list)
     records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (attempt, data)
+    params: dict[str, Any] | None = None  # a sweep's combination (job.started, summary.json)
 
     def attempt(self, n: int, run: str) -> Attempt:
         for a in reversed(self.attempts):
@@ -361,6 +362,8 @@ def _job_event(job: Job, ev: object, rec: dict[str, Any], t: float, run_id: str)
             job.argv = [str(x) for x in rec["argv"]]
         job.cwd = rec.get("cwd") or job.cwd
         job.script_sha256 = rec.get("script_sha256") or job.script_sha256
+        if isinstance(rec.get("params"), dict):
+            job.params = rec["params"]
     elif ev == "job.exited" and isinstance(n, int):
         a = job.attempt(n, run_id)
         a.end = t
@@ -387,7 +390,7 @@ def _job_event(job: Job, ev: object, rec: dict[str, Any], t: float, run_id: str)
 
 
 def _add_summary_jobs(m: RunModel, summary: dict[str, Any] | None) -> None:
-    """What only summary.json says of a job: optional, its final metrics and command."""
+    """What only summary.json says of a job: optional, its final metrics, command and parameters."""
     for entry in (summary or {}).get("jobs", []):
         job = m.jobs.get(str(entry.get("id"))) if isinstance(entry, dict) else None
         if job is None:
@@ -397,6 +400,8 @@ def _add_summary_jobs(m: RunModel, summary: dict[str, Any] | None) -> None:
             job.metrics = entry["metrics"]
         if job.argv is None and isinstance(entry.get("command"), list):
             job.argv = [str(x) for x in entry["command"]]
+        if job.params is None and isinstance(entry.get("params"), dict):
+            job.params = entry["params"]
 
 
 def _read_summary(d: Path, m: RunModel) -> dict[str, Any] | None:

@@ -117,6 +117,9 @@ def test_max_jobs_needs_yes(tmp_path: Path) -> None:
     usage_error(cli(folder, "run", "--dry-run"))
     assert not (folder / "logs").exists()
     assert cli(folder, "list").returncode == 0  # a listing shows what it would run
+    checked = cli(folder, "validate")
+    assert checked.returncode == 0, checked.stderr
+    assert "more than max_jobs = 2" in checked.stderr and "`run` needs --yes" in checked.stderr
     r = cli(folder, "run", "--yes")
     assert r.returncode == 0, r.stderr
     assert len(summary(folder)["jobs"]) == 3
@@ -192,3 +195,23 @@ def test_logs_of_a_swept_job(tmp_path: Path) -> None:
     assert '"seed": 3' in r.stdout or '"seed":3' in r.stdout
     log = run_dir(folder) / "jobs" / "t@lr=0.1,seed=3.jsonl"
     assert any(json.dumps(rec).find('"seed": 3') >= 0 for rec in read_jsonl(log))
+
+
+def test_the_example_sweep(tmp_path: Path) -> None:
+    """examples/sweep.toml: two parameters and three seeds of a bundled script, its options
+    declared (validate passes), small epochs and folds; the default config stays unswept."""
+    repo = Path(__file__).resolve().parents[2]
+    r = cli(tmp_path, "--config", str(repo / "examples" / "sweep.toml"), "run", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    commands = dry_run_commands(r.stdout)
+    assert len(commands) == 12
+    argv = commands["breast_cancer[batch_size=64,epochs=4,seed=2]"]
+    assert argv[1] == "training/train_breast_cancer.py"
+    assert argv[argv.index("--batch-size") + 1] == "64" and argv[argv.index("--seed") + 1] == "2"
+    assert argv.count("--epochs") == 1 and argv[argv.index("--epochs") + 1] == "4"
+    assert argv[argv.index("--folds") + 1] == "2"
+    checked = cli(tmp_path, "--config", str(repo / "examples" / "sweep.toml"), "validate")
+    assert checked.returncode == 0, checked.stderr
+    assert "ok (12 jobs: breast_cancer (12 combinations))" in checked.stdout
+    default = cli(repo, "list")
+    assert default.returncode == 0 and "[" not in default.stdout

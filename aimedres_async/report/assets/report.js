@@ -727,6 +727,7 @@
     });
     h.push("</tbody></table>");
     h.push('<dl class="kv" style="margin-top:10px">');
+    if (j.params) h.push("<dt>parameters</dt><dd>" + Object.keys(j.params).map(function (k) { return esc(k) + "=<b>" + esc(String(j.params[k])) + "</b>"; }).join(" ") + "</dd>");
     if (j.cmd) h.push("<dt>command</dt><dd class=\"mono\">" + esc(shellJoin(j.cmd)) + "</dd>");
     if (j.cwd) h.push("<dt>cwd</dt><dd class=\"mono\">" + esc(j.cwd) + "</dd>");
     if (j.sha) h.push("<dt>script sha256</dt><dd class=\"mono\">" + esc(j.sha) + "</dd>");
