@@ -156,3 +156,33 @@ def test_readme_table_names_the_metrics_the_examples_print(tmp_path: Path) -> No
         assert [k for k in job["metrics"] if k != "model"] == shown[job["id"]], (job["id"], job["metrics"])
     table = r.stdout[r.stdout.index("JOB ") :]
     assert re.search(r"^JOB\s+STATUS\s+ATTEMPTS\s+EXIT\s+TIME\s+PEAK RSS\s+FINAL METRICS$", table, re.M)
+
+
+def test_the_examples_give_identical_final_metrics_one_at_a_time_and_in_parallel(tmp_path: Path) -> None:
+    """Ianvs' "verify parallel equivalence": the bundled examples run with -j 1 and with -j 3 print
+    the same final metrics, to the last digit (`compare --exact` exits 0)."""
+    folder = _project_copy(tmp_path)
+    runs = []
+    for workers in ("1", "3"):
+        r = subprocess.run(
+            [PY, "-m", "aimedres_async", "run", "-j", workers, "--epochs", "2", "--folds", "2", "--no-progress"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr
+        data = summary(folder)
+        assert data["max_workers"] == int(workers)
+        assert sorted((j["id"], j["status"]) for j in data["jobs"]) == [(n, "succeeded") for n in NAMES]
+        assert all(len(j["metrics"]) > 3 for j in data["jobs"]), data["jobs"]  # something to compare
+        runs.append(data["run"])
+    r = subprocess.run(
+        [PY, "-m", "aimedres_async", "compare", *runs, "--exact"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "exact: no difference (3 jobs: every status and final metric identical)" in r.stdout
