@@ -6,7 +6,6 @@ Groups and their statistics come from groups.py; this module orders and draws th
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import re
 import textwrap
@@ -59,6 +58,8 @@ def parse_sort(text: str | None, metrics: Sequence[str]) -> list[SortKey]:
 
 
 def unknown_metric(name: str, metrics: Sequence[str], what: str) -> str:
+    import difflib
+
     close = difflib.get_close_matches(name, metrics, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f" (metrics: {', '.join(metrics) or 'none'})"
     return f"{what}: no job has a final metric {name!r}{hint}"

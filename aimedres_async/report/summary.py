@@ -169,10 +169,23 @@ def write_reports(
     if step_summary is not None:
         try:
             with open(step_summary, "a", encoding="utf-8") as f:
-                f.write(markdown_table(run_id, jobs) + step_extra)
+                f.write(markdown_table(run_id, jobs) + step_leaderboard(run_id, jobs) + step_extra)
         except OSError as e:
             problems.append(f"could not append to {step_summary}: {e.strerror or e}")
     return problems
+
+
+def step_leaderboard(run_id: str, jobs: list[dict[str, Any]]) -> str:
+    """The run's leaderboard in Markdown when seeds fold jobs together or jobs have parameters
+    (else the jobs table says it all): ""."""
+    from aimedres_async.report import leaderboard as lb
+    from aimedres_async.report.groups import LoadedRun
+
+    run = LoadedRun(run_id, "", [j for j in jobs if isinstance(j.get("id"), str)])
+    ranked, metrics, keys = lb.leaderboard([run], None)
+    if not lb.step_summary_wanted([r.group for r in ranked]):
+        return ""
+    return lb.markdown(ranked, metrics, keys, "Leaderboard")
 
 
 def metrics_text(metrics: dict[str, Any] | None, limit: int | None = None) -> str:

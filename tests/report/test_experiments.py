@@ -310,3 +310,86 @@ def test_a_schema_1_summary_is_read_by_both_commands(two_runs: tuple[Path, str, 
     r = cli(folder, "compare", "old.json", b, "--fail-if", "accuracy < -0.05")
     assert r.returncode == 1, r.stderr
     assert "accuracy < -0.05: FAILED for cnn (-0.1)" in r.stdout
+
+
+# ---------------------------------------------------------------- sweeps
+
+# accuracy falls with the distance of lr from 0.1 and rises a little with the seed; lr=0.5 with
+# seed 2 fails, and a file `worse` takes 0.05 off every accuracy
+SWEPT = """\
+import argparse, json, os, sys
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float, required=True)
+p.add_argument("--model", default="mlp")
+p.add_argument("--seed", type=int, required=True)
+p.add_argument("--output-dir")
+a = p.parse_args()
+if a.lr == 0.5 and a.seed == 2:
+    sys.exit("diverged")
+acc = 0.9 - abs(a.lr - 0.1) + a.seed * 0.01 - (0.05 if os.path.exists("worse") else 0)
+print(json.dumps({"accuracy": round(acc, 4), "loss": round(1 - acc, 4), "model": a.model}))
+"""
+
+
+def sweep_project(folder: Path, marker: str) -> None:
+    (folder / "train.py").write_text(SWEPT)
+    write_config(
+        folder,
+        "[supervisor]\nparallel = true\nmax_workers = 3\n[discovery]\nenabled = false\n"
+        f'[defaults]\nretries = 0\nenv = {{ TEST_MARKER = "{marker}" }}\n'
+        '[jobs.t]\nscript = "train.py"\noptional = true\nmatrix = { lr = [0.1, 0.5], model = ["mlp", "sgd"] }\n'
+        "seeds = [0, 1, 2]\n",
+    )
+
+
+def test_a_sweep_folds_its_seeds_in_the_leaderboard_and_the_step_summary(tmp_path: Path, marker: str) -> None:
+    sweep_project(tmp_path, marker)
+    step = tmp_path / "step.md"
+    r = cli(tmp_path, "run", "--no-progress", env={"GITHUB_STEP_SUMMARY": str(step)}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = cli(tmp_path, "leaderboard", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    validate(data, "leaderboard")
+    got = [(g["rank"], g["job"], g["params"], g["n"], g["jobs"], g["failed"]) for g in data]
+    assert got == [
+        (1, "t", {"lr": 0.1, "model": "mlp"}, 3, 3, 0),
+        (1, "t", {"lr": 0.1, "model": "sgd"}, 3, 3, 0),
+        (3, "t", {"lr": 0.5, "model": "mlp"}, 2, 3, 1),
+        (3, "t", {"lr": 0.5, "model": "sgd"}, 2, 3, 1),
+    ]
+    assert data[0]["metrics"]["accuracy"] == {"mean": pytest.approx(0.91), "std": pytest.approx(0.01), "n": 3}
+    assert data[2]["metrics"]["accuracy"] == {"mean": pytest.approx(0.505), "std": pytest.approx(0.00707107), "n": 2}
+    table = cli(tmp_path, "leaderboard", "--sort", "loss").stdout.splitlines()
+    assert table[2].split()[:7] == ["1", "t[lr=0.1,model=mlp]", "3", "0.91", "±", "0.01", "0.09"]
+    assert table[4].split()[:3] == ["3", "t[lr=0.5,model=mlp]", "2/3"]
+    md = step.read_text()
+    assert "### Leaderboard" in md and "Ranked by accuracy:desc" in md
+    assert "| 1 | t[lr=0.1,model=mlp] | 3 | 0.91 ± 0.01 | 0.09 ± 0.01 |" in md
+    assert "| 3 | t[lr=0.5,model=sgd] | 2 of 3 | 0.505 ± 0.007071 | 0.495 ± 0.007071 |" in md
+
+
+def test_compare_of_two_sweeps_marks_noise_and_gates(tmp_path: Path, marker: str) -> None:
+    sweep_project(tmp_path, marker)
+    base = run(tmp_path)
+    (tmp_path / "worse").write_text("")
+    new = run(tmp_path)
+    r = cli(tmp_path, "compare", base, new, "--json", "--fail-if", "accuracy < -0.04")
+    assert r.returncode == 1, r.stderr
+    data = json.loads(r.stdout)
+    validate(data, "compare")
+    by_label = {(g["job"], g["params"]["lr"], g["params"]["model"]): g for g in data["groups"]}
+    acc = by_label[("t", 0.1, "mlp")]["metrics"]["accuracy"]
+    assert acc["change"] == pytest.approx(-0.05) and acc["spread"] == pytest.approx(0.01)
+    assert acc["within_noise"] is False
+    assert [g["job"] for g in data["gates"][0]["groups"]] == [
+        "t[lr=0.1,model=mlp]",
+        "t[lr=0.1,model=sgd]",
+        "t[lr=0.5,model=mlp]",
+        "t[lr=0.5,model=sgd]",
+    ]
+    assert cli(tmp_path, "compare", base, new, "--fail-if", "accuracy < -0.06").returncode == 0
+    # one seed less in NEW: the spread of lr=0.5 (n=2 on both sides) is still there
+    text = cli(tmp_path, "compare", base, new).stdout
+    assert "t[lr=0.5,model=mlp]  accuracy  0.505 ± 0.007071 (n=2)  0.455 ± 0.007071 (n=2)  -0.05" in text
+    assert "beyond noise (spread 0.007071)" in text

@@ -266,3 +266,13 @@ def test_markdown_and_when_the_step_summary_wants_it() -> None:
     assert lb.step_summary_wanted([r.group for r in rows])
     plain = groups([run(job("a", metrics={"x": 1}), job("b", metrics={"x": 2}))])
     assert not lb.step_summary_wanted(plain)  # plain jobs, one each: the jobs table says it all
+
+
+def test_the_step_summary_gets_a_leaderboard_only_for_sweeps_and_seeds() -> None:
+    from aimedres_async.report.summary import step_leaderboard
+
+    assert step_leaderboard("R", [job("a", metrics={"x": 1}), job("b", metrics={"x": 2})]) == ""
+    swept_jobs = [job("t", seed=s, metrics={"x": s}, lr=0.1) for s in range(2)]
+    assert "| 1 | t[lr=0.1] | 2 | 0.5 ± 0.7071 |" in step_leaderboard("R", swept_jobs)
+    repeated = [job("t", seed=s, metrics={"x": s}) for s in range(2)]  # repeat = 2: seeds alone
+    assert "| 1 | t | 2 | 0.5 ± 0.7071 |" in step_leaderboard("R", repeated)
