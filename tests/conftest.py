@@ -224,3 +224,35 @@ def ray_head() -> Iterator[str]:
     yield address
     if started_here:
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+
+
+# ---------------------------------------------------------------- the local Slurm cluster (.ci/slurm-up)
+
+SLURM_DIR = Path(os.environ.get("AIMEDRES_SLURM_DIR", Path(__file__).resolve().parents[1] / ".ci-slurm"))
+
+
+def _slurm_skip(reason: str) -> None:
+    print(f"\nSKIP Slurm tests: {reason}", file=sys.stderr)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def slurm_env() -> dict[str, str]:
+    """The environment under which Slurm's commands reach the test cluster ({} = the site's own)."""
+    if shutil.which("sbatch") is None:
+        _slurm_skip("Slurm is not installed (Debian: apt-get install slurm-wlm munge; then .ci/slurm-up)")
+    env: dict[str, str] = {}
+    conf = SLURM_DIR / "etc" / "slurm.conf"
+    if (SLURM_DIR / "env").exists() and conf.exists():
+        env["SLURM_CONF"] = str(conf)
+    elif (SLURM_DIR / "unavailable").exists():
+        _slurm_skip(f"no local Slurm cluster: {(SLURM_DIR / 'unavailable').read_text().strip()}")
+    elif not os.environ.get("SLURM_CONF"):
+        _slurm_skip("no local Slurm cluster: run .ci/slurm-up first (.ci/run does)")
+    r = subprocess.run(
+        ["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=30, env={**os.environ, **env}
+    )
+    states = r.stdout.split()
+    if r.returncode != 0 or not any(s.rstrip("*") in ("idle", "mixed", "allocated") for s in states):
+        _slurm_skip(f"the Slurm cluster does not answer or has no usable node: {r.stderr.strip() or states}")
+    return env

@@ -92,8 +92,8 @@ DESCRIPTIONS = {
     "submit": "Validate tickets and enqueue them into the spool atomically; prints each ticket id. "
     "Either ticket files, or --job ID with overrides.",
     "status": "Whether a daemon serves the spool (pid, since, version, config, workers, paused; exit 3 "
-    "if none), the queued tickets in run order, the running ones (job, attempt, pid, elapsed, "
-    "last line) and the last finished.",
+    "if none), the queued tickets in run order, the running ones (job, attempt, pid, Slurm job id "
+    "on Slurm, elapsed, last line) and the last finished.",
     "cancel": "Cancel tickets: a queued one goes to failed/ as cancelled at once; a running one gets "
     "stop_signal, then SIGKILL after grace_period, is not retried, and is filed as cancelled. "
     "Exit 0, or 2 naming an unknown ticket.",

@@ -121,13 +121,16 @@ def _print_running(state: dict[str, Any]) -> None:
     if not state["running"]:
         return
     print(f"running ({len(state['running'])}):")
-    rows = [("TICKET", "JOB", "ATTEMPT", "PID", "ELAPSED", "LAST LINE")]
+    # a SLURM JOB column (squeue's JOBID) only when some ticket runs on Slurm
+    slurm = any(r.get("slurm_job_id") for r in state["running"])
+    rows = [("TICKET", "JOB", "ATTEMPT", "PID", *(("SLURM JOB",) if slurm else ()), "ELAPSED", "LAST LINE")]
     rows += [
         (
             str(r.get("ticket")),
             str(r.get("job") or "-"),
             str(r.get("attempt")),
-            str(r.get("pid")),
+            "-" if r.get("pid") is None else str(r["pid"]),
+            *((str(r.get("slurm_job_id") or "-"),) if slurm else ()),
             format_duration(r["elapsed_s"]),
             (r.get("last_line") or "")[:80],
         )

@@ -245,6 +245,7 @@ def status(spool: Spool, last: int = 10) -> dict[str, Any]:
     for r in spool.running():
         r["elapsed_s"] = round(now - float(r.get("started", now)), 1)
         r["last_line"] = last_line(Path(r["log"])) if r.get("log") else None
+        r.setdefault("slurm_job_id", None)  # the Slurm job of the attempt, when it runs on Slurm
         running.append(r)
     filed = []
     for state in FINAL:

@@ -1,5 +1,6 @@
 """The jobs a dead daemon left running: what a daemon records of each job's process, and how the
-next one finds them (by that record, or by the environment every daemon job carries) and kills them.
+next one finds them (by that record, or by the environment every local daemon job carries) and kills
+them; and the Slurm jobs a dead daemon's ledger names, which it scancels.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import orjson
 
-SPOOL_ENV = "AIMEDRES_SPOOL"  # in every daemon job's environment: the spool it came from
+SPOOL_ENV = "AIMEDRES_SPOOL"  # in every local daemon job's environment: the spool it came from
 
 
 def pid_alive(pid: int) -> bool:
@@ -97,3 +98,65 @@ def kill_groups(pgids: set[int]) -> None:
 
     while any(procs.live_members(pgid) for pgid in pgids) and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+# ---------------------------------------------------------------- cluster jobs (Slurm)
+
+LEDGERS = "slurm"  # <spool>/slurm/<daemon pid>-<its start time>/: each daemon's Slurm submissions
+
+
+def ledger_of(spool_root: Path, pid: int) -> Path:
+    """The folder where the daemon `pid` records the Slurm jobs it submits (slurm_ledger)."""
+    return spool_root / LEDGERS / f"{pid}-{start_time(pid)}"
+
+
+def _dead_ledgers(spool_root: Path) -> list[Path]:
+    """Ledger folders whose daemon is gone (or is another process now that has its pid)."""
+    try:
+        names = sorted(os.listdir(spool_root / LEDGERS))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    dead = []
+    for name in names:
+        pid_text, _, started = name.partition("-")
+        if not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        if not (pid_alive(pid) and str(start_time(pid)) == started):
+            dead.append(spool_root / LEDGERS / name)
+    return dead
+
+
+def cancel_cluster_leftovers(spool_root: Path) -> list[dict[str, Any]]:
+    """scancel every Slurm job a dead daemon of this spool recorded and did not see end.
+
+    One dict per record (ticket, attempt, orphan_run, slurm_job_name, slurm_job_id, error). A
+    record whose scancel failed (Slurm unreachable) is kept for the next start; a folder left empty
+    is removed."""
+    from aimedres_async.engine.executors import slurm_ledger  # Slurm's commands: only when needed
+
+    done: list[dict[str, Any]] = []
+    failed: str | None = None  # Slurm did not answer: the other records wait too (a start stays quick)
+    for folder in _dead_ledgers(spool_root):
+        for entry in slurm_ledger.entries(folder):
+            ids, error = ([], f"not tried: {failed}") if failed else slurm_ledger.cancel(entry)
+            failed = failed or error
+            done.append(
+                {
+                    "ticket": entry.ticket,
+                    "attempt": entry.attempt,
+                    "orphan_run": entry.run,
+                    "slurm_job_name": entry.name,
+                    "slurm_job_id": ",".join(ids) or entry.job_id,
+                    "error": error,
+                }
+            )
+            if error is None:
+                slurm_ledger.forget(entry.path)
+        with contextlib.suppress(OSError):  # a dead writer's temp file of a record
+            for name in os.listdir(folder):
+                if name.startswith("."):
+                    os.unlink(folder / name)
+        with contextlib.suppress(OSError):  # not empty: a record kept for the next start
+            folder.rmdir()
+    return done

@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup
 from aimedres_async import __version__
 from aimedres_async.daemon.dependencies import blocked
 from aimedres_async.daemon.notify import Notifier
-from aimedres_async.daemon.orphans import SPOOL_ENV, process_identity
+from aimedres_async.daemon.orphans import SPOOL_ENV, cancel_cluster_leftovers, ledger_of, process_identity
 from aimedres_async.daemon.spool import Claimed, Queued, Spool, SpoolError
 from aimedres_async.daemon.tickets import TicketError, cancelled_result, dependency_result, ticket_result
 from aimedres_async.engine.dispatch import Executor
@@ -74,6 +74,8 @@ class Daemon:
         self._filing: TaskGroup | None = None  # files finished tickets while serving
         self._filings = 0  # tickets being filed now
         self.labels: dict[str, str] = {}  # claimed ticket -> the job it names (for `status`)
+        self.leftovers: list[dict[str, Any]] = []  # Slurm jobs of a dead daemon, cancelled at start
+        self._reconfiguring: asyncio.Future[None] | None = None  # a reload's cluster check
         self.paused = False
         self.started = time.time()
         self._published = ""
@@ -85,11 +87,17 @@ class Daemon:
         for ticket in self.spool.recover():
             self.console.warning(f"ticket {ticket} was left in active/ by a dead daemon: back in incoming/")
         self.spool.sweep_daemons()
+        self._cancel_leftovers()
         logs_dir = self.cfg.resolve(self.cfg.supervisor.logs_dir)
-        # AIMEDRES_SPOOL with AIMEDRES_JOB_ID=<ticket> lets a restarted daemon find a job that no
-        # record names (killed between its spawn and the sidecar), and only this spool's
+        # AIMEDRES_SPOOL with AIMEDRES_JOB_ID=<ticket> lets a restarted daemon find a local job that
+        # no record names (killed between its spawn and the sidecar), and only this spool's. A
+        # cluster's job is the cluster's to end (the ledger, scancel), even one on this host.
         opts = RunOptions(
-            max_workers=self._workers(self.cfg), logs_dir=logs_dir, serve=True, job_env={SPOOL_ENV: self.spool.identity}
+            max_workers=self._workers(self.cfg),
+            logs_dir=logs_dir,
+            serve=True,
+            job_env={SPOOL_ENV: self.spool.identity} if self.executor is None else {},
+            ledger=ledger_of(self.spool.root, os.getpid()),
         )
         try:
             logs_dir.mkdir(parents=True, exist_ok=True)
@@ -106,6 +114,18 @@ class Daemon:
                 stack.enter_context(signals)
             stack.enter_context(signals.dispatch_to(self._on_signal))
             return await self._serve(sup)
+
+    def _cancel_leftovers(self) -> None:
+        """scancel the Slurm jobs a dead daemon of this spool submitted (their tickets are back in
+        incoming/ and run again here); each is logged once the run's log is open (`_intake`)."""
+        self.leftovers = cancel_cluster_leftovers(self.spool.root)
+        for c in self.leftovers:
+            where = f"Slurm job {c['slurm_job_id'] or c['slurm_job_name']} of ticket {c['ticket']}"
+            if c["error"] is None:
+                self.console.warning(f"{where}, left by a dead daemon: scancelled")
+            else:
+                why = f"cannot cancel it ({c['error']}); kept for the next start"
+                self.console.warning(f"{where}, left by a dead daemon: {why}")
 
     async def _serve(self, sup: Supervisor) -> int:
         """The supervisor's run and the daemon's helpers (watch, intake, watchdog) in one task
@@ -132,6 +152,8 @@ class Daemon:
             self._filing = None
             with contextlib.suppress(OSError):
                 self.spool.remove_daemon()
+            with contextlib.suppress(OSError):  # empty once every Slurm job it submitted has ended
+                ledger_of(self.spool.root, os.getpid()).rmdir()
             self.unwatch.set()
             for c in list(self.claimed.values()):  # should be none: every job finished
                 self.spool.release(c, "incoming", None)
@@ -189,10 +211,41 @@ class Daemon:
             self.sup.set_max_workers(self._workers(cfg))
             self.sup.ctx.grace_period = cfg.supervisor.grace_period
             self.sup.ctx.stop_signal = cfg.stop_signum
+            if self._reconfigure_executor(cfg):
+                return  # reloaded once the cluster has answered
+        self._reloaded()
+
+    def _reloaded(self) -> None:
+        assert self.sup is not None
         self.sup.log.emit("daemon.reloaded", max_workers=self._workers(self.cfg), jobs=sorted(self.known))
         self._publish(force=True)
         self.notifier.ready(self._status_text())
         self.kick.set()
+
+    def _reconfigure_executor(self, cfg: Config) -> bool:
+        """A reload's [slurm] or [ray] table for the executor, checked as at start (the cluster is
+        asked: in a worker thread) and taken only if good. The intake claims nothing meanwhile, so
+        the next ticket uses the new table. False: the executor reads no table (local processes)."""
+        reconfigure = getattr(getattr(self.executor, "__self__", None), "reconfigure", None)
+        if reconfigure is None:
+            return False
+
+        earlier = self._reconfiguring  # a SIGHUP before this one's check ended: that one first
+
+        async def check() -> None:
+            try:
+                if earlier is not None:
+                    await asyncio.shield(earlier)
+                await anyio.to_thread.run_sync(reconfigure, cfg)
+            except Exception as e:  # SlurmUnavailable, RayUnavailable: one line, the old table kept
+                self.console.warning(f"reload: the executor keeps its old settings: {e}")
+            finally:
+                if self._reconfiguring is asyncio.current_task():
+                    self._reconfiguring = None
+                self._reloaded()
+
+        self._reconfiguring = asyncio.ensure_future(check())
+        return True
 
     # ------------------------------------------------------------ intake
 
@@ -222,6 +275,8 @@ class Daemon:
         next_sweep = time.monotonic() + TMP_SWEEP_INTERVAL  # the first sweep ran in recover()
         assert self.sup is not None
         await self.sup.started_event.wait()  # run.started comes before the first ticket's job.queued
+        for c in self.leftovers:
+            self.sup.log.emit("ticket.orphan_cancelled", **{k: v for k, v in c.items() if v is not None})
         while not self.stopping:
             await self._apply_requests()
             await self._claim_some()
@@ -268,6 +323,8 @@ class Daemon:
         """Claim what fits in the free slots, in queue order; the spool's file-system work (reads,
         flock, links, fsyncs) runs in worker threads."""
         assert self.sup is not None
+        if self._reconfiguring is not None:
+            await asyncio.shield(self._reconfiguring)  # the next ticket goes with the reloaded table
         free = self.sup.free_slots()
         if self._filings:
             # A ticket being filed still looks unfinished in the spool: the next claim waits for
@@ -365,11 +422,12 @@ class Daemon:
 
     # ------------------------------------------------------------ job hooks
 
-    def _on_started(self, job_id: str, pid: int, attempt: int) -> None:
+    def _on_started(self, job_id: str, pid: int, attempt: int, fields: dict[str, Any]) -> None:
         c = self.claimed.get(job_id)
         if c is not None:
             assert self.sup is not None
             info = process_identity(pid) | {
+                "slurm_job_id": fields.get("slurm_job_id"),
                 "ticket": job_id,
                 "job": self.labels.get(job_id),
                 "attempt": attempt,

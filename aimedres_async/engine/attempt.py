@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aimedres_async.plan.jobs import JobSpec, Outcome
@@ -134,6 +135,10 @@ class AttemptContext:
     # the cgroup's OOM-kill count as last read off the loop (at the start, then by the sampler once
     # a tick); an attempt compares it with a fresh read when it ends killed (failures.classify)
     oom_kills: int | None = None
+    # the daemon's folder where a cluster executor records each job it submits, durably, so that
+    # a restarted daemon cancels the jobs its dead self left (executors.slurm_ledger); None in `run`
+    ledger: Path | None = None
+    warn: Callable[[str], None] | None = None  # one line on the supervisor's console (Console.warning)
 
     def __post_init__(self) -> None:
         # the supervisor's own service variables never reach a job (`replace()` of a context

@@ -59,6 +59,7 @@ class RunOptions:
     step_summary: Path | None = None  # $GITHUB_STEP_SUMMARY
     serve: bool = False  # the spool daemon: jobs arrive through add(); idle is not the end
     job_env: Mapping[str, str] = field(default_factory=dict)  # added to every job's environment
+    ledger: Path | None = None  # the daemon's: where cluster jobs it submits are recorded (slurm_ledger)
 
 
 def new_run_id() -> str:
@@ -93,7 +94,8 @@ class Supervisor:
         self.log = sinks.RunLog(
             opts.logs_dir, self.run_id, console.event, opts.log_file, pointer=DAEMON_POINTER if opts.serve else "latest"
         )
-        self.on_started: Callable[[str, int, int], None] | None = None  # (job id, pid, attempt)
+        # (job id, pid, attempt, the job.started record's fields)
+        self.on_started: Callable[[str, int, int, dict[str, Any]], None] | None = None
         self.ctx = self._attempt_context()
         self.stop = self.ctx.stop
         self.pools = pools or capacity(cfg)
@@ -138,6 +140,8 @@ class Supervisor:
             echo=self.console.echo if opts.verbose else None,
             redact=cfg.logging.redactor(),
             base_env={**os.environ, **opts.job_env},
+            ledger=opts.ledger,
+            warn=self.console.warning,
         )
 
     # ------------------------------------------------------------ what the daemon and signals use
@@ -193,7 +197,7 @@ class Supervisor:
                 job.pid = fields["pid"]
                 self.recorder.touch(job)
             if self.on_started is not None:
-                self.on_started(fields["job"], fields["pid"], fields["attempt"])
+                self.on_started(fields["job"], fields["pid"], fields["attempt"], fields)
         return record
 
     def _changed(self, change: Change) -> None:

@@ -6,9 +6,13 @@ Skipped, with the reason printed, only when Ray is not installed (`pip install -
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
+import socket
+import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import PY, events, job_summary, read_jsonl, run_dir, start_cli, summary, wait_for, write_config
 from helpers_cli import cli
+from helpers_daemon import Daemons, drop, result, wait_final
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
@@ -146,3 +151,143 @@ def test_unreachable_cluster_is_a_usage_error(tmp_path: Path, ray_head: str) -> 
     r = cli(tmp_path, "run", timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "cannot reach the Ray cluster" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- a connection that breaks
+
+
+class ResettingProxy:
+    """A TCP proxy in front of the head's dashboard. `outage()` resets (RST) every connection open
+    through it, and every new one, until `restore()`: what a head behind a restarting load
+    balancer, or a dropped VPN, looks like to the Jobs API client."""
+
+    def __init__(self, port: int) -> None:
+        self.target = ("127.0.0.1", port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.down = threading.Event()
+        self.resets = 0
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _reset(self, s: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        self.resets += 1
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if self.down.is_set():
+                self._reset(client)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                self._reset(client)
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def outage(self) -> None:
+        self.down.set()
+        with self._lock:
+            for s in self._open:
+                self._reset(s)
+            self._open.clear()
+
+    def restore(self) -> None:
+        self.down.clear()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.outage()
+
+
+def test_a_connection_reset_is_retried_not_a_failed_job(tmp_path: Path, ray_head: str) -> None:
+    """Every connection to the head is reset for 3 s while a job runs: each Jobs API call that
+    fails is retried with backoff (a warning each), the job ends succeeded with all its output."""
+    proxy = ResettingProxy(int(ray_head.rsplit(":", 1)[1]))
+    try:
+        code = "import time\nfor i in range(16): print(i, flush=True); time.sleep(0.5)"
+        write_config(tmp_path, _config(proxy.address, f"[jobs.steady]\ncommand = {json.dumps([PY, '-c', code])}\n"))
+        proc = start_cli(tmp_path, "run", "--no-progress")
+        wait_for(lambda: events(tmp_path, "job.started"), timeout=120, what="the Ray job started")
+        log = run_dir(tmp_path) / "jobs" / "steady.jsonl"
+        wait_for(lambda: sum(1 for x in read_jsonl(log) if x["event"] == "job.output") >= 2, timeout=60, what="output")
+        proxy.outage()
+        time.sleep(3)
+        proxy.restore()
+        _out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err[-3000:]
+        assert proxy.resets > 0
+        retries = [line for line in err.splitlines() if "the connection to the Ray cluster failed" in line]
+        assert retries and all("steady: " in line and "retry " in line for line in retries), err[-3000:]
+        s = job_summary(tmp_path, "steady")
+        assert s["status"] == "succeeded" and s["attempts"] == 1
+        lines = [x["line"] for x in read_jsonl(log) if x["event"] == "job.output"]
+        assert lines == [str(i) for i in range(16)]  # what the broken stream missed was fetched after
+    finally:
+        proxy.close()
+
+
+def test_sighup_reads_the_ray_table_again(tmp_path: Path, ray_head: str) -> None:
+    """serve: after a SIGHUP the next ticket goes to the new [ray] address; an address that does not
+    answer is one line on stderr and the old one stays."""
+    proxy = ResettingProxy(int(ray_head.rsplit(":", 1)[1]))
+    job = f"[jobs.quick]\ncommand = {json.dumps([PY, '-c', 'print(1)'])}\n"
+
+    def config(address: str) -> None:
+        write_config(tmp_path, _config(address, job, 'spool_dir = "spool"'))
+
+    def address_of(ticket: str) -> str:
+        wait_final(spool, [ticket], timeout=120)
+        res = result(spool, "done", ticket)
+        return str(next(x for x in read_jsonl(Path(res["log"])) if x["event"] == "job.started")["ray_address"])
+
+    def reloads() -> int:
+        runs = [p for p in (tmp_path / "logs").glob("*/events.jsonl") if not p.parent.is_symlink()]
+        return sum(1 for p in runs for x in read_jsonl(p) if x["event"] == "daemon.reloaded")
+
+    config(ray_head)
+    spool = tmp_path / "spool"
+    daemons = Daemons()
+    try:
+        d = daemons.start(tmp_path)
+        wait_for(lambda: (spool / "incoming").is_dir(), timeout=60, what="the spool")
+        drop(spool, "t1.toml", 'job = "quick"\n')
+        assert address_of("t1") == ray_head
+        config(proxy.address)
+        d.signal(signal.SIGHUP)
+        wait_for(lambda: reloads() == 1, timeout=60, what="the reload")
+        drop(spool, "t2.toml", 'job = "quick"\n')
+        assert address_of("t2") == proxy.address
+        config("http://127.0.0.1:1")
+        d.signal(signal.SIGHUP)
+        wait_for(lambda: reloads() == 2, timeout=60, what="the second reload")
+        drop(spool, "t3.toml", 'job = "quick"\n')
+        assert address_of("t3") == proxy.address
+        lines = [line for line in d.stderr().splitlines() if "127.0.0.1:1" in line]
+        assert len(lines) == 1 and "keeps its old settings" in lines[0], d.stderr()[-2000:]
+    finally:
+        daemons.close()
+        proxy.close()

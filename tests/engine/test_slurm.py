@@ -8,13 +8,11 @@ slurm-up gave, or that it was not run.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from conftest import PY, events, job_summary, read_jsonl, run_dir, start_cli, su
 from helpers_cli import cli
 from helpers_daemon import Daemons, drop, result, wait_final
 from helpers_schema import check_run_folder
+from helpers_slurm import _config, _job, _job_state, _squeue
 
 from aimedres_async.engine.attempt import AttemptContext, AttemptResult, JobOutput, StopRequest
 from aimedres_async.engine.executors.slurm import SlurmExecutor
@@ -30,83 +29,6 @@ from aimedres_async.plan.jobs import JobSpec, Outcome
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
-CLUSTER_DIR = Path(os.environ.get("AIMEDRES_SLURM_DIR", REPO / ".ci-slurm"))
-
-
-def _skip(reason: str) -> None:
-    print(f"\nSKIP tests/engine/test_slurm.py: {reason}", file=sys.stderr)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def slurm_env() -> dict[str, str]:
-    """The environment under which Slurm's commands reach the test cluster ({} = the site's own)."""
-    if shutil.which("sbatch") is None:
-        _skip("Slurm is not installed (Debian: apt-get install slurm-wlm munge; then .ci/slurm-up)")
-    env: dict[str, str] = {}
-    conf = CLUSTER_DIR / "etc" / "slurm.conf"
-    if (CLUSTER_DIR / "env").exists() and conf.exists():
-        env["SLURM_CONF"] = str(conf)
-    elif (CLUSTER_DIR / "unavailable").exists():
-        _skip(f"no local Slurm cluster: {(CLUSTER_DIR / 'unavailable').read_text().strip()}")
-    elif not os.environ.get("SLURM_CONF"):
-        _skip("no local Slurm cluster: run .ci/slurm-up first (.ci/run does)")
-    r = subprocess.run(
-        ["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=30, env={**os.environ, **env}
-    )
-    states = r.stdout.split()
-    if r.returncode != 0 or not any(s.rstrip("*") in ("idle", "mixed", "allocated") for s in states):
-        _skip(f"the Slurm cluster does not answer or has no usable node: {r.stderr.strip() or states}")
-    return env
-
-
-def _config(jobs: str, extra: str = "", slurm: str = "", workers: int = 2, marker: str = "") -> str:
-    return f"""
-[supervisor]
-executor = "slurm"
-parallel = true
-max_workers = {workers}
-grace_period = "2s"
-{extra}
-[discovery]
-enabled = false
-[defaults]
-env = {{ PYTHONUNBUFFERED = "1", TEST_MARKER = "{marker}" }}
-[slurm]
-poll_interval = "300ms"
-{slurm}
-{jobs}
-"""
-
-
-def _job(name: str, code: str, extra: str = "") -> str:
-    return f"[jobs.{name}]\ncommand = {json.dumps([PY, '-c', code])}\n{extra}"
-
-
-def _squeue(env: dict[str, str], run_id: str) -> list[tuple[str, str]]:
-    """(job name, state) of every job of this run that Slurm still has pending or running."""
-    r = subprocess.run(
-        ["squeue", "--noheader", "--states=PENDING,RUNNING,COMPLETING,CONFIGURING,SUSPENDED", "--format=%j|%T"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **env},
-    )
-    assert r.returncode == 0, r.stderr
-    rows = [tuple(line.split("|", 1)) for line in r.stdout.splitlines() if "|" in line]
-    return [(name, state) for name, state in rows if name.endswith(run_id)]
-
-
-def _job_state(env: dict[str, str], job_id: str) -> str:
-    r = subprocess.run(
-        ["scontrol", "show", "job", "--oneliner", job_id],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **env},
-    )
-    m = re.search(r"JobState=(\S+)", r.stdout)
-    return m.group(1) if m else f"? {r.stderr.strip()}"
 
 
 def _outputs(folder: Path, job: str) -> list[dict[str, object]]:

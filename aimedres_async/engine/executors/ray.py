@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import shlex
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import anyio
 
@@ -29,13 +30,17 @@ from aimedres_async.engine.attempt import (
     job_env,
     spawn_failed,
 )
-from aimedres_async.plan.config import RayConfig
+from aimedres_async.plan.config import Config, RayConfig
 from aimedres_async.plan.jobs import JobSpec, Outcome
 from aimedres_async.plan.sweeps import file_stem
 from aimedres_async.records.framing import ATTEMPT_MARK, Framer
 
+T = TypeVar("T")
 POLL = 0.5
 _TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+# A dropped connection to the head (a reset, a restarting dashboard, a proxy's 502) is retried
+# after each of these pauses, then it fails the attempt: about 30 s of the cluster being away.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 class RayUnavailable(Exception):
@@ -54,11 +59,62 @@ def client(cfg: RayConfig) -> Any:
         raise RayUnavailable(f"cannot reach the Ray cluster at {cfg.address}: {e}") from None
 
 
+# the classes (by name: the client's libraries are Ray's to import) of a connection that failed
+_TRANSIENT = frozenset({"ConnectionError", "Timeout", "ChunkedEncodingError", "ProtocolError"})
+
+
+def transient(e: BaseException) -> bool:
+    """A failure of the connection to the head, not an answer: worth the same call again.
+
+    A reset, refused or timed-out connection (requests' ConnectionError, Timeout and
+    ChunkedEncodingError, urllib3's ProtocolError, or the builtin ones), or a 502/503/504: a proxy
+    or a dashboard that is restarting. An answer (404, a bad request) is not retried."""
+    if isinstance(e, ConnectionError | TimeoutError):
+        return True
+    if any(c.__name__ in _TRANSIENT for c in type(e).__mro__):
+        return True
+    return isinstance(e, RuntimeError) and re.search(r"status code 50[234]\b", str(e)) is not None
+
+
+async def call(
+    fn: Callable[..., T],
+    *args: Any,
+    what: str,
+    warn: Callable[[str], None] | None,
+    delays: Sequence[float] | None = None,
+    **kwargs: Any,
+) -> T:
+    """One Jobs API call in a worker thread; a dropped connection is retried after each of
+    `delays` (RETRY_DELAYS), each retry one warning line; the last failure is raised as it is."""
+    delays = RETRY_DELAYS if delays is None else delays
+    for tried, delay in enumerate((*delays, None), 1):
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except Exception as e:
+            if delay is None or not transient(e):
+                raise
+            if warn is not None:
+                why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                retry = f"retry {tried}/{len(delays)} in {delay:g}s"
+                warn(f"{what}: the connection to the Ray cluster failed ({why}); {retry}")
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")  # the last delay is None: it returns or raises
+
+
 class RayExecutor:
     def __init__(self, cfg: RayConfig, base_dir: str) -> None:
         self.cfg = cfg
         self.base_dir = base_dir
         self.client = client(cfg)
+
+    def reconfigure(self, cfg: Config) -> None:
+        """A reload's [ray] table (the daemon's SIGHUP, in a worker thread): a new client for it;
+        RayUnavailable leaves the old one. Running attempts keep the client they started with."""
+        if cfg.supervisor.executor != "ray":
+            raise RayUnavailable(f'executor = "{cfg.supervisor.executor}" takes effect when the daemon restarts')
+        if cfg.ray == self.cfg:
+            return
+        self.client, self.cfg = client(cfg.ray), cfg.ray
 
     def runtime_env(self, env: Mapping[str, str]) -> dict[str, Any]:
         runtime: dict[str, Any] = dict(self.cfg.runtime_env)
@@ -92,9 +148,10 @@ class RayExecutor:
         r = spec.resources
         submission_id = f"{ctx.run_id}-{_submission_name(spec.id)}-{attempt}".lower()
         entrypoint = shlex.join(argv)  # Ray takes a shell string; every argument is quoted
+        ray = _Attempt(self.client, submission_id, ctx.warn, spec.id)  # a reload's new client is for later attempts
         try:
-            await asyncio.to_thread(
-                self.client.submit_job,
+            await ray.call(
+                "submit_job",
                 entrypoint=entrypoint,
                 submission_id=submission_id,
                 runtime_env=self.runtime_env(env),
@@ -103,7 +160,9 @@ class RayExecutor:
                 entrypoint_memory=r.memory or None,
             )
         except Exception as e:
-            return spawn_failed(spec, attempt, ctx, t0, f"Ray refused the job: {e}")
+            # the id is this attempt's alone: "already exists" is a retry whose first try got through
+            if "already exists" not in str(e):
+                return spawn_failed(spec, attempt, ctx, t0, f"Ray refused the job: {e}")
         ctx.emit(
             "job.started",
             job=spec.id,
@@ -119,60 +178,89 @@ class RayExecutor:
         framer = Framer(attempt, "stdout", ctx.max_line_bytes, output.tail, ctx.redact)
         marker = f"Running entrypoint for job {submission_id}: {entrypoint}\n".encode()
         stream = _Stream(framer, spec.id, ctx, marker)
-        reason = await self._follow_and_wait(submission_id, spec, ctx, t0, stream)
-        await self._read_rest(submission_id, stream)
-        deliver_end(ctx, spec.id, framer, output)
-        info = await asyncio.to_thread(self.client.get_job_info, submission_id)
-        result = _result(info, reason, t0)
+        try:
+            reason = await self._follow_and_wait(ray, spec, ctx, t0, stream)
+            await self._read_rest(ray, stream)
+            deliver_end(ctx, spec.id, framer, output)
+            info = await ray.call("get_job_info")
+        except Exception as e:
+            if not transient(e):
+                raise
+            deliver_end(ctx, spec.id, framer, output)
+            result = _lost(e, t0)
+        else:
+            result = _result(info, reason, t0)
         emit_exited(spec, attempt, ctx, result)
         return result
 
     async def _follow_and_wait(
-        self, sid: str, spec: JobSpec, ctx: AttemptContext, t0: float, stream: _Stream
+        self, ray: _Attempt, spec: JobSpec, ctx: AttemptContext, t0: float, stream: _Stream
     ) -> str | None:
         """`_wait`, with the job's log streamed beside it in one task group. On any failure or
         cancellation the job is stopped (stop_job) and the error raised as it is."""
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(stream.follow, self.client, sid)
-                reason = await self._wait(sid, spec, ctx, t0)
+                tg.start_soon(stream.follow, ray.client, ray.sid)
+                reason = await self._wait(ray, spec, ctx, t0)
                 tg.cancel_scope.cancel()  # the stream; _read_rest() fetches what it missed
         except BaseException as e:
             with contextlib.suppress(Exception):
-                self.client.stop_job(sid)  # synchronous: nothing can interrupt it
+                ray.client.stop_job(ray.sid)  # synchronous: nothing can interrupt it
             if isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
                 raise e.exceptions[0] from None  # one task's error, not wrapped in the group's
             raise
         return reason
 
-    async def _read_rest(self, sid: str, stream: _Stream) -> None:
+    async def _read_rest(self, ray: _Attempt, stream: _Stream) -> None:
         """The log stream may have ended early or been cut off: fetch whatever it did not deliver."""
         with contextlib.suppress(Exception):
-            logs = await asyncio.to_thread(self.client.get_job_logs, sid)
+            logs = await ray.call("get_job_logs")
             stream.feed_rest(logs.encode())
         held = stream.head
         if held:  # the log ended before the preamble did: give back what was held
             stream.head = None
             stream._feed(held)
 
-    async def _wait(self, sid: str, spec: JobSpec, ctx: AttemptContext, t0: float) -> str | None:
+    async def _wait(self, ray: _Attempt, spec: JobSpec, ctx: AttemptContext, t0: float) -> str | None:
         """Until Ray says the job is over; stop it on timeout or a stop. None, "timeout" or "cancelled"."""
         deadline = t0 + spec.timeout if spec.timeout else None
         reason = None
         stop_sent = 0.0
         while True:
-            status = str(await asyncio.to_thread(self.client.get_job_status, sid))
+            status = str(await ray.call("get_job_status"))
             status = status.rsplit(".", 1)[-1]
             if status in _TERMINAL:
                 return reason
             if reason is None and (ctx.stop.requested.is_set() or (deadline and time.monotonic() >= deadline)):
                 reason = "cancelled" if ctx.stop.requested.is_set() else "timeout"
-                await asyncio.to_thread(self.client.stop_job, sid)
+                await ray.call("stop_job")
                 stop_sent = time.monotonic()
             elif reason is not None and time.monotonic() - stop_sent > ctx.grace_period + 30:
                 return reason  # Ray did not confirm the stop; it has been asked, we move on
             with anyio.move_on_after(POLL):
                 await ctx.stop.requested.wait()
+
+
+class _Attempt:
+    """One attempt's Ray job: the client it was submitted with, and its calls (`call`)."""
+
+    def __init__(self, client: Any, sid: str, warn: Callable[[str], None] | None, job: str) -> None:
+        self.client, self.sid, self.warn, self.job = client, sid, warn, job
+
+    async def call(self, method: str, **kwargs: Any) -> Any:
+        if method == "submit_job":
+            return await call(self.client.submit_job, what=f"{self.job}: {method}", warn=self.warn, **kwargs)
+        return await call(getattr(self.client, method), self.sid, what=f"{self.job}: {method}", warn=self.warn)
+
+
+def _lost(e: Exception, t0: float) -> AttemptResult:
+    """The head stayed out of reach through every retry: the attempt fails (and may be retried)."""
+    return AttemptResult(
+        outcome=Outcome.FAILED,
+        failure="ray_unreachable",
+        duration_s=round(time.monotonic() - t0, 6),
+        error=f"lost the connection to the Ray cluster: {str(e).splitlines()[0][:300] if str(e) else type(e).__name__}",
+    )
 
 
 def _result(info: Any, reason: str | None, t0: float) -> AttemptResult:

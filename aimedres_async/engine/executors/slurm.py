@@ -11,6 +11,7 @@ summary and exit codes. The end of an attempt comes from Slurm's job state (sque
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import re
 import signal
@@ -26,6 +27,7 @@ from aimedres_async.engine.attempt import (
     READ_SIZE,
     AttemptContext,
     AttemptResult,
+    AttemptStart,
     JobOutput,
     begin_attempt,
     deliver,
@@ -34,9 +36,11 @@ from aimedres_async.engine.attempt import (
     emit_started,
     spawn_failed,
 )
+from aimedres_async.engine.executors import slurm_ledger
 from aimedres_async.engine.executors.slurm_cluster import (
     SCANCEL_TIMEOUT,
     MiB,
+    SlurmUnavailable,
     Squeue,
     arun_cmd,
     cancel_by_name,
@@ -50,7 +54,7 @@ from aimedres_async.engine.executors.slurm_cluster import (
     write_batch,
 )
 from aimedres_async.engine.failures import classify
-from aimedres_async.plan.config import SlurmConfig
+from aimedres_async.plan.config import Config, SlurmConfig
 from aimedres_async.plan.jobs import JobSpec, Outcome
 from aimedres_async.plan.sweeps import file_stem
 from aimedres_async.plan.units import format_duration
@@ -105,6 +109,18 @@ class SlurmExecutor:
         self.queue = Squeue(cfg.poll_interval)
         self._jobcomp: Path | bool | None = False  # False: not looked up yet
 
+    def reconfigure(self, cfg: Config) -> None:
+        """A reload's [slurm] table (the daemon's SIGHUP, in a worker thread), checked as at start;
+        SlurmUnavailable leaves the old one. Running attempts keep their jobs and files; the
+        poll interval and max_pending apply to them from now on."""
+        if cfg.supervisor.executor != "slurm":
+            raise SlurmUnavailable(f'executor = "{cfg.supervisor.executor}" takes effect when the daemon restarts')
+        if cfg.slurm == self.cfg:
+            return
+        check(cfg.slurm)
+        self.cfg = cfg.slurm
+        self.queue.interval = cfg.slurm.poll_interval
+
     def folder(self, run_id: str) -> Path:
         """Where an attempt's batch script and output files go (every node must reach it)."""
         if self.cfg.output_dir:
@@ -124,8 +140,8 @@ class SlurmExecutor:
         start = begin_attempt(spec, attempt, ctx, output, extra_env)
         if isinstance(start, AttemptResult):
             return start
-        t0, env = start.t0, start.env
-        env.pop("CUDA_VISIBLE_DEVICES", None)
+        t0 = start.t0
+        start.env.pop("CUDA_VISIBLE_DEVICES", None)
         folder = self.folder(ctx.run_id)
         stem = f"{file_stem(spec.id)}.{attempt}"  # a swept id's brackets and values: its file-name form
         name = f"{file_stem(spec.id)}.{attempt}.{ctx.run_id}"
@@ -134,12 +150,42 @@ class SlurmExecutor:
         except OSError as e:
             why = f"cannot write the batch script in {folder}: {e.strerror or e}"
             return spawn_failed(spec, attempt, ctx, t0, why)
+        entry = None
+        if ctx.ledger is not None:  # the daemon's: recorded before sbatch, so no kill -9 can lose it
+            try:
+                entry = await asyncio.to_thread(slurm_ledger.record, ctx.ledger, spec.id, attempt, ctx.run_id, name)
+            except OSError as e:
+                why = f"cannot record the Slurm job in {ctx.ledger}: {e.strerror or e}"
+                return spawn_failed(spec, attempt, ctx, t0, why)
+        try:
+            return await self._submitted(spec, attempt, ctx, output, start, folder, entry)
+        finally:
+            if entry is not None:  # the job is over or was scancelled (synchronous: a cancelled task)
+                slurm_ledger.forget(entry)
+
+    async def _submitted(
+        self,
+        spec: JobSpec,
+        attempt: int,
+        ctx: AttemptContext,
+        output: JobOutput,
+        start: AttemptStart,
+        folder: Path,
+        entry: Path | None,
+    ) -> AttemptResult:
+        """sbatch, then follow the job until Slurm says it is over."""
+        t0, env = start.t0, start.env
+        stem = f"{spec.id}.{attempt}"
+        name = f"{spec.id}.{attempt}.{ctx.run_id}"
         r = await submit(sbatch_argv(self.cfg, spec, name, folder, stem, ctx.grace_period), env)
         job_id = r.stdout.strip().split(";")[0]
         if r.returncode == 124:  # sbatch timed out: the controller may have taken the job all the same
             await cancel_by_name(name)
         if r.returncode != 0 or not job_id.isdigit():
             return spawn_failed(spec, attempt, ctx, t0, f"sbatch refused the job: {last_line(r.stderr)}")
+        if entry is not None and ctx.ledger is not None:
+            with contextlib.suppress(OSError):  # the record by name still finds the job
+                await asyncio.to_thread(slurm_ledger.record, ctx.ledger, spec.id, attempt, ctx.run_id, name, job_id)
         submitted = time.monotonic()
         emit_started(
             spec,

@@ -31,6 +31,7 @@ RECORD_KINDS = (
     "ticket.cancelling",
     "ticket.cancelled",
     "ticket.failed",
+    "ticket.orphan_cancelled",
 )
 
 
