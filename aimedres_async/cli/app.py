@@ -10,8 +10,8 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from aimedres_async.cli.parser import parse
-from aimedres_async.cli.usage import UsageError
+from aimedres_async.cli.parser import build_parser, parse
+from aimedres_async.cli.usage import UsageError, did_you_mean
 from aimedres_async.plan.config import Config
 from aimedres_async.plan.config_errors import ConfigError, InputError
 from aimedres_async.plan.invocation import locate_config, override
@@ -64,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: list[str]) -> int:
     a = parse(args)
+    if a.command == "help":
+        return _help(a.topic)
     if a.command == "init":
         from aimedres_async.cli.project import cmd_init
 
@@ -77,3 +79,16 @@ def _dispatch(args: list[str]) -> int:
     code = handler(a.command)(cfg, a)
     held = startup_signals.release()  # run --list/--dry-run, or a usage error before the capture
     return 128 + held if held is not None else code
+
+
+def _help(topic: str | None) -> int:
+    """`help [COMMAND]`: what `COMMAND --help` (or `--help`) prints, exit 0."""
+    parser = build_parser()
+    if topic is None:
+        parser.print_help()
+        return 0
+    commands = parser.subcommands()
+    if topic not in commands:
+        raise UsageError(f"unknown command {topic!r}{did_you_mean(topic, list(commands))}; see `aimedres-async --help`")
+    commands[topic].print_help()
+    return 0

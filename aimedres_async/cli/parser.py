@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aimedres_async import __version__
-from aimedres_async.cli.usage import Parser
+from aimedres_async.cli.usage import Parser, UsageError, closest
 from aimedres_async.plan import legacy
 from aimedres_async.plan.config import EXECUTORS, MAX_WORKERS
 from aimedres_async.plan.sweeps import Value, parse_matrix_option, parse_seeds_option
@@ -31,7 +31,13 @@ COMMANDS = (
     "report",
     "leaderboard",
     "compare",
+    "help",
 )
+
+# Options every command takes, before or after the command's name (as ruff's and uv's do).
+GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose", "-h", "--help", "-V", "--version")
+GLOBAL_VALUED = ("--config", "--color")
+COLOR_CHOICES = ("auto", "always", "never")
 
 
 def _int_at_least(lo: int, hi: int = MAX_INT) -> Callable[[str], int]:
@@ -80,7 +86,8 @@ def _duration(text: str) -> float:
 
 DESCRIPTIONS = {
     "run": "Run the selected jobs and exit. The exit code says whether every required job succeeded "
-    "(0), one failed (1), the command line or config is wrong (2), or a signal stopped it (130, 143).",
+    "(0), one failed (1), the command line or config is wrong (2), --strict-discovery found nothing or "
+    "a problem (3), or a signal stopped it (130 SIGINT, 143 SIGTERM, 129 SIGHUP).",
     "list": "Show the jobs the config defines and discovery finds: id, script, which of "
     "output-dir/epochs/folds/sample/batch it accepts, resources, whether they fit here, optional.",
     "validate": "Check the config and the jobs it makes; print every problem (exit 2) or one OK line. "
@@ -104,6 +111,7 @@ DESCRIPTIONS = {
     "resume": "Undo `pause`: daemons on this spool claim tickets again.",
     "logs": "A job's or ticket's JSON-lines log rendered for people: timestamps, attempt separators, "
     "'!' for stderr, printed JSON objects as JSON.",
+    "help": "Describe a command, as `COMMAND --help` does; without one, the commands and the global options.",
     "init": "Write a commented starter aimedres.toml (never overwrites a file).",
     "report": "Write one self-contained HTML file (no network, opens from disk) that draws a run: a timeline "
     "of every attempt, metric curves from the jobs' JSON records, final metrics side by side, "
@@ -124,27 +132,76 @@ config, as run_all_training.py did. `aimedres-async COMMAND --help` describes a 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     """The command line as a namespace; a mistake raises UsageError (one line, exit 2)."""
-    namespace: argparse.Namespace = build_parser().parse_args(with_default_command(list(argv)))
+    parser = build_parser()
+    run_options = parser.subcommands()["run"].options()
+    namespace: argparse.Namespace = parser.parse_args(with_default_command(list(argv), run_options))
     return namespace
 
 
-def with_default_command(argv: list[str]) -> list[str]:
-    """`aimedres-async --parallel ...` (the old run_all_training.py way) means `run --parallel ...`."""
+def with_default_command(argv: list[str], run_options: Sequence[str] = ()) -> list[str]:
+    """`aimedres-async --parallel ...` (the old run_all_training.py way) means `run --parallel ...`.
+
+    Global options may come first; an option that is neither global nor `run`'s is named here
+    (with the nearest of both), rather than blamed on a `run` the user never typed."""
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a == "--config":
+        if a in GLOBAL_VALUED:
             if i + 1 >= len(argv):
                 return argv  # let argparse say the value is missing
             i += 2
             continue
-        if a.startswith("--config="):
+        if a.split("=", 1)[0] in GLOBAL_VALUED or a in GLOBAL_FLAGS[:4]:
             i += 1
             continue
-        if a in ("-h", "--help", "--version") or a in COMMANDS or not a.startswith("-"):
+        if a in GLOBAL_FLAGS or a in COMMANDS or not a.startswith("-"):
             return argv  # a word that is no command: argparse names it, with the nearest command
+        name = a.split("=", 1)[0]
+        if run_options and name not in run_options:
+            meant = closest(name, [*GLOBAL_FLAGS, *GLOBAL_VALUED, *run_options])
+            hint = f" (did you mean {meant!r}?)" if meant else ""
+            own = meant is not None and meant not in (*GLOBAL_FLAGS, *GLOBAL_VALUED)  # one of run's own
+            where = "aimedres-async run --help" if own else "aimedres-async --help"
+            raise UsageError(f"unknown option {name!r}{hint}; see `{where}`")
         return [*argv[:i], "run", *argv[i:]]
     return [*argv, "run"] if not argv or argv[-1] != "--help" else argv
+
+
+def _global_options(p: Parser, top: bool, config: bool = True) -> None:
+    """-q, -v, --color and --config: on the top parser with their defaults, on every command
+    without (so a value given before the command is not reset by the command's parser)."""
+
+    def add(*names: str, default: Any, help: str, **kw: Any) -> None:
+        hidden = argparse.SUPPRESS
+        p.add_argument(*names, default=default if top else hidden, help=help if top else hidden, **kw)
+
+    if config:
+        add(
+            "--config",
+            metavar="PATH",
+            default=None,
+            help="config file (default: $AIMEDRES_CONFIG, else ./aimedres.toml)",
+        )
+    add(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False,
+        help="print only problems and results: no live display, no line per job event",
+    )
+    add(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False,
+        help="also stream every output line of the jobs, prefixed by job id (run, serve)",
+    )
+    add(
+        "--color",
+        choices=COLOR_CHOICES,
+        default="auto",
+        help="colour the live display: auto (a terminal, unless NO_COLOR is set), always, never",
+    )
 
 
 def build_parser() -> Parser:
@@ -154,19 +211,22 @@ def build_parser() -> Parser:
         description="Train a folder of ML training scripts in parallel, unattended.",
         epilog=EPILOG,
     )
-    p.add_argument("--config", metavar="PATH", help="config file (default: $AIMEDRES_CONFIG, else ./aimedres.toml)")
-    p.add_argument("--version", action="version", version=f"aimedres-async {__version__}")
+    _global_options(p, top=True)
+    p.add_argument("-V", "--version", action="version", version=f"aimedres-async {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     run = _subcommand(sub, "run", "run the selected jobs and exit (the default command)")
     lst = _subcommand(sub, "list", "show the jobs: script, accepted flags, resources")
     val = _subcommand(sub, "validate", "check the config and print every problem")
     srv = _subcommand(sub, "serve", "the spool daemon: run the tickets dropped into spool_dir/incoming")
-    queue = (_submit_command(sub), *_queue_commands(sub))
-    rep = _project_commands(sub)
-    experiments = _experiment_commands(sub)
-    for sp in (run, lst, val, srv, *queue, rep, *experiments):  # `run --config X` too
-        sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    _submit_command(sub)
+    _queue_commands(sub)
+    _project_commands(sub)
+    _experiment_commands(sub)
+    hlp = _subcommand(sub, "help", "describe a command: `help run` is `run --help`")
+    hlp.add_argument("topic", nargs="?", metavar="COMMAND", help="the command to describe (default: all of them)")
     _run_commands(run, lst, val, srv)
+    for name, sp in p.subcommands().items():  # `run --config X`, `status -q` too
+        _global_options(sp, top=False, config=name != "init")  # init's file is its PATH
     return p
 
 
@@ -313,7 +373,6 @@ def _execution_options(run: Parser) -> None:
 
 def _output_options(run: Parser) -> None:
     g = run.add_argument_group("output")
-    g.add_argument("--verbose", action="store_true", help="also stream every output line, prefixed by job id")
     g.add_argument("--no-progress", action="store_true", help="plain lines even on a terminal")
     g.add_argument(
         "--log-format",

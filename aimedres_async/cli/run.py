@@ -34,10 +34,12 @@ def console_for(a: argparse.Namespace, live: bool = False) -> Console:
 
     fmt = getattr(a, "log_format", "auto")
     verbose = getattr(a, "verbose", False)
-    console = Console("json" if fmt == "json" else "console", verbose=verbose)
+    quiet = getattr(a, "quiet", False)
+    console = Console("json" if fmt == "json" else "console", verbose=verbose, quiet=quiet)
     # --verbose streams job output to stdout, which would tear through a live display on stderr
-    if live and fmt == "auto" and not verbose and not getattr(a, "no_progress", False) and sys.stderr.isatty():
-        console.use_progress()
+    shown = not (verbose or quiet or getattr(a, "no_progress", False))
+    if live and fmt == "auto" and shown and sys.stderr.isatty():
+        console.use_progress(getattr(a, "color", "auto"))
     return console
 
 

@@ -27,7 +27,7 @@ def closest(word: str, candidates: Sequence[str]) -> str | None:
     return found[0] if found else None
 
 
-def _did_you_mean(word: str, candidates: Sequence[str]) -> str:
+def did_you_mean(word: str, candidates: Sequence[str]) -> str:
     best = closest(word, candidates)
     return f" (did you mean {best!r}?)" if best else ""
 
@@ -87,7 +87,7 @@ class Parser(argparse.ArgumentParser):
         first = extras[0]
         if first.startswith("-"):
             name = first.split("=", 1)[0]
-            hint = _did_you_mean(name, self.options())
+            hint = did_you_mean(name, self.options())
             raise UsageError(f"unknown option {name!r}{hint}; see `{self.prog} --help`")
         raise UsageError(f"unexpected argument {first!r}; see `{self.prog} --help`")
 
@@ -95,7 +95,7 @@ class Parser(argparse.ArgumentParser):
         m = re.match(r"argument (\S+): invalid choice: '([^']*)'", message)
         if m and m.group(1) in ("COMMAND", "command"):
             choices = list(self.subcommands())
-            hint = _did_you_mean(m.group(2), choices) or f" (commands: {', '.join(choices)})"
+            hint = did_you_mean(m.group(2), choices) or f" (commands: {', '.join(choices)})"
             raise UsageError(f"unknown command {m.group(2)!r}{hint}; see `{self.prog} --help`")
         m = re.match(r"argument ([^:]+): expected one argument", message)
         if m:

@@ -126,10 +126,16 @@ class Console:
     """Lifecycle events for a person (one line each) or a machine (`--log-format json`)."""
 
     def __init__(
-        self, fmt: str = "console", verbose: bool = False, err: TextIO | None = None, out: TextIO | None = None
+        self,
+        fmt: str = "console",
+        verbose: bool = False,
+        err: TextIO | None = None,
+        out: TextIO | None = None,
+        quiet: bool = False,
     ) -> None:
         self.json = fmt == "json"
         self.verbose = verbose
+        self.quiet = quiet and not self.json  # -q: people's lines only for what went wrong
         self.err = err or sys.stderr
         self.out = out or sys.stdout
         self.buffer = _LineBuffer(self.err)
@@ -151,11 +157,12 @@ class Console:
         whose first callback would otherwise pay for it."""
         self.log  # noqa: B018 - the property builds it
 
-    def use_progress(self) -> None:
-        """Lifecycle events drive a live display instead of printing lines (terminals only)."""
+    def use_progress(self, color: str = "auto") -> None:
+        """Lifecycle events drive a live display instead of printing lines (terminals only);
+        `color` is --color: auto (NO_COLOR is honoured), always or never."""
         from aimedres_async.records.progress import ProgressDisplay
 
-        self.progress = ProgressDisplay(self.err)
+        self.progress = ProgressDisplay(self.err, color=color)
 
     def close(self) -> None:
         """Leave the terminal clean: stop the live display, write what is buffered."""
@@ -174,6 +181,8 @@ class Console:
         if self.json and line is not None:
             self.buffer.msg(line[:-1].decode("utf-8", "surrogateescape"))
             return
+        if self.quiet and not _went_wrong(record):
+            return
         fields = dict(record)
         name = fields.pop("event")
         self.log.msg(name, **fields)
@@ -190,6 +199,8 @@ class Console:
 
     def info(self, message: str) -> None:
         """A one-off line for the user (what --max-workers auto chose, ...)."""
+        if self.quiet:
+            return
         if self.progress is not None:
             self.progress.message(visible(message))
         elif self.json:
@@ -206,6 +217,14 @@ class Console:
         body = "".join(prefix + visible(line) + "\n" for line, end in _LINES.findall(text) if line or end != "\r")
         self.out.write(body)
         self.out.flush()
+
+
+def _went_wrong(record: dict[str, Any]) -> bool:
+    """What -q still prints: a job that ended badly, or a run stopped by a signal."""
+    event = record.get("event")
+    if event == "job.finished":
+        return record.get("status") not in ("succeeded", "skipped")
+    return event == "run.finished" and bool(record.get("stopped_by"))
 
 
 def _dumps(obj: Any, **_kw: Any) -> str:

@@ -38,8 +38,9 @@ _STATUS_STYLE = {
 
 
 class ProgressDisplay:
-    def __init__(self, stream: TextIO, total: int = 0) -> None:
-        self.console = RichConsole(file=stream, stderr=True, highlight=False)
+    def __init__(self, stream: TextIO, total: int = 0, color: str = "auto") -> None:
+        no_color = {"always": False, "never": True}.get(color)  # None: rich reads NO_COLOR
+        self.console = RichConsole(file=stream, stderr=True, highlight=False, no_color=no_color)
         self.total = total
         self.started = time.monotonic()
         self.counts: dict[str, int] = {}

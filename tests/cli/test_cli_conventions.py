@@ -187,3 +187,54 @@ def test_no_arguments_runs_the_config_like_the_old_script(tmp_path: Path) -> Non
     r = cli(project(tmp_path))
     assert r.returncode == 0, r.stderr
     assert ran(tmp_path) == ["ran-one", "ran-two"]
+
+
+# ---------------------------------------------------------------- global options (ruff's, uv's, pueue's)
+
+
+def test_a_typo_in_a_global_option_points_at_the_global_help(tmp_path: Path) -> None:
+    """Not at `run --help`: the user typed no `run`, and --config is no option of it."""
+    line = usage_error(cli(project(tmp_path), "--confg", "x", "status"))
+    assert "'--confg'" in line and "did you mean '--config'?" in line and "`aimedres-async --help`" in line, line
+
+
+def test_short_version_and_help_command(tmp_path: Path) -> None:
+    version = cli(tmp_path, "-V")
+    assert version.returncode == 0 and version.stdout.startswith("aimedres-async "), version
+    assert version.stdout == cli(tmp_path, "--version").stdout
+    for command in ("run", "status", "help"):
+        shown = cli(tmp_path, "help", command)
+        assert shown.returncode == 0 and shown.stdout == cli(tmp_path, command, "--help").stdout, command
+    top = cli(tmp_path, "help")
+    assert top.returncode == 0 and top.stdout == cli(tmp_path, "--help").stdout
+    assert "-q, --quiet" in top.stdout and "--color {auto,always,never}" in top.stdout
+    line = usage_error(cli(tmp_path, "help", "stauts"))
+    assert "did you mean 'status'?" in line
+
+
+def test_run_help_lists_every_exit_code(tmp_path: Path) -> None:
+    text = " ".join(cli(tmp_path, "run", "--help").stdout.split())
+    for code in ("(0)", "(1)", "(2)", "(3)", "130", "143", "129"):
+        assert code in text, code
+
+
+def test_global_options_go_before_or_after_the_command(tmp_path: Path) -> None:
+    project(tmp_path)
+    before = cli(tmp_path, "-q", "--color", "never", "validate")
+    after = cli(tmp_path, "validate", "-q", "--color=never")
+    assert before.returncode == after.returncode == 0, (before.stderr, after.stderr)
+    assert cli(tmp_path, "--color", "sometimes", "validate").returncode == 2
+
+
+def test_quiet_run_prints_what_went_wrong_and_the_results_only(tmp_path: Path) -> None:
+    (tmp_path / "aimedres.toml").write_text(
+        "[discovery]\nenabled = false\n"
+        f"[jobs.good]\ncommand = {leaves('good')}\n"
+        f"[jobs.bad]\ncommand = {json.dumps([PY, '-c', 'raise SystemExit(3)'])}\n"
+    )
+    loud, quiet = cli(tmp_path, "run"), cli(tmp_path, "-q", "run")
+    assert loud.returncode == quiet.returncode == 1
+    assert "job.started" in loud.stderr and "job.started" not in quiet.stderr, quiet.stderr
+    assert "job.finished  good" in loud.stderr and "good" not in quiet.stderr, quiet.stderr
+    assert "job.finished  bad status=failed" in quiet.stderr, quiet.stderr
+    assert "succeeded" in quiet.stdout + quiet.stderr and "bad" in quiet.stdout + quiet.stderr  # the results table

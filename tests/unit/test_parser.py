@@ -388,10 +388,12 @@ def test_help_lists_every_command_in_order(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     out = capsys.readouterr().out
-    assert e.value.code == 0 and out.startswith("usage: aimedres-async [-h] [--config PATH] [--version] COMMAND")
+    assert e.value.code == 0 and out.startswith(
+        "usage: aimedres-async [-h] [--config PATH] [-q] [-v] [--color {auto,always,never}] [-V] COMMAND"
+    )
     listed = [line.split()[0] for line in out.split("  COMMAND\n", 1)[1].split("\n\n", 1)[0].splitlines()]
     order = ["run", "list", "validate", "serve", "submit", "status", "logs", "cancel", "wait", "pause", "resume"]
-    assert listed == [*order, "report", "init", "leaderboard", "compare"]
+    assert listed == [*order, "report", "init", "leaderboard", "compare", "help"]
     assert "With no command, `run` is meant" in out
 
 
