@@ -9,6 +9,8 @@ import time
 from typing import Any
 
 from aimedres_async import __version__
+from aimedres_async.report.groups import LoadedRun, swept
+from aimedres_async.report.leaderboard import leaderboard, step_summary_wanted, to_json
 from aimedres_async.report.run_model import Attempt, Job, RunModel, iso_time
 
 MAX_CURVE_KEYS = 16  # metric charts per job
@@ -139,6 +141,29 @@ def page_data(m: RunModel, title: str, since: float | None = None) -> dict[str, 
         "jobs": jobs,
         "rss": _group_rss(m, t0),
         "notes": m.notes,
+        "leaderboard": leaderboard_data(m),
+    }
+
+
+def leaderboard_data(m: RunModel) -> dict[str, Any] | None:
+    """The leaderboard section: the job groups (seeds folded into mean ± std), ranked by the first
+    metric, and each swept parameter's values; None when no job has parameters or repeats."""
+    entries = [
+        {"id": j.id, "status": j.status, "metrics": j.metrics, **({"params": j.params} if j.params else {})}
+        for j in m.jobs.values()
+    ]
+    ranked, metrics, keys = leaderboard([LoadedRun("report", "", entries)], None)
+    if not step_summary_wanted([r.group for r in ranked]):
+        return None
+    rows = to_json(ranked)
+    for row, r in zip(rows, ranked, strict=True):
+        row["label"] = r.group.label
+        del row["runs"]
+    return {
+        "rows": rows,
+        "metrics": metrics[:MAX_FINAL_KEYS],
+        "sort": str(keys[0]) if keys else None,
+        "swept": swept([r.group for r in ranked]),
     }
 
 

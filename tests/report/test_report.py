@@ -266,6 +266,7 @@ def test_report_of_one_job(tmp_path: Path, marker: str, browser: Browser) -> Non
         assert page.locator("svg.timeline g.lane").count() == 1
         assert page.locator("#job-cnn svg.chart").count() == 2
         assert page.locator("#compare").count() == 0  # nothing to compare a single job with
+        assert page.locator("#leaderboard").count() == 0  # no parameters, no seeds: no leaderboard
         assert "Curves compared" not in page.inner_text("nav")
         page.screenshot(path=str(tmp_path / "one.png"), full_page=True)
     finally:
@@ -608,5 +609,57 @@ def test_compared_curves_on_different_scales_get_a_log_axis(tmp_path: Path, mark
         chart = page.locator("#compare svg.chart").first
         assert "log scale" in (chart.text_content() or "")
         assert chart.locator("path.series").count() == 2
+    finally:
+        page.close()
+
+
+SWEEP_SCRIPT = """\
+import argparse, json
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float)
+p.add_argument("--model")
+p.add_argument("--seed", type=int)
+a = p.parse_args()
+acc = 0.9 - abs(a.lr - 0.1) + a.seed * 0.01 + (0.02 if a.model == "mlp" else 0)
+print(json.dumps({"epoch": 1, "loss": 1 - acc}))
+print(json.dumps({"accuracy": round(acc, 4), "loss": round(1 - acc, 4)}))
+"""
+
+
+def test_report_of_a_sweep_has_a_leaderboard_and_a_plot_per_swept_parameter(
+    tmp_path: Path, marker: str, browser: Browser
+) -> None:
+    (tmp_path / "train.py").write_text(SWEEP_SCRIPT)
+    write_config(
+        tmp_path,
+        f'[supervisor]\nmax_workers = 3\nparallel = true\n[discovery]\nenabled = false\n[defaults]\nenv = {{ TEST_MARKER = "{marker}" }}\n'
+        '[jobs.t]\nscript = "train.py"\nmatrix = { lr = [0.1, 0.3, 0.5], model = ["mlp", "sgd"] }\nseeds = [0, 1]\n',
+    )
+    r = cli(tmp_path, "run", "--no-progress", "--report", "r.html", timeout=120)
+    assert r.returncode == 0, r.stderr
+    html = tmp_path / "r.html"
+    board = page_data(html)["leaderboard"]
+    assert board["sort"] == "accuracy:desc" and board["swept"] == {"lr": [0.1, 0.3, 0.5], "model": ["mlp", "sgd"]}
+    assert [(row["rank"], row["label"], row["n"]) for row in board["rows"][:2]] == [
+        (1, "t[lr=0.1,model=mlp]", 2),
+        (2, "t[lr=0.1,model=sgd]", 2),
+    ]
+    page = browser.open(html)
+    try:
+        assert_clean(page, html)
+        assert page.locator("nav a[href='#leaderboard']").count() == 1
+        rows = page.eval_on_selector_all("#lbtable tbody tr", "trs => trs.map(tr => tr.innerText.split('\\t'))")
+        assert len(rows) == 6
+        assert rows[0][:4] == ["1", "t[lr=0.1,model=mlp]", "2", "0.925 ± 0.007071"]
+        plots = page.eval_on_selector_all("#leaderboard .lbplot", "ds => ds.map(d => d.dataset.param)")
+        assert plots == ["lr", "model"]
+        lr = page.locator("#leaderboard .lbplot[data-param='lr']")
+        assert lr.locator("text.title").text_content() == "accuracy by lr"
+        assert lr.locator("circle").count() == 6  # 3 values of lr for each of 2 models, a line per model
+        assert lr.locator("path.series").count() == 2
+        assert "t lr=0.1" in page.locator("#leaderboard .lbplot[data-param='model'] .legend").inner_text()
+        lr.locator("g.pt").first.hover()
+        assert "accuracy: 0.925 ± 0.007071 (n=2)" in page.inner_text("#tip")
+        assert page.errors == []
     finally:
         page.close()

@@ -356,7 +356,7 @@
       h.push("</ul>");
     }
     var compared = JOBS.filter(function (j) { return j.curves; }).length >= 2;
-    h.push('<nav><a href="#results">Final metrics</a>' + (compared ? '<a href="#compare">Curves compared</a>' : "") + '<a href="#timeline">Timeline</a>' +
+    h.push('<nav><a href="#results">Final metrics</a>' + (D.leaderboard ? '<a href="#leaderboard">Leaderboard</a>' : "") + (compared ? '<a href="#compare">Curves compared</a>' : "") + '<a href="#timeline">Timeline</a>' +
       '<a href="#curves">Curves per job</a><a href="#memory">Memory</a><a href="#provenance">Provenance</a></nav></header>');
     return h.join("");
   }
@@ -463,6 +463,94 @@
       t.querySelector("thead tr").innerHTML = tableHead();
       t.querySelector("tbody").innerHTML = tableRows();
     });
+  }
+
+  // ---- leaderboard: job groups (base id and parameters), seeds folded into mean ± std
+  function fmtPM(st) { return st ? fmtNum(st.mean) + (st.std == null ? "" : " ± " + fmtNum(st.std)) : "—"; }
+  function paramText(v) { return typeof v === "string" ? v : JSON.stringify(v); }
+  function leaderboardSection() {
+    var L = D.leaderboard;
+    if (!L) return "";
+    var metric = L.sort ? L.sort.replace(/:(desc|asc)$/, "") : null;
+    var h = ['<section id="leaderboard"><h2>Leaderboard</h2>'];
+    h.push('<p class="sub">Jobs grouped by base id and parameters (the seed left out): each metric is the mean ± sample std over the group\'s jobs that succeeded (n); failed jobs are not counted. Ranked by ' +
+      esc(L.sort || "nothing (no final metric)") + "; the same as <code>aimedres-async leaderboard</code>.</p>");
+    h.push('<div class="tablewrap"><table id="lbtable"><thead><tr><th class="num">rank</th><th>job</th><th class="num">n</th>');
+    L.metrics.forEach(function (k) { h.push('<th class="num">' + esc(k) + "</th>"); });
+    h.push("</tr></thead><tbody>");
+    L.rows.forEach(function (r) {
+      var n = r.n === r.jobs ? String(r.n) : r.n + " of " + r.jobs;
+      h.push('<tr><td class="num">' + (r.rank == null ? "—" : r.rank) + "</td><td>" + esc(r.label) + '</td><td class="num">' + n + "</td>");
+      L.metrics.forEach(function (k) { h.push('<td class="num">' + esc(fmtPM(r.metrics[k])) + "</td>"); });
+      h.push("</tr>");
+    });
+    h.push("</tbody></table></div>");
+    var swept = Object.keys(L.swept);
+    if (metric && swept.length) {
+      h.push('<div class="grid wide" style="margin-top:16px">');
+      swept.forEach(function (p) { h.push('<div class="lbplot" data-param="' + esc(p) + '">' + sweepChart(L, p, metric) + "</div>"); });
+      h.push("</div>");
+    }
+    h.push("</section>");
+    return h.join("");
+  }
+  // the metric's mean (error bar: ± std) at each value of parameter p; a line per combination of the rest
+  function sweepChart(L, p, metric) {
+    var xs = L.swept[p].slice();
+    if (xs.every(function (v) { return typeof v === "number"; })) xs.sort(function (a, b) { return a - b; });
+    var xi = {};
+    xs.forEach(function (v, i) { xi[paramText(v)] = i; });
+    var series = {}, order = [];
+    L.rows.forEach(function (r) {
+      var st = r.metrics[metric];
+      if (!st || !(paramText(r.params[p]) in xi)) return;
+      var rest = Object.keys(r.params).filter(function (k) { return k !== p; }).map(function (k) { return k + "=" + paramText(r.params[k]); });
+      var name = r.job + (rest.length ? " " + rest.join(",") : "");
+      if (!series[name]) { series[name] = []; order.push(name); }
+      series[name].push({ i: xi[paramText(r.params[p])], st: st, r: r });
+    });
+    var W = 420, H = 220, m = { l: 50, r: 12, t: 22, b: 34 }, pw = W - m.l - m.r, ph = H - m.t - m.b;
+    var lo = Infinity, hi = -Infinity;
+    order.forEach(function (name) {
+      series[name].forEach(function (pt) { var e = pt.st.std || 0; lo = Math.min(lo, pt.st.mean - e); hi = Math.max(hi, pt.st.mean + e); });
+    });
+    if (!isFinite(lo)) return "";
+    if (hi === lo) { var d = Math.abs(hi) * 0.1 || 1; hi += d; lo -= d; } else { var pad = (hi - lo) * 0.08; hi += pad; lo -= pad; }
+    var band = pw / xs.length, ns = order.length, shift = Math.min(8, band / (ns + 1));
+    function sx(i, si) { return m.l + (i + 0.5) * band + (si - (ns - 1) / 2) * shift; }
+    function sy(v) { return m.t + ph - (v - lo) / (hi - lo) * ph; }
+    var out = ['<svg class="sweep" width="' + W + '" height="' + H + '" viewBox="0 0 ' + W + " " + H + '">'];
+    out.push('<text class="title" x="' + m.l + '" y="13">' + esc(metric) + " by " + esc(p) + (lowerBetter(metric) ? " (lower is better)" : "") + "</text>");
+    out.push('<g class="grid">');
+    var yt = ticks(lo, hi, 5);
+    yt.forEach(function (v) { out.push('<line x1="' + m.l + '" x2="' + (W - m.r) + '" y1="' + sy(v).toFixed(1) + '" y2="' + sy(v).toFixed(1) + '"/>'); });
+    out.push("</g>");
+    yt.forEach(function (v) { out.push('<text x="' + (m.l - 5) + '" y="' + (sy(v) + 3.5).toFixed(1) + '" text-anchor="end">' + esc(fmtNum(v)) + "</text>"); });
+    xs.forEach(function (v, i) { out.push('<text x="' + sx(i, (ns - 1) / 2).toFixed(1) + '" y="' + (H - 18) + '" text-anchor="middle">' + esc(paramText(v).slice(0, 14)) + "</text>"); });
+    out.push('<text x="' + (m.l + pw / 2).toFixed(1) + '" y="' + (H - 3) + '" text-anchor="middle">' + esc(p) + "</text>");
+    out.push('<g class="axis"><line x1="' + m.l + '" x2="' + (W - m.r) + '" y1="' + (m.t + ph) + '" y2="' + (m.t + ph) + '"/></g>');
+    order.forEach(function (name, si) {
+      var pts = series[name].slice().sort(function (a, b) { return a.i - b.i; }), c = PAL[si % PAL.length];
+      if (pts.length > 1) out.push('<path class="series" stroke="' + c + '" d="' + pts.map(function (pt, k) { return (k ? "L" : "M") + sx(pt.i, si).toFixed(1) + " " + sy(pt.st.mean).toFixed(1); }).join("") + '"/>');
+      pts.forEach(function (pt) {
+        var x = sx(pt.i, si).toFixed(1), e = pt.st.std || 0;
+        out.push('<g class="pt" data-tip="' + tip(function () {
+          return "<b>" + esc(pt.r.label) + "</b><br>" + esc(metric) + ": <b>" + esc(fmtPM(pt.st)) + "</b> (n=" + pt.st.n + ")" + (pt.r.rank != null ? "<br>rank " + pt.r.rank : "");
+        }) + '">');
+        if (e > 0) {
+          var y0 = sy(pt.st.mean - e).toFixed(1), y1 = sy(pt.st.mean + e).toFixed(1);
+          out.push('<path d="M' + x + " " + y0 + "V" + y1 + "M" + (x - 3) + " " + y0 + "h6M" + (x - 3) + " " + y1 + 'h6" stroke="' + c + '" stroke-width="1.2" fill="none"/>');
+        }
+        out.push('<circle cx="' + x + '" cy="' + sy(pt.st.mean).toFixed(1) + '" r="3.2" fill="' + c + '"/></g>');
+      });
+    });
+    out.push("</svg>");
+    if (ns > 1) {
+      out.push('<div class="legend">' + order.map(function (name, si) {
+        return '<span><span class="sw" style="background:' + PAL[si % PAL.length] + '"></span>' + esc(name) + "</span>";
+      }).join("") + "</div>");
+    }
+    return out.join("");
   }
 
   // ---- curves compared: one chart per metric, one line per job (mean over its folds)
@@ -883,7 +971,7 @@
     var times = window.aimedresTimes = {};  // milliseconds per step, for benchmarks
     var step = function (name, fn) { var t = performance.now(); var r = fn(); times[name] = Math.round(performance.now() - t); return r; };
     times.parse = Math.round(performance.now() - T_START);
-    [["header", header], ["results", results], ["compare", compare], ["timeline", timelineSection], ["curves", perJob],
+    [["header", header], ["results", results], ["leaderboard", leaderboardSection], ["compare", compare], ["timeline", timelineSection], ["curves", perJob],
       ["memory", memory], ["provenance", provenance]].forEach(function (s) { parts.push(step(s[0], s[1])); });
     parts.push("<footer>aimedres-async " + esc(D.version) + " · report made " + esc(D.generated) + " · self-contained: no network, no external files</footer>");
     step("dom", function () { app.innerHTML = parts.join(""); });
