@@ -23,7 +23,7 @@ def cmd_init(a: argparse.Namespace) -> int:
     from aimedres_async.plan.starter import init_text
 
     path = Path(a.path)
-    text = init_text(path, a.from_yaml)
+    text = init_text(path, a.from_yaml, a.from_orchestrator)
     if path.exists():
         raise UsageError(f"{path} already exists; not overwriting it")
     try:
@@ -34,6 +34,17 @@ def cmd_init(a: argparse.Namespace) -> int:
     except OSError as e:
         raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
     print(f"wrote {path}; check it with `aimedres-async --config {path} validate`")
+    if not a.from_yaml and not a.from_orchestrator:
+        from aimedres_async.plan.orchestrator import find_orchestrator
+
+        old = find_orchestrator(path.absolute().parent)
+        if old is not None:
+            print(
+                f"note: {old.name} holds the old orchestrator's built-in job list (default_jobs()), which this "
+                f"config does not run; `aimedres-async init --from-orchestrator {old.name}` converts it with its "
+                "arguments, output folders and the old defaults",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -260,12 +260,22 @@ def _run_loop(cfg: Config, a: argparse.Namespace, sup: Any, console: Console, si
 
 
 def _on_signal(cfg: Config, sup: Any, console: Console) -> Callable[[signal.Signals], None]:
-    """The first SIGINT/SIGTERM stops the run gracefully; the next one forces it."""
+    """The first SIGINT/SIGTERM stops the run gracefully (with `stop = "drain"`, the running jobs
+    are let finish and the next signal stops them); the next one forces it."""
 
     def on_signal(signum: signal.Signals) -> None:
         if sup.stop.requested.is_set():
             console.warning(f"{signum.name} again: killing every job now")
             sup.stop.force()
+        elif cfg.supervisor.stop == "drain" and sup.drained_by is None:
+            running = sup.state.running_count()
+            console.warning(
+                f"{signum.name}: draining: no new job starts; the {running} running "
+                f"job{'' if running == 1 else 's'} may finish and save ({signum.name} again to cancel "
+                f"{'it' if running == 1 else 'them'}: {cfg.supervisor.stop_signal}, then SIGKILL after "
+                f"{cfg.supervisor.grace_period:g}s)"
+            )
+            sup.drain(signum.name)
         else:
             console.warning(
                 f"{signum.name}: stopping; jobs get {cfg.supervisor.stop_signal}, "

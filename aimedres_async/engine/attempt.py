@@ -10,6 +10,7 @@ The local executor (processes on this machine) is `executors.local.run_attempt`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import signal
@@ -22,6 +23,7 @@ from typing import Any
 
 from aimedres_async.plan.jobs import JobSpec, Outcome
 from aimedres_async.records.framing import ATTEMPT_MARK, TAIL_BLOCKS, Buffer, Framer
+from aimedres_async.records.scan import OutputScan
 
 READ_SIZE = 1 << 20  # how much an executor reads from a log stream at once
 SCRUBBED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
@@ -32,7 +34,7 @@ class AttemptResult:
     outcome: Outcome
     exit_code: int | None = None
     signal: str | None = None
-    failure: str | None = None  # exit_code | signal | timeout | spawn_failed
+    failure: str | None = None  # exit_code | signal | timeout | spawn_failed | output_match | ...
     duration_s: float = 0.0
     peak_rss_bytes: int = 0
     error: str | None = None
@@ -155,10 +157,27 @@ class AttemptContext:
 
 @dataclass
 class JobOutput:
-    """What a job printed that outlives its attempts: final metrics and the last lines."""
+    """What a job printed that outlives its attempts: final metrics, the last lines, and what the
+    scan of its output found (warnings; the line a `fail_on` pattern matched in this attempt)."""
 
     tail: deque[tuple[str, bytes]] = field(default_factory=lambda: deque(maxlen=TAIL_BLOCKS))
     metrics: dict[str, Any] | None = None
+    scan: OutputScan = field(default_factory=OutputScan)
+
+    def framer(self, attempt: int, stream: str, ctx: AttemptContext) -> Framer:
+        """A framer for one of this attempt's streams, feeding this job's tail and scan."""
+        return Framer(attempt, stream, ctx.max_line_bytes, self.tail, ctx.redact, self.scan)
+
+
+def output_verdict(result: AttemptResult, output: JobOutput) -> AttemptResult:
+    """An attempt that printed a line its `fail_on` matched has failed (`output_match`, that line
+    its error), whatever its exit code said; a timeout, a signal or a stop keeps its own name."""
+    matched = output.scan.matched
+    if matched is None or result.outcome not in (Outcome.SUCCEEDED, Outcome.FAILED):
+        return result
+    if result.failure not in (None, "exit_code", "output_match"):
+        return result
+    return dataclasses.replace(result, outcome=Outcome.FAILED, failure="output_match", error=matched)
 
 
 def job_env(spec: JobSpec, ctx: AttemptContext, attempt: int) -> dict[str, str]:
@@ -259,6 +278,7 @@ def begin_attempt(
         else:  # an executor driven without the dispatcher (tests)
             script_sha = ctx.script_hashes[key] = file_sha256(key)
     output.tail.append((ATTEMPT_MARK, b"%d" % attempt))
+    output.scan.new_attempt()
     return AttemptStart(t0, env, script_sha)
 
 

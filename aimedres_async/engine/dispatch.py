@@ -143,7 +143,7 @@ class Dispatcher:
             self.console.warning(problem)
         try:
             result = await self._run_attempt(job, attempt)
-            if result.outcome is Outcome.SUCCEEDED and job.spec.metrics_file:
+            if result.outcome is Outcome.SUCCEEDED and (job.spec.metrics_file or job.spec.metrics_keys):
                 # a report file on a slow or network disk must not hold up the loop
                 job.output.metrics = await self._read_metrics_file(job)
             self._after_attempt(job, attempt, result)
@@ -227,7 +227,12 @@ class Dispatcher:
         problems: list[str] = []
         spec = job.spec
         metrics = await anyio.to_thread.run_sync(
-            metrics_file.final_metrics, spec.workdir, spec.metrics_file, job.output.metrics, problems.append
+            metrics_file.final_metrics,
+            spec.workdir,
+            spec.metrics_file,
+            job.output.metrics,
+            problems.append,
+            spec.metrics_keys,
         )
         for message in problems:
             self.console.warning(f"{spec.id}: {message}")

@@ -13,6 +13,7 @@ from aimedres_async.engine.attempt import AttemptResult, JobOutput, StopRequest
 from aimedres_async.engine.scheduler import Grant, Need
 from aimedres_async.engine.state import JobState, State
 from aimedres_async.plan.jobs import JobSpec, Status
+from aimedres_async.records.scan import OutputScan
 from aimedres_async.report import diagnose
 
 
@@ -37,6 +38,8 @@ class JobRun:
     def __post_init__(self) -> None:
         self.track = JobState(self.spec.id)
         self.need = Need.of(self.spec.resources)
+        if self.spec.fail_on:
+            self.output.scan = OutputScan(self.spec.fail_on)
 
     @property
     def state(self) -> State:
@@ -91,4 +94,6 @@ class JobRun:
             "log": fixed["log"],
             "output_dir": fixed["output_dir"],
             "metrics": self.output.metrics,
+            "warnings": self.output.scan.warnings,
+            "first_warning": self.output.scan.first_warning,
         }

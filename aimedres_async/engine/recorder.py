@@ -85,6 +85,9 @@ class Recorder:
             why = diagnose.failure_fields(job.output.tail, job.spec.python)
             if job.last is not None and job.last.error:
                 why["error"] = job.last.error
+        scan = job.output.scan
+        if scan.warnings:
+            why.update(warnings=scan.warnings, first_warning=scan.first_warning)
         self.log.emit(
             "job.finished",
             job=job.spec.id,

@@ -14,8 +14,9 @@ from aimedres_async.plan.jobs import JobSpec, Outcome
 
 def should_retry(result: AttemptResult, spec: JobSpec, attempt: int) -> bool:
     """Failed and timed-out attempts are retried; cancelled and unspawnable ones never are, nor a
-    cluster job someone else cancelled (`scancel` by its user or an admin)."""
-    if result.failure == "cancelled_externally":
+    cluster job someone else cancelled (`scancel` by its user or an admin), nor one whose output
+    matched `fail_on` (what it said, such as a missing dataset, says the next attempt would too)."""
+    if result.failure in ("cancelled_externally", "output_match"):
         return False
     return result.outcome in (Outcome.FAILED, Outcome.TIMED_OUT, Outcome.STALLED) and attempt <= spec.retries
 

@@ -124,6 +124,7 @@ class Supervisor:
         )
         self.started_event = anyio.Event()  # set once run.started is logged and the plan queued
         self.error: str | None = None  # the supervisor error that ended the run, if one did
+        self.drained_by: str | None = None  # the signal that drained the run (stop = "drain")
         self.started = time.time()
 
     def _attempt_context(self) -> AttemptContext:
@@ -175,6 +176,19 @@ class Supervisor:
         if job.stop is not None:
             job.stop.request("cancelled")
         return True
+
+    def drain(self, reason: str) -> None:
+        """`stop = "drain"`'s first signal: start nothing more (what waits ends cancelled), let the
+        running attempts finish with their own outcome; the run then ends as stopped by `reason`."""
+        if self.drained_by is None:
+            self.drained_by = reason
+        self.state.drain()
+        self.dispatcher.kick()
+
+    @property
+    def stopped_by(self) -> str | None:
+        """What stopped the run (a signal, --fail-fast, an error), or drained it; None if nothing."""
+        return self.stop.reason or self.drained_by
 
     def free_slots(self) -> int:
         """How many more jobs could start right now."""
@@ -314,7 +328,7 @@ class Supervisor:
             counts=counts,
             duration_s=round(duration, 3),
             exit_code=code,
-            stopped_by=self.stop.reason,
+            stopped_by=self.stopped_by,
             **extra,
         )
         self.recorder.meta.update(
@@ -322,7 +336,7 @@ class Supervisor:
             duration_s=round(duration, 3),
             exit_code=code,
             counts=counts,
-            stopped_by=self.stop.reason,
+            stopped_by=self.stopped_by,
         )
         if not self.opts.serve:
             await self.recorder.write_summary(final=True)
@@ -382,7 +396,7 @@ class Supervisor:
     # ------------------------------------------------------------ results
 
     def _exit_code(self) -> int:
-        reason = self.stop.reason
+        reason = self.stopped_by
         if self.opts.serve:  # SIGTERM is how systemd stops a service cleanly; an internal error is 1
             return {"SIGINT": 130, "error": 1}.get(reason or "", 0)
         if reason == "error":

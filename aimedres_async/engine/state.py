@@ -19,6 +19,7 @@ class State(enum.StrEnum):
     queued -> running (a slot and its resources were free) | finished (cancelled before it ran,
     or skipped by --resume); running -> backoff (failed, will be retried) | finished;
     backoff -> queued (its delay is over) | finished (the run stopped). finished is final.
+    Once the run stops or drains, no job moves to running or backoff.
     """
 
     QUEUED = "queued"  # waiting for a slot and its resources
@@ -70,6 +71,7 @@ class RunState:
     def __init__(self, listener: Callable[[Change], None] | None = None) -> None:
         self.listener = listener
         self.stopping = False  # no attempt starts and no retry is scheduled once set
+        self.draining = False  # stopping, and the running attempts are let finish (stop = "drain")
         self._jobs: dict[str, JobState] = {}
         self._queued: dict[str, None] = {}  # an ordered set: queue order, O(1) removal
         self._backoff: dict[str, float] = {}  # job -> due
@@ -92,6 +94,9 @@ class RunState:
             raise TransitionError(f"job {job_id}: a status goes with finished, and only with it")
         if (new is State.BACKOFF) != (delay is not None):
             raise TransitionError(f"job {job_id}: a delay goes with backoff, and only with it")
+        if self.stopping and new in (State.RUNNING, State.BACKOFF):
+            why = "draining" if self.draining else "stopping"
+            raise TransitionError(f"job {job_id} cannot go to {new.value}: the run is {why}")
         self._leave(job)
         job.state = new
         if new is State.RUNNING:
@@ -134,6 +139,8 @@ class RunState:
         if job.state is not State.QUEUED or job.attempts:
             raise TransitionError(f"job {job.id} is {job.state.value}: only a new job can be added")
         self._jobs[job.id] = job
+        if finished is None and self.draining:
+            finished = Status.CANCELLED  # a draining run starts nothing: a job added now never runs
         if finished is None:
             self._queued[job.id] = None
         else:
@@ -184,6 +191,14 @@ class RunState:
         self.stopping = True
         waiting = [*self._queued, *self._backoff]
         return [self.move(job, State.FINISHED, status=Status.CANCELLED) for job in waiting]
+
+    def drain(self) -> list[Change]:
+        """The run drains (`stop = "drain"`, its first signal): as `stop`, nothing more starts, no
+        retry is scheduled and what waits finishes cancelled; but the running attempts are not
+        stopped: each goes on and finishes with its own outcome. A job added from now on finishes
+        cancelled at once."""
+        self.draining = True
+        return self.stop()
 
     def abandon(self) -> list[Change]:
         """After a supervisor error: every unfinished job ends cancelled (their attempts were

@@ -16,6 +16,7 @@ from aimedres_async.plan.sweeps import DEFAULT_MAX_JOBS, Sweep
 from aimedres_async.plan.units import format_size
 
 JOB_ID_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+STOP_MODES = ("cancel", "drain")  # [supervisor] stop: what the first SIGINT/SIGTERM does to running jobs
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGKILL")
 EXECUTORS = ("local", "ray", "slurm")
 DEFAULT_MAX_LINE_BYTES = 1 << 20
@@ -63,7 +64,10 @@ class JobSettings:
     optional: bool | None = None
     resources: Resources | None = None
     stall_timeout: float | None = None  # stop and retry a job silent this long (0/unset: off)
-    metrics_file: str | None = None  # a path or glob under the job's output folder: its JSON = final metrics
+    # paths or globs under the job's output folder (of a list, the first that matches): its JSON = final metrics
+    metrics_file: str | tuple[str, ...] | None = None
+    metrics_keys: tuple[str, ...] | None = None  # globs over metric names: kept whatever their type, shown first
+    fail_on: tuple[str, ...] | None = None  # regexes: an output line matching one fails the attempt
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class JobConfig:
     python: str | None = None  # interpreter for this job's .py script (beats [supervisor] python)
     output_dir: str | None = None  # its output folder, relative to [supervisor] output_dir (default: the id)
     sweep: Sweep | None = None  # matrix, matrix_include/exclude, seeds/repeat (plan.sweeps)
+    # the flags it may be given (output_dir, epochs, folds, sample, batch); None = each one its script declares
+    pass_flags: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class SupervisorConfig:
     summary_dir: str = ""  # also write each run's summary here as training_summary_<UTC time>.json ("" = no)
     python: str = ""
     stop_signal: str = "SIGINT"
+    stop: str = "cancel"  # "drain": the first SIGINT/SIGTERM lets running jobs finish, the second cancels
     grace_period: float = 10.0
     spool_dir: str = "spool"
     executor: str = "local"

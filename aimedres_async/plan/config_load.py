@@ -15,6 +15,7 @@ from typing import Any
 from aimedres_async.plan.config import (
     EXECUTORS,
     JOB_ID_RE,
+    STOP_MODES,
     STOP_SIGNALS,
     Backoff,
     Config,
@@ -36,11 +37,14 @@ from aimedres_async.plan.config_values import (
     want_choice,
     want_duration,
     want_env,
+    want_fail_on,
+    want_flag_names,
     want_fraction,
     want_gpu_capacity,
     want_gpus,
     want_int,
-    want_metrics_file,
+    want_metrics_files,
+    want_metrics_keys,
     want_min_size,
     want_nonempty,
     want_number,
@@ -68,6 +72,7 @@ _SUPERVISOR_SCHEMA: dict[str, Callable[[object], Any]] = {
     "summary_dir": want_str,
     "python": want_str,
     "stop_signal": want_choice(STOP_SIGNALS),
+    "stop": want_choice(STOP_MODES),
     "grace_period": want_duration,
     "spool_dir": want_str,
     "executor": want_choice(EXECUTORS),
@@ -158,7 +163,9 @@ def _settings_schema(problems: Problems, keypath: tuple[str, ...]) -> dict[str, 
         "optional": want_bool,
         "resources": resources,
         "stall_timeout": want_timeout,
-        "metrics_file": want_metrics_file,
+        "metrics_file": want_metrics_files,
+        "metrics_keys": want_metrics_keys,
+        "fail_on": want_fail_on,
     }
 
 
@@ -192,7 +199,12 @@ def _job(job_id: str, raw: object, problems: Problems, keypath: tuple[str, ...] 
         return None
     schema: dict[str, Callable[[object], Any]] = dict(_settings_schema(problems, keypath))
     schema.update(
-        script=want_str, command=want_str_list, args=want_str_list, python=want_nonempty, output_dir=want_nonempty
+        script=want_str,
+        command=want_str_list,
+        args=want_str_list,
+        python=want_nonempty,
+        output_dir=want_nonempty,
+        pass_flags=want_flag_names,
     )
     schema.update(_SWEEP_SCHEMA)
     parsed = _table(raw, keypath, schema, problems)
@@ -200,6 +212,7 @@ def _job(job_id: str, raw: object, problems: Problems, keypath: tuple[str, ...] 
     script, command = parsed.pop("script", None), parsed.pop("command", None)
     args = parsed.pop("args", ())
     python, output_dir = parsed.pop("python", None), parsed.pop("output_dir", None)
+    pass_flags = parsed.pop("pass_flags", None)
     if isinstance(raw, dict) and "script" not in raw and "command" not in raw:
         problems.add(keypath, 'needs `script = "path/to/train.py"` or `command = [...]`')
     elif script is not None and command is not None:
@@ -218,6 +231,7 @@ def _job(job_id: str, raw: object, problems: Problems, keypath: tuple[str, ...] 
         settings=JobSettings(**parsed),
         python=python,
         output_dir=output_dir,
+        pass_flags=pass_flags,
         sweep=sweep,
     )
 

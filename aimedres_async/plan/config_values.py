@@ -179,6 +179,48 @@ def want_patterns(v: object) -> tuple[str, ...]:
     return patterns
 
 
+def want_fail_on(v: object) -> tuple[str, ...]:
+    """`fail_on`: regular expressions looked for in every output line (bytes, `^`/`$` at line ends)."""
+    patterns = want_str_list(v)
+    for p in patterns:
+        try:
+            compiled = re.compile(p.encode(), re.MULTILINE)
+        except (re.error, UnicodeEncodeError, OverflowError, RecursionError) as e:
+            raise ValueError(f"{p!r} is not a valid regular expression: {e}") from None
+        if compiled.search(b"") is not None:
+            raise ValueError(f"{p!r} matches an empty line: it would fail every job")
+    return patterns
+
+
+INJECTABLE = ("output_dir", "epochs", "folds", "sample", "batch")
+
+
+def want_flag_names(v: object) -> tuple[str, ...]:
+    """`pass_flags`: which of the injected flags a job may be given."""
+    names = want_str_list(v)
+    for name in names:
+        if name not in INJECTABLE:
+            raise ValueError(f"{name!r} is not one of {', '.join(INJECTABLE)}")
+    return names
+
+
+def want_metrics_keys(v: object) -> tuple[str, ...]:
+    """`metrics_keys`: globs over the flattened metric names (`cv.*`, `accuracy`)."""
+    keys = want_str_list(v)
+    if any(not k.strip() for k in keys):
+        raise ValueError("a key glob must not be empty")
+    return keys
+
+
+def want_metrics_files(v: object) -> str | tuple[str, ...]:
+    """`metrics_file`: one path or glob, or a list of them (the first that matches a file wins)."""
+    if isinstance(v, list):
+        if not v:
+            raise ValueError("must not be an empty list")
+        return tuple(want_metrics_file(x) for x in v)
+    return want_metrics_file(v)
+
+
 def want_metrics_file(v: object) -> str:
     text = want_str(v)
     if not text.strip():

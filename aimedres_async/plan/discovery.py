@@ -203,21 +203,27 @@ def config_relative(cfg: Config, path: Path) -> Path:
 _OLD_COPY_PARTS = {"legacy", "old", "files", "backup", "backups", "archive", "deprecated", "copy", "tmp"}
 
 
+def canonical(rels: Sequence[str]) -> str:
+    """Of several copies of one script (paths relative to the config's folder), the one that looks
+    canonical: not in a legacy-looking folder, under src/, the deepest (a package's own)."""
+
+    def rank(rel: str) -> tuple[bool, bool, int, str]:
+        parts = rel.lower().split("/")[:-1]
+        return (any(p in _OLD_COPY_PARTS for p in parts), "src" not in parts, -len(parts), rel)
+
+    return min(rels, key=rank)
+
+
 def ambiguity(cfg: Config, job_id: str, paths: Sequence[Path]) -> str:
     """One line: every script found for `job_id`, and the two ways to choose one. The example
     picks the copy that looks canonical (under src/, not in a legacy-looking folder); the user decides."""
     rels = [config_relative(cfg, p).as_posix() for p in paths]
-
-    def rank(rel: str) -> tuple[bool, bool, int]:
-        parts = rel.lower().split("/")[:-1]
-        return (any(p in _OLD_COPY_PARTS for p in parts), "src" not in parts, -len(parts))
-
-    keep = min(rels, key=rank)
+    keep = canonical(rels)
     others = sorted({str(Path(r).parent.as_posix()) for r in rels if r != keep} - {"."})
     glob = f'"{others[0]}/**"' if others else f'"{next(r for r in rels if r != keep)}"'
-    where = cfg.path.name if cfg.path else "aimedres.toml"
+    where = f"in {cfg.path.name}" if cfg.path else "in a config (`aimedres-async init` writes one)"
     return (
         f"job id {job_id!r} matches {len(rels)} discovered scripts: {', '.join(rels)}; say which one runs "
-        f'with [jobs.{job_id}] script = "{keep}" in {where}, or skip the others with a [discovery] '
+        f'with [jobs.{job_id}] script = "{keep}" {where}, or skip the others with a [discovery] '
         f"exclude glob such as {glob}"
     )

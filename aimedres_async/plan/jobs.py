@@ -86,7 +86,9 @@ class JobSpec:
     stall_timeout: float | None = None
     python: str | None = None  # the interpreter of a .py script (argv[0]); None for other commands
     output_base: Path | None = None  # the base output folder, made (with parents) before every attempt
-    metrics_file: str | None = None  # path or glob under the job's output folder, read after success
+    metrics_file: str | tuple[str, ...] | None = None  # path(s) or glob(s) under the output folder, read after success
+    metrics_keys: tuple[str, ...] = ()  # globs over metric names: kept whatever their type, shown first
+    fail_on: tuple[str, ...] = ()  # regexes ([defaults] then the job's): an output line matching one fails it
     params: Mapping[str, Value] | None = None  # a sweep's combination (seed last); None: not swept
 
     @property
@@ -170,6 +172,8 @@ def build_spec(
         if info is None:
             info = read_script(script_path)
         accepts = frozenset(info.flags)
+        if job.pass_flags is not None:  # the old orchestrator's supports_*: flags it never passed
+            accepts &= frozenset(job.pass_flags)
         if script_path.suffix == ".py":
             python = resolve_python(job.python or cfg.supervisor.python, cfg.base_dir)
             argv = [python, job.script]
@@ -180,7 +184,7 @@ def build_spec(
             values[name] = _pick(name, s, d)
         given = set(swept.args) if swept else set()  # a swept --epochs replaces the injected one
         for name in INJECTED:
-            if name in info.flags and values[name] is not None and info.flags[name] not in given:
+            if name in accepts and values[name] is not None and info.flags[name] not in given:
                 argv += [info.flags[name], str(values[name])]
         argv += [*job.args, *(swept.args if swept else ()), *overrides.extra_args]
     retries = overrides.retries if overrides.retries is not None else _pick("retries", s, d)
@@ -204,6 +208,8 @@ def build_spec(
         output_base=base_out,
         metrics_file=_pick("metrics_file", s, d),  # type: ignore[arg-type]
         params=swept.params if swept else None,
+        metrics_keys=tuple(_pick("metrics_keys", s, d) or ()),  # type: ignore[arg-type]
+        fail_on=tuple(dict.fromkeys((*(d.fail_on or ()), *(s.fail_on or ())))),
     )
 
 
@@ -502,6 +508,7 @@ def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> 
             settings=_merge(base.settings, own.settings),
             python=base.python,
             output_dir=base.output_dir,
+            pass_flags=base.pass_flags,
         )
     else:
         job = own

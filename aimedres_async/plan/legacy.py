@@ -253,6 +253,14 @@ def _job_block(path: Path, n: int, item: object, seen: dict[str, int]) -> list[s
 
 
 def add_init_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
         "--from-yaml", metavar="FILE", help="convert a run_all_training.py YAML job list into this config"
+    )
+    source.add_argument(
+        "--from-orchestrator",
+        metavar="PATH",
+        help="convert the built-in job list of the old train.py orchestrator (its default_jobs(), read with "
+        "ast, never run) into this config, keeping the old defaults (one job at a time, no retries, "
+        "no timeout, Ctrl+C lets running jobs finish)",
     )

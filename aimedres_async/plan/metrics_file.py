@@ -1,13 +1,17 @@
 """Final metrics from a report file a job writes (`metrics_file`), for scripts that print no JSON.
 
-The file's JSON object is flattened (`{"a": {"b": 1}}` -> `a.b`) and merged under the last JSON
-line the job printed: a printed value wins. A missing or unreadable file is a warning, never a failure.
+The file's JSON object is flattened (`{"a": {"b": 1}}` -> `a.b`), cut down to its metrics (numbers;
+not strings, flags, timestamps, nor the `config`/`args`/`params` it ran with) unless `metrics_keys`
+names a key, and merged under the last JSON line the job printed: a printed value wins. The keys
+`metrics_keys` chooses come first. A missing or unreadable file is a warning, never a failure.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,13 @@ import orjson
 
 MAX_BYTES = 16 << 20  # a report bigger than this is not a metrics file
 MAX_KEYS = 1000
+# subtrees that describe the run rather than measure it
+SETTINGS_SUBTREES = frozenset({"config", "args", "params"})
+# leaf names that are moments, not measurements (`timestamp`, `created_at`, `start_time`, ...)
+_MOMENT = re.compile(
+    r"(?:timestamp|ts|time|date|datetime|created|updated|modified|generated|started|finished|start_time|end_time)"
+    r"|.*_(?:at|timestamp|date)"
+)
 
 
 def flatten(obj: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -31,23 +42,59 @@ def flatten(obj: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None
     return out
 
 
-def find(workdir: Path, pattern: str) -> Path | None:
-    """The file `pattern` names under `workdir`; of several a glob matches, the newest."""
-    matches = [Path(p) for p in glob.glob(glob.escape(str(workdir)) + "/" + pattern, recursive=True)]
-    files = [p for p in matches if p.is_file()]
-    if not files:
-        return None
-    return max(files, key=lambda p: (p.stat().st_mtime_ns, str(p)))
+def is_metric(name: str, value: object) -> bool:
+    """Whether a flattened leaf is a measurement: a number (not a flag), not a moment, not inside
+    the settings the run was given."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    parts = name.split(".")
+    if any(p.lower() in SETTINGS_SUBTREES for p in parts[:-1]):
+        return False
+    return not _MOMENT.fullmatch(parts[-1].lower())
 
 
-def read(workdir: Path, pattern: str) -> tuple[dict[str, Any] | None, str | None]:
-    """(flattened metrics, None) or (None, why not) for the file `pattern` names under `workdir`."""
+def chosen(name: str, keys: Sequence[str]) -> int | None:
+    """The index of the first `metrics_keys` glob that matches `name`, or None."""
+    return next((i for i, k in enumerate(keys) if fnmatch.fnmatchcase(name, k)), None)
+
+
+def select(metrics: Mapping[str, Any], keys: Sequence[str] = (), only_metrics: bool = True) -> dict[str, Any]:
+    """`metrics` with the keys `keys` chooses first (in the order of its globs, kept whatever their
+    value), then the others (only measurements when `only_metrics`)."""
+    first: list[tuple[int, int, str]] = []
+    rest: list[str] = []
+    for n, name in enumerate(metrics):
+        i = chosen(name, keys) if keys else None
+        if i is not None:
+            first.append((i, n, name))
+        elif not only_metrics or is_metric(name, metrics[name]):
+            rest.append(name)
+    return {name: metrics[name] for name in [f[2] for f in sorted(first)] + rest}
+
+
+def find(workdir: Path, pattern: str | Iterable[str]) -> Path | None:
+    """The file `pattern` names under `workdir`; of several a glob matches, the newest; of a list
+    of patterns, the first that matches a file."""
+    for one in [pattern] if isinstance(pattern, str) else pattern:
+        matches = [Path(p) for p in glob.glob(glob.escape(str(workdir)) + "/" + one, recursive=True)]
+        files = [p for p in matches if p.is_file()]
+        if files:
+            return max(files, key=lambda p: (p.stat().st_mtime_ns, str(p)))
+    return None
+
+
+def _shown(pattern: str | Sequence[str]) -> str:
+    return repr(pattern) if isinstance(pattern, str) else "[" + ", ".join(repr(p) for p in pattern) + "]"
+
+
+def read(workdir: Path, pattern: str | Sequence[str]) -> tuple[dict[str, Any] | None, str | None]:
+    """(flattened object, None) or (None, why not) for the file `pattern` names under `workdir`."""
     try:
         path = find(workdir, pattern)
     except OSError as e:
-        return None, f"metrics_file {pattern!r} in {workdir}: {e.strerror or e}"
+        return None, f"metrics_file {_shown(pattern)} in {workdir}: {e.strerror or e}"
     if path is None:
-        return None, f"metrics_file {pattern!r}: no such file in {workdir}"
+        return None, f"metrics_file {_shown(pattern)}: no such file in {workdir}"
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_BYTES + 1)
@@ -65,13 +112,20 @@ def read(workdir: Path, pattern: str) -> tuple[dict[str, Any] | None, str | None
 
 
 def final_metrics(
-    workdir: Path, pattern: str | None, printed: dict[str, Any] | None, warn: Callable[[str], None]
+    workdir: Path,
+    pattern: str | Sequence[str] | None,
+    printed: dict[str, Any] | None,
+    warn: Callable[[str], None],
+    keys: Sequence[str] = (),
 ) -> dict[str, Any] | None:
-    """The job's final metrics: the file's (if `pattern` is set and readable) under what it printed."""
+    """The job's final metrics: the file's measurements (if `pattern` is set and the file readable)
+    under what it printed, the keys `keys` chooses first."""
     if not pattern:
-        return printed
+        return select(printed, keys, only_metrics=False) if printed and keys else printed
     found, problem = read(workdir, pattern)
     if problem is not None:
         warn(problem + "; final metrics are what the job printed")
-        return printed
-    return {**(found or {}), **(printed or {})}
+        return select(printed, keys, only_metrics=False) if printed and keys else printed
+    from_file = select(found or {}, keys)
+    merged = {**from_file, **(printed or {})}
+    return select(merged, keys, only_metrics=False) if keys else merged

@@ -60,7 +60,15 @@ def _value(value: Any) -> str:
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
-def starter_text() -> str:
+def starter_text(folder: Path | None = None) -> str:
+    """The starter config; with the `folder` it is written to, discovered copies of one script
+    are excluded (the canonical one kept) and the JSON report files scripts write are suggested."""
+    from aimedres_async.plan.orchestrator import duplicate_excludes, exclude_lines, report_suggestions
+
+    excludes = []
+    if folder is not None:
+        discovery = _discovery_defaults()
+        excludes = duplicate_excludes(folder, discovery, {})
     out = ["# aimedres-async configuration. Reference: docs/reference/config.md.", ""]
     table = None
     for section, key, value, comment, active in _ENTRIES:
@@ -69,24 +77,47 @@ def starter_text() -> str:
                 out.append("")
             out.append(f"[{section}]")
             table = section
+        if (section, key) == ("discovery", "exclude") and excludes:
+            out.append("# copies of one script (legacy folders): the canonical one runs, the others are skipped")
+            out += exclude_lines(excludes, value)
+            continue
         line = f"{key} = {_value(value)}"
         out.append(f"{'' if active else '# '}{line:<40} # {comment}")
     out += ["", _EXAMPLE_JOB]
+    if folder is not None:
+        out += report_suggestions(folder, _discovery_defaults(), {path for path, _why in excludes})
     return "\n".join(out)
 
 
-def init_text(path: Path, from_yaml: str | None) -> str:
-    """What `init` writes to `path`: the starter, or an old YAML job list converted (LegacyError
-    when what it converts to would not load)."""
-    if not from_yaml:
-        return starter_text()
+def _discovery_defaults() -> Any:
+    from aimedres_async.plan.config import DiscoveryConfig
+
+    values = {key: value for section, key, value, _c, _a in _ENTRIES if section == "discovery"}
+    return DiscoveryConfig(
+        roots=tuple(values["roots"]), include=tuple(values["include"]), exclude=tuple(values["exclude"])
+    )
+
+
+def init_text(path: Path, from_yaml: str | None, from_orchestrator: str | None = None) -> str:
+    """What `init` writes to `path`: the starter, or an old YAML job list or orchestrator's built-in
+    job list converted (LegacyError when what it converts to would not load)."""
     from aimedres_async.plan import legacy
     from aimedres_async.plan.config_errors import ConfigError
     from aimedres_async.plan.config_load import parse
 
-    text = legacy.convert_yaml(Path(from_yaml))
+    folder = path.absolute().parent
+    if from_orchestrator:
+        from aimedres_async.plan.orchestrator import convert_orchestrator
+
+        source = from_orchestrator
+        text = convert_orchestrator(Path(from_orchestrator), folder)
+    elif from_yaml:
+        source = from_yaml
+        text = legacy.convert_yaml(Path(from_yaml))
+    else:
+        return starter_text(folder)
     try:
-        parse(text, path, path.absolute().parent)  # what is written must load
+        parse(text, path, folder)  # what is written must load
     except ConfigError as e:
-        raise legacy.LegacyError(f"{from_yaml}: converts to an invalid config: {e.problems[0]}") from None
+        raise legacy.LegacyError(f"{source}: converts to an invalid config: {e.problems[0]}") from None
     return text

@@ -131,6 +131,7 @@ class Framer:
         max_line: int,
         tail: deque[tuple[str, bytes]],
         redact: Callable[[bytes], bytes] | None = None,
+        scan: Callable[[bytes], None] | None = None,
     ) -> None:
         self._head_parts = _EVENT + b'"attempt":%d,"stream":"%s",' % (attempt, stream.encode())
         self._line_start = self._head_parts + b'"line":"'
@@ -138,6 +139,7 @@ class Framer:
         self.max_line = max_line
         self.tail = tail
         self.redact = redact
+        self.scan = scan  # records.scan.OutputScan: warnings and fail_on, once per chunk
         self.last_data: dict[str, Any] | None = None
         self._pending = bytearray()
         self._cut = False  # the pending record already had parts written
@@ -169,6 +171,8 @@ class Framer:
         if self.redact is not None:
             complete = self.redact(complete)
         self._keep_tail(complete)
+        if self.scan is not None:
+            self.scan(complete)
         if short and not first_partial and complete.find(b"\n") <= self.max_line:
             out = self._frame_fast(complete)
         else:
@@ -191,6 +195,8 @@ class Framer:
         if self.redact is not None:
             piece = self.redact(piece)
         self._keep_tail(piece + b"\n")  # ended: the next attempt's first line must not join it
+        if self.scan is not None:
+            self.scan(piece)
         self.flushed = piece
         return self._record(record_head(), piece, self._cut)
 
@@ -213,6 +219,8 @@ class Framer:
             del self._pending[: self.max_line]
             if self.redact is not None:
                 piece = self.redact(piece)
+            if self.scan is not None:
+                self.scan(piece)
             out.append(self._record(head, piece, True))
         self._cut = True
         return [b"".join(out)]

@@ -93,6 +93,9 @@ class ProgressDisplay:
                 shown += f" +{len(metrics) - SHOWN_METRICS} more"  # all of them: summary.json, `logs`
             if rec.get("error"):  # why it failed, and for an import error which Python ran it
                 shown = escape(visible(str(rec["error"]) + (f" ({rec['hint']})" if rec.get("hint") else "")))
+            if rec.get("warnings"):  # a fallback ("creating a sample dataset") seen without opening a log
+                first = escape(visible(str(rec.get("first_warning") or "")[:100]))
+                shown += f"  [yellow]warnings: {rec['warnings']}[/] (first: {first})"
             self._print(
                 f"[{_STATUS_STYLE.get(status, 'white')}]{status:<9}[/] {job} (attempts {rec.get('attempts')}) {shown}"
             )

@@ -214,7 +214,7 @@ def results_table(jobs: list[dict[str, Any]], width: int | None = None) -> str:
                 exit_,
                 format_duration(j["duration_s"]),
                 format_size(j["peak_rss_bytes"]) if j["peak_rss_bytes"] else "",
-                metrics_text(j["metrics"]) or error_cell(j),
+                _joined(error_cell(j) or metrics_text(j["metrics"]), warnings_cell(j)),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
@@ -237,6 +237,21 @@ def error_cell(job: dict[str, Any]) -> str:
     return "error: " + "".join(" " if ch < " " or ch == "\x7f" else ch for ch in str(error))
 
 
+def warnings_cell(job: dict[str, Any], limit: int = 100) -> str:
+    """`warnings: N (first: <line>)` for a job that printed warning-level lines, else ""."""
+    count = job.get("warnings") or 0
+    if not count:
+        return ""
+    first = "".join(" " if ch < " " or ch == "\x7f" else ch for ch in str(job.get("first_warning") or ""))
+    if len(first) > limit:
+        first = first[: limit - 1] + "…"
+    return f"warnings: {count}" + (f" (first: {first})" if first else "")
+
+
+def _joined(*cells: str) -> str:
+    return "  ".join(c for c in cells if c)
+
+
 def markdown_table(run_id: str, jobs: list[dict[str, Any]]) -> str:
     lines = [
         f"### aimedres-async run `{run_id}`",
@@ -248,7 +263,7 @@ def markdown_table(run_id: str, jobs: list[dict[str, Any]]) -> str:
         status = j["status"] + (f" ({j['failure']})" if j.get("failure") else "")
         if j.get("optional"):
             status += " (optional)"
-        metrics = (metrics_text(j["metrics"]) or error_cell(j)).replace("|", "\\|")
+        metrics = _joined(error_cell(j) or metrics_text(j["metrics"]), warnings_cell(j)).replace("|", "\\|")
         lines.append(f"| {j['id']} | {status} | {j['attempts']} | {format_duration(j['duration_s'])} | {metrics} |")
     return "\n".join(lines) + "\n\n"
 

@@ -297,8 +297,8 @@ def test_ticket_names_a_job_or_gives_a_command_not_both() -> None:
     assert info.value.problems == [
         "t1.toml:3: after: a ticket cannot wait for itself",
         "t1.toml:1: job: a ticket names a configured job or gives `script`/`command`, not both",
-        "t1.toml:2: script: unknown key (allowed: args, backoff, batch, env, epochs, folds, metrics_file, optional,"
-        " resources, retries, sample, stall_timeout, timeout)",
+        "t1.toml:2: script: unknown key (allowed: args, backoff, batch, env, epochs, fail_on, folds, metrics_file,"
+        " metrics_keys, optional, resources, retries, sample, stall_timeout, timeout)",
     ]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from aimedres_async.plan.metrics_file import MAX_BYTES, MAX_KEYS, final_metrics, find, flatten, read
+from aimedres_async.plan.metrics_file import MAX_BYTES, MAX_KEYS, final_metrics, find, flatten, is_metric, read
 
 
 def write(path: Path, obj: object, mtime_ns: int | None = None) -> Path:
@@ -109,3 +109,66 @@ def test_a_missing_file_is_a_warning_and_keeps_what_was_printed(tmp_path: Path) 
     warnings: list[str] = []
     assert final_metrics(tmp_path, "m.json", {"acc": 1}, warnings.append) == {"acc": 1}
     assert warnings == [f"metrics_file 'm.json': no such file in {tmp_path}; final metrics are what the job printed"]
+
+
+# ---------------------------------------------------------------- only measurements, chosen keys first
+
+REPORT = {
+    "timestamp": "2026-12-07T05:00:00Z",
+    "created_at": 1_765_000_000,
+    "config": {"epochs": 80, "data_path": "ParkinsonDatasets", "lr": 0.001},
+    "args": {"folds": 5},
+    "params": {"n_estimators": 300},
+    "model": "rf",
+    "used_gpu": True,
+    "dataset": {"rows": 211, "name": "parkinsons"},
+    "cv": {"accuracy": 0.91, "f1": 0.88, "fold_times": [1.0, 2.0]},
+    "training_time": 12.5,
+}
+
+
+def test_a_flattened_report_keeps_only_its_measurements(tmp_path: Path) -> None:
+    """Regression (issue #27, item 4): `timestamp` and `config.*` came first, hiding every metric."""
+    write(tmp_path / "report.json", REPORT)
+    metrics = final_metrics(tmp_path, "report.json", None, lambda w: None)
+    assert metrics == {"dataset.rows": 211, "cv.accuracy": 0.91, "cv.f1": 0.88, "training_time": 12.5}
+
+
+def test_metrics_keys_choose_what_comes_first_whatever_its_type(tmp_path: Path) -> None:
+    write(tmp_path / "report.json", REPORT)
+    keys = ["cv.f1", "cv.acc*", "config.data_path"]
+    metrics = final_metrics(tmp_path, "report.json", {"loss": 0.2}, lambda w: None, keys)
+    assert metrics is not None
+    assert list(metrics) == ["cv.f1", "cv.accuracy", "config.data_path", "dataset.rows", "training_time", "loss"]
+    assert metrics["config.data_path"] == "ParkinsonDatasets"
+
+
+def test_metrics_keys_order_what_the_job_printed_too(tmp_path: Path) -> None:
+    printed = {"loss": 0.2, "epoch": 9, "val_auc": 0.93}
+    metrics = final_metrics(tmp_path, None, printed, lambda w: None, ["val_*"])
+    assert list(metrics or {}) == ["val_auc", "loss", "epoch"]
+
+
+def test_printed_values_are_never_filtered(tmp_path: Path) -> None:
+    write(tmp_path / "report.json", {"acc": 0.5})
+    metrics = final_metrics(tmp_path, "report.json", {"model": "rf", "acc": 0.9}, lambda w: None)
+    assert metrics == {"acc": 0.9, "model": "rf"}
+
+
+def test_is_metric() -> None:
+    assert is_metric("cv.f1", 0.8) and is_metric("epochs_run", 3) and is_metric("train_time", 1.5)
+    assert not is_metric("model", "rf") and not is_metric("gpu", True) and not is_metric("hist", [1])
+    assert not is_metric("config.lr", 0.1) and not is_metric("run.params.depth", 3)
+    assert not is_metric("ts", 1.0) and not is_metric("finished_at", 1.0) and not is_metric("meta.Timestamp", 1)
+
+
+def test_a_list_of_globs_takes_the_first_that_matches(tmp_path: Path) -> None:
+    write(tmp_path / "b" / "second.json", {"b": 2})
+    write(tmp_path / "c" / "third.json", {"c": 3})
+    assert find(tmp_path, ["a/*.json", "b/*.json", "c/*.json"]) == tmp_path / "b" / "second.json"
+    assert final_metrics(tmp_path, ("x.json", "c/*.json"), None, lambda w: None) == {"c": 3}
+    warnings: list[str] = []
+    final_metrics(tmp_path, ("x.json", "y/*.json"), None, warnings.append)
+    assert warnings == [
+        f"metrics_file ['x.json', 'y/*.json']: no such file in {tmp_path}; final metrics are what the job printed"
+    ]

@@ -62,6 +62,38 @@ def test_a_stopping_run_schedules_no_retry_and_cancels_what_waits() -> None:
     assert state.idle()
 
 
+def test_a_draining_run_lets_running_attempts_finish_with_their_own_outcome() -> None:
+    """stop = "drain": what waits ends cancelled, nothing more starts or is retried, and the
+    attempts under way end as they end (a success is a success, not cancelled)."""
+    state, _ = make("a", "b", "c", "d")
+    state.start("a")
+    state.start("b")
+    state.start("c")
+    state.attempt_ended("c", Outcome.FAILED, now=0.0, retry_in=1.0)  # backing off
+    changes = state.drain()
+    assert state.draining and state.stopping
+    assert {(c.job, c.status) for c in changes} == {("c", Status.CANCELLED), ("d", Status.CANCELLED)}
+    assert state.running_count() == 2 and not state.idle()
+    assert state.attempt_ended("a", Outcome.SUCCEEDED, now=1.0, retry_in=None).status is Status.SUCCEEDED
+    assert state.attempt_ended("b", Outcome.FAILED, now=1.0, retry_in=1.0).status is Status.FAILED  # not retried
+    assert state.idle() and state.counts() == {"succeeded": 1, "failed": 1, "cancelled": 2}
+
+
+def test_nothing_starts_while_draining_and_a_job_added_then_never_runs() -> None:
+    state, _ = make("a")
+    state.drain()
+    change = state.add("late")
+    assert (change.new, change.status) == (State.FINISHED, Status.CANCELLED) and state.idle()
+
+
+def test_no_attempt_starts_once_the_run_stops() -> None:
+    state, _ = make()
+    state.stop()
+    state.add("late")  # the daemon may still hand in a job: it waits, and never starts
+    with pytest.raises(TransitionError, match="the run is stopping"):
+        state.start("late")
+
+
 def test_cancel_of_a_running_job_waits_for_its_attempt_and_is_not_retried() -> None:
     state, _ = make("a")
     state.start("a")
@@ -203,6 +235,22 @@ class RunStateMachine(RuleBasedStateMachine):
     def stop(self) -> None:
         for change in self.state.stop():
             assert change.status is Status.CANCELLED
+        assert self.state.queued_count() == 0 and self.state.backoff_count() == 0
+
+    @precondition(lambda self: not self.state.stopping)
+    @rule()
+    def drain(self) -> None:
+        self.running_at_drain = {j for j in self.added if j in self.state and self.state[j].state is State.RUNNING}
+        for change in self.state.drain():
+            assert change.status is Status.CANCELLED
+        assert self.state.queued_count() == 0 and self.state.backoff_count() == 0
+
+    @invariant()
+    def a_draining_run_only_finishes_what_ran(self) -> None:
+        if not self.state.draining:
+            return
+        running = {j for j in self.added if j in self.state and self.state[j].state is State.RUNNING}
+        assert running <= self.running_at_drain, "an attempt started while draining"
         assert self.state.queued_count() == 0 and self.state.backoff_count() == 0
 
     @precondition(lambda self: bool(self.finished - self.forgotten))

@@ -39,6 +39,7 @@ from aimedres_async.engine.attempt import (
     deliver_end,
     emit_exited,
     emit_started,
+    output_verdict,
     spawn_failed,
 )
 from aimedres_async.engine.failures import cgroup_oom_kills, classify
@@ -182,10 +183,7 @@ async def run_attempt(
         return start
     t0, env = start.t0, start.env
     oom_kills = ctx.oom_kills  # as last read, off the loop (the sampler, once a tick)
-    framers = {
-        fd: Framer(attempt, name, ctx.max_line_bytes, output.tail, ctx.redact)
-        for fd, name in ((1, "stdout"), (2, "stderr"))
-    }
+    framers = {fd: output.framer(attempt, name, ctx) for fd, name in ((1, "stdout"), (2, "stderr"))}
     # Listed as running before the spawn: the escaped-process sweep spares the attempt's processes
     # from the moment they exist (pgid 0 names no group until the pid is known).
     live = Live(pgid=0, started=t0, last_output=t0, attempt=attempt)
@@ -205,8 +203,9 @@ async def run_attempt(
     pgid = live.pgid = pid  # start_new_session: the child leads its own group
     emit_started(spec, attempt, ctx, start, pid, gpus=env.get("CUDA_VISIBLE_DEVICES"))
     reason: str | None = None
+    matched = _when_matched(output)
     try:
-        reason = await _supervise(proto, pgid, spec, ctx, live)
+        reason = await _supervise(proto, pgid, spec, ctx, live, matched)
         await _end_group(pgid, ctx, graceful=reason is None and not ctx.stop.requested.is_set())
         await _drain(proto)
     except BaseException:
@@ -226,7 +225,7 @@ async def run_attempt(
     oom_now = None
     if reason is None and code == -signal.SIGKILL:  # killed: was it the kernel's OOM killer?
         oom_now = await anyio.to_thread.run_sync(cgroup_oom_kills)
-    result = _result(spec, code, reason, live.peak_rss, (oom_kills, oom_now), output, t0)
+    result = output_verdict(_result(spec, code, reason, live.peak_rss, (oom_kills, oom_now), output, t0), output)
     emit_exited(spec, attempt, ctx, result)
     return result
 
@@ -282,9 +281,27 @@ async def _spawn(
     return proto, pid
 
 
-async def _supervise(proto: AttemptProtocol, pgid: int, spec: JobSpec, ctx: AttemptContext, live: Live) -> str | None:
-    """Wait for exit, timeout, silence or stop: None (exited), "timeout", "stalled" or "cancelled"."""
-    waiters: set[asyncio.Future[Any]] = {proto.exited, ctx.stop.when_requested()}
+def _when_matched(output: JobOutput) -> asyncio.Future[None]:
+    """A future done when a `fail_on` pattern matches a line of this attempt (or already has)."""
+    matched: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_match(_line: str) -> None:
+        if not matched.done():
+            matched.set_result(None)
+
+    output.scan.on_match = on_match
+    if output.scan.matched is not None:
+        matched.set_result(None)
+    return matched
+
+
+async def _supervise(
+    proto: AttemptProtocol, pgid: int, spec: JobSpec, ctx: AttemptContext, live: Live, matched: asyncio.Future[None]
+) -> str | None:
+    """Wait for exit, timeout, silence, a `fail_on` match or stop: None (exited), "timeout",
+    "stalled", "output_match" or "cancelled". A match stops the job at once: it is training on
+    what it must not."""
+    waiters: set[asyncio.Future[Any]] = {proto.exited, ctx.stop.when_requested(), matched}
     deadline = live.started + spec.timeout if spec.timeout else math.inf
     reason = None
     while True:
@@ -302,6 +319,9 @@ async def _supervise(proto: AttemptProtocol, pgid: int, spec: JobSpec, ctx: Atte
         )
         if proto.exited.done():
             return None
+        if matched.done():
+            reason = "output_match"
+            break
         if ctx.stop.requested.is_set():
             reason = "cancelled"
             break
@@ -356,6 +376,8 @@ async def _drain(proto: AttemptProtocol) -> None:
 
 
 def _outcome(reason: str | None, code: int) -> Outcome:
+    if reason == "output_match":
+        return Outcome.FAILED
     if reason == "timeout":
         return Outcome.TIMED_OUT
     if reason == "stalled":
@@ -366,7 +388,7 @@ def _outcome(reason: str | None, code: int) -> Outcome:
 
 
 def _failure(reason: str | None, code: int) -> str | None:
-    if reason in ("timeout", "stalled"):
+    if reason in ("timeout", "stalled", "output_match"):
         return reason
     if reason == "cancelled" or code == 0:
         return None

@@ -28,6 +28,7 @@ from aimedres_async.engine.attempt import (
     deliver_end,
     emit_exited,
     job_env,
+    output_verdict,
     spawn_failed,
 )
 from aimedres_async.plan.config import Config, RayConfig
@@ -140,6 +141,7 @@ class RayExecutor:
     ) -> AttemptResult:
         t0 = time.monotonic()
         output.tail.append((ATTEMPT_MARK, b"%d" % attempt))  # JUnit numbers the attempts' lines
+        output.scan.new_attempt()
         env = {k: v for k, v in job_env(spec, ctx, attempt).items() if k in spec.env or k.startswith("AIMEDRES_")}
         env.update(extra_env or {})
         argv = list(spec.argv)
@@ -175,7 +177,7 @@ class RayExecutor:
             ray_address=self.cfg.address,
             **({"params": spec.params} if spec.params is not None else {}),
         )
-        framer = Framer(attempt, "stdout", ctx.max_line_bytes, output.tail, ctx.redact)
+        framer = output.framer(attempt, "stdout", ctx)
         marker = f"Running entrypoint for job {submission_id}: {entrypoint}\n".encode()
         stream = _Stream(framer, spec.id, ctx, marker)
         try:
@@ -190,6 +192,7 @@ class RayExecutor:
             result = _lost(e, t0)
         else:
             result = _result(info, reason, t0)
+        result = output_verdict(result, output)
         emit_exited(spec, attempt, ctx, result)
         return result
 

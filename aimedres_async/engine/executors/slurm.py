@@ -34,6 +34,7 @@ from aimedres_async.engine.attempt import (
     deliver_end,
     emit_exited,
     emit_started,
+    output_verdict,
     spawn_failed,
 )
 from aimedres_async.engine.executors import slurm_ledger
@@ -197,7 +198,7 @@ class SlurmExecutor:
             slurm_job_name=name,
             slurm_files=str(folder / (stem + ".{sh,out,err}")),
         )
-        framers = {s: Framer(attempt, s, ctx.max_line_bytes, output.tail, ctx.redact) for s in ("stdout", "stderr")}
+        framers = {s: output.framer(attempt, s, ctx) for s in ("stdout", "stderr")}
         follower = _Follower(
             {"stdout": folder / (stem + ".out"), "stderr": folder / (stem + ".err")}, framers, ctx, spec.id
         )
@@ -206,6 +207,7 @@ class SlurmExecutor:
         for framer in framers.values():
             deliver_end(ctx, spec.id, framer, output)
         result, extra = self._result(spec, end, output)
+        result = output_verdict(result, output)
         emit_exited(spec, attempt, ctx, result, slurm_job_id=job_id, **extra)
         return result
 

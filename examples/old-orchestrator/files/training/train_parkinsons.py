@@ -1,0 +1,3 @@
+"""An older copy, kept from before the move to src/."""
+
+raise SystemExit("legacy copy: not the script to run")
