@@ -92,6 +92,17 @@ _SWEEP_SCHEMA: dict[str, Callable[[object], Any]] = {
 }
 
 
+# What a [jobs.<id>] has beyond the settings [defaults] shares with it.
+_JOB_ONLY_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "script": want_str,
+    "command": want_str_list,
+    "args": want_str_list,
+    "python": want_nonempty,
+    "output_dir": want_nonempty,
+    "pass_flags": want_flag_names,
+}
+
+
 _DISCOVERY_SCHEMA: dict[str, Callable[[object], Any]] = {
     "enabled": want_bool,
     "roots": want_str_list,
@@ -198,14 +209,7 @@ def _job(job_id: str, raw: object, problems: Problems, keypath: tuple[str, ...] 
         problems.add(keypath, "invalid job id (use lowercase letters, digits, '_', '.', '-'; at most 64)")
         return None
     schema: dict[str, Callable[[object], Any]] = dict(_settings_schema(problems, keypath))
-    schema.update(
-        script=want_str,
-        command=want_str_list,
-        args=want_str_list,
-        python=want_nonempty,
-        output_dir=want_nonempty,
-        pass_flags=want_flag_names,
-    )
+    schema.update(_JOB_ONLY_SCHEMA)
     schema.update(_SWEEP_SCHEMA)
     parsed = _table(raw, keypath, schema, problems)
     sweep = _sweep(parsed, keypath, problems)
