@@ -30,7 +30,8 @@ def _option(action: argparse.Action) -> str:
         return f"`{action.metavar or action.dest}`"
     takes = action.nargs != 0
     choices = "{" + ",".join(map(str, action.choices)) + "}" if action.choices else None
-    metavar = action.metavar or choices or action.dest.upper()
+    given = action.metavar
+    metavar = (" ".join(given) if isinstance(given, tuple) else given) or choices or action.dest.upper()
     if action.nargs in ("*", "+"):
         metavar += " …"
     elif action.nargs == "?":
