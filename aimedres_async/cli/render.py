@@ -28,7 +28,7 @@ def find_log(cfg: Config, spool: Spool, target: str, run: str | None) -> Path:
     if run is not None and not RUN_ID_RE.fullmatch(run):
         raise ValueError(f"{run!r} is not a run id (like 20261123T114430Z-b31a)")
     logs_dir = cfg.resolve(cfg.supervisor.logs_dir)
-    if run is None:
+    if run is None and not bracket:  # a ticket id is a plain id, never a swept job's
         found = spool.find(target)
         if found is not None:
             state, path = found

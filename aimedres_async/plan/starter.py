@@ -49,6 +49,8 @@ _EXAMPLE_JOB = """\
 # python = ".venv-train/bin/python"   # this job's interpreter (all jobs: [supervisor] python or --python)
 # output_dir = "als_results"  # its --output-dir under [supervisor] output_dir (default: the job id)
 # metrics_file = "metrics/training_report.json"  # JSON report it writes there: read as final metrics
+# matrix = { lr = [0.1, 0.01] }   # a sweep: one job per value (als[lr=0.1,seed=0], ...), passed as --lr
+# seeds = [0, 1, 2]           # and per seed, passed as --seed (or repeat = 3)
 """
 
 

@@ -264,7 +264,8 @@ def markdown_table(run_id: str, jobs: list[dict[str, Any]]) -> str:
         if j.get("optional"):
             status += " (optional)"
         metrics = _joined(error_cell(j) or metrics_text(j["metrics"]), warnings_cell(j)).replace("|", "\\|")
-        lines.append(f"| {j['id']} | {status} | {j['attempts']} | {format_duration(j['duration_s'])} | {metrics} |")
+        job = j["id"].replace("|", "\\|")  # a swept job's string value may hold one
+        lines.append(f"| {job} | {status} | {j['attempts']} | {format_duration(j['duration_s'])} | {metrics} |")
     return "\n".join(lines) + "\n\n"
 
 

@@ -373,3 +373,23 @@ def test_plan_undeclared_option_names_job_and_option(tmp_path: Path) -> None:
     assert e.value.problems == [
         f"{tmp_path / 'aimedres.toml'}: job t: --seed (sweep key seed) is not declared by its script, which declares --lr"
     ]
+
+
+def test_a_command_job_gets_its_parameters_as_written(tmp_path: Path) -> None:
+    from aimedres_async.plan.config_load import load
+
+    (tmp_path / "aimedres.toml").write_text(
+        '[discovery]\nenabled = false\n[jobs.r]\ncommand = ["Rscript", "fit.R"]\n'
+        "matrix = { batch_size = [8], aug = [true] }\nseeds = [1]\n"
+    )
+    (spec,) = plan(load(tmp_path / "aimedres.toml")).jobs
+    assert spec.id == "r[batch_size=8,aug=true,seed=1]"
+    assert spec.argv == ("Rscript", "fit.R", "--batch_size", "8", "--aug", "true", "--seed", "1")
+
+
+def test_the_step_summary_escapes_a_pipe_in_a_swept_id() -> None:
+    from aimedres_async.report.summary import markdown_table
+
+    job = {"id": "t[m=a|b]", "status": "succeeded", "attempts": 1, "duration_s": 1.0, "metrics": None}
+    row = markdown_table("run", [job]).strip().splitlines()[-1]
+    assert row.startswith("| t[m=a\\|b] |") and row.count(" | ") == 4
