@@ -40,6 +40,11 @@ def cmd_leaderboard(cfg: Config, a: argparse.Namespace) -> int:
         ranked, metrics, keys = lb.leaderboard(runs.values(), a.sort)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if a.csv == "-":
+        if a.json:
+            raise UsageError("--csv - and --json both print on stdout: give one")
+        sys.stdout.write(lb.csv_text(ranked, metrics))
+        return 0
     if a.csv:
         try:
             atomic_write(Path(a.csv), lb.csv_text(ranked, metrics).encode())

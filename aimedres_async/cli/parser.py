@@ -484,7 +484,9 @@ def _experiment_commands(sub: Any) -> tuple[Parser, Parser]:
         metavar="METRIC[:desc|asc],...",
         help="sort keys in order (default: the first metric; direction default desc, asc for loss/error-like names)",
     )
-    lbd.add_argument("--csv", metavar="FILE", help="also write the leaderboard as CSV to FILE")
+    lbd.add_argument(
+        "--csv", metavar="FILE", help="also write the leaderboard as CSV to FILE (-: print it, not the table)"
+    )
     lbd.add_argument("--json", action="store_true", help="print the leaderboard as JSON (a list of groups)")
     cmp = _subcommand(sub, "compare", "compare two runs' final metrics group by group; gate on regressions")
     cmp.add_argument("base", metavar="BASE", help=run_help)

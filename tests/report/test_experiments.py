@@ -124,6 +124,9 @@ def test_csv_and_json_output(two_runs: tuple[Path, str, str]) -> None:
         ("2", "mlp", "2", f"{a} {b}"),
     ]
     assert float(rows[1]["loss_mean"]) == pytest.approx(0.375)
+    printed = cli(folder, "leaderboard", a, b, "--csv", "-")
+    assert printed.returncode == 0 and printed.stdout == (folder / "out" / "board.csv").read_text()
+    assert "give one" in usage_error(cli(folder, "leaderboard", "--csv", "-", "--json"))
 
 
 @pytest.mark.parametrize(
