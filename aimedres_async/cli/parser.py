@@ -110,7 +110,7 @@ DESCRIPTIONS = {
     "the spool (control/paused), so a restarted daemon stays paused.",
     "resume": "Undo `pause`: daemons on this spool claim tickets again.",
     "logs": "A job's or ticket's JSON-lines log rendered for people: timestamps, attempt separators, "
-    "'!' for stderr, printed JSON objects as JSON.",
+    "'!' for stderr, a printed JSON object as its key=value pairs.",
     "help": "Describe a command, as `COMMAND --help` does; without one, the commands and the global options.",
     "init": "Write a commented starter aimedres.toml (never overwrites a file).",
     "report": "Write one self-contained HTML file (no network, opens from disk) that draws a run: a timeline "

@@ -73,7 +73,8 @@ def cmd_validate(cfg: Config, a: argparse.Namespace) -> int:
     if problems:
         raise ConfigError([f"{cfg.path or 'built-in defaults'}: {problem}" for problem in problems])
     where = cfg.path or "built-in defaults"
-    print(f"{where}: ok ({len(p.jobs)} jobs: {', '.join(_names(p.jobs)) or 'none'})")
+    count = f"{len(p.jobs)} job" + ("" if len(p.jobs) == 1 else "s")
+    print(f"{where}: ok ({count}: {', '.join(_names(p.jobs)) or 'none'})")
     return 0
 
 

@@ -473,6 +473,12 @@ def test_validate_says_ok(project: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "config: " in captured.err
 
 
+def test_validate_counts_one_job_as_one_job(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "aimedres.toml").write_text(f"[discovery]\nenabled = false\n[jobs.one]\ncommand = {command('one')}\n")
+    assert main(["validate"]) == 0
+    assert capsys.readouterr().out == "aimedres.toml: ok (1 job: one)\n"
+
+
 def test_a_missing_config_is_one_line(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--config", "gone.toml", "list"]) == EXIT_USAGE
     assert "gone.toml" in error_line(capsys)
