@@ -17,21 +17,16 @@ from pathlib import Path
 from aimedres_async.plan.config import Backoff, Config, JobConfig, JobSettings, Resources, Ticket
 from aimedres_async.plan.config_errors import ConfigError, InputError
 from aimedres_async.plan.discovery import FLAG_SPELLINGS, ScriptInfo, ambiguity, config_relative, discover, read_script
+from aimedres_async.plan.sweep_plan import Picks, Swept, check_size, expand_all
 from aimedres_async.plan.sweeps import (
-    HARD_LIMIT,
     NO_SWEEP_OVERRIDES,
-    Params,
-    SweepError,
     SweepOverrides,
     Value,
     base_of,
-    check_unique,
     effective,
-    expand,
     file_stem,
     option_args,
     split_ids,
-    swept_id,
 )
 
 
@@ -164,13 +159,13 @@ def build_spec(
     python: str | None = None
     accepts: frozenset[str] = frozenset()
     script_path: Path | None = None
+    swept_args = swept.args if swept is not None else ()
     if job.command is not None:
-        argv = [*job.command, *job.args, *(swept.args if swept else ())]
+        argv = [*job.command, *job.args, *swept_args]
     else:
         assert job.script is not None
         script_path = cfg.resolve(job.script)
-        if info is None:
-            info = read_script(script_path)
+        info = info or read_script(script_path)
         accepts = frozenset(info.flags)
         if job.pass_flags is not None:  # the old orchestrator's supports_*: flags it never passed
             accepts &= frozenset(job.pass_flags)
@@ -179,14 +174,8 @@ def build_spec(
             argv = [python, job.script]
         else:
             argv = [job.script if "/" in job.script else f"./{job.script}"]
-        values: dict[str, object] = {"output_dir": output_dir}
-        for name in ("epochs", "folds", "sample", "batch"):
-            values[name] = _pick(name, s, d)
-        given = set(swept.args) if swept else set()  # a swept --epochs replaces the injected one
-        for name in INJECTED:
-            if name in accepts and values[name] is not None and info.flags[name] not in given:
-                argv += [info.flags[name], str(values[name])]
-        argv += [*job.args, *(swept.args if swept else ()), *overrides.extra_args]
+        argv += _injected(cfg, job, info, accepts, output_dir, set(swept_args))
+        argv += [*job.args, *swept_args, *overrides.extra_args]
     retries = overrides.retries if overrides.retries is not None else _pick("retries", s, d)
     timeout = overrides.timeout if overrides.timeout is not None else _pick("timeout", s, d)
     return JobSpec(
@@ -211,6 +200,21 @@ def build_spec(
         metrics_keys=tuple(_pick("metrics_keys", s, d) or ()),  # type: ignore[arg-type]
         fail_on=tuple(dict.fromkeys((*(d.fail_on or ()), *(s.fail_on or ())))),
     )
+
+
+def _injected(
+    cfg: Config, job: JobConfig, info: ScriptInfo, accepts: frozenset[str], output_dir: Path, swept: set[str]
+) -> list[str]:
+    """The flags a script gets from the config (output folder, epochs, folds, sample, batch), where
+    it accepts them, a value is known and its sweep does not set them itself."""
+    values: dict[str, object] = {"output_dir": output_dir}
+    for name in ("epochs", "folds", "sample", "batch"):
+        values[name] = _pick(name, job.settings, cfg.defaults)
+    out: list[str] = []
+    for name in INJECTED:
+        if name in accepts and values[name] is not None and info.flags[name] not in swept:
+            out += [info.flags[name], str(values[name])]
+    return out
 
 
 def resolve_python(value: str | None, base_dir: Path) -> str:
@@ -242,8 +246,9 @@ def plan(
     after --only/--exclude (a plain id: the job and all its combinations; a full id: one).
 
     Raises AmbiguousJobs when a selected id has two or more discovered scripts and the config
-    does not name one, SelectionError when --only/--exclude name no job, TooManyJobs beyond
-    max_jobs, ConfigError for a sweep its script cannot take.
+    does not name one, SelectionError when --only/--exclude name no job (NoSuchCombination: no
+    combination), TooManyJobs beyond max_jobs, ConfigError for a sweep its script cannot take
+    (those two: plan.sweep_plan).
     """
     found = _Found(jobs={j.id: j for j in cfg.jobs})
     found.origin.update(dict.fromkeys(found.jobs, "config"))
@@ -261,31 +266,9 @@ def plan(
     problems = [ambiguity(cfg, j.id, found.ambiguous[j.id]) for j in chosen if j.id in found.ambiguous]
     if problems:
         raise AmbiguousJobs(problems)
-    picks = _Picks(whole=set(whole), only=set(only_full), exclude=set(exclude_full))
+    picks = Picks.of(whole, only_full, exclude_full)
     specs = _build_all(cfg, chosen, found, overrides, sweeps, picks)
     return Plan(tuple(specs), tuple(found.skipped), tuple(found.warnings), tuple(notes))
-
-
-class TooManyJobs(InputError):
-    """The sweeps expand beyond [supervisor] max_jobs (and --yes was not given)."""
-
-
-@dataclass(frozen=True)
-class Swept:
-    """One combination of a job's sweep: its id, its parameters, and their options for its command."""
-
-    id: str
-    params: Mapping[str, Value]
-    args: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Picks:
-    """--only/--exclude as they concern sweeps: plain ids selected whole, full ids of one combination."""
-
-    whole: set[str]
-    only: set[str]
-    exclude: set[str]
 
 
 def _build_all(
@@ -294,79 +277,30 @@ def _build_all(
     found: _Found,
     overrides: Overrides,
     sweeps: SweepOverrides,
-    picks: _Picks,
+    picks: Picks,
 ) -> list[JobSpec]:
     """The specs of the chosen jobs: a job without a sweep as it is, a swept one as its combinations."""
-    expanded: list[tuple[JobConfig, list[tuple[str, Params]] | None]] = []
-    problems: list[str] = []
-    produced: set[str] = set()
-    where = cfg.path or "built-in defaults"
-    for job in chosen:
-        sweep = effective(job.sweep, cfg.seeds, sweeps)
-        if sweep is None:
-            expanded.append((job, None))
-            continue
-        try:
-            combos = expand(sweep)
-            check_unique(job.id, combos)
-        except SweepError as e:
-            problems.append(f"{where}: job {job.id}: {e}")
-            continue
-        named = [(swept_id(job.id, c), c) for c in combos]
-        produced.update(i for i, _c in named)
-        if not named:
-            problems.append(f"{where}: job {job.id}: its sweep expands to no combination (all excluded)")
-        mine = {i for i in picks.only if base_of(i) == job.id}
-        if mine and job.id not in picks.whole:
-            named = [(i, c) for i, c in named if i in mine]
-        expanded.append((job, [(i, c) for i, c in named if i not in picks.exclude]))
-    if problems:
-        raise ConfigError(problems)
-    _check_picks(produced, picks)
-    _check_size(cfg, expanded, sweeps)
+    where = str(cfg.path or "built-in defaults")
+    expanded = expand_all([(j.id, effective(j.sweep, cfg.seeds, sweeps)) for j in chosen], picks, where)
+    check_size(expanded, cfg.supervisor.max_jobs, sweeps)
     specs: list[JobSpec] = []
-    for job, named_combos in expanded:
+    problems: dict[str, None] = {}
+    for job, named in zip(chosen, expanded, strict=True):
         info = found.infos.get(job.id)
-        if named_combos is None:
+        if named is None:
             specs.append(build_spec(cfg, job, info, overrides, found.origin[job.id]))
             continue
         if info is None and job.script is not None:
             info = read_script(cfg.resolve(job.script))  # once per job, not once per combination
         options = info.options if info is not None and job.command is None else None
-        told: dict[str, None] = {}
-        for name, params in named_combos:
+        for name, params in named:
             args, wrong = option_args(params, options)
-            told.update((f"{where}: job {job.id}: {w}", None) for w in wrong)
+            problems.update((f"{where}: job {job.id}: {w}", None) for w in wrong)
             swept = Swept(name, params, tuple(args))
             specs.append(build_spec(cfg, job, info, overrides, found.origin[job.id], swept))
-        problems += told
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(list(problems))
     return specs
-
-
-def _check_picks(produced: set[str], picks: _Picks) -> None:
-    """A full id in --only/--exclude that names no combination of its job is an error, as an unknown id."""
-    missing = sorted((picks.only | picks.exclude) - produced)
-    if missing:
-        raise SelectionError(
-            f"no such combination: {', '.join(missing)} (`list --only {base_of(missing[0])}` shows the ids)"
-        )
-
-
-def _check_size(
-    cfg: Config, expanded: Sequence[tuple[JobConfig, list[tuple[str, Params]] | None]], sweeps: SweepOverrides
-) -> None:
-    if not sweeps.limit or all(named is None for _job, named in expanded):
-        return
-    total = sum(len(named) if named is not None else 1 for _job, named in expanded)
-    limit = HARD_LIMIT if sweeps.yes else cfg.supervisor.max_jobs
-    if total > limit:
-        how = "" if sweeps.yes else "; run with --yes to run them all, or "
-        raise TooManyJobs(
-            f"the sweeps expand to {total:,} jobs, more than max_jobs = {limit:,} ([supervisor])"
-            + (how + "narrow them with --only, --matrix or --seeds" if how else "")
-        )
 
 
 @dataclass

@@ -10,7 +10,8 @@ import pytest
 
 from aimedres_async.plan.config_errors import ConfigError
 from aimedres_async.plan.config_load import parse
-from aimedres_async.plan.jobs import SelectionError, TooManyJobs, plan
+from aimedres_async.plan.jobs import SelectionError, plan
+from aimedres_async.plan.sweep_plan import NoSuchCombination, TooManyJobs
 from aimedres_async.plan.sweeps import (
     HARD_LIMIT,
     Sweep,
@@ -348,7 +349,7 @@ def test_plan_selection_by_base_and_full_id(tmp_path: Path) -> None:
     assert [s.id for s in plan(cfg, only=["t"]).jobs] == ["t[lr=1]", "t[lr=2]", "t[lr=3]"]
     assert [s.id for s in plan(cfg, only=["t[lr=2]"]).jobs] == ["t[lr=2]"]
     assert [s.id for s in plan(cfg, exclude=["t[lr=2]"]).jobs] == ["t[lr=1]", "t[lr=3]"]
-    with pytest.raises(SelectionError, match=r"no such combination: t\[lr=4\]"):
+    with pytest.raises(NoSuchCombination, match=r"no such combination: t\[lr=4\]"):
         plan(cfg, only=["t[lr=4]"])
     with pytest.raises(SelectionError, match=r"unknown job id: u\[lr=1\]"):
         plan(cfg, only=["u[lr=1]"])
