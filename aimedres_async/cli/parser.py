@@ -476,7 +476,7 @@ def _project_commands(sub: Any) -> Parser:
 
 def _experiment_commands(sub: Any) -> tuple[Parser, Parser]:
     """`leaderboard` and `compare`: job groups of finished runs ranked, or two runs compared."""
-    run_help = "a run id, a run folder or a summary.json file"
+    run_help = "a run id (or latest), a run folder or a summary.json file"
     lbd = _subcommand(sub, "leaderboard", "rank job groups by their final metrics (mean ± std over seeds)")
     lbd.add_argument("runs", nargs="*", metavar="RUN", help=f"{run_help} (default: the latest run); several merge")
     lbd.add_argument(

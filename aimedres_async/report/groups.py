@@ -36,16 +36,17 @@ class LoadedRun:
 
 
 def load_run(arg: str | None, logs_dir: Path) -> LoadedRun:
-    """RUN as a run id under logs_dir, a run folder, or a summary.json file; None = the latest run.
+    """RUN as a run id under logs_dir, a run folder, or a summary.json file; None or "latest" =
+    the latest run.
 
     Only the entries' id, status, params and metrics are read: no path inside the file is needed,
     so a summary.json from another machine (a CI artifact) loads as well as a local one.
     """
-    if arg is None:
+    if arg is None or (arg == "latest" and not Path(arg).exists()):
         latest = logs_dir / "latest"
         if not latest.exists():
             raise RunError(f"no run found: {latest} does not exist (start one with `aimedres-async run`)")
-        path = latest / "summary.json"
+        path = latest.resolve() / "summary.json"  # the source names the run folder, not the link
     elif RUN_ID_RE.fullmatch(arg) and (logs_dir / arg).is_dir():
         path = logs_dir / arg / "summary.json"
     elif Path(arg).is_dir():

@@ -7,8 +7,14 @@ as one line with exit 2.
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
+import pty
 import shutil
+import struct
+import subprocess
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +162,44 @@ def test_leaderboard_without_any_run_says_so(tmp_path: Path) -> None:
     assert "is not a run summary" in usage_error(cli(tmp_path, "leaderboard", "list.json"))
 
 
+def on_a_terminal(folder: Path, cols: int, *args: str) -> tuple[int, str]:
+    """`python -m aimedres_async ARGS` with its output on a pty `cols` wide; exit code and text."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "AIMEDRES_CONFIG")}
+    try:
+        proc = subprocess.Popen([PY, "-m", "aimedres_async", *args], cwd=folder, stdout=slave, stderr=slave, env=env)
+    finally:
+        os.close(slave)
+    out = bytearray()
+    while True:
+        try:
+            data = os.read(master, 1 << 16)
+        except OSError:  # EIO: the command ended and closed its end
+            break
+        if not data:
+            break
+        out += data
+    os.close(master)
+    return proc.wait(timeout=60), out.decode().replace("\r\n", "\n")
+
+
+def test_on_a_narrow_terminal_the_table_fits_and_says_what_it_left_out(tmp_path: Path, marker: str) -> None:
+    metrics = {f"metric_{i}": 0.5 + i / 100 for i in range(6)}
+    project(tmp_path, {"a_rather_long_model_name_for_a_narrow_tty": metrics, "b": metrics}, marker)
+    run(tmp_path)
+    code, text = on_a_terminal(tmp_path, 60, "leaderboard")
+    assert code == 0, text
+    lines = text.rstrip("\n").split("\n")
+    assert all(len(line) <= 60 for line in lines), text
+    assert lines[1].split()[:4] == ["RANK", "JOB", "N", "metric_0"]
+    cut = next(line.split()[1] for line in lines if line.startswith("1 "))
+    assert cut.endswith("…") and "a_rather_long_model_name_for_a_narrow_tty".startswith(cut[:-1]), text
+    assert "more metric(s) left out to fit the terminal" in text and "metric_5" in text
+    piped = cli(tmp_path, "leaderboard").stdout  # a pipe: nothing cut, every column
+    assert "a_rather_long_model_name_for_a_narrow_tty" in piped and "metric_5" in piped.splitlines()[1]
+
+
 # ---------------------------------------------------------------- compare
 
 
@@ -163,6 +207,8 @@ def test_compare_shows_changes_and_passes_without_gates(two_runs: tuple[Path, st
     folder, a, b = two_runs
     r = cli(folder, "compare", a, b)
     assert r.returncode == 0, r.stderr
+    latest = cli(folder, "compare", a, "latest").stdout.splitlines()
+    assert latest[1].startswith(f"NEW  {b}  (") and latest[2:] == r.stdout.splitlines()[2:]
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in r.stdout.splitlines()[3:] if line.strip()}
     assert rows[("cnn", "accuracy")] == ["0.9", "0.85", "-0.05"]
     assert rows[("mlp", "loss")] == ["0.4", "0.35", "-0.05"]
