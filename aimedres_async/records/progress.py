@@ -8,6 +8,7 @@ imported here, lazily, so plain runs and `--help` do not pay for it.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -46,6 +47,7 @@ class ProgressDisplay:
         self.counts: dict[str, int] = {}
         self.running: dict[str, tuple[int, float]] = {}  # job -> (attempt, started)
         self.tail_of: Callable[[str], Any] | None = None  # job -> its tail deque
+        self._lock = threading.Lock()  # the state below, between the loop and rich's refresh thread
         self.live = Live(
             console=self.console,
             get_renderable=self._render,
@@ -68,58 +70,72 @@ class ProgressDisplay:
 
     def event(self, rec: dict[str, Any]) -> None:
         ev = rec.get("event")
-        job = rec.get("job")
         if ev == "run.started":
             self.total = len(rec.get("job_ids", [])) or self.total
             self.start()
-        elif ev == "job.queued" and self.total < 1:
+        with self._lock:  # a frame drawn meanwhile sees the state before or after, never between
+            line = self._apply(ev, rec.get("job"), rec)
+        if line is not None:  # printed above the display, which is drawn again from the new state
+            self._print(line)
+        if ev == "run.finished":
+            self.stop()
+
+    def _apply(self, ev: Any, job: Any, rec: dict[str, Any]) -> str | None:
+        """The state change of one record; the line to print above the display, if any."""
+        if ev == "job.queued" and self.total < 1:
             self.total += 1
         elif ev == "job.started" and job:
             self.running[job] = (int(rec.get("attempt", 1)), time.monotonic())
         elif ev == "job.exited" and job:
             self.running.pop(job, None)
         elif ev == "job.retrying" and job:
-            self._print(
-                f"[yellow]retry[/] {job} (attempt {rec.get('attempt')} {rec.get('failure') or 'failed'}), "
+            return (
+                f"[yellow]retry[/] {_name(job)} (attempt {rec.get('attempt')} {rec.get('failure') or 'failed'}), "
                 f"next in {rec.get('delay_s', 0):.1f}s"
             )
         elif ev == "job.finished" and job:
             status = str(rec.get("status"))
-            self.counts[status] = self.counts.get(status, 0) + 1
             self.running.pop(job, None)
-            metrics = [(k, v) for k, v in (rec.get("metrics") or {}).items() if isinstance(v, int | float | str)]
-            shown = escape(visible(" ".join(f"{k}={v}" for k, v in metrics[:SHOWN_METRICS])))
-            if len(metrics) > SHOWN_METRICS:
-                shown += f" +{len(metrics) - SHOWN_METRICS} more"  # all of them: summary.json, `logs`
-            if rec.get("error"):  # why it failed, and for an import error which Python ran it
-                shown = escape(visible(str(rec["error"]) + (f" ({rec['hint']})" if rec.get("hint") else "")))
-            if rec.get("warnings"):  # a fallback ("creating a sample dataset") seen without opening a log
-                first = escape(visible(str(rec.get("first_warning") or "")[:100]))
-                shown += f"  [yellow]warnings: {rec['warnings']}[/] (first: {first})"
-            self._print(
-                f"[{_STATUS_STYLE.get(status, 'white')}]{status:<9}[/] {job} (attempts {rec.get('attempts')}) {shown}"
-            )
-        elif ev == "run.finished":
-            self.stop()
+            self.counts[status] = self.counts.get(status, 0) + 1
+            style = _STATUS_STYLE.get(status, "white")
+            return f"[{style}]{status:<9}[/] {_name(job)} (attempts {rec.get('attempts')}) {_shown(rec)}"
+        return None
 
     def message(self, text: str) -> None:
         self._print(escape(text))
 
     def _print(self, markup: str) -> None:
-        self.console.print(markup, highlight=False, soft_wrap=True)
+        # wrapped at spaces by rich (a terminal would cut words in two), a long word folded
+        self.console.print(markup, highlight=False, overflow="fold")
 
     def _last_line(self, job: str) -> str:
+        """The attempt's last stdout line (an epoch, a fold), else its last stderr line: a progress
+        bar redrawn on stderr says less than the line the script printed last."""
         tail = self.tail_of(job) if self.tail_of else None
-        if not tail or tail[-1][0] == ATTEMPT_MARK:  # nothing printed yet by this attempt
+        if not tail:
             return ""
-        lines = _LAST_LINE.findall(tail[-1][1][-2048:])
-        if not lines:
+        found: bytes | None = None
+        # a copy (one C call, so the loop thread cannot append during it): this runs in rich's thread
+        for stream, block in reversed(list(tail)):
+            if stream == ATTEMPT_MARK:  # the attempt's start: nothing earlier is this attempt's
+                break
+            lines = _LAST_LINE.findall(block[-2048:])
+            if lines and stream == "stdout":
+                found = lines[-1]
+                break
+            if lines and found is None:
+                found = lines[-1]
+        if found is None:
             return ""
         # tqdm and friends print escape sequences (cursor up, colours): show the text only
-        plain = Text.from_ansi(lines[-1].decode("utf-8", "replace")).plain
+        plain = Text.from_ansi(found.decode("utf-8", "replace")).plain
         return "".join(ch for ch in plain if ch >= " " and ch != "\x7f")
 
     def _render(self) -> Group:
+        with self._lock:
+            return self._frame()
+
+    def _frame(self) -> Group:
         width = max(20, self.console.width)
         lines = [self._header(width)]
         now = time.monotonic()
@@ -183,6 +199,25 @@ class ProgressDisplay:
             row.append(" " * GAP + _fit(last, last_w))
             out.append(row)
         return out
+
+
+def _name(job: Any) -> str:
+    """A job id as rich markup shows it: a swept id's brackets (`mlp[lr=0.1]`) are text, not a style."""
+    return escape(visible(str(job)))
+
+
+def _shown(rec: dict[str, Any]) -> str:
+    """A finished job's line after its name: its first metrics, or why it failed; its warnings."""
+    metrics = [(k, v) for k, v in (rec.get("metrics") or {}).items() if isinstance(v, int | float | str)]
+    shown = escape(visible(" ".join(f"{k}={v}" for k, v in metrics[:SHOWN_METRICS])))
+    if len(metrics) > SHOWN_METRICS:
+        shown += f" +{len(metrics) - SHOWN_METRICS} more"  # all of them: summary.json, `logs`
+    if rec.get("error"):  # why it failed, and for an import error which Python ran it
+        shown = escape(visible(str(rec["error"]) + (f" ({rec['hint']})" if rec.get("hint") else "")))
+    if rec.get("warnings"):  # a fallback ("creating a sample dataset") seen without opening a log
+        first = escape(visible(str(rec.get("first_warning") or "")[:100]))
+        shown += f"  [yellow]warnings: {rec['warnings']}[/] (first: {first})"
+    return shown
 
 
 def _fit(text: str, width: int) -> str:

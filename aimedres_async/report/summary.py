@@ -12,6 +12,7 @@ import errno
 import os
 import re
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -218,15 +219,41 @@ def results_table(jobs: list[dict[str, Any]], width: int | None = None) -> str:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    if width is not None and sum(widths) + 2 * len(widths) + MIN_METRICS > width:
+        return _stacked(rows, widths, width)
     if width is not None:
-        room = max(24, width - sum(widths) - 2 * len(widths))
-        rows = [(*r[:-1], r[-1] if len(r[-1]) <= room else r[-1][: room - 1] + "…") for r in rows]
+        room = width - sum(widths) - 2 * len(widths)
+        rows = [(*r[:-1], _cut(r[-1], room)) for r in rows]
     return (
         "\n".join(
             ("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]).rstrip() for r in rows
         )
         + "\n"
     )
+
+
+MIN_METRICS = 24  # below this, a terminal's table puts each job's metrics on a line of their own
+_NARROW_DROPS = (5, 2, 4)  # the columns a narrow terminal loses first: PEAK RSS, ATTEMPTS, TIME
+
+
+def _cut(text: str, room: int) -> str:
+    return text if len(text) <= room else text[: max(0, room - 1)] + "…"
+
+
+def _stacked(rows: Sequence[tuple[str, ...]], widths: list[int], width: int) -> str:
+    """A narrow terminal's table: the columns that fit (the job and its status always), each job's
+    metrics or error on the next line, indented and cut to the width, so no line wraps."""
+    shown = list(range(len(widths)))
+    for column in _NARROW_DROPS:
+        if sum(widths[i] + 2 for i in shown) - 2 <= width:
+            break
+        shown.remove(column)
+    out = []
+    for n, r in enumerate(rows):
+        out.append(_cut("  ".join(r[i].ljust(widths[i]) for i in shown).rstrip(), width))
+        if n and r[-1]:
+            out.append("  " + _cut(r[-1], width - 2))
+    return "\n".join(out) + "\n"
 
 
 def error_cell(job: dict[str, Any]) -> str:

@@ -92,10 +92,10 @@ def test_with_a_width_the_metrics_column_is_cut_to_fit() -> None:
     assert len(lines[0]) <= 100
 
 
-def test_the_metrics_column_keeps_at_least_24_characters_on_a_narrow_terminal() -> None:
+def test_metrics_too_long_for_a_narrow_terminal_go_below_their_job_cut_to_its_width() -> None:
     long = {f"metric_{i}": i for i in range(40)}
-    line = results_table([row(metrics=long)], width=20).splitlines()[1]
-    assert line.endswith("…") and len(line.split("  ")[-1]) == 24
+    lines = results_table([row(metrics=long)], width=20).splitlines()
+    assert lines[2].startswith("  metric_0=0") and lines[2].endswith("…") and len(lines[2]) == 20
 
 
 def test_a_short_metrics_column_is_not_cut_on_a_wide_terminal() -> None:
@@ -128,3 +128,25 @@ def test_error_cell_only_for_jobs_that_ended_badly() -> None:
     for status in ("succeeded", "skipped", "queued", "running", "backoff"):
         assert error_cell({"status": status, "error": "boom"}) == ""
     assert error_cell({"status": "failed"}) == ""
+
+
+def test_results_table_at_60_columns_wraps_no_line() -> None:
+    """A 60-column terminal: the metrics go on a line of their own under each job, nothing wraps."""
+    jobs = [
+        row("breast_cancer", metrics={"accuracy": 0.9789, "roc_auc": 0.9952, "f1": 0.9834, "epochs": 10}),
+        row("diabetes", status="failed", exit_code=1, error="ValueError: bad input shape"),
+    ]
+    lines = results_table(jobs, width=60).splitlines()
+    assert all(len(line) <= 60 for line in lines), lines
+    assert lines[0].startswith("JOB") and "STATUS" in lines[0] and "FINAL METRICS" not in lines[0]
+    assert lines[1].startswith("breast_cancer") and lines[2].startswith("  accuracy=0.9789 roc_auc=0.9952")
+    assert lines[3].startswith("diabetes") and "failed" in lines[3]
+    assert lines[4] == "  error: ValueError: bad input shape"
+    wide = results_table(jobs, width=200).splitlines()
+    assert len(wide) == 3 and wide[1].endswith("epochs=10")  # room enough: one row per job
+
+
+def test_results_table_on_a_very_narrow_terminal_keeps_the_job_and_its_status() -> None:
+    lines = results_table([row("a-rather-long-job-id", metrics={"accuracy": 0.97})], width=40).splitlines()
+    assert all(len(line) <= 40 for line in lines), lines
+    assert lines[1].startswith("a-rather-long-job-id  succeeded") and "PEAK RSS" not in lines[0]
