@@ -509,6 +509,8 @@
       if (!series[name]) { series[name] = []; order.push(name); }
       series[name].push({ i: xi[paramText(r.params[p])], st: st, r: r });
     });
+    var left = order.length > 12 ? order.length - 12 : 0;
+    order = order.slice(0, 12);  // the lines of the best-ranked groups: rows come best first
     var W = 420, H = 220, m = { l: 50, r: 12, t: 22, b: 34 }, pw = W - m.l - m.r, ph = H - m.t - m.b;
     var lo = Infinity, hi = -Infinity;
     order.forEach(function (name) {
@@ -526,7 +528,10 @@
     yt.forEach(function (v) { out.push('<line x1="' + m.l + '" x2="' + (W - m.r) + '" y1="' + sy(v).toFixed(1) + '" y2="' + sy(v).toFixed(1) + '"/>'); });
     out.push("</g>");
     yt.forEach(function (v) { out.push('<text x="' + (m.l - 5) + '" y="' + (sy(v) + 3.5).toFixed(1) + '" text-anchor="end">' + esc(fmtNum(v)) + "</text>"); });
-    xs.forEach(function (v, i) { out.push('<text x="' + sx(i, (ns - 1) / 2).toFixed(1) + '" y="' + (H - 18) + '" text-anchor="middle">' + esc(paramText(v).slice(0, 14)) + "</text>"); });
+    var every = Math.max(1, Math.ceil(xs.length * 48 / pw));  // labels at least 48 px apart
+    xs.forEach(function (v, i) {
+      if (i % every === 0) out.push('<text x="' + sx(i, (ns - 1) / 2).toFixed(1) + '" y="' + (H - 18) + '" text-anchor="middle">' + esc(paramText(v).slice(0, 14)) + "</text>");
+    });
     out.push('<text x="' + (m.l + pw / 2).toFixed(1) + '" y="' + (H - 3) + '" text-anchor="middle">' + esc(p) + "</text>");
     out.push('<g class="axis"><line x1="' + m.l + '" x2="' + (W - m.r) + '" y1="' + (m.t + ph) + '" y2="' + (m.t + ph) + '"/></g>');
     order.forEach(function (name, si) {
@@ -548,7 +553,7 @@
     if (ns > 1) {
       out.push('<div class="legend">' + order.map(function (name, si) {
         return '<span><span class="sw" style="background:' + PAL[si % PAL.length] + '"></span>' + esc(name) + "</span>";
-      }).join("") + "</div>");
+      }).join("") + (left ? "<span>… " + left + " more, not drawn</span>" : "") + "</div>");
     }
     return out.join("");
   }
