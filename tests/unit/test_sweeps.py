@@ -394,3 +394,13 @@ def test_the_step_summary_escapes_a_pipe_in_a_swept_id() -> None:
     job = {"id": "t[m=a|b]", "status": "succeeded", "attempts": 1, "duration_s": 1.0, "metrics": None}
     row = markdown_table("run", [job]).strip().splitlines()[-1]
     assert row.startswith("| t[m=a\\|b] |") and row.count(" | ") == 4
+
+
+def test_ray_submission_names_stay_apart_once_lowercased() -> None:
+    from aimedres_async.engine.executors.ray import _submission_name
+
+    assert _submission_name("train") == "train"
+    escaped = _submission_name("t[m=a/b,seed=0]")  # %2F has capitals: a hash keeps it apart
+    assert escaped.startswith("t@m=a%2Fb,seed=0-") and len(escaped) == len("t@m=a%2Fb,seed=0-") + 8
+    upper, lower = _submission_name("t[m=A]").lower(), _submission_name("t[m=a]").lower()
+    assert upper != lower and lower == "t@m=a"
