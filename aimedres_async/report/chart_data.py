@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 from aimedres_async import __version__
-from aimedres_async.report.groups import LoadedRun, swept
-from aimedres_async.report.leaderboard import leaderboard, step_summary_wanted, to_json
+from aimedres_async.report.groups import LoadedRun, groups, metric_names, swept
+from aimedres_async.report.leaderboard import parse_sort, rank, step_summary_wanted, to_json
 from aimedres_async.report.run_model import Attempt, Job, RunModel, iso_time
 
 MAX_CURVE_KEYS = 16  # metric charts per job
@@ -152,9 +152,12 @@ def leaderboard_data(m: RunModel) -> dict[str, Any] | None:
         {"id": j.id, "status": j.status, "metrics": j.metrics, **({"params": j.params} if j.params else {})}
         for j in m.jobs.values()
     ]
-    ranked, metrics, keys = leaderboard([LoadedRun("report", "", entries)], None)
-    if not step_summary_wanted([r.group for r in ranked]):
+    gs = groups([LoadedRun("report", "", entries)])  # in the run's order: each parameter's values too
+    if not step_summary_wanted(gs):
         return None
+    metrics = metric_names(gs)
+    keys = parse_sort(None, metrics)
+    ranked = rank(gs, keys)
     rows = to_json(ranked)
     for row, r in zip(rows, ranked, strict=True):
         row["label"] = r.group.label
@@ -163,7 +166,7 @@ def leaderboard_data(m: RunModel) -> dict[str, Any] | None:
         "rows": rows,
         "metrics": metrics[:MAX_FINAL_KEYS],
         "sort": str(keys[0]) if keys else None,
-        "swept": swept([r.group for r in ranked]),
+        "swept": swept(gs),
     }
 
 

@@ -276,3 +276,25 @@ def test_the_step_summary_gets_a_leaderboard_only_for_sweeps_and_seeds() -> None
     assert "| 1 | t[lr=0.1] | 2 | 0.5 ± 0.7071 |" in step_leaderboard("R", swept_jobs)
     repeated = [job("t", seed=s, metrics={"x": s}) for s in range(2)]  # repeat = 2: seeds alone
     assert "| 1 | t | 2 | 0.5 ± 0.7071 |" in step_leaderboard("R", repeated)
+
+
+def test_the_reports_leaderboard_data() -> None:
+    from aimedres_async.report.chart_data import leaderboard_data
+    from aimedres_async.report.run_model import Job, RunModel
+
+    def model(entries: list[dict[str, Any]]) -> RunModel:
+        m = RunModel()
+        for e in entries:
+            m.jobs[e["id"]] = Job(e["id"], status=e["status"], metrics=e["metrics"], params=e.get("params"))
+        return m
+
+    assert leaderboard_data(model([job("a", metrics={"x": 1}), job("b", metrics={"x": 2})])) is None
+    entries = [job("t", seed=s, metrics={"acc": 0.5 + s / 10 + lr}, lr=lr) for lr in (0.01, 0.1) for s in range(2)]
+    data = leaderboard_data(model([*entries, job("t", "failed", seed=2, lr=0.01)]))
+    assert data is not None
+    assert data["sort"] == "acc:desc" and data["metrics"] == ["acc"]
+    assert data["swept"] == {"lr": [0.01, 0.1]}  # in the run's order, not the ranking's
+    first, second = data["rows"]
+    assert (first["rank"], first["label"], first["n"], first["failed"]) == (1, "t[lr=0.1]", 2, 0)
+    assert (second["rank"], second["label"], second["n"], second["failed"]) == (2, "t[lr=0.01]", 2, 1)
+    assert first["metrics"]["acc"]["mean"] == pytest.approx(0.65) and "runs" not in first
