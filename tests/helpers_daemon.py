@@ -183,9 +183,9 @@ def submit(folder: Path, *args: str) -> str:
         [PY, "-m", "aimedres_async", "submit", *args], cwd=folder, capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
-    ids = r.stdout.split()
-    assert len(ids) == 1, r.stdout
-    return ids[0]
+    fields = r.stdout.split()  # "<number> <ticket id>"
+    assert len(fields) == 2 and fields[0].isdigit(), r.stdout
+    return fields[1]
 
 
 # ---------------------------------------------------------------- processes

@@ -38,6 +38,11 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "report": ("project", "cmd_report"),
     "leaderboard": ("experiments", "cmd_leaderboard"),
     "compare": ("experiments", "cmd_compare"),
+    "restart": ("spool_ops", "cmd_restart"),
+    "clean": ("spool_ops", "cmd_clean"),
+    "parallel": ("spool_ops", "cmd_parallel"),
+    "_tickets": ("spool_ops", "cmd_tickets"),
+    "completions": ("completions", "cmd_completions"),
 }
 
 

@@ -32,6 +32,11 @@ COMMANDS = (
     "leaderboard",
     "compare",
     "help",
+    "restart",
+    "clean",
+    "parallel",
+    "completions",
+    "_tickets",
 )
 
 # Options every command takes, before or after the command's name (as ruff's and uv's do).
@@ -96,8 +101,9 @@ DESCRIPTIONS = {
     "supervisor as `run`, and file each under done/, failed/ or rejected/. Meant for systemd. "
     "Exits 0 on SIGTERM, 130 on SIGINT (running tickets go back to incoming/), 2 on a config or "
     "spool error, 1 on an internal error.",
-    "submit": "Validate tickets and enqueue them into the spool atomically; prints each ticket id. "
-    "Either ticket files, or --job ID with overrides.",
+    "submit": "Validate tickets and enqueue them into the spool atomically; prints each ticket's number "
+    "and id. Either ticket files, --job ID with overrides, or a command after `--` (run as an argv "
+    "list, never through a shell, in this folder unless --cwd).",
     "status": "Whether a daemon serves the spool (pid, since, version, config, workers, paused; exit 3 "
     "if none), the queued tickets in run order, the running ones (job, attempt, pid, Slurm job id "
     "on Slurm, elapsed, last line) and the last finished.",
@@ -109,6 +115,15 @@ DESCRIPTIONS = {
     "pause": "Daemons on this spool claim no new ticket until `resume`; running tickets go on. Kept in "
     "the spool (control/paused), so a restarted daemon stays paused.",
     "resume": "Undo `pause`: daemons on this spool claim tickets again.",
+    "restart": "Queue finished tickets again as new tickets (a new number and id, with restarted_from "
+    "naming the old one); --edit opens $EDITOR on a copy first.",
+    "clean": "Remove finished tickets (done/, failed/, rejected/) and their job logs from the spool; "
+    "never a queued or running one, nor one a queued ticket waits for (after).",
+    "parallel": "Change how many tickets the daemons on this spool run at once (of one group with "
+    "--group), at once and kept across restarts; running tickets go on when it is lowered.",
+    "_tickets": "The numbers of the spool's tickets, newest first (for the completion scripts).",
+    "completions": "Print a shell completion script: `source <(aimedres-async completions bash)`; "
+    "ticket numbers are completed from the spool.",
     "logs": "A job's or ticket's JSON-lines log rendered for people: timestamps, attempt separators, "
     "'!' for stderr, a printed JSON object as its key=value pairs.",
     "help": "Describe a command, as `COMMAND --help` does; without one, the commands and the global options.",
@@ -125,6 +140,7 @@ DESCRIPTIONS = {
     "added or removed, jobs whose outcome changed. Exit 1 when a --fail-if gate fails or, with --exact, "
     "anything differs; 2 for a bad expression or a missing run.",
 }
+TICKET_HELP = "a ticket's number, its id, or a unique prefix of the id"
 EPILOG = """With no command, `run` is meant: `aimedres-async --parallel -j 4 --epochs 3` is
 `aimedres-async run --parallel -j 4 --epochs 3`, and `aimedres-async` alone runs every job of the
 config, as run_all_training.py did. `aimedres-async COMMAND --help` describes a command."""
@@ -133,8 +149,14 @@ config, as run_all_training.py did. `aimedres-async COMMAND --help` describes a 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     """The command line as a namespace; a mistake raises UsageError (one line, exit 2)."""
     parser = build_parser()
-    run_options = parser.subcommands()["run"].options()
-    namespace: argparse.Namespace = parser.parse_args(with_default_command(list(argv), run_options))
+    args = with_default_command(list(argv), parser.subcommands()["run"].options())
+    namespace: argparse.Namespace = parser.parse_args(args)
+    if namespace.command == "submit":
+        namespace.command_argv = None
+        if "--" in args:  # `submit [options] -- CMD ARG...`: the rest is the command, as it is
+            cut = args.index("--")
+            namespace = parser.parse_args(args[:cut])
+            namespace.command_argv = args[cut + 1 :]
     return namespace
 
 
@@ -220,6 +242,7 @@ def build_parser() -> Parser:
     srv = _subcommand(sub, "serve", "the spool daemon: run the tickets dropped into spool_dir/incoming")
     _submit_command(sub)
     _queue_commands(sub)
+    _spool_commands(sub)
     _project_commands(sub)
     _experiment_commands(sub)
     hlp = _subcommand(sub, "help", "describe a command: `help run` is `run --help`")
@@ -392,7 +415,7 @@ def _output_options(run: Parser) -> None:
 
 
 def _submit_command(sub: Any) -> Parser:
-    smt = _subcommand(sub, "submit", "enqueue tickets into the spool atomically; prints each ticket id")
+    smt = _subcommand(sub, "submit", "enqueue tickets into the spool atomically; prints each ticket's number and id")
     smt.add_argument("tickets", nargs="*", metavar="TICKET.toml", help="ticket files to submit (or use --job)")
     smt.add_argument("--job", metavar="ID", help="a ticket naming this configured (or discovered) job")
     smt.add_argument("--epochs", type=_positive_int, metavar="N", help="the ticket's epochs (passed as --epochs)")
@@ -422,7 +445,43 @@ def _submit_command(sub: Any) -> Parser:
         help="start only once TICKET succeeded; if it fails or is cancelled this one fails "
         'with failure = "dependency" (repeatable); ticket key `after`',
     )
+    _queue_options(smt)
+    smt.add_argument("--cwd", metavar="DIR", help="with `-- CMD`: run it in DIR (default: where submit runs)")
     return smt
+
+
+def _queue_options(sp: Parser) -> None:
+    """What `submit` gives a new ticket besides its job."""
+    sp.add_argument("--label", metavar="TEXT", help="what `status` calls the ticket; ticket key `label`")
+    sp.add_argument("--group", metavar="NAME", help="the daemon queue ([groups.<name>]) it waits in (default: default)")
+    sp.add_argument(
+        "--delay",
+        type=_duration,
+        metavar="DURATION",
+        help="claim it no sooner than this from now, e.g. 10m; ticket key `not_before`",
+    )
+
+
+def _spool_commands(sub: Any) -> tuple[Parser, ...]:
+    """restart, clean, parallel, completions (SPEC §15), and the hidden helper of completions."""
+    rst = _subcommand(sub, "restart", "queue finished tickets again as new tickets")
+    rst.add_argument("tickets", nargs="+", metavar="TICKET", help=TICKET_HELP)
+    rst.add_argument("--edit", action="store_true", help="edit a copy of each ticket in $EDITOR first")
+    cln = _subcommand(sub, "clean", "remove finished tickets and their logs from the spool")
+    which = cln.add_mutually_exclusive_group()
+    which.add_argument("--failed", action="store_true", help="only failed, cancelled and rejected tickets")
+    which.add_argument("--succeeded", action="store_true", help="only tickets that succeeded")
+    cln.add_argument(
+        "--older-than", type=_duration, metavar="DURATION", help="only tickets filed longer ago than this, e.g. 7d"
+    )
+    par = _subcommand(sub, "parallel", "change the daemons' worker count now (kept across restarts)")
+    par.add_argument("workers", nargs="?", type=_int_at_least(1, MAX_WORKERS), metavar="N", help="tickets at once")
+    par.add_argument("--group", metavar="NAME", help="the group to change (default: default)")
+    par.add_argument("--reset", action="store_true", help="go back to the config's worker count")
+    cmp = _subcommand(sub, "completions", "print a shell completion script")
+    cmp.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    hidden: Parser = sub.add_parser("_tickets", description=DESCRIPTIONS["_tickets"])  # no help=: not listed
+    return rst, cln, par, hidden
 
 
 def _queue_commands(sub: Any) -> tuple[Parser, ...]:
@@ -431,7 +490,9 @@ def _queue_commands(sub: Any) -> tuple[Parser, ...]:
     sts.add_argument("--json", action="store_true", help="one JSON object, for machines")
     sts.add_argument("--last", type=_count, default=10, metavar="N", help="finished tickets to list (default 10)")
     lgs = _subcommand(sub, "logs", "a job's or ticket's log, for humans")
-    lgs.add_argument("target", metavar="JOB|TICKET", help="a job id of a run, or a ticket id")
+    lgs.add_argument(
+        "target", metavar="JOB|TICKET", help="a job id of a run, or a ticket (number, id or unique id prefix)"
+    )
     lgs.add_argument("--run", metavar="RUN_ID", help="which run (default: the ticket's, else the latest)")
     lgs.add_argument(
         "--follow",
@@ -440,14 +501,20 @@ def _queue_commands(sub: Any) -> tuple[Parser, ...]:
         help="keep printing until the job finishes; a queued ticket is waited for, and the exit code is `wait`'s",
     )
     cnc = _subcommand(sub, "cancel", "cancel queued or running tickets")
-    cnc.add_argument("tickets", nargs="*", metavar="TICKET", help="ticket ids to cancel")
+    cnc.add_argument(
+        "tickets", nargs="*", metavar="TICKET", help="tickets to cancel: numbers, ids or unique id prefixes"
+    )
     cnc.add_argument("--all", action="store_true", help="cancel every queued and running ticket")
     cnc.add_argument("--no-wait", action="store_true", help="do not wait for running tickets to stop")
     wat = _subcommand(sub, "wait", "wait until tickets have finished")
-    wat.add_argument("tickets", nargs="+", metavar="TICKET", help="ticket ids to wait for")
+    wat.add_argument(
+        "tickets", nargs="+", metavar="TICKET", help="tickets to wait for: numbers, ids or unique id prefixes"
+    )
     wat.add_argument("--timeout", type=_duration, metavar="DURATION", help="give up after this long (exit 124)")
     pse = _subcommand(sub, "pause", "stop claiming new tickets (running ones go on)")
     rsm = _subcommand(sub, "resume", "claim tickets again after `pause`")
+    for sp in (pse, rsm):
+        sp.add_argument("--group", metavar="NAME", help="only this group's queue (default: every group)")
     return sts, lgs, cnc, wat, pse, rsm
 
 

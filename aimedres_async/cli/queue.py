@@ -43,26 +43,60 @@ def cmd_serve(cfg: Config, a: argparse.Namespace) -> int:
 
 
 def cmd_submit(cfg: Config, a: argparse.Namespace) -> int:
+    import os
+
     from aimedres_async.daemon import submit
 
+    spool = spool_of(cfg)
     try:
-        keys = submit.ordering(a.priority, a.after)
-        if a.job:
-            if a.tickets:
-                raise UsageError("give ticket files or --job, not both")
+        after = resolve_tickets(spool, a.after, unknown_ok=True)  # prepare() names one that is not there
+        more = {"label": a.label, "group": a.group, "not_before": submit.not_before(a.delay)}
+        keys = submit.ordering(a.priority, after, **more)
+        if sum(map(bool, (a.job, a.tickets, a.command_argv is not None))) > 1:
+            raise UsageError("give ticket files, --job ID or `-- CMD ARG...`, only one of them")
+        if a.cwd is not None and a.command_argv is None:
+            raise UsageError("--cwd is for a command given after `--`")
+        if a.command_argv is not None:
+            job_only = [f"--{n}" for n in ("epochs", "folds", "sample", "batch") if getattr(a, n) is not None]
+            if job_only or a.arg:
+                flags = ", ".join(job_only + ["--arg"] * bool(a.arg))
+                raise UsageError(f"{flags}: only for --job tickets; give the command's own arguments after `--`")
+            values = {"retries": a.retries, "timeout": a.timeout}
+            cwd = os.path.abspath(a.cwd or os.getcwd())
+            drafts = [submit.from_command(a.command_argv, cwd, values, keys)]
+        elif a.job:
             values = {name: getattr(a, name) for name in ("epochs", "folds", "sample", "batch", "retries", "timeout")}
             drafts = [submit.from_options(a.job, values, a.arg, keys)]
         elif a.tickets:
             drafts = submit.from_files(a.tickets, keys)
         else:
-            raise UsageError("nothing to submit: give ticket files or --job ID")
-        spool = spool_of(cfg)
+            raise UsageError("nothing to submit: give ticket files, --job ID or `-- CMD ARG...`")
         prepared = submit.prepare(cfg, spool, drafts)
         owner = submit.owner_for(spool)
-        submit.enqueue(spool, prepared, owner, lambda ticket_id: print(ticket_id, flush=True))
+        submit.enqueue(spool, prepared, owner, lambda number, ticket_id: print(number, ticket_id, flush=True))
     except submit.SubmitError as e:
         raise UsageError(str(e)) from None
     return 0
+
+
+def resolve_tickets(spool: Spool, tokens: Sequence[str], unknown_ok: bool = False) -> list[str]:
+    """What the user typed for tickets (numbers, ids, unique id prefixes) as ticket ids. A token
+    that names several tickets is exit 2 listing them; one naming none is exit 2 too, or, with
+    unknown_ok, passed on as it is (for a caller that reports unknown tickets itself)."""
+    from aimedres_async.daemon.numbers import TicketNameError, resolve
+    from aimedres_async.plan.config import JOB_ID_RE
+
+    ids = []
+    for token in tokens:
+        try:
+            ids.append(resolve(spool.root, token))
+        except TicketNameError as e:
+            if not (unknown_ok and str(e).startswith("no such ticket")):
+                raise UsageError(f"{e} (in spool {spool.root})") from None
+            if not JOB_ID_RE.fullmatch(token):
+                raise UsageError(f"not a ticket number or id: {token!r}") from None
+            ids.append(token)
+    return list(dict.fromkeys(ids))
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -84,10 +118,24 @@ def cmd_status(cfg: Config, a: argparse.Namespace) -> int:
         print(orjson.dumps(state, option=orjson.OPT_INDENT_2).decode())
         return code
     _print_daemons(state, spool)
+    from aimedres_async.plan.config import groups_of
+
+    _print_groups(state, groups_of(cfg))
     if state["queued"]:
         print(f"queued, in run order ({len(state['queued'])}):")
-        rows: list[tuple[str, ...]] = [("TICKET", "PRIORITY", "AFTER")]
-        rows += [(q["ticket"], str(q["priority"]), ",".join(q.get("after", ())) or "-") for q in state["queued"]]
+        rows: list[tuple[str, ...]] = [("#", "TICKET", "LABEL", "GROUP", "PRIORITY", "NOT BEFORE", "AFTER")]
+        rows += [
+            (
+                _number(q),
+                q["ticket"],
+                _cell(q.get("label")),
+                q["group"],
+                str(q["priority"]),
+                q.get("not_before") or "-",
+                ",".join(q.get("after", ())) or "-",
+            )
+            for q in state["queued"]
+        ]
         print(_table(rows))
     _print_running(state)
     _print_finished(state)
@@ -115,6 +163,41 @@ def _print_daemons(state: dict[str, Any], spool: Spool) -> None:
     )
 
 
+def _number(entry: dict[str, Any]) -> str:
+    return "-" if entry.get("number") is None else str(entry["number"])
+
+
+def _cell(text: object, width: int = 30) -> str:
+    """A free-text cell (a label) kept to one short line."""
+    if not text:
+        return "-"
+    line = " ".join(str(text).split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _print_groups(state: dict[str, Any], configured: list[str]) -> None:
+    """One line per group: workers busy (from the oldest daemon), queued, paused."""
+    daemon = state["daemon"] or {}
+    view: dict[str, dict[str, Any]] = daemon.get("groups") or {}
+    queued: dict[str, int] = {}
+    for q in state["queued"]:
+        queued[q["group"]] = queued.get(q["group"], 0) + 1
+    names = set(view or configured) | set(queued)
+    if names <= {"default"}:
+        return  # one queue: the lines above say it all
+    for g in sorted(names, key=lambda g: (g != "default", g)):
+        v = view.get(g)
+        if g not in view and g not in configured:
+            print(f"  group {g}: not in the config, {queued.get(g, 0)} queued (they will be rejected)")
+            continue
+        workers = ""
+        if v is not None:
+            set_by = " (set by `parallel`)" if v.get("parallel") else ""
+            workers = f"workers {v['busy']}/{v['workers']} busy{set_by}, "
+        paused = ", PAUSED" if v and v.get("paused") else ""
+        print(f"  group {g}: {workers}{queued.get(g, 0)} queued{paused}")
+
+
 def _print_running(state: dict[str, Any]) -> None:
     from aimedres_async.plan.units import format_duration
 
@@ -123,11 +206,15 @@ def _print_running(state: dict[str, Any]) -> None:
     print(f"running ({len(state['running'])}):")
     # a SLURM JOB column (squeue's JOBID) only when some ticket runs on Slurm
     slurm = any(r.get("slurm_job_id") for r in state["running"])
-    rows = [("TICKET", "JOB", "ATTEMPT", "PID", *(("SLURM JOB",) if slurm else ()), "ELAPSED", "LAST LINE")]
+    rows = [
+        ("#", "TICKET", "LABEL", "GROUP", "ATTEMPT", "PID", *(("SLURM JOB",) if slurm else ()), "ELAPSED", "LAST LINE")
+    ]
     rows += [
         (
+            _number(r),
             str(r.get("ticket")),
-            str(r.get("job") or "-"),
+            _cell(r.get("label") or r.get("job")),
+            str(r.get("group")),
             str(r.get("attempt")),
             "-" if r.get("pid") is None else str(r["pid"]),
             *((str(r.get("slurm_job_id") or "-"),) if slurm else ()),
@@ -145,13 +232,17 @@ def _print_finished(state: dict[str, Any]) -> None:
     if not state["finished"]:
         return
     print(f"finished (last {len(state['finished'])}):")
-    rows = [("TICKET", "STATUS", "EXIT", "DURATION", "FINISHED AT")]
+    rows = [("#", "TICKET", "LABEL", "GROUP", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "FINISHED AT")]
     for f in state["finished"]:
         dur = f["duration_s"]
         rows.append(
             (
+                _number(f),
                 f["ticket"],
+                _cell(f.get("label")),
+                str(f.get("group")),
                 f["status"] + (f" [{f['failure']}]" if f.get("failure") else ""),
+                "-" if f.get("attempts") is None else str(f["attempts"]),
                 "-" if f["exit_code"] is None else str(f["exit_code"]),
                 format_duration(dur) if isinstance(dur, int | float) else "-",
                 f["finished_at"] or "-",
@@ -165,6 +256,8 @@ def cmd_logs(cfg: Config, a: argparse.Namespace) -> int:
     from aimedres_async.plan.config import JOB_ID_RE
 
     spool = spool_of(cfg)
+    if a.run is None:  # a ticket's number, id or id prefix; else a job of the latest run
+        a.target = resolve_tickets(spool, [a.target], unknown_ok=JOB_ID_RE.fullmatch(a.target) is not None)[0]
     if a.follow and a.run is None and JOB_ID_RE.fullmatch(a.target) and spool.state_of(a.target) is not None:
         from aimedres_async.daemon.control import follow
 
@@ -176,22 +269,13 @@ def cmd_logs(cfg: Config, a: argparse.Namespace) -> int:
     return show(path, follow=a.follow)
 
 
-def _ticket_ids(tickets: list[str]) -> list[str]:
-    from aimedres_async.plan.config import JOB_ID_RE
-
-    bad = [t for t in tickets if not JOB_ID_RE.fullmatch(t)]
-    if bad:
-        raise UsageError(f"not a ticket id: {', '.join(repr(t) for t in bad)}")
-    return tickets
-
-
 def cmd_cancel(cfg: Config, a: argparse.Namespace) -> int:
     from aimedres_async.daemon.control import cancel, describe, wait
 
     if a.all == bool(a.tickets):
         raise UsageError("give ticket ids or --all (not both)")
     spool = spool_of(cfg)
-    tickets = _ticket_ids(a.tickets)
+    tickets = resolve_tickets(spool, a.tickets, unknown_ok=True)
     try:
         spool.ensure(check_secure=False)  # a spool from before control/ existed gets it
         report = cancel(spool, tickets, a.all)
@@ -223,7 +307,7 @@ def cmd_wait(cfg: Config, a: argparse.Namespace) -> int:
     from aimedres_async.daemon.control import EXIT_TIMEOUT, describe, exit_code, wait
 
     spool = spool_of(cfg)
-    tickets = _ticket_ids(a.tickets)
+    tickets = resolve_tickets(spool, a.tickets, unknown_ok=True)
     unknown = [t for t in tickets if spool.state_of(t) is None]
     if unknown:
         raise UsageError(f"no such ticket in spool {spool.root}: {', '.join(unknown)}")
@@ -234,14 +318,32 @@ def cmd_wait(cfg: Config, a: argparse.Namespace) -> int:
     return exit_code(done.values())
 
 
+def check_group(cfg: Config, group: str) -> None:
+    from aimedres_async.plan.config import groups_of
+
+    if group not in groups_of(cfg):
+        raise UsageError(f"--group: no group {group!r} in the config ({', '.join(groups_of(cfg))})")
+
+
 def cmd_pause(cfg: Config, a: argparse.Namespace, paused: bool = True) -> int:
     spool = spool_of(cfg)
+    if a.group is not None:
+        check_group(cfg, a.group)
     try:
         spool.ensure(check_secure=False)
-        spool.set_paused(paused)
+        if a.group is None:
+            spool.set_paused(paused)
+        else:
+            from aimedres_async.daemon.groups import set_group_paused
+
+            set_group_paused(spool, a.group, paused)
     except OSError as e:
         raise UsageError(f"cannot write to spool {spool.root}: {e.strerror or e}") from None
-    if paused:
+    if a.group is not None:
+        done = "paused" if paused else "resumed"
+        what = "no new ticket of it is claimed until `resume --group`" if paused else "its tickets are claimed again"
+        print(f"{done} group {a.group} of {spool.root}: {what}")
+    elif paused:
         print(f"paused: no new ticket is claimed from {spool.root} until `resume` (running ones go on)")
     else:
         print(f"resumed: tickets in {spool.root} are claimed again")

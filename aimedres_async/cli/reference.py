@@ -63,7 +63,7 @@ def _usage(parser: argparse.ArgumentParser) -> str:
 def render(parser: Parser | None = None) -> str:
     """The generated part: the commands, the global options, then each command's usage and options."""
     top = parser or build_parser()
-    commands = top.subcommands()
+    commands = {name: sub for name, sub in top.subcommands().items() if not name.startswith("_")}  # `_tickets`: hidden
     out = [BEGIN, "", "## Commands", "", "| command | what it does |", "|---|---|"]
     out += [f"| [`{name}`](#aimedres-async-{name}) | {_cell(DESCRIPTIONS.get(name, ''))} |" for name in commands]
     out += ["", "## Global options", "", "They go before or after the command's name.", ""]

@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 
 from aimedres_async.daemon.spool import Spool
-from aimedres_async.daemon.tickets import SUFFIX, cancelled_result
+from aimedres_async.daemon.tickets import SUFFIX, cancelled_result, filed_ticket, order_of
+from aimedres_async.plan.config import DEFAULT_GROUP
 
 FINAL = ("done", "failed", "rejected")
 EXIT_FAILED = 1
@@ -231,21 +232,51 @@ def last_line(log: Path, limit: int = 65536) -> str | None:
     return None
 
 
+def _finished(spool: Spool, state: str, ticket: str) -> dict[str, Any]:
+    """A filed ticket as `status` lists it."""
+    raw = filed_ticket(spool.dir(state) / f"{ticket}{SUFFIX}")
+    if state == "rejected":
+        found = spool.state_of(ticket)
+        raw["result"] = found[1] if found else {}
+    found = raw.get("result")
+    res: dict[str, Any] = found if isinstance(found, dict) else {}
+    o = order_of(raw)
+    return {
+        "ticket": ticket,
+        "state": state,
+        "status": outcome(state, res),
+        "exit_code": res.get("exit_code"),
+        "duration_s": res.get("duration_s"),
+        "finished_at": res.get("finished_at"),
+        "failure": res.get("failure"),
+        "number": o.number,
+        "label": o.label,
+        "group": o.group,
+        "attempts": res.get("attempts"),
+        "restarted_from": raw.get("restarted_from"),
+    }
+
+
 def status(spool: Spool, last: int = 10) -> dict[str, Any]:
     """What `status` shows: the daemons serving the spool, queued tickets in run order, running ones,
     the last few filed, and counts per state."""
     now = time.time()
     queued = []
     for q in spool.queue():
+        o = q.order
         entry: dict[str, Any] = {"ticket": q.ticket_id, "priority": q.priority}
         if q.after:
             entry["after"] = list(q.after)
+        entry |= {"number": o.number, "label": o.label, "group": o.group}
+        if o.not_before is not None:
+            entry["not_before"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(o.not_before))
         queued.append(entry)
     running = []
     for r in spool.running():
         r["elapsed_s"] = round(now - float(r.get("started", now)), 1)
         r["last_line"] = last_line(Path(r["log"])) if r.get("log") else None
         r.setdefault("slurm_job_id", None)  # the Slurm job of the attempt, when it runs on Slurm
+        r.setdefault("group", DEFAULT_GROUP)
         running.append(r)
     filed = []
     for state in FINAL:
@@ -255,21 +286,7 @@ def status(spool: Spool, last: int = 10) -> dict[str, Any]:
                     filed.append((os.lstat(spool.dir(state) / name).st_mtime, state, name[: -len(SUFFIX)]))
                 except FileNotFoundError:
                     continue
-    finished = []
-    for _mtime, state, ticket in sorted(filed, reverse=True)[:last]:
-        found = spool.state_of(ticket)
-        res = found[1] if found else {}
-        finished.append(
-            {
-                "ticket": ticket,
-                "state": state,
-                "status": outcome(state, res),
-                "exit_code": res.get("exit_code"),
-                "duration_s": res.get("duration_s"),
-                "finished_at": res.get("finished_at"),
-                "failure": res.get("failure"),
-            }
-        )
+    finished = [_finished(spool, state, ticket) for _mtime, state, ticket in sorted(filed, reverse=True)[:last]]
     daemons = spool.daemons()
     return {
         "spool": str(spool.root),

@@ -22,6 +22,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from aimedres_async import __version__
+from aimedres_async.daemon import groups
 from aimedres_async.daemon.dependencies import blocked
 from aimedres_async.daemon.notify import Notifier
 from aimedres_async.daemon.orphans import SPOOL_ENV, cancel_cluster_leftovers, ledger_of, process_identity
@@ -73,9 +74,12 @@ class Daemon:
         self.cancelling: set[str] = set()  # claimed tickets a `cancel` asked to stop
         self._filing: TaskGroup | None = None  # files finished tickets while serving
         self._filings = 0  # tickets being filed now
-        self.labels: dict[str, str] = {}  # claimed ticket -> the job it names (for `status`)
         self.leftovers: list[dict[str, Any]] = []  # Slurm jobs of a dead daemon, cancelled at start
         self._reconfiguring: asyncio.Future[None] | None = None  # a reload's cluster check
+        self.meta: dict[str, dict[str, Any]] = {}  # claimed ticket -> job, label, number, group (`status`)
+        self.parallel: dict[str, int] = {}  # `parallel N [--group G]`, kept in control/
+        self.paused_groups: set[str] = set()  # `pause --group G`
+        self.next_due: float | None = None  # seconds until a delayed ticket is due
         self.paused = False
         self.started = time.time()
         self._published = ""
@@ -88,12 +92,13 @@ class Daemon:
             self.console.warning(f"ticket {ticket} was left in active/ by a dead daemon: back in incoming/")
         self.spool.sweep_daemons()
         self._cancel_leftovers()
+        self.parallel = groups.read_parallel(self.spool)
         logs_dir = self.cfg.resolve(self.cfg.supervisor.logs_dir)
         # AIMEDRES_SPOOL with AIMEDRES_JOB_ID=<ticket> lets a restarted daemon find a local job that
         # no record names (killed between its spawn and the sidecar), and only this spool's. A
         # cluster's job is the cluster's to end (the ledger, scancel), even one on this host.
         opts = RunOptions(
-            max_workers=self._workers(self.cfg),
+            max_workers=self._total(self.cfg),
             logs_dir=logs_dir,
             serve=True,
             job_env={SPOOL_ENV: self.spool.identity} if self.executor is None else {},
@@ -132,6 +137,7 @@ class Daemon:
         group. A helper's error stops the daemon as a signal does (running tickets go back to
         incoming/) and fails it; an error of the run itself ends it at once (see Supervisor.run)."""
         self.paused = self.spool.paused()
+        self.paused_groups = groups.paused_groups(self.spool)
         if self.paused:
             self.console.warning("the spool is paused: no ticket is claimed until `resume`")
             sup.log.emit("daemon.paused")
@@ -177,6 +183,14 @@ class Daemon:
     def _workers(self, cfg: Config) -> int:
         return default_workers(True, cfg.supervisor.max_workers)
 
+    def _limits(self, cfg: Config) -> dict[str, int]:
+        return groups.limits(cfg, self._workers(cfg), self.parallel)
+
+    def _total(self, cfg: Config) -> int:
+        """The run's worker slots: every group's workers (each group is held to its own count when
+        tickets are claimed)."""
+        return sum(self._limits(cfg).values())
+
     def _on_signal(self, signum: signal.Signals) -> None:
         if signum == signal.SIGHUP:
             self._on_reload()
@@ -208,7 +222,7 @@ class Daemon:
                 return
             self.cfg = self.sup.cfg = cfg
             self.known = known_jobs(cfg)
-            self.sup.set_max_workers(self._workers(cfg))
+            self.sup.set_max_workers(self._total(cfg))
             self.sup.ctx.grace_period = cfg.supervisor.grace_period
             self.sup.ctx.stop_signal = cfg.stop_signum
             if self._reconfigure_executor(cfg):
@@ -217,7 +231,7 @@ class Daemon:
 
     def _reloaded(self) -> None:
         assert self.sup is not None
-        self.sup.log.emit("daemon.reloaded", max_workers=self._workers(self.cfg), jobs=sorted(self.known))
+        self.sup.log.emit("daemon.reloaded", max_workers=self._total(self.cfg), jobs=sorted(self.known))
         self._publish(force=True)
         self.notifier.ready(self._status_text())
         self.kick.set()
@@ -284,8 +298,9 @@ class Daemon:
                 next_sweep = time.monotonic() + TMP_SWEEP_INTERVAL
                 with contextlib.suppress(OSError):
                     await anyio.to_thread.run_sync(self.spool.sweep_tmp)
+            wake = RESCAN_INTERVAL if self.next_due is None else min(RESCAN_INTERVAL, self.next_due + 0.01)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.kick.wait(), RESCAN_INTERVAL)
+                await asyncio.wait_for(self.kick.wait(), wake)
             self.kick.clear()
 
     async def _apply_requests(self) -> None:
@@ -296,6 +311,7 @@ class Daemon:
         if paused != self.paused:
             self.paused = paused
             self.sup.log.emit("daemon.paused" if paused else "daemon.resumed")
+        self._apply_groups()
         for ticket in self.spool.cancel_requests():
             if ticket in self.claimed:
                 if ticket not in self.cancelling:
@@ -319,6 +335,23 @@ class Daemon:
             # active/ but not ours: another daemon's (it applies the request), or a dead daemon's
             # (recovered into incoming/ at the next start, then cancelled before it is claimed)
 
+    def _apply_groups(self) -> None:
+        """`parallel N [--group G]` and `pause/resume --group G`, as control/ says now."""
+        assert self.sup is not None
+        paused_groups = groups.paused_groups(self.spool)
+        for g in sorted(paused_groups ^ self.paused_groups):
+            self.sup.log.emit("daemon.paused" if g in paused_groups else "daemon.resumed", group=g)
+        changed = paused_groups != self.paused_groups
+        self.paused_groups = paused_groups
+        parallel = groups.read_parallel(self.spool)
+        if parallel != self.parallel:
+            self.parallel = parallel
+            self.sup.set_max_workers(self._total(self.cfg))
+            self.sup.log.emit("daemon.parallel", workers=self._limits(self.cfg))
+            changed = True
+        if changed:
+            self._publish(force=True)
+
     async def _claim_some(self) -> None:
         """Claim what fits in the free slots, in queue order; the spool's file-system work (reads,
         flock, links, fsyncs) runs in worker threads."""
@@ -337,13 +370,19 @@ class Daemon:
             return
         queue = await anyio.to_thread.run_sync(self.spool.queue)
         self.waiting_count = len(queue)
+        now = time.time()
+        self.next_due = groups.next_due(queue, now)
         waiting = {q.ticket_id: q.after for q in queue if q.after}
+        free_in = groups.free(self._limits(self.cfg), groups.busy(m["group"] for m in self.meta.values()))
         for q in queue:
             if free <= 0 or self.stopping:
                 break
+            if not groups.may_claim(q, free_in, self.paused_groups, now):
+                continue
             if await self._claim_one(q, waiting):
                 self.waiting_count -= 1
                 free -= 1
+                free_in[q.order.group] = free_in.get(q.order.group, 1) - 1
         self._publish()
 
     async def _claim_one(self, q: Queued, waiting: dict[str, tuple[str, ...]]) -> bool:
@@ -381,7 +420,12 @@ class Daemon:
             await self._reject(claimed, f"can never run here: it {unfit}")
             return False
         self.claimed[claimed.ticket_id] = claimed
-        self.labels[claimed.ticket_id] = ticket.label
+        self.meta[claimed.ticket_id] = {
+            "job": ticket.job or ticket.label,
+            "label": ticket.label,
+            "number": ticket.number,
+            "group": ticket.group,
+        }
         self.sup.add(spec, self._on_finished, ticket_job=ticket.label, priority=ticket.priority)
         return True
 
@@ -429,7 +473,7 @@ class Daemon:
             info = process_identity(pid) | {
                 "slurm_job_id": fields.get("slurm_job_id"),
                 "ticket": job_id,
-                "job": self.labels.get(job_id),
+                **self.meta.get(job_id, {}),
                 "attempt": attempt,
                 "daemon_pid": os.getpid(),
                 "started_at": timestamp_str(),
@@ -444,7 +488,7 @@ class Daemon:
         the daemon's filing task group (or back to incoming/ when the daemon stops)."""
         assert self.sup is not None
         c = self.claimed.pop(job.spec.id, None)
-        self.labels.pop(job.spec.id, None)
+        self.meta.pop(job.spec.id, None)
         if c is None:
             return
         cancelled = job.spec.id in self.cancelling
@@ -516,15 +560,24 @@ class Daemon:
             "host": os.uname().nodename,
             "run": self.sup.run_id,
             "logs": str(self.sup.log.dir),
-            "workers": self._workers(self.cfg),
+            "workers": self._total(self.cfg),
             "busy": len(self.claimed),
             "paused": self.paused,
+            "groups": self._groups_view(),
             "status": text,
         }
         try:
             self.spool.write_daemon(info)
         except OSError as e:
             self.console.warning(f"cannot write the daemon's record for `status`: {e}")
+
+    def _groups_view(self) -> dict[str, dict[str, Any]]:
+        """Each group's workers, busy count and pause, for `status`."""
+        busy = groups.busy(m["group"] for m in self.meta.values())
+        return {
+            g: {"workers": n, "busy": busy.get(g, 0), "paused": g in self.paused_groups, "parallel": g in self.parallel}
+            for g, n in self._limits(self.cfg).items()
+        }
 
     async def _watchdog(self, interval: float) -> None:
         while True:

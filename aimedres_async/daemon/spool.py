@@ -26,7 +26,7 @@ import re
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import orjson
 from aimedres_async.daemon.orphans import job_groups, kill_groups, kill_recorded, pid_alive, start_time
 from aimedres_async.daemon.tickets import (
     SUFFIX,
+    Order,
     TicketError,
     filed_result,
     read_order,
@@ -74,6 +75,7 @@ class Queued:
     priority: int
     after: tuple[str, ...]  # tickets that must succeed first
     mtime_ns: int  # when its writer wrote it: kept by the link into incoming/ and by recovery
+    order: Order = field(default_factory=Order)  # its number, label, group, not_before
 
 
 _fsync_dir = atomic.fsync_dir
@@ -82,7 +84,7 @@ _fsync_dir = atomic.fsync_dir
 class Spool:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._order: dict[str, tuple[int, int, tuple[str, ...]]] = {}  # see queue()
+        self._order: dict[str, tuple[int, Order]] = {}  # see queue()
 
     def _hand_over(self, fd: int) -> None:
         """root writing into a spool another user owns (`cancel`, `pause` run by root): the new file
@@ -427,13 +429,14 @@ class Spool:
                 mtime_ns = 0
                 try:
                     mtime_ns = os.lstat(path).st_mtime_ns
-                    keys = read_order(path)
+                    order = read_order(path)
                 except FileNotFoundError:
                     continue
                 except OSError:
-                    keys = (0, ())  # claim() rejects it in its turn
-                cached = self._order[name] = (mtime_ns, *keys)
-            out.append(Queued(name[: -len(SUFFIX)], cached[1], cached[2], cached[0]))
+                    order = Order()  # claim() rejects it in its turn
+                cached = self._order[name] = (mtime_ns, order)
+            mtime_ns, order = cached
+            out.append(Queued(name[: -len(SUFFIX)], order.priority, order.after, mtime_ns, order))
         if len(self._order) > len(out):
             live = {f"{q.ticket_id}{SUFFIX}" for q in out}
             self._order = {n: v for n, v in self._order.items() if n in live}
@@ -487,6 +490,14 @@ class Spool:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(flag)
                 _fsync_dir(flag.parent)
+
+    def put_control(self, name: str, data: bytes, replace: bool) -> None:
+        """Write control/<name> whole: replace it, or (replace=False) leave an existing one."""
+        path = self.dir("control") / name
+        if replace:
+            atomic.write(path, data, mode=0o640, tmp=self._staging(name), fd_hook=self._hand_over)
+        else:
+            self._put(path, data)
 
     def _put(self, path: Path, data: bytes) -> None:
         """Create path whole (staged in tmp/, linked); an existing one is left as it is."""

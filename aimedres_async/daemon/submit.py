@@ -4,7 +4,9 @@ the daemon will check it, then enqueued atomically under the user the daemon rea
 
 from __future__ import annotations
 
+import datetime
 import os
+import shutil
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,14 +30,45 @@ class SubmitError(Exception):
     """One line: why nothing (or nothing more) was submitted (exit 2)."""
 
 
-def ordering(priority: int | None, after: Sequence[str]) -> dict[str, Any]:
-    """`--priority` and `--after` as the ticket keys they stand for."""
+def ordering(priority: int | None, after: Sequence[str], **more: Any) -> dict[str, Any]:
+    """`--priority`, `--after`, `--label`, `--group`, `--delay` as the ticket keys they stand for
+    (`more`: label, group, not_before; None is left out)."""
     keys: dict[str, Any] = {}
     if priority is not None:
         keys["priority"] = priority
     if after:
         keys["after"] = list(after)
+    keys |= {k: v for k, v in more.items() if v is not None}
     return keys
+
+
+def not_before(delay: float | None) -> datetime.datetime | None:
+    """`--delay D` as the moment the ticket may start (a TOML date-time, UTC, whole seconds up)."""
+    if delay is None:
+        return None
+    moment = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=delay)
+    return moment.replace(microsecond=0) + datetime.timedelta(seconds=1 if moment.microsecond else 0)
+
+
+def from_command(argv: Sequence[str], cwd: str, values: Mapping[str, Any], keys: Mapping[str, Any]) -> Draft:
+    """`submit -- CMD ARG...`: a ticket running argv as it is (never through a shell) in `cwd`.
+    CMD without a slash is looked up in the submitter's PATH now, as their shell would."""
+    if not argv:
+        raise SubmitError("nothing after `--`: give the command to run, e.g. `submit -- python3 train.py`")
+    program = argv[0]
+    if "/" not in program:
+        found = shutil.which(program)
+        if found is None:
+            raise SubmitError(f"{program}: command not found in PATH")
+        program = os.path.abspath(found)
+    elif not os.access(os.path.join(cwd, program), os.X_OK):
+        raise SubmitError(f"{program}: not an executable file (in {cwd})")
+    if not os.path.isdir(cwd):
+        raise SubmitError(f"--cwd {cwd}: not a folder")
+    table: dict[str, Any] = {"command": [program, *argv[1:]], "cwd": cwd}
+    table |= {name: value for name, value in values.items() if value is not None}
+    label = keys.get("label") or os.path.basename(argv[0])
+    return label, tomli_w.dumps(dict(keys) | {"label": label} | table)
 
 
 def from_options(job: str, values: Mapping[str, Any], args: Sequence[str], keys: Mapping[str, Any]) -> Draft:
@@ -44,7 +77,7 @@ def from_options(job: str, values: Mapping[str, Any], args: Sequence[str], keys:
     table |= {name: value for name, value in values.items() if value is not None}
     if args:
         table["args"] = list(args)
-    return job, tomli_w.dumps(table | dict(keys))
+    return keys.get("label") or job, tomli_w.dumps(table | dict(keys))
 
 
 def from_files(names: Sequence[str], keys: Mapping[str, Any]) -> list[Draft]:
@@ -56,14 +89,16 @@ def from_files(names: Sequence[str], keys: Mapping[str, Any]) -> list[Draft]:
             text = Path(name).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise SubmitError(f"{name}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+        try:
+            own = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            own = {}  # prepare() says what is wrong
+        if "number" in own:
+            raise SubmitError(f"{name} sets number itself; `submit` gives each ticket its number")
+        clash = sorted(k for k in keys if k in own)
+        if clash:
+            raise SubmitError(f"{name} sets {', '.join(clash)} itself; drop the option or edit the file")
         if keys:  # top-level keys go before the first table
-            try:
-                own = tomllib.loads(text)
-            except tomllib.TOMLDecodeError:
-                own = {}  # prepare() says what is wrong
-            clash = sorted(k for k in keys if k in own)
-            if clash:
-                raise SubmitError(f"{name} sets {', '.join(clash)} itself; drop the option or edit the file")
             text = tomli_w.dumps(dict(keys)) + text
         drafts.append((Path(name).stem, text))
     return drafts
@@ -75,7 +110,8 @@ def prepare(cfg: Config, spool: Spool, drafts: Sequence[Draft]) -> list[tuple[st
     known = known_jobs(cfg)
     prepared: list[tuple[str, str]] = []
     for label, text in drafts:
-        safe = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in label.lower())[:40] or "ticket"
+        safe = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "_.-" else "-" for ch in label.lower())[:40]
+        safe = safe or "ticket"
         ticket_id = new_ticket_id(safe)
         try:
             ticket = parse_ticket(text, ticket_id, label)
@@ -109,14 +145,21 @@ def owner_for(spool: Spool) -> tuple[int, int] | None:
 
 
 def enqueue(
-    spool: Spool, prepared: Sequence[tuple[str, str]], owner: tuple[int, int] | None, done: Callable[[str], None]
+    spool: Spool,
+    prepared: Sequence[tuple[str, str]],
+    owner: tuple[int, int] | None,
+    done: Callable[[int, str], None],
 ) -> None:
-    """Drop each ticket into incoming/ atomically, calling `done(ticket_id)` after each."""
+    """Give each ticket its number and drop it into incoming/ atomically, calling
+    `done(number, ticket_id)` after each."""
+    from aimedres_async.daemon.numbers import allocate
+
     try:
         spool.ensure(check_secure=False)
         for ticket_id, text in prepared:
-            spool.submit(text, ticket_id, owner=owner)
-            done(ticket_id)
+            number = allocate(spool.root, ticket_id)
+            spool.submit(tomli_w.dumps({"number": number}) + text, ticket_id, owner=owner)
+            done(number, ticket_id)
     except (SpoolError, TicketError) as e:
         raise SubmitError(str(e)) from None
     except OSError as e:

@@ -7,6 +7,7 @@ regular file with one link, owned by us (or root), not group/world-writable, not
 
 from __future__ import annotations
 
+import datetime
 import errno
 import hashlib
 import os
@@ -14,9 +15,11 @@ import re
 import stat
 import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aimedres_async.plan.config import DEFAULT_GROUP
 from aimedres_async.records.framing import timestamp_str
 
 SUFFIX = ".toml"
@@ -91,16 +94,28 @@ def read_to_cancel(path: Path) -> str:
         os.close(fd)
 
 
-def read_order(path: Path) -> tuple[int, tuple[str, ...]]:
-    """A waiting ticket's `priority` and `after`, leniently: a ticket that cannot be read or parsed
-    sorts as (0, ()), and claim() rejects it in its turn. FileNotFoundError: it is gone."""
+@dataclass(frozen=True)
+class Order:
+    """What the queue needs from a waiting ticket, read leniently (claim() judges the ticket)."""
+
+    priority: int = 0
+    after: tuple[str, ...] = ()
+    number: int | None = None
+    label: str | None = None
+    group: str = DEFAULT_GROUP
+    not_before: float | None = None  # epoch seconds (`submit --delay`)
+
+
+def read_order(path: Path) -> Order:
+    """A waiting ticket's order keys, leniently: a ticket that cannot be read or parsed sorts as
+    Order(), and claim() rejects it in its turn. FileNotFoundError: it is gone."""
     try:
         raw = tomllib.loads(_peek(path))
     except FileNotFoundError:
         raise
     except (OSError, TicketError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         raw = {}
-    return _order_keys(raw)
+    return order_of(raw)
 
 
 def _peek(path: Path) -> str:
@@ -116,14 +131,31 @@ def _peek(path: Path) -> str:
         os.close(fd)
 
 
-def _order_keys(raw: dict[str, Any]) -> tuple[int, tuple[str, ...]]:
-    """A ticket's `priority` and `after`, leniently: a bad value is the ticket parser's to report."""
+def order_of(raw: dict[str, Any]) -> Order:
+    """A ticket's order keys, leniently: a bad value is the ticket parser's to report."""
     prio = raw.get("priority", 0)
     after = raw.get("after", ())
     if isinstance(after, str):
         after = (after,)
     ok_after = isinstance(after, list | tuple) and all(isinstance(a, str) for a in after)
-    return (prio if isinstance(prio, int) and not isinstance(prio, bool) else 0, tuple(after) if ok_after else ())
+    number, label, group, moment = raw.get("number"), raw.get("label"), raw.get("group"), raw.get("not_before")
+    return Order(
+        priority=prio if isinstance(prio, int) and not isinstance(prio, bool) else 0,
+        after=tuple(after) if ok_after else (),
+        number=number if isinstance(number, int) and not isinstance(number, bool) else None,
+        label=label if isinstance(label, str) else raw.get("job") if isinstance(raw.get("job"), str) else None,
+        group=group if isinstance(group, str) else DEFAULT_GROUP,
+        not_before=moment.timestamp() if isinstance(moment, datetime.datetime) and moment.tzinfo else None,
+    )
+
+
+def filed_ticket(path: Path) -> dict[str, Any]:
+    """A filed ticket's whole table, [result] included ({} when it cannot be read)."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    return raw
 
 
 def filed_result(path: Path) -> dict[str, Any]:

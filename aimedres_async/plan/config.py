@@ -173,6 +173,16 @@ class SlurmConfig:
 
 
 @dataclass(frozen=True)
+class GroupConfig:
+    """`[groups.<name>]`: a daemon queue with its own worker count (SPEC §15)."""
+
+    max_workers: int = 1
+
+
+DEFAULT_GROUP = "default"  # the group of a ticket that names none; its workers: [supervisor] max_workers
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None  # None: no file, built-in defaults
     base_dir: Path  # relative paths in the config are relative to this folder
@@ -184,6 +194,7 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     seeds: tuple[int, ...] | None = None  # [defaults] seeds or repeat: every job's seed axis unless it sets one
+    groups: Mapping[str, GroupConfig] = field(default_factory=dict)
 
     @property
     def stop_signum(self) -> signal.Signals:
@@ -202,6 +213,16 @@ class Ticket:
     config: JobConfig  # overrides (job form) or the whole job; its id is the ticket id
     priority: int = 0  # the daemon claims higher first; FIFO within one priority
     after: tuple[str, ...] = ()  # tickets that must have succeeded before this one starts
+    number: int | None = None  # its short number in the spool (`submit` gives it)
+    group: str = DEFAULT_GROUP  # the daemon queue it waits in ([groups.<name>])
+    not_before: float | None = None  # epoch seconds: not claimed before (`submit --delay`)
+    cwd: str | None = None  # an absolute working folder (`submit -- CMD`: where submit ran)
+    restarted_from: str | None = None  # the ticket `restart` made this one from
+
+
+def groups_of(cfg: Config) -> list[str]:
+    """The daemon's queues: "default" and each `[groups.<name>]`."""
+    return [DEFAULT_GROUP, *sorted(g for g in cfg.groups if g != DEFAULT_GROUP)]
 
 
 def builtin(base_dir: Path) -> Config:

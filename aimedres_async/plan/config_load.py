@@ -20,6 +20,7 @@ from aimedres_async.plan.config import (
     Backoff,
     Config,
     DiscoveryConfig,
+    GroupConfig,
     JobConfig,
     JobSettings,
     LoggingConfig,
@@ -62,7 +63,7 @@ from aimedres_async.plan.units import format_size, parse_size
 CONFIG_NAME = "aimedres.toml"
 MAX_CONFIG_BYTES = 16 << 20
 
-_TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs", "logging", "ray", "slurm")
+_TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs", "logging", "ray", "slurm", "groups")
 
 _SUPERVISOR_SCHEMA: dict[str, Callable[[object], Any]] = {
     "parallel": want_bool,
@@ -284,6 +285,7 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
     defaults = dataclasses.replace(builtin, **defaults_raw)
 
     jobs = _jobs(raw.get("jobs", {}), problems)
+    groups = _groups(raw.get("groups", {}), problems)
 
     if problems.items:
         raise ConfigError(problems.items)
@@ -298,7 +300,22 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
         ray=RayConfig(**ray),
         slurm=SlurmConfig(**slurm),
         seeds=default_sweep.seeds if default_sweep else None,
+        groups=groups,
     )
+
+
+def _groups(raw: object, problems: Problems) -> dict[str, GroupConfig]:
+    """`[groups.<name>]`: the daemon's queues, each with its own worker count."""
+    if not isinstance(raw, dict):
+        problems.add(("groups",), "expected tables like [groups.<name>]")
+        return {}
+    groups = {}
+    for name, table in raw.items():
+        if not JOB_ID_RE.fullmatch(name):
+            problems.add(("groups", name), "invalid group name (use lowercase letters, digits, '_', '.', '-')")
+            continue
+        groups[name] = GroupConfig(**_table(table, ("groups", name), {"max_workers": want_int(1)}, problems))
+    return groups
 
 
 def _check_top_level(raw: Mapping[str, Any], problems: Problems) -> None:
@@ -346,6 +363,7 @@ def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
         raise ConfigError([f"{name}: result: a new ticket must not carry a [result] table"])
     job = raw.pop("job", None)
     label = raw.pop("id", None)
+    extra = _ticket_keys(raw, ticket_id, problems)
     priority = raw.pop("priority", 0)
     after = raw.pop("after", [])
     if not isinstance(priority, int) or isinstance(priority, bool):
@@ -380,7 +398,59 @@ def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
         config = config_or_none or JobConfig(id=ticket_id)
     if problems.items:
         raise ConfigError(problems.items)
-    return Ticket(job=job, label=str(job or label or ticket_id), config=config, priority=priority, after=tuple(after))
+    name_it = extra.pop("label", None) or job or label or ticket_id
+    return Ticket(job=job, label=str(name_it), config=config, priority=priority, after=tuple(after), **extra)
+
+
+def _ticket_keys(raw: dict[str, Any], ticket_id: str, problems: Problems) -> dict[str, Any]:
+    """The daemon's own ticket keys (number, label, group, not_before, cwd, restarted_from), taken
+    out of `raw` and checked; the rest is the job."""
+    out: dict[str, Any] = {}
+    checks: dict[str, Callable[[object], Any]] = {
+        "number": want_int(1),
+        "label": _want_label,
+        "group": _want_id,
+        "not_before": _want_moment,
+        "cwd": _want_absolute,
+        "restarted_from": _want_id,
+    }
+    for key, check in checks.items():
+        if key in raw:
+            try:
+                out[key] = check(raw.pop(key))
+            except ValueError as e:
+                problems.add((key,), str(e))
+    return out
+
+
+def _want_id(v: object) -> str:
+    if not isinstance(v, str) or not JOB_ID_RE.fullmatch(v):
+        raise ValueError(
+            "expected lowercase letters, digits, '_', '.', '-' (at most 64, starting with a letter or digit)"
+        )
+    return v
+
+
+def _want_label(v: object) -> str:
+    text = want_nonempty(v)
+    if len(text) > 80 or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ValueError("expected one line of at most 80 characters")
+    return text
+
+
+def _want_moment(v: object) -> float:
+    import datetime
+
+    if not isinstance(v, datetime.datetime) or v.tzinfo is None:
+        raise ValueError("expected a date and time with its offset, e.g. 2026-12-07T06:00:00Z")
+    return v.timestamp()
+
+
+def _want_absolute(v: object) -> str:
+    path = want_nonempty(v)
+    if not os.path.isabs(path):
+        raise ValueError("expected an absolute path")
+    return path
 
 
 def load(path: Path) -> Config:

@@ -14,7 +14,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aimedres_async.plan.config import Backoff, Config, JobConfig, JobSettings, Resources, Ticket
+from aimedres_async.plan.config import (
+    DEFAULT_GROUP,
+    Backoff,
+    Config,
+    JobConfig,
+    JobSettings,
+    Resources,
+    Ticket,
+    groups_of,
+)
 from aimedres_async.plan.config_errors import ConfigError, InputError
 from aimedres_async.plan.discovery import FLAG_SPELLINGS, ScriptInfo, ambiguity, config_relative, discover, read_script
 from aimedres_async.plan.sweep_plan import Picks, Swept, check_size, expand_all
@@ -450,4 +459,8 @@ def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> 
         root = cfg.base_dir.resolve()
         if not cfg.resolve(job.script).resolve().is_relative_to(root):
             raise TicketJobError(f"script {job.script!r} is outside the config's folder {root}")
-    return build_spec(cfg, job, None, Overrides(), origin="ticket")
+    spec = build_spec(cfg, job, None, Overrides(), origin="ticket")
+    if ticket.group != DEFAULT_GROUP and ticket.group not in cfg.groups:
+        raise TicketJobError(f"group: no group {ticket.group!r} in the config ({', '.join(groups_of(cfg))})")
+    # an inline command runs where `submit` ran; a configured job where the config is
+    return spec if ticket.cwd is None else dataclasses.replace(spec, cwd=Path(ticket.cwd))

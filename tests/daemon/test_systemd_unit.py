@@ -357,7 +357,7 @@ def test_readme_service_config_and_tickets_work(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     r2 = cli("submit", "--job", "breast_cancer", "--epochs", "3")
     assert r2.returncode == 0, r2.stderr
-    ids = r.stdout.split() + r2.stdout.split()
+    ids = [line.split()[1] for line in (r.stdout + r2.stdout).splitlines()]  # "<number> <ticket id>"
     incoming = tmp_path / "state" / "spool" / "incoming"
     assert sorted(p.name for p in incoming.iterdir()) == sorted(f"{i}.toml" for i in ids)
     for name in ("incoming", "active", "done", "failed", "rejected", "tmp"):

@@ -318,17 +318,23 @@ def test_submit_options_and_defaults() -> None:
     assert a.arg == ["--seed", "3"] and a.after == ["t1", "t2"] and a.priority == -5
 
 
-def test_submit_double_dash_ends_the_options() -> None:
-    assert parse(["submit", "--", "a.toml", "b.toml"]).tickets == ["a.toml", "b.toml"]
-    a = parse(["submit", "--job", "x", "--", "--seed"])
-    assert a.job == "x" and a.tickets == ["--seed"]  # a file name, not an option
+def test_submit_double_dash_starts_the_command() -> None:
+    """`submit [options] -- CMD ARG...` as pueue's `add -- cmd`: what follows `--` is the command,
+    taken as it is (its own options are not submit's)."""
+    a = parse(["submit", "--label", "lr", "--", "python3", "train.py", "--lr", "0.1", "--job", "x"])
+    assert a.command_argv == ["python3", "train.py", "--lr", "0.1", "--job", "x"]
+    assert (a.label, a.job, a.tickets) == ("lr", None, [])
+    assert parse(["submit", "a.toml"]).command_argv is None
+    assert parse(["submit", "a.toml", "--"]).command_argv == []
 
 
 def test_submit_with_files_and_job_is_one_line(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["submit", "--job", "one", "--", "t.toml"]) == EXIT_USAGE
-    assert error_line(capsys).endswith("give ticket files or --job, not both")
+    assert main(["submit", "--job", "one", "t.toml"]) == EXIT_USAGE
+    assert error_line(capsys).endswith("give ticket files, --job ID or `-- CMD ARG...`, only one of them")
+    assert main(["submit", "--job", "one", "--", "true"]) == EXIT_USAGE
+    assert error_line(capsys).endswith("give ticket files, --job ID or `-- CMD ARG...`, only one of them")
     assert main(["submit"]) == EXIT_USAGE
-    assert error_line(capsys).endswith("nothing to submit: give ticket files or --job ID")
+    assert error_line(capsys).endswith("nothing to submit: give ticket files, --job ID or `-- CMD ARG...`")
     assert not (project / "spool").exists()
 
 
@@ -393,6 +399,7 @@ def test_help_lists_every_command_in_order(capsys: pytest.CaptureFixture[str]) -
     )
     listed = [line.split()[0] for line in out.split("  COMMAND\n", 1)[1].split("\n\n", 1)[0].splitlines()]
     order = ["run", "list", "validate", "serve", "submit", "status", "logs", "cancel", "wait", "pause", "resume"]
+    order += ["restart", "clean", "parallel", "completions"]
     assert listed == [*order, "report", "init", "leaderboard", "compare", "help"]
     assert "With no command, `run` is meant" in out
 
