@@ -415,7 +415,7 @@ def _output_options(run: Parser) -> None:
 
 
 def _submit_command(sub: Any) -> Parser:
-    smt = _subcommand(sub, "submit", "enqueue tickets into the spool atomically; prints each ticket's number and id")
+    smt = _subcommand(sub, "submit", "enqueue tickets into the spool; prints each ticket's number and id")
     smt.add_argument("tickets", nargs="*", metavar="TICKET.toml", help="ticket files to submit (or use --job)")
     smt.add_argument("--job", metavar="ID", help="a ticket naming this configured (or discovered) job")
     smt.add_argument("--epochs", type=_positive_int, metavar="N", help="the ticket's epochs (passed as --epochs)")

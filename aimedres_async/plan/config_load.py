@@ -104,6 +104,9 @@ _JOB_ONLY_SCHEMA: dict[str, Callable[[object], Any]] = {
 }
 
 
+_GROUPS_SCHEMA: dict[str, Callable[[object], Any]] = {"max_workers": want_int(1)}  # each [groups.<name>]
+
+
 _DISCOVERY_SCHEMA: dict[str, Callable[[object], Any]] = {
     "enabled": want_bool,
     "roots": want_str_list,
@@ -314,7 +317,7 @@ def _groups(raw: object, problems: Problems) -> dict[str, GroupConfig]:
         if not JOB_ID_RE.fullmatch(name):
             problems.add(("groups", name), "invalid group name (use lowercase letters, digits, '_', '.', '-')")
             continue
-        groups[name] = GroupConfig(**_table(table, ("groups", name), {"max_workers": want_int(1)}, problems))
+        groups[name] = GroupConfig(**_table(table, ("groups", name), _GROUPS_SCHEMA, problems))
     return groups
 
 
