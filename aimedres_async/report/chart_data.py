@@ -17,6 +17,7 @@ MAX_CURVE_KEYS = 16  # metric charts per job
 MAX_FINAL_KEYS = 40  # final metrics kept per job
 GROUP_RSS_POINTS = 1500  # the group-RSS curve is thinned to about this many points
 X_KEYS = ("epoch", "step", "fold")
+FINAL_STATUSES = ("succeeded", "skipped")  # skipped: succeeded in the run --resume skipped it for
 
 
 def _num(v: Any) -> float | int | None:
@@ -94,10 +95,10 @@ def _group_rss(m: RunModel, t0: float) -> list[list[float]]:
     if not m.samples:
         return []
     changes: list[tuple[float, str, int]] = list(m.samples)
-    for job in m.jobs.values():
+    for key, job in m.jobs.items():
         for a in job.attempts:
             if a.end is not None:
-                changes.append((a.end, job.id, 0))
+                changes.append((a.end, key, 0))
     changes.sort(key=lambda c: c[0])
     current: dict[str, int] = {}
     total = 0
@@ -125,11 +126,15 @@ def page_data(m: RunModel, title: str, since: float | None = None) -> dict[str, 
     t0 = m.first if math.isfinite(m.first) else time.time()
     t_last = m.last if math.isfinite(m.last) else t0
     peaks: dict[str, int] = {}
-    for _t, job_id, rss in m.samples:
-        peaks[job_id] = max(peaks.get(job_id, 0), rss)
-    jobs = [_job_data(job, m.in_progress, peaks.get(job.id, 0), t0, t_last) for job in m.jobs.values()]
+    for _t, key, rss in m.samples:
+        peaks[key] = max(peaks.get(key, 0), rss)
+    names = _names(m)
+    jobs = [
+        _job_data(job, m.in_progress, peaks.get(key, 0), t0, t_last) | {"id": names[key]} for key, job in m.jobs.items()
+    ]
     return {
         "title": title,
+        "tickets": m.tickets,
         "version": __version__,
         "generated": iso_time(time.time()),
         "t0": t0,
@@ -137,7 +142,7 @@ def page_data(m: RunModel, title: str, since: float | None = None) -> dict[str, 
         "in_progress": m.in_progress,
         "since": iso_time(since) if since is not None else None,
         "runs": m.runs,
-        "workers": [[round(t - t0, 3), n] for t, n in sorted(m.workers)],
+        "workers": _worker_limit(m, t0),
         "jobs": jobs,
         "rss": _group_rss(m, t0),
         "notes": m.notes,
@@ -170,6 +175,47 @@ def leaderboard_data(m: RunModel) -> dict[str, Any] | None:
     }
 
 
+def _names(m: RunModel) -> dict[str, str]:
+    """Each job's name on the page: its id, or, when the same id ran in several runs (a report
+    `--since`), its id and the time its run started (`train@17:46:05`), so that runs stay apart."""
+    seen: dict[str, int] = {}
+    for job in m.jobs.values():
+        seen[job.id] = seen.get(job.id, 0) + 1
+    starts = {r["run"]: r.get("t_start") for r in m.runs}
+    names: dict[str, str] = {}
+    for key, job in m.jobs.items():
+        name = job.id
+        if seen[job.id] > 1 and job.run is not None:
+            t = starts.get(job.run)
+            name = f"{job.id}@{time.strftime('%H:%M:%S', time.gmtime(t))}" if isinstance(t, int | float) else job.run
+            if name in names.values():
+                name = f"{job.id}@{job.run}"
+        names[key] = name
+    return names
+
+
+def _worker_limit(m: RunModel, t0: float) -> list[list[float]]:
+    """The worker limit over time as (t, n) steps: the sum of the limits of the runs going on at t
+    (two supervisors at once have both their workers), each counted from its start to its end."""
+    changes: list[tuple[float, str, int]] = [(t, run, n) for t, n, run in m.workers]
+    for r in m.runs:
+        if isinstance(r.get("t_end"), int | float):
+            changes.append((float(r["t_end"]), r["run"], 0))
+    changes.sort(key=lambda c: c[0])
+    current: dict[str, int] = {}
+    steps: list[list[float]] = []
+    for t, run, n in changes:
+        current[run] = n
+        point = [round(t - t0, 3), sum(current.values())]
+        if steps and steps[-1][0] == point[0]:
+            steps[-1] = point
+        else:
+            steps.append(point)
+    if len(steps) > 1 and steps[-1][1] == 0:
+        steps.pop()  # the last run's end: the line goes on to the edge rather than drop to 0 there
+    return steps
+
+
 def _job_data(job: Job, in_progress: bool, sampled_peak: int, t0: float, t_last: float) -> dict[str, Any]:
     attempts = [_attempt_data(a, in_progress, t0, t_last) for a in job.attempts]
     peak = max([sampled_peak, *(a.peak for a in job.attempts)])
@@ -186,7 +232,10 @@ def _job_data(job: Job, in_progress: bool, sampled_peak: int, t0: float, t_last:
         "q": round(job.queued - t0, 3) if job.queued is not None else None,
         "att": attempts,
         "peak": peak,
-        "final": _final(job.metrics),
+        # a job that did not succeed has no final metrics: the last object it printed is a progress
+        # record (or a partial result), kept apart as `last`, never ranked beside finished jobs
+        "final": _final(job.metrics) if status in FINAL_STATUSES else {},
+        "last": _final(job.metrics) if status not in FINAL_STATUSES and job.metrics else None,
         "cmd": job.argv,
         "cwd": job.cwd,
         "sha": job.script_sha256,

@@ -199,6 +199,7 @@ class Job:
     runs: list[str] = field(default_factory=list)
     records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (attempt, data)
     params: dict[str, Any] | None = None  # a sweep's combination (job.started, summary.json)
+    run: str | None = None  # the run it belongs to, when several runs are read together
 
     def attempt(self, n: int, run: str) -> Attempt:
         for a in reversed(self.attempts):
@@ -213,12 +214,18 @@ class Job:
 class RunModel:
     runs: list[dict[str, Any]] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
-    samples: list[tuple[float, str, int]] = field(default_factory=list)  # (t, job, rss)
-    workers: list[tuple[float, int]] = field(default_factory=list)  # (t, limit from then on)
+    samples: list[tuple[float, str, int]] = field(default_factory=list)  # (t, job key, rss)
+    workers: list[tuple[float, int, str]] = field(default_factory=list)  # (t, the run's limit from then on, run)
     notes: list[str] = field(default_factory=list)
     first: float = math.inf
     last: float = -math.inf
     in_progress: bool = False
+    tickets: bool = False  # a daemon ran tickets (job.queued names a ticket's job or priority)
+    multi: bool = False  # several runs: a job is (run, id), a job id may recur in each run
+
+    def key(self, run_id: str, job_id: str) -> str:
+        """The job's key in `jobs`: its id, or with several runs its run and id (ids have no '/')."""
+        return f"{run_id}/{job_id}" if self.multi else job_id
 
     def seen(self, t: float | None) -> None:
         if t is not None:
@@ -229,8 +236,9 @@ class RunModel:
 def load(run_dirs: Iterable[Path], since: float | None = None, logs: bool = True) -> RunModel:
     """Read the run folders into one model (several folders: a daemon's runs over a window).
     logs=False reads the event logs only (no metric curves, no output tails)."""
-    m = RunModel()
-    for d in run_dirs:
+    dirs = list(run_dirs)
+    m = RunModel(multi=len(dirs) > 1)
+    for d in dirs:
         _load_run(m, d, since, logs)
     if not m.jobs and not m.runs:
         raise ReportError("nothing to report")
@@ -271,10 +279,11 @@ def _load_run(m: RunModel, d: Path, since: float | None, logs: bool) -> None:
     if not finished:
         m.in_progress = True
     run_jobs = _read_records(m, d, records, run_id, meta, _wanted(records, since))
-    _add_summary_jobs(m, summary)
+    _add_summary_jobs(m, summary, run_id)
     m.runs.append(meta)
-    for job_id in run_jobs if logs else ():
-        _read_job_log(m, m.jobs[job_id], d / "jobs" / f"{file_stem(job_id)}.jsonl", run_id)
+    for key in run_jobs if logs else ():
+        job = m.jobs[key]
+        _read_job_log(m, job, d / "jobs" / f"{file_stem(job.id)}.jsonl", run_id)
 
 
 def _wanted(records: list[dict[str, Any]], since: float | None) -> set[str] | None:
@@ -292,7 +301,7 @@ def _wanted(records: list[dict[str, Any]], since: float | None) -> set[str] | No
 def _read_records(
     m: RunModel, d: Path, records: list[dict[str, Any]], run_id: str, meta: dict[str, Any], wanted: set[str] | None
 ) -> set[str]:
-    """Every record of one events file into the model; returns the ids of the jobs it names."""
+    """Every record of one events file into the model; returns the keys of the jobs it names."""
     run_jobs: set[str] = set()
     last_sample = -math.inf
     samples = m.samples
@@ -303,22 +312,25 @@ def _read_records(
         if ev == "job.sample":  # most records of a long run: the short way
             rss = rec.get("rss_bytes", rec.get("rss"))
             if isinstance(rss, int) and t is not None and (wanted is None or job_id in wanted):
-                samples.append((t, str(job_id), rss))
+                samples.append((t, m.key(run_id, str(job_id)), rss))
                 last_sample = max(last_sample, t)
             continue
-        if ev in _RUN_EVENTS and _run_event(m, meta, ev, rec, t):
+        if ev in _RUN_EVENTS and _run_event(m, meta, ev, rec, t, run_id):
             continue
         if not isinstance(job_id, str) or t is None:
             continue
         if wanted is not None and job_id not in wanted:
             continue
-        job = m.jobs.get(job_id)
+        key = m.key(run_id, job_id)
+        job = m.jobs.get(key)
         if job is None:
-            job = m.jobs[job_id] = Job(job_id)
-        if job_id not in run_jobs:
-            run_jobs.add(job_id)
+            job = m.jobs[key] = Job(job_id, run=run_id if m.multi else None)
+        if key not in run_jobs:
+            run_jobs.add(key)
             job.runs.append(run_id)
             job.log = d / "jobs" / f"{file_stem(job_id)}.jsonl"
+        if ev == "job.queued" and ("ticket_job" in rec or "priority" in rec):
+            m.tickets = True
         m.seen(t)
         _job_event(job, ev, rec, t, run_id)
     if math.isfinite(last_sample):
@@ -326,7 +338,7 @@ def _read_records(
     return run_jobs
 
 
-def _run_event(m: RunModel, meta: dict[str, Any], ev: str, rec: dict[str, Any], t: float | None) -> bool:
+def _run_event(m: RunModel, meta: dict[str, Any], ev: str, rec: dict[str, Any], t: float | None, run_id: str) -> bool:
     """A run's own record (started, finished, workers reloaded) into its meta; False: not one."""
     if ev == "run.started":
         for k, v in rec.items():
@@ -334,7 +346,7 @@ def _run_event(m: RunModel, meta: dict[str, Any], ev: str, rec: dict[str, Any], 
                 meta.setdefault(k, v)
         meta["t_start"] = t
         if t is not None and isinstance(rec.get("max_workers"), int):
-            m.workers.append((t, rec["max_workers"]))
+            m.workers.append((t, rec["max_workers"], run_id))
         m.seen(t)
         return True
     if ev == "run.finished":
@@ -345,7 +357,7 @@ def _run_event(m: RunModel, meta: dict[str, Any], ev: str, rec: dict[str, Any], 
         m.seen(t)
         return True
     if ev == "daemon.reloaded" and t is not None and isinstance(rec.get("max_workers"), int):
-        m.workers.append((t, rec["max_workers"]))
+        m.workers.append((t, rec["max_workers"], run_id))
         return True
     return False
 
@@ -389,10 +401,10 @@ def _job_event(job: Job, ev: object, rec: dict[str, Any], t: float, run_id: str)
         job.reason = rec.get("reason") or job.reason
 
 
-def _add_summary_jobs(m: RunModel, summary: dict[str, Any] | None) -> None:
+def _add_summary_jobs(m: RunModel, summary: dict[str, Any] | None, run_id: str) -> None:
     """What only summary.json says of a job: optional, its final metrics, command and parameters."""
     for entry in (summary or {}).get("jobs", []):
-        job = m.jobs.get(str(entry.get("id"))) if isinstance(entry, dict) else None
+        job = m.jobs.get(m.key(run_id, str(entry.get("id")))) if isinstance(entry, dict) else None
         if job is None:
             continue
         job.optional = bool(entry.get("optional"))

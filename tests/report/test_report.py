@@ -208,10 +208,13 @@ def test_report_of_a_real_run_in_chromium(demo_run: tuple[Path, Path], browser: 
         assert page.locator("#job-cnn svg.chart").count() == 2
         # folds as separate series: three lines in a per-job chart
         assert page.locator("#job-cnn svg.chart").first.locator("path.series").count() == 3
-        # final metrics: a row per job, a bar chart for the shared metrics, sortable
-        assert page.locator("#ftable tbody tr").count() == 5
-        page.click("#ftable th[data-sort='accuracy']")
-        first = page.eval_on_selector("#ftable tbody tr td a", "a => a.textContent")
+        # final metrics: a row per job that succeeded, a bar chart for the shared metrics, sortable;
+        # the failed job apart, not ranked
+        assert page.locator("#ftable-0 tbody tr").count() == 4
+        assert page.locator("table.unranked tbody tr").count() == 1
+        assert "broken" in page.inner_text("table.unranked")
+        page.click("#ftable-0 th[data-sort='accuracy']")
+        first = page.eval_on_selector("#ftable-0 tbody tr td a", "a => a.textContent")
         accs = {j["id"]: j["final"].get("accuracy") for j in data["jobs"]}
         assert first == max((k for k in accs if accs[k] is not None), key=lambda k: accs[k])
         assert page.locator("#results svg.bars").count() >= 2  # accuracy and loss
@@ -420,7 +423,7 @@ def test_report_since_covers_a_daemons_tickets(tmp_path: Path, marker: str) -> N
 
 _TASK = re.compile(
     r"^ {4}(?P<name>[^#:;\n]+?) :(?P<tags>(?:(?:done|active|crit|milestone), )*)(?P<id>[A-Za-z][\w-]*), "
-    r"(?P<start>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d), (?P<end>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$"
+    r"(?P<start>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}), (?P<end>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})$"
 )
 
 
@@ -440,13 +443,14 @@ def check_gantt(lines: list[str]) -> dict[str, list[str]]:
     task lines `name :tags, id, start, end` with no # : ; in names, unique ids, start <= end.
     Returns the tasks per section."""
     assert lines[0] == "gantt", lines[:2]
-    header = [x.strip() for x in lines[1:4]]
+    header = [x.strip() for x in lines[1:5]]
     assert any(x.startswith("title ") and "#" not in x and ";" not in x for x in header), header
-    assert "dateFormat YYYY-MM-DD HH:mm:ss" in header and any(x.startswith("axisFormat ") for x in header)
+    assert "dateFormat YYYY-MM-DD HH:mm:ss.SSS" in header and any(x.startswith("axisFormat ") for x in header)
+    assert any(x.startswith("tickInterval ") for x in header)
     sections: dict[str, list[str]] = {}
     current = None
     ids = set()
-    for line in lines[4:]:
+    for line in lines[5:]:
         if line.startswith("    section "):
             current = line[len("    section ") :]
             assert current and not re.search(r"[#:;]", current), line

@@ -65,6 +65,18 @@
     return "+" + (t % 3600 ? (t / 3600).toFixed(1) : t / 3600) + "h";
   }
 
+  // an x-axis label centred on its tick, but kept inside [0, W]: a label cut at the edge, or one
+  // that pokes out of its card and makes a phone's page scroll sideways, is moved in
+  function fit(text, px) {  // a label cut to about px pixels of 12-px text
+    var n = Math.max(4, Math.floor(px / 6.6));
+    return text.length > n ? text.slice(0, n - 1) + "…" : text;
+  }
+  function tickText(x, y, text, W) {
+    var half = String(text).length * 3.2, anchor = "middle";
+    if (x + half > W) { x = W; anchor = "end"; } else if (x - half < 0) { x = 0; anchor = "start"; }
+    return '<text x="' + x.toFixed(1) + '" y="' + y + '" text-anchor="' + anchor + '">' + text + "</text>";
+  }
+
   // ------------------------------------------------------------------ colours and names
   var OC = { succeeded: "#2f9e62", failed: "#d94848", timed_out: "#e8912d", stalled: "#c7a224", oom: "#8b4fc7",
     cancelled: "#9aa3ae", spawn_failed: "#7d2a2a", running: "#3d7fd9", skipped: "#c3c9d1", queued: "#c3c9d1",
@@ -72,7 +84,10 @@
   var ON = { succeeded: "succeeded", failed: "failed", timed_out: "timed out", stalled: "stalled", oom: "out of memory",
     cancelled: "cancelled", spawn_failed: "could not start", running: "running", skipped: "skipped (resumed)",
     queued: "queued", backoff: "waiting to retry", unknown: "unknown" };
-  var PAL = ["#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#6b7b8c"];
+  // Series (one colour per job or fold) never take an outcome's colour: no red, orange, yellow, green,
+  // purple or grey here, so a red bar always means a failure and never "the best job".
+  var PAL = ["#1f4e9c", "#17a2b8", "#c2409a", "#2b2f3a", "#8fb3ff", "#0b6e6e", "#e377c2", "#7a1f5c", "#7ec8d8"];
+  var LIMIT = "#1d2330";  // the worker limit: a bound, not an outcome
   function jobColor(i) { return PAL[i % PAL.length]; }
   function stChip(s) { return '<span class="st" style="background:' + (OC[s] || OC.unknown) + '">' + esc(ON[s] || s) + "</span>"; }
   var LOWER = /(loss|err|rmse|mse|mae|mape|perplex|wer|cer|time|dur|latency)/i;
@@ -141,7 +156,10 @@
     var yf = o.yfmt || fmtNum, xf = o.xfmt || fmtNum;
     var out = [];
     out.push('<svg class="chart" width="' + W + '" height="' + H + '" viewBox="0 0 ' + W + " " + H + '" data-chart="' + CHARTS.length + '">');
-    if (o.title) out.push('<text class="title" x="' + m.l + '" y="13">' + esc(o.title) + "</text>");
+    if (o.title) {  // from the plot's left edge, or the chart's when it is long; cut to the width
+      var tx = o.title.length * 6.6 > W - m.l ? 0 : m.l;
+      out.push('<text class="title" x="' + tx + '" y="13">' + esc(fit(o.title, W - tx)) + "</text>");
+    }
     out.push('<g class="grid">');
     var yt = ticks(ylo, yhi, Math.max(2, Math.round(ph / 34)));  // in axis units (log10 of the value on a log axis)
     if (LOG) yt = yt.filter(function (v) { return Math.abs(v - Math.round(v)) < 1e-9; }).concat(yt.length < 2 ? [ylo, yhi] : []);
@@ -156,7 +174,7 @@
     var xt = o.xticks ? o.xticks(xlo, xhi, Math.max(2, Math.round(pw / 70))) : ticks(xlo, xhi, Math.max(2, Math.round(pw / 60)));
     xt.forEach(function (v) {
       if (v < xlo - 1e-9 || v > xhi + 1e-9) return;
-      out.push('<text x="' + sx(v).toFixed(1) + '" y="' + (H - 5) + '" text-anchor="middle">' + esc(xf(v)) + "</text>");
+      out.push(tickText(sx(v), H - 5, esc(xf(v)), W));
     });
     out.push('<g class="axis"><line x1="' + m.l + '" x2="' + (W - m.r) + '" y1="' + (m.t + ph) + '" y2="' + (m.t + ph) + '"/></g>');
     o.series.forEach(function (s) {
@@ -191,9 +209,9 @@
         ld += (i ? "L" + X + " " + sy(o.limit[i - 1][1]).toFixed(1) + "L" : "M") + X + " " + Y;
       });
       ld += "L" + sx(xhi).toFixed(1) + " " + sy(o.limit[o.limit.length - 1][1]).toFixed(1);
-      out.push('<path d="' + ld + '" fill="none" stroke="#d94848" stroke-width="1.3" stroke-dasharray="5 4"/>');
+      out.push('<path class="limit" d="' + ld + '" fill="none" stroke="' + LIMIT + '" stroke-width="1.3" stroke-dasharray="5 4"/>');
       var lastLim = o.limit[o.limit.length - 1][1];
-      out.push('<text x="' + (W - m.r) + '" y="' + (sy(lastLim) - 4).toFixed(1) + '" text-anchor="end" style="fill:#d94848">worker limit ' + lastLim + "</text>");
+      out.push('<text x="' + (W - m.r) + '" y="' + (sy(lastLim) - 4).toFixed(1) + '" text-anchor="end" style="fill:' + LIMIT + '">worker limit ' + lastLim + "</text>");
     }
     out.push('<line class="guide" x1="' + m.l + '" x2="' + m.l + '" y1="' + m.t + '" y2="' + (m.t + ph) + '"/>');
     out.push("</svg>");
@@ -249,18 +267,33 @@
   function barChart(o) {
     var items = o.items.filter(function (it) { return typeof it.value === "number"; });
     if (!items.length) return "";
-    var lo = Math.min(0, Math.min.apply(null, items.map(function (i) { return i.value; })));
-    var hi = Math.max(0, Math.max.apply(null, items.map(function (i) { return i.value; })));
+    var vmin = Math.min.apply(null, items.map(function (i) { return i.value; }));
+    var vmax = Math.max.apply(null, items.map(function (i) { return i.value; }));
+    var lo = Math.min(0, vmin), hi = Math.max(0, vmax);
+    // scores close together (0.979 and 0.969) would be bars of the same length from 0: the axis
+    // starts near the smallest value instead, and says so
+    var base = 0;
+    if (o.zoom && items.length > 1 && vmin > 0 && vmax > vmin && vmax - vmin < 0.5 * vmax) {
+      var zs = niceStep(vmax - vmin, 4);
+      base = Math.max(0, +(Math.floor((vmin - (vmax - vmin) * 0.5) / zs) * zs).toPrecision(12));
+      lo = base;
+    }
     if (hi === lo) hi = lo + 1;
     var f = o.fmt || fmtNum, out = [];
     if (items.length <= 40) {
-      var lw = Math.min(170, 14 + 6.6 * Math.max.apply(null, items.map(function (i) { return String(i.label).length; })));
-      var rh = 19, W = o.w, H = items.length * rh + (o.title ? 22 : 4), top = o.title ? 20 : 2, pw = W - lw - 62;
+      var lw = Math.min(170, Math.max(50, o.w * 0.36), 14 + 6.6 * Math.max.apply(null, items.map(function (i) { return Math.min(26, String(i.label).length); })));
+      var rh = 19, W = o.w, H = items.length * rh + (o.title ? 22 : 4) + (base ? 14 : 0), top = o.title ? 20 : 2, pw = W - lw - 62;
       var sx = function (v) { return lw + (v - lo) / (hi - lo) * pw; };
-      out.push('<svg class="bars" width="' + W + '" height="' + H + '" viewBox="0 0 ' + W + " " + H + '">');
-      if (o.title) out.push('<text class="title" x="0" y="13">' + esc(o.title) + "</text>");
+      out.push('<svg class="bars' + (base ? " zoomed" : "") + '" width="' + W + '" height="' + H + '" viewBox="0 0 ' + W + " " + H + '">');
+      if (o.title) out.push('<text class="title" x="0" y="13">' + esc(fit(o.title, W)) + "</text>");
+      if (base) {  // a broken-axis mark at the bars' start and where the axis starts
+        var yb = top + items.length * rh;
+        out.push('<path class="axisbreak" d="M' + (lw - 3) + " " + (top + 2) + "V" + (yb + 2) + "M" + (lw - 6) + " " + (yb + 6) + "l6 -5M" + (lw - 6) + " " + (yb + 10) +
+          'l6 -5" stroke="#5d6675" fill="none"/><text class="zoomnote" x="' + (lw - 6) + '" y="' + (yb + 12) + '" text-anchor="start" dx="8">axis starts at ' +
+          esc(f(base)) + " (zoomed: not from 0)</text>");
+      }
       items.forEach(function (it, i) {
-        var y = top + i * rh, x0 = sx(Math.min(0, it.value)), x1 = sx(Math.max(0, it.value));
+        var y = top + i * rh, x0 = sx(Math.max(lo, Math.min(0, it.value))), x1 = sx(Math.max(lo, it.value));
         out.push('<g data-tip="' + tip(function () { return it.tipHtml || "<b>" + esc(it.label) + "</b>: " + esc(f(it.value)); }) + '">');
         out.push('<text x="' + (lw - 6) + '" y="' + (y + 13) + '" text-anchor="end" style="fill:#1d2330">' + esc(String(it.label).slice(0, 26)) + "</text>");
         out.push('<rect x="' + x0.toFixed(1) + '" y="' + (y + 3) + '" width="' + Math.max(1, x1 - x0).toFixed(1) + '" height="' + (rh - 6) + '" rx="2" fill="' + it.color + '"/>');
@@ -273,15 +306,15 @@
     var W2 = o.w, H2 = 170, m = { l: 50, r: 6, t: o.title ? 22 : 6, b: 8 }, pw2 = W2 - m.l - m.r, ph = H2 - m.t - m.b;
     var bw = pw2 / items.length;
     var sy = function (v) { return m.t + ph - (v - lo) / (hi - lo) * ph; };
-    out.push('<svg class="bars chart" width="' + W2 + '" height="' + H2 + '" viewBox="0 0 ' + W2 + " " + H2 + '" data-chart="' + CHARTS.length + '">');
-    if (o.title) out.push('<text class="title" x="0" y="13">' + esc(o.title) + "</text>");
+    out.push('<svg class="bars chart' + (base ? " zoomed" : "") + '" width="' + W2 + '" height="' + H2 + '" viewBox="0 0 ' + W2 + " " + H2 + '" data-chart="' + CHARTS.length + '">');
+    if (o.title) out.push('<text class="title" x="0" y="13">' + esc(fit(o.title + (base ? " · axis from " + f(base) + " (zoomed)" : ""), W2)) + "</text>");
     ticks(lo, hi, 4).forEach(function (v) {
       out.push('<text x="' + (m.l - 5) + '" y="' + (sy(v) + 3.5).toFixed(1) + '" text-anchor="end">' + esc(f(v)) + "</text>");
       out.push('<line x1="' + m.l + '" x2="' + (W2 - m.r) + '" y1="' + sy(v).toFixed(1) + '" y2="' + sy(v).toFixed(1) + '" stroke="#eceef2"/>');
     });
     var byColor = {};
     items.forEach(function (it, i) {
-      var y0 = sy(Math.max(0, it.value)), y1 = sy(Math.min(0, it.value)), x = m.l + i * bw;
+      var y0 = sy(Math.max(lo, it.value)), y1 = sy(Math.max(lo, Math.min(0, it.value))), x = m.l + i * bw;
       byColor[it.color] = (byColor[it.color] || "") + "M" + x.toFixed(2) + " " + y0.toFixed(1) + "h" + Math.max(0.6, bw - (bw > 3 ? 1 : 0)).toFixed(2) +
         "V" + Math.max(y0 + 0.5, y1).toFixed(1) + "H" + x.toFixed(2) + "Z";
     });
@@ -314,7 +347,7 @@
   var parts = [];
   function header() {
     var h = [];
-    var name = D.since ? "Tickets " + esc(D.title) : "Run <code>" + esc(D.title) + "</code>";
+    var name = D.since ? (D.tickets ? "Tickets " : "Runs ") + esc(D.title) : "Run <code>" + esc(D.title) + "</code>";
     h.push("<header><h1>" + name + "</h1>");
     var sub = [];
     sub.push("started " + dateTime(0));
@@ -361,25 +394,60 @@
     return h.join("");
   }
 
-  // ---- final metrics: sortable table and a bar chart per shared metric
-  var finalKeys = (function () {
+  // ---- final metrics. Jobs are grouped by the metrics they report: a classifier's accuracy/auc and a
+  // regressor's rmse/r2 in one table would be mostly empty cells, and their "loss" on one axis would
+  // compare an MSE with a log loss. Each group gets its own table and its own bar chart per metric
+  // (each with its own axis). Jobs that did not succeed are listed apart and never ranked: the last
+  // object they printed is a progress record, not a result.
+  var FINAL_OK = { succeeded: 1, skipped: 1 };
+  function numKeys(j) { return Object.keys(j.final).filter(function (k) { return typeof j.final[k] === "number"; }); }
+  function metricKeys(j) { return numKeys(j).filter(function (k) { return !SETTING.test(k); }); }
+  function makeGroups(jobs, keysOf) {  // [{keys, jobs}]: one per set of keys; a subset joins its superset
+    var bySig = {}, list = [];
+    jobs.forEach(function (j) {
+      var ks = keysOf(j), sig = ks.slice().sort().join("\u0000");  // the keys in the order the job printed them
+      if (!bySig[sig]) { bySig[sig] = { keys: ks, jobs: [] }; list.push(bySig[sig]); }
+      bySig[sig].jobs.push(j);
+    });
+    list.sort(function (a, b) { return b.keys.length - a.keys.length || b.jobs.length - a.jobs.length; });
+    var out = [];
+    list.forEach(function (g) {
+      var home = null;
+      out.forEach(function (h) { if (!home && g.keys.every(function (k) { return h.keys.indexOf(k) >= 0; })) home = h; });
+      if (home && (g.keys.length || out.length === 1)) home.jobs = home.jobs.concat(g.jobs); else out.push(g);
+    });
+    out.forEach(function (g) { g.jobs.sort(function (a, b) { return a.i - b.i; }); });
+    out.sort(function (a, b) { return a.jobs[0].i - b.jobs[0].i; });
+    return out;
+  }
+  function groupTable(jobs, ranked) {  // the table's columns: metrics that vary first, then settings
     var seen = {}, order = [];
-    JOBS.forEach(function (j) {
-      Object.keys(j.final).forEach(function (k) {
-        if (typeof j.final[k] !== "number") return;
+    jobs.forEach(function (j) {
+      numKeys(j).forEach(function (k) {
         if (!(k in seen)) { seen[k] = { n: 0, vals: {} }; order.push(k); }
         seen[k].n++;
         seen[k].vals[j.final[k]] = 1;
       });
     });
-    var metric = function (k) { return !SETTING.test(k); };
-    var varying = order.filter(function (k) { return metric(k) && Object.keys(seen[k].vals).length > 1; });
+    var varying = order.filter(function (k) { return !SETTING.test(k) && Object.keys(seen[k].vals).length > 1; });
     var rest = order.filter(function (k) { return varying.indexOf(k) < 0; });
-    return { all: varying.concat(rest).slice(0, 14), shared: varying.filter(function (k) { return seen[k].n >= 2; }) };
-  })();
-  var sortState = { key: null, dir: 1 }, tableAll = false, TABLE_ROWS = 100;
-  function tableRows() {
-    var rows = JOBS.slice();
+    var shared = ranked ? varying.filter(function (k) { return seen[k].n >= 2; }) : [];
+    var best = {};
+    shared.forEach(function (k) {
+      var vs = jobs.map(function (j) { return j.final[k]; }).filter(function (v) { return typeof v === "number"; });
+      best[k] = lowerBetter(k) ? Math.min.apply(null, vs) : Math.max.apply(null, vs);
+    });
+    return { jobs: jobs, cols: ranked ? varying.concat(rest).slice(0, 14) : [], shared: shared, best: best, ranked: ranked,
+      sort: { key: null, dir: 1 }, all: false };
+  }
+  var GROUPS = makeGroups(JOBS.filter(function (j) { return FINAL_OK[j.status]; }), metricKeys);
+  var TABLES = GROUPS.map(function (g) { var t = groupTable(g.jobs, true); t.keys = g.keys; return t; });
+  var unranked = JOBS.filter(function (j) { return !FINAL_OK[j.status]; });
+  if (unranked.length) TABLES.push(groupTable(unranked, false));
+  TABLES.forEach(function (t, ti) { t.jobs.forEach(function (j) { j.tbl = ti; }); });
+  var TABLE_ROWS = 100;
+  function tableRows(t) {
+    var rows = t.jobs.slice(), sortState = t.sort;
     if (sortState.key) {
       var k = sortState.key;
       var val = function (j) {
@@ -398,70 +466,82 @@
         return (x < y ? -1 : x > y ? 1 : 0) * sortState.dir;
       });
     }
-    var best = {};
-    finalKeys.all.forEach(function (k) {
-      var vs = JOBS.map(function (j) { return j.final[k]; }).filter(function (v) { return typeof v === "number"; });
-      if (vs.length > 1 && finalKeys.shared.indexOf(k) >= 0) best[k] = lowerBetter(k) ? Math.min.apply(null, vs) : Math.max.apply(null, vs);
-    });
     var total = rows.length;
-    if (!tableAll && rows.length > TABLE_ROWS) rows = rows.slice(0, TABLE_ROWS);
-    var more = total > rows.length ? '<tr><td colspan="99"><a href="#" id="tall">show all ' + total + " rows</a> (" + rows.length + " shown; sorting uses all)</td></tr>" : "";
+    if (!t.all && rows.length > TABLE_ROWS) rows = rows.slice(0, TABLE_ROWS);
+    var more = total > rows.length ? '<tr><td colspan="99"><a href="#" class="tall">show all ' + total + " rows</a> (" + rows.length + " shown; sorting uses all)</td></tr>" : "";
     return rows.map(function (j) {
       var dur = j.att.reduce(function (s, a) { return s + (a.dur || 0); }, 0);
+      // the metrics right after the job and its status: on a phone they are what shows before scrolling
       var tds = '<td><a href="#" data-open="' + j.i + '">' + esc(j.id) + "</a>" + (j.optional ? ' <span class="muted">(optional)</span>' : "") + "</td>" +
-        "<td>" + stChip(kindOf(j)) + '</td><td class="num">' + j.att.length + '</td><td class="num">' + fmtDur(dur) +
-        '</td><td class="num">' + fmtBytes(j.peak) + "</td>";
-      finalKeys.all.forEach(function (k) {
+        "<td>" + stChip(kindOf(j)) + "</td>";
+      t.cols.forEach(function (k) {
         var v = j.final[k];
-        tds += '<td class="num' + (v != null && v === best[k] ? " best" : "") + '">' + esc(fmtNum(v)) + "</td>";
+        tds += '<td class="num' + (v != null && v === t.best[k] ? " best" : "") + '">' + esc(fmtNum(v)) + "</td>";
       });
+      if (!t.ranked) tds += '<td class="muted last">' + (j.last ? Object.keys(j.last).map(function (k2) { return esc(k2) + "=" + esc(fmtNum(j.last[k2])); }).join(" ") : "") + "</td>";
+      tds += '<td class="num">' + j.att.length + '</td><td class="num">' + fmtDur(dur) + '</td><td class="num">' + fmtBytes(j.peak) + "</td>";
       return "<tr>" + tds + "</tr>";
     }).join("") + more;
   }
-  function tableHead() {
-    var cols = [["#id", "job", ""], ["#status", "status", ""], ["#att", "attempts", "num"], ["#dur", "time", "num"], ["#peak", "peak RSS", "num"]];
-    finalKeys.all.forEach(function (k) { cols.push([k, k, "num"]); });
+  function tableHead(t) {
+    var cols = [["#id", "job", ""], ["#status", "status", ""]];
+    t.cols.forEach(function (k) { cols.push([k, k, "num"]); });
+    if (!t.ranked) cols.push(["", "last object printed (not a final result)", "last"]);
+    cols.push(["#att", "attempts", "num"], ["#dur", "time", "num"], ["#peak", "peak RSS", "num"]);
     return cols.map(function (c) {
-      var arrow = sortState.key === c[0] ? ' <span class="arrow">' + (sortState.dir > 0 ? "▲" : "▼") + "</span>" : "";
-      var hint = finalKeys.shared.indexOf(c[0]) >= 0 ? ' title="' + (lowerBetter(c[0]) ? "lower is better (bold: best)" : "higher is better (bold: best)") + '"' : "";
+      if (!c[0]) return '<th class="' + c[2] + '">' + esc(c[1]) + "</th>";
+      var arrow = t.sort.key === c[0] ? ' <span class="arrow">' + (t.sort.dir > 0 ? "▲" : "▼") + "</span>" : "";
+      var hint = t.shared.indexOf(c[0]) >= 0 ? ' title="' + (lowerBetter(c[0]) ? "lower is better (bold: best)" : "higher is better (bold: best)") + '"' : "";
       return '<th class="sort ' + c[2] + '" data-sort="' + esc(c[0]) + '"' + hint + ">" + esc(c[1]) + arrow + "</th>";
     }).join("");
   }
   function results() {
     var h = ['<section id="results"><h2>Final metrics</h2>'];
-    h.push('<p class="sub">The last JSON object each job printed. Click a column to sort; bold is the best value of a metric shared by several jobs (lower is better for loss/error-like names).</p>');
-    h.push('<div class="tablewrap"><table id="ftable"><thead><tr>' + tableHead() + "</tr></thead><tbody>" + tableRows() + "</tbody></table></div>");
-    if (finalKeys.shared.length) {
-      h.push('<div class="grid wide" style="margin-top:16px">');
-      finalKeys.shared.slice(0, 12).forEach(function (k) {
-        var items = JOBS.filter(function (j) { return typeof j.final[k] === "number"; }).map(function (j) {
-          return { label: j.id, value: j.final[k], color: jobColor(j.i) };
+    h.push('<p class="sub">The last JSON object each job that succeeded printed. Click a column to sort; bold is the best value of a metric shared by several jobs (lower is better for loss/error-like names).' +
+      (GROUPS.length > 1 ? " Jobs that report different metrics (a classifier and a regressor, say) are in separate tables, each metric charted on its own axis." : "") + "</p>");
+    TABLES.forEach(function (t, ti) {
+      if (!t.ranked) {
+        h.push('<h3 class="group" id="unranked">Not ranked: ' + t.jobs.length + " job" + (t.jobs.length === 1 ? "" : "s") + " that did not succeed" + (D.in_progress ? " or are not finished" : "") + "</h3>" +
+          '<p class="sub">The last object a failed, cancelled or unfinished job printed is a progress record, not its result.</p>');
+      } else if (TABLES.length > 1) {
+        h.push('<h3 class="group">' + t.jobs.length + " job" + (t.jobs.length === 1 ? "" : "s") + (t.keys.length ? " reporting " + esc(t.keys.slice(0, 6).join(", ")) + (t.keys.length > 6 ? ", …" : "") : " with no final metrics") + "</h3>");
+      }
+      h.push('<div class="tablewrap"><table class="ftable' + (t.ranked ? "" : " unranked") + '" id="ftable-' + ti + '" data-t="' + ti + '"><thead><tr>' + tableHead(t) + "</tr></thead><tbody>" + tableRows(t) + "</tbody></table></div>");
+      if (t.shared.length) {
+        h.push('<div class="grid wide" style="margin-top:12px">');
+        t.shared.slice(0, 12).forEach(function (k) {
+          var items = t.jobs.filter(function (j) { return typeof j.final[k] === "number"; }).map(function (j) {
+            return { label: j.id, value: j.final[k], color: jobColor(j.i) };
+          });
+          items.sort(function (a, b) { return lowerBetter(k) ? a.value - b.value : b.value - a.value; });
+          h.push("<div>" + barChart({ items: items, w: Math.min(420, contentWidth), zoom: true, title: k + (lowerBetter(k) ? " (lower is better)" : "") }) + "</div>");
         });
-        items.sort(function (a, b) { return lowerBetter(k) ? a.value - b.value : b.value - a.value; });
-        h.push("<div>" + barChart({ items: items, w: 420, title: k + (lowerBetter(k) ? " (lower is better)" : "") }) + "</div>");
-      });
-      h.push("</div>");
-    }
+        h.push("</div>");
+      }
+    });
+    if (!TABLES.length) h.push('<p class="empty">No job has finished.</p>');
     h.push("</section>");
     return h.join("");
   }
   function bindTable() {
-    var t = document.getElementById("ftable");
-    if (!t) return;
-    t.querySelector("tbody").addEventListener("click", function (ev) {
-      if (ev.target.id !== "tall") return;
-      ev.preventDefault();
-      tableAll = true;
-      t.querySelector("tbody").innerHTML = tableRows();
-    });
-    t.querySelector("thead").addEventListener("click", function (ev) {
-      var th = ev.target.closest("th");
-      if (!th) return;
-      var k = th.getAttribute("data-sort");
-      if (sortState.key === k) sortState.dir = -sortState.dir;
-      else { sortState.key = k; sortState.dir = (k.charAt(0) !== "#" && !lowerBetter(k)) || k === "#dur" || k === "#peak" ? -1 : 1; }
-      t.querySelector("thead tr").innerHTML = tableHead();
-      t.querySelector("tbody").innerHTML = tableRows();
+    var tables = document.querySelectorAll("table.ftable");
+    Array.prototype.forEach.call(tables, function (el) {
+      var t = TABLES[+el.getAttribute("data-t")];
+      el.querySelector("tbody").addEventListener("click", function (ev) {
+        if (!ev.target.classList.contains("tall")) return;
+        ev.preventDefault();
+        t.all = true;
+        el.querySelector("tbody").innerHTML = tableRows(t);
+      });
+      el.querySelector("thead").addEventListener("click", function (ev) {
+        var th = ev.target.closest("th.sort");
+        if (!th) return;
+        var k = th.getAttribute("data-sort");
+        if (t.sort.key === k) t.sort.dir = -t.sort.dir;
+        else { t.sort.key = k; t.sort.dir = (k.charAt(0) !== "#" && !lowerBetter(k)) || k === "#dur" || k === "#peak" ? -1 : 1; }
+        el.querySelector("thead tr").innerHTML = tableHead(t);
+        el.querySelector("tbody").innerHTML = tableRows(t);
+      });
     });
   }
 
@@ -598,7 +678,7 @@
     var q = function (p) { return sorted.map(function (v) { return v[Math.min(v.length - 1, Math.floor(p * v.length))]; }); };
     var lastOf = new Map();
     series.forEach(function (s) { for (var i = s.y.length - 1; i >= 0; i--) if (s.y[i] != null) { lastOf.set(s, s.y[i]); return; } });
-    var ranked = series.filter(function (s) { return lastOf.has(s); });
+    var ranked = series.filter(function (s) { return lastOf.has(s) && s.ok !== false; });  // a failed job is not "best"
     ranked.sort(function (a, b) { return lowerBetter(k) ? lastOf.get(a) - lastOf.get(b) : lastOf.get(b) - lastOf.get(a); });
     var out = [{ name: "90th percentile of " + series.length + " jobs", color: "#b9c3d0", x: xs, y: q(0.9), width: 1 },
       { name: "median of " + series.length + " jobs", color: "#5d6675", x: xs, y: q(0.5), width: 2.2 },
@@ -608,33 +688,42 @@
   function compare() {
     var withC = JOBS.filter(function (j) { return j.curves; });
     if (withC.length < 2) return "";  // nothing to compare: the per-job section says why
+    // grouped like the final metrics, by the metrics the jobs' records carry: a regressor's loss and a
+    // classifier's loss are not drawn on one axis
+    var groups = makeGroups(withC, function (j) { return j.curves.keys; }).filter(function (g) { return g.jobs.length >= 2; });
+    if (!groups.length) return "";
     var h = ['<section id="compare"><h2>Learning curves compared</h2>'];
-    var keyCount = {}, order = [];
-    withC.forEach(function (j) {
-      j.curves.keys.forEach(function (k) { if (!keyCount[k]) { keyCount[k] = 0; order.push(k); } keyCount[k]++; });
-    });
-    var keys = order.filter(function (k) { return keyCount[k] >= 2; }).slice(0, 12);
-    if (!keys.length) keys = order.slice(0, 6);
     h.push('<p class="sub">Each job\'s mean over its folds, per ' + esc(withC[0].curves.x) + "." + (withC.length > MANY ?
-      " With " + withC.length + " jobs: the median and the 10th–90th percentiles across jobs (grey), and the " + BEST + " best jobs by their last value." : "") + " Hover for values.</p>");
-    if (withC.length <= MANY) {
-      h.push('<div class="legend">' + withC.map(function (j) { return '<span><span class="sw" style="background:' + jobColor(j.i) + '"></span>' + esc(j.id) + "</span>"; }).join("") + "</div>");
-    }
-    h.push('<div class="grid wide">');
-    keys.forEach(function (k) {
-      var series = [];
-      withC.forEach(function (j) {
-        if (j.curves.keys.indexOf(k) < 0) return;
-        var mc = meanCurve(j.curves, k);
-        series.push({ name: j.id, color: jobColor(j.i), x: mc.x, y: mc.y });
+      " With more than " + MANY + " jobs: the median and the 10th–90th percentiles across jobs (grey), and the " + BEST + " best jobs that succeeded, by their last value." : "") +
+      (groups.length > 1 ? " Jobs whose records carry different metrics are compared in separate groups." : "") +
+      " A dashed line is a job that did not succeed. Hover for values.</p>");
+    var cw = Math.min(420, contentWidth);
+    groups.forEach(function (g) {
+      var js = g.jobs, n = {};
+      js.forEach(function (j) { j.curves.keys.forEach(function (k) { n[k] = (n[k] || 0) + 1; }); });
+      var shared = g.keys.filter(function (k) { return n[k] >= 2; });  // a metric only one job has: its own card shows it
+      g.keys = shared.length ? shared : g.keys;
+      if (groups.length > 1) h.push('<h3 class="group">' + js.length + " jobs: " + esc(g.keys.slice(0, 6).join(", ")) + (g.keys.length > 6 ? ", …" : "") + "</h3>");
+      if (js.length <= MANY) {
+        h.push('<div class="legend">' + js.map(function (j) { return '<span><span class="sw" style="background:' + jobColor(j.i) + '"></span>' + esc(j.id) + "</span>"; }).join("") + "</div>");
+      }
+      h.push('<div class="grid wide">');
+      g.keys.slice(0, 12).forEach(function (k) {
+        var series = [];
+        js.forEach(function (j) {
+          if (j.curves.keys.indexOf(k) < 0) return;
+          var mc = meanCurve(j.curves, k);
+          series.push({ name: j.id, color: jobColor(j.i), x: mc.x, y: mc.y, dash: !FINAL_OK[j.status], ok: !!FINAL_OK[j.status] });
+        });
+        if (series.length > MANY) series = spread(series, k);
+        var lo = Infinity, hi = -Infinity;
+        series.forEach(function (s) { s.y.forEach(function (v) { if (v != null) { if (v < lo) lo = v; if (v > hi) hi = v; } }); });
+        var logy = lo > 0 && hi / lo >= 100;  // jobs on different scales that report the same metrics
+        h.push("<div>" + lineChart({ w: cw, h: 230, title: k, series: series, xname: js[0].curves.x, logy: logy }) + "</div>");
       });
-      if (series.length > MANY) series = spread(series, k);
-      var lo = Infinity, hi = -Infinity;
-      series.forEach(function (s) { s.y.forEach(function (v) { if (v != null) { if (v < lo) lo = v; if (v > hi) hi = v; } }); });
-      var logy = lo > 0 && hi / lo >= 100;  // jobs on different scales (a regression's MSE beside a classifier's log loss)
-      h.push("<div>" + lineChart({ w: 420, h: 230, title: k, series: series, xname: withC[0].curves.x, logy: logy }) + "</div>");
+      h.push("</div>");
     });
-    h.push("</div></section>");
+    h.push("</section>");
     return h.join("");
   }
 
@@ -658,12 +747,13 @@
     markSelected();
   }
   function timelineHtml(width) {
-    var n = JOBS.length, W = Math.max(640, width);
+    var n = JOBS.length, W = Math.max(240, width);  // the whole run fits the width, a phone's too
     var maxLen = 4;
     JOBS.forEach(function (j) { if (j.id.length > maxLen) maxLen = j.id.length; });
     var lh = n <= 12 ? 26 : n <= 40 ? 20 : n <= 120 ? 13 : n <= 400 ? 8 : 5;
     var labels = lh >= 13;
-    var lab = labels ? Math.max(128, Math.min(210, 18 + 6.8 * Math.min(maxLen, 28))) : 16;
+    var lab = labels ? Math.min(Math.max(128, Math.min(210, 18 + 6.8 * Math.min(maxLen, 28))), Math.round(W * 0.3)) : 16;
+    var labChars = Math.max(4, Math.floor((lab - 14) / 6.8));
     var pw = W - lab - 14, span = D.span;
     var lo = zoom ? zoom[0] : 0, hi = zoom ? zoom[1] : span, vw = hi - lo;
     TL = { lab: lab, pw: pw, lo: lo, hi: hi };
@@ -676,10 +766,11 @@
     }
     var tt = timeTicks(lo, hi, Math.max(2, Math.round(pw / 90)));
     var axis = ['<svg width="' + W + '" height="22">'];
-    tt.forEach(function (t) { axis.push('<text x="' + sx(t).toFixed(1) + '" y="15" text-anchor="middle">' + tfmt(t) + "</text>"); });
-    if (labels) axis.push('<text x="' + (lab - 12) + '" y="15" text-anchor="end">from ' + clock(0) + " UTC</text>");
-    var hint = zoom ? 'Showing ' + tfmt(lo) + " to " + tfmt(hi) + ' · <a href="#" id="unzoom">show all</a> (or double-click)' :
-      "Drag across the lanes to zoom in on a stretch of time.";
+    tt.forEach(function (t) { axis.push(tickText(sx(t), 15, tfmt(t), W)); });
+    var fromLab = lab >= 128;  // the start time in the label column when it fits, else in the hint
+    if (labels && fromLab) axis.push('<text x="' + (lab - 12) + '" y="15" text-anchor="end">from ' + clock(0) + " UTC</text>");
+    var hint = (fromLab ? "" : "From " + clock(0) + " UTC. ") + (zoom ? 'Showing ' + tfmt(lo) + " to " + tfmt(hi) + ' · <a href="#" id="unzoom">show all</a> (or double-click)' :
+      "Drag across the lanes to zoom in on a stretch of time.");
     axis.push("</svg>");
     var H = n * lh + 2, s = ['<svg class="timeline" width="' + W + '" height="' + H + '">'];
     s.push('<g class="grid">');
@@ -691,7 +782,7 @@
       s.push('<g class="lane' + (i % 2 ? " odd" : "") + '" data-job="' + esc(j.id) + '" transform="translate(0,' + y + ')">');
       if (labels) s.push('<rect class="stripe" x="0" y="0" width="' + W + '" height="' + lh + '"/>');
       if (labels) {
-        s.push('<text class="lab" data-open="' + j.i + '" x="' + (lab - 8) + '" y="' + (mid + 4) + '" text-anchor="end">' + esc(j.id.length > 28 ? j.id.slice(0, 27) + "…" : j.id) + "</text>");
+        s.push('<text class="lab" data-open="' + j.i + '" x="' + (lab - 8) + '" y="' + (mid + 4) + '" text-anchor="end">' + esc(j.id.length > labChars ? j.id.slice(0, labChars - 1) + "…" : j.id) + "</text>");
       }
       var prevEnd = j.q;
       j.att.forEach(function (a, k) {
@@ -745,8 +836,11 @@
     var conc = lineChart({ w: W, h: 110, ml: lab, mr: 14, series: [{ name: "running attempts", color: "#3d7fd9", x: cw[0], y: cw[1] }],
       step: true, area: true, y0: true, xmin: lo, xmax: hi, xfmt: tfmt, xname: "elapsed", limit: limit,
       yfmt: function (v) { return Number.isInteger(v) ? String(v) : ""; }, xticks: function () { return tt; } });
+    var top = 0;  // the limit at the peak's time, to say "peak 2 of 2"
+    D.workers.forEach(function (p) { if (p[1] > top) top = p[1]; });
     return '<p class="sub" style="margin:0 0 6px">' + hint + "</p>" + axis.join("") + '<div class="tl-scroll">' + s.join("") + "</div>" +
-      '<h3 style="margin:10px 0 0">Running attempts over time <span class="muted" style="font-weight:400">(peak ' + peak + ")</span></h3>" + conc;
+      '<h3 style="margin:10px 0 0">Running attempts over time <span class="muted" style="font-weight:400">(peak <span id="peak">' + peak + "</span>" +
+      (top ? " of " + top + " worker" + (top === 1 ? "" : "s") + (D.runs.length > 1 ? ", summed over the runs going on at the time" : "") : "") + ")</span></h3>" + conc;
   }
   // drag across the lanes to zoom in on a stretch of time; double-click (or "show all") to zoom out
   function bindZoom() {
@@ -811,14 +905,14 @@
     markSelected();
     var h = ['<button class="close" title="close">×</button><h2>' + esc(j.id) + " " + stChip(kindOf(j)) + (j.optional ? ' <span class="muted">optional</span>' : "") + "</h2>"];
     if (j.reason) h.push('<p class="sub">' + esc(j.reason) + "</p>");
-    h.push('<table><thead><tr><th>attempt</th><th>outcome</th><th>failure</th><th class="num">exit</th><th>start (UTC)</th><th class="num">duration</th><th class="num">peak RSS</th><th class="num">pid</th><th>GPUs</th><th class="num">backoff</th></tr></thead><tbody>');
+    h.push('<div class="tablewrap"><table><thead><tr><th>attempt</th><th>outcome</th><th>failure</th><th class="num">exit</th><th>start (UTC)</th><th class="num">duration</th><th class="num">peak RSS</th><th class="num">pid</th><th>GPUs</th><th class="num">backoff</th></tr></thead><tbody>');
     j.att.forEach(function (a) {
       h.push("<tr><td>" + a.n + (D.runs.length > 1 ? ' <span class="muted">' + esc(a.run) + "</span>" : "") + "</td><td>" + stChip(a.k) + "</td><td>" + esc(a.fail || "") +
         '</td><td class="num">' + esc(a.code != null ? a.code : a.sig || "") + "</td><td>" + clock(a.s) + '</td><td class="num">' + fmtDur(a.dur) +
         '</td><td class="num">' + fmtBytes(a.peak) + '</td><td class="num">' + esc(a.pid || "") + "</td><td>" + esc(a.gpus || "") +
         '</td><td class="num">' + (a.backoff ? fmtDur(a.backoff) : "") + "</td></tr>");
     });
-    h.push("</tbody></table>");
+    h.push("</tbody></table></div>");
     h.push('<dl class="kv" style="margin-top:10px">');
     if (j.params) h.push("<dt>parameters</dt><dd>" + Object.keys(j.params).map(function (k) { return esc(k) + "=<b>" + esc(String(j.params[k])) + "</b>"; }).join(" ") + "</dd>");
     if (j.cmd) h.push("<dt>command</dt><dd class=\"mono\">" + esc(shellJoin(j.cmd)) + "</dd>");
@@ -826,6 +920,8 @@
     if (j.sha) h.push("<dt>script sha256</dt><dd class=\"mono\">" + esc(j.sha) + "</dd>");
     var fk = Object.keys(j.final);
     if (fk.length) h.push("<dt>final metrics</dt><dd>" + fk.map(function (k) { return esc(k) + "=<b>" + esc(fmtNum(j.final[k])) + "</b>"; }).join(" ") + "</dd>");
+    if (j.last) h.push("<dt>last object printed</dt><dd>" + Object.keys(j.last).map(function (k) { return esc(k) + "=" + esc(fmtNum(j.last[k])); }).join(" ") +
+      ' <span class="muted">(not a final result: the job did not succeed)</span></dd>');
     h.push("</dl>");
     var shown = k != null ? [j.att[k]] : j.att.filter(function (a) { return a.tail && a.tail.length || a.err; });
     shown.forEach(function (a) {
@@ -867,8 +963,10 @@
     h.push("</div></section>");
     return h.join("");
   }
-  function finalText(j) {  // the job's final values of the compared metrics, for a card's header
-    var keys = finalKeys.shared.length ? finalKeys.shared : finalKeys.all.filter(function (k) { return !SETTING.test(k); });
+  function finalText(j) {  // the job's final values of its group's compared metrics, for a card's header
+    var t = TABLES[j.tbl];
+    if (!t || !t.ranked) return "";
+    var keys = t.shared.length ? t.shared : t.cols.filter(function (k) { return !SETTING.test(k); });
     return keys.slice(0, 4).filter(function (k) { return typeof j.final[k] === "number"; })
       .map(function (k) { return esc(k) + " <b>" + esc(fmtNum(j.final[k])) + "</b>"; }).join(" · ");
   }
@@ -877,13 +975,18 @@
     card.setAttribute("data-drawn", "1");
     var j = JOBS[+card.getAttribute("data-card")], c = j.curves, out = [];
     var multi = c.series.length > 1;
+    var charts = card.querySelector(".charts");
+    // the card's full width: as many charts side by side as fit at 260 px or more each
+    var inner = charts.clientWidth || contentWidth - 26, gap = 14;
+    var cols = Math.max(1, Math.min(c.keys.length, Math.floor((inner + gap) / (260 + gap))));
+    var cw = Math.max(200, Math.floor((inner - (cols - 1) * gap) / cols) - 1);
+    if (cw > inner) cw = Math.floor(inner);
     c.keys.forEach(function (k, ki) {
       var series = c.series.map(function (s, si) {
         return { name: s.n, color: multi ? PAL[si % PAL.length] : jobColor(j.i), x: s.x, y: s.y[ki], dash: s.aux };
       });
-      out.push(lineChart({ w: 284, h: 170, title: k, series: series, xname: c.x }));
+      out.push(lineChart({ w: cw, h: 180, title: k, series: series, xname: c.x }));
     });
-    var charts = card.querySelector(".charts");
     charts.innerHTML = out.join("") + (multi && c.series.length <= 12 ? '<div class="legend">' + c.series.map(function (s, si) {
       return '<span><span class="sw" style="background:' + PAL[si % PAL.length] + '"></span>' + esc(s.n) + "</span>";
     }).join("") + "</div>" : "");
@@ -925,11 +1028,11 @@
       return { label: j.id, value: j.peak, color: jobColor(j.i) };
     });
     items.sort(function (a, b) { return b.value - a.value; });
-    h.push("<div>" + (items.length ? barChart({ items: items, w: 560, title: "peak RSS per job (whole process tree)", fmt: fmtBytes }) :
+    h.push("<div>" + (items.length ? barChart({ items: items, w: Math.min(560, contentWidth), title: "peak RSS per job (whole process tree)", fmt: fmtBytes }) :
       '<p class="empty">No peak RSS was recorded.</p>') + "</div>");
     if (D.rss.length) {
       var x = D.rss.map(function (p) { return p[0]; }), y = D.rss.map(function (p) { return p[1]; });
-      h.push("<div>" + lineChart({ w: 560, h: 220, title: "RSS of all running jobs over time (job.sample, once a second)", series: [{ name: "all running jobs", color: "#8b4fc7", x: x, y: y }],
+      h.push("<div>" + lineChart({ w: Math.min(560, contentWidth), h: 220, title: "RSS of all running jobs (sampled once a second)", series: [{ name: "all running jobs", color: PAL[0], x: x, y: y }],
         step: true, area: true, y0: true, xmin: 0, xmax: D.span, xfmt: tfmt, yfmt: fmtBytes, xname: "elapsed",
         xticks: function (lo, hi, n) { return timeTicks(lo, hi, n); } }) + "</div>");
     } else {
@@ -972,7 +1075,10 @@
   // ------------------------------------------------------------------ draw
   try {
     if (JOBS.length > 100) document.body.classList.add("big");  // lay out off-screen parts only when seen
-    contentWidth = app.clientWidth - 2 * 24 - 2 * 19;  // #app and section padding, before anything is drawn
+    // the width inside a section, measured before anything is drawn (the paddings shrink on a phone)
+    app.innerHTML = '<section id="probe"></section>';
+    var probe = document.getElementById("probe"), pcs = getComputedStyle(probe);
+    contentWidth = Math.floor(probe.clientWidth - parseFloat(pcs.paddingLeft) - parseFloat(pcs.paddingRight));
     var times = window.aimedresTimes = {};  // milliseconds per step, for benchmarks
     var step = function (name, fn) { var t = performance.now(); var r = fn(); times[name] = Math.round(performance.now() - t); return r; };
     times.parse = Math.round(performance.now() - T_START);
