@@ -23,7 +23,7 @@ bar charts and memory charts (not all 3,000 per-job charts, which no page would 
     python bench/report.py screenshot                 # docs/img/report.png from the bundled examples
 
 `screenshot` runs `python -m aimedres_async run --report` on the bundled examples (the repository's
-aimedres.toml, in a temporary copy) and saves a 1400-px-wide screenshot of the report's top part.
+aimedres.toml, in a temporary copy) and saves a 1280-px-wide screenshot of the report's top part.
 """
 
 from __future__ import annotations
@@ -463,7 +463,7 @@ def cmd_screenshot(a: argparse.Namespace) -> int:
             sys.exit(f"bench/report.py: the run wrote no report (exit {r.returncode}): {r.stderr.strip()[-500:]}")
         pw, browser = launch()
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": a.height}, device_scale_factor=1)
+            page = browser.new_page(viewport={"width": 1280, "height": a.height}, device_scale_factor=1)
             page.goto(html.as_uri())
             page.wait_for_selector("body[data-ready]", state="attached")
             page.screenshot(path=str(out), full_page=False)

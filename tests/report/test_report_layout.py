@@ -33,6 +33,7 @@ attempt = int(os.environ.get("AIMEDRES_ATTEMPT", "1"))
 final = {
     "clf_a": {"accuracy": 0.979, "auc": 0.991, "f1": 0.97, "loss": 0.081},
     "clf_b": {"accuracy": 0.969, "auc": 0.985, "f1": 0.96, "loss": 0.095},
+    "clf_c": {"accuracy": 0.955, "macro_f1": 0.95},  # a classifier too, that reports other metrics
     "flaky": {"accuracy": 0.951, "auc": 0.977, "f1": 0.94, "loss": 0.12},
     "reg": {"rmse": 54.2, "mae": 41.0, "r2": 0.81, "loss": 2937.6},
     "reg2": {"rmse": 61.3, "mae": 47.5, "r2": 0.76, "loss": 3757.7},
@@ -108,7 +109,7 @@ def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
         folder,
         "[supervisor]\nparallel = true\nmax_workers = 2\n[discovery]\nenabled = false\n"
         '[defaults]\nbackoff = { initial = "0.3s", factor = 1.0, jitter = 0.0 }\n'
-        + "".join(job(n) for n in ("clf_a", "clf_b", "reg", "reg2"))
+        + "".join(job(n) for n in ("clf_a", "clf_b", "clf_c", "reg", "reg2"))
         + job("flaky", retries=1)
         + job("broken")
         + "optional = true\n",
@@ -160,7 +161,7 @@ def _check_layout(page: Any, width: int) -> None:
     # the timeline shows the whole run: every attempt's bar inside the lanes, the last one near their end
     lanes = page.locator(".tl-scroll").bounding_box()
     bars = page.eval_on_selector_all("svg.timeline rect.att", "els => els.map(e => e.getBoundingClientRect().toJSON())")
-    assert len(bars) == 7  # clf_a, clf_b, reg, reg2, broken, and flaky's two attempts
+    assert len(bars) == 8  # clf_a, clf_b, clf_c, reg, reg2, broken, and flaky's two attempts
     assert all(b["left"] >= lanes["x"] and b["right"] <= lanes["x"] + lanes["width"] + 0.5 for b in bars), bars
     assert max(b["right"] for b in bars) > lanes["x"] + lanes["width"] * 0.9
     # per-job charts use the card's full width
@@ -203,7 +204,7 @@ def test_failed_jobs_apart_groups_by_metrics_zoomed_bars_and_colours(
         ranked = page.eval_on_selector_all(
             "table.ftable:not(.unranked) tbody td:first-child a", "els => els.map(e => e.textContent)"
         )
-        assert sorted(ranked) == ["clf_a", "clf_b", "flaky", "reg", "reg2"]
+        assert sorted(ranked) == ["clf_a", "clf_b", "clf_c", "flaky", "reg", "reg2"]
         assert page.locator("table.unranked tbody tr").count() == 1
         assert "accuracy=0.999" in page.inner_text("table.unranked") and "not a final result" in page.inner_text(
             "#results"
@@ -219,6 +220,8 @@ def test_failed_jobs_apart_groups_by_metrics_zoomed_bars_and_colours(
         assert len(heads) == 2
         assert not any("accuracy" in h and "rmse" in h for h in heads), heads
         assert any("accuracy" in h for h in heads) and any("rmse" in h for h in heads)
+        # a classifier that shares half its metrics with the others is in their table
+        assert any("accuracy" in h and "macro_f1" in h for h in heads), heads
         # ... and their loss curves on separate charts, each with its own axis (no log scale needed)
         loss_charts = page.locator("#compare svg.chart", has=page.locator("text.title", has_text=re.compile("^loss$")))
         assert loss_charts.count() == 2
@@ -227,9 +230,8 @@ def test_failed_jobs_apart_groups_by_metrics_zoomed_bars_and_colours(
         acc = page.locator("#results svg.bars", has=page.locator("text.title", has_text=re.compile("^accuracy$")))
         assert "zoomed" in (acc.get_attribute("class") or "") and "not from 0" in (acc.text_content() or "")
         widths = acc.locator("rect").evaluate_all("rs => rs.map(r => r.getBBox().width)")
-        assert len(widths) == 3 and widths[0] > 1.15 * widths[1], (
-            widths
-        )  # clf_a, clf_b, flaky (best first); from 0: 1.01
+        # clf_a, clf_b, flaky, clf_c (best first); drawn from 0, the first two differ by 1 %
+        assert len(widths) == 4 and widths[0] > 1.15 * widths[1], widths
         # colours by meaning: in a run with a failure, no series looks like an outcome
         outcome_used = set(
             page.eval_on_selector_all("svg.timeline rect.att", "els => els.map(e => e.getAttribute('fill'))")

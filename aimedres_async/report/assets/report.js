@@ -402,19 +402,35 @@
   var FINAL_OK = { succeeded: 1, skipped: 1 };
   function numKeys(j) { return Object.keys(j.final).filter(function (k) { return typeof j.final[k] === "number"; }); }
   function metricKeys(j) { return numKeys(j).filter(function (k) { return !SETTING.test(k); }); }
-  function makeGroups(jobs, keysOf) {  // [{keys, jobs}]: one per set of keys; a subset joins its superset
+  // a name whose meaning depends on the task (an MSE or a log loss): it does not make two jobs alike
+  var GENERIC = /^(val_|valid_|train_|test_)?(loss|score|objective|cost)$/i;
+  function makeGroups(jobs, keysOf) {  // [{keys, jobs}]: jobs whose specific metrics mostly overlap
     var bySig = {}, list = [];
     jobs.forEach(function (j) {
       var ks = keysOf(j), sig = ks.slice().sort().join("\u0000");  // the keys in the order the job printed them
       if (!bySig[sig]) { bySig[sig] = { keys: ks, jobs: [] }; list.push(bySig[sig]); }
       bySig[sig].jobs.push(j);
     });
-    list.sort(function (a, b) { return b.keys.length - a.keys.length || b.jobs.length - a.jobs.length; });
+    var specific = function (ks) { return ks.filter(function (k) { return !GENERIC.test(k); }); };
+    // a set of keys joins a group when at least half of the smaller set's specific metrics are the
+    // group's (digits' accuracy and macro_f1 beside breast_cancer's accuracy, roc_auc and f1), or
+    // both have none (only a loss); a classifier's and a regressor's share none
+    var alike = function (a, b) {
+      var sa = specific(a), sb = specific(b);
+      if (!sa.length || !sb.length) return !sa.length && !sb.length;
+      var common = sa.filter(function (k) { return sb.indexOf(k) >= 0; }).length;
+      return common * 2 >= Math.min(sa.length, sb.length);
+    };
+    list.sort(function (a, b) { return b.jobs.length - a.jobs.length || b.keys.length - a.keys.length; });
     var out = [];
     list.forEach(function (g) {
       var home = null;
-      out.forEach(function (h) { if (!home && g.keys.every(function (k) { return h.keys.indexOf(k) >= 0; })) home = h; });
-      if (home && (g.keys.length || out.length === 1)) home.jobs = home.jobs.concat(g.jobs); else out.push(g);
+      if (g.keys.length) out.forEach(function (h) { if (!home && alike(h.core, g.keys)) home = h; });
+      else home = out[0] || null;  // jobs that printed no metrics: with the biggest group
+      if (home) {
+        home.jobs = home.jobs.concat(g.jobs);
+        g.keys.forEach(function (k) { if (home.keys.indexOf(k) < 0) home.keys.push(k); });
+      } else out.push({ core: g.keys, keys: g.keys.slice(), jobs: g.jobs });
     });
     out.forEach(function (g) { g.jobs.sort(function (a, b) { return a.i - b.i; }); });
     out.sort(function (a, b) { return a.jobs[0].i - b.jobs[0].i; });
@@ -430,7 +446,8 @@
       });
     });
     var varying = order.filter(function (k) { return !SETTING.test(k) && Object.keys(seen[k].vals).length > 1; });
-    var rest = order.filter(function (k) { return varying.indexOf(k) < 0; });
+    var rest = order.filter(function (k) { return varying.indexOf(k) < 0 && !SETTING.test(k); })  // metrics, then settings
+      .concat(order.filter(function (k) { return SETTING.test(k); }));
     var shared = ranked ? varying.filter(function (k) { return seen[k].n >= 2; }) : [];
     var best = {};
     shared.forEach(function (k) {
