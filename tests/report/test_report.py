@@ -667,3 +667,10 @@ def test_report_of_a_sweep_has_a_leaderboard_and_a_plot_per_swept_parameter(
         assert page.errors == []
     finally:
         page.close()
+    page = browser.open(html, width=390)  # on a phone: the plots fit, the page does not scroll sideways
+    try:
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+        for plot in page.locator("#leaderboard svg.sweep").all():
+            assert plot.bounding_box()["width"] <= page.locator("#leaderboard").bounding_box()["width"]
+    finally:
+        page.close()

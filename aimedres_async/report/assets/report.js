@@ -608,7 +608,7 @@
     });
     var left = order.length > 12 ? order.length - 12 : 0;
     order = order.slice(0, 12);  // the lines of the best-ranked groups: rows come best first
-    var W = 420, H = 220, m = { l: 50, r: 12, t: 22, b: 34 }, pw = W - m.l - m.r, ph = H - m.t - m.b;
+    var W = Math.min(420, contentWidth), H = 220, m = { l: 50, r: 12, t: 22, b: 34 }, pw = W - m.l - m.r, ph = H - m.t - m.b;
     var lo = Infinity, hi = -Infinity;
     order.forEach(function (name) {
       series[name].forEach(function (pt) { var e = pt.st.std || 0; lo = Math.min(lo, pt.st.mean - e); hi = Math.max(hi, pt.st.mean + e); });
@@ -619,7 +619,7 @@
     function sx(i, si) { return m.l + (i + 0.5) * band + (si - (ns - 1) / 2) * shift; }
     function sy(v) { return m.t + ph - (v - lo) / (hi - lo) * ph; }
     var out = ['<svg class="sweep" width="' + W + '" height="' + H + '" viewBox="0 0 ' + W + " " + H + '">'];
-    out.push('<text class="title" x="' + m.l + '" y="13">' + esc(metric) + " by " + esc(p) + (lowerBetter(metric) ? " (lower is better)" : "") + "</text>");
+    out.push('<text class="title" x="0" y="13">' + esc(fit(metric + " by " + p + (lowerBetter(metric) ? " (lower is better)" : ""), W)) + "</text>");
     out.push('<g class="grid">');
     var yt = ticks(lo, hi, 5);
     yt.forEach(function (v) { out.push('<line x1="' + m.l + '" x2="' + (W - m.r) + '" y1="' + sy(v).toFixed(1) + '" y2="' + sy(v).toFixed(1) + '"/>'); });
