@@ -186,3 +186,27 @@ def test_the_examples_give_identical_final_metrics_one_at_a_time_and_in_parallel
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "exact: no difference (3 jobs: every status and final metric identical)" in r.stdout
+
+
+def test_getting_started_leaderboard_names_the_metrics_the_sweep_prints(tmp_path: Path) -> None:
+    """docs/getting-started.md shows the leaderboard of examples/sweep.toml: its columns are the
+    numeric final metrics breast_cancer prints, in order, and its rows the sweep's combinations."""
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    block = text[text.index("ranked by accuracy:desc") :].split("```")[0].splitlines()
+    header, rows = block[1].split(), [line.split() for line in block[2:] if line.strip()]
+    r = subprocess.run(
+        [PY, str(EXAMPLES / "train_breast_cancer.py"), "--epochs", "1", "--folds", "2", "--output-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    final = json.loads(r.stdout.splitlines()[-1])
+    numeric = [k for k, v in final.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    assert header == ["RANK", "JOB", "N", *numeric]
+    sweep = (ROOT / "examples" / "sweep.toml").read_text()
+    assert "matrix = { batch_size = [16, 64], epochs = [2, 4] }" in sweep and "seeds = [0, 1, 2]" in sweep
+    assert sorted(row[1] for row in rows) == sorted(
+        f"breast_cancer[batch_size={b},epochs={e}]" for b in (16, 64) for e in (2, 4)
+    )
+    assert all(row[2] == "3" for row in rows)  # three seeds each
