@@ -987,6 +987,7 @@
     return keys.slice(0, 4).filter(function (k) { return typeof j.final[k] === "number"; })
       .map(function (k) { return esc(k) + " <b>" + esc(fmtNum(j.final[k])) + "</b>"; }).join(" · ");
   }
+  var cardInner = 0;
   function drawCard(card) {
     if (card.getAttribute("data-drawn")) return;
     card.setAttribute("data-drawn", "1");
@@ -994,7 +995,9 @@
     var multi = c.series.length > 1;
     var charts = card.querySelector(".charts");
     // the card's full width: as many charts side by side as fit at 260 px or more each
-    var inner = charts.clientWidth || contentWidth - 26, gap = 14;
+    // every card is as wide as the section: measured once, not once per card (a layout each)
+    if (!cardInner) cardInner = charts.clientWidth || contentWidth - 26;
+    var inner = cardInner, gap = 14;
     var cols = Math.max(1, Math.min(c.keys.length, Math.floor((inner + gap) / (260 + gap))));
     var cw = Math.max(200, Math.floor((inner - (cols - 1) * gap) / cols) - 1);
     if (cw > inner) cw = Math.floor(inner);
