@@ -25,7 +25,10 @@ class Notifier:
         if self.address is None:
             return False
         if self._sock is None:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Non-blocking: a datagram socket whose reader lags (its queue holds 10 messages by
+            # default) would otherwise stall the daemon's event loop in sendto. A dropped STATUS or
+            # WATCHDOG is superseded by the next one.
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         try:
             self._sock.sendto("\n".join(fields).encode(), self.address)
             return True
