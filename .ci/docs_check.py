@@ -7,6 +7,10 @@ continues a line). An HTML comment on the line just before a block changes how i
     <!-- docs-check: network "REASON" -->        run only with --network (it installs from PyPI, into
                                                  a venv of its own that is first on PATH)
     <!-- docs-check: skip "REASON" -->           never run here (a daemon, root, Ray, Slurm); REASON is printed
+    <!-- docs-check: in "FOLDER" -->             run in a fresh copy of FOLDER (a folder of this repository,
+                                                 e.g. a fixture repository a guide is tried on), made a
+                                                 repository of its own (a .git folder); the block's
+                                                 commands run there one after another
 
 Each command runs with `bash -c` in the copy's root, with `python` the interpreter running this
 script and the copy's package first on the import path. Exit 0 when every command that ran exited
@@ -32,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MARKER = re.compile(r'<!--\s*docs-check:\s*(exit=(\d+)|network|skip)\s*(?:"([^"]*)")?\s*-->')
+MARKER = re.compile(r'<!--\s*docs-check:\s*(exit=(\d+)|network|skip|in)\s*(?:"([^"]*)")?\s*-->')
 FENCE = re.compile(r"^```(\w*)\s*$")
 
 
@@ -42,8 +46,9 @@ class Command:
     line: int
     text: str
     expect: int = 0
-    mode: str = "run"  # run | network | skip
-    reason: str = ""
+    mode: str = "run"  # run | network | skip | in
+    reason: str = ""  # why it is skipped; for `in`, the folder the block runs in a copy of
+    block: int = 0  # the line of its block's fence
 
 
 def commands_in(path: Path, rel: str) -> list[Command]:
@@ -90,7 +95,7 @@ def commands_in(path: Path, rel: str) -> list[Command]:
             if text.rstrip().endswith("\\"):
                 pending += text.rstrip()[:-1] + " "
                 continue
-            out.append(Command(rel, start, pending + text, expect, mode, reason))
+            out.append(Command(rel, start, pending + text, expect, mode, reason, i + 1))
             pending = ""
         i = j + 1
     return out
@@ -124,6 +129,15 @@ def scratch_copy(dest: Path) -> None:
         if src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
+
+
+def fixture_copy(copy: Path, tmp: Path, c: Command) -> Path:
+    """The fresh copy of the folder an `in` block runs in: made at the block's first command."""
+    dest = tmp / "in" / f"{c.file.replace('/', '_')}-{c.block}"
+    if not dest.exists():
+        shutil.copytree(copy / c.reason, dest)
+        (dest / ".git").mkdir()  # a repository of its own: the config lookup stops here
+    return dest
 
 
 def environment(copy: Path, tmp: Path) -> dict[str, str]:
@@ -180,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             run_env = env
             if c.mode == "network":  # its own venv first on PATH: a bare `pip install` must not touch ours
                 run_env = network_environment(env, tmp)
-            code, out = run_command(c.text, copy, run_env, a.timeout)
+            cwd = fixture_copy(copy, tmp, c) if c.mode == "in" else copy
+            code, out = run_command(c.text, cwd, run_env, a.timeout)
             if code == c.expect:
                 print(f"ok   {where}: {c.text}")
             else:

@@ -127,7 +127,10 @@ DESCRIPTIONS = {
     "logs": "A job's or ticket's JSON-lines log rendered for people: timestamps, attempt separators, "
     "'!' for stderr, a printed JSON object as its key=value pairs.",
     "help": "Describe a command, as `COMMAND --help` does; without one, the commands and the global options.",
-    "init": "Write a commented starter aimedres.toml (never overwrites a file).",
+    "init": "Write a commented starter aimedres.toml (never overwrites a file). Discovered copies of one script "
+    "are excluded in it (the canonical one kept, a comment on each), and the JSON files scripts write are "
+    "suggested as their metrics_file. --from-orchestrator or --from-yaml converts the old orchestrator's job "
+    "list instead, keeping its arguments, output folders and defaults (see the migration guide).",
     "report": "Write one self-contained HTML file (no network, opens from disk) that draws a run: a timeline "
     "of every attempt, metric curves from the jobs' JSON records, final metrics side by side, "
     "memory, provenance. Default: the latest run, into its folder as report.html.",
@@ -493,6 +496,9 @@ def _queue_commands(sub: Any) -> tuple[Parser, ...]:
     lgs.add_argument(
         "target", metavar="JOB|TICKET", help="a job id of a run, or a ticket (number, id or unique id prefix)"
     )
+    lgs.add_argument(
+        "run_positional", nargs="?", metavar="RUN", help="which run, as --run says (report takes it the same way)"
+    )
     lgs.add_argument("--run", metavar="RUN_ID", help="which run (default: the ticket's, else the latest)")
     lgs.add_argument(
         "--follow",
@@ -521,7 +527,10 @@ def _queue_commands(sub: Any) -> tuple[Parser, ...]:
 def _project_commands(sub: Any) -> Parser:
     """`report` and `init`; returns `report`, as `init` takes no --config (it writes one)."""
     rep = _subcommand(sub, "report", "write one self-contained HTML report of a run (default: the latest)")
-    rep.add_argument("run", nargs="?", metavar="RUN", help="a run id or a run folder (default: the latest run)")
+    rep.add_argument(
+        "run_positional", nargs="?", metavar="RUN", help="a run id or a run folder (default: the latest run)"
+    )
+    rep.add_argument("--run", metavar="RUN_ID", help="the same as RUN (as `logs JOB --run RUN_ID` takes it)")
     rep.add_argument(
         "-o",
         "--output",

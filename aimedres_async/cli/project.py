@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aimedres_async.cli.usage import UsageError
+from aimedres_async.cli.usage import UsageError, one_run
 from aimedres_async.plan.config import Config
 from aimedres_async.plan.config_errors import ConfigError
 from aimedres_async.plan.invocation import check_interpreters, override
@@ -94,14 +94,14 @@ def cmd_report(cfg: Config, a: argparse.Namespace) -> int:
     logs_dir = Path(a.logs_dir).resolve() if a.logs_dir else cfg.resolve(cfg.supervisor.logs_dir)
     try:
         if a.since is not None:
-            if a.run is not None:
+            if one_run(a) is not None:
                 raise UsageError("give a RUN or --since, not both")
             since = parse_since(a.since)
             dirs = runs_since(logs_dir, since)
             out = Path(a.output) if a.output else Path("report.html")
         else:
             since = None
-            dirs = [find_run(logs_dir, a.run)]
+            dirs = [find_run(logs_dir, one_run(a))]
             out = Path(a.output) if a.output else dirs[0] / "report.html"
         write_report(dirs, out, since)
     except ReportError as e:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from aimedres_async.cli.usage import UsageError
+from aimedres_async.cli.usage import UsageError, one_run
 from aimedres_async.plan.config import Config
 
 if TYPE_CHECKING:
@@ -256,6 +256,7 @@ def cmd_logs(cfg: Config, a: argparse.Namespace) -> int:
     from aimedres_async.plan.config import JOB_ID_RE
 
     spool = spool_of(cfg)
+    a.run = one_run(a)
     if a.run is None:  # a ticket's number, id or id prefix; else a job of the latest run
         a.target = resolve_tickets(spool, [a.target], unknown_ok=JOB_ID_RE.fullmatch(a.target) is not None)[0]
     if a.follow and a.run is None and JOB_ID_RE.fullmatch(a.target) and spool.state_of(a.target) is not None:

@@ -315,14 +315,27 @@ def _after_run(cfg: Config, a: argparse.Namespace, sup: Any, console: Console, s
 
 
 def _training_summary(cfg: Config, a: argparse.Namespace, sup: Any, console: Console) -> None:
-    """The old orchestrator's training_summary_<time>.json (--summary-dir, [supervisor] summary_dir)."""
+    """The old orchestrator's training_summary_<time>.json in its own format (--summary-dir,
+    [supervisor] summary_dir)."""
     summary_dir = Path(a.summary_dir) if a.summary_dir else None  # the command line's: relative to here
     if summary_dir is None and cfg.supervisor.summary_dir:
         summary_dir = cfg.resolve(cfg.supervisor.summary_dir)
     if summary_dir is None:
         return
+    import orjson
+
+    from aimedres_async.report.legacy_summary import training_summary
+
+    old = training_summary(
+        sup.summary(),
+        sup.log.dir / "events.jsonl",
+        {j.spec.id: j.spec.accepts for j in sup.jobs},
+        vars(a),
+        cfg.base_dir,
+        sup.pools.gpus,
+    )
     try:
-        path = legacy.write_training_summary(summary_dir, sup.log.dir / "summary.json", sup.summary())
+        path = legacy.write_training_summary(summary_dir, orjson.dumps(old, option=orjson.OPT_INDENT_2))
         if console.json:
             console.info(f"summary: {path}")
         else:

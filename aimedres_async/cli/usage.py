@@ -114,3 +114,12 @@ class Parser(argparse.ArgumentParser):
                     return f"to pass a value that starts with '-', write {name}={self.argv[i + 1]}"
             return f"to pass a value that starts with '-', write {name}=VALUE"
         return ""
+
+
+def one_run(a: Any) -> str | None:
+    """The run a command names, positionally or with --run (`report` and `logs` take both); the
+    two at once must agree."""
+    positional, option = getattr(a, "run_positional", None), getattr(a, "run", None)
+    if positional is not None and option is not None and positional != option:
+        raise UsageError(f"two runs given: {positional} and --run {option}; give one")
+    return option if option is not None else positional

@@ -138,11 +138,14 @@ class Dispatcher:
         if job.spec.script is not None:
             await self._hash_script(str(job.spec.script))
         self.log.open_job(job.spec.id)
+        made = preflight.missing_output_dirs(job.spec)
         problem = preflight.ensure_output_dirs(job.spec)
         if problem is not None:
             self.console.warning(problem)
         try:
             result = await self._run_attempt(job, attempt)
+            if result.outcome is not Outcome.SUCCEEDED and made:
+                preflight.remove_if_empty(made)
             if result.outcome is Outcome.SUCCEEDED and (job.spec.metrics_file or job.spec.metrics_keys):
                 # a report file on a slow or network disk must not hold up the loop
                 job.output.metrics = await self._read_metrics_file(job)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,8 @@ def add_summary_flag(group: Any) -> None:
     group.add_argument(
         "--summary-dir",
         metavar="DIR",
-        help="also write this run's summary as DIR/training_summary_<UTC time>.json ([supervisor] summary_dir)",
+        help="also write this run's summary as DIR/training_summary_<UTC time>.json in the old orchestrator's "
+        "format ([supervisor] summary_dir)",
     )
 
 
@@ -71,22 +72,16 @@ def check_config_path(path: str) -> None:
         )
 
 
-def write_training_summary(folder: Path, run_summary: Path, fallback: Mapping[str, Any]) -> Path:
-    """A copy of the run's summary.json as `folder/training_summary_<YYYYmmdd_HHMMSS UTC>.json` (the
-    old name); `fallback` when summary.json could not be written or read."""
+def write_training_summary(folder: Path, data: bytes) -> Path:
+    """`data` (the old format: report.legacy_summary) as `folder/training_summary_<YYYYmmdd_HHMMSS
+    UTC>.json`, the old name; two runs in one second keep both."""
     from aimedres_async.system import atomic
 
-    try:
-        data = run_summary.read_bytes()
-    except OSError:
-        import orjson  # here: the command line's parser reads this module's flags at every start
-
-        data = orjson.dumps(fallback, option=orjson.OPT_INDENT_2)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime())
     path = folder / f"training_summary_{stamp}.json"
     n = 1
-    while path.exists():  # two runs in one second: keep both
+    while path.exists():
         path = folder / f"training_summary_{stamp}_{n}.json"
         n += 1
     atomic.write(path, data)

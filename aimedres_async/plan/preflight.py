@@ -37,6 +37,27 @@ def interpreter_problems(specs: Iterable[JobSpec]) -> list[str]:
 _bases_made: set[Path] = set()
 
 
+def missing_output_dirs(spec: JobSpec) -> list[Path]:
+    """The job's own output folder and its parents below the base that do not exist yet, deepest
+    first: what `ensure_output_dirs` is about to make for it."""
+    missing: list[Path] = []
+    folder = spec.output_dir
+    while folder is not None and folder != spec.output_base and folder.parent != folder and not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Folders made for an attempt that failed, deepest first, each while it is still empty: a job
+    that failed before writing anything leaves no empty results/<id>/ behind."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (it wrote something, or another job's folder is inside), or gone
+            return
+
+
 def ensure_output_dirs(spec: JobSpec) -> str | None:
     """Make the base output folder and the job's own (parents included), as a script that calls
     `os.mkdir(output_dir)` or writes into it straight away expects; returns a problem or None.

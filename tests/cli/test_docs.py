@@ -110,6 +110,18 @@ def test_docs_check_markers(tmp_path: Path) -> None:
     assert "needs a daemon" in r.stdout and "2 commands run, 0 failed, 1 not run" in r.stdout
 
 
+def test_docs_check_runs_an_in_block_in_a_fresh_copy_of_its_folder(tmp_path: Path) -> None:
+    body = (
+        '<!-- docs-check: in "examples/old-orchestrator" -->\n```console\n'
+        "$ test -f train.py && test -d .git && touch made-here\n$ test -f made-here\n```\n\n"
+        '<!-- docs-check: in "examples/old-orchestrator" -->\n```console\n$ test ! -e made-here\n```\n\n'
+        "```console\n$ test ! -e train.py\n```\n"
+    )
+    r = _check(tmp_path, body)
+    assert r.returncode == 0, r.stdout
+    assert "4 commands run, 0 failed" in r.stdout
+
+
 def _mkdocs() -> list[str]:
     exe = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or shutil.which("mkdocs")
     if exe is None:

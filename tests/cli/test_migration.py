@@ -482,7 +482,15 @@ def test_summary_dir_writes_the_old_file_name_with_this_runs_summary(tmp_path: P
     assert r.returncode == 0, r.stderr
     files = list((root / "summaries").iterdir())
     assert len(files) == 1 and re.fullmatch(r"training_summary_\d{8}_\d{6}\.json", files[0].name)
-    assert json.loads(files[0].read_text()) == json.loads((root / "logs/latest/summary.json").read_text())
+    old = json.loads(files[0].read_text())
+    ours = json.loads((root / "logs/latest/summary.json").read_text())
+    # the old orchestrator's format (issue #27, item 5); summary.json keeps its own
+    assert old["pipeline"] == "AiMedRes Medical AI Training" and old["run"] == ours["run"]
+    assert (old["start_time_utc"], old["end_time_utc"]) == (ours["started_at"], ours["finished_at"])
+    assert old["duration_sec"] == ours["duration_s"] and old["working_directory"] == str(root)
+    assert [(j["id"], j["status"], j["attempts"]) for j in old["jobs"]] == [("als", "SUCCESS", 1)]
+    assert old["jobs"][0]["command"] == ours["jobs"][0]["command"] and old["jobs"][0]["use_output_dir"] is True
+    assert ours["jobs"][0]["status"] == "succeeded"
     assert f"summary: summaries/{files[0].name}" in r.stdout
 
 
@@ -493,7 +501,17 @@ def test_summary_dir_in_the_config_keeps_writing_summaries_from_any_folder(tmp_p
     assert r.returncode == 0, r.stderr
     files = list((root / "summaries").iterdir())
     assert len(files) == 1 and files[0].name.startswith("training_summary_")
-    assert json.loads(files[0].read_text())["jobs"][0]["status"] == "succeeded"
+    assert json.loads(files[0].read_text())["jobs"][0]["status"] == "SUCCESS"
+
+
+def test_a_ci_step_filtering_on_failed_finds_the_failed_job(tmp_path: Path, marker: str) -> None:
+    """Regression (issue #27, item 5): `status == "FAILED"` found nothing in the old file name."""
+    root = repo(tmp_path, RESOLVED + '\n[jobs.crash]\nscript = "src/medres/training/train_crash.py"\n', marker)
+    r = cli(root, "--only", "als", "crash", "--summary-dir", "summaries")
+    assert r.returncode == 1
+    data = json.loads(next((root / "summaries").iterdir()).read_text())
+    failed = [j for j in data["jobs"] if j["status"] == "FAILED"]
+    assert [j["id"] for j in failed] == ["crash"] and failed[0]["error"] == "NameError: name 'nn' is not defined"
 
 
 def test_include_pattern_exclude_regex_and_discovery_limit(tmp_path: Path) -> None:

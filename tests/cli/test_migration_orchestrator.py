@@ -8,6 +8,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,93 @@ def test_a_second_signal_cancels_the_draining_jobs(tmp_path: Path, marker: str) 
     assert not (root / "saved").exists()  # stopped with stop_signal before it saved
     jobs = summary_jobs(root)
     assert jobs["first"]["status"] == "cancelled" and jobs["second"]["status"] == "cancelled"
+
+
+# ---------------------------------------------------------------- no empty folder from a failed job
+
+
+def test_a_job_that_failed_before_writing_leaves_no_empty_output_folder(tmp_path: Path, marker: str) -> None:
+    """Regression (issue #27, item 8): a failed job left an empty results/<id>/ behind."""
+    root = tmp_path / "repo"
+    (root / ".git").mkdir(parents=True)
+    head = "import argparse, pathlib, sys\np = argparse.ArgumentParser()\np.add_argument('--output-dir')\na = p.parse_args()\n"
+    (root / "train_early.py").write_text(head + "sys.exit('no data')\n")
+    (root / "train_late.py").write_text(
+        head + "pathlib.Path(a.output_dir, 'partial.txt').write_text('x')\nsys.exit(1)\n"
+    )
+    (root / "train_fine.py").write_text(head)
+    (root / "aimedres.toml").write_text(
+        f'[defaults]\nretries = 1\nbackoff = {{ initial = "10ms" }}\nenv = {{ TEST_MARKER = "{marker}" }}\n'
+        '[jobs.deep]\nscript = "train_early.py"\noutput_dir = "nested/deeper/deep"\n'
+    )
+    r = cli(root, "run")
+    assert r.returncode == 1, r.stdout
+    results = root / "results"
+    assert sorted(p.name for p in results.iterdir()) == ["fine", "late"]  # no early/, no nested/
+    assert (results / "late" / "partial.txt").exists() and (results / "fine").is_dir()
+    assert summary_jobs(root)["early"]["attempts"] == 2  # made again, and removed again, for the retry
+
+
+def test_report_and_logs_take_the_run_the_same_way(old_repo: Path, marker: str) -> None:
+    """Regression (issue #27, item 7): the failure hint printed `logs … --run ID`, while `report
+    --run ID` was an unknown option and `report` took the run only positionally."""
+    migrate(old_repo, marker)
+    (old_repo / "src/medres/training/train_als.py").write_text("raise SystemExit('no data')\n")
+    r = cli(old_repo, "--only", "als")
+    assert r.returncode == 1
+    hint = r.stdout.strip().splitlines()[-1]
+    run_id = hint.rsplit(" ", 1)[1]
+    assert hint == f"why als failed: aimedres-async logs als --run {run_id}"
+    for args in (["logs", "als", "--run", run_id], ["logs", "als", run_id]):
+        shown = cli(old_repo, *args)
+        assert shown.returncode == 0 and "no data" in shown.stdout, args
+    for args in (["report", "--run", run_id], ["report", run_id]):
+        made = cli(old_repo, *args)
+        assert made.returncode == 0 and (old_repo / "logs" / run_id / "report.html").is_file(), made.stderr
+    assert "two runs given" in usage_error(cli(old_repo, "report", run_id, "--run", "other"))
+
+
+# ---------------------------------------------------------------- the guide, followed literally
+
+GUIDE = FIXTURE.parents[1] / "docs" / "how-to" / "migrating.md"
+
+
+def guide_walkthrough() -> list[str]:
+    """The commands of the guide's walkthrough: its block that runs in examples/old-orchestrator."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_check", FIXTURE.parents[1] / ".ci" / "docs_check.py")
+    assert spec is not None and spec.loader is not None
+    docs_check = importlib.util.module_from_spec(spec)
+    sys.modules["docs_check"] = docs_check  # its dataclasses look their module up there
+    spec.loader.exec_module(docs_check)
+    commands = docs_check.commands_in(GUIDE, "migrating.md")
+    return [c.text for c in commands if c.mode == "in" and c.reason == "examples/old-orchestrator"]
+
+
+def test_the_guides_walkthrough_does_what_it_says(old_repo: Path, marker: str) -> None:
+    """Regression (issue #27, item 7): the guide broke when followed as written. Its walkthrough's
+    commands, run as written on a clean copy of the fixture, do what the guide says they do."""
+    commands = guide_walkthrough()
+    assert commands[0] == "python -m aimedres_async init --from-orchestrator train.py"
+    results = []
+    for text in commands:
+        argv = text.split()
+        if argv[:3] == ["python", "-m", "aimedres_async"]:
+            results.append(cli(old_repo, *argv[3:]))
+        else:
+            results.append(subprocess.run(argv, cwd=old_repo, capture_output=True, text=True, timeout=30))
+        assert results[-1].returncode == 0, (text, results[-1].stdout, results[-1].stderr)
+        if len(results) == 1:  # the config init wrote: the test's marker in every job's environment
+            path = old_repo / "aimedres.toml"
+            path.write_text(
+                path.read_text().replace("retries = 0\n", f'retries = 0\nenv = {{ TEST_MARKER = "{marker}" }}\n')
+            )
+    text = GUIDE.read_text()
+    assert "aimedres.toml: ok (3 jobs: parkinsons, als, diabetes)" in results[1].stdout and results[1].stdout in text
+    assert all(line.rstrip() in text for line in results[2].stdout.splitlines())  # `list`, as shown
+    assert row(results[4].stdout, "parkinsons").split()[-5] == "dataset.rows=211"
+    assert (
+        "warnings: 1 (first: Warning: Parkinson's dataset not found, creating a sample dataset)" in results[-1].stdout
+    )
+    assert len(list((old_repo / "summaries").iterdir())) == 2 and len(list(old_repo.glob("logs/*/report.html"))) == 1

@@ -20,6 +20,7 @@ from aimedres_async.plan.legacy import (
     convert_yaml,
     write_training_summary,
 )
+from aimedres_async.report.legacy_summary import PIPELINE, training_summary
 
 OLD_LIST = """\
 jobs:
@@ -199,15 +200,82 @@ def test_a_discovery_limit_below_one_is_refused() -> None:
         old_parser().parse_args(["--discovery-limit", "0"])
 
 
-def test_training_summary_copies_the_runs_summary_under_the_old_name(tmp_path: Path) -> None:
-    summary = tmp_path / "summary.json"
-    summary.write_bytes(b'{"run": "R"}')
-    first = write_training_summary(tmp_path / "summaries", summary, {"fallback": True})
-    second = write_training_summary(tmp_path / "summaries", summary, {"fallback": True})
+def test_training_summary_writes_under_the_old_name_and_keeps_both_of_one_second(tmp_path: Path) -> None:
+    first = write_training_summary(tmp_path / "summaries", b'{"pipeline": "P"}')
+    second = write_training_summary(tmp_path / "summaries", b'{"pipeline": "P"}')
     assert first.name.startswith("training_summary_") and first.suffix == ".json"
-    assert first != second and first.read_bytes() == second.read_bytes() == b'{"run": "R"}'
+    assert first != second and first.read_bytes() == second.read_bytes() == b'{"pipeline": "P"}'
 
 
-def test_training_summary_falls_back_when_summary_json_is_missing(tmp_path: Path) -> None:
-    path = write_training_summary(tmp_path / "s", tmp_path / "missing.json", {"run": "R", "jobs": []})
-    assert path.read_text() == '{\n  "run": "R",\n  "jobs": []\n}'
+def test_the_old_summary_format(tmp_path: Path) -> None:
+    """Regression (issue #27, item 5): the old file name held this tool's summary.json, so a CI step
+    filtering on `status == "FAILED"` found nothing."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"ts":"T1","event":"job.started","job":"a","attempt":1}\n'
+        '{"ts":"T2","event":"job.exited","job":"a","attempt":1}\n'
+        '{"ts":"T3","event":"job.started","job":"a","attempt":2}\n'
+        '{"ts":"T4","event":"job.exited","job":"a","attempt":2}\n'
+    )
+    summary = {
+        "run": "R",
+        "started_at": "S",
+        "finished_at": "E",
+        "duration_s": 4.5,
+        "git": {"commit": "abc", "dirty": False},
+        "logs_dir": "logs/R",
+        "jobs": [
+            {
+                "id": "a",
+                "status": "failed",
+                "attempts": 2,
+                "duration_s": 1.5,
+                "optional": False,
+                "command": ["x"],
+                "error": "NameError: nn",
+                "metrics": None,
+                "warnings": 3,
+            },
+            {
+                "id": "b",
+                "status": "succeeded",
+                "attempts": 1,
+                "duration_s": 2.0,
+                "optional": True,
+                "command": ["y"],
+                "error": None,
+                "metrics": {"acc": 0.9},
+                "warnings": 0,
+            },
+            {
+                "id": "c",
+                "status": "cancelled",
+                "attempts": 0,
+                "duration_s": 0.0,
+                "optional": False,
+                "command": ["z"],
+                "error": None,
+                "metrics": None,
+            },
+        ],
+    }
+    old = training_summary(summary, events, {"a": {"output_dir", "epochs"}}, {"epochs": 3, "x": object()}, tmp_path)
+    assert (old["pipeline"], old["start_time_utc"], old["end_time_utc"], old["duration_sec"]) == (
+        PIPELINE,
+        "S",
+        "E",
+        4.5,
+    )
+    assert old["git_commit"] == "abc" and old["arguments"] == {"epochs": 3}
+    assert old["working_directory"] == str(tmp_path) and old["gpu_info"]["cuda_available"] is False
+    assert [j["status"] for j in old["jobs"]] == ["FAILED", "SUCCESS", "INTERRUPTED"]
+    a = old["jobs"][0]
+    assert (a["start_time"], a["end_time"], a["attempts"], a["error"], a["duration_sec"]) == (
+        "T3",
+        "T4",
+        2,
+        "NameError: nn",
+        1.5,
+    )
+    assert a["use_output_dir"] and a["supports_epochs"] and not a["supports_folds"]
+    assert old["jobs"][2]["start_time"] is None and old["jobs"][1]["metrics"] == {"acc": 0.9}

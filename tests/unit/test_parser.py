@@ -367,10 +367,13 @@ def test_report_and_init_options() -> None:
     a = parse(["report"])
     assert (a.run, a.output, a.since, a.logs_dir) == (None, None, None, None)
     a = parse(["report", "R", "-o", "out.html", "--since", "12h", "--logs-dir", "L"])
-    assert (a.run, a.output, a.since, a.logs_dir) == ("R", "out.html", "12h", "L")
+    assert (a.run_positional, a.output, a.since, a.logs_dir) == ("R", "out.html", "12h", "L")
+    assert parse(["report", "--run", "R"]).run == "R"  # as `logs JOB --run R` takes it
+    assert parse(["logs", "als", "R"]).run_positional == "R"
     a = parse(["init"])
-    assert (a.path, a.from_yaml) == ("aimedres.toml", None)
+    assert (a.path, a.from_yaml, a.from_orchestrator) == ("aimedres.toml", None, None)
     assert parse(["init", "p.toml", "--from-yaml", "jobs.yaml"]).from_yaml == "jobs.yaml"
+    assert parse(["init", "--from-orchestrator", "train.py"]).from_orchestrator == "train.py"
     assert usage("init", "--config", "x") == "unknown option '--config'; see `aimedres-async init --help`"
 
 
