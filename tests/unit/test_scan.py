@@ -96,3 +96,17 @@ def test_the_framer_scans_the_cut_parts_of_an_over_long_line() -> None:
     framer = Framer(1, "stdout", 1024, deque(), None, scan)
     framer.feed(b"x" * 3000 + b" WARNING " + b"y" * 3000)
     assert scan.warnings == 1
+
+
+def test_the_warning_parts_are_in_every_warning() -> None:
+    """The prefilter of a job without fail_on may skip a chunk only when no warning can be in it."""
+    import re
+
+    from aimedres_async.records.scan import WARNING_PARTS, WARNING_PATTERN
+
+    for word in (b"WARN ", b"WARNING:", b"Warning:", b"warning:", b"UserWarning:", b"[WARNING]"):
+        assert re.search(WARNING_PATTERN, word) and any(part in word for part in WARNING_PARTS), word
+    with_fail_on, without = OutputScan(["nan loss"]), OutputScan()
+    for scan in (with_fail_on, without):
+        scan(b"epoch 1 learning rate 0.1\nWARN disk\nnan loss\n")
+    assert with_fail_on.warnings == without.warnings == 1 and with_fail_on.matched == "nan loss"
