@@ -94,7 +94,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         m = re.match(r"argument (\S+): invalid choice: '([^']*)'", message)
         if m and m.group(1) in ("COMMAND", "command"):
-            choices = list(self.subcommands())
+            choices = [c for c in self.subcommands() if not c.startswith("_")]  # `_tickets` is hidden
             hint = did_you_mean(m.group(2), choices) or f" (commands: {', '.join(choices)})"
             raise UsageError(f"unknown command {m.group(2)!r}{hint}; see `{self.prog} --help`")
         m = re.match(r"argument ([^:]+): expected one argument", message)

@@ -503,3 +503,10 @@ def test_usage_errors_exit_2_with_one_line(argv: list[str], capsys: pytest.Captu
     line = error_line(capsys)
     assert "Traceback" not in line and line.endswith("--help`")
     assert capsys.readouterr().out == ""
+
+
+def test_the_hidden_helper_of_completions_is_never_offered() -> None:
+    """`_tickets` runs (the completion scripts call it) but no list of commands names it."""
+    assert parse(["_tickets"]).command == "_tickets"
+    line = usage("xyzzy")
+    assert "_tickets" not in line and "completions" in line
