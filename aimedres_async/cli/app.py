@@ -43,6 +43,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "parallel": ("spool_ops", "cmd_parallel"),
     "_tickets": ("spool_ops", "cmd_tickets"),
     "completions": ("completions", "cmd_completions"),
+    "export": ("export", "cmd_export"),
 }
 
 

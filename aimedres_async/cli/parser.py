@@ -31,6 +31,7 @@ COMMANDS = (
     "report",
     "leaderboard",
     "compare",
+    "export",
     "help",
     "restart",
     "clean",
@@ -142,6 +143,13 @@ DESCRIPTIONS = {
     "pooled std across seeds when both sides have two or more (a smaller change is 'within noise'), groups "
     "added or removed, jobs whose outcome changed. Exit 1 when a --fail-if gate fails or, with --exact, "
     "anything differs; 2 for a bad expression or a missing run.",
+    "export": "Send a run's jobs to an experiment tracker. `export mlflow`: each job becomes an MLflow run "
+    "(params: swept values, epochs, folds, batch, script, interpreter; per-epoch metrics with step = the "
+    "epoch; final metrics; tags: run id, job id, attempts, outcome, failure, git commit, config hash; its "
+    "JSON-lines log as an artifact; status FAILED for a failed job, KILLED for a cancelled one), in MLflow's "
+    "local store here unless told otherwise; exporting again adds no duplicate and completes an export cut "
+    "short. `export tensorboard --logdir DIR`: one event folder per job, DIR/<run>/<job>. Needs the extra: "
+    "pip install 'aimedres-async[mlflow]' or 'aimedres-async[tensorboard]' (else exit 2).",
 }
 TICKET_HELP = "a ticket's number, its id, or a unique prefix of the id"
 EPILOG = """With no command, `run` is meant: `aimedres-async --parallel -j 4 --epochs 3` is
@@ -248,6 +256,7 @@ def build_parser() -> Parser:
     _spool_commands(sub)
     _project_commands(sub)
     _experiment_commands(sub)
+    _export_command(sub)
     hlp = _subcommand(sub, "help", "describe a command: `help run` is `run --help`")
     hlp.add_argument("topic", nargs="?", metavar="COMMAND", help="the command to describe (default: all of them)")
     _run_commands(run, lst, val, srv)
@@ -584,3 +593,20 @@ def _experiment_commands(sub: Any) -> tuple[Parser, Parser]:
     for sp in (lbd, cmp):
         sp.add_argument("--logs-dir", metavar="DIR", help="where run folders are (default: [supervisor] logs_dir)")
     return lbd, cmp
+
+
+def _export_command(sub: Any) -> Parser:
+    """`export mlflow|tensorboard [RUN]`: a run's jobs into an experiment tracker."""
+    exp = _subcommand(sub, "export", "send a run's jobs to MLflow or TensorBoard (default: the latest run)")
+    exp.add_argument("tracker", choices=("mlflow", "tensorboard"), metavar="mlflow|tensorboard", help="where to")
+    exp.add_argument("run", nargs="?", metavar="RUN", help="a run id or a run folder (default: the latest run)")
+    exp.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="mlflow: where to write (default: $MLFLOW_TRACKING_URI, else MLflow's local default "
+        "sqlite:///mlflow.db in this folder)",
+    )
+    exp.add_argument("--experiment", metavar="NAME", help="mlflow: the experiment (default: the config folder's name)")
+    exp.add_argument("--logdir", metavar="DIR", help="tensorboard (required): the log folder to write under")
+    exp.add_argument("--logs-dir", metavar="DIR", help="where run folders are (default: [supervisor] logs_dir)")
+    return exp

@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup
 from aimedres_async import __version__
 from aimedres_async.daemon import groups
 from aimedres_async.daemon.dependencies import blocked
+from aimedres_async.daemon.exports import TicketExports
 from aimedres_async.daemon.notify import Notifier
 from aimedres_async.daemon.orphans import SPOOL_ENV, cancel_cluster_leftovers, ledger_of, process_identity
 from aimedres_async.daemon.spool import Claimed, Queued, Spool, SpoolError
@@ -83,6 +84,7 @@ class Daemon:
         self.paused = False
         self.started = time.time()
         self._published = ""
+        self.exports = TicketExports()  # [export]: each finished ticket's job to the trackers
 
     # ------------------------------------------------------------ lifecycle
 
@@ -110,6 +112,7 @@ class Daemon:
         except OSError as e:
             raise SpoolError(f"cannot write logs under {logs_dir}: {e.strerror or e}") from None
         sup.on_started = self._on_started
+        sup.before_finish = self.exports.drain
         sup.on_slot_free = self.kick.set
         self.known = known_jobs(self.cfg)
 
@@ -510,6 +513,7 @@ class Daemon:
         else:
             self._filings += 1
             self._filing.start_soon(self._file_finished, c, state, result, cancelled)
+            self.exports.start(self._filing, self.cfg, self.sup, job.spec.id, entry)
 
     async def _file_finished(self, c: Claimed, state: str, result: dict[str, Any], cancelled: bool) -> None:
         try:

@@ -13,7 +13,7 @@ import gc
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,7 @@ class Supervisor:
         )
         # (job id, pid, attempt, the job.started record's fields)
         self.on_started: Callable[[str, int, int, dict[str, Any]], None] | None = None
+        self.before_finish: Callable[[], Awaitable[None]] | None = None  # the daemon's exports under way
         self.ctx = self._attempt_context()
         self.stop = self.ctx.stop
         self.pools = pools or capacity(cfg)
@@ -318,6 +319,8 @@ class Supervisor:
 
     async def _finish(self, duration: float) -> int:
         """`run.finished`, the final summary.json and the reports; the exit code."""
+        if self.before_finish is not None:
+            await self.before_finish()
         code = self._exit_code()
         counts = self.state.counts()
         for problem in self.log.write_errors():
@@ -342,8 +345,21 @@ class Supervisor:
             await self.recorder.write_summary(final=True)
             # Every task has ended: the reports (read back from the run's files) take a worker thread.
             await anyio.to_thread.run_sync(self._write_reports, duration)
+            if self.cfg.export.active:
+                await self._export()
         self.log.close()
         return code
+
+    async def _export(self) -> None:
+        """`[export]`: the finished run to MLflow and TensorBoard, read back from its files in a
+        worker thread; each tracker's result is a record after run.finished, a failure a warning."""
+        from aimedres_async.report import auto_export
+
+        self.log.flush_events()
+        results = await anyio.to_thread.run_sync(
+            auto_export.export_run, self.cfg.export, self.cfg.base_dir, self.log.dir
+        )
+        auto_export.record(results, self.log, self.console)
 
     def _provenance(self) -> dict[str, Any]:
         """What run.started records about the config, the checkout and the host (file reads and a

@@ -183,6 +183,20 @@ DEFAULT_GROUP = "default"  # the group of a ticket that names none; its workers:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    """`[export]`: where every run (and every daemon ticket) goes when it ends (SPEC §19)."""
+
+    mlflow: bool = False
+    tracking_uri: str = ""  # "" = $MLFLOW_TRACKING_URI, else MLflow's local default in the config's folder
+    experiment: str = ""  # "" = the config folder's name
+    tensorboard: str = ""  # a folder (relative to the config's); "" = no TensorBoard export
+
+    @property
+    def active(self) -> bool:
+        return self.mlflow or bool(self.tensorboard)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None  # None: no file, built-in defaults
     base_dir: Path  # relative paths in the config are relative to this folder
@@ -195,6 +209,7 @@ class Config:
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     seeds: tuple[int, ...] | None = None  # [defaults] seeds or repeat: every job's seed axis unless it sets one
     groups: Mapping[str, GroupConfig] = field(default_factory=dict)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     @property
     def stop_signum(self) -> signal.Signals:

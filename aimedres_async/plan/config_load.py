@@ -20,6 +20,7 @@ from aimedres_async.plan.config import (
     Backoff,
     Config,
     DiscoveryConfig,
+    ExportConfig,
     GroupConfig,
     JobConfig,
     JobSettings,
@@ -38,6 +39,7 @@ from aimedres_async.plan.config_values import (
     want_choice,
     want_duration,
     want_env,
+    want_experiment,
     want_fail_on,
     want_flag_names,
     want_fraction,
@@ -63,7 +65,7 @@ from aimedres_async.plan.units import format_size, parse_size
 CONFIG_NAME = "aimedres.toml"
 MAX_CONFIG_BYTES = 16 << 20
 
-_TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs", "logging", "ray", "slurm", "groups")
+_TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs", "logging", "ray", "slurm", "groups", "export")
 
 _SUPERVISOR_SCHEMA: dict[str, Callable[[object], Any]] = {
     "parallel": want_bool,
@@ -135,6 +137,14 @@ _SLURM_SCHEMA: dict[str, Callable[[object], Any]] = {
     "output_dir": want_str,
     "max_pending": want_duration,
     "poll_interval": want_poll_interval,
+}
+
+
+_EXPORT_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "mlflow": want_bool,
+    "tracking_uri": want_nonempty,
+    "experiment": want_experiment,
+    "tensorboard": want_nonempty,
 }
 
 
@@ -284,6 +294,7 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
     defaults_schema = {**_settings_schema(problems, ("defaults",)), **_SEED_SCHEMA}
     defaults_raw = _table(raw.get("defaults", {}), ("defaults",), defaults_schema, problems)
     default_sweep = _sweep(defaults_raw, ("defaults",), problems)
+    export = _table(raw.get("export", {}), ("export",), _EXPORT_SCHEMA, problems)
     builtin = Config(path=None, base_dir=base_dir).defaults
     defaults = dataclasses.replace(builtin, **defaults_raw)
 
@@ -304,6 +315,7 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
         slurm=SlurmConfig(**slurm),
         seeds=default_sweep.seeds if default_sweep else None,
         groups=groups,
+        export=ExportConfig(**export),
     )
 
 

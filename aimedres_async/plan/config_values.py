@@ -73,6 +73,14 @@ def want_nonempty(v: object) -> str:
     return text
 
 
+def want_experiment(v: object) -> str:
+    """An MLflow experiment name: MLflow takes at most 500 characters."""
+    text = want_nonempty(v)
+    if len(text) > 500:
+        raise ValueError("at most 500 characters (MLflow's limit for an experiment name)")
+    return text
+
+
 def want_table(v: object) -> dict[str, Any]:
     if not isinstance(v, dict):
         raise ValueError("expected a table")

@@ -403,7 +403,7 @@ def test_help_lists_every_command_in_order(capsys: pytest.CaptureFixture[str]) -
     listed = [line.split()[0] for line in out.split("  COMMAND\n", 1)[1].split("\n\n", 1)[0].splitlines()]
     order = ["run", "list", "validate", "serve", "submit", "status", "logs", "cancel", "wait", "pause", "resume"]
     order += ["restart", "clean", "parallel", "completions"]
-    assert listed == [*order, "report", "init", "leaderboard", "compare", "help"]
+    assert listed == [*order, "report", "init", "leaderboard", "compare", "export", "help"]
     assert "With no command, `run` is meant" in out
 
 

@@ -32,6 +32,8 @@ RECORD_KINDS = (
     "ticket.cancelled",
     "ticket.failed",
     "ticket.orphan_cancelled",
+    "run.exported",
+    "export.failed",
 )
 
 
