@@ -72,11 +72,19 @@ def resolve_uri(uri: str | None, base: Path) -> tuple[str, bool]:
     return uri, False
 
 
+def importable(name: str) -> bool:
+    """Whether `import name` would find the package (a None in sys.modules hides it)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules holds None (or a spec-less module)
+        return False
+
+
 def client_for(uri: str) -> Any:
     """An MlflowClient for `uri`; MissingExtra with the line that fixes it when packages lack."""
-    if importlib.util.find_spec("mlflow") is None:
+    if not importable("mlflow"):
         raise MissingExtra(f"the MLflow export needs the mlflow extra: {INSTALL_HINT}")
-    if uri.startswith("sqlite:") and importlib.util.find_spec("sqlalchemy") is None:
+    if uri.startswith("sqlite:") and not (importable("sqlalchemy") and importable("alembic")):
         raise MissingExtra(f"MLflow's local store {uri} needs SQLAlchemy and Alembic: {INSTALL_HINT}")
     try:
         from mlflow import MlflowClient
@@ -84,7 +92,8 @@ def client_for(uri: str) -> Any:
         raise MissingExtra(f"mlflow cannot be imported ({e}): {INSTALL_HINT}") from None
     for name in ("mlflow", "alembic"):  # their INFO lines (database set-up) are not ours to print
         logging.getLogger(name).setLevel(logging.WARNING)
-    return MlflowClient(tracking_uri=uri)
+    with _mlflow_errors():
+        return MlflowClient(tracking_uri=uri)
 
 
 def export(

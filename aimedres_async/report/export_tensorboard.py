@@ -7,13 +7,12 @@ folder is written beside its old one and then put in its place: exporting again 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from aimedres_async.report.export_mlflow import ExportError, MissingExtra
+from aimedres_async.report.export_mlflow import ExportError, MissingExtra, importable
 from aimedres_async.report.tracking import TrackedJob, safe_folder
 
 INSTALL_HINT = "pip install 'aimedres-async[tensorboard]'"
@@ -21,7 +20,7 @@ INSTALL_HINT = "pip install 'aimedres-async[tensorboard]'"
 
 def export(jobs: Sequence[TrackedJob], logdir: Path) -> int:
     """Every job's event file under logdir/<run>/<job>; returns how many jobs were written."""
-    if importlib.util.find_spec("tensorboardX") is None:
+    if not importable("tensorboardX"):
         raise MissingExtra(f"the TensorBoard export needs the tensorboard extra: {INSTALL_HINT}")
     try:
         from tensorboardX import SummaryWriter

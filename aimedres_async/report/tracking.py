@@ -79,11 +79,17 @@ class TrackedJob:
 def metric_key(name: str) -> str:
     """A name MLflow accepts (letters, digits, `_ - . : / space`; no empty or `..` path parts)."""
     key = _BAD_KEY_CHARS.sub("_", name)[:MAX_KEY] or "_"
-    if posixpath.normpath(key) != key or key.startswith("/"):
+    if not _unique_path(key):
         key = key.replace("/", "_")
-        if key in (".", "..") or key.startswith(".."):
+        if not _unique_path(key):  # ".", "..", "..x"
             key = "_" + key[1:]
     return key
+
+
+def _unique_path(key: str) -> bool:
+    """MLflow's rule: a name is a normalized relative path that does not climb out."""
+    norm = posixpath.normpath(key)
+    return norm == key and norm != "." and not norm.startswith(("..", "/"))
 
 
 def safe_folder(job_id: str) -> str:
