@@ -202,11 +202,11 @@ def metric_points(
 ) -> tuple[list[Point], dict[str, str]]:
     """Per-epoch points and final metrics from one attempt's printed JSON records `(data, time)`.
 
-    The step is the records' `epoch` (else `step`, else `fold`); a record with a `fold` as well
-    as an epoch or step names its series `<key>/fold_<n>` (fold null: the final fit, plain
-    `<key>`). Without any of them the step is the record's position. Final metrics are logged at
-    the last step under their own names, or as `final/<key>` where a per-epoch series has that
-    name; the ones that are not numbers are returned apart (they become tags)."""
+    The step is the records' `epoch` (else `step`, else `fold`); when records carry a `fold` as
+    well as an epoch or step, a series is `<key>/fold_<n>` (fold null: `<key>/final_fit`, the fit
+    on all the data). Without any of them the step is the record's position. Final metrics are
+    logged at the last step under their own names, or as `final/<key>` where a per-epoch series
+    has that name (or is under it); the ones that are not numbers are returned apart (tags)."""
     xkey = next((k for k in X_KEYS if any(_num(d.get(k)) is not None for d, _t in records)), None)
     rows = [(d, t) for d, t in records if _num(d.get(xkey)) is not None] if xkey else _without_final(records, final)
     xs = [_num(d.get(xkey)) for d, _t in rows] if xkey else []
@@ -217,14 +217,16 @@ def metric_points(
         x = xs[i] if integral else None
         step = int(x) if x is not None else i
         suffix = ""
-        if by_fold and d.get("fold") is not None:
-            suffix = f"/fold_{d['fold']}"
+        if by_fold:  # fold null (or none): the final fit on all the data, after the folds
+            suffix = f"/fold_{d['fold']}" if d.get("fold") is not None else "/final_fit"
         for k, v in d.items():
             num = _num(v)
             if num is None or k in X_KEYS or k == "attempt":
                 continue
             points.append(Point(metric_key(k + suffix), num, step, _ms(t) or 0))
-    series = {p.key for p in points}
+    # a final metric's name must not be a series' name, nor the folder of one (`loss` beside
+    # `loss/fold_1`: MLflow's file store keeps each name as a path)
+    series = {p.key for p in points} | {p.key.rsplit("/", 1)[0] for p in points if "/" in p.key}
     last_step = max((p.step for p in points), default=0)
     text: dict[str, str] = {}
     for k, v in (final or {}).items():

@@ -47,11 +47,25 @@ def test_epochs_per_fold_become_one_series_per_fold_and_the_final_fit_its_own() 
     s = _series(points)
     assert s["loss/fold_1"] == [(1, 0.9), (2, 0.7)]
     assert s["val_acc/fold_2"] == [(1, 0.55), (2, 0.65)]
-    assert s["loss"] == [(1, 0.75), (2, 0.55)]  # fold null: the final fit
+    assert s["loss/final_fit"] == [(1, 0.75), (2, 0.55)]  # fold null: the final fit
     assert s["accuracy"] == [(2, 0.6)] and s["epochs"] == [(2, 2.0)]  # final metrics at the last step
-    assert set(s) == {"loss/fold_1", "loss/fold_2", "val_acc/fold_1", "val_acc/fold_2", "loss", "accuracy", "epochs"}
+    assert set(s) == {
+        "loss/fold_1",
+        "loss/fold_2",
+        "val_acc/fold_1",
+        "val_acc/fold_2",
+        "loss/final_fit",
+        "accuracy",
+        "epochs",
+    }
     assert text == {"model": "m"}  # not a number: a tag
     assert {p.t_ms for p in points if p.key == "accuracy"} == {200_000}
+
+
+def test_a_final_metric_named_like_a_series_or_its_folder_is_kept_apart() -> None:
+    records = [_rec({"epoch": 1, "fold": 1, "loss": 0.9}), _rec({"epoch": 1, "fold": None, "loss": 0.8})]
+    points, _ = metric_points(records, {"loss": 0.7}, None)
+    assert _series(points)["final/loss"] == [(1, 0.7)] and "loss" not in _series(points)
 
 
 def test_a_final_metric_named_like_a_series_is_kept_apart() -> None:
