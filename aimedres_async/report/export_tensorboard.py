@@ -12,8 +12,9 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from aimedres_async.plan.sweeps import file_stem
 from aimedres_async.report.export_mlflow import ExportError, MissingExtra, importable
-from aimedres_async.report.tracking import TrackedJob, safe_folder
+from aimedres_async.report.tracking import TrackedJob
 
 INSTALL_HINT = "pip install 'aimedres-async[tensorboard]'"
 
@@ -28,7 +29,7 @@ def export(jobs: Sequence[TrackedJob], logdir: Path) -> int:
         raise MissingExtra(f"tensorboardX cannot be imported ({e}): {INSTALL_HINT}") from None
     written = 0
     for job in jobs:
-        final = logdir / job.run_id / safe_folder(job.job_id)
+        final = logdir / job.run_id / file_stem(job.job_id)  # as its log and output folder are named
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         try:
             shutil.rmtree(tmp, ignore_errors=True)

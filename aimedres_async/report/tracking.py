@@ -7,7 +7,6 @@ export_tensorboard.py) import their packages; this module imports neither.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import posixpath
 import re
@@ -19,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from aimedres_async.plan.sweeps import file_stem
 from aimedres_async.report.run_model import ReportError, read_events, record_time
 
 X_KEYS = ("epoch", "step", "fold")  # what a per-epoch record's step is taken from, in this order
@@ -38,7 +38,6 @@ MLFLOW_STATUS = {
 }
 NOT_EXPORTED = frozenset({"skipped"})  # `--resume` skipped it: the run that trained it has it
 _BAD_KEY_CHARS = re.compile(r"[^\w.\- :/]")
-_BAD_FOLDER_CHARS = re.compile(r"[^A-Za-z0-9_.,=+-]")
 
 
 @dataclass(frozen=True)
@@ -90,19 +89,6 @@ def _unique_path(key: str) -> bool:
     """MLflow's rule: a name is a normalized relative path that does not climb out."""
     norm = posixpath.normpath(key)
     return norm == key and norm != "." and not norm.startswith(("..", "/"))
-
-
-def safe_folder(job_id: str) -> str:
-    """A job id as one folder name a shell takes as it is: a swept id's `[` ... `]` become `_` ...
-    (nothing), any other character outside `A-Za-z0-9_.,=+-` becomes `_`, and then a short hash
-    of the id is added so that two ids never share a folder."""
-    base, bracket, rest = job_id.partition("[")
-    inner = rest[:-1] if rest.endswith("]") else rest
-    plain = base + ("_" + inner if bracket else "")
-    safe = _BAD_FOLDER_CHARS.sub("_", plain)
-    if safe != plain or not safe or safe.startswith("."):
-        safe = f"{safe or '_'}-{hashlib.sha256(job_id.encode()).hexdigest()[:8]}".lstrip(".")
-    return safe
 
 
 def param_value(v: object) -> str:
@@ -373,7 +359,7 @@ def read_run(run_dir: Path, only: Iterable[str] | None = None) -> tuple[dict[str
             continue
         if e.get("status") in NOT_EXPORTED:
             continue
-        log = Path(e["log"]) if isinstance(e.get("log"), str) else run_dir / "jobs" / f"{e['id']}.jsonl"
+        log = Path(e["log"]) if isinstance(e.get("log"), str) else run_dir / "jobs" / f"{file_stem(e['id'])}.jsonl"
         if not log.is_absolute():
             log = run_dir / log
         jobs.append(read_job(meta, e["id"], log, e))

@@ -17,7 +17,6 @@ from aimedres_async.report.tracking import (
     metric_points,
     read_job,
     read_run,
-    safe_folder,
 )
 
 
@@ -127,14 +126,6 @@ def test_metric_keys_are_ones_mlflow_takes() -> None:
         and metric_key(".") == "_"
     )
     assert metric_key("") == "_" and len(metric_key("k" * 300)) == 250
-
-
-def test_safe_folder_keeps_plain_ids_and_makes_swept_ones_shell_safe() -> None:
-    assert safe_folder("digits") == "digits"
-    assert safe_folder("train[lr=0.1,seed=1]") == "train_lr=0.1,seed=1"
-    odd = safe_folder("train[path=/data/x y,seed=1]")
-    assert "/" not in odd and " " not in odd and "[" not in odd and odd.startswith("train_path=_data_x_y,seed=1-")
-    assert safe_folder("train[p=a/b]") != safe_folder("train[p=a_b]")
 
 
 def test_batches_respect_mlflows_limits_and_put_the_tags_last() -> None:
