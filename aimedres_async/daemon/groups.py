@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aimedres_async.daemon.spool import Queued, Spool
 from aimedres_async.plan.config import DEFAULT_GROUP, Config
@@ -53,6 +55,28 @@ def next_due(queue: Iterable[Queued], now: float) -> float | None:
     """Seconds until the first delayed ticket becomes due, if any."""
     due = [q.order.not_before - now for q in queue if q.order.not_before is not None and q.order.not_before > now]
     return min(due, default=None)
+
+
+@dataclass
+class Queues:
+    """What control/ says of the groups, as a daemon last read it: `parallel N` and paused groups."""
+
+    parallel: dict[str, int] = field(default_factory=dict)
+    paused: set[str] = field(default_factory=set)
+
+    def refresh(self, spool: Spool) -> tuple[list[str], list[str], bool]:
+        """Read control/ again: (groups paused since, groups resumed since, whether `parallel` changed)."""
+        paused, parallel = paused_groups(spool), read_parallel(spool)
+        news = sorted(paused - self.paused), sorted(self.paused - paused), parallel != self.parallel
+        self.paused, self.parallel = paused, parallel
+        return news
+
+    def view(self, limits: Mapping[str, int], busy: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+        """Each group's workers, busy count, pause and whether `parallel` set it (for `status`)."""
+        return {
+            g: {"workers": n, "busy": busy.get(g, 0), "paused": g in self.paused, "parallel": g in self.parallel}
+            for g, n in limits.items()
+        }
 
 
 # ---------------------------------------------------------------- control/: parallel, paused

@@ -78,8 +78,7 @@ class Daemon:
         self.leftovers: list[dict[str, Any]] = []  # Slurm jobs of a dead daemon, cancelled at start
         self._reconfiguring: asyncio.Future[None] | None = None  # a reload's cluster check
         self.meta: dict[str, dict[str, Any]] = {}  # claimed ticket -> job, label, number, group (`status`)
-        self.parallel: dict[str, int] = {}  # `parallel N [--group G]`, kept in control/
-        self.paused_groups: set[str] = set()  # `pause --group G`
+        self.queues = groups.Queues()  # `parallel N [--group G]`, `pause --group G`, from control/
         self.next_due: float | None = None  # seconds until a delayed ticket is due
         self.paused = False
         self.started = time.time()
@@ -94,7 +93,7 @@ class Daemon:
             self.console.warning(f"ticket {ticket} was left in active/ by a dead daemon: back in incoming/")
         self.spool.sweep_daemons()
         self._cancel_leftovers()
-        self.parallel = groups.read_parallel(self.spool)
+        self.queues.refresh(self.spool)
         logs_dir = self.cfg.resolve(self.cfg.supervisor.logs_dir)
         # AIMEDRES_SPOOL with AIMEDRES_JOB_ID=<ticket> lets a restarted daemon find a local job that
         # no record names (killed between its spawn and the sidecar), and only this spool's. A
@@ -140,7 +139,6 @@ class Daemon:
         group. A helper's error stops the daemon as a signal does (running tickets go back to
         incoming/) and fails it; an error of the run itself ends it at once (see Supervisor.run)."""
         self.paused = self.spool.paused()
-        self.paused_groups = groups.paused_groups(self.spool)
         if self.paused:
             self.console.warning("the spool is paused: no ticket is claimed until `resume`")
             sup.log.emit("daemon.paused")
@@ -187,7 +185,7 @@ class Daemon:
         return default_workers(True, cfg.supervisor.max_workers)
 
     def _limits(self, cfg: Config) -> dict[str, int]:
-        return groups.limits(cfg, self._workers(cfg), self.parallel)
+        return groups.limits(cfg, self._workers(cfg), self.queues.parallel)
 
     def _total(self, cfg: Config) -> int:
         """The run's worker slots: every group's workers (each group is held to its own count when
@@ -341,18 +339,14 @@ class Daemon:
     def _apply_groups(self) -> None:
         """`parallel N [--group G]` and `pause/resume --group G`, as control/ says now."""
         assert self.sup is not None
-        paused_groups = groups.paused_groups(self.spool)
-        for g in sorted(paused_groups ^ self.paused_groups):
-            self.sup.log.emit("daemon.paused" if g in paused_groups else "daemon.resumed", group=g)
-        changed = paused_groups != self.paused_groups
-        self.paused_groups = paused_groups
-        parallel = groups.read_parallel(self.spool)
-        if parallel != self.parallel:
-            self.parallel = parallel
+        paused, resumed, parallel = self.queues.refresh(self.spool)
+        for event, names in (("daemon.paused", paused), ("daemon.resumed", resumed)):
+            for g in names:
+                self.sup.log.emit(event, group=g)
+        if parallel:
             self.sup.set_max_workers(self._total(self.cfg))
             self.sup.log.emit("daemon.parallel", workers=self._limits(self.cfg))
-            changed = True
-        if changed:
+        if paused or resumed or parallel:
             self._publish(force=True)
 
     async def _claim_some(self) -> None:
@@ -380,7 +374,7 @@ class Daemon:
         for q in queue:
             if free <= 0 or self.stopping:
                 break
-            if not groups.may_claim(q, free_in, self.paused_groups, now):
+            if not groups.may_claim(q, free_in, self.queues.paused, now):
                 continue
             if await self._claim_one(q, waiting):
                 self.waiting_count -= 1
@@ -567,21 +561,13 @@ class Daemon:
             "workers": self._total(self.cfg),
             "busy": len(self.claimed),
             "paused": self.paused,
-            "groups": self._groups_view(),
+            "groups": self.queues.view(self._limits(self.cfg), groups.busy(m["group"] for m in self.meta.values())),
             "status": text,
         }
         try:
             self.spool.write_daemon(info)
         except OSError as e:
             self.console.warning(f"cannot write the daemon's record for `status`: {e}")
-
-    def _groups_view(self) -> dict[str, dict[str, Any]]:
-        """Each group's workers, busy count and pause, for `status`."""
-        busy = groups.busy(m["group"] for m in self.meta.values())
-        return {
-            g: {"workers": n, "busy": busy.get(g, 0), "paused": g in self.paused_groups, "parallel": g in self.parallel}
-            for g, n in self._limits(self.cfg).items()
-        }
 
     async def _watchdog(self, interval: float) -> None:
         while True:

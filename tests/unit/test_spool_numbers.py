@@ -222,3 +222,24 @@ def test_restart_draft_drops_what_the_spool_wrote_and_links_the_old_ticket() -> 
     assert restart_draft('job = "als"\n', A)[0] == "als"
     with pytest.raises(OpsError, match="--edit"):
         restart_draft("this is = = not toml", A)
+
+
+def test_queues_read_what_parallel_and_pause_left_in_control(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.ensure()
+    queues = groups.Queues()
+    assert queues.refresh(spool) == ([], [], False)
+    groups.set_parallel(spool, "gpu", 3)
+    groups.set_group_paused(spool, "gpu", True)
+    assert queues.refresh(spool) == (["gpu"], [], True)
+    assert queues.refresh(spool) == ([], [], False)  # nothing new
+    groups.set_parallel(spool, "gpu", 2)  # replaced, not refused
+    groups.set_group_paused(spool, "gpu", False)
+    assert queues.refresh(spool) == ([], ["gpu"], True) and queues.parallel == {"gpu": 2}
+    assert queues.view({"default": 4, "gpu": 2}, {"gpu": 1}) == {
+        "default": {"workers": 4, "busy": 0, "paused": False, "parallel": False},
+        "gpu": {"workers": 2, "busy": 1, "paused": False, "parallel": True},
+    }
+    groups.set_parallel(spool, "gpu", None)
+    (spool.dir("control") / "parallel.cpu").write_text("nonsense\n")  # unreadable: ignored
+    assert queues.refresh(spool) == ([], [], True) and queues.parallel == {}
