@@ -160,12 +160,27 @@ class JobOutput:
     """What a job printed that outlives its attempts: final metrics, the last lines, and what the
     scan of its output found (warnings; the line a `fail_on` pattern matched in this attempt)."""
 
-    tail: deque[tuple[str, bytes]] = field(default_factory=lambda: deque(maxlen=TAIL_BLOCKS))
+    # a deque while attempts run; a tuple before the first (nothing yet) and once the job has
+    # finished (`settle`): a deque's first block is ~600 bytes, a 100,000-job run holds them all
+    tail: deque[tuple[str, bytes]] | tuple[tuple[str, bytes], ...] = ()
     metrics: dict[str, Any] | None = None
     scan: OutputScan = field(default_factory=OutputScan)
 
+    def begin(self, attempt: int) -> None:
+        """An attempt starts: its output joins the tail after a mark."""
+        if not isinstance(self.tail, deque):
+            self.tail = deque(self.tail, maxlen=TAIL_BLOCKS)
+        self.tail.append((ATTEMPT_MARK, b"%d" % attempt))
+        self.scan.new_attempt()
+
+    def settle(self) -> None:
+        """The job finished: no attempt will add to its tail, which shrinks to what it holds."""
+        self.tail = tuple(self.tail)
+
     def framer(self, attempt: int, stream: str, ctx: AttemptContext) -> Framer:
         """A framer for one of this attempt's streams, feeding this job's tail and scan."""
+        if not isinstance(self.tail, deque):  # an executor driven without begin() (tests)
+            self.tail = deque(self.tail, maxlen=TAIL_BLOCKS)
         return Framer(attempt, stream, ctx.max_line_bytes, self.tail, ctx.redact, self.scan)
 
 
@@ -277,8 +292,7 @@ def begin_attempt(
             script_sha = ctx.script_hashes[key]
         else:  # an executor driven without the dispatcher (tests)
             script_sha = ctx.script_hashes[key] = file_sha256(key)
-    output.tail.append((ATTEMPT_MARK, b"%d" % attempt))
-    output.scan.new_attempt()
+    output.begin(attempt)
     return AttemptStart(t0, env, script_sha)
 
 

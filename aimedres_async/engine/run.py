@@ -223,6 +223,7 @@ class Supervisor:
         self.recorder.record(change, job)
         if change.new is not State.FINISHED:
             return
+        job.output.settle()
         if job.on_finished is not None:
             try:
                 job.on_finished(job)

@@ -35,7 +35,12 @@ class Need:
 
     @classmethod
     def of(cls, r: Resources) -> Need:
+        if not (r.gpus or r.memory or r.cpus):
+            return NOTHING  # frozen: the jobs that ask for nothing share one
         return cls(gpus=r.gpus, memory=r.memory, cpus=r.cpus)
+
+
+NOTHING = Need()
 
 
 @dataclass(frozen=True)

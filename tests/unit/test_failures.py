@@ -5,6 +5,7 @@ the job's output), or None so the caller keeps the name it had (exit_code, signa
 from __future__ import annotations
 
 import signal
+from collections import deque
 
 import pytest
 
@@ -18,9 +19,7 @@ CUDA_TRACEBACK = b"Traceback (most recent call last):\n  ...\ntorch.OutOfMemoryE
 
 
 def output(*blocks: tuple[str, bytes]) -> JobOutput:
-    out = JobOutput()
-    out.tail.extend(blocks)
-    return out
+    return JobOutput(tail=deque(blocks))  # as an attempt's running output has it
 
 
 def quiet() -> JobOutput:

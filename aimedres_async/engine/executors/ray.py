@@ -34,7 +34,7 @@ from aimedres_async.engine.attempt import (
 from aimedres_async.plan.config import Config, RayConfig
 from aimedres_async.plan.jobs import JobSpec, Outcome
 from aimedres_async.plan.sweeps import file_stem
-from aimedres_async.records.framing import ATTEMPT_MARK, Framer
+from aimedres_async.records.framing import Framer
 
 T = TypeVar("T")
 POLL = 0.5
@@ -140,8 +140,7 @@ class RayExecutor:
         extra_env: Mapping[str, str] | None = None,
     ) -> AttemptResult:
         t0 = time.monotonic()
-        output.tail.append((ATTEMPT_MARK, b"%d" % attempt))  # JUnit numbers the attempts' lines
-        output.scan.new_attempt()
+        output.begin(attempt)  # a mark in the tail: JUnit numbers the attempts' lines
         env = {k: v for k, v in job_env(spec, ctx, attempt).items() if k in spec.env or k.startswith("AIMEDRES_")}
         env.update(extra_env or {})
         argv = list(spec.argv)
