@@ -209,12 +209,14 @@ class Framer:
             tail.append((self.stream, block[-TAIL_BYTES:]))
 
     def _cut_pending(self) -> list[Buffer]:
-        """Cut an unterminated record that outgrew max_line; what stays pending is <= max_line."""
-        if len(self._pending) <= self.max_line:
+        """Cut an unterminated record that outgrew max_line; what stays pending is <= max_line.
+        A held-back \r (see `frame`) is no byte of the line: it does not count."""
+        limit = self.max_line + (self._pending[-1:] == b"\r")
+        if len(self._pending) <= limit:
             return []
         head = record_head()
         out = []
-        while len(self._pending) > self.max_line:
+        while len(self._pending) > limit:
             piece = bytes(self._pending[: self.max_line])
             del self._pending[: self.max_line]
             if self.redact is not None:

@@ -404,7 +404,7 @@ def test_property_parts_never_exceed_max_line(chunks: list[bytes], n: int) -> No
     for c in chunks:
         recs = check_records(feed(f, c)[0])
         assert all(len(r["line"].encode()) <= n for r in recs if "line" in r)
-        assert len(f._pending) <= n
+        assert len(f._pending) - (f._pending[-1:] == b"\r") <= n  # a held-back \r is no byte of the line
     assert all(len(r["line"].encode()) <= n for r in check_records(as_bytes(f.flush())) if "line" in r)
 
 
