@@ -691,8 +691,14 @@ def test_the_live_display_shows_why_a_job_failed_and_which_python_ran_it(tmp_pat
     assert code == 1, raw
     assert "\x1b[?25l" in raw  # the live display hid the cursor: it was on
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)
-    crash = next(line for line in text.splitlines() if "failed" in line and "crash (attempts" in line)
-    assert "NameError: name 'nn' is not defined" in crash
-    gpu = next(line for line in text.splitlines() if "failed" in line and "gpu (attempts" in line)
+    lines = text.splitlines()
+
+    def finished(job: str) -> str:
+        """The job's finished line with the lines it wrapped onto (the display wraps between words)."""
+        i = next(n for n, line in enumerate(lines) if "failed" in line and f"{job} (attempts" in line)
+        return " ".join(line.strip() for line in lines[i : i + 4])
+
+    assert "NameError: name 'nn' is not defined" in finished("crash")
+    gpu = finished("gpu")
     assert f"No module named '{SECOND_VENV_MODULE}'" in gpu and f"it ran with {sys.executable}" in gpu
     assert "why crash failed: aimedres-async logs crash --run " in text
