@@ -73,6 +73,9 @@ def _dispatch(args: list[str]) -> int:
     if a.command == "help":
         return _help(a.topic)
     if a.command == "init":
+        held = startup_signals.release()  # Ctrl+C stops a long conversion like any command
+        if held is not None:
+            return 128 + held
         from aimedres_async.cli.project import cmd_init
 
         return cmd_init(a)

@@ -12,6 +12,7 @@ from aimedres_async import __version__
 from aimedres_async.cli.usage import Parser, UsageError, closest
 from aimedres_async.plan import legacy
 from aimedres_async.plan.config import EXECUTORS, MAX_WORKERS
+from aimedres_async.plan.limits import PRIORITY_MAX, PRIORITY_MIN
 from aimedres_async.plan.sweeps import Value, parse_matrix_option, parse_seeds_option
 from aimedres_async.plan.units import MAX_INT, parse_duration
 
@@ -445,9 +446,9 @@ def _submit_command(sub: Any) -> Parser:
     )
     smt.add_argument(
         "--priority",
-        type=int,
+        type=_int_at_least(PRIORITY_MIN, PRIORITY_MAX),
         metavar="N",
-        help="higher runs first (default 0; FIFO within a priority); ticket key `priority`",
+        help="higher runs first (default 0, within 32 bits; FIFO within a priority); ticket key `priority`",
     )
     smt.add_argument(
         "--after",

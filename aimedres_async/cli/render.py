@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import sys
 import time
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import orjson
 
 from aimedres_async.daemon.spool import Spool
+from aimedres_async.daemon.tickets import filed_result
 from aimedres_async.plan.config import JOB_ID_RE, Config
 from aimedres_async.plan.sweeps import file_stem
 from aimedres_async.records.terminal import visible
@@ -33,7 +33,7 @@ def find_log(cfg: Config, spool: Spool, target: str, run: str | None) -> Path:
         if found is not None:
             state, path = found
             if state in ("done", "failed"):
-                log = tomllib.loads(path.read_text()).get("result", {}).get("log")
+                log = filed_result(path).get("log")
                 if log:
                     return Path(log)
             for info in spool.running():

@@ -44,6 +44,7 @@ from aimedres_async.system.signals import CapturedSignals
 
 RESCAN_INTERVAL = 2.0  # a full look at incoming/ even without an inotify event
 TMP_SWEEP_INTERVAL = 3600.0  # abandoned staging files in tmp/ are swept hourly (and at start)
+FILE_WORK_TIMEOUT = 30.0  # a ticket whose files take longer to read is rejected
 
 
 class Daemon:
@@ -216,13 +217,17 @@ class Daemon:
         if self.reload_config is not None:
             try:
                 cfg = self.reload_config()
+                known = known_jobs(cfg)
             except ConfigError as e:
-                for p in e.problems:
-                    self.console.warning(f"reload failed, keeping the old config: {p}")
+                self.console.warning(f"reload failed, keeping the old config: {'; '.join(e.problems)}")
+                self.notifier.ready(self._status_text())
+                return
+            except Exception as e:  # whatever the new config holds, the daemon goes on with the old one
+                self.console.warning(f"reload failed, keeping the old config: {type(e).__name__}: {e}")
                 self.notifier.ready(self._status_text())
                 return
             self.cfg = self.sup.cfg = cfg
-            self.known = known_jobs(cfg)
+            self.known = known
             self.sup.set_max_workers(self._total(cfg))
             self.sup.ctx.grace_period = cfg.supervisor.grace_period
             self.sup.ctx.stop_signal = cfg.stop_signum
@@ -400,6 +405,19 @@ class Daemon:
             return False
         if claimed is None:
             return False
+        try:
+            return await self._admit(claimed, name, why, waiting)
+        except Exception as e:  # one ticket the daemon cannot take must never stop it
+            self.claimed.pop(claimed.ticket_id, None)
+            self.meta.pop(claimed.ticket_id, None)
+            await self._reject(claimed, f"could not be admitted ({type(e).__name__}: {e})")
+            return False
+
+    async def _admit(
+        self, claimed: Claimed, name: str, why: tuple[str, str] | None, waiting: dict[str, tuple[str, ...]]
+    ) -> bool:
+        """A claimed ticket parsed and added to the run, or filed (rejected, or failed on a dependency)."""
+        assert self.sup is not None
         parsed = await self._parse(claimed, name)
         if parsed is None:
             return False
@@ -427,10 +445,20 @@ class Daemon:
         return True
 
     async def _parse(self, claimed: Claimed, name: str) -> tuple[Ticket, JobSpec] | None:
-        """A claimed ticket as a job, or None once it is rejected with the reason."""
-        try:
+        """A claimed ticket as a job, or None once it is rejected with the reason. The parse reads
+        files (the job's script, discovery): in a worker thread, given up after FILE_WORK_TIMEOUT,
+        so one path that hangs (a FIFO, a dead NFS mount) costs one ticket, never the daemon."""
+        cfg, known = self.cfg, self.known
+
+        def parse() -> tuple[Ticket, JobSpec]:
             ticket = parse_ticket(claimed.text, claimed.ticket_id, f"incoming/{name}")
-            return ticket, ticket_spec(self.cfg, ticket, self.known)
+            return ticket, ticket_spec(cfg, ticket, known)
+
+        try:
+            with anyio.fail_after(FILE_WORK_TIMEOUT):
+                return await anyio.to_thread.run_sync(parse, abandon_on_cancel=True)
+        except TimeoutError:
+            reason = f"reading what it names took over {FILE_WORK_TIMEOUT:g}s (a FIFO or a hung file system?)"
         except ConfigError as e:
             reason = "; ".join(e.problems)
         except (TicketJobError, ValueError, OSError) as e:

@@ -50,6 +50,7 @@ from aimedres_async.system import atomic
 STATES = ("incoming", "active", "done", "failed", "rejected", "tmp", "control")
 STALE_TMP_S = 36 * 3600  # any file in tmp/ this old is abandoned (Maildir's rule)
 DEAD_WRITER_TMP_S = 10.0  # ... and one of ours this old whose writer pid is gone
+WRITER_WAIT_S = 1.0  # how long a claim waits for a writer's unlink from tmp/ before looking later
 _STAGED = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}")
 
 
@@ -251,6 +252,8 @@ class Spool:
                     f"the name {ticket_id} is taken: a ticket of that name is already in {taken}/ "
                     "(ticket names are never reused; give the new ticket a new name)"
                 )
+            if not self._writer_done(src):
+                return None  # its writer is between link and unlink: claimed at a later look
             text = read_ticket(src)  # hygiene before it is ours
             try:
                 os.link(src, dest, follow_symlinks=False)
@@ -265,6 +268,42 @@ class Spool:
         _fsync_dir(self.dir("active"))
         _fsync_dir(self.dir("incoming"))
         return Claimed(ticket_id, dest, text, fd)
+
+    def _writer_done(self, src: Path) -> bool:
+        """False while `src` still has its writer's staging name in tmp/ as a second link (the
+        protocol's link, then unlink), after waiting up to WRITER_WAIT_S for the unlink. A staging
+        name whose writer is dead is removed here. True otherwise: one link, or a second one that
+        is not in tmp/ or has been there DEAD_WRITER_TMP_S since the link (read_ticket rejects it)."""
+        deadline = time.monotonic() + WRITER_WAIT_S
+        while True:
+            try:
+                st = os.lstat(src)
+            except FileNotFoundError:
+                return True  # claim() finds it gone
+            linked_for = time.time() - st.st_ctime  # a link changes the ctime
+            staged = self._staged_twin(st) if st.st_nlink == 2 and linked_for < DEAD_WRITER_TMP_S else None
+            if staged is None:
+                return True
+            m = _STAGED.fullmatch(staged)
+            if m is not None and not pid_alive(int(m.group(1))):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.dir("tmp") / staged)  # the writer died before its unlink
+                continue
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+    def _staged_twin(self, st: os.stat_result) -> str | None:
+        """The name in tmp/ of the file `st` describes, if it has one there."""
+        try:
+            names = os.listdir(self.dir("tmp"))
+        except FileNotFoundError:
+            return None
+        for name in names:
+            with contextlib.suppress(OSError):
+                if os.path.samestat(os.lstat(self.dir("tmp") / name), st):
+                    return name
+        return None
 
     def name_taken(self, name: str) -> str | None:
         """Where another ticket already has this name (active/, done/, failed/, rejected/), else None.

@@ -16,11 +16,12 @@ import tomli_w
 
 from aimedres_async.daemon.control import ticket_owner, user_name
 from aimedres_async.daemon.spool import Spool, SpoolError
-from aimedres_async.daemon.tickets import TicketError, new_ticket_id
+from aimedres_async.daemon.tickets import MAX_TICKET_BYTES, TicketError, new_ticket_id
 from aimedres_async.plan.config import Config
 from aimedres_async.plan.config_errors import ConfigError
 from aimedres_async.plan.config_load import parse_ticket
 from aimedres_async.plan.jobs import TicketJobError, known_jobs, ticket_spec
+from aimedres_async.plan.limits import load_toml, read_regular_file
 
 # (label for the ticket id, ticket text)
 Draft = tuple[str, str]
@@ -85,13 +86,13 @@ def from_files(names: Sequence[str], keys: Mapping[str, Any]) -> list[Draft]:
     not overridden but refused, so the option never silently loses."""
     drafts = []
     for name in names:
-        try:
-            text = Path(name).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
+        try:  # a FIFO or a device is refused, never read (or waited on) without end
+            text = read_regular_file(Path(name), MAX_TICKET_BYTES).decode("utf-8")
+        except (OSError, UnicodeDecodeError, ValueError) as e:
             raise SubmitError(f"{name}: cannot read: {getattr(e, 'strerror', None) or e}") from None
         try:
-            own = tomllib.loads(text)
-        except tomllib.TOMLDecodeError:
+            own = load_toml(text)
+        except (tomllib.TOMLDecodeError, ValueError):
             own = {}  # prepare() says what is wrong
         if "number" in own:
             raise SubmitError(f"{name} sets number itself; `submit` gives each ticket its number")

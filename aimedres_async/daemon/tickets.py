@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from aimedres_async.plan.config import DEFAULT_GROUP
+from aimedres_async.plan.limits import PRIORITY_MAX, PRIORITY_MIN, load_toml
+from aimedres_async.plan.units import MAX_INT
 from aimedres_async.records.framing import timestamp_str
 
 SUFFIX = ".toml"
@@ -110,10 +112,10 @@ def read_order(path: Path) -> Order:
     """A waiting ticket's order keys, leniently: a ticket that cannot be read or parsed sorts as
     Order(), and claim() rejects it in its turn. FileNotFoundError: it is gone."""
     try:
-        raw = tomllib.loads(_peek(path))
+        raw = load_toml(_peek(path))
     except FileNotFoundError:
         raise
-    except (OSError, TicketError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, TicketError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError):
         raw = {}
     return order_of(raw)
 
@@ -139,10 +141,12 @@ def order_of(raw: dict[str, Any]) -> Order:
         after = (after,)
     ok_after = isinstance(after, list | tuple) and all(isinstance(a, str) for a in after)
     number, label, group, moment = raw.get("number"), raw.get("label"), raw.get("group"), raw.get("not_before")
+    ok_prio = isinstance(prio, int) and not isinstance(prio, bool) and PRIORITY_MIN <= prio <= PRIORITY_MAX
+    ok_number = isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= MAX_INT
     return Order(
-        priority=prio if isinstance(prio, int) and not isinstance(prio, bool) else 0,
+        priority=prio if ok_prio else 0,
         after=tuple(after) if ok_after else (),
-        number=number if isinstance(number, int) and not isinstance(number, bool) else None,
+        number=number if ok_number else None,
         label=label if isinstance(label, str) else raw.get("job") if isinstance(raw.get("job"), str) else None,
         group=group if isinstance(group, str) else DEFAULT_GROUP,
         not_before=moment.timestamp() if isinstance(moment, datetime.datetime) and moment.tzinfo else None,
@@ -152,8 +156,8 @@ def order_of(raw: dict[str, Any]) -> Order:
 def filed_ticket(path: Path) -> dict[str, Any]:
     """A filed ticket's whole table, [result] included ({} when it cannot be read)."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8", errors="replace"))
-    except (OSError, tomllib.TOMLDecodeError):
+        raw = load_toml(_peek(path))
+    except (OSError, TicketError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError):
         return {}
     return raw
 
@@ -161,8 +165,8 @@ def filed_ticket(path: Path) -> dict[str, Any]:
 def filed_result(path: Path) -> dict[str, Any]:
     """The [result] table of a ticket filed under done/ or failed/ ({} when it cannot be read)."""
     try:
-        res = tomllib.loads(path.read_text(encoding="utf-8", errors="replace")).get("result", {})
-    except (OSError, tomllib.TOMLDecodeError):
+        res = load_toml(_peek(path)).get("result", {})
+    except (OSError, TicketError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError):
         res = {}
     return res if isinstance(res, dict) else {}
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -59,8 +58,9 @@ from aimedres_async.plan.config_values import (
     want_timeout,
     want_workers,
 )
+from aimedres_async.plan.limits import LimitError, load_toml, read_regular_file, want_priority
 from aimedres_async.plan.sweeps import Sweep, want_entries, want_matrix, want_repeat, want_seeds
-from aimedres_async.plan.units import format_size, parse_size
+from aimedres_async.plan.units import parse_size
 
 CONFIG_NAME = "aimedres.toml"
 MAX_CONFIG_BYTES = 16 << 20
@@ -280,9 +280,11 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
     """Parse config text; raises ConfigError listing every problem."""
     problems = Problems(path, text)
     try:
-        raw = tomllib.loads(text)
+        raw = load_toml(text)
     except tomllib.TOMLDecodeError as e:
         raise syntax_error(e, problems.name, text) from None
+    except LimitError as e:
+        raise ConfigError([f"{problems.name}: {e}"]) from None
 
     _check_top_level(raw, problems)
 
@@ -369,9 +371,11 @@ def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
     """Validate a ticket's TOML with the same rules as `[jobs.*]`; raises ConfigError."""
     problems = Problems(Path(name), text)
     try:
-        raw = tomllib.loads(text)
+        raw = load_toml(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"{name}: TOML syntax error: {e}"]) from None
+    except LimitError as e:
+        raise ConfigError([f"{name}: {e}"]) from None
     if not raw:
         raise ConfigError([f'{name}: empty ticket (give `job = "<id>"` or a `script`/`command`)'])
     if "result" in raw:
@@ -381,8 +385,10 @@ def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
     extra = _ticket_keys(raw, ticket_id, problems)
     priority = raw.pop("priority", 0)
     after = raw.pop("after", [])
-    if not isinstance(priority, int) or isinstance(priority, bool):
-        problems.add(("priority",), "expected a whole number (higher runs first)")
+    try:
+        priority = want_priority(priority)
+    except LimitError as e:
+        problems.add(("priority",), str(e))
         priority = 0
     if isinstance(after, str):
         after = [after]
@@ -481,23 +487,6 @@ def load(path: Path) -> Config:
     except UnicodeDecodeError as e:
         raise ConfigError([f"{path}: config is not UTF-8 text (byte {e.start})"]) from None
     return parse(text, path, path.resolve().parent)
-
-
-def read_regular_file(path: Path, limit: int) -> bytes:
-    """A regular file's bytes, at most `limit` of them; ValueError for anything else.
-
-    Opened non-blocking, so a FIFO cannot hang the open, and refused unless it is a regular
-    file: /dev/zero or a pipe would otherwise be read without end.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError("not a regular file")
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"larger than {format_size(limit)}")
-    return data
 
 
 def find_config(start: Path) -> tuple[Path | None, Path]:

@@ -155,11 +155,29 @@ def want_gpu_capacity(v: object) -> tuple[str, ...] | None:
             raise ValueError(f"{v} GPUs? at most {MAX_GPUS} (did you mean a list of ids?)")
         return tuple(str(i) for i in range(v))
     if isinstance(v, list) and all(isinstance(x, int | str) and not isinstance(x, bool) for x in v):
-        ids = tuple(str(x) for x in v)
+        if len(v) > MAX_GPUS:
+            raise ValueError(f"{len(v)} GPUs? at most {MAX_GPUS}")
+        ids = tuple(want_gpu_id(x) for x in v)
         if len(set(ids)) != len(ids):
             raise ValueError("a GPU is listed twice")
         return ids
     raise ValueError('expected "auto", a number of GPUs, or a list of device ids like [0, 1]')
+
+
+_GPU_UUID = re.compile(r"(GPU|MIG)-[A-Za-z0-9/-]{1,80}")
+
+
+def want_gpu_id(v: int | str) -> str:
+    """One device id as CUDA_VISIBLE_DEVICES takes it: an index from 0 to MAX_GPUS - 1, or a
+    `GPU-…`/`MIG-…` UUID (nvidia-smi -L)."""
+    text = str(v).strip() if isinstance(v, str) else str(v)
+    if isinstance(v, int) or text.isdigit():
+        if not text.isascii() or not text.isdigit() or len(text) > 4 or int(text) >= MAX_GPUS:
+            raise ValueError(f"GPU id {text[:24]!r}: expected an index from 0 to {MAX_GPUS - 1} or a GPU-<uuid>")
+        return str(int(text))
+    if not _GPU_UUID.fullmatch(text):
+        raise ValueError(f"GPU id {text[:24]!r}: expected an index from 0 to {MAX_GPUS - 1} or a GPU-<uuid>")
+    return text
 
 
 def want_capacity_size(v: object) -> int | None:

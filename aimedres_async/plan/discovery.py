@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aimedres_async.plan.config import JOB_ID_RE, Config
+from aimedres_async.plan.limits import read_regular_file
+
+MAX_SCRIPT_BYTES = 16 << 20  # a training script's source; its flags are read with `ast`
 
 # Which flags a script may accept, by what we inject; the first spelling the script declares is used.
 FLAG_SPELLINGS: dict[str, tuple[str, ...]] = {
@@ -90,10 +93,12 @@ def _kind(action: ast.expr) -> str:
 def read_script(path: Path) -> ScriptInfo:
     if path.suffix != ".py":
         return ScriptInfo(path)
-    try:
-        source = path.read_bytes()
+    try:  # a FIFO named train.py is refused, never waited on
+        source = read_regular_file(path, MAX_SCRIPT_BYTES)
     except OSError as e:
         return ScriptInfo(path, error=f"cannot read: {e.strerror or e}")
+    except ValueError as e:
+        return ScriptInfo(path, error=f"cannot read: {e}")
     try:
         options, readable = _declared(ast.parse(source, filename=str(path)))
         return ScriptInfo(path, flags=_injectable(options), options=options if readable else None)
@@ -101,6 +106,8 @@ def read_script(path: Path) -> ScriptInfo:
         return ScriptInfo(path, error=f"does not parse: {e.msg} (line {e.lineno})")
     except ValueError as e:  # e.g. NUL bytes
         return ScriptInfo(path, error=f"does not parse: {e}")
+    except (RecursionError, MemoryError):  # the compiler's own limits on nesting
+        return ScriptInfo(path, error="does not parse: nested too deeply")
 
 
 # Never training code of the repository: caches, build output, installed packages, virtual envs.

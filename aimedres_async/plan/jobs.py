@@ -9,6 +9,7 @@ import enum
 import os
 import re
 import shlex
+import stat
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -153,6 +154,18 @@ def _pick(name: str, job: JobSettings, defaults: JobSettings) -> object:
     return getattr(defaults, name) if value is None else value
 
 
+def _check_script_kind(job_id: str, path: Path) -> None:
+    """A script that exists must be a regular file: a FIFO would hang whoever reads it (the flag
+    scan, the interpreter), a device would be read without end. A missing one is the run's to report."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a device or socket"
+        raise InputError(f"jobs.{job_id}: script {path}: is {kind}, not a script file")
+
+
 def build_spec(
     cfg: Config,
     job: JobConfig,
@@ -178,6 +191,7 @@ def build_spec(
     else:
         assert job.script is not None
         script_path = cfg.resolve(job.script)
+        _check_script_kind(job.id, script_path)
         info = info or read_script(script_path)
         accepts = frozenset(info.flags)
         if job.pass_flags is not None:  # the old orchestrator's supports_*: flags it never passed

@@ -128,12 +128,27 @@ def _load_yaml(path: Path) -> Any:
         raise LegacyError(
             "reading a YAML job list needs PyYAML: pip install 'aimedres-async[yaml]' (or pip install pyyaml)"
         ) from None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+    from aimedres_async.plan.limits import (
+        MAX_YAML_BYTES,
+        LimitError,
+        check_structure,
+        check_yaml_events,
+        read_regular_file,
+    )
+
+    try:  # a regular file, read without waiting on a FIFO, at most MAX_YAML_BYTES
+        text = read_regular_file(path, MAX_YAML_BYTES).decode("utf-8")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
         raise LegacyError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
     try:
-        return yaml.safe_load(text)
+        # Depth and size (aliases expanded) are checked on the event stream, before PyYAML's
+        # composer recurses or anything walks the aliases: a "billion laughs" file stops here.
+        check_yaml_events(text)
+        data = yaml.safe_load(text)
+        check_structure(data)
+        return data
+    except LimitError as e:
+        raise LegacyError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)

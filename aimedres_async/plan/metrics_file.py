@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from aimedres_async.plan.limits import LimitError, check_structure, open_regular
 
 MAX_BYTES = 16 << 20  # a report bigger than this is not a metrics file
 MAX_KEYS = 1000
@@ -77,7 +80,8 @@ def find(workdir: Path, pattern: str | Iterable[str]) -> Path | None:
     of patterns, the first that matches a file."""
     for one in [pattern] if isinstance(pattern, str) else pattern:
         matches = [Path(p) for p in glob.glob(glob.escape(str(workdir)) + "/" + one, recursive=True)]
-        files = [p for p in matches if p.is_file()]
+        # a FIFO or socket found is named (read() refuses it), so the warning says what is there
+        files = [p for p in matches if p.is_file()] or [p for p in matches if not p.is_dir()]
         if files:
             return max(files, key=lambda p: (p.stat().st_mtime_ns, str(p)))
     return None
@@ -95,11 +99,13 @@ def read(workdir: Path, pattern: str | Sequence[str]) -> tuple[dict[str, Any] | 
         return None, f"metrics_file {_shown(pattern)} in {workdir}: {e.strerror or e}"
     if path is None:
         return None, f"metrics_file {_shown(pattern)}: no such file in {workdir}"
-    try:
-        with open(path, "rb") as f:
+    try:  # a FIFO the job left there is refused, never waited on
+        with os.fdopen(open_regular(path), "rb") as f:
             data = f.read(MAX_BYTES + 1)
     except OSError as e:
         return None, f"metrics_file {path}: {e.strerror or e}"
+    except ValueError as e:
+        return None, f"metrics_file {path}: {e}; not read"
     if len(data) > MAX_BYTES:
         return None, f"metrics_file {path}: larger than {MAX_BYTES >> 20} MiB; not read"
     try:
@@ -108,6 +114,10 @@ def read(workdir: Path, pattern: str | Sequence[str]) -> tuple[dict[str, Any] | 
         return None, f"metrics_file {path}: not valid JSON ({e})"
     if not isinstance(obj, dict):
         return None, f"metrics_file {path}: expected a JSON object, found {type(obj).__name__}"
+    try:  # flatten() recurses: orjson reads 1,024 levels, more than Python's stack allows
+        check_structure(obj, max_nodes=MAX_BYTES)
+    except LimitError as e:
+        return None, f"metrics_file {path}: {e}; not read"
     return flatten(obj), None
 
 

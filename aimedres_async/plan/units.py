@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 MAX_INT = (1 << 63) - 1
+MAX_DURATION_S = 10 * 365 * 86400.0  # ten years: beyond any job, within every timer's range
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)", re.I)
 
@@ -60,6 +61,8 @@ def parse_duration(value: object) -> float:
         raise ValueError('expected a duration like 10, "10s", "5m", "2h"')
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
         raise ValueError("a duration must be a finite number >= 0")
+    if seconds > MAX_DURATION_S:
+        raise ValueError("a duration must be at most 10 years (315360000 s)")
     return seconds
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from aimedres_async.plan.limits import open_regular, read_regular_file
 from aimedres_async.plan.units import format_duration, format_size
 from aimedres_async.records import sinks
 from aimedres_async.records.framing import timestamp_str
@@ -36,6 +37,7 @@ def supervisor_identity() -> dict[str, Any]:
 
 
 PEEK = 16384
+MAX_SUMMARY_BYTES = 1 << 30  # a million jobs' entries; anything larger is not a summary
 
 
 def _alive(data: dict[str, Any]) -> bool:
@@ -54,7 +56,7 @@ def _plainly_ended(path: Path) -> bool:
     that the whole file (a megabyte for thousands of jobs) need not be parsed at every start. The
     run's fields come before "jobs", and `interrupted` is added after them."""
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(open_regular(path), "rb") as f:  # a FIFO there must not hang every start
             head = f.read(PEEK)
             run_fields = head.split(b'\n  "jobs": [', 1)[0]  # a job's metrics may hold any key
             if b'\n  "finished_at":' in run_fields:
@@ -62,7 +64,7 @@ def _plainly_ended(path: Path) -> bool:
             if f.seek(0, os.SEEK_END) > PEEK:
                 f.seek(-PEEK, os.SEEK_END)
                 return b'"interrupted": true' in f.read()
-    except OSError:
+    except (OSError, ValueError):
         return True  # nothing to mark
     return False
 
@@ -84,8 +86,8 @@ def mark_interrupted(logs_dir: Path, look_back: int = LOOK_BACK) -> list[str]:
         if _plainly_ended(path):
             continue
         try:
-            data = orjson.loads(path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
+            data = orjson.loads(read_regular_file(path, MAX_SUMMARY_BYTES))
+        except (OSError, ValueError):  # orjson.JSONDecodeError is a ValueError
             continue
         if not isinstance(data, dict) or "finished_at" in data or data.get("interrupted") or _alive(data):
             continue
@@ -300,10 +302,12 @@ def load_summary(logs_dir: Path, run_id: str | None) -> dict[str, Any]:
     """The summary.json of an earlier run (default: the latest); raises ValueError if unusable."""
     path = logs_dir / (run_id or "latest") / "summary.json"
     try:
-        data = orjson.loads(path.read_bytes())
+        data = orjson.loads(read_regular_file(path, MAX_SUMMARY_BYTES))
     except FileNotFoundError:
         raise ValueError(f"no run to resume: {path} does not exist") from None
-    except (OSError, orjson.JSONDecodeError) as e:
+    except OSError as e:
+        raise ValueError(f"cannot resume from {path}: {e.strerror or e}") from None
+    except ValueError as e:  # not a regular file, too large, or not JSON
         raise ValueError(f"cannot resume from {path}: {e}") from None
     if not isinstance(data, dict):
         raise ValueError(f"cannot resume from {path}: not a run summary")
@@ -319,7 +323,7 @@ def recorded_peaks(logs_dir: Path, job_ids: set[str], runs: int = 5) -> list[int
     peaks = []
     for name in names[:runs]:
         try:
-            data = orjson.loads((logs_dir / name / "summary.json").read_bytes())
+            data = orjson.loads(read_regular_file(logs_dir / name / "summary.json", MAX_SUMMARY_BYTES))
             peaks += [
                 int(j["peak_rss_bytes"])
                 for j in data.get("jobs", [])
