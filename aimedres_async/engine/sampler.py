@@ -12,7 +12,7 @@ from aimedres_async.engine.failures import cgroup_oom_kills
 from aimedres_async.engine.jobrun import JobRun
 from aimedres_async.records.console import Console
 from aimedres_async.records.sinks import RunLog
-from aimedres_async.system import procs
+from aimedres_async.system import deathwatch_link, procs
 
 SAMPLE_INTERVAL = 1.0
 ESCAPED_ROUNDS = 50  # kill-and-look-again rounds per tick for chains of escaped processes
@@ -41,6 +41,8 @@ class Sampler:
         while True:
             await anyio.sleep(SAMPLE_INTERVAL)
             self._check_logs_folder()
+            if self.local_processes:
+                self._check_death_watch()
             if not self.ctx.live and not procs.has_children():
                 continue
             snapshot, self.ctx.oom_kills = await anyio.to_thread.run_sync(_scan)
@@ -62,6 +64,19 @@ class Sampler:
                 f"the run's logs folder {self.log.dir} was removed while running: recreated "
                 "it; what was written in between is lost"
             )
+
+    def _check_death_watch(self) -> None:
+        """Without its death watch a `kill -9` of the supervisor would leave every job running:
+        a dead one is replaced at once, and the replacement recorded."""
+        revived = deathwatch_link.revive()
+        if revived is None:
+            return
+        old, new = revived
+        self.log.emit("run.deathwatch_restarted", old_pid=old, pid=new)
+        if new > 0:
+            self.console.warning(f"the death watch (pid {old}) died: started another (pid {new})")
+        else:
+            self.console.warning(f"the death watch (pid {old}) died and no other could start")
 
     async def _kill_escaped(self, snapshot: list[procs.ProcInfo]) -> None:
         """A job's escaped descendants (setsid, double fork) die once their attempt has ended.

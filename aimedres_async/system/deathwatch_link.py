@@ -17,6 +17,7 @@ class _DeathWatch:
         self.runs: set[str] = set()
         self.pid = -1
         self.pending: list[str] = []
+        self.groups: set[int] = set()  # told with "+" and not yet with "-": re-told to a new one
 
     def start(self) -> bool:
         if self.fd >= 0:
@@ -58,6 +59,30 @@ class _DeathWatch:
                 return
         self.pending.append(line)
 
+    def dead(self) -> bool:
+        """Whether the death watch has exited (it is our child: reaped here, never by the watchers)."""
+        if self.pid <= 0:
+            return False
+        try:
+            pid, _status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        return pid == self.pid
+
+    def restart(self) -> int:
+        """A new death watch in place of a dead one, told every run and group the dead one knew;
+        returns the dead one's pid."""
+        old = self.pid
+        os.close(self.fd)
+        self.fd, self.pid = -1, -1
+        self.pending.clear()  # for the dead one; the new one is told everything below
+        if self.start():
+            for run_id in sorted(self.runs):
+                self.tell(f"r {run_id}")
+            for pgid in sorted(self.groups):
+                self.tell(f"+ {pgid}")
+        return old
+
     def flush(self) -> None:
         data = "".join(f"{line}\n" for line in self.pending).encode("utf-8", "surrogateescape")
         self.pending.clear()
@@ -82,11 +107,23 @@ def death_watch(run_id: str) -> None:
 
 def watch_group(pgid: int) -> None:
     """A job's process group: SIGKILLed at once if the supervisor dies while it runs."""
+    _death_watch.groups.add(pgid)
     _death_watch.tell(f"+ {pgid}")
 
 
 def unwatch_group(pgid: int) -> None:
+    _death_watch.groups.discard(pgid)
     _death_watch.tell(f"- {pgid}")
+
+
+def revive() -> tuple[int, int] | None:
+    """If the death watch has died (killed by someone, the OOM killer), start another and tell it
+    what the dead one knew: (dead pid, new pid, -1 if it could not start). None: it is alive, or
+    was never started."""
+    if _death_watch.fd < 0 or not _death_watch.dead():
+        return None
+    old = _death_watch.restart()
+    return old, _death_watch.pid
 
 
 def watch_pid() -> int:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PY, marked_processes, wait_for, write_config
+from conftest import PY, death_watch_of, events, marked_processes, start_cli, wait_for, write_config
 from helpers_cli import cli, usage_error
 from helpers_daemon import Daemons, daemon_config, names, result, submit, wait_final
 
@@ -292,3 +292,31 @@ def test_a_ticket_whose_writer_died_before_its_unlink_is_run(tmp_path: Path, mar
     os.link(staged, spool / "incoming" / "orphan.toml")
     wait_final(spool, ["orphan"])
     assert names(spool, "done") == ["orphan"] and not staged.exists()
+
+
+# ---------------------------------------------------------------- the death watch
+
+
+def test_a_killed_death_watch_is_restarted_and_a_later_kill9_leaves_no_job(tmp_path: Path, marker: str) -> None:
+    """Regression: killing the death-watch process went unnoticed (not restarted, not logged);
+    a later kill -9 of the supervisor then left every job running."""
+    write_config(
+        tmp_path,
+        daemon_config(
+            marker, '[jobs.a]\ncommand = ["sleep", "60"]\n[jobs.b]\ncommand = ["sh", "-c", "sleep 60 & wait"]\n'
+        ),
+    )
+    proc = start_cli(tmp_path, "run", "--parallel", "-j", "2", "--no-progress")
+    try:
+        wait_for(lambda: len(marked_processes(marker)) >= 3, what="both jobs running")
+        first = death_watch_of(proc.pid)
+        os.kill(first, signal.SIGKILL)
+        restarted = wait_for(lambda: events(tmp_path, "run.deathwatch_restarted"), what="a new death watch")
+        assert restarted[0]["old_pid"] == first and restarted[0]["pid"] == death_watch_of(proc.pid) != first
+        proc.kill()
+        proc.communicate(timeout=30)
+        wait_for(lambda: marked_processes(marker) == [], what="every job killed by the new death watch")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -34,6 +34,7 @@ RECORD_KINDS = (
     "ticket.orphan_cancelled",
     "run.exported",
     "export.failed",
+    "run.deathwatch_restarted",
 )
 
 
