@@ -20,17 +20,34 @@ X_KEYS = ("epoch", "step", "fold")
 FINAL_STATUSES = ("succeeded", "skipped")  # skipped: succeeded in the run --resume skipped it for
 
 
-def _num(v: Any) -> float | int | None:
+CHART_MAX = 1e100  # beyond it a value is drawn at ±CHART_MAX: spans and squares stay finite in JS
+CHART_TINY = 1e-300  # nearer 0 than this (subnormals) a value is drawn as 0
+
+
+def _num(v: Any, marks: dict[str, str] | None = None, key: str = "") -> float | int | None:
+    """A value as a chart draws it: None unless a finite number; clamped into ±CHART_MAX, and
+    CHART_TINY flushed to 0, noting in `marks` (key -> how) what was changed."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return None
-        return float(f"{v:.5g}")  # 5 significant digits: a chart needs no more, the file stays small
-    return v
+    how = None
+    if isinstance(v, int):
+        if -CHART_MAX <= v <= CHART_MAX:
+            return v if abs(v) < 1 << 53 else float(f"{v:.5g}")  # JavaScript's exact integers
+        how, v = f"values beyond ±{CHART_MAX:g} drawn at ±{CHART_MAX:g}", math.copysign(CHART_MAX, v)
+    elif not math.isfinite(v):
+        how, v = "values that are not finite (NaN, ±inf) left out", None
+    elif abs(v) > CHART_MAX:
+        how, v = f"values beyond ±{CHART_MAX:g} drawn at ±{CHART_MAX:g}", math.copysign(CHART_MAX, v)
+    elif 0 < abs(v) < CHART_TINY:
+        how, v = f"values nearer 0 than {CHART_TINY:g} drawn as 0", 0.0
+    if how is not None and marks is not None:
+        marks.setdefault(key, how)
+    if v is None:
+        return None
+    return float(f"{v:.5g}")  # 5 significant digits: a chart needs no more, the file stays small
 
 
-def curves(records: list[tuple[int, dict[str, Any]]]) -> dict[str, Any] | None:
+def curves(records: list[tuple[int, dict[str, Any]]], marks: dict[str, str] | None = None) -> dict[str, Any] | None:
     """Metric curves from a job's JSON records: x = epoch, step or fold when present, else the
     record's position; one series per fold (and attempt, when several printed records)."""
     if len(records) < 2:
@@ -73,7 +90,7 @@ def curves(records: list[tuple[int, dict[str, Any]]]) -> dict[str, Any] | None:
                 s["aux"] = True  # not a fold: left out of the job's mean over folds
         s["x"].append(x)
         for j, k in enumerate(names):
-            s["y"][j].append(_num(d.get(k)))
+            s["y"][j].append(_num(d.get(k), marks, k))
     return {"x": xkey or "record", "keys": names, "series": list(series.values())}
 
 
@@ -82,8 +99,11 @@ def _final(metrics: dict[str, Any] | None) -> dict[str, Any]:
     for k, v in (metrics or {}).items():
         if len(out) >= MAX_FINAL_KEYS:
             break
-        num = _num(v)
-        if num is not None:
+        clamped: dict[str, str] = {}
+        num = _num(v, clamped, k)
+        if clamped or (num is None and isinstance(v, float)):
+            out[k] = repr(v)  # the exact value as text in the table, left out of the bar charts
+        elif num is not None:
             out[k] = num
         elif isinstance(v, str) and len(v) <= 80:
             out[k] = v
@@ -129,8 +149,10 @@ def page_data(m: RunModel, title: str, since: float | None = None) -> dict[str, 
     for _t, key, rss in m.samples:
         peaks[key] = max(peaks.get(key, 0), rss)
     names = _names(m)
+    notes: list[str] = []
     jobs = [
-        _job_data(job, m.in_progress, peaks.get(key, 0), t0, t_last) | {"id": names[key]} for key, job in m.jobs.items()
+        _job_data(job, m.in_progress, peaks.get(key, 0), t0, t_last, notes) | {"id": names[key]}
+        for key, job in m.jobs.items()
     ]
     return {
         "title": title,
@@ -145,7 +167,7 @@ def page_data(m: RunModel, title: str, since: float | None = None) -> dict[str, 
         "workers": _worker_limit(m, t0),
         "jobs": jobs,
         "rss": _group_rss(m, t0),
-        "notes": m.notes,
+        "notes": m.notes + notes,
         "leaderboard": leaderboard_data(m),
     }
 
@@ -216,7 +238,9 @@ def _worker_limit(m: RunModel, t0: float) -> list[list[float]]:
     return steps
 
 
-def _job_data(job: Job, in_progress: bool, sampled_peak: int, t0: float, t_last: float) -> dict[str, Any]:
+def _job_data(
+    job: Job, in_progress: bool, sampled_peak: int, t0: float, t_last: float, notes: list[str]
+) -> dict[str, Any]:
     attempts = [_attempt_data(a, in_progress, t0, t_last) for a in job.attempts]
     peak = max([sampled_peak, *(a.peak for a in job.attempts)])
     status = job.status
@@ -225,6 +249,7 @@ def _job_data(job: Job, in_progress: bool, sampled_peak: int, t0: float, t_last:
         status = "queued" if last is None else "running" if last.outcome is None else "backoff"
         if not in_progress:
             status = "unknown"
+    marks: dict[str, str] = {}  # metric -> how its extreme values are drawn
     data = {
         "id": job.id,
         "status": status,
@@ -240,9 +265,13 @@ def _job_data(job: Job, in_progress: bool, sampled_peak: int, t0: float, t_last:
         "cwd": job.cwd,
         "sha": job.script_sha256,
         "reason": job.reason,
-        "curves": curves(job.records),
+        "curves": curves(job.records, marks),
         "runs": job.runs,
     }
+    by_how: dict[str, list[str]] = {}
+    for key, how in marks.items():
+        by_how.setdefault(how, []).append(key)
+    notes += [f"{job.id}: {', '.join(keys)}: {how}" for how, keys in by_how.items()]
     if job.params is not None:  # a sweep's combination; absent otherwise (the page stays as small)
         data["params"] = job.params
     return data
