@@ -99,7 +99,10 @@ def resolve_tickets(spool: Spool, tokens: Sequence[str], unknown_ok: bool = Fals
     return list(dict.fromkeys(ids))
 
 
-def _table(rows: Sequence[Sequence[str]]) -> str:
+def _table(cells: Sequence[Sequence[str]]) -> str:
+    from aimedres_async.records.terminal import visible  # a label's control and bidi characters shown
+
+    rows = [[visible(c) for c in r] for r in cells]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
         "  " + "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows

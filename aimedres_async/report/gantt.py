@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+from aimedres_async.records.terminal import neutral
 from aimedres_async.report.chart_data import page_data
 from aimedres_async.report.run_model import load
 
@@ -20,7 +21,7 @@ _GANTT_TAGS = {"succeeded": "done", "cancelled": "active", "running": "active"}
 
 def _gantt_name(text: str) -> str:
     """A task or section name Mermaid's gantt lexer takes whole: no # : ; , % or line breaks."""
-    return _GANTT_BAD.sub("_", text).strip() or "_"
+    return neutral(_GANTT_BAD.sub("_", text)).strip() or "_"
 
 
 def mermaid_gantt(run_dir: Path, limit: int = GANTT_MAX_JOBS) -> str:

@@ -9,6 +9,7 @@ from xml.etree import ElementTree as ET
 import orjson
 
 from aimedres_async.records.framing import timestamp_str
+from aimedres_async.records.terminal import neutral
 
 
 def junit_xml(run_id: str, duration_s: float, jobs: list[dict[str, Any]], started_at: str | None = None) -> bytes:
@@ -79,5 +80,6 @@ _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def xml_safe(text: str) -> str:
-    """XML 1.0 forbids most control characters; show them escaped instead."""
-    return _XML_BAD.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """XML 1.0 forbids most control characters; show them escaped instead, and bidi controls too
+    (a CI page would draw the name reversed)."""
+    return neutral(_XML_BAD.sub(lambda m: f"\\x{ord(m.group()):02x}", text))

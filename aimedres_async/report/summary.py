@@ -22,6 +22,7 @@ from aimedres_async.plan.limits import open_regular, read_regular_file
 from aimedres_async.plan.units import format_duration, format_size
 from aimedres_async.records import sinks
 from aimedres_async.records.framing import timestamp_str
+from aimedres_async.records.terminal import neutral
 from aimedres_async.report import junit
 from aimedres_async.system import atomic, procs
 
@@ -211,13 +212,13 @@ def results_table(jobs: list[dict[str, Any]], width: int | None = None) -> str:
         exit_ = j["signal"] or ("" if j["exit_code"] is None else str(j["exit_code"]))
         rows.append(
             (
-                j["id"],
+                neutral(j["id"]),  # bidi controls shown, before the widths are measured
                 status,
                 str(j["attempts"]),
                 exit_,
                 format_duration(j["duration_s"]),
                 format_size(j["peak_rss_bytes"]) if j["peak_rss_bytes"] else "",
-                _joined(error_cell(j) or metrics_text(j["metrics"]), warnings_cell(j)),
+                neutral(_joined(error_cell(j) or metrics_text(j["metrics"]), warnings_cell(j))),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
@@ -294,7 +295,8 @@ def markdown_table(run_id: str, jobs: list[dict[str, Any]]) -> str:
             status += " (optional)"
         metrics = _joined(error_cell(j) or metrics_text(j["metrics"]), warnings_cell(j)).replace("|", "\\|")
         job = j["id"].replace("|", "\\|")  # a swept job's string value may hold one
-        lines.append(f"| {job} | {status} | {j['attempts']} | {format_duration(j['duration_s'])} | {metrics} |")
+        cells = f"| {job} | {status} | {j['attempts']} | {format_duration(j['duration_s'])} | {metrics} |"
+        lines.append(neutral(cells))
     return "\n".join(lines) + "\n\n"
 
 

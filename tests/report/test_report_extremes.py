@@ -77,3 +77,41 @@ def test_extreme_metric_values_are_drawn_clamped_and_marked(tmp_path: Path, mark
         assert "tiny: loss, score: values nearer 0 than 1e-300 drawn as 0" in text
     finally:
         page.close()
+
+
+RLO = "\u202e"
+
+
+def test_bidi_controls_in_names_are_shown_not_obeyed(tmp_path: Path, marker: str, chromium: Any) -> None:
+    """Regression: a metric named with a right-to-left override was drawn reversed in the report;
+    it is shown as \\u202e in the report, the results table, the markdown summary and JUnit."""
+    key = f"acc{RLO}lav"
+    code = f"import json; [print(json.dumps({{'epoch': e, {key!r}: e / 10}})) for e in (1, 2, 3)]"
+    write_config(
+        tmp_path,
+        f'[discovery]\nenabled = false\n[defaults]\nenv = {{ TEST_MARKER = "{marker}" }}\n'
+        f"[jobs.j]\ncommand = {json.dumps([sys.executable, '-c', code])}\n",
+    )
+    summary = tmp_path / "step.md"
+    r = cli(
+        tmp_path,
+        "run",
+        "--no-progress",
+        "--report",
+        "r.html",
+        "--junit-xml",
+        "junit.xml",
+        env={"GITHUB_STEP_SUMMARY": str(summary)},
+    )
+    assert r.returncode == 0, r.stderr
+    assert RLO not in r.stdout and "acc\\u202elav" in r.stdout  # the results table
+    assert RLO not in summary.read_text() and "acc\\u202elav" in summary.read_text()
+    assert RLO not in (tmp_path / "junit.xml").read_text()
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto((tmp_path / "r.html").as_uri())
+        page.wait_for_selector("body[data-ready]", state="attached", timeout=30_000)
+        text = page.inner_text("body")
+        assert RLO not in text and "acc\\u202elav" in text
+    finally:
+        page.close()

@@ -10,6 +10,9 @@
   function esc(s) {
     return String(s == null ? "" : s).replace(/[&<>"']/g, function (c) {
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    }).replace(/[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]/g, function (c) {
+      // a bidi control shown, never obeyed: it would draw a name reversed
+      return "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
     });
   }
   function fmtDur(s) {
