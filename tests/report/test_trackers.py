@@ -273,27 +273,46 @@ TRAIN = (
 )
 
 
+SWEPT = """import argparse, json
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float)
+p.add_argument("--seed", type=int)
+a = p.parse_args()
+for e in (1, 2, 3):
+    print(json.dumps({"epoch": e, "loss": a.lr / e}))
+print(json.dumps({"acc": 1 - a.lr}))
+"""
+
+
 def test_export_config_sends_every_run_when_it_ends(tmp_path: Path) -> None:
+    """A sweep's jobs, with their parameters (the `params` of summary.json) as MLflow params."""
+    (tmp_path / "train.py").write_text(SWEPT)
     extra = '[export]\nmlflow = true\nexperiment = "nightly"\ntensorboard = "tb"\n'
-    job = f'[jobs.train]\ncommand = [{json.dumps(PY)}, "-c", {json.dumps(TRAIN)}]\n'
+    job = '[jobs.train]\nscript = "train.py"\nmatrix = { lr = [0.1, 0.2] }\nseeds = [7]\n'
     write_config(tmp_path, f"[discovery]\nenabled = false\n{job}{extra}")
     r = cli(tmp_path, "run", "--no-progress", env=ENV, timeout=240)
     assert r.returncode == 0, r.stderr
+    run_id = run_dir(tmp_path).name
     events = read_jsonl(run_dir(tmp_path) / "events.jsonl")
     kinds = [e["event"] for e in events]
     assert kinds[-3:] == ["run.finished", "run.exported", "run.exported"], kinds[-4:]
     for e in events[-2:]:
         check_record(e, "events.jsonl")
     mlflow_rec = next(e for e in events if e.get("tracker") == "mlflow")
-    assert mlflow_rec["created"] == 1 and mlflow_rec["experiment"] == "nightly"
+    assert mlflow_rec["created"] == 2 and mlflow_rec["experiment"] == "nightly"
     assert mlflow_rec["destination"] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    runs = _runs(_client(tmp_path), "nightly", run_dir(tmp_path).name)
-    assert (
-        runs["train"].info.status == "FINISHED"
-        and len(_client(tmp_path).get_metric_history(runs["train"].info.run_id, "loss")) == 3
-    )
+    client = _client(tmp_path)
+    runs = _runs(client, "nightly", run_id)
+    assert set(runs) == {"train[lr=0.1,seed=7]", "train[lr=0.2,seed=7]"}
+    swept = runs["train[lr=0.2,seed=7]"]
+    assert swept.info.status == "FINISHED" and swept.data.tags["aimedres.job_base"] == "train"
+    assert swept.data.params["lr"] == "0.2" and swept.data.params["seed"] == "7"
+    assert [m.value for m in client.get_metric_history(swept.info.run_id, "loss")] == pytest.approx([0.2, 0.1, 0.2 / 3])
+    assert client.get_metric_history(swept.info.run_id, "acc")[0].value == pytest.approx(0.8)
     assert (tmp_path / "mlruns").is_dir()  # artifacts beside the store, in the config's folder
-    assert len(_accumulator(tmp_path / "tb" / run_dir(tmp_path).name / "train").Scalars("loss")) == 3
+    folders = sorted(p.name for p in (tmp_path / "tb" / run_id).iterdir())
+    assert folders == ["train@lr=0.1,seed=7", "train@lr=0.2,seed=7"]  # as the jobs' logs are named
+    assert len(_accumulator(tmp_path / "tb" / run_id / "train@lr=0.1,seed=7").Scalars("loss")) == 3
 
 
 def test_a_failed_export_is_a_warning_and_the_run_still_succeeds(tmp_path: Path) -> None:
