@@ -30,6 +30,37 @@ _MOMENT = re.compile(
     r"|.*_(?:at|timestamp|date)"
 )
 
+# orjson reads an integer beyond 64 bits as a float: a line with a run of 20 digits is read again
+LONG_NUMBER = re.compile(rb"\d{20}")
+_INT_RANGE = (-(1 << 63), (1 << 64) - 1)  # what orjson reads and writes as an integer
+
+
+def exact_ints(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """A JSON object line holding integers beyond 64 bits, read with the standard library (exact
+    integers): (the object with each such integer as its decimal text, for the metrics, whose
+    files are written with orjson; the record's data, the integers as the digits printed). None:
+    it holds none, or cannot be read so (orjson's reading is kept)."""
+    import json
+
+    try:
+        obj = json.loads(raw)
+        if not isinstance(obj, dict):
+            return None
+        data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except (ValueError, RecursionError, UnicodeEncodeError):
+        return None
+    found = False
+    stack: list[Any] = [obj]
+    while stack:  # without recursion: the line may nest as deep as orjson reads
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in list(items):
+            if isinstance(value, int) and not isinstance(value, bool) and not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+                node[key], found = str(value), True
+            elif isinstance(value, dict | list):
+                stack.append(value)
+    return (obj, data) if found else None
+
 
 def flatten(obj: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
     """Nested objects as dotted keys; lists and scalars are kept as they are."""
@@ -48,6 +79,8 @@ def flatten(obj: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None
 def is_metric(name: str, value: object) -> bool:
     """Whether a flattened leaf is a measurement: a number (not a flag), not a moment, not inside
     the settings the run was given."""
+    if isinstance(value, str) and len(value) >= 20 and value.lstrip("-").isdigit():
+        value = 0  # an integer beyond 64 bits, kept exact as its digits (exact_ints)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     parts = name.split(".")
@@ -114,6 +147,9 @@ def read(workdir: Path, pattern: str | Sequence[str]) -> tuple[dict[str, Any] | 
         return None, f"metrics_file {path}: not valid JSON ({e})"
     if not isinstance(obj, dict):
         return None, f"metrics_file {path}: expected a JSON object, found {type(obj).__name__}"
+    exact = exact_ints(data) if LONG_NUMBER.search(data) else None
+    if exact is not None:
+        obj = exact[0]  # integers beyond 64 bits kept exact, as text
     try:  # flatten() recurses: orjson reads 1,024 levels, more than Python's stack allows
         check_structure(obj, max_nodes=MAX_BYTES)
     except LimitError as e:

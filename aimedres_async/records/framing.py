@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from aimedres_async.plan.metrics_file import LONG_NUMBER, exact_ints
+
 Buffer = bytes | memoryview
 
 LINE_BREAK = re.compile(rb"\r\n|\r|\n")
@@ -259,8 +261,9 @@ class Framer:
             except orjson.JSONDecodeError:
                 obj = None
             if isinstance(obj, dict):
+                exact = exact_ints(line) if LONG_NUMBER.search(line) else None
                 try:
-                    data = orjson.dumps(obj)
+                    data = orjson.dumps(obj) if exact is None else exact[1]
                 except orjson.JSONEncodeError:  # e.g. nested deeper than orjson writes
                     data = None
                 if data is not None and self.redact is not None:
@@ -269,11 +272,12 @@ class Framer:
                     if clean != data:
                         try:
                             obj, data = orjson.loads(clean), clean
+                            exact = exact_ints(clean) if exact is not None else None
                         except orjson.JSONDecodeError:  # the pattern cut into the JSON syntax
                             obj, data = None, None
                             line = clean
                 if data is not None:
-                    self.last_data = obj
+                    self.last_data = obj if exact is None else exact[0]
                     return head + b'"data":' + data + b"}\n"
         text = line.decode("utf-8", "backslashreplace")
         return head + b'"line":' + orjson.dumps(text) + b"}\n"

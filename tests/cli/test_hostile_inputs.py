@@ -320,3 +320,30 @@ def test_a_killed_death_watch_is_restarted_and_a_later_kill9_leaves_no_job(tmp_p
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+# ---------------------------------------------------------------- exact integers in metrics
+
+BIG = 123456789012345678901234567890
+
+
+def test_integers_beyond_64_bits_in_metrics_stay_exact(tmp_path: Path, marker: str) -> None:
+    """Regression: integers above 64 bits in metrics silently became floats (orjson reads them
+    so). The job's log keeps the digits printed; the final metrics keep them as text."""
+    import json
+
+    code = (
+        f'import json; print(\'{{"epoch": 1, "seen": {BIG}, "loss": 0.5}}\'); '
+        f"open('m.json', 'w').write('{{\"tokens\": {BIG + 1}}}')"
+    )
+    write_config(
+        tmp_path,
+        daemon_config(marker, f'[jobs.j]\ncommand = {json.dumps([PY, "-c", code])}\nmetrics_file = "m.json"\n'),
+    )
+    r = cli(tmp_path, "run", "--no-progress")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    run = (tmp_path / "logs" / "latest").resolve()
+    records = [json.loads(line) for line in (run / "jobs" / "j.jsonl").read_text().splitlines()]
+    assert [rec["data"]["seen"] for rec in records if "data" in rec] == [BIG]
+    final = json.loads((run / "summary.json").read_text())["jobs"][0]["metrics"]
+    assert final["seen"] == str(BIG) and final["tokens"] == str(BIG + 1) and final["loss"] == 0.5
