@@ -123,9 +123,14 @@ def label(job: str, params: Mapping[str, Any]) -> str:
     return job + "[" + ",".join(f"{k}={show_value(v)}" for k, v in params.items()) + "]"
 
 
+STAT_MAX = 1e100  # beyond it a value is left out of the statistics: a sum or a square would overflow
+
+
 def number(v: Any) -> float | None:
-    """A metric value that statistics take: a finite number, not a boolean."""
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+    """A metric value that statistics take: a finite number within ±STAT_MAX, not a boolean."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    if not -STAT_MAX <= v <= STAT_MAX:  # NaN and ±inf too
         return None
     return float(v)
 

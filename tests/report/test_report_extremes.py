@@ -115,3 +115,29 @@ def test_bidi_controls_in_names_are_shown_not_obeyed(tmp_path: Path, marker: str
         assert RLO not in text and "acc\\u202elav" in text
     finally:
         page.close()
+
+
+def test_extreme_values_in_a_leaderboard_are_drawn_without_nan(tmp_path: Path, marker: str, chromium: Any) -> None:
+    """Seeds of one job whose metric is ±1e308: the leaderboard's mean and spread overflow."""
+    code = (
+        "import json; print(json.dumps({'epoch': 1, 'loss': 1e308})); print(json.dumps({'epoch': 2, 'loss': -1e308}))"
+    )
+    write_config(
+        tmp_path,
+        f'[discovery]\nenabled = false\n[defaults]\nenv = {{ TEST_MARKER = "{marker}" }}\n'
+        f"[jobs.j]\ncommand = {json.dumps([sys.executable, '-c', code])}\nrepeat = 3\n",
+    )
+    r = cli(tmp_path, "run", "--no-progress", "--parallel", "--yes", "--report", "r.html")
+    assert r.returncode == 0, r.stderr
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto((tmp_path / "r.html").as_uri())
+        page.wait_for_selector("body[data-ready]", state="attached", timeout=30_000)
+        assert errors == []
+        paths = page.eval_on_selector_all("svg path", "ps => ps.map(p => p.getAttribute('d') || '')")
+        assert not [d for d in paths if re.search(r"NaN|Infinity", d)]
+    finally:
+        page.close()
