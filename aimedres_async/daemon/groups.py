@@ -14,6 +14,7 @@ from typing import Any
 
 from aimedres_async.daemon.spool import Queued, Spool
 from aimedres_async.plan.config import DEFAULT_GROUP, Config
+from aimedres_async.plan.limits import read_regular_file
 
 PARALLEL = "parallel."
 PAUSED = "paused."
@@ -94,7 +95,7 @@ def read_parallel(spool: Spool) -> dict[str, int]:
     out = {}
     for group in _names(spool.dir("control"), PARALLEL):
         with contextlib.suppress(OSError, ValueError):
-            n = int((spool.dir("control") / f"{PARALLEL}{group}").read_text().split()[0])
+            n = int(read_regular_file(spool.dir("control") / f"{PARALLEL}{group}", 4096).split()[0])
             if n >= 1:
                 out[group] = n
     return out

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from aimedres_async.daemon.tickets import SUFFIX
 from aimedres_async.plan.config import JOB_ID_RE
+from aimedres_async.plan.limits import read_regular_file
 from aimedres_async.system import atomic
 
 FOLDER = "numbers"
@@ -71,8 +72,8 @@ def next_number(recorded: int | None, links: Iterable[int]) -> int:
 
 def _read_next(folder: Path) -> int | None:
     try:
-        text = (folder / ".next").read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
+        text = read_regular_file(folder / ".next", 4096).decode("ascii").strip()
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return None
     return int(text) if text.isdigit() else None
 

@@ -15,7 +15,8 @@ import tomli_w
 
 from aimedres_async.daemon import numbers
 from aimedres_async.daemon.spool import Spool
-from aimedres_async.daemon.tickets import SUFFIX, filed_ticket
+from aimedres_async.daemon.tickets import MAX_TICKET_BYTES, SUFFIX, filed_ticket
+from aimedres_async.plan.limits import read_regular_file
 
 FINAL = ("done", "failed", "rejected")
 # dropped from a ticket that is restarted: what the spool and the old run wrote into it
@@ -52,9 +53,12 @@ def finished_text(spool: Spool, ticket_id: str) -> str:
         state = "queued" if where == "incoming" else "running"
         raise OpsError(f"ticket {ticket_id} is {state}: only a finished ticket can be restarted")
     try:
-        return (spool.dir(where) / f"{ticket_id}{SUFFIX}").read_text(encoding="utf-8", errors="replace")
+        data = read_regular_file(spool.dir(where) / f"{ticket_id}{SUFFIX}", MAX_TICKET_BYTES + (1 << 16))
     except OSError as e:
         raise OpsError(f"cannot read ticket {ticket_id}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise OpsError(f"cannot read ticket {ticket_id}: {e}") from None
+    return data.decode("utf-8", "replace")
 
 
 # ---------------------------------------------------------------- clean

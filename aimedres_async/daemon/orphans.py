@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from aimedres_async.plan.limits import read_regular_file
+
 SPOOL_ENV = "AIMEDRES_SPOOL"  # in every local daemon job's environment: the spool it came from
 
 
@@ -45,7 +47,7 @@ def process_identity(pid: int) -> dict[str, Any]:
 
 def kill_recorded(sidecar: Path) -> None:
     try:
-        info = orjson.loads(sidecar.read_bytes())
+        info = orjson.loads(read_regular_file(sidecar, 1 << 20))
         pgid, started = int(info["pgid"]), info.get("start_time")
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return

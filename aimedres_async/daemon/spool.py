@@ -45,6 +45,7 @@ from aimedres_async.daemon.tickets import (
     with_result,
 )
 from aimedres_async.plan.config import JOB_ID_RE
+from aimedres_async.plan.limits import read_regular_file
 from aimedres_async.system import atomic
 
 STATES = ("incoming", "active", "done", "failed", "rejected", "tmp", "control")
@@ -452,8 +453,8 @@ class Spool:
         for name in names:
             if name.startswith(".") and name.endswith(".json"):
                 try:
-                    yield orjson.loads((self.dir("active") / name).read_bytes())
-                except (OSError, orjson.JSONDecodeError):
+                    yield orjson.loads(read_regular_file(self.dir("active") / name, 1 << 20))
+                except (OSError, ValueError):  # orjson.JSONDecodeError is a ValueError
                     continue
 
     def queue(self) -> list[Queued]:
@@ -493,8 +494,9 @@ class Spool:
                 return state, filed_result(path)
             if state == "rejected":
                 try:
-                    reason = (self.dir(state) / f"{ticket_id}.error").read_text(errors="replace").strip()
-                except OSError:
+                    error = read_regular_file(self.dir(state) / f"{ticket_id}.error", 1 << 20)
+                    reason = error.decode("utf-8", "replace").strip()
+                except (OSError, ValueError):
                     reason = "rejected"
                 return state, {"status": "rejected", "error": reason}
             return state, {}
@@ -582,7 +584,7 @@ class Spool:
             if not (name.startswith("daemon.") and name.endswith(".json")):
                 continue
             try:
-                info = orjson.loads((self.dir("control") / name).read_bytes())
+                info = orjson.loads(read_regular_file(self.dir("control") / name, 1 << 20))
                 pid = int(info["pid"])
             except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue

@@ -347,3 +347,19 @@ def test_integers_beyond_64_bits_in_metrics_stay_exact(tmp_path: Path, marker: s
     assert [rec["data"]["seen"] for rec in records if "data" in rec] == [BIG]
     final = json.loads((run / "summary.json").read_text())["jobs"][0]["metrics"]
     assert final["seen"] == str(BIG) and final["tokens"] == str(BIG + 1) and final["loss"] == 0.5
+
+
+def test_fifos_in_the_spools_own_folders_do_not_hang_status(tmp_path: Path, marker: str) -> None:
+    """The spool's own records (a daemon's control/daemon.<pid>.json, a running ticket's sidecar,
+    a rejection's .error, the number counter) are read only if they are regular files."""
+    write_config(tmp_path, daemon_config(marker, '[jobs.j]\ncommand = ["true"]\n'))
+    spool = tmp_path / "spool"
+    Spool(spool).ensure()
+    os.mkfifo(spool / "control" / "daemon.999999.json")
+    os.mkfifo(spool / "active" / ".x.json")
+    (spool / "rejected" / "r.toml").write_text('job = "j"\n')
+    os.mkfifo(spool / "rejected" / "r.error")
+    r = cli(tmp_path, "status", timeout=30)
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr  # no daemon serves the spool
+    r = cli(tmp_path, "status", "--json", timeout=30)
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
