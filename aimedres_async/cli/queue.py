@@ -260,8 +260,8 @@ def cmd_logs(cfg: Config, a: argparse.Namespace) -> int:
 
     spool = spool_of(cfg)
     a.run = one_run(a)
-    if a.run is None:  # a ticket's number, id or id prefix; else a job of the latest run
-        a.target = resolve_tickets(spool, [a.target], unknown_ok=JOB_ID_RE.fullmatch(a.target) is not None)[0]
+    if a.run is None:  # a ticket's number, id or id prefix; else a job (plain or swept) of the latest run
+        a.target = _ticket_or_job(spool, a.target)
     if a.follow and a.run is None and JOB_ID_RE.fullmatch(a.target) and spool.state_of(a.target) is not None:
         from aimedres_async.daemon.control import follow
 
@@ -271,6 +271,19 @@ def cmd_logs(cfg: Config, a: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     return show(path, follow=a.follow)
+
+
+def _ticket_or_job(spool: Spool, token: str) -> str:
+    """The ticket id a token names (number, id or unique prefix), or the token itself when it names
+    no ticket: a job id of the latest run, swept ids such as `train[lr=0.1,seed=3]` included."""
+    from aimedres_async.daemon.numbers import TicketNameError, resolve
+
+    try:
+        return resolve(spool.root, token)
+    except TicketNameError as e:
+        if str(e).startswith("no such ticket"):
+            return token
+        raise UsageError(f"{e} (in spool {spool.root})") from None
 
 
 def cmd_cancel(cfg: Config, a: argparse.Namespace) -> int:

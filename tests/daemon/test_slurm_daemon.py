@@ -76,9 +76,9 @@ def test_status_shows_the_slurm_job_id_of_a_running_ticket(tmp_path: Path, slurm
         text = cli(tmp_path, "status", env=slurm_env)
         assert text.returncode == 0, text.stderr
         header = next(line for line in text.stdout.splitlines() if "TICKET" in line and "ELAPSED" in line)
-        row = next(line for line in text.stdout.splitlines() if line.split()[:1] == ["t1"])
-        assert header.split()[3:6] == ["PID", "SLURM", "JOB"]
-        assert row.split()[:5] == ["t1", "slow", "1", "-", job_id], text.stdout
+        row = next(line for line in text.stdout.splitlines() if line.split()[1:2] == ["t1"])
+        assert header.split()[:8] == ["#", "TICKET", "LABEL", "GROUP", "ATTEMPT", "PID", "SLURM", "JOB"]
+        assert row.split()[1:7] == ["t1", "slow", "default", "1", "-", job_id], text.stdout
     finally:
         daemons.close()
         _scancel(slurm_env, job_id)
