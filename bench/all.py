@@ -10,6 +10,7 @@ that the whole set finishes in about 6-7 minutes on a 2-core machine:
     memory    --runs 1 --duration 10          (10,000 jobs, 64 workers: the SPEC size; a peak)
     packing   --runs 1                        (INFO: no SPEC target for its makespan)
     spool     --tickets 30 --drain 200        (defaults 100 and 1,000)
+    trackers  --jobs 100 --epochs 20          (defaults 1,000 x 50; INFO: no SPEC target)
 
 Capture (5,000,000 lines), dispatch (2,000 and 8,000 jobs beside the asyncio floor, 8 workers; its
 Popen floor is left out), overhead (1,000,000 lines), idle, makespan and chaos run at their
@@ -60,6 +61,7 @@ REDUCED: dict[str, list[str]] = {
     "memory": ["--runs", "1", "--duration", "10"],
     "packing": ["--runs", "1"],
     "spool": ["--tickets", "30", "--drain", "200"],
+    "trackers": ["--jobs", "100", "--epochs", "20"],
 }
 
 

@@ -5,13 +5,15 @@ with `export tensorboard`; each timed as a whole process, then the MLflow export
 to write: one search per run, no duplicate).
 
     python bench/trackers.py                 # 1,000 jobs x 50 epochs
-    python bench/trackers.py --jobs 100 --epochs 20
+    python bench/trackers.py --jobs 100 --epochs 20   # what bench/all.py runs
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+
+from _helpers import Figure  # noqa: E402
 
 
 def _make_run() -> Any:
@@ -45,12 +50,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--tmpdir", help="where to make the run folder (default: the system's temporary folder)")
+    ap.add_argument("--keep", action="store_true", help="keep the run folder, its mlruns/ and tb/")
+    ap.add_argument("--json", action="store_true", help="also print one JSON object with the figures (last line)")
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-trackers-") as tmp:
-        folder = Path(tmp)
+    folder = Path(tempfile.mkdtemp(prefix="bench-trackers-", dir=a.tmpdir))
+    try:
         _make_run()(folder, jobs=a.jobs, epochs=a.epochs)
         (folder / "aimedres.toml").write_text("[discovery]\nenabled = false\n")
-        print(f"{a.jobs} jobs x {a.epochs} epochs (3 metrics per epoch)")
+        print(f"{a.jobs} jobs x {a.epochs} epochs (3 metrics per epoch), in {folder}")
+        figures = []
         for label, args in (
             ("export mlflow (new)", ("export", "mlflow")),
             ("export mlflow (again)", ("export", "mlflow")),
@@ -58,6 +67,24 @@ def main() -> None:
         ):
             took, out = _timed(folder, *args)
             print(f"{label:<24} {took:6.1f} s   {out}")
+            figures.append(
+                Figure(
+                    f"trackers: {label}, {a.jobs:,} jobs x {a.epochs} epochs",
+                    f"{took:.1f} s",
+                    "-",
+                    None,
+                    "none",
+                    "INFO",
+                    took,
+                    None,
+                    "s",
+                ).as_dict()
+            )
+        if a.json:  # one line for bench/all.py: its combined table's rows
+            print(json.dumps({"bench": "trackers", "jobs": a.jobs, "epochs": a.epochs, "figures": figures}))
+    finally:
+        if not a.keep:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
