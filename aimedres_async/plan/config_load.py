@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from aimedres_async.plan.accepts import accepts
 from aimedres_async.plan.config import (
     EXECUTORS,
     JOB_ID_RE,
@@ -45,13 +46,14 @@ from aimedres_async.plan.config_values import (
     want_gpu_capacity,
     want_gpus,
     want_int,
+    want_line_size,
     want_metrics_files,
     want_metrics_keys,
-    want_min_size,
     want_nonempty,
     want_number,
     want_patterns,
     want_poll_interval,
+    want_size,
     want_str,
     want_str_list,
     want_table,
@@ -60,7 +62,6 @@ from aimedres_async.plan.config_values import (
 )
 from aimedres_async.plan.limits import LimitError, load_toml, read_regular_file, want_priority
 from aimedres_async.plan.sweeps import Sweep, want_entries, want_matrix, want_repeat, want_seeds
-from aimedres_async.plan.units import parse_size
 
 CONFIG_NAME = "aimedres.toml"
 MAX_CONFIG_BYTES = 16 << 20
@@ -79,7 +80,7 @@ _SUPERVISOR_SCHEMA: dict[str, Callable[[object], Any]] = {
     "grace_period": want_duration,
     "spool_dir": want_str,
     "executor": want_choice(EXECUTORS),
-    "max_line_bytes": lambda v: want_min_size(v, 1024),
+    "max_line_bytes": want_line_size,
     "gpus": want_gpu_capacity,
     "memory": want_capacity_size,
     "cpus": want_capacity_cpus,
@@ -148,33 +149,28 @@ _EXPORT_SCHEMA: dict[str, Callable[[object], Any]] = {
 }
 
 
-def _settings_schema(problems: Problems, keypath: tuple[str, ...]) -> dict[str, Callable[[object], Any]]:
-    def backoff(v: object) -> Backoff:
-        parsed = _table(
-            v,
-            (*keypath, "backoff"),
-            {
-                "initial": want_duration,
-                "max": want_duration,
-                "factor": want_number(1.0),
-                "jitter": lambda x: want_fraction(x),
-            },
-            problems,
-        )
-        return Backoff(**parsed)
+_BACKOFF_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "initial": want_duration,
+    "max": want_duration,
+    "factor": want_number(1.0),
+    "jitter": want_fraction,
+}
 
+_RESOURCES_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "gpus": want_gpus,
+    "cpus": want_number(0.0),
+    "memory": want_size,
+}
+
+
+def _settings_schema(problems: Problems, keypath: tuple[str, ...]) -> dict[str, Callable[[object], Any]]:
+    @accepts("a table: " + ", ".join(_BACKOFF_SCHEMA))
+    def backoff(v: object) -> Backoff:
+        return Backoff(**_table(v, (*keypath, "backoff"), _BACKOFF_SCHEMA, problems))
+
+    @accepts("a table: " + ", ".join(_RESOURCES_SCHEMA))
     def resources(v: object) -> Resources:
-        parsed = _table(
-            v,
-            (*keypath, "resources"),
-            {
-                "gpus": want_gpus,
-                "cpus": want_number(0.0),
-                "memory": parse_size,
-            },
-            problems,
-        )
-        return Resources(**parsed)
+        return Resources(**_table(v, (*keypath, "resources"), _RESOURCES_SCHEMA, problems))
 
     return {
         "epochs": want_int(1),
@@ -192,6 +188,25 @@ def _settings_schema(problems: Problems, keypath: tuple[str, ...]) -> dict[str, 
         "metrics_keys": want_metrics_keys,
         "fail_on": want_fail_on,
     }
+
+
+def reference_tables() -> list[tuple[str, dict[str, Callable[[object], Any]]]]:
+    """Every table the loader reads, as the config reference names it, with each key's check (whose
+    `accepts` says in words what it takes): the reference's generated tables are written from this."""
+    settings = _settings_schema(Problems(Path(CONFIG_NAME), ""), ())
+    return [
+        ("[supervisor]", _SUPERVISOR_SCHEMA),
+        ("[discovery]", _DISCOVERY_SCHEMA),
+        ("[defaults]", {**settings, **_SEED_SCHEMA}),
+        ("[jobs.<id>]", {**settings, **_JOB_ONLY_SCHEMA, **_SWEEP_SCHEMA}),
+        ("backoff = { … } (in [defaults] and [jobs.<id>])", _BACKOFF_SCHEMA),
+        ("resources = { … } (in [defaults] and [jobs.<id>])", _RESOURCES_SCHEMA),
+        ("[groups.<name>]", _GROUPS_SCHEMA),
+        ("[logging]", _LOGGING_SCHEMA),
+        ("[ray]", _RAY_SCHEMA),
+        ("[slurm]", _SLURM_SCHEMA),
+        ("[export]", _EXPORT_SCHEMA),
+    ]
 
 
 def _table(

@@ -9,16 +9,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aimedres_async.plan.accepts import accepts
 from aimedres_async.plan.config import MAX_GPUS, MAX_WORKERS
 from aimedres_async.plan.units import MAX_INT, format_size, parse_duration, parse_size
 
 
+@accepts("true or false")
 def want_bool(v: object) -> bool:
     if not isinstance(v, bool):
         raise ValueError("expected true or false")
     return v
 
 
+@accepts("a string")
 def want_str(v: object) -> str:
     if not isinstance(v, str):
         raise ValueError("expected a string")
@@ -37,7 +40,7 @@ def want_int(lo: int) -> Callable[[object], int]:
             raise ValueError(f"must be <= {MAX_INT}")
         return v
 
-    return check
+    return accepts(f"an integer ≥ {lo}")(check)
 
 
 def want_number(lo: float) -> Callable[[object], float]:
@@ -48,9 +51,10 @@ def want_number(lo: float) -> Callable[[object], float]:
             raise ValueError(f"must be a finite number >= {lo:g}")
         return float(v)
 
-    return check
+    return accepts(f"a number ≥ {lo:g}")(check)
 
 
+@accepts("a list of strings")
 def want_str_list(v: object) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise ValueError("expected a list of strings")
@@ -63,9 +67,10 @@ def want_choice(choices: tuple[str, ...]) -> Callable[[object], str]:
             raise ValueError(f"expected one of {', '.join(repr(c) for c in choices)}")
         return str(v)
 
-    return check
+    return accepts("one of " + ", ".join(f'"{c}"' for c in choices))(check)
 
 
+@accepts("a non-empty string")
 def want_nonempty(v: object) -> str:
     text = want_str(v)
     if not text.strip():
@@ -73,6 +78,7 @@ def want_nonempty(v: object) -> str:
     return text
 
 
+@accepts("a non-empty string of at most 500 characters")
 def want_experiment(v: object) -> str:
     """An MLflow experiment name: MLflow takes at most 500 characters."""
     text = want_nonempty(v)
@@ -81,12 +87,14 @@ def want_experiment(v: object) -> str:
     return text
 
 
+@accepts("a table")
 def want_table(v: object) -> dict[str, Any]:
     if not isinstance(v, dict):
         raise ValueError("expected a table")
     return v
 
 
+@accepts(f'an integer from 1 to {MAX_WORKERS:,}, or "auto"')
 def want_workers(v: object) -> int | None:
     if v == "auto":
         return None
@@ -95,6 +103,7 @@ def want_workers(v: object) -> int | None:
     return v
 
 
+@accepts('a table of NAME = "value"')
 def want_env(v: object) -> dict[str, str]:
     if not isinstance(v, dict):
         raise ValueError('expected a table of NAME = "value"')
@@ -110,14 +119,17 @@ def want_env(v: object) -> dict[str, str]:
     return out
 
 
+@accepts('a duration: seconds, or "500ms", "10s", "5m", "2h", "1h30m"')
 def want_duration(v: object) -> float:
     return parse_duration(v)
 
 
+@accepts('a duration ("6h"); 0 = no limit')
 def want_timeout(v: object) -> float:
     return parse_duration(v)  # 0 means "no time limit" (and, set on a job, beats a default)
 
 
+@accepts('a duration of at least "100ms"')
 def want_poll_interval(v: object) -> float:
     seconds = parse_duration(v)
     if seconds < 0.1:
@@ -132,6 +144,18 @@ def want_min_size(v: object, lo: int) -> int:
     return n
 
 
+@accepts("a number from 0 to 1")
+@accepts('a size of at least "1KiB" ("1MiB", or bytes)')
+def want_line_size(v: object) -> int:
+    return want_min_size(v, 1024)
+
+
+@accepts('a size ("8GiB", "512MiB", or bytes)')
+def want_size(v: object) -> int:
+    return parse_size(v)
+
+
+@accepts("a number from 0 to 1")
 def want_fraction(v: object) -> float:
     x = want_number(0.0)(v)
     if x > 1:
@@ -139,6 +163,7 @@ def want_fraction(v: object) -> float:
     return x
 
 
+@accepts("a number of GPUs ≥ 0: below 1 a fraction (0.5), above 1 whole GPUs")
 def want_gpus(v: object) -> float:
     n = want_number(0.0)(v)
     if n > 1 and n != int(n):
@@ -146,6 +171,7 @@ def want_gpus(v: object) -> float:
     return n
 
 
+@accepts('"auto", a number of GPUs, or a list of device ids (0–1023, or "GPU-<uuid>")')
 def want_gpu_capacity(v: object) -> tuple[str, ...] | None:
     """[supervisor] gpus: "auto" (None), a count, or a list of device ids."""
     if v == "auto":
@@ -180,10 +206,12 @@ def want_gpu_id(v: int | str) -> str:
     return text
 
 
+@accepts('a size ("8GiB", or bytes), or "auto"')
 def want_capacity_size(v: object) -> int | None:
     return None if v == "auto" else want_min_size(v, 1)
 
 
+@accepts('a number > 0, or "auto"')
 def want_capacity_cpus(v: object) -> float | None:
     if v == "auto":
         return None
@@ -193,6 +221,7 @@ def want_capacity_cpus(v: object) -> float | None:
     return n
 
 
+@accepts("a list of regular expressions")
 def want_patterns(v: object) -> tuple[str, ...]:
     patterns = want_str_list(v)
     for p in patterns:
@@ -205,6 +234,7 @@ def want_patterns(v: object) -> tuple[str, ...]:
     return patterns
 
 
+@accepts("a list of regular expressions (one matching an output line fails the attempt)")
 def want_fail_on(v: object) -> tuple[str, ...]:
     """`fail_on`: regular expressions looked for in every output line (bytes, `^`/`$` at line ends)."""
     patterns = want_str_list(v)
@@ -221,6 +251,7 @@ def want_fail_on(v: object) -> tuple[str, ...]:
 INJECTABLE = ("output_dir", "epochs", "folds", "sample", "batch")
 
 
+@accepts("a list of: " + ", ".join(INJECTABLE))
 def want_flag_names(v: object) -> tuple[str, ...]:
     """`pass_flags`: which of the injected flags a job may be given."""
     names = want_str_list(v)
@@ -230,6 +261,7 @@ def want_flag_names(v: object) -> tuple[str, ...]:
     return names
 
 
+@accepts("a list of globs over metric names")
 def want_metrics_keys(v: object) -> tuple[str, ...]:
     """`metrics_keys`: globs over the flattened metric names (`cv.*`, `accuracy`)."""
     keys = want_str_list(v)
@@ -238,6 +270,7 @@ def want_metrics_keys(v: object) -> tuple[str, ...]:
     return keys
 
 
+@accepts("a relative path or glob inside the job's output folder, or a list of them")
 def want_metrics_files(v: object) -> str | tuple[str, ...]:
     """`metrics_file`: one path or glob, or a list of them (the first that matches a file wins)."""
     if isinstance(v, list):

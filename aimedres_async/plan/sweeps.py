@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from aimedres_async.plan.accepts import accepts
+
 Value = bool | int | float | str
 Params = dict[str, Value]
 
@@ -82,6 +84,7 @@ def want_key(key: str) -> str:
     return key
 
 
+@accepts('a table of lists: { lr = [0.1, 0.01], model = ["mlp"] }')
 def want_matrix(v: object) -> tuple[tuple[str, tuple[Value, ...]], ...]:
     """`matrix = { lr = [0.1, 0.01], model = ["mlp"] }`: keys in the order written."""
     if not isinstance(v, dict):
@@ -105,6 +108,7 @@ def want_matrix(v: object) -> tuple[tuple[str, tuple[Value, ...]], ...]:
     return tuple(out)
 
 
+@accepts('a list of tables: [{ lr = 0.1, model = "mlp" }]')
 def want_entries(v: object) -> tuple[tuple[tuple[str, Value], ...], ...]:
     """`matrix_include`/`matrix_exclude = [{ lr = 0.1, model = "mlp" }, ...]`."""
     if not isinstance(v, list) or not all(isinstance(e, dict) for e in v):
@@ -120,6 +124,7 @@ def want_entries(v: object) -> tuple[tuple[tuple[str, Value], ...], ...]:
     return tuple(out)
 
 
+@accepts("a list of whole numbers ≥ 0: [0, 1, 2]")
 def want_seeds(v: object) -> tuple[int, ...]:
     """`seeds = [0, 1, 2]` (whole numbers >= 0, each once; [] = no seed axis)."""
     if not isinstance(v, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in v):
@@ -127,6 +132,7 @@ def want_seeds(v: object) -> tuple[int, ...]:
     return _checked_seeds(v)
 
 
+@accepts(f"a whole number from 1 to {MAX_REPEAT:,} (the seeds 0 … N-1)")
 def want_repeat(v: object) -> tuple[int, ...]:
     """`repeat = 3`: the seeds 0, 1, 2."""
     if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_REPEAT:

@@ -1,5 +1,6 @@
 """The references that cannot go stale: docs/reference/cli.md's generated part is what the parser
-says today, and docs/reference/config.md names every key the config loader accepts."""
+says today, docs/reference/config.md's generated part is what the config loader's schema says, and
+its hand-written part explains every key the loader accepts."""
 
 from __future__ import annotations
 
@@ -62,9 +63,44 @@ def _table_keys() -> dict[str, set[str]]:
     return keys
 
 
+def test_the_config_reference_is_what_the_loader_says() -> None:
+    text = (DOCS / "config.md").read_text(encoding="utf-8")
+    assert reference.CONFIG_BEGIN in text
+    assert reference.merged(text, reference.render_config()) == text, (
+        "docs/reference/config.md differs from the config loader: run `python -m aimedres_async.cli.reference`"
+    )
+
+
+def test_the_generated_config_part_lists_every_key_of_every_table() -> None:
+    generated = reference.render_config()
+    for table, keys in _table_keys().items():
+        shown = "[jobs.<id>]" if table == "jobs" else "[groups.<name>]" if table == "groups" else f"[{table}]"
+        section = generated.split(f"### `{shown}`", 1)[1].split("\n### ", 1)[0]
+        for key in keys:
+            assert f"| `{key}` |" in section, (table, key)
+
+
+def test_a_check_that_does_not_say_what_it_accepts_stops_the_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(config_load._RAY_SCHEMA, "address", lambda v: v)
+    with pytest.raises(ValueError, match=r"\[ray\] address"):
+        reference.render_config()
+
+
+def test_the_check_mode_fails_on_a_stale_config_reference(tmp_path: Path) -> None:
+    cli_doc, config_doc = tmp_path / "cli.md", tmp_path / "config.md"
+    cli_doc.write_text((DOCS / "cli.md").read_text(encoding="utf-8"), encoding="utf-8")
+    fresh = (DOCS / "config.md").read_text(encoding="utf-8")
+    config_doc.write_text(fresh.replace("| `qos` |", "| `queue` |"), encoding="utf-8")
+    args = ["--file", str(cli_doc), "--config-file", str(config_doc)]
+    assert reference.main([*args, "--check"]) == 1
+    assert reference.main(args) == 0
+    assert config_doc.read_text(encoding="utf-8") == fresh
+    assert reference.main([*args, "--check"]) == 0
+
+
 @pytest.mark.parametrize("table", sorted(config_load._TOP_SCHEMA))
 def test_the_config_reference_names_every_key(table: str) -> None:
-    text = (DOCS / "config.md").read_text(encoding="utf-8")
+    text = reference.without_generated((DOCS / "config.md").read_text(encoding="utf-8"))
     assert f"[{table}]" in text or f"[{table}." in text, f"docs/reference/config.md lacks the table [{table}]"
     missing = [
         key
