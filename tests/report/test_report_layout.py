@@ -384,3 +384,64 @@ def test_report_since_keeps_runs_apart(two_runs: Path, browser: Browser) -> None
         assert peak <= 2
     finally:
         page.close()
+
+
+# ---------------------------------------------------------------- the gantt drawn by the real Mermaid
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _mermaid_js() -> Path:
+    """mermaid.min.js from npm's `mermaid` package: $AIMEDRES_MERMAID_JS, or where .ci/run puts it."""
+    import os
+
+    given = os.environ.get("AIMEDRES_MERMAID_JS")
+    path = Path(given) if given else REPO / ".ci-node" / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
+    if not path.is_file():
+        why = f"no mermaid.min.js at {path} (npm install --prefix .ci-node mermaid@11, or set AIMEDRES_MERMAID_JS)"
+        print(f"SKIP reason: {why}")
+        pytest.skip(why)
+    return path
+
+
+def test_the_real_mermaid_draws_the_gantt_with_the_retry_apart_and_distinct_ticks(
+    mixed_run: tuple[Path, Path, str], browser: Browser, tmp_path: Path
+) -> None:
+    _folder, _html, step = mixed_run
+    lines = gantt_blocks(step)[0]
+    js = _mermaid_js()
+    sections = check_gantt(lines)
+    page_file = tmp_path / "gantt.html"
+    page_file.write_text(
+        "<!doctype html><meta charset=utf-8><body>"
+        f'<script src="{js.as_uri()}"></script>'
+        '<pre class="mermaid" id="chart"></pre>'
+        "<script>document.getElementById('chart').textContent = "
+        + json.dumps("\n".join(lines))
+        + ";mermaid.initialize({startOnLoad: false, gantt: {useWidth: 1200}});"
+        "mermaid.run({querySelector: '#chart'}).then(() => document.body.dataset.ready = 1,"
+        " e => { document.body.dataset.error = String(e); document.body.dataset.ready = 1; });</script>",
+        encoding="utf-8",
+    )
+    page = browser.browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(page_file.as_uri())
+        page.wait_for_selector("body[data-ready]", state="attached", timeout=30_000)
+        assert page.evaluate("document.body.dataset.error || ''") == ""
+        assert page.locator("#chart svg").count() == 1
+        ticks = page.eval_on_selector_all("#chart svg g.tick text", "els => els.map(e => e.textContent)")
+        bars = page.eval_on_selector_all(
+            "#chart svg rect.task",
+            "els => els.map(e => [e.id, +e.getAttribute('x'), +e.getAttribute('x') + +e.getAttribute('width')])",
+        )
+    finally:
+        page.close()
+    # the axis Mermaid drew: a few ticks, no two reading the same
+    assert 2 <= len(ticks) <= 12, ticks
+    assert len(set(ticks)) == len(ticks), ticks
+    # one bar per attempt, and the retried job's two attempts drawn apart (the backoff between them)
+    assert len(bars) == sum(len(v) for v in sections.values()), bars
+    index = list(sections).index("flaky")
+    flaky = sorted((x0, x1) for bar_id, x0, x1 in bars if re.search(rf"(^|-)j{index}a\d$", bar_id))
+    assert len(flaky) == 2, bars
+    assert flaky[0][1] < flaky[1][0], flaky
