@@ -218,6 +218,7 @@ async def run_attempt(
         for fd, framer in framers.items():
             proto.pipe_connection_lost(fd, None)
             deliver_end(ctx, spec.id, framer, output)
+        output.scan.on_match = None  # no more lines: the finished job does not keep the future
         ctx.live.pop(spec.id, None)
         deathwatch_link.unwatch_group(pgid)
 
