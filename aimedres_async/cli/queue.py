@@ -66,7 +66,7 @@ def cmd_submit(cfg: Config, a: argparse.Namespace) -> int:
             drafts = [submit.from_command(a.command_argv, cwd, values, keys)]
         elif a.job:
             values = {name: getattr(a, name) for name in ("epochs", "folds", "sample", "batch", "retries", "timeout")}
-            drafts = [submit.from_options(a.job, values, a.arg, keys)]
+            drafts = submit.from_job(cfg, a.job, values, a.arg, keys)
         elif a.tickets:
             drafts = submit.from_files(a.tickets, keys)
         else:

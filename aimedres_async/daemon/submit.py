@@ -20,7 +20,7 @@ from aimedres_async.daemon.tickets import MAX_TICKET_BYTES, TicketError, new_tic
 from aimedres_async.plan.config import Config
 from aimedres_async.plan.config_errors import ConfigError
 from aimedres_async.plan.config_load import parse_ticket
-from aimedres_async.plan.jobs import TicketJobError, known_jobs, ticket_spec
+from aimedres_async.plan.jobs import TicketJobError, known_jobs, ticket_combinations, ticket_spec
 from aimedres_async.plan.limits import load_toml, read_regular_file
 
 # (label for the ticket id, ticket text)
@@ -79,6 +79,28 @@ def from_options(job: str, values: Mapping[str, Any], args: Sequence[str], keys:
     if args:
         table["args"] = list(args)
     return keys.get("label") or job, tomli_w.dumps(table | dict(keys))
+
+
+def from_job(
+    cfg: Config, job: str, values: Mapping[str, Any], args: Sequence[str], keys: Mapping[str, Any]
+) -> list[Draft]:
+    """`submit --job ID`: one ticket, or, for a swept job named whole, one ticket per combination
+    (`train[lr=0.1,seed=0]`, ...), as `run` would run them; up to [supervisor] max_jobs of them."""
+    base = known_jobs(cfg).get(job) if "[" not in job else None
+    names = ticket_combinations(cfg, base) if base is not None else None
+    if names is None:
+        return [from_options(job, values, args, keys)]
+    limit = cfg.supervisor.max_jobs
+    if len(names) > limit:
+        raise SubmitError(
+            f"{job} is a sweep of {len(names):,} combinations, more than [supervisor] max_jobs = {limit:,} "
+            "tickets at once: raise max_jobs, or submit some of them by their ids"
+        )
+    label = keys.get("label")
+    return [
+        from_options(name, values, args, {**keys, "label": label + name[len(job) :]} if label else keys)
+        for name in names
+    ]
 
 
 def from_files(names: Sequence[str], keys: Mapping[str, Any]) -> list[Draft]:

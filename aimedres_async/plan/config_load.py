@@ -382,6 +382,15 @@ def _jobs(jobs_raw: object, problems: Problems) -> list[JobConfig]:
     return jobs
 
 
+def _ticket_job_id(job: object) -> bool:
+    """A job id (`train`), or a combination's full id (`train[lr=0.1,seed=0]`): which combinations
+    a job has is the config's to say (plan.jobs.ticket_spec)."""
+    if not isinstance(job, str) or len(job) > 4096 or not job.isprintable():
+        return False
+    base, bracket, rest = job.partition("[")
+    return JOB_ID_RE.fullmatch(base) is not None and (not bracket or (rest.endswith("]") and len(rest) > 1))
+
+
 def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
     """Validate a ticket's TOML with the same rules as `[jobs.*]`; raises ConfigError."""
     problems = Problems(Path(name), text)
@@ -412,8 +421,8 @@ def parse_ticket(text: str, ticket_id: str, name: str = "<ticket>") -> Ticket:
         after = []
     elif ticket_id in after:
         problems.add(("after",), "a ticket cannot wait for itself")
-    if job is not None and (not isinstance(job, str) or not JOB_ID_RE.fullmatch(job)):
-        problems.add(("job",), "expected the id of a configured job")
+    if job is not None and not _ticket_job_id(job):
+        problems.add(("job",), "expected the id of a configured job, or of one combination of its sweep")
     if label is not None and (not isinstance(label, str) or not JOB_ID_RE.fullmatch(label)):
         problems.add(("id",), "invalid id (use lowercase letters, digits, '_', '.', '-'; at most 64)")
     if job is not None and ("script" in raw or "command" in raw):

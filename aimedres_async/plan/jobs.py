@@ -420,6 +420,48 @@ class TicketJobError(ValueError):
     """A ticket that parses but cannot become a job (unknown job, script outside the folder)."""
 
 
+def ticket_combinations(cfg: Config, job: JobConfig) -> list[str] | None:
+    """The full ids of a configured job's sweep (what `submit --job` makes a ticket of, each), or
+    None when the job is not swept."""
+    sweep = effective(job.sweep, cfg.seeds, NO_SWEEP_OVERRIDES)
+    if sweep is None:
+        return None
+    [named] = expand_all([(job.id, sweep)], Picks.of([job.id], [], []), str(cfg.path or "built-in defaults"))
+    return [name for name, _params in (named or [])]
+
+
+def _ticket_combination(cfg: Config, base: JobConfig, name: str) -> Swept | None:
+    """The combination of a swept job a ticket names (`train[lr=0.1,seed=0]`); None for a job that is
+    not swept. A ticket runs one job: naming a swept job whole, or a combination it does not have,
+    is refused, never run without its parameters."""
+    sweep = effective(base.sweep, cfg.seeds, NO_SWEEP_OVERRIDES)
+    if sweep is None:
+        if name != base.id:
+            raise TicketJobError(f"job {base.id!r} is not swept: name it without parameters")
+        return None
+    try:
+        [named] = expand_all([(base.id, sweep)], Picks.of([base.id], [], []), str(cfg.path or "built-in defaults"))
+    except ConfigError as e:
+        raise TicketJobError("; ".join(e.problems)) from None
+    params = dict(named or []).get(name)
+    if params is None:
+        ids = [n for n, _p in named or []]
+        shown = ", ".join(ids[:3]) + (f", … ({len(ids)} in all)" if len(ids) > 3 else "")
+        if name == base.id:
+            raise TicketJobError(
+                f"job {base.id!r} is a sweep: a ticket runs one of its combinations ({shown}); "
+                f"`submit --job {base.id}` makes a ticket for each"
+            )
+        raise TicketJobError(f"job {base.id!r} has no combination {name!r} (it has {shown})")
+    options = None
+    if base.command is None and base.script is not None:
+        options = read_script(cfg.resolve(base.script)).options
+    args, wrong = option_args(params, options)
+    if wrong:
+        raise TicketJobError(f"job {base.id}: {wrong[0]}")
+    return Swept(name, params, tuple(args))
+
+
 def known_jobs(cfg: Config) -> dict[str, JobConfig]:
     """Every job a ticket may name: the config's own, then discovered scripts that parse."""
     known = {j.id: j for j in cfg.jobs}
@@ -453,7 +495,7 @@ def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> 
             f"env: {', '.join(reserved)}: AIMEDRES_* variables are set by the daemon; a ticket cannot override them"
         )
     if ticket.job is not None:
-        base = known.get(ticket.job)
+        base = known.get(base_of(ticket.job))
         if base is None and cfg.discovery.enabled:  # known_jobs leaves out an id with two scripts: say so
             found, _warnings = discover(cfg.base_dir, cfg.discovery.roots, cfg.discovery.include, cfg.discovery.exclude)
             paths = [info.path for job_id, info in found if job_id == ticket.job]
@@ -461,6 +503,7 @@ def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> 
                 raise TicketJobError(ambiguity(cfg, ticket.job, paths))
         if base is None:
             raise TicketJobError(f"unknown job {ticket.job!r} (known: {', '.join(sorted(known)) or 'none'})")
+        swept = _ticket_combination(cfg, base, ticket.job)
         job = JobConfig(
             id=own.id,
             script=base.script,
@@ -472,12 +515,14 @@ def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> 
             pass_flags=base.pass_flags,
         )
     else:
-        job = own
+        job, swept = own, None
     if ticket.job is None and job.script is not None:  # a configured job's script is the admin's choice
         root = cfg.base_dir.resolve()
         if not cfg.resolve(job.script).resolve().is_relative_to(root):
             raise TicketJobError(f"script {job.script!r} is outside the config's folder {root}")
-    spec = build_spec(cfg, job, None, Overrides(), origin="ticket")
+    spec = build_spec(cfg, job, None, Overrides(), "ticket", swept)
+    if swept is not None:  # the ticket's id names it: its log, its record in the spool
+        spec = dataclasses.replace(spec, id=job.id)
     if ticket.group != DEFAULT_GROUP and ticket.group not in cfg.groups:
         raise TicketJobError(f"group: no group {ticket.group!r} in the config ({', '.join(groups_of(cfg))})")
     # an inline command runs where `submit` ran; a configured job where the config is
