@@ -144,7 +144,6 @@ def want_min_size(v: object, lo: int) -> int:
     return n
 
 
-@accepts("a number from 0 to 1")
 @accepts('a size of at least "1KiB" ("1MiB", or bytes)')
 def want_line_size(v: object) -> int:
     return want_min_size(v, 1024)
