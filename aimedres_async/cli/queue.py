@@ -179,14 +179,14 @@ def _cell(text: object, width: int = 30) -> str:
 
 
 def _print_groups(state: dict[str, Any], configured: list[str]) -> None:
-    """One line per group: workers busy (from the oldest daemon), queued, paused."""
+    """One line per group: workers busy (from the oldest daemon), its budget's use, queued, paused."""
     daemon = state["daemon"] or {}
     view: dict[str, dict[str, Any]] = daemon.get("groups") or {}
     queued: dict[str, int] = {}
     for q in state["queued"]:
         queued[q["group"]] = queued.get(q["group"], 0) + 1
     names = set(view or configured) | set(queued)
-    if names <= {"default"}:
+    if names <= {"default"} and not view.get("default", {}).get("budget"):
         return  # one queue: the lines above say it all
     for g in sorted(names, key=lambda g: (g != "default", g)):
         v = view.get(g)
@@ -196,9 +196,23 @@ def _print_groups(state: dict[str, Any], configured: list[str]) -> None:
         workers = ""
         if v is not None:
             set_by = " (set by `parallel`)" if v.get("parallel") else ""
-            workers = f"workers {v['busy']}/{v['workers']} busy{set_by}, "
+            workers = f"workers {v['busy']}/{v['workers']} busy{set_by}, {_budget(v)}"
         paused = ", PAUSED" if v and v.get("paused") else ""
         print(f"  group {g}: {workers}{queued.get(g, 0)} queued{paused}")
+
+
+def _budget(view: dict[str, Any]) -> str:
+    """A budgeted group's use of its budget: "memory 600.0MiB/1.0GiB, cpus 2/4 in use, "."""
+    from aimedres_async.plan.units import format_size
+
+    budget, used = view.get("budget") or {}, view.get("in_use") or {}
+    parts = [
+        f"{key} {format_size(used.get(key, 0))}/{format_size(cap)}"
+        if key == "memory"
+        else f"{key} {used.get(key, 0):g}/{cap:g}"
+        for key, cap in budget.items()
+    ]
+    return f"{', '.join(parts)} in use, " if parts else ""
 
 
 def _print_running(state: dict[str, Any]) -> None:

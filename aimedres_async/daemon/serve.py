@@ -1,6 +1,7 @@
 """`serve`: the spool daemon. Watch incoming/ and control/, claim as many tickets as there are free
-slots (priority first, then arrival; a ticket waits for the tickets it is `after`), run them through
-the same engine as `run`, and file each ticket under done/ or failed/.
+slots (priority first, then arrival; a ticket waits for the tickets it is `after`, and for its
+group's workers and budget: groups.py, budgets.py), run them through the same engine as `run`, and
+file each ticket under done/ or failed/.
 
 control/ carries the operators' requests: <ticket>.cancel, and `paused` (claim nothing new).
 SIGTERM: stop claiming, stop the running jobs as `run` does, put their tickets back in incoming/,
@@ -22,7 +23,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from aimedres_async import __version__
-from aimedres_async.daemon import groups
+from aimedres_async.daemon import budgets, groups
 from aimedres_async.daemon.dependencies import blocked
 from aimedres_async.daemon.exports import TicketExports
 from aimedres_async.daemon.notify import Notifier
@@ -32,7 +33,7 @@ from aimedres_async.daemon.tickets import TicketError, cancelled_result, depende
 from aimedres_async.engine.dispatch import Executor
 from aimedres_async.engine.jobrun import JobRun
 from aimedres_async.engine.run import RunOptions, Supervisor, default_workers
-from aimedres_async.engine.scheduler import Need
+from aimedres_async.engine.scheduler import NOTHING, Need
 from aimedres_async.plan.config import Config, JobConfig, Ticket
 from aimedres_async.plan.config_errors import ConfigError
 from aimedres_async.plan.config_load import parse_ticket
@@ -79,6 +80,8 @@ class Daemon:
         self.leftovers: list[dict[str, Any]] = []  # Slurm jobs of a dead daemon, cancelled at start
         self._reconfiguring: asyncio.Future[None] | None = None  # a reload's cluster check
         self.meta: dict[str, dict[str, Any]] = {}  # claimed ticket -> job, label, number, group (`status`)
+        self.needs: dict[str, tuple[str, Need]] = {}  # claimed ticket -> its group, what its job declares
+        self.bypassed: dict[str, int] = {}  # waiting ticket -> times its group's budget passed it over
         self.queues = groups.Queues()  # `parallel N [--group G]`, `pause --group G`, from control/
         self.next_due: float | None = None  # seconds until a delayed ticket is due
         self.paused = False
@@ -376,16 +379,27 @@ class Daemon:
         self.next_due = groups.next_due(queue, now)
         waiting = {q.ticket_id: q.after for q in queue if q.after}
         free_in = groups.free(self._limits(self.cfg), groups.busy(m["group"] for m in self.meta.values()))
+        gate = budgets.Gate(self.cfg.groups, self._in_use(), self.bypassed)
         for q in queue:
             if free <= 0 or self.stopping:
                 break
             if not groups.may_claim(q, free_in, self.queues.paused, now):
                 continue
+            capped = q.order.group in gate.budgets
+            need = budgets.declared(q.order, self.cfg, self.known) if capped else NOTHING
+            if capped and not gate.may_claim(q.ticket_id, q.order.group, need):
+                continue  # what is left of its group's budget is too little: it waits in incoming/
             if await self._claim_one(q, waiting):
                 self.waiting_count -= 1
                 free -= 1
                 free_in[q.order.group] = free_in.get(q.order.group, 1) - 1
+                gate.claimed(q.order.group, need)
+        gate.forget(q.ticket_id for q in queue if q.ticket_id not in self.claimed)
         self._publish()
+
+    def _in_use(self) -> dict[str, Need]:
+        """What each group's claimed tickets declare together (their groups' budgets)."""
+        return budgets.in_use(self.needs.values())
 
     async def _claim_one(self, q: Queued, waiting: dict[str, tuple[str, ...]]) -> bool:
         """Claim one waiting ticket and add its job to the run. False: it was not added (it waits
@@ -410,6 +424,7 @@ class Daemon:
         except Exception as e:  # one ticket the daemon cannot take must never stop it
             self.claimed.pop(claimed.ticket_id, None)
             self.meta.pop(claimed.ticket_id, None)
+            self.needs.pop(claimed.ticket_id, None)
             await self._reject(claimed, f"could not be admitted ({type(e).__name__}: {e})")
             return False
 
@@ -430,11 +445,18 @@ class Daemon:
             await self._file(claimed, "failed", dependency_result(why[1]))
             self.sup.log.emit("ticket.failed", ticket=claimed.ticket_id, failure="dependency", error=why[1])
             return False
-        unfit = self.sup.local_resources and self.sup.pools.never_fits(Need.of(spec.resources))
+        need = Need.of(spec.resources)
+        unfit = self.sup.local_resources and self.sup.pools.never_fits(need)
         if unfit:
             await self._reject(claimed, f"can never run here: it {unfit}")
             return False
+        budget = self.cfg.groups.get(ticket.group)
+        unfit = budget is not None and budgets.never_fits(ticket.group, budget, need)
+        if unfit:
+            await self._reject(claimed, f"can never run in group {ticket.group}: it {unfit}")
+            return False
         self.claimed[claimed.ticket_id] = claimed
+        self.needs[claimed.ticket_id] = (ticket.group, need)
         self.meta[claimed.ticket_id] = {
             "job": ticket.job or ticket.label,
             "label": ticket.label,
@@ -514,6 +536,7 @@ class Daemon:
         assert self.sup is not None
         c = self.claimed.pop(job.spec.id, None)
         self.meta.pop(job.spec.id, None)
+        self.needs.pop(job.spec.id, None)
         if c is None:
             return
         cancelled = job.spec.id in self.cancelling
@@ -589,13 +612,21 @@ class Daemon:
             "workers": self._total(self.cfg),
             "busy": len(self.claimed),
             "paused": self.paused,
-            "groups": self.queues.view(self._limits(self.cfg), groups.busy(m["group"] for m in self.meta.values())),
+            "groups": self._groups_view(),
             "status": text,
         }
         try:
             self.spool.write_daemon(info)
         except OSError as e:
             self.console.warning(f"cannot write the daemon's record for `status`: {e}")
+
+    def _groups_view(self) -> dict[str, dict[str, Any]]:
+        """Each group's workers, busy count, pause and `parallel`; a budgeted group's budget and use."""
+        view = self.queues.view(self._limits(self.cfg), groups.busy(m["group"] for m in self.meta.values()))
+        for g, extra in budgets.view(self.cfg.groups, self._in_use()).items():
+            if g in view:
+                view[g] |= extra
+        return view
 
     async def _watchdog(self, interval: float) -> None:
         while True:

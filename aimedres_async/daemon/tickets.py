@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aimedres_async.plan.config import DEFAULT_GROUP
+from aimedres_async.plan.config import DEFAULT_GROUP, Resources
+from aimedres_async.plan.config_values import RESOURCE_CHECKS
 from aimedres_async.plan.limits import PRIORITY_MAX, PRIORITY_MIN, load_toml
 from aimedres_async.plan.units import MAX_INT
 from aimedres_async.records.framing import timestamp_str
@@ -106,6 +107,8 @@ class Order:
     label: str | None = None
     group: str = DEFAULT_GROUP
     not_before: float | None = None  # epoch seconds (`submit --delay`)
+    job: str | None = None  # the configured job it names
+    resources: Resources | None = None  # its own `resources` table (one it gets wrong: declares nothing)
 
 
 def read_order(path: Path) -> Order:
@@ -150,7 +153,22 @@ def order_of(raw: dict[str, Any]) -> Order:
         label=label if isinstance(label, str) else raw.get("job") if isinstance(raw.get("job"), str) else None,
         group=group if isinstance(group, str) else DEFAULT_GROUP,
         not_before=moment.timestamp() if isinstance(moment, datetime.datetime) and moment.tzinfo else None,
+        job=raw["job"] if isinstance(raw.get("job"), str) else None,
+        resources=_resources(raw.get("resources")),
     )
+
+
+def _resources(v: object) -> Resources | None:
+    """A waiting ticket's own `resources` table, checked as the ticket parser checks it; one that
+    is wrong declares nothing here (so the ticket is claimed, and rejected then, saying why)."""
+    if v is None:
+        return None
+    try:
+        if not isinstance(v, dict) or not set(v) <= RESOURCE_CHECKS.keys():
+            raise ValueError("not a resources table")
+        return Resources(**{k: RESOURCE_CHECKS[k](x) for k, x in v.items()})
+    except (ValueError, TypeError):
+        return Resources()
 
 
 def filed_ticket(path: Path) -> dict[str, Any]:

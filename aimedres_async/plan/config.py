@@ -174,9 +174,17 @@ class SlurmConfig:
 
 @dataclass(frozen=True)
 class GroupConfig:
-    """`[groups.<name>]`: a daemon queue with its own worker count (SPEC §15)."""
+    """`[groups.<name>]`: a daemon queue with its own worker count (SPEC §15) and, optionally, its
+    own budget of the resources its running tickets declare (None = no cap of the group's)."""
 
     max_workers: int = 1
+    gpus: int | None = None
+    memory: int | None = None
+    cpus: float | None = None
+
+    @property
+    def budgeted(self) -> bool:
+        return self.gpus is not None or self.memory is not None or self.cpus is not None
 
 
 DEFAULT_GROUP = "default"  # the group of a ticket that names none; its workers: [supervisor] max_workers

@@ -33,7 +33,9 @@ from aimedres_async.plan.config import (
 )
 from aimedres_async.plan.config_errors import ConfigError, Problems, suggest, syntax_error
 from aimedres_async.plan.config_values import (
+    RESOURCE_CHECKS,
     want_bool,
+    want_budget_size,
     want_capacity_cpus,
     want_capacity_size,
     want_choice,
@@ -44,7 +46,7 @@ from aimedres_async.plan.config_values import (
     want_flag_names,
     want_fraction,
     want_gpu_capacity,
-    want_gpus,
+    want_gpu_count,
     want_int,
     want_line_size,
     want_metrics_files,
@@ -53,7 +55,7 @@ from aimedres_async.plan.config_values import (
     want_number,
     want_patterns,
     want_poll_interval,
-    want_size,
+    want_positive,
     want_str,
     want_str_list,
     want_table,
@@ -107,7 +109,13 @@ _JOB_ONLY_SCHEMA: dict[str, Callable[[object], Any]] = {
 }
 
 
-_GROUPS_SCHEMA: dict[str, Callable[[object], Any]] = {"max_workers": want_int(1)}  # each [groups.<name>]
+# each [groups.<name>]: its workers and its budget of what its running tickets declare
+_GROUPS_SCHEMA: dict[str, Callable[[object], Any]] = {
+    "max_workers": want_int(1),
+    "gpus": want_gpu_count,
+    "memory": want_budget_size,
+    "cpus": want_positive,
+}
 
 
 _DISCOVERY_SCHEMA: dict[str, Callable[[object], Any]] = {
@@ -156,11 +164,7 @@ _BACKOFF_SCHEMA: dict[str, Callable[[object], Any]] = {
     "jitter": want_fraction,
 }
 
-_RESOURCES_SCHEMA: dict[str, Callable[[object], Any]] = {
-    "gpus": want_gpus,
-    "cpus": want_number(0.0),
-    "memory": want_size,
-}
+_RESOURCES_SCHEMA: dict[str, Callable[[object], Any]] = RESOURCE_CHECKS
 
 
 def _settings_schema(problems: Problems, keypath: tuple[str, ...]) -> dict[str, Callable[[object], Any]]:
@@ -337,7 +341,7 @@ def parse(text: str, path: Path | None, base_dir: Path) -> Config:
 
 
 def _groups(raw: object, problems: Problems) -> dict[str, GroupConfig]:
-    """`[groups.<name>]`: the daemon's queues, each with its own worker count."""
+    """`[groups.<name>]`: the daemon's queues, each with its own worker count and resource budget."""
     if not isinstance(raw, dict):
         problems.add(("groups",), "expected tables like [groups.<name>]")
         return {}

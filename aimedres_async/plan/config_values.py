@@ -220,6 +220,38 @@ def want_capacity_cpus(v: object) -> float | None:
     return n
 
 
+@accepts("a number of GPUs: an integer ≥ 0")
+def want_gpu_count(v: object) -> int:
+    """[groups.<name>] gpus: how many GPUs (whole or in fractions) its running tickets may declare."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError("expected a whole number of GPUs (an integer >= 0)")
+    if not 0 <= v <= MAX_GPUS:
+        raise ValueError(f"must be from 0 to {MAX_GPUS}")
+    return v
+
+
+@accepts('a size ("16GiB", "512MiB", or bytes) > 0')
+def want_budget_size(v: object) -> int:
+    return want_min_size(v, 1)
+
+
+@accepts("a number > 0")
+def want_positive(v: object) -> float:
+    n = want_number(0.0)(v)
+    if n <= 0:
+        raise ValueError("must be > 0")
+    return n
+
+
+# resources = { … } of a job, a [defaults] or a ticket (the daemon also reads a waiting ticket's
+# table with them, leniently, to know what it declares before it claims it)
+RESOURCE_CHECKS: dict[str, Callable[[object], Any]] = {
+    "gpus": want_gpus,
+    "cpus": want_number(0.0),
+    "memory": want_size,
+}
+
+
 @accepts("a list of regular expressions")
 def want_patterns(v: object) -> tuple[str, ...]:
     patterns = want_str_list(v)

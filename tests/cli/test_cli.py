@@ -203,6 +203,19 @@ def test_every_config_problem_is_printed(tmp_path: Path) -> None:
     assert all(line.startswith("aimedres-async: error: ") for line in lines)
 
 
+def test_a_bad_group_budget_is_a_one_line_error_from_validate(tmp_path: Path) -> None:
+    (tmp_path / "aimedres.toml").write_text('[groups.gpu]\nmax_workers = 2\nmemory = "lots"\ncpus = 0\ngpus = 1.5\n')
+    result = cli(tmp_path, "validate")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": ")[2:4] for line in lines] == [
+        ["aimedres.toml:3", "groups.gpu.memory"],
+        ["aimedres.toml:4", "groups.gpu.cpus"],
+        ["aimedres.toml:5", "groups.gpu.gpus"],
+    ]
+    assert "'lots' is not a size" in lines[0] and "must be > 0" in lines[1] and "whole number of GPUs" in lines[2]
+
+
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     project(tmp_path)  # an ./aimedres.toml exists but --config names another file
     line = usage_error(cli(tmp_path, "--config", "missing.toml", "run", "--dry-run"))

@@ -447,3 +447,133 @@ def test_groups_have_their_own_workers_and_pause(tmp_path: Path, marker: str, da
     drop(spool.root, "stray.toml", 'job = "rec"\ngroup = "cpu"\n')
     wait_final(spool.root, ["stray"])
     assert "no group 'cpu'" in (spool.root / "rejected" / "stray.error").read_text()
+
+
+# ---------------------------------------------------------------- a group's budget
+
+# started/<ticket> when it starts; then waits for go/<ticket> (or the file `release`)
+GATE = (
+    "import os, pathlib, time; me = os.environ['AIMEDRES_JOB_ID']; p = pathlib.Path('started'); "
+    "p.mkdir(exist_ok=True); (p / me).touch()\n"
+    "while not (pathlib.Path('go') / me).exists() and not pathlib.Path('release').exists(): time.sleep(0.02)"
+)
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+def _budget_config(memory: str) -> str:
+    """The daemon has 8GiB; group big may hold `memory` of what its tickets declare; job half
+    declares 600MiB (so two of them need 1.2GiB)."""
+    return (
+        f'memory = "8GiB"\n[groups.big]\nmax_workers = 4\nmemory = "{memory}"\n'
+        f'[jobs.half]\ncommand = {json.dumps([PY, "-c", GATE])}\nresources = {{ memory = "600MiB" }}\n'
+    )
+
+
+def _go(folder: Path, ticket: str) -> None:
+    (folder / "go").mkdir(exist_ok=True)
+    (folder / "go" / ticket).touch()
+
+
+def _big(folder: Path) -> dict[str, object]:
+    """Group big as the daemon's record for `status` shows it ({} before the daemon has written one)."""
+    daemon = _status(folder)["daemon"]
+    group: dict[str, object] = daemon["groups"]["big"] if isinstance(daemon, dict) else {}
+    return group
+
+
+def _overlapped(events: list[dict[str, object]], a: str, b: str) -> bool:
+    """Whether the attempts of tickets a and b ever ran at the same time (from the event log)."""
+    running: set[object] = set()
+    for e in events:
+        if e["event"] == "job.started":
+            running.add(e["job"])
+            if {a, b} <= running:
+                return True
+        elif e["event"] == "job.exited":
+            running.discard(e["job"])
+    return False
+
+
+def test_a_group_budget_holds_its_tickets_back_while_other_groups_run(
+    tmp_path: Path, marker: str, daemons: Daemons
+) -> None:
+    """[groups.big] memory = "1GiB": two tickets declaring 600MiB each never run together (the
+    second waits in incoming/ though big has free workers and the daemon memory to spare), while a
+    ticket of the default group runs beside them; one declaring 8GiB is rejected saying why, and
+    the daemon goes on serving."""
+    spool = _setup(tmp_path, marker, workers=2, extra=_budget_config("1GiB"))
+    _n, b1 = _submit(tmp_path, "--job", "half", "--group", "big")
+    _n, b2 = _submit(tmp_path, "--job", "half", "--group", "big")
+    _n, d1 = _submit(tmp_path, "--job", "block")
+    d = daemons.start(tmp_path)
+    wait_for(lambda: {b1, d1} <= _started(tmp_path), 60, "b1 and d1 to start")
+    wait_for(lambda: _big(tmp_path).get("in_use") == {"memory": 600 * MIB}, 60, "big's use in status")
+    assert where(spool.root, b2) == ["incoming"] and b2 not in _started(tmp_path)
+    assert _big(tmp_path) == {
+        "workers": 4,
+        "busy": 1,
+        "paused": False,
+        "parallel": False,
+        "budget": {"memory": GIB},
+        "in_use": {"memory": 600 * MIB},
+    }
+    assert "budget" not in _status(tmp_path)["daemon"]["groups"]["default"]  # type: ignore[index]
+    text = cli(tmp_path, "status").stdout
+    assert "group big: workers 1/4 busy, memory 600.0MiB/1.0GiB in use, 1 queued" in text, text
+
+    # never fits big's budget (it would fit the daemon's 8GiB): rejected at once, b1 still running
+    drop(spool.root, "huge.toml", 'job = "rec"\ngroup = "big"\nresources = { memory = "8GiB" }\n')
+    wait_final(spool.root, ["huge"])
+    error = (spool.root / "rejected" / "huge.error").read_text()
+    assert "can never run in group big" in error and "8.0GiB of memory" in error and "[groups.big] memory" in error
+    assert len(error.strip().splitlines()) == 1
+    assert where(spool.root, b2) == ["incoming"]
+
+    _go(tmp_path, b1)
+    wait_for(lambda: b2 in _started(tmp_path), 60, "b2 to start once b1 has ended")
+    (tmp_path / "release").touch()  # b2 and d1
+    _n, after = _submit(tmp_path, "--job", "rec", "--group", "big")  # the daemon serves on
+    wait_final(spool.root, [b1, b2, d1, after])
+    assert all(where(spool.root, t) == ["done"] for t in (b1, b2, d1, after))
+    assert d.alive() and "Traceback" not in d.stderr()
+    events = read_jsonl(Path(str(_status(tmp_path)["daemon"]["logs"])) / "events.jsonl")  # type: ignore[index]
+    assert not _overlapped(events, b1, b2)
+    assert _overlapped(events, b1, d1) and _overlapped(events, b2, d1)
+
+
+def test_a_reload_changes_a_group_budget_and_never_stops_a_running_ticket(
+    tmp_path: Path, marker: str, daemons: Daemons
+) -> None:
+    spool = _setup(tmp_path, marker, workers=2, extra=_budget_config("1GiB"))
+    d = daemons.start(tmp_path)
+    _n, b1 = _submit(tmp_path, "--job", "half", "--group", "big")
+    _n, b2 = _submit(tmp_path, "--job", "half", "--group", "big")
+    wait_for(lambda: b1 in _started(tmp_path), 60, "b1 to start")
+    wait_for(lambda: _big(tmp_path).get("in_use") == {"memory": 600 * MIB}, 60, "big's use in status")
+    assert where(spool.root, b2) == ["incoming"]
+
+    write_config(tmp_path, daemon_config(marker, _jobs(), 2, _budget_config("2GiB")))
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: b2 in _started(tmp_path), 60, "b2 to start beside b1 under the raised budget")
+    assert _big(tmp_path)["budget"] == {"memory": 2 * GIB}
+
+    write_config(tmp_path, daemon_config(marker, _jobs(), 2, _budget_config("1GiB")))
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: _big(tmp_path)["budget"] == {"memory": GIB}, 60, "the lowered budget")
+    _n, b3 = _submit(tmp_path, "--job", "half", "--group", "big")
+    _n, free = _submit(tmp_path, "--job", "rec", "--group", "big")  # declares nothing: not held back
+    wait_final(spool.root, [free])
+    # over the lowered budget: both go on running, b3 waits
+    assert where(spool.root, b1) == ["active"] and where(spool.root, b2) == ["active"]
+    assert where(spool.root, b3) == ["incoming"]
+    assert _big(tmp_path)["in_use"] == {"memory": 1200 * MIB}
+    _go(tmp_path, b1)
+    wait_final(spool.root, [b1])
+    assert where(spool.root, b3) == ["incoming"]  # 600MiB still used: 1.2GiB would be over 1GiB
+    _go(tmp_path, b2)
+    wait_for(lambda: b3 in _started(tmp_path), 60, "b3 to start once b1 and b2 have ended")
+    _go(tmp_path, b3)
+    wait_final(spool.root, [b2, b3])
+    assert all(where(spool.root, t) == ["done"] for t in (b1, b2, b3))
+    assert d.alive() and "Traceback" not in d.stderr()
