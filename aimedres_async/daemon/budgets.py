@@ -19,6 +19,7 @@ from typing import Any
 from aimedres_async.daemon.tickets import Order
 from aimedres_async.engine.scheduler import MAX_BYPASS, NOTHING, Need
 from aimedres_async.plan.config import Config, GroupConfig, JobConfig, Resources
+from aimedres_async.plan.sweeps import base_of
 from aimedres_async.plan.units import format_size
 
 _EPS = 1e-9
@@ -29,7 +30,7 @@ def declared(order: Order, cfg: Config, known: Mapping[str, JobConfig]) -> Need:
     its own `resources`, else the configured job's, else [defaults]'."""
     own: Resources | None = order.resources
     if own is None and order.job is not None:
-        base = known.get(order.job)
+        base = known.get(base_of(order.job))  # a sweep's combination: `train[lr=0.1]`
         own = base.settings.resources if base is not None else None
     return Need.of(own or cfg.defaults.resources or Resources())
 

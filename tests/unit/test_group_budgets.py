@@ -70,6 +70,10 @@ command = ["true"]
 resources = { memory = "1GiB", gpus = 1 }
 [jobs.plain]
 command = ["true"]
+[jobs.swept]
+command = ["true"]
+resources = { memory = "1GiB" }
+matrix = { lr = [0.1, 0.2] }
 """
 
 
@@ -79,6 +83,7 @@ command = ["true"]
         ('job = "big"\n', Need(gpus=1.0, memory=GIB)),
         ('job = "big"\nresources = { memory = "2GiB" }\n', Need(memory=2 * GIB)),  # the whole table: own
         ('job = "plain"\n', Need(cpus=1.0)),  # [defaults]
+        ('job = "swept[lr=0.2]"\n', Need(memory=GIB)),  # one combination of a sweep: its job's
         ('command = ["true"]\nresources = { cpus = 3, memory = "600MiB" }\n', Need(memory=600 * MIB, cpus=3.0)),
         ('command = ["true"]\nresources = {}\n', NOTHING),
     ],
