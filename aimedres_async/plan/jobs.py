@@ -498,9 +498,9 @@ def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> 
         base = known.get(base_of(ticket.job))
         if base is None and cfg.discovery.enabled:  # known_jobs leaves out an id with two scripts: say so
             found, _warnings = discover(cfg.base_dir, cfg.discovery.roots, cfg.discovery.include, cfg.discovery.exclude)
-            paths = [info.path for job_id, info in found if job_id == ticket.job]
+            paths = [info.path for job_id, info in found if job_id == base_of(ticket.job)]
             if len(paths) > 1:
-                raise TicketJobError(ambiguity(cfg, ticket.job, paths))
+                raise TicketJobError(ambiguity(cfg, base_of(ticket.job), paths))
         if base is None:
             raise TicketJobError(f"unknown job {ticket.job!r} (known: {', '.join(sorted(known)) or 'none'})")
         swept = _ticket_combination(cfg, base, ticket.job)
