@@ -20,7 +20,7 @@ from aimedres_async.daemon.tickets import MAX_TICKET_BYTES, TicketError, new_tic
 from aimedres_async.plan.config import Config
 from aimedres_async.plan.config_errors import ConfigError
 from aimedres_async.plan.config_load import parse_ticket
-from aimedres_async.plan.jobs import TicketJobError, known_jobs, ticket_combinations, ticket_spec
+from aimedres_async.plan.jobs import TicketJobError, TicketMemo, known_jobs, ticket_combinations, ticket_spec
 from aimedres_async.plan.limits import load_toml, read_regular_file
 
 # (label for the ticket id, ticket text)
@@ -131,6 +131,7 @@ def prepare(cfg: Config, spool: Spool, drafts: Sequence[Draft]) -> list[tuple[st
     """(ticket id, text) for each draft, once every one of them would be accepted by the daemon:
     valid, naming a job it knows, after tickets that exist (or come earlier in this batch)."""
     known = known_jobs(cfg)
+    memo = TicketMemo()  # a sweep's tickets share their job's combinations and script
     prepared: list[tuple[str, str]] = []
     for label, text in drafts:
         safe = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "_.-" else "-" for ch in label.lower())[:40]
@@ -138,7 +139,7 @@ def prepare(cfg: Config, spool: Spool, drafts: Sequence[Draft]) -> list[tuple[st
         ticket_id = new_ticket_id(safe)
         try:
             ticket = parse_ticket(text, ticket_id, label)
-            ticket_spec(cfg, ticket, known)
+            ticket_spec(cfg, ticket, known, memo)
         except ConfigError as e:
             raise SubmitError("; ".join(e.problems)) from None
         except (TicketJobError, ValueError) as e:

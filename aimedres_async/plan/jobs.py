@@ -430,7 +430,21 @@ def ticket_combinations(cfg: Config, job: JobConfig) -> list[str] | None:
     return [name for name, _params in (named or [])]
 
 
-def _ticket_combination(cfg: Config, base: JobConfig, name: str) -> Swept | None:
+@dataclass
+class TicketMemo:
+    """What the tickets of one `submit` share (a sweep's hundreds of tickets name one job): each
+    swept job's combinations and each script's options, worked out once."""
+
+    combinations: dict[str, dict[str, Mapping[str, Value]]] = field(default_factory=dict)
+    scripts: dict[Path, ScriptInfo] = field(default_factory=dict)
+
+    def script(self, path: Path) -> ScriptInfo:
+        if path not in self.scripts:
+            self.scripts[path] = read_script(path)
+        return self.scripts[path]
+
+
+def _ticket_combination(cfg: Config, base: JobConfig, name: str, memo: TicketMemo) -> Swept | None:
     """The combination of a swept job a ticket names (`train[lr=0.1,seed=0]`); None for a job that is
     not swept. A ticket runs one job: naming a swept job whole, or a combination it does not have,
     is refused, never run without its parameters."""
@@ -439,13 +453,17 @@ def _ticket_combination(cfg: Config, base: JobConfig, name: str) -> Swept | None
         if name != base.id:
             raise TicketJobError(f"job {base.id!r} is not swept: name it without parameters")
         return None
-    try:
-        [named] = expand_all([(base.id, sweep)], Picks.of([base.id], [], []), str(cfg.path or "built-in defaults"))
-    except ConfigError as e:
-        raise TicketJobError("; ".join(e.problems)) from None
-    params = dict(named or []).get(name)
+    combos = memo.combinations.get(base.id)
+    if combos is None:
+        try:
+            where = str(cfg.path or "built-in defaults")
+            [named] = expand_all([(base.id, sweep)], Picks.of([base.id], [], []), where)
+        except ConfigError as e:
+            raise TicketJobError("; ".join(e.problems)) from None
+        combos = memo.combinations[base.id] = dict(named or [])
+    params = combos.get(name)
     if params is None:
-        ids = [n for n, _p in named or []]
+        ids = list(combos)
         shown = ", ".join(ids[:3]) + (f", … ({len(ids)} in all)" if len(ids) > 3 else "")
         if name == base.id:
             raise TicketJobError(
@@ -455,7 +473,7 @@ def _ticket_combination(cfg: Config, base: JobConfig, name: str) -> Swept | None
         raise TicketJobError(f"job {base.id!r} has no combination {name!r} (it has {shown})")
     options = None
     if base.command is None and base.script is not None:
-        options = read_script(cfg.resolve(base.script)).options
+        options = memo.script(cfg.resolve(base.script)).options
     args, wrong = option_args(params, options)
     if wrong:
         raise TicketJobError(f"job {base.id}: {wrong[0]}")
@@ -486,8 +504,10 @@ def _merge(base: JobSettings, over: JobSettings) -> JobSettings:
     return JobSettings(**values)
 
 
-def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> JobSpec:
-    """A ticket as a job: a configured job with the ticket's overrides, or the ticket's own job."""
+def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig], memo: TicketMemo | None = None) -> JobSpec:
+    """A ticket as a job: a configured job with the ticket's overrides, or the ticket's own job.
+    `memo`: what the tickets of one batch share (TicketMemo)."""
+    memo = memo or TicketMemo()
     own = ticket.config
     reserved = sorted(k for k in own.settings.env if k.startswith("AIMEDRES_"))
     if reserved:  # AIMEDRES_SPOOL, _JOB_ID, ... are how the daemon finds its jobs after a crash
@@ -503,7 +523,7 @@ def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> 
                 raise TicketJobError(ambiguity(cfg, base_of(ticket.job), paths))
         if base is None:
             raise TicketJobError(f"unknown job {ticket.job!r} (known: {', '.join(sorted(known)) or 'none'})")
-        swept = _ticket_combination(cfg, base, ticket.job)
+        swept = _ticket_combination(cfg, base, ticket.job, memo)
         job = JobConfig(
             id=own.id,
             script=base.script,
@@ -520,7 +540,8 @@ def ticket_spec(cfg: Config, ticket: Ticket, known: Mapping[str, JobConfig]) -> 
         root = cfg.base_dir.resolve()
         if not cfg.resolve(job.script).resolve().is_relative_to(root):
             raise TicketJobError(f"script {job.script!r} is outside the config's folder {root}")
-    spec = build_spec(cfg, job, None, Overrides(), "ticket", swept)
+    info = memo.scripts.get(cfg.resolve(job.script)) if job.script is not None and job.command is None else None
+    spec = build_spec(cfg, job, info, Overrides(), "ticket", swept)
     if swept is not None:  # the ticket's id names it: its log, its record in the spool
         spec = dataclasses.replace(spec, id=job.id)
     if ticket.group != DEFAULT_GROUP and ticket.group not in cfg.groups:
