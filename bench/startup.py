@@ -1,4 +1,4 @@
-"""Start-up benchmark (SPEC §11): `run --list` on the bundled examples and `status` within 100 ms wall.
+"""Start-up benchmark (SPEC §11): `run --list` on the bundled examples, `status` and `submit` within 100 ms wall.
 
 What is measured — whole-process wall time, `perf_counter()` from spawn to reaping (`timed_run`), of:
 
@@ -8,20 +8,23 @@ What is measured — whole-process wall time, `perf_counter()` from spawn to rea
 2. `python -m aimedres_async --config CFG status` on a temp config whose spool folder is empty and
    served by no daemon: `status` says so and exits 3, which is what is expected here (another exit
    status is a problem);
-3. `python -m aimedres_async --help` (argument parsing only; issue #4's target, < 300 ms);
-4. `python -c pass` (the bare interpreter) and `python -c "import asyncio"`, as references (INFO);
-5. `run --list` as the first start after an install (INFO): no bytecode cache to read or write, so
+3. `python -m aimedres_async --config CFG submit -- /bin/true`: an inline ticket written into a
+   spool of its own (served by no daemon; it prints the ticket's number and id, exit 0): the
+   client commands of SPEC §15 start within 100 ms too;
+4. `python -m aimedres_async --help` (argument parsing only; issue #4's target, < 300 ms);
+5. `python -c pass` (the bare interpreter) and `python -c "import asyncio"`, as references (INFO);
+6. `run --list` as the first start after an install (INFO): no bytecode cache to read or write, so
    every module of the package is compiled from source.
 
 Every other command reads the bytecode cache the warm-up wrote, as a user's interpreter does
 (PYTHONDONTWRITEBYTECODE is dropped from the environment the bench passes on).
 
 Each command runs once as a warm-up, then `--runs` times, interleaved. The table shows the median,
-min and max. Targets: median <= 100 ms for `run --list` and for `status`, < 300 ms for `--help`
+min and max. Targets: median <= 100 ms for `run --list`, `status` and `submit`, < 300 ms for `--help`
 (PASS/MISS; INVALID if a run exited with another status or printed the wrong thing). The exit status
 is 0 either way.
 
-Then, once each, `python -X importtime -m aimedres_async …` for `run --list` and `status`: the ten
+Then, once each, `python -X importtime -m aimedres_async …` for `run --list`, `status` and `submit`: the ten
 imports with the largest cumulative time (µs, the import and everything it imported), with their own
 time and their depth in the import tree, and the total of all imports. `-X importtime` slows the
 imports a little; read it for where the time goes, not for the total.
@@ -63,9 +66,10 @@ from _common import (
 from _helpers import Figure, verdict
 
 LIST, STATUS, HELP = "run --list (bundled examples)", "status (no daemon, empty spool)", "--help"
+SUBMIT = "submit -- /bin/true (no daemon)"
 COLD = "run --list, no bytecode cache"
 PASS_, ASYNCIO = "python -c pass", "python -c 'import asyncio'"
-TARGETS_S = {LIST: 0.1, STATUS: 0.1, HELP: 0.3}  # SPEC §11 (list, status); issue #4 (--help)
+TARGETS_S = {LIST: 0.1, STATUS: 0.1, SUBMIT: 0.1, HELP: 0.3}  # SPEC §11, §15 (client commands); --help
 EXAMPLES = ("breast_cancer", "diabetes", "digits")
 IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S.*)$")
 
@@ -79,6 +83,8 @@ class Bench:
         self.cold_env = {**self.env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(tmp / "no-pycache")}
         self.status_config = write_config(tmp / "aimedres.toml", {}, supervisor={"spool_dir": "spool"})
         (tmp / "spool").mkdir()
+        # submit's tickets go to a spool of their own: the one `status` reads stays empty
+        self.submit_config = write_config(tmp / "submit.toml", {}, supervisor={"spool_dir": "spool-submit"})
 
     def argv(self, name: str) -> list[str]:
         """The command line of name (aimedres_async's, or a reference's)."""
@@ -87,13 +93,14 @@ class Bench:
             LIST: [*py, "--config", "aimedres.toml", "run", "--list"],
             COLD: [*py, "--config", "aimedres.toml", "run", "--list"],
             STATUS: [*py, "--config", str(self.status_config), "status"],
+            SUBMIT: [*py, "--config", str(self.submit_config), "submit", "--", "/bin/true"],
             HELP: [*py, "--help"],
             PASS_: [sys.executable, "-c", "pass"],
             ASYNCIO: [sys.executable, "-c", "import asyncio"],
         }[name]
 
     def cwd(self, name: str) -> Path:
-        return self.status_config.parent if name == STATUS else REPO_ROOT
+        return self.status_config.parent if name in (STATUS, SUBMIT) else REPO_ROOT
 
     def run(self, name: str) -> tuple[Timing, list[str]]:
         with tempfile.TemporaryFile() as out:  # stdout kept for the check, read after the timing
@@ -132,6 +139,8 @@ def check_output(name: str, text: str) -> str | None:
         return f"the list lacks {', '.join(missing)}" if missing else None
     if name == STATUS and "none is serving" not in text:
         return f"status did not say that no daemon serves the spool: {text.strip()[:200]!r}"
+    if name == SUBMIT and not re.fullmatch(r"\d+ \S+-true\n", text):
+        return f"submit did not print the ticket's number and id: {text.strip()[:200]!r}"
     return None
 
 
@@ -173,11 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="aimedres-bench-startup-", dir=a.tmpdir))
     try:
         bench = Bench(tmp, a.timeout)
-        names = [LIST, STATUS, HELP, COLD, PASS_, ASYNCIO]
+        names = [LIST, STATUS, SUBMIT, HELP, COLD, PASS_, ASYNCIO]
         series = {name: Series(name) for name in names}
         print(f"startup: {a.runs} runs + 1 warm-up per command, from {REPO_ROOT}", flush=True)
         run_interleaved([(name, bench.tool(name)) for name in names], series, a.runs, show=False)
-        imports = {name: bench.import_times(name) for name in (LIST, STATUS)}
+        imports = {name: bench.import_times(name) for name in (LIST, STATUS, SUBMIT)}
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aimedres_async import __version__
-from aimedres_async.cli.usage import Parser, UsageError, closest
+from aimedres_async.cli.usage import Commands, Parser, UnbuiltCommand, UsageError, closest
 from aimedres_async.plan import legacy
 from aimedres_async.plan.config import EXECUTORS, MAX_WORKERS
 from aimedres_async.plan.limits import PRIORITY_MAX, PRIORITY_MIN
@@ -159,10 +159,18 @@ config, as run_all_training.py did. `aimedres-async COMMAND --help` describes a 
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
-    """The command line as a namespace; a mistake raises UsageError (one line, exit 2)."""
-    parser = build_parser()
-    args = with_default_command(list(argv), parser.subcommands()["run"].options())
-    namespace: argparse.Namespace = parser.parse_args(args)
+    """The command line as a namespace; a mistake raises UsageError (one line, exit 2).
+
+    Only the parser of the command `argv` names (else `run`'s, the default) is built: the others
+    are names and help lines until one of them is chosen after all, and then all are built."""
+    try:
+        parser = build_parser(only=command_named(argv) or "run")
+        args = with_default_command(list(argv), parser.subcommands()["run"].options())
+        namespace: argparse.Namespace = parser.parse_args(args)
+    except UnbuiltCommand:
+        parser = build_parser()
+        args = with_default_command(list(argv), parser.subcommands()["run"].options())
+        namespace = parser.parse_args(args)
     if namespace.command == "submit":
         namespace.command_argv = None
         if "--" in args:  # `submit [options] -- CMD ARG...`: the rest is the command, as it is
@@ -170,6 +178,20 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
             namespace = parser.parse_args(args[:cut])
             namespace.command_argv = args[cut + 1 :]
     return namespace
+
+
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command `argv` names after its global options, if it names one."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in GLOBAL_VALUED:
+            i += 2
+        elif a.split("=", 1)[0] in GLOBAL_VALUED or a in GLOBAL_FLAGS:
+            i += 1
+        else:
+            return a if a in COMMANDS else None
+    return None
 
 
 def with_default_command(argv: list[str], run_options: Sequence[str] = ()) -> list[str]:
@@ -238,8 +260,11 @@ def _global_options(p: Parser, top: bool, config: bool = True) -> None:
     )
 
 
-def build_parser() -> Parser:
-    """The whole grammar: global options, then each command family (commands listed in this order)."""
+def build_parser(only: str | None = None) -> Parser:
+    """The whole grammar: global options, then each command family (commands listed in this order).
+
+    With `only`, the other commands keep their names and help lines but get no parser of their
+    own (start-up: building all of them costs a few milliseconds on every call)."""
     p = Parser(
         prog="aimedres-async",
         description="Train a folder of ML training scripts in parallel, unattended.",
@@ -247,7 +272,9 @@ def build_parser() -> Parser:
     )
     _global_options(p, top=True)
     p.add_argument("-V", "--version", action="version", version=f"aimedres-async {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser, action=Commands)
+    assert isinstance(sub, Commands)
+    sub.only = only
     run = _subcommand(sub, "run", "run the selected jobs and exit (the default command)")
     lst = _subcommand(sub, "list", "show the jobs: script, accepted flags, resources")
     val = _subcommand(sub, "validate", "check the config and print every problem")

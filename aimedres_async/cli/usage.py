@@ -67,6 +67,7 @@ class Parser(argparse.ArgumentParser):
         return [s for action in self._actions for s in action.option_strings]
 
     def subcommands(self) -> dict[str, Parser]:
+        """Each command's parser (an `Unbuilt` for one that was not built)."""
         for action in self._actions:
             if isinstance(action, argparse._SubParsersAction):
                 return dict(action.choices)
@@ -114,6 +115,48 @@ class Parser(argparse.ArgumentParser):
                     return f"to pass a value that starts with '-', write {name}={self.argv[i + 1]}"
             return f"to pass a value that starts with '-', write {name}=VALUE"
         return ""
+
+
+class UnbuiltCommand(Exception):
+    """A command whose parser was not built was chosen: build them all and parse again."""
+
+
+class Unbuilt:
+    """Stands for a command's parser that was not built: what builds one is accepted and dropped;
+    parsing with it raises UnbuiltCommand."""
+
+    def __init__(self) -> None:
+        self.argv: list[str] = []
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Any:
+        return self
+
+    add_argument_group = add_mutually_exclusive_group = add_argument
+
+    def set_defaults(self, **kwargs: Any) -> None:
+        return None
+
+    def options(self) -> list[str]:
+        raise UnbuiltCommand
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnbuiltCommand
+
+
+class Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """The subcommands. With `only` set to one of them, the others get a name and a help line but
+    no parser (an `Unbuilt`)."""
+
+    only: str | None = None
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if self.only is None or name == self.only:
+            return super().add_parser(name, **kwargs)
+        if "help" in kwargs:
+            self._choices_actions.append(self._ChoicesPseudoAction(name, (), kwargs["help"]))
+        unbuilt = Unbuilt()
+        self._name_parser_map[name] = unbuilt
+        return unbuilt
 
 
 def one_run(a: Any) -> str | None:

@@ -17,7 +17,7 @@ import tomli_w
 from aimedres_async.daemon.control import ticket_owner, user_name
 from aimedres_async.daemon.spool import Spool, SpoolError
 from aimedres_async.daemon.tickets import MAX_TICKET_BYTES, TicketError, new_ticket_id
-from aimedres_async.plan.config import Config
+from aimedres_async.plan.config import Config, JobConfig
 from aimedres_async.plan.config_errors import ConfigError
 from aimedres_async.plan.config_load import parse_ticket
 from aimedres_async.plan.jobs import TicketJobError, TicketMemo, known_jobs, ticket_combinations, ticket_spec
@@ -130,7 +130,7 @@ def from_files(names: Sequence[str], keys: Mapping[str, Any]) -> list[Draft]:
 def prepare(cfg: Config, spool: Spool, drafts: Sequence[Draft]) -> list[tuple[str, str]]:
     """(ticket id, text) for each draft, once every one of them would be accepted by the daemon:
     valid, naming a job it knows, after tickets that exist (or come earlier in this batch)."""
-    known = known_jobs(cfg)
+    known: dict[str, JobConfig] | None = None  # discovery reads every script: only for a ticket naming a job
     memo = TicketMemo()  # a sweep's tickets share their job's combinations and script
     prepared: list[tuple[str, str]] = []
     for label, text in drafts:
@@ -139,7 +139,9 @@ def prepare(cfg: Config, spool: Spool, drafts: Sequence[Draft]) -> list[tuple[st
         ticket_id = new_ticket_id(safe)
         try:
             ticket = parse_ticket(text, ticket_id, label)
-            ticket_spec(cfg, ticket, known, memo)
+            if known is None and ticket.job is not None:
+                known = known_jobs(cfg)
+            ticket_spec(cfg, ticket, known or {}, memo)
         except ConfigError as e:
             raise SubmitError("; ".join(e.problems)) from None
         except (TicketJobError, ValueError) as e:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import errno
-import hashlib
 import os
 import re
 import stat
@@ -42,6 +41,8 @@ def new_ticket_id(job: str) -> str:
 def safe_name(name: str) -> str:
     """A file name for something we reject whose own name is not a valid ticket id."""
     stem = re.sub(r"[^a-z0-9_.-]", "_", name.lower()).lstrip("._-")[:40] or "ticket"
+    import hashlib  # only a submit names tickets: `status` and the others never load it
+
     return f"{stem}-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 

@@ -4,6 +4,7 @@ completes commands, options and (through the hidden `_tickets`) the spool's tick
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -65,7 +66,7 @@ def test_bash_script_completes_commands_options_and_ticket_numbers(tmp_path: Pat
 def test_every_command_and_option_of_the_parser_is_in_the_scripts(tmp_path: Path) -> None:
     """Generated, not hand-written: what the parser has, each script has."""
     parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     scripts = {shell: cli(tmp_path, "completions", shell).stdout for shell in ("bash", "zsh", "fish")}
     for name, sp in sub.choices.items():  # type: ignore[union-attr]
         if name == "_tickets":  # hidden: called by the scripts, never offered

@@ -429,6 +429,28 @@ def test_every_option_has_help_and_every_command_a_description() -> None:
     assert parser.allow_abbrev is False
 
 
+def _grammar(parser: argparse.ArgumentParser) -> list[tuple[object, ...]]:
+    return [(a.option_strings, a.dest, a.default, a.nargs, a.choices, a.help) for a in parser._actions]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_command_built_alone_has_the_whole_grammar_s_options_and_help(name: str) -> None:
+    full, alone = build_parser(), build_parser(only=name)
+    assert _grammar(alone.subcommands()[name]) == _grammar(full.subcommands()[name])
+    assert set(alone.subcommands()) == set(COMMANDS)  # the others keep their names ...
+    assert alone.format_help() == full.format_help()  # ... and their help lines
+
+
+def test_a_command_that_was_not_built_is_parsed_by_the_whole_grammar(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aimedres_async.cli import parser as grammar
+    from aimedres_async.cli.usage import UnbuiltCommand
+
+    with pytest.raises(UnbuiltCommand):
+        build_parser(only="run").parse_args(["status", "--json"])
+    monkeypatch.setattr(grammar, "command_named", lambda argv: "run")  # a wrong guess
+    assert vars(parse(["status", "--json"])) == vars(build_parser().parse_args(["status", "--json"]))
+
+
 # ---------------------------------------------------------------- main on a project: nothing runs
 
 

@@ -243,3 +243,31 @@ def test_queues_read_what_parallel_and_pause_left_in_control(tmp_path: Path) -> 
     groups.set_parallel(spool, "gpu", None)
     (spool.dir("control") / "parallel.cpu").write_text("nonsense\n")  # unreadable: ignored
     assert queues.refresh(spool) == ([], [], True) and queues.parallel == {}
+
+
+# ---------------------------------------------------------------- submit's checks
+
+
+def test_an_inline_ticket_is_checked_without_discovering_the_project_s_scripts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discovery parses every script under the roots; `submit -- CMD` names no job and never
+    waits on it. A ticket naming a job still gets the discovered jobs, once per submit."""
+    from aimedres_async.daemon import submit
+    from aimedres_async.plan.config import JobConfig
+
+    calls: list[Path] = []
+
+    def known_jobs(cfg: Config) -> dict[str, JobConfig]:
+        calls.append(cfg.base_dir)
+        return {"train": JobConfig(id="train", command=("/bin/true",))}
+
+    monkeypatch.setattr(submit, "known_jobs", known_jobs)
+    cfg = Config(path=None, base_dir=tmp_path)
+    spool = Spool(tmp_path / "spool")
+    inline = submit.from_command(["/bin/true"], str(tmp_path), {}, {})
+    assert len(submit.prepare(cfg, spool, [inline, inline])) == 2
+    assert calls == []
+    named = submit.from_options("train", {}, [], {})
+    assert len(submit.prepare(cfg, spool, [inline, named, named])) == 3
+    assert calls == [tmp_path]
