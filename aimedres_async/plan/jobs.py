@@ -363,7 +363,13 @@ def _add_discovered(
         by_id.setdefault(job_id, []).append(info)
     for job_id, found_infos in by_id.items():
         if found.origin.get(job_id) == "config" and not discovery.allow_overrides:
-            continue  # the config's own definition wins (and says which script, if several)
+            # the config's own definition wins (and says which script, if several); a script it
+            # names that discovery has just read is not read again
+            own = found.jobs[job_id]
+            for info in found_infos:
+                if own.command is None and own.script is not None and _same_file(cfg.resolve(own.script), info.path):
+                    found.infos[job_id] = info
+            continue
         if len(found_infos) > 1:
             found.ambiguous[job_id] = [i.path for i in found_infos]
         info = found_infos[0]
@@ -379,6 +385,13 @@ def _add_discovered(
         found.jobs[job_id] = dataclasses.replace(base, script=script, command=None, settings=settings)
         found.origin[job_id] = "discovered"
         found.infos[job_id] = info
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a == b or os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def match_ids(

@@ -296,6 +296,25 @@ def test_a_configured_script_resolves_a_duplicate_id(tmp_path: Path) -> None:
     assert [(s.id, s.script) for s in p.jobs] == [("a", second)]
 
 
+def test_a_configured_script_that_discovery_found_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aimedres_async.plan import discovery, jobs
+
+    one = script(tmp_path, "one/train_a.py", "--folds")
+    two = script(tmp_path, "two/train_a.py", "--epochs")
+    reads: list[Path] = []
+
+    def counted(path: Path) -> discovery.ScriptInfo:
+        reads.append(path)
+        return read_script(path)
+
+    monkeypatch.setattr(discovery, "read_script", counted)
+    monkeypatch.setattr(jobs, "read_script", counted)
+    cfg = config(tmp_path, '[discovery]\nroots = ["one", "two"]\n[jobs.a]\nscript = "two/train_a.py"\n')
+    (spec,) = plan(cfg).jobs
+    assert spec.script == two and spec.accepts == frozenset({"epochs"})  # the configured copy's flags
+    assert sorted(reads) == sorted([tmp_path / one, tmp_path / two])
+
+
 def test_unparsable_script_is_listed_as_skipped_with_a_warning(tmp_path: Path) -> None:
     script(tmp_path, "s/train_good.py", "--epochs")
     bad = tmp_path / "s/train_broken.py"
