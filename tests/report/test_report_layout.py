@@ -122,9 +122,9 @@ def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
 
 
 def _open(browser: Browser, html: Path, width: int) -> Any:
-    page = browser.open(html, width=width)
-    page.set_viewport_size({"width": width, "height": 900})
-    return page
+    # opened at its width, never resized after: a resize redraws the timeline 150 ms later, and a
+    # box measured while it is replaced reads as None
+    return browser.open(html, width=width)
 
 
 # every drawn thing of a section, and the box it must stay in (a card, else the section); things in
