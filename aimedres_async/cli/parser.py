@@ -163,9 +163,11 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
     Only the parser of the command `argv` names (else `run`'s, the default) is built: the others
     are names and help lines until one of them is chosen after all, and then all are built."""
+    named = command_named(argv)
     try:
-        parser = build_parser(only=command_named(argv) or "run")
-        args = with_default_command(list(argv), parser.subcommands()["run"].options())
+        parser = build_parser(only=named or "run")
+        # a command named: nothing to insert (with_default_command would return argv as it is)
+        args = list(argv) if named else with_default_command(list(argv), parser.subcommands()["run"].options())
         namespace: argparse.Namespace = parser.parse_args(args)
     except UnbuiltCommand:
         parser = build_parser()

@@ -441,6 +441,33 @@ def test_a_command_built_alone_has_the_whole_grammar_s_options_and_help(name: st
     assert alone.format_help() == full.format_help()  # ... and their help lines
 
 
+@pytest.mark.parametrize(
+    ("argv", "built"),
+    [
+        (["status"], ["status"]),
+        (["--config", "x.toml", "-q", "submit", "--", "true"], ["submit"]),
+        (["--color=never", "cancel", "3"], ["cancel"]),
+        (["--parallel", "-j", "2"], ["run"]),
+        ([], ["run"]),
+    ],
+)
+def test_parsing_builds_the_named_command_s_parser_only(
+    argv: list[str], built: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aimedres_async.cli import parser as grammar
+
+    calls: list[str | None] = []
+    whole = grammar.build_parser
+
+    def counted(only: str | None = None) -> grammar.Parser:
+        calls.append(only)
+        return whole(only)
+
+    monkeypatch.setattr(grammar, "build_parser", counted)
+    parse(argv)
+    assert calls == built
+
+
 def test_a_command_that_was_not_built_is_parsed_by_the_whole_grammar(monkeypatch: pytest.MonkeyPatch) -> None:
     from aimedres_async.cli import parser as grammar
     from aimedres_async.cli.usage import UnbuiltCommand
