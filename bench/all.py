@@ -6,7 +6,7 @@ Each script (startup, capture, dispatch, overhead, memory, idle, makespan, spool
 collected. The ratio figures keep each script's 5 runs after a warm-up; a few sizes are reduced so
 that the whole set finishes in about 6-7 minutes on a 2-core machine:
 
-    startup   --runs 10                       (run --list, status, --help; default 20 runs)
+    startup   --runs 10                       (run --list, status, submit, --help; default 20 runs)
     memory    --runs 1 --duration 10          (10,000 jobs, 64 workers: the SPEC size; a peak)
     packing   --runs 1                        (INFO: no SPEC target for its makespan)
     spool     --tickets 30 --drain 200        (defaults 100 and 1,000)
