@@ -258,8 +258,15 @@ class Supervisor:
             await self._run_tasks()
         except Exception as e:  # a supervisor bug: every attempt was stopped (its group killed)
             self._failed(e)
-        self.state.abandon()
-        return await self._finish(time.monotonic() - t0)
+        # The run is over: no cyclic collector pass over its jobs' objects while the last summary
+        # writes and the reports are made (at 30,000 jobs one took 70 ms, in the summary writer's
+        # thread, holding the loop); it runs again before an [export].
+        gc.disable()
+        try:
+            self.state.abandon()
+            return await self._finish(time.monotonic() - t0)
+        finally:
+            gc.enable()
 
     async def _queue(self, planned: list[JobRun]) -> None:
         """The plan into the run state, in order; --resume's skipped jobs after it."""
@@ -296,6 +303,7 @@ class Supervisor:
                     await self.dispatcher.run(attempts, helpers)
                     self.state.stop()  # what never started; the running attempts end on their own
             finally:
+                gc.disable()  # the run is over (run() enables it again): see run()
                 helpers.cancel_scope.cancel()  # the sampler, the summary writer (a write under way completes)
 
     def _bound_the_stop(self, scope: anyio.CancelScope) -> None:
@@ -347,6 +355,7 @@ class Supervisor:
             # Every task has ended: the reports (read back from the run's files) take a worker thread.
             await anyio.to_thread.run_sync(self._write_reports, duration)
             if self.cfg.export.active:
+                gc.enable()  # a tracker's client (SQLAlchemy, protobuf) makes garbage of its own
                 await self._export()
         self.log.close()
         return code

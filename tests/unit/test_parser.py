@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -488,6 +489,27 @@ def test_list_prints_the_jobs_and_runs_nothing(project: Path, capsys: pytest.Cap
     assert [line.split()[0] for line in out[1:]] == ["one", "two"]
     assert "command:" in out[1] and out[1].split()[-2:] == ["yes", "no"]
     assert not list(project.glob("ran-*")) and not (project / "logs").exists()
+
+
+def test_a_run_s_plan_is_made_without_the_cyclic_collector_which_is_on_again_after(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gc
+
+    from aimedres_async.cli import app
+
+    seen: list[bool] = []
+    locate = app.locate_config
+
+    def located(path: str | None) -> Any:
+        seen.append(gc.isenabled())
+        return locate(path)
+
+    monkeypatch.setattr(app, "locate_config", located)
+    assert main(["run", "--list"]) == 0
+    assert main(["run", "--only", "three"]) == EXIT_USAGE  # a plan refused
+    assert main(["list"]) == 0
+    assert seen == [False, False, True] and gc.isenabled()
 
 
 def test_run_list_with_selection(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
