@@ -43,6 +43,7 @@ class Recorder:
         self._dirty: anyio.Event | None = None
         self._last_write = 0.0
         self._interval = SUMMARY_MIN_INTERVAL
+        self.required_failed = 0  # jobs not optional that finished neither succeeded nor skipped
 
     def plan(self, jobs: Iterable[JobRun]) -> None:
         """The jobs summary.json lists, in its order."""
@@ -78,6 +79,8 @@ class Recorder:
 
     def _finished(self, change: Change, job: JobRun) -> None:
         assert change.status is not None
+        if not change.status.ok and not job.spec.optional:
+            self.required_failed += 1
         why: dict[str, Any] = {}
         if change.old is None:
             why["reason"] = RESUMED
