@@ -106,6 +106,22 @@ _KNOWN = {
 }
 
 
+def job_id_for(given: object, name: str, script: str, n: int, seen: dict[str, int], notes: list[str]) -> str:
+    """The id of the n-th old job: its own id, else its name, else its script's stem, as the old
+    orchestrator made them; a second job with an id already used gets `-2`, `-3`, ... (said in
+    `notes`). `seen` counts the ids used so far."""
+    stem = Path(script).stem.removeprefix("train_")
+    job_id = _old_id(str(given or name or stem))
+    if not JOB_ID_RE.fullmatch(job_id):
+        job_id = _old_id(stem) or f"job{n}"
+    if job_id in seen:
+        seen[job_id] += 1
+        notes.append(f"id {job_id!r} was used by an earlier job; renamed")
+        job_id = f"{job_id}-{seen[job_id]}"
+    seen.setdefault(job_id, 1)
+    return job_id
+
+
 def _old_id(name: str) -> str:
     """The old orchestrator's id for a job name, made a valid id here."""
     text = (
@@ -232,15 +248,8 @@ def _job_block(path: Path, n: int, item: object, seen: dict[str, int]) -> list[s
     if not isinstance(script, str) or not script.strip():
         raise LegacyError(f"{where}: needs `script: path/to/train_x.py`")
     name = str(item.get("name") or "")
-    job_id = _old_id(str(item.get("id") or name or Path(script).stem.removeprefix("train_")))
-    if not JOB_ID_RE.fullmatch(job_id):
-        job_id = _old_id(Path(script).stem.removeprefix("train_")) or f"job{n}"
     notes: list[str] = []
-    if job_id in seen:
-        seen[job_id] += 1
-        notes.append(f"id {job_id!r} was used by an earlier job; renamed")
-        job_id = f"{job_id}-{seen[job_id]}"
-    seen.setdefault(job_id, 1)
+    job_id = job_id_for(item.get("id"), name, script, n, seen, notes)
     job: dict[str, Any] = {"script": script}
     if isinstance(item.get("output"), str) and item["output"].strip():
         job["output_dir"] = item["output"]

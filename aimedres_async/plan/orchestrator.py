@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aimedres_async.plan.config import JOB_ID_RE, DiscoveryConfig
+from aimedres_async.plan.config import DiscoveryConfig
 from aimedres_async.plan.config_errors import InputError
 from aimedres_async.plan.discovery import canonical, discover
 
@@ -253,10 +253,6 @@ def report_suggestions(folder: Path, discovery: DiscoveryConfig, skip: set[str])
     return out
 
 
-def valid_id(text: str) -> bool:
-    return bool(JOB_ID_RE.fullmatch(text))
-
-
 # ---------------------------------------------------------------- the converted config
 
 
@@ -325,15 +321,8 @@ def _job_table(
     if not isinstance(script, str) or not script.strip():
         raise OrchestratorError(f"{where}: {JOB_CALL}(...) needs a literal script= path")
     name = str(v.get("name") or "")
-    job_id = legacy._old_id(str(v.get("id") or name or Path(script).stem.removeprefix("train_")))
-    if not valid_id(job_id):
-        job_id = legacy._old_id(Path(script).stem.removeprefix("train_")) or f"job{n}"
     notes: list[str] = []
-    if job_id in seen:
-        seen[job_id] += 1
-        notes.append(f"id {job_id!r} was used by an earlier job; renamed")
-        job_id = f"{job_id}-{seen[job_id]}"
-    seen.setdefault(job_id, 1)
+    job_id = legacy.job_id_for(v.get("id"), name, script, n, seen, notes)
     settings: dict[str, Any] = {}
     argv = legacy._args(v.get("args"), where, settings, notes)
     lines = [f"script = {toml_value(script)}"]
