@@ -255,14 +255,15 @@ class Supervisor:
             gc.freeze()
             gc.enable()
         try:
-            await self._run_tasks()
-        except Exception as e:  # a supervisor bug: every attempt was stopped (its group killed)
-            self._failed(e)
-        # The run is over: no cyclic collector pass over its jobs' objects while the last summary
-        # writes and the reports are made (at 30,000 jobs one took 70 ms, in the summary writer's
-        # thread, holding the loop); it runs again before an [export].
-        gc.disable()
-        try:
+            try:
+                await self._run_tasks()
+            except Exception as e:  # a supervisor bug: every attempt was stopped (its group killed)
+                self._failed(e)
+            # The run is over: no cyclic collector pass over its jobs' objects while the last
+            # summary writes and the reports are made (at 30,000 jobs one took 70 ms, in the summary
+            # writer's thread, holding the loop); it runs again before an [export], and whatever
+            # ends the run (a cancellation too) leaves it on.
+            gc.disable()
             self.state.abandon()
             return await self._finish(time.monotonic() - t0)
         finally:

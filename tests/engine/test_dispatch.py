@@ -350,3 +350,16 @@ async def test_no_collector_pass_while_the_last_files_are_written_and_it_runs_ag
     assert await run == 0
     assert seen == {"running": True, "reports": False}
     assert gc.isenabled()
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_run_leaves_the_collector_on(tmp_path: Path) -> None:
+    import gc
+
+    sup, fake = make(tmp_path, [spec("a")], workers=1)
+    run = asyncio.create_task(sup.run())
+    await until(lambda: len(fake.started) == 1)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert gc.isenabled()
