@@ -156,6 +156,19 @@ def marker() -> Any:
     assert not leftovers, f"job processes survived the test: {leftovers}"
 
 
+@pytest.fixture
+def daemons(marker: str) -> Iterator[Any]:
+    """Every daemon a test starts (helpers_daemon.Daemons) is stopped at its end; `marker` then
+    checks that no job survived (depending on it makes this fixture's teardown run first)."""
+    from helpers_daemon import Daemons  # it imports this module's helpers
+
+    ds = Daemons()
+    try:
+        yield ds
+    finally:
+        ds.close()
+
+
 RAY_PORT = 8265
 
 

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,15 +47,6 @@ retries = 0
 env = {{ TEST_MARKER = "{marker}" }}
 {jobs}
 """
-
-
-@pytest.fixture
-def daemons(marker: str) -> Iterator[Daemons]:
-    ds = Daemons()
-    try:
-        yield ds
-    finally:
-        ds.close()
 
 
 # A job whose child leaves the job's session (setsid) and starts a child of its own, then the job

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,6 @@ from aimedres_async.daemon.spool import Spool
 
 HUGE = 99999999999999999999
 DEEP_ARGS = "args = " + "[" * 600 + "]" * 600 + "\n"  # a 1 KiB ticket nesting 600 arrays
-
-
-@pytest.fixture
-def daemons(marker: str) -> Iterator[Daemons]:
-    ds = Daemons()
-    try:
-        yield ds
-    finally:
-        ds.close()
 
 
 def _serving(tmp_path: Path, marker: str, daemons: Daemons, jobs: str = '[jobs.j]\ncommand = ["true"]\n') -> Path:

@@ -15,7 +15,6 @@ import time
 import tomllib
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,18 +35,6 @@ from helpers_daemon import (
 
 from aimedres_async.daemon.spool import Spool
 from aimedres_async.daemon.tickets import MAX_TICKET_BYTES
-
-
-@pytest.fixture
-def daemons(marker: str) -> Iterator[Daemons]:
-    """Every daemon a test starts is stopped at its end; `marker` then checks that no job survived
-    (depending on it makes this fixture's teardown run first)."""
-    ds = Daemons()
-    try:
-        yield ds
-    finally:
-        ds.close()
-
 
 TRAIN_E = """\
 import argparse, json

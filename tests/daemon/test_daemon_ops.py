@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,15 +31,6 @@ from helpers_daemon import (
 )
 
 from aimedres_async.daemon.spool import Spool
-
-
-@pytest.fixture
-def daemons(marker: str) -> Iterator[Daemons]:
-    ds = Daemons()
-    try:
-        yield ds
-    finally:
-        ds.close()
 
 
 def _cmd(*argv: str) -> str:

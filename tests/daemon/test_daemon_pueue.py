@@ -16,11 +16,9 @@ import stat
 import subprocess
 import textwrap
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from subprocess import PIPE
 
-import pytest
 from conftest import PY, read_jsonl, start_cli, wait_for, write_config
 from helpers_cli import cli, usage_error
 from helpers_daemon import Daemons, daemon_config, drop, names, result, wait_final, where
@@ -35,15 +33,6 @@ BLOCK = (
 )
 # one line per run in ran.txt: the ticket's id
 RECORD = "import os; open('ran.txt', 'a').write(os.environ['AIMEDRES_JOB_ID'] + '\\n')"
-
-
-@pytest.fixture
-def daemons(marker: str) -> Iterator[Daemons]:
-    ds = Daemons()
-    try:
-        yield ds
-    finally:
-        ds.close()
 
 
 def _jobs() -> str:

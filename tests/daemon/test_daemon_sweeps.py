@@ -6,10 +6,8 @@ run without its parameters. Real `serve` and `submit` processes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from conftest import PY, wait_for, write_config
 from helpers_cli import cli
 from helpers_daemon import Daemons, daemon_config, drop, names, wait_final
@@ -21,15 +19,6 @@ ARGS = (
     "import json, os, pathlib, sys; d = pathlib.Path('args'); d.mkdir(exist_ok=True); "
     "(d / (os.environ['AIMEDRES_JOB_ID'] + '.json')).write_text(json.dumps(sys.argv[1:]))"
 )
-
-
-@pytest.fixture
-def daemons(marker: str) -> Iterator[Daemons]:
-    ds = Daemons()
-    try:
-        yield ds
-    finally:
-        ds.close()
 
 
 def _setup(folder: Path, marker: str, extra: str = "") -> Path:

@@ -56,16 +56,6 @@ ERROR_PREFIX = "aimedres-async: error: "
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
-@pytest.fixture
-def daemons(marker: str) -> Iterator[Daemons]:
-    """Every daemon a test starts is stopped at its end; `marker` then checks no job survived."""
-    ds = Daemons()
-    try:
-        yield ds
-    finally:
-        ds.close()
-
-
 def _clean_env(**extra: str) -> dict[str, str]:
     drop = ("AIMEDRES_CONFIG", "GITHUB_STEP_SUMMARY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
     return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}

@@ -330,15 +330,6 @@ def test_a_failed_export_is_a_warning_and_the_run_still_succeeds(tmp_path: Path)
     assert summary(tmp_path)["exit_code"] == 0
 
 
-@pytest.fixture
-def daemons(marker: str) -> Iterator[Daemons]:
-    ds = Daemons()
-    try:
-        yield ds
-    finally:
-        ds.close()
-
-
 def test_export_config_sends_every_daemon_ticket(tmp_path: Path, marker: str, daemons: Daemons) -> None:
     job = f'[jobs.train]\ncommand = [{json.dumps(PY)}, "-c", {json.dumps(TRAIN)}]\n'
     write_config(tmp_path, daemon_config(marker, job, extra="") + '[export]\nmlflow = true\ntensorboard = "tb"\n')
