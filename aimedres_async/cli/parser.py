@@ -1,161 +1,33 @@
-"""The command line's grammar: the argparse parser, built one command family at a time, and the
-rule that a command line without a command means `run` (as run_all_training.py was called).
+"""The command line's grammar: the argparse parser, built one command family at a time (at
+start-up only the named command's), from the words in cli/words.py.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aimedres_async import __version__
-from aimedres_async.cli.usage import Commands, Parser, UnbuiltCommand, UsageError, closest
+from aimedres_async.cli.usage import Commands, Parser, UnbuiltCommand
+from aimedres_async.cli.words import (
+    COLOR_CHOICES,
+    DESCRIPTIONS,
+    EPILOG,
+    TICKET_HELP,
+    command_named,
+    duration_value,
+    int_at_least,
+    matrix_value,
+    non_negative_int,
+    positive_int,
+    seeds_value,
+    with_default_command,
+    workers_value,
+)
 from aimedres_async.plan import legacy
 from aimedres_async.plan.config import EXECUTORS, MAX_WORKERS
 from aimedres_async.plan.limits import PRIORITY_MAX, PRIORITY_MIN
-from aimedres_async.plan.sweeps import Value, parse_matrix_option, parse_seeds_option
-from aimedres_async.plan.units import MAX_INT, parse_duration
-
-COMMANDS = (
-    "run",
-    "list",
-    "validate",
-    "serve",
-    "submit",
-    "status",
-    "logs",
-    "init",
-    "cancel",
-    "wait",
-    "pause",
-    "resume",
-    "report",
-    "leaderboard",
-    "compare",
-    "export",
-    "help",
-    "restart",
-    "clean",
-    "parallel",
-    "completions",
-    "_tickets",
-)
-
-# Options every command takes, before or after the command's name (as ruff's and uv's do).
-GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose", "-h", "--help", "-V", "--version")
-GLOBAL_VALUED = ("--config", "--color")
-COLOR_CHOICES = ("auto", "always", "never")
-
-
-def _int_at_least(lo: int, hi: int = MAX_INT) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:40]!r}") from None
-        if n < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {n}")
-        if n > hi:
-            raise argparse.ArgumentTypeError(f"must be <= {hi}")
-        return n
-
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_count = _int_at_least(0)
-
-
-def _workers(text: str) -> int | None:
-    return None if text == "auto" else _int_at_least(1, MAX_WORKERS)(text)
-
-
-def _matrix(text: str) -> tuple[str, tuple[Value, ...]]:
-    try:
-        return parse_matrix_option(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-    try:
-        return parse_seeds_option(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-DESCRIPTIONS = {
-    "run": "Run the selected jobs and exit. The exit code says whether every required job succeeded "
-    "(0), one failed (1), the command line or config is wrong (2), --strict-discovery found nothing or "
-    "a problem (3), or a signal stopped it (130 SIGINT, 143 SIGTERM, 129 SIGHUP).",
-    "list": "Show the jobs the config defines and discovery finds: id, script, which of "
-    "output-dir/epochs/folds/sample/batch it accepts, resources, whether they fit here, optional.",
-    "validate": "Check the config and the jobs it makes; print every problem (exit 2) or one OK line. "
-    "It reports what `run` would refuse: no jobs, a job that can never fit the resources.",
-    "serve": "The spool daemon: run the job tickets dropped into spool_dir/incoming with the same "
-    "supervisor as `run`, and file each under done/, failed/ or rejected/. Meant for systemd. "
-    "Exits 0 on SIGTERM, 130 on SIGINT (running tickets go back to incoming/), 2 on a config or "
-    "spool error, 1 on an internal error.",
-    "submit": "Validate tickets and enqueue them into the spool atomically; prints each ticket's number "
-    "and id. Either ticket files, --job ID with overrides, or a command after `--` (run as an argv "
-    "list, never through a shell, in this folder unless --cwd).",
-    "status": "Whether a daemon serves the spool (pid, since, version, config, workers, paused; exit 3 "
-    "if none), the queued tickets in run order, the running ones (job, attempt, pid, Slurm job id "
-    "on Slurm, elapsed, last line) and the last finished.",
-    "cancel": "Cancel tickets: a queued one goes to failed/ as cancelled at once; a running one gets "
-    "stop_signal, then SIGKILL after grace_period, is not retried, and is filed as cancelled. "
-    "Exit 0, or 2 naming an unknown ticket.",
-    "wait": "Block until every ticket is filed. Exit 0 if all succeeded, 1 if any failed, 130 if any "
-    "was cancelled, 124 on timeout, 2 for an unknown ticket.",
-    "pause": "Daemons on this spool claim no new ticket until `resume`; running tickets go on. Kept in "
-    "the spool (control/paused), so a restarted daemon stays paused.",
-    "resume": "Undo `pause`: daemons on this spool claim tickets again.",
-    "restart": "Queue finished tickets again as new tickets (a new number and id, with restarted_from "
-    "naming the old one); --edit opens $EDITOR on a copy first.",
-    "clean": "Remove finished tickets (done/, failed/, rejected/) and their job logs from the spool; "
-    "never a queued or running one, nor one a queued ticket waits for (after).",
-    "parallel": "Change how many tickets the daemons on this spool run at once (of one group with "
-    "--group), at once and kept across restarts; running tickets go on when it is lowered.",
-    "_tickets": "The numbers of the spool's tickets, newest first (for the completion scripts).",
-    "completions": "Print a shell completion script: `source <(aimedres-async completions bash)`; "
-    "ticket numbers are completed from the spool.",
-    "logs": "A job's or ticket's JSON-lines log rendered for people: timestamps, attempt separators, "
-    "'!' for stderr, a printed JSON object as its key=value pairs.",
-    "help": "Describe a command, as `COMMAND --help` does; without one, the commands and the global options.",
-    "init": "Write a commented starter aimedres.toml (never overwrites a file). Discovered copies of one script "
-    "are excluded in it (the canonical one kept, a comment on each), and the JSON files scripts write are "
-    "suggested as their metrics_file. --from-orchestrator or --from-yaml converts the old orchestrator's job "
-    "list instead, keeping its arguments, output folders and defaults (see the migration guide).",
-    "report": "Write one self-contained HTML file (no network, opens from disk) that draws a run: a timeline "
-    "of every attempt, metric curves from the jobs' JSON records, final metrics side by side, "
-    "memory, provenance. Default: the latest run, into its folder as report.html.",
-    "leaderboard": "Rank the job groups of one or more runs (default: the latest). A group is a base job id "
-    "with one combination of parameters; its seeds (and the same group in other runs) fold into mean ± std "
-    "(sample std, n-1) of every final metric, with n = the jobs that succeeded. Failed jobs are not in the "
-    "statistics; a group without a success is listed last, unranked.",
-    "compare": "Compare two runs group by group: each final metric's change NEW - BASE of the means, with the "
-    "pooled std across seeds when both sides have two or more (a smaller change is 'within noise'), groups "
-    "added or removed, jobs whose outcome changed. Exit 1 when a --fail-if gate fails or, with --exact, "
-    "anything differs; 2 for a bad expression or a missing run.",
-    "export": "Send a run's jobs to an experiment tracker. `export mlflow`: each job becomes an MLflow run "
-    "(params: swept values, epochs, folds, batch, script, interpreter; per-epoch metrics with step = the "
-    "epoch; final metrics; tags: run id, job id, attempts, outcome, failure, git commit, config hash; its "
-    "JSON-lines log as an artifact; status FAILED for a failed job, KILLED for a cancelled one), in MLflow's "
-    "local store here unless told otherwise; exporting again adds no duplicate and completes an export cut "
-    "short. `export tensorboard --logdir DIR`: one event folder per job, DIR/<run>/<job>. Needs the extra: "
-    "pip install 'aimedres-async[mlflow]' or 'aimedres-async[tensorboard]' (else exit 2).",
-}
-TICKET_HELP = "a ticket's number, its id, or a unique prefix of the id"
-EPILOG = """With no command, `run` is meant: `aimedres-async --parallel -j 4 --epochs 3` is
-`aimedres-async run --parallel -j 4 --epochs 3`, and `aimedres-async` alone runs every job of the
-config, as run_all_training.py did. `aimedres-async COMMAND --help` describes a command."""
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -180,49 +52,6 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
             namespace = parser.parse_args(args[:cut])
             namespace.command_argv = args[cut + 1 :]
     return namespace
-
-
-def command_named(argv: Sequence[str]) -> str | None:
-    """The command `argv` names after its global options, if it names one."""
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a in GLOBAL_VALUED:
-            i += 2
-        elif a.split("=", 1)[0] in GLOBAL_VALUED or a in GLOBAL_FLAGS:
-            i += 1
-        else:
-            return a if a in COMMANDS else None
-    return None
-
-
-def with_default_command(argv: list[str], run_options: Sequence[str] = ()) -> list[str]:
-    """`aimedres-async --parallel ...` (the old run_all_training.py way) means `run --parallel ...`.
-
-    Global options may come first; an option that is neither global nor `run`'s is named here
-    (with the nearest of both), rather than blamed on a `run` the user never typed."""
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a in GLOBAL_VALUED:
-            if i + 1 >= len(argv):
-                return argv  # let argparse say the value is missing
-            i += 2
-            continue
-        if a.split("=", 1)[0] in GLOBAL_VALUED or a in GLOBAL_FLAGS[:4]:
-            i += 1
-            continue
-        if a in GLOBAL_FLAGS or a in COMMANDS or not a.startswith("-"):
-            return argv  # a word that is no command: argparse names it, with the nearest command
-        name = a.split("=", 1)[0]
-        if run_options and name not in run_options:
-            meant = closest(name, [*GLOBAL_FLAGS, *GLOBAL_VALUED, *run_options])
-            hint = f" (did you mean {meant!r}?)" if meant else ""
-            own = meant is not None and meant not in (*GLOBAL_FLAGS, *GLOBAL_VALUED)  # one of run's own
-            where = "aimedres-async run --help" if own else "aimedres-async --help"
-            raise UsageError(f"unknown option {name!r}{hint}; see `{where}`")
-        return [*argv[:i], "run", *argv[i:]]
-    return [*argv, "run"] if not argv or argv[-1] != "--help" else argv
 
 
 def _global_options(p: Parser, top: bool, config: bool = True) -> None:
@@ -369,7 +198,7 @@ def _selection_options(sp: Parser) -> Any:
         metavar="DIR",
         help="discover scripts under these folders instead of [discovery] roots",
     )
-    legacy.add_discovery_flags(sp.add_argument_group("discovery (run_all_training.py flags)"), _positive_int)
+    legacy.add_discovery_flags(sp.add_argument_group("discovery (run_all_training.py flags)"), positive_int)
     return g
 
 
@@ -377,7 +206,7 @@ def _sweep_options(sp: Parser) -> Any:
     g = sp.add_argument_group("sweeps (one job per combination; see [jobs.<id>] matrix)")
     g.add_argument(
         "--matrix",
-        type=_matrix,
+        type=matrix_value,
         action="append",
         default=[],
         metavar="KEY=V1,V2",
@@ -386,7 +215,7 @@ def _sweep_options(sp: Parser) -> Any:
     )
     g.add_argument(
         "--seeds",
-        type=_seeds,
+        type=seeds_value,
         metavar="0-4|0,3",
         help="the seed axis of every selected job (replaces seeds/repeat); passed as --seed S",
     )
@@ -395,10 +224,10 @@ def _sweep_options(sp: Parser) -> Any:
 
 def _passed_options(run: Parser) -> None:
     g = run.add_argument_group("passed to the scripts (a job's own config value wins)")
-    g.add_argument("--epochs", type=_positive_int, metavar="N", help="passed as --epochs to scripts that accept it")
-    g.add_argument("--folds", type=_positive_int, metavar="N", help="passed as --folds to scripts that accept it")
-    g.add_argument("--sample", type=_positive_int, metavar="N", help="passed as --sample to scripts that accept it")
-    g.add_argument("--batch", type=_positive_int, metavar="N", help="passed as --batch-size to scripts that accept it")
+    g.add_argument("--epochs", type=positive_int, metavar="N", help="passed as --epochs to scripts that accept it")
+    g.add_argument("--folds", type=positive_int, metavar="N", help="passed as --folds to scripts that accept it")
+    g.add_argument("--sample", type=positive_int, metavar="N", help="passed as --sample to scripts that accept it")
+    g.add_argument("--batch", type=positive_int, metavar="N", help="passed as --batch-size to scripts that accept it")
     g.add_argument(
         "--extra-arg",
         action="append",
@@ -415,13 +244,13 @@ def _execution_options(run: Parser) -> None:
     g.add_argument(
         "-j",
         "--max-workers",
-        type=_workers,
+        type=workers_value,
         metavar="N|auto",
         default=argparse.SUPPRESS,
         help="at most N jobs at once; auto = one per CPU, fitted to recorded memory peaks",
     )
-    g.add_argument("--retries", type=_count, metavar="N", help="retries per job (wins over the config)")
-    g.add_argument("--timeout", type=_duration, metavar="DURATION", help="per attempt, e.g. 30m (0 = none)")
+    g.add_argument("--retries", type=non_negative_int, metavar="N", help="retries per job (wins over the config)")
+    g.add_argument("--timeout", type=duration_value, metavar="DURATION", help="per attempt, e.g. 30m (0 = none)")
     g.add_argument("--fail-fast", action="store_true", help="stop everything at the first required failure")
     g.add_argument("--allow-partial-success", action="store_true", help="exit 0 even if a required job failed")
     g.add_argument(
@@ -460,11 +289,11 @@ def _submit_command(sub: Any) -> Parser:
     smt = _subcommand(sub, "submit", "enqueue tickets into the spool; prints each ticket's number and id")
     smt.add_argument("tickets", nargs="*", metavar="TICKET.toml", help="ticket files to submit (or use --job)")
     smt.add_argument("--job", metavar="ID", help="a ticket naming this configured (or discovered) job")
-    smt.add_argument("--epochs", type=_positive_int, metavar="N", help="the ticket's epochs (passed as --epochs)")
-    smt.add_argument("--folds", type=_positive_int, metavar="N", help="the ticket's folds (passed as --folds)")
-    smt.add_argument("--sample", type=_positive_int, metavar="N", help="passed as --sample")
-    smt.add_argument("--batch", type=_positive_int, metavar="N", help="passed as --batch-size")
-    smt.add_argument("--retries", type=_count, metavar="N", help="retries for the ticket's job")
+    smt.add_argument("--epochs", type=positive_int, metavar="N", help="the ticket's epochs (passed as --epochs)")
+    smt.add_argument("--folds", type=positive_int, metavar="N", help="the ticket's folds (passed as --folds)")
+    smt.add_argument("--sample", type=positive_int, metavar="N", help="passed as --sample")
+    smt.add_argument("--batch", type=positive_int, metavar="N", help="passed as --batch-size")
+    smt.add_argument("--retries", type=non_negative_int, metavar="N", help="retries for the ticket's job")
     smt.add_argument("--timeout", metavar="DURATION", help="per attempt, e.g. 30m (0 = none)")
     smt.add_argument(
         "--arg",
@@ -475,7 +304,7 @@ def _submit_command(sub: Any) -> Parser:
     )
     smt.add_argument(
         "--priority",
-        type=_int_at_least(PRIORITY_MIN, PRIORITY_MAX),
+        type=int_at_least(PRIORITY_MIN, PRIORITY_MAX),
         metavar="N",
         help="higher runs first (default 0, within 32 bits; FIFO within a priority); ticket key `priority`",
     )
@@ -498,7 +327,7 @@ def _queue_options(sp: Parser) -> None:
     sp.add_argument("--group", metavar="NAME", help="the daemon queue ([groups.<name>]) it waits in (default: default)")
     sp.add_argument(
         "--delay",
-        type=_duration,
+        type=duration_value,
         metavar="DURATION",
         help="claim it no sooner than this from now, e.g. 10m; ticket key `not_before`",
     )
@@ -514,10 +343,10 @@ def _spool_commands(sub: Any) -> tuple[Parser, ...]:
     which.add_argument("--failed", action="store_true", help="only failed, cancelled and rejected tickets")
     which.add_argument("--succeeded", action="store_true", help="only tickets that succeeded")
     cln.add_argument(
-        "--older-than", type=_duration, metavar="DURATION", help="only tickets filed longer ago than this, e.g. 7d"
+        "--older-than", type=duration_value, metavar="DURATION", help="only tickets filed longer ago than this, e.g. 7d"
     )
     par = _subcommand(sub, "parallel", "change the daemons' worker count now (kept across restarts)")
-    par.add_argument("workers", nargs="?", type=_int_at_least(1, MAX_WORKERS), metavar="N", help="tickets at once")
+    par.add_argument("workers", nargs="?", type=int_at_least(1, MAX_WORKERS), metavar="N", help="tickets at once")
     par.add_argument("--group", metavar="NAME", help="the group to change (default: default)")
     par.add_argument("--reset", action="store_true", help="go back to the config's worker count")
     cmp = _subcommand(sub, "completions", "print a shell completion script")
@@ -530,7 +359,9 @@ def _queue_commands(sub: Any) -> tuple[Parser, ...]:
     """The spool's client commands besides `submit`: status, logs, cancel, wait, pause, resume."""
     sts = _subcommand(sub, "status", "what the spool daemon is doing")
     sts.add_argument("--json", action="store_true", help="one JSON object, for machines")
-    sts.add_argument("--last", type=_count, default=10, metavar="N", help="finished tickets to list (default 10)")
+    sts.add_argument(
+        "--last", type=non_negative_int, default=10, metavar="N", help="finished tickets to list (default 10)"
+    )
     lgs = _subcommand(sub, "logs", "a job's or ticket's log, for humans")
     lgs.add_argument(
         "target", metavar="JOB|TICKET", help="a job id of a run, or a ticket (number, id or unique id prefix)"
@@ -555,7 +386,7 @@ def _queue_commands(sub: Any) -> tuple[Parser, ...]:
     wat.add_argument(
         "tickets", nargs="+", metavar="TICKET", help="tickets to wait for: numbers, ids or unique id prefixes"
     )
-    wat.add_argument("--timeout", type=_duration, metavar="DURATION", help="give up after this long (exit 124)")
+    wat.add_argument("--timeout", type=duration_value, metavar="DURATION", help="give up after this long (exit 124)")
     pse = _subcommand(sub, "pause", "stop claiming new tickets (running ones go on)")
     rsm = _subcommand(sub, "resume", "claim tickets again after `pause`")
     for sp in (pse, rsm):

@@ -17,8 +17,9 @@ import pytest
 
 from aimedres_async import __version__
 from aimedres_async.cli.app import EXIT_USAGE, main
-from aimedres_async.cli.parser import COMMANDS, DESCRIPTIONS, build_parser, parse, with_default_command
+from aimedres_async.cli.parser import build_parser, parse, with_default_command
 from aimedres_async.cli.usage import UsageError
+from aimedres_async.cli.words import COMMANDS, DESCRIPTIONS
 
 
 def usage(*argv: str) -> str:
