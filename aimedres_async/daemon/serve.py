@@ -6,6 +6,10 @@ file each ticket under done/ or failed/.
 control/ carries the operators' requests: <ticket>.cancel, and `paused` (claim nothing new).
 SIGTERM: stop claiming, stop the running jobs as `run` does, put their tickets back in incoming/,
 exit 0; SIGINT the same, exit 130. SIGHUP: reload the config (worker count, defaults, jobs).
+
+Intake, claiming, control requests, reload and shutdown act on one daemon state, so they stay in
+one class, which makes this module longer than 500 lines; what does not need that state is in
+modules of its own (groups, budgets, numbers, ops, spool).
 """
 
 from __future__ import annotations

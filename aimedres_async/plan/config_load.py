@@ -1,5 +1,8 @@
 """Reading `aimedres.toml` (or a spool ticket) and checking every key into the frozen settings of
 config.py; every problem is collected and raised at once as one ConfigError.
+
+Every table is checked in this one pass so that one run of `validate` names every problem, which
+makes this module a little longer than 500 lines (the checks of single values are config_values.py).
 """
 
 from __future__ import annotations

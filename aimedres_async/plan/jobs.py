@@ -1,5 +1,9 @@
 """Jobs: what to run and how its command is built (from the config, discovery or a ticket),
 which jobs a command line selects, and how attempts and jobs end.
+
+A configured job, a discovered script and a ticket are built into a command by the same merging
+rules, kept side by side here, which makes this module a little longer than 500 lines (the
+expansion of sweeps is plan/sweep_plan.py).
 """
 
 from __future__ import annotations
