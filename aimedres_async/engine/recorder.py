@@ -14,7 +14,7 @@ from aimedres_async.engine.state import Change, State
 from aimedres_async.records.console import Console
 from aimedres_async.records.sinks import RunLog
 from aimedres_async.report import diagnose
-from aimedres_async.report.summary import entry_bytes, summary_bytes, write_summary
+from aimedres_async.report.summary import entry_bytes, summary_pieces, write_summary
 
 SUMMARY_MIN_INTERVAL = 1.0
 REFRESH_BATCH = 100  # summary entries rebuilt between two turns of the event loop
@@ -156,4 +156,4 @@ class Recorder:
             self.console.warning(problem)
 
     def _write(self, meta: dict[str, Any], slots: list[bytes], final: bool) -> str | None:
-        return write_summary(self.log.dir / "summary.json", summary_bytes(meta, slots), final)
+        return write_summary(self.log.dir / "summary.json", summary_pieces(meta, slots), final)

@@ -115,18 +115,22 @@ def entry_bytes(entry: dict[str, Any]) -> bytes:
     return b"    " + orjson.dumps(entry, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n    ")
 
 
-def summary_bytes(meta: dict[str, Any], entries: list[bytes]) -> bytes:
-    """summary.json from the run's metadata and its jobs' `entry_bytes`: the same bytes as
-    `orjson.dumps({**meta, "jobs": [...]}, option=OPT_INDENT_2)`, without serializing the
-    entries again (JSON strings hold no raw newline, so re-indenting them is safe)."""
+def summary_pieces(meta: dict[str, Any], entries: list[bytes]) -> list[bytes]:
+    """summary.json from the run's metadata and its jobs' `entry_bytes`, as the pieces to write
+    one after the other: the same bytes as `orjson.dumps({**meta, "jobs": [...]}, option=OPT_INDENT_2)`,
+    without serializing the entries again (JSON strings hold no raw newline, so re-indenting them
+    is safe) and without joining them: at 100,000 jobs the joined file is ~60 MB, and each copy of
+    it was held beside the entries while it was written."""
     head = orjson.dumps({**meta, "jobs": []}, option=orjson.OPT_INDENT_2)
     if not entries:
-        return head
-    return head[: -len(b"[]\n}")] + b"[\n" + b",\n".join(entries) + b"\n  ]\n}"
+        return [head]
+    pieces = [b",\n"] * (2 * len(entries) - 1)
+    pieces[::2] = entries
+    return [head[: -len(b"[]\n}")] + b"[\n", *pieces, b"\n  ]\n}"]
 
 
-def write_summary(path: Path, data: bytes, final: bool = False) -> str | None:
-    """summary.json, whole (temp + rename); a one-line problem, or None.
+def write_summary(path: Path, data: bytes | Sequence[bytes], final: bool = False) -> str | None:
+    """summary.json, whole (temp + rename), from its bytes or its pieces; a one-line problem, or None.
 
     Only the final one is fsynced: one written while the run goes on is replaced within seconds,
     and the rename alone keeps it whole for readers and across a crash of the supervisor. When

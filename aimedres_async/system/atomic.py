@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 FdHook = Callable[[int], None]  # called with the temp file's fd before the data (e.g. fchown)
@@ -36,14 +36,21 @@ def temp_path(path: Path, tmp_dir: Path | None = None) -> Path:
     return (tmp_dir or path.parent) / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
 
 
-def _stage(tmp: Path, data: bytes, mode: int, fd_hook: FdHook | None, durable: bool = True) -> None:
+WRITE_BUFFER = 1 << 20  # pieces are gathered into writes of up to this much
+
+
+def _stage(tmp: Path, data: bytes | Sequence[bytes], mode: int, fd_hook: FdHook | None, durable: bool = True) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
         if fd_hook is not None:
             fd_hook(fd)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        if isinstance(data, bytes):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        else:  # pieces: never joined into one copy (a file object's buffer gathers them)
+            with open(fd, "wb", buffering=WRITE_BUFFER, closefd=False) as f:
+                f.writelines(data)
         if durable:
             os.fsync(fd)
     finally:
@@ -52,14 +59,15 @@ def _stage(tmp: Path, data: bytes, mode: int, fd_hook: FdHook | None, durable: b
 
 def write(
     path: Path,
-    data: bytes,
+    data: bytes | Sequence[bytes],
     *,
     mode: int = 0o644,
     tmp: Path | None = None,
     fd_hook: FdHook | None = None,
     durable: bool = True,
 ) -> None:
-    """Replace `path` with `data`, whole: temp file, fsync, rename, fsync of the folder.
+    """Replace `path` with `data` (bytes, or pieces written one after the other), whole: temp
+    file, fsync, rename, fsync of the folder.
 
     `tmp`: the temp file's path (default: a fresh one beside `path`); it must be on the same file
     system. The temp file is removed if anything fails. `durable=False` skips both fsyncs, for a
