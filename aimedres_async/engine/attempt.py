@@ -29,7 +29,7 @@ READ_SIZE = 1 << 20  # how much an executor reads from a log stream at once
 SCRUBBED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AttemptResult:
     outcome: Outcome
     exit_code: int | None = None
@@ -155,7 +155,7 @@ class AttemptContext:
         return [self.redact(a.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape") for a in argv]
 
 
-@dataclass
+@dataclass(slots=True)
 class JobOutput:
     """What a job printed that outlives its attempts: final metrics, the last lines, and what the
     scan of its output found (warnings; the line a `fail_on` pattern matched in this attempt)."""

@@ -17,7 +17,7 @@ from aimedres_async.records.scan import OutputScan
 from aimedres_async.report import diagnose
 
 
-@dataclass
+@dataclass(slots=True)
 class JobRun:
     """One job's progress through the run; becomes its entry in summary.json."""
 

@@ -24,7 +24,7 @@ MAX_BYPASS = 8
 _EPS = 1e-9
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Need:
     """What one attempt asks for (a job's resources, adjusted after an out-of-memory failure)."""
 
@@ -43,7 +43,7 @@ class Need:
 NOTHING = Need()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Grant:
     gpus: tuple[tuple[str, float], ...] = ()  # (device id, share)
     memory: int = 0

@@ -40,7 +40,7 @@ class TransitionError(RuntimeError):
     """A move the state diagram does not allow: a supervisor bug, never a user's mistake."""
 
 
-@dataclass
+@dataclass(slots=True)
 class JobState:
     """One job's place in the run."""
 
@@ -52,7 +52,7 @@ class JobState:
     due: float | None = None  # in BACKOFF: when it may be queued again (the caller's clock)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One move of one job, as the listener sees it (`old` is None when the job was added)."""
 

@@ -24,7 +24,7 @@ MAX_GPUS = 1024
 MAX_WORKERS = 100_000  # far above what one machine runs; the bound keeps every figure 64-bit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Backoff:
     initial: float = 1.0
     factor: float = 2.0
@@ -32,7 +32,7 @@ class Backoff:
     jitter: float = 0.1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resources:
     gpus: float = 0.0
     memory: int = 0
@@ -49,7 +49,7 @@ class Resources:
         return " ".join(parts) or "-"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobSettings:
     """Values a job inherits from `[defaults]` unless it sets its own (None = not set)."""
 
@@ -70,7 +70,7 @@ class JobSettings:
     fail_on: tuple[str, ...] | None = None  # regexes: an output line matching one fails the attempt
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobConfig:
     """One `[jobs.<id>]` table."""
 

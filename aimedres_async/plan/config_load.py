@@ -70,6 +70,7 @@ from aimedres_async.plan.sweeps import Sweep, want_entries, want_matrix, want_re
 
 CONFIG_NAME = "aimedres.toml"
 MAX_CONFIG_BYTES = 16 << 20
+NO_SETTINGS = JobSettings()  # frozen: every job table that sets nothing of its own shares it
 
 _TOP_SCHEMA = ("supervisor", "discovery", "defaults", "jobs", "logging", "ray", "slurm", "groups", "export")
 
@@ -268,7 +269,7 @@ def _job(job_id: str, raw: object, problems: Problems, keypath: tuple[str, ...] 
         script=script,
         command=command,
         args=args,
-        settings=JobSettings(**parsed),
+        settings=JobSettings(**parsed) if parsed else NO_SETTINGS,  # frozen: shared by the jobs that set none
         python=python,
         output_dir=output_dir,
         pass_flags=pass_flags,

@@ -73,13 +73,14 @@ class Status(enum.StrEnum):
 
 
 INJECTED = tuple(FLAG_SPELLINGS)
+NO_FLAGS: frozenset[str] = frozenset()  # shared by every job that accepts none (a command)
 NO_BACKOFF, NO_RESOURCES = (
     Backoff(),
     Resources(),
 )  # frozen: every job without its own shares them  # the flags a job's command may be given, by logical name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobSpec:
     """A fully resolved job: the exact argv and everything an executor needs."""
 
@@ -182,18 +183,19 @@ def build_spec(
     `swept`: one combination of its sweep, whose id and options it takes."""
     d, s = cfg.defaults, job.settings
     base_out = overrides.output_dir or cfg.resolve(cfg.supervisor.output_dir)
-    folder = job.output_dir or job.id
-    if swept is not None:  # each combination its own folder: the id's file-name form, `@` and on
-        folder += file_stem(swept.id)[len(job.id) :]
-    output_dir = base_out / folder  # an absolute per-job output_dir stays as it is
     python: str | None = None
-    accepts: frozenset[str] = frozenset()
+    accepts = NO_FLAGS
     script_path: Path | None = None
+    output_dir: Path | None = None  # a command is given no output folder
     swept_args = swept.args if swept is not None else ()
     if job.command is not None:
         argv = [*job.command, *job.args, *swept_args]
     else:
         assert job.script is not None
+        folder = job.output_dir or job.id
+        if swept is not None:  # each combination its own folder: the id's file-name form, `@` and on
+            folder += file_stem(swept.id)[len(job.id) :]
+        output_dir = base_out / folder  # an absolute per-job output_dir stays as it is
         script_path = cfg.resolve(job.script)
         _check_script_kind(job.id, script_path)
         info = info or read_script(script_path)
@@ -214,7 +216,7 @@ def build_spec(
         argv=tuple(argv),
         cwd=cfg.base_dir,
         env={**d.env, **s.env} if s.env else d.env,  # shared, never changed: one dict for 100,000 jobs
-        output_dir=output_dir if "output_dir" in accepts else None,
+        output_dir=output_dir if output_dir is not None and "output_dir" in accepts else None,
         script=script_path,
         accepts=accepts,
         retries=int(retries or 0),  # type: ignore[call-overload]
