@@ -9,6 +9,7 @@ through the executor, and marks what never ran as cancelled: every job ends reco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import secrets
@@ -37,6 +38,7 @@ from aimedres_async.records.console import Console
 from aimedres_async.records.framing import timestamp_str
 from aimedres_async.records.schema import SCHEMA_VERSION
 from aimedres_async.report.summary import supervisor_identity, write_reports
+from aimedres_async.system import collector
 from aimedres_async.system.provenance import bytes_sha256, git_info, host_info
 
 DAEMON_POINTER = "latest-daemon"  # `serve` leaves logs_dir/latest to `run` (and `logs JOB`)
@@ -123,6 +125,7 @@ class Supervisor:
             serve=opts.serve,
             fail_fast=opts.fail_fast,
         )
+        self._freezer: collector.SurvivorFreezer | None = None  # while the attempts run (not in the daemon)
         self.started_event = anyio.Event()  # set once run.started is logged and the plan queued
         self.error: str | None = None  # the supervisor error that ended the run, if one did
         self.drained_by: str | None = None  # the signal that drained the run (stop = "drain")
@@ -223,6 +226,8 @@ class Supervisor:
         self.recorder.record(change, job)
         if change.new is not State.FINISHED:
             return
+        if self._freezer is not None:
+            self._freezer.job_finished()
         job.output.settle()
         if job.on_finished is not None:
             try:
@@ -256,7 +261,13 @@ class Supervisor:
             gc.enable()
         try:
             try:
-                await self._run_tasks()
+                # what finished jobs leave (results, summary entries) frozen too, as full passes find it
+                with contextlib.nullcontext() if self.opts.serve else collector.SurvivorFreezer() as freezer:
+                    self._freezer = freezer
+                    try:
+                        await self._run_tasks()
+                    finally:
+                        self._freezer = None
             except Exception as e:  # a supervisor bug: every attempt was stopped (its group killed)
                 self._failed(e)
             # The run is over: no cyclic collector pass over its jobs' objects while the last

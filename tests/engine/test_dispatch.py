@@ -363,3 +363,78 @@ async def test_a_cancelled_run_leaves_the_collector_on(tmp_path: Path) -> None:
     with pytest.raises(asyncio.CancelledError):
         await run
     assert gc.isenabled()
+
+
+@pytest.mark.asyncio
+async def test_a_full_collection_during_a_run_freezes_what_finished_jobs_left(tmp_path: Path) -> None:
+    """What a finished job leaves (its attempt's result, its summary entry) lives to the end of
+    the run: once a full pass has seen it, it is frozen, so later full passes do not look at it
+    again (at 100,000 jobs each one held the loop longer)."""
+    import gc
+
+    sup, fake = make(tmp_path, [spec("a"), spec("b")], workers=1)
+    run = asyncio.create_task(sup.run())
+    try:
+        await until(lambda: len(fake.started) == 1)
+        fake.end("a")
+        await until(lambda: len(fake.started) == 2)
+        result = next(j for j in sup.jobs if j.spec.id == "a").last
+        assert result is not None and gc.is_tracked(result)
+        gc.collect()  # a full pass, as the collector makes one on its own
+        assert not any(o is result for o in gc.get_objects()), "the finished job's result is still collected"
+        fake.end("b")
+        assert await run == 0
+        gc.collect()  # after the run: survivors are not frozen any more
+        later = [object()]
+        assert any(o is later for o in gc.get_objects())
+    finally:
+        gc.unfreeze()
+
+
+@pytest.mark.asyncio
+async def test_a_daemon_freezes_nothing_it_lets_go_of(tmp_path: Path) -> None:
+    """The daemon drops each finished job: frozen, a reference cycle in one would never be freed."""
+    import gc
+
+    cfg: Config = builtin(tmp_path)
+    console = Console("console", err=io.StringIO(), out=io.StringIO())
+    opts = RunOptions(max_workers=1, logs_dir=tmp_path / "logs", serve=True)
+    daemon = Supervisor(cfg, (), opts, console, pools=Pools.of((), None, None), executor=FakeExecutor())
+    run = asyncio.create_task(daemon.run())
+    try:
+        await until(daemon.started_event.is_set)
+        kept = [object()]
+        gc.collect()
+        assert any(o is kept for o in gc.get_objects()), "the daemon froze a live object"
+    finally:
+        daemon.stop.request("SIGTERM")
+        await run
+        gc.unfreeze()
+
+
+@pytest.mark.asyncio
+async def test_the_run_makes_a_full_pass_every_so_many_finished_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small passes of its own as jobs finish (system.collector.COLLECT_EVERY), rather than the
+    collector's own, which grow with what the run held at the last one."""
+    import gc
+
+    from aimedres_async.system import collector
+
+    monkeypatch.setattr(collector, "COLLECT_EVERY", 1)
+    thresholds = gc.get_threshold()
+    gc.set_threshold(1_000_000_000)  # no pass of the collector's own during the test
+    try:
+        sup, fake = make(tmp_path, [spec("a"), spec("b")], workers=1)
+        run = asyncio.create_task(sup.run())
+        await until(lambda: len(fake.started) == 1)
+        fake.end("a")
+        await until(lambda: len(fake.started) == 2)
+        result = next(j for j in sup.jobs if j.spec.id == "a").last
+        assert not any(o is result for o in gc.get_objects()), "no full pass when job a finished"
+        fake.end("b")
+        assert await run == 0
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
