@@ -119,8 +119,8 @@ def summary_pieces(meta: dict[str, Any], entries: list[bytes]) -> list[bytes]:
     """summary.json from the run's metadata and its jobs' `entry_bytes`, as the pieces to write
     one after the other: the same bytes as `orjson.dumps({**meta, "jobs": [...]}, option=OPT_INDENT_2)`,
     without serializing the entries again (JSON strings hold no raw newline, so re-indenting them
-    is safe) and without joining them: at 100,000 jobs the joined file is ~60 MB, and each copy of
-    it was held beside the entries while it was written."""
+    is safe) and without joining them: at 100,000 jobs the file is ~60 MB, and a joined copy would
+    be held beside the entries while it is written."""
     head = orjson.dumps({**meta, "jobs": []}, option=orjson.OPT_INDENT_2)
     if not entries:
         return [head]
