@@ -44,7 +44,7 @@ def _stage(tmp: Path, data: bytes | Sequence[bytes], mode: int, fd_hook: FdHook 
     try:
         if fd_hook is not None:
             fd_hook(fd)
-        if isinstance(data, bytes):
+        if isinstance(data, (bytes, bytearray, memoryview)):
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]

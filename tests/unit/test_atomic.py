@@ -27,6 +27,20 @@ def test_write_creates_and_replaces_whole(tmp_path: Path) -> None:
     assert leftovers(tmp_path, "summary.json") == []
 
 
+def test_write_takes_pieces_and_any_bytes_like_object(tmp_path: Path) -> None:
+    """Pieces are written one after the other (summary.json's entries, never joined); a single
+    bytes-like object, a bytearray too, is written as it is, not taken for pieces."""
+    path = tmp_path / "summary.json"
+    pieces = [b"{", *[b'"k%d": %d, ' % (i, i) for i in range(100_000)], b'"end": 0}']
+    write(path, pieces, durable=False)
+    assert path.read_bytes() == b"".join(pieces)
+    write(path, bytearray(b"from a bytearray"))
+    assert path.read_bytes() == b"from a bytearray"
+    write(path, memoryview(b"from a view"))
+    assert path.read_bytes() == b"from a view"
+    assert leftovers(tmp_path, "summary.json") == []
+
+
 def test_a_reader_holding_the_old_file_keeps_it_whole(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     write(path, b"old content")
