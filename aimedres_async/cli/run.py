@@ -45,7 +45,7 @@ def console_for(a: argparse.Namespace, live: bool = False) -> Console:
 
 def executor_for(cfg: Config, logs_dir: Path | None = None) -> Any:
     """The config's executor (None: local processes); a cluster that is missing is a usage error."""
-    from aimedres_async.engine.run import make_executor
+    from aimedres_async.engine.executors.choose import make_executor
 
     try:
         return make_executor(cfg, logs_dir)

@@ -125,7 +125,7 @@ class Supervisor:
             serve=opts.serve,
             fail_fast=opts.fail_fast,
         )
-        self._freezer: collector.SurvivorFreezer | None = None  # while the attempts run (not in the daemon)
+        self._freezer = None if opts.serve else collector.SurvivorFreezer()  # the daemon lets go of its jobs
         self.started_event = anyio.Event()  # set once run.started is logged and the plan queued
         self.error: str | None = None  # the supervisor error that ended the run, if one did
         self.drained_by: str | None = None  # the signal that drained the run (stop = "drain")
@@ -261,13 +261,8 @@ class Supervisor:
             gc.enable()
         try:
             try:
-                # what finished jobs leave (results, summary entries) frozen too, as full passes find it
-                with contextlib.nullcontext() if self.opts.serve else collector.SurvivorFreezer() as freezer:
-                    self._freezer = freezer
-                    try:
-                        await self._run_tasks()
-                    finally:
-                        self._freezer = None
+                with self._freezer or contextlib.nullcontext():  # what finished jobs leave, frozen too
+                    await self._run_tasks()
             except Exception as e:  # a supervisor bug: every attempt was stopped (its group killed)
                 self._failed(e)
             # The run is over: no cyclic collector pass over its jobs' objects while the last
@@ -480,24 +475,6 @@ class Supervisor:
         except ReportError as e:
             self.console.warning(f"no gantt in the step summary: {e}")
             return ""
-
-
-def make_executor(cfg: Config, logs_dir: Path | None = None) -> Executor | None:
-    """The attempt runner for `[supervisor] executor`: None = local processes.
-
-    Raises executors.ray.RayUnavailable or executors.slurm_cluster.SlurmUnavailable (a one-line reason)
-    when the cluster's software is missing or the cluster does not answer.
-    """
-    if cfg.supervisor.executor == "slurm":
-        from aimedres_async.engine.executors.slurm import SlurmExecutor
-
-        logs = logs_dir or cfg.resolve(cfg.supervisor.logs_dir)
-        return SlurmExecutor(cfg.slurm, str(cfg.base_dir), str(logs)).run_attempt
-    if cfg.supervisor.executor != "ray":
-        return None
-    from aimedres_async.engine.executors.ray import RayExecutor
-
-    return RayExecutor(cfg.ray, str(cfg.base_dir)).run_attempt
 
 
 def default_workers(parallel: bool, configured: int | None) -> int:
